@@ -1,0 +1,119 @@
+using System.Numerics.Tensors;
+
+namespace PoolKernels.Kernels.Sequence;
+
+/// <summary>
+/// <c>sequence_pool</c>, managed SIMD: one pass over <c>hidden</c> for all requested modes.
+/// Work items are (batch row, block of <see cref="Block"/> features); each streams the kept rows of
+/// its block once, updating only the accumulators its modes need (TensorPrimitives, Vector512/256),
+/// in float. The accumulators live on the stack, so a call allocates nothing.
+/// </summary>
+public static unsafe class SequencePoolSimd
+{
+    /// <summary>Features per work item: 4 accumulators + 2 scratch rows of this size stay in L1.</summary>
+    public const int Block = 256;
+
+    /// <summary>Runs the operation on <paramref name="pool"/> (default <see cref="WorkerPool.Shared"/>); row b of the
+    /// result starts at output[b·outStride] (default dims).</summary>
+    public static void Run<T, TMask, TIdx>(ReadOnlySpan<T> hidden, ReadOnlySpan<TMask> mask, ReadOnlySpan<TIdx> prefixLen,
+        Span<float> output, int batch, int seqLen, int dim, ReadOnlySpan<SequencePoolMode> modes, float p, float eps, int dims, bool normalize,
+        WorkerPool? pool = null, int outStride = -1)
+        where T : unmanaged where TMask : unmanaged where TIdx : unmanaged
+    {
+        if (batch == 0 || dims == 0) return;
+        pool ??= WorkerPool.Shared;
+        if (outStride < 0) outStride = dims;
+        int blocks = (dim + Block - 1) / Block;
+        fixed (T* h = hidden) fixed (TMask* m = mask) fixed (TIdx* pl = prefixLen) fixed (float* o = output) fixed (SequencePoolMode* md = modes)
+        {
+            var job = Job<T, TMask, TIdx>.Cached ??= new();
+            job.Hidden = h; job.Mask = m; job.Prefix = prefixLen.IsEmpty ? null : pl; job.Out = o; job.Modes = md;
+            job.ModeCount = modes.Length; job.Batch = batch; job.SeqLen = seqLen; job.Dim = dim; job.Dims = dims; job.OutStride = outStride; job.P = p; job.Eps = eps;
+            job.Blocks = blocks;
+            foreach (var mode in modes)
+            {
+                job.NeedSum |= mode is SequencePoolMode.Mean or SequencePoolMode.MeanSqrtLen;
+                job.NeedWeighted |= mode == SequencePoolMode.WeightedMean;
+                job.NeedMax |= mode == SequencePoolMode.Max;
+                job.NeedGem |= mode == SequencePoolMode.Gem;
+            }
+            pool.Run(job, batch * blocks);
+            job.NeedSum = job.NeedWeighted = job.NeedMax = job.NeedGem = false;
+        }
+        if (normalize)
+            for (int b = 0; b < batch; b++) NormalizeInPlace(output.Slice(b * outStride, dims));
+    }
+
+    /// <summary>v / max(‖v‖₂, 1e-12), as F.normalize.</summary>
+    public static void NormalizeInPlace(Span<float> v)
+    {
+        float norm = TensorPrimitives.Norm(v);
+        TensorPrimitives.Multiply(v, 1f / MathF.Max(norm, 1e-12f), v);
+    }
+
+    private sealed class Job<T, TMask, TIdx> : IParallelJob where T : unmanaged where TMask : unmanaged where TIdx : unmanaged
+    {
+        [ThreadStatic] internal static Job<T, TMask, TIdx>? Cached;
+        internal T* Hidden; internal TMask* Mask; internal TIdx* Prefix; internal float* Out; internal SequencePoolMode* Modes;
+        internal int ModeCount, Batch, SeqLen, Dim, Dims, OutStride, Blocks;
+        internal float P, Eps;
+        internal bool NeedSum, NeedWeighted, NeedMax, NeedGem;
+
+        public void Execute(int item, int worker)
+        {
+            int b = item / Blocks, d0 = item % Blocks * Block, n = Math.Min(Block, Dim - d0);
+            float* buf = stackalloc float[6 * Block];
+            var sum = new Span<float>(buf, n); var wsum = new Span<float>(buf + Block, n);
+            var max = new Span<float>(buf + 2 * Block, n); var gem = new Span<float>(buf + 3 * Block, n);
+            var scratch = new Span<float>(buf + 4 * Block, n); var tmp = new Span<float>(buf + 5 * Block, n);
+            sum.Clear(); wsum.Clear(); gem.Clear(); max.Fill(float.NegativeInfinity);
+
+            long skip = Prefix == null ? 0 : Elements.ToInt64(Prefix[b]);
+            long seen = 0; int count = 0, first = -1, last = -1; double wtotal = 0;
+            TMask* mrow = Mask + (long)b * SeqLen;
+            for (int t = 0; t < SeqLen; t++)
+            {
+                if (!Elements.Keep(mrow[t]) || seen++ < skip) continue;
+                if (first < 0) first = t;
+                last = t; count++;
+                if (!(NeedSum || NeedWeighted || NeedMax || NeedGem)) continue;
+                var x = Elements.AsFloats(Row(b, t, d0, n), scratch);
+                if (NeedSum) TensorPrimitives.Add(sum, x, sum);
+                if (NeedWeighted) { TensorPrimitives.MultiplyAdd(x, (float)(t + 1), wsum, wsum); wtotal += t + 1; }
+                if (NeedMax) TensorPrimitives.Max(max, x, max);
+                if (NeedGem)
+                {
+                    TensorPrimitives.Max(x, Eps, tmp);
+                    if (P == 2f) TensorPrimitives.Multiply(tmp, tmp, tmp);
+                    else if (P == 3f) { TensorPrimitives.Multiply(tmp, tmp, scratch); TensorPrimitives.Multiply(scratch, tmp, tmp); }
+                    else if (P != 1f) TensorPrimitives.Pow(tmp, P, tmp);
+                    TensorPrimitives.Add(gem, tmp, gem);
+                }
+            }
+
+            for (int m = 0; m < ModeCount; m++)
+            {
+                int f0 = m * Dim + d0;
+                if (f0 >= Dims) break;
+                var dst = new Span<float>(Out + (long)b * OutStride + f0, Math.Min(n, Dims - f0));
+                if (count == 0) { dst.Clear(); continue; }
+                int k = dst.Length;
+                switch (Modes[m])
+                {
+                    case SequencePoolMode.Cls: Elements.AsFloats(Row(b, first, d0, k), scratch).CopyTo(dst); break;
+                    case SequencePoolMode.LastToken: Elements.AsFloats(Row(b, last, d0, k), scratch).CopyTo(dst); break;
+                    case SequencePoolMode.Mean: TensorPrimitives.Multiply(sum[..k], 1f / count, dst); break;
+                    case SequencePoolMode.MeanSqrtLen: TensorPrimitives.Multiply(sum[..k], (float)(1.0 / Math.Sqrt(count)), dst); break;
+                    case SequencePoolMode.WeightedMean: TensorPrimitives.Multiply(wsum[..k], (float)(1.0 / wtotal), dst); break;
+                    case SequencePoolMode.Max: max[..k].CopyTo(dst); break;
+                    case SequencePoolMode.Gem:
+                        TensorPrimitives.Multiply(gem[..k], 1f / count, dst);
+                        if (P != 1f) TensorPrimitives.Pow(dst, 1f / P, dst);
+                        break;
+                }
+            }
+        }
+
+        private ReadOnlySpan<T> Row(int b, int t, int d0, int n) => new(Hidden + ((long)b * SeqLen + t) * Dim + d0, n);
+    }
+}

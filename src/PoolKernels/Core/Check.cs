@@ -1,0 +1,62 @@
+using System.Numerics.Tensors;
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+
+namespace PoolKernels;
+
+/// <summary>Argument checks shared by every operation: each failure is an <see cref="ArgumentException"/>
+/// naming the argument and the shapes involved, raised before any kernel runs.</summary>
+internal static class Check
+{
+    public static void Length(long actual, long expected, string name, string what)
+    {
+        if (actual != expected) throw new ArgumentException($"{name} has {actual} elements but {what} needs {expected}.", name);
+    }
+
+    public static void Rank(int[] shape, int rank, string name, string layout)
+    {
+        if (shape.Length != rank) throw new ArgumentException($"{name} must be {layout} (rank {rank}), got {Shape.Format(shape)}.", name);
+    }
+
+    public static void DTypeIs(DType actual, string name, string allowed, bool ok)
+    {
+        if (!ok) throw new ArgumentException($"{name} has dtype {actual.Name()}; expected {allowed}.", name);
+    }
+
+    public static void FloatInput<T>(string name)
+    {
+        if (!Kernels.Elements.IsFloatInput<T>()) throw new ArgumentException($"{name} element type {typeof(T).Name} is not float, Half or BFloat16.", name);
+    }
+
+    public static void Mask<T>(string name)
+    {
+        if (!Kernels.Elements.IsMask<T>()) throw new ArgumentException($"{name} element type {typeof(T).Name} is not long, int, byte or bool.", name);
+    }
+
+    public static void SameDevice(Device device, string name, DeviceTensor? t)
+    {
+        if (t is not null && !ReferenceEquals(t.Device, device))
+            throw new ArgumentException($"{name} lives on {t.Device.Id}, not on {device.Id}.", name);
+    }
+
+    public static void NonNegative(int value, string name)
+    {
+        if (value < 0) throw new ArgumentException($"{name} must be >= 0, got {value}.", name);
+    }
+
+    /// <summary>The dense, row-major elements of a tensor span, with its lengths.</summary>
+    public static ReadOnlySpan<T> Dense<T>(ReadOnlyTensorSpan<T> t, string name, out int[] shape)
+    {
+        shape = new int[t.Rank];
+        for (int i = 0; i < t.Rank; i++) shape[i] = checked((int)t.Lengths[i]);
+        if (!t.IsDense) throw new ArgumentException($"{name} {Shape.Format(shape)} must be dense and row-major.", name);
+        return MemoryMarshal.CreateReadOnlySpan(ref Unsafe.AsRef(in t.GetPinnableReference()), checked((int)t.FlattenedLength));
+    }
+
+    /// <summary>The dense elements of a writable tensor span.</summary>
+    public static Span<T> Dense<T>(TensorSpan<T> t, string name, out int[] shape)
+    {
+        var ro = Dense((ReadOnlyTensorSpan<T>)t, name, out shape);
+        return MemoryMarshal.CreateSpan(ref MemoryMarshal.GetReference(ro), ro.Length);
+    }
+}

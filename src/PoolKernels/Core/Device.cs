@@ -1,0 +1,210 @@
+using ILGPU;
+using ILGPU.Runtime;
+using ILGPU.Runtime.CPU;
+using ILGPU.Runtime.Cuda;
+using ILGPU.Runtime.OpenCL;
+using PoolKernels.Kernels;
+
+namespace PoolKernels;
+
+/// <summary>How a device runs kernels.</summary>
+public enum BackendKind
+{
+    /// <summary>Scalar C#, double accumulation: the oracle.</summary>
+    Reference,
+    /// <summary>Managed SIMD (Vector512/256, TensorPrimitives), multi-threaded.</summary>
+    Simd,
+    /// <summary>An ILGPU accelerator: CPU simulator, OpenCL or CUDA.</summary>
+    Ilgpu,
+}
+
+/// <summary>What <c>poolkernels devices</c> lists for one backend.</summary>
+/// <param name="Id">Device id: reference, simd, ilgpu-cpu, opencl:N, cuda:N.</param>
+/// <param name="Name">Human-readable name (the accelerator's name for ILGPU devices).</param>
+/// <param name="Kind">Backend kind.</param>
+/// <param name="MemoryBytes">Device memory in bytes (host memory for CPU backends).</param>
+/// <param name="ComputeUnits">Cores or multiprocessors.</param>
+/// <param name="IsGpu">True for a GPU (what <c>auto</c> prefers).</param>
+public sealed record DeviceInfo(string Id, string Name, BackendKind Kind, long MemoryBytes, int ComputeUnits, bool IsGpu);
+
+/// <summary>
+/// A backend that runs PoolKernels operations. Devices are safe to call from many threads at once.
+/// Operations are extension methods (see <see cref="SequencePooling"/>); device-resident buffers come from
+/// <see cref="Allocate"/> / <see cref="Upload(Tensor)"/> so calls can be chained without host copies.
+/// </summary>
+public abstract class Device : IDisposable
+{
+    /// <summary>Description of this device.</summary>
+    public DeviceInfo Info { get; }
+    /// <summary>The device id (e.g. "simd", "cuda:0").</summary>
+    public string Id => Info.Id;
+    /// <summary>The backend kind.</summary>
+    public BackendKind Kind => Info.Kind;
+
+    private protected Device(DeviceInfo info) => Info = info;
+
+    /// <summary>Allocates a zero-filled device tensor.</summary>
+    public abstract DeviceTensor Allocate(DType dtype, params int[] shape);
+
+    /// <summary>Copies a host tensor to the device.</summary>
+    public DeviceTensor Upload(Tensor tensor)
+    {
+        ArgumentNullException.ThrowIfNull(tensor);
+        var t = Allocate(tensor.DType, (int[])tensor.Shape.Clone());
+        t.CopyFromBytes(tensor.Data.Span);
+        return t;
+    }
+
+    /// <summary>Copies host values to a new device tensor of the given shape.</summary>
+    public DeviceTensor Upload<T>(ReadOnlySpan<T> values, params int[] shape) where T : unmanaged
+    {
+        var t = Allocate(DTypes.Of<T>(), shape);
+        t.CopyFrom(values);
+        return t;
+    }
+
+    /// <inheritdoc/>
+    public override string ToString() => $"{Id} ({Info.Name})";
+
+    /// <summary>Releases the device's resources.</summary>
+    public virtual void Dispose() => GC.SuppressFinalize(this);
+
+    /// <summary>Lists every usable backend: reference, simd, then the ILGPU accelerators found.</summary>
+    public static IReadOnlyList<DeviceInfo> List() => Devices.List();
+
+    /// <summary>Opens a device by id: reference, simd, ilgpu-cpu, opencl:N, cuda:N or auto
+    /// (the first of cuda:0, a GPU opencl:N, simd).</summary>
+    public static Device Open(string id) => Devices.Open(id);
+}
+
+/// <summary>The CPU devices: <c>reference</c> and <c>simd</c>. Device tensors are host memory.</summary>
+public sealed class CpuDevice : Device
+{
+    /// <summary>The worker pool the SIMD kernels run on.</summary>
+    public WorkerPool Pool { get; }
+
+    internal CpuDevice(BackendKind kind, WorkerPool pool)
+        : base(new DeviceInfo(kind == BackendKind.Reference ? "reference" : "simd",
+            kind == BackendKind.Reference ? "scalar reference (double accumulation)" : $"managed SIMD ({SimdWidth()}-bit, {pool.Workers} threads)",
+            kind, GC.GetGCMemoryInfo().TotalAvailableMemoryBytes, Environment.ProcessorCount, false)) => Pool = pool;
+
+    private static int SimdWidth() => System.Runtime.Intrinsics.Vector512.IsHardwareAccelerated ? 512 : System.Runtime.Intrinsics.Vector256.IsHardwareAccelerated ? 256 : 128;
+
+    /// <inheritdoc/>
+    public override DeviceTensor Allocate(DType dtype, params int[] shape) =>
+        new(this, dtype, shape, new byte[checked(PoolKernels.Shape.Count(shape) * dtype.Size())], null);
+}
+
+/// <summary>An ILGPU accelerator (<c>ilgpu-cpu</c>, <c>opencl:N</c>, <c>cuda:N</c>). Kernels are compiled once
+/// per device and cached; calls are serialized on the accelerator's stream.</summary>
+public sealed class IlgpuDevice : Device
+{
+    /// <summary>The ILGPU accelerator.</summary>
+    public Accelerator Accelerator { get; }
+    internal readonly object Gate = new();
+    private MemoryBuffer1D<byte, Stride1D.Dense>? _dummy;
+
+    internal IlgpuDevice(DeviceInfo info, Accelerator accelerator) : base(info) => Accelerator = accelerator;
+
+    /// <summary>A small zeroed buffer passed for absent optional inputs.</summary>
+    internal MemoryBuffer1D<byte, Stride1D.Dense> Dummy
+    {
+        get
+        {
+            lock (Gate)
+            {
+                if (_dummy is null) { _dummy = Accelerator.Allocate1D<byte>(64); _dummy.MemSetToZero(); Accelerator.Synchronize(); }
+                return _dummy;
+            }
+        }
+    }
+
+    /// <summary>The bytes [offset, offset+length) of <paramref name="t"/>, or the dummy buffer when that range is empty
+    /// (a kernel given an empty range never reads it).</summary>
+    internal ArrayView<byte> Bytes(DeviceTensor t, long offset = 0, long length = -1)
+    {
+        if (length < 0) length = t.Bytes - offset;
+        return length == 0 ? (ArrayView<byte>)Dummy.View : t.View.SubView(offset, length);
+    }
+
+    /// <inheritdoc/>
+    public override DeviceTensor Allocate(DType dtype, params int[] shape)
+    {
+        long bytes = checked(PoolKernels.Shape.Count(shape) * dtype.Size());
+        var buffer = Accelerator.Allocate1D<byte>(Math.Max(bytes, 8));
+        buffer.MemSetToZero();
+        Accelerator.Synchronize();
+        return new DeviceTensor(this, dtype, shape, default, buffer);
+    }
+
+    /// <inheritdoc/>
+    public override void Dispose()
+    {
+        _dummy?.Dispose();
+        Accelerator.Dispose();
+        base.Dispose();
+    }
+}
+
+/// <summary>Device discovery.</summary>
+public static class Devices
+{
+    private static readonly Lazy<Context> SharedContext = new(() =>
+        Context.Create(b => b.CPU(new CPUDevice(4, 1, 1)).Cuda().OpenCL().EnableAlgorithms().Math(MathMode.Default)));
+
+    /// <summary>The process-wide ILGPU context (created on first use).</summary>
+    public static Context Context => SharedContext.Value;
+
+    /// <summary>Every usable backend.</summary>
+    public static IReadOnlyList<DeviceInfo> List()
+    {
+        var list = new List<DeviceInfo>
+        {
+            new CpuDevice(BackendKind.Reference, WorkerPool.Shared).Info,
+            new CpuDevice(BackendKind.Simd, WorkerPool.Shared).Info,
+        };
+        foreach (var (id, d) in IlgpuDevices()) list.Add(Describe(id, d));
+        return list;
+    }
+
+    /// <summary>Opens a device by id (see <see cref="Device.Open"/>).</summary>
+    public static Device Open(string id)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(id);
+        switch (id)
+        {
+            case "reference": return new CpuDevice(BackendKind.Reference, WorkerPool.Shared);
+            case "simd": return new CpuDevice(BackendKind.Simd, WorkerPool.Shared);
+            case "auto":
+                var all = IlgpuDevices();
+                var pick = all.FirstOrDefault(x => x.Id == "cuda:0");
+                if (pick.Id is null) pick = all.FirstOrDefault(x => x.Id.StartsWith("opencl:", StringComparison.Ordinal) && IsGpu(x.Device));
+                return pick.Id is null ? Open("simd") : Open(pick.Id);
+        }
+        foreach (var (did, d) in IlgpuDevices())
+            if (did == id) return new IlgpuDevice(Describe(did, d), d.CreateAccelerator(Context));
+        throw new ArgumentException($"Unknown or unavailable device '{id}'. Available: {string.Join(", ", List().Select(x => x.Id))}.", nameof(id));
+    }
+
+    private static List<(string Id, ILGPU.Runtime.Device Device)> IlgpuDevices()
+    {
+        var r = new List<(string, ILGPU.Runtime.Device)>();
+        int cuda = 0, cl = 0;
+        foreach (var d in Context.Devices)
+        {
+            switch (d.AcceleratorType)
+            {
+                case AcceleratorType.CPU: r.Add(("ilgpu-cpu", d)); break;
+                case AcceleratorType.Cuda: r.Add(($"cuda:{cuda++}", d)); break;
+                case AcceleratorType.OpenCL: r.Add(($"opencl:{cl++}", d)); break;
+            }
+        }
+        return r;
+    }
+
+    private static bool IsGpu(ILGPU.Runtime.Device d) =>
+        d is CudaDevice || (d is CLDevice cl && cl.DeviceType == CLDeviceType.CL_DEVICE_TYPE_GPU);
+
+    private static DeviceInfo Describe(string id, ILGPU.Runtime.Device d) =>
+        new(id, d.Name, BackendKind.Ilgpu, d.MemorySize, d.NumMultiprocessors, IsGpu(d));
+}

@@ -1,0 +1,90 @@
+using System.Runtime.InteropServices;
+using ILGPU;
+using ILGPU.Runtime;
+
+namespace PoolKernels;
+
+/// <summary>
+/// A tensor resident on a <see cref="Device"/>: host memory for reference/simd, an accelerator buffer for
+/// ILGPU devices. Pass device tensors to operations to chain them without copies to the host.
+/// </summary>
+public sealed class DeviceTensor : IDisposable
+{
+    /// <summary>The owning device.</summary>
+    public Device Device { get; }
+    /// <summary>Element type.</summary>
+    public DType DType { get; }
+    /// <summary>Dimensions.</summary>
+    public int[] Shape { get; }
+    /// <summary>Element count.</summary>
+    public long Count { get; }
+    internal Memory<byte> Host { get; }
+    internal MemoryBuffer1D<byte, Stride1D.Dense>? Buffer { get; private set; }
+
+    internal DeviceTensor(Device device, DType dtype, int[] shape, Memory<byte> host, MemoryBuffer1D<byte, Stride1D.Dense>? buffer)
+    {
+        Device = device; DType = dtype; Shape = shape; Count = PoolKernels.Shape.Count(shape); Host = host; Buffer = buffer;
+    }
+
+    /// <summary>Size in bytes.</summary>
+    public long Bytes => Count * DType.Size();
+
+    /// <summary>The accelerator view of the bytes (ILGPU devices only).</summary>
+    internal ArrayView<byte> View => Buffer is null ? throw new InvalidOperationException("Not an accelerator tensor.") : Buffer.View.SubView(0, Bytes);
+
+    /// <summary>The accelerator view typed as <typeparamref name="T"/>.</summary>
+    internal ArrayView<T> ViewAs<T>() where T : unmanaged => View.Cast<T>();
+
+    /// <summary>Copies raw bytes in (length must equal <see cref="Bytes"/>).</summary>
+    public void CopyFromBytes(ReadOnlySpan<byte> bytes)
+    {
+        if (bytes.Length != Bytes) throw new ArgumentException($"Expected {Bytes} bytes for {this}, got {bytes.Length}.", nameof(bytes));
+        if (Buffer is null) { bytes.CopyTo(Host.Span); return; }
+        if (Bytes == 0) return;
+        var dev = (IlgpuDevice)Device;
+        lock (dev.Gate) { View.CopyFromCPU(dev.Accelerator.DefaultStream, bytes); dev.Accelerator.Synchronize(); }
+    }
+
+    /// <summary>Copies values in; their count must equal <see cref="Count"/>.</summary>
+    public void CopyFrom<T>(ReadOnlySpan<T> values) where T : unmanaged
+    {
+        CheckType<T>();
+        CopyFromBytes(MemoryMarshal.AsBytes(values));
+    }
+
+    /// <summary>Copies raw bytes out.</summary>
+    public void CopyToBytes(Span<byte> bytes)
+    {
+        if (bytes.Length != Bytes) throw new ArgumentException($"Expected {Bytes} bytes for {this}, got {bytes.Length}.", nameof(bytes));
+        if (Buffer is null) { Host.Span.CopyTo(bytes); return; }
+        if (Bytes == 0) return;
+        var dev = (IlgpuDevice)Device;
+        lock (dev.Gate) { View.CopyToCPU(dev.Accelerator.DefaultStream, bytes); dev.Accelerator.Synchronize(); }
+    }
+
+    /// <summary>Copies values out; the span's length must equal <see cref="Count"/>.</summary>
+    public void CopyTo<T>(Span<T> values) where T : unmanaged
+    {
+        CheckType<T>();
+        CopyToBytes(MemoryMarshal.AsBytes(values));
+    }
+
+    /// <summary>A host copy.</summary>
+    public Tensor ToTensor()
+    {
+        var t = Tensor.Zeros(DType, (int[])Shape.Clone());
+        CopyToBytes(t.Data.Span);
+        return t;
+    }
+
+    private void CheckType<T>() where T : unmanaged
+    {
+        if (System.Runtime.CompilerServices.Unsafe.SizeOf<T>() != DType.Size()) throw new ArgumentException($"{typeof(T).Name} does not match {this}.");
+    }
+
+    /// <summary>Frees the accelerator buffer.</summary>
+    public void Dispose() { Buffer?.Dispose(); Buffer = null; }
+
+    /// <inheritdoc/>
+    public override string ToString() => $"{DType.Name()}{PoolKernels.Shape.Format(Shape)} on {Device.Id}";
+}

@@ -1,0 +1,112 @@
+using System.Runtime.InteropServices;
+
+namespace PoolKernels;
+
+/// <summary>
+/// A dense, row-major host tensor: a dtype, a shape (PyTorch order) and little-endian bytes.
+/// The bytes may be a managed array or a view into a memory-mapped safetensors file.
+/// </summary>
+public sealed class Tensor
+{
+    /// <summary>Element type.</summary>
+    public DType DType { get; }
+    /// <summary>Dimensions, outermost first.</summary>
+    public int[] Shape { get; }
+    /// <summary>The raw bytes (Count · element size of them).</summary>
+    public Memory<byte> Data { get; }
+    /// <summary>Number of elements.</summary>
+    public long Count { get; }
+
+    /// <summary>Wraps <paramref name="data"/>; its length must equal the shape's byte size.</summary>
+    public Tensor(DType dtype, int[] shape, Memory<byte> data)
+    {
+        ArgumentNullException.ThrowIfNull(shape);
+        Count = PoolKernels.Shape.Count(shape);
+        if (Count * dtype.Size() != data.Length)
+            throw new ArgumentException($"Tensor data has {data.Length} bytes but {dtype.Name()} {PoolKernels.Shape.Format(shape)} needs {Count * dtype.Size()}.", nameof(data));
+        DType = dtype; Shape = shape; Data = data;
+    }
+
+    /// <summary>A zero-filled tensor.</summary>
+    public static Tensor Zeros(DType dtype, params int[] shape) =>
+        new(dtype, shape, new byte[checked(PoolKernels.Shape.Count(shape) * dtype.Size())]);
+
+    /// <summary>A tensor over a copy of <paramref name="values"/> (bool is stored as BOOL bytes).</summary>
+    public static Tensor From<T>(ReadOnlySpan<T> values, params int[] shape) where T : unmanaged
+    {
+        var t = Zeros(DTypes.Of<T>(), shape);
+        if (values.Length != t.Count) throw new ArgumentException($"{values.Length} values do not fill shape {PoolKernels.Shape.Format(shape)}.", nameof(values));
+        MemoryMarshal.AsBytes(values).CopyTo(t.Data.Span);
+        return t;
+    }
+
+    /// <summary>A tensor over a copy of <paramref name="values"/>.</summary>
+    public static Tensor From<T>(T[] values, params int[] shape) where T : unmanaged => From((ReadOnlySpan<T>)values, shape);
+
+    /// <summary>The elements as <typeparamref name="T"/> (no copy); T must match the dtype's size.</summary>
+    public Span<T> AsSpan<T>() where T : unmanaged
+    {
+        if (System.Runtime.CompilerServices.Unsafe.SizeOf<T>() != DType.Size()) throw new InvalidOperationException($"Cannot view {DType.Name()} as {typeof(T).Name}.");
+        return MemoryMarshal.Cast<byte, T>(Data.Span);
+    }
+
+    /// <summary>Every element widened to double (float dtypes exactly; integers as values).</summary>
+    public double[] ToDoubles()
+    {
+        var r = new double[Count];
+        var s = Data.Span;
+        switch (DType)
+        {
+            case DType.F64: MemoryMarshal.Cast<byte, double>(s).CopyTo(r); break;
+            case DType.F32: { var v = MemoryMarshal.Cast<byte, float>(s); for (int i = 0; i < r.Length; i++) r[i] = v[i]; break; }
+            case DType.F16: { var v = MemoryMarshal.Cast<byte, Half>(s); for (int i = 0; i < r.Length; i++) r[i] = (double)v[i]; break; }
+            case DType.BF16: { var v = MemoryMarshal.Cast<byte, ushort>(s); for (int i = 0; i < r.Length; i++) r[i] = Numerics.Bf16BitsToFloat(v[i]); break; }
+            case DType.I64: { var v = MemoryMarshal.Cast<byte, long>(s); for (int i = 0; i < r.Length; i++) r[i] = v[i]; break; }
+            case DType.I32: { var v = MemoryMarshal.Cast<byte, int>(s); for (int i = 0; i < r.Length; i++) r[i] = v[i]; break; }
+            default: for (int i = 0; i < r.Length; i++) r[i] = s[i]; break;
+        }
+        return r;
+    }
+
+    /// <summary>Integer tensors as long values (throws for float dtypes).</summary>
+    public long[] ToInt64s()
+    {
+        if (DType is DType.F64 or DType.F32 or DType.F16 or DType.BF16) throw new InvalidOperationException($"{DType.Name()} is not an integer dtype.");
+        var r = new long[Count];
+        var s = Data.Span;
+        switch (DType)
+        {
+            case DType.I64: MemoryMarshal.Cast<byte, long>(s).CopyTo(r); break;
+            case DType.I32: { var v = MemoryMarshal.Cast<byte, int>(s); for (int i = 0; i < r.Length; i++) r[i] = v[i]; break; }
+            default: for (int i = 0; i < r.Length; i++) r[i] = s[i]; break;
+        }
+        return r;
+    }
+
+    /// <summary>A copy converted to <paramref name="dtype"/> (floats round to nearest, as PyTorch's .to()).</summary>
+    public Tensor To(DType dtype)
+    {
+        if (dtype == DType) return new Tensor(DType, (int[])Shape.Clone(), Data.ToArray());
+        var v = ToDoubles();
+        var t = Zeros(dtype, (int[])Shape.Clone());
+        var s = t.Data.Span;
+        for (int i = 0; i < v.Length; i++)
+        {
+            switch (dtype)
+            {
+                case DType.F64: MemoryMarshal.Cast<byte, double>(s)[i] = v[i]; break;
+                case DType.F32: MemoryMarshal.Cast<byte, float>(s)[i] = (float)v[i]; break;
+                case DType.F16: MemoryMarshal.Cast<byte, Half>(s)[i] = (Half)v[i]; break;
+                case DType.BF16: MemoryMarshal.Cast<byte, ushort>(s)[i] = Numerics.FloatToBf16Bits((float)v[i]); break;
+                case DType.I64: MemoryMarshal.Cast<byte, long>(s)[i] = (long)v[i]; break;
+                case DType.I32: MemoryMarshal.Cast<byte, int>(s)[i] = (int)v[i]; break;
+                case DType.U8: s[i] = (byte)v[i]; break;
+                default: s[i] = v[i] != 0 ? (byte)1 : (byte)0; break;
+            }
+        }
+        return t;
+    }
+
+    /// <inheritdoc/>
+    public override string ToString() => $"{DType.Name()}{PoolKernels.Shape.Format(Shape)}";
+}

@@ -1,0 +1,88 @@
+using System.Diagnostics;
+using PoolKernels.IO;
+
+namespace PoolKernels.Verification;
+
+/// <summary>The result of one test vector on one device.</summary>
+/// <param name="File">The vector file.</param>
+/// <param name="Device">Device id.</param>
+/// <param name="Op">Operation name from the metadata.</param>
+/// <param name="Pass">Every expected output within tolerance.</param>
+/// <param name="MaxAbsErr">Largest absolute error over all outputs.</param>
+/// <param name="MaxRelErr">Largest relative error over all outputs.</param>
+/// <param name="MedianMs">Median wall time of the call over the repeats (host tensors in and out).</param>
+/// <param name="Message">Why it failed, or empty.</param>
+public sealed record VectorResult(string File, string Device, string Op, bool Pass, double MaxAbsErr, double MaxRelErr, double MedianMs, string Message);
+
+/// <summary>Runs safetensors test vectors (DESIGN.md §4) on a device.</summary>
+public static class VectorRunner
+{
+    /// <summary>Every .safetensors file under the given files or folders, sorted.</summary>
+    public static IReadOnlyList<string> Expand(IEnumerable<string> paths)
+    {
+        var files = new List<string>();
+        foreach (var p in paths)
+        {
+            if (Directory.Exists(p)) files.AddRange(Directory.EnumerateFiles(p, "*.safetensors", SearchOption.AllDirectories));
+            else if (System.IO.File.Exists(p)) files.Add(p);
+            else throw new FileNotFoundException($"No such file or folder: {p}", p);
+        }
+        files.Sort(StringComparer.Ordinal);
+        return files;
+    }
+
+    /// <summary>The op name stored in a vector's metadata.</summary>
+    public static string OpOf(string file)
+    {
+        using var f = Safetensors.Read(file);
+        return f.Metadata.TryGetValue("op", out var op) ? op : "";
+    }
+
+    /// <summary>Runs one vector on one device <paramref name="repeat"/> times and compares every expected output.</summary>
+    public static VectorResult Run(string file, Device device, int repeat = 1)
+    {
+        using var f = Safetensors.Read(file);
+        string op = f.Metadata.GetValueOrDefault("op", "");
+        var spec = OpRegistry.Find(op);
+        if (spec is null) return new(file, device.Id, op, false, 0, 0, 0, $"operation '{op}' is not implemented");
+        double rtol = f.Metadata.TryGetValue("rtol", out var r) ? double.Parse(r, System.Globalization.CultureInfo.InvariantCulture) : 1e-4;
+        double atol = f.Metadata.TryGetValue("atol", out var a) ? double.Parse(a, System.Globalization.CultureInfo.InvariantCulture) : 1e-5;
+        var inputs = f.Tensors.Where(kv => !kv.Key.StartsWith("expected.", StringComparison.Ordinal)).ToDictionary();
+        var parameters = f.Metadata.Where(kv => kv.Key is not ("op" or "rtol" or "atol")).ToDictionary();
+        var call = new OpCall(inputs, parameters);
+
+        IReadOnlyDictionary<string, Tensor> outputs;
+        var times = new List<double>();
+        try
+        {
+            outputs = spec.Run(device, call);
+            for (int i = 0; i < repeat; i++)
+            {
+                long t0 = Stopwatch.GetTimestamp();
+                outputs = spec.Run(device, call);
+                times.Add(Stopwatch.GetElapsedTime(t0).TotalMilliseconds);
+            }
+        }
+        catch (Exception e) when (e is ArgumentException or NotSupportedException or InvalidOperationException)
+        {
+            return new(file, device.Id, op, false, 0, 0, 0, $"{e.GetType().Name}: {e.Message}");
+        }
+        times.Sort();
+        double median = times.Count == 0 ? 0 : times[times.Count / 2];
+
+        bool pass = true; double maxAbs = 0, maxRel = 0; string msg = "";
+        int expectedCount = 0;
+        foreach (var (name, expected) in f.Tensors)
+        {
+            if (!name.StartsWith("expected.", StringComparison.Ordinal)) continue;
+            expectedCount++;
+            string output = name["expected.".Length..];
+            if (!outputs.TryGetValue(output, out var actual)) { pass = false; msg = $"no output '{output}'"; continue; }
+            var c = Compare.Tensors(actual, expected, rtol, atol, output);
+            maxAbs = Math.Max(maxAbs, c.MaxAbsErr); maxRel = Math.Max(maxRel, c.MaxRelErr);
+            if (!c.Pass) { pass = false; if (msg.Length == 0) msg = c.Message; }
+        }
+        if (expectedCount == 0) { pass = false; msg = "vector has no expected.* tensors"; }
+        return new(file, device.Id, op, pass, maxAbs, maxRel, median, msg);
+    }
+}
