@@ -28,6 +28,8 @@ public struct SequencePoolParams
 public static class SequencePoolIlgpu
 {
     /// <summary>The pooling kernel; <paramref name="i"/> runs over Batch·Dim.</summary>
+    [GpuKernel(typeof(float), typeof(F32Reader), typeof(long), typeof(I64Mask), typeof(long), typeof(I64Index))]
+    [GpuKernel(typeof(ushort), typeof(Bf16Reader), typeof(byte), typeof(U8Mask), typeof(int), typeof(I32Index))]
     public static void Kernel<TRaw, TElem, TMask, TMaskOp, TIdx, TIdxOp>(Index1D i, ArrayView<TRaw> hidden, ArrayView<TMask> mask,
         ArrayView<TIdx> prefix, ArrayView<float> output, SequencePoolParams prm)
         where TRaw : unmanaged where TElem : struct, IElementReader<TRaw>
@@ -50,7 +52,7 @@ public static class SequencePoolIlgpu
             sum += x;
             wsum += (t + 1) * x; wtotal += t + 1;
             max = Numerics.MaxNaN(max, x);
-            gem += XMath.Pow(XMath.Max(x, prm.Eps), prm.P);
+            gem += XMath.Pow(Numerics.MaxNaN(x, prm.Eps), prm.P);
         }
         for (int m = 0; m < prm.ModeCount; m++)
         {
@@ -75,6 +77,7 @@ public static class SequencePoolIlgpu
     }
 
     /// <summary>Row-wise L2 normalization of the first <paramref name="width"/> entries of rows <paramref name="stride"/> apart: one group per row.</summary>
+    [GpuKernel]
     public static void NormalizeRowsKernel(ArrayView<float> data, int width, int stride)
     {
         long row = (long)Grid.IdxX * stride;
@@ -84,7 +87,7 @@ public static class SequencePoolIlgpu
             float v = data[row + f];
             ss += v * v;
         }
-        float scale = 1f / XMath.Max(XMath.Sqrt(GroupReduce.Sum(ss)), 1e-12f);
+        float scale = 1f / Numerics.MaxNaN(XMath.Sqrt(GroupReduce.Sum(ss)), 1e-12f); // NaN norm stays NaN, as clamp_min
         for (int f = Group.IdxX; f < width; f += Group.DimX) data[row + f] *= scale;
     }
 

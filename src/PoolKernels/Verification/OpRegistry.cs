@@ -2,82 +2,24 @@ using PoolKernels.Kernels.Sequence;
 
 namespace PoolKernels.Verification;
 
+/// <summary>An op family's entries in the registry: each family adds one class implementing this (found by
+/// reflection, so families never edit a shared list).</summary>
+public interface IOpFamily
+{
+    /// <summary>The family's operations.</summary>
+    static abstract IEnumerable<OpSpec> Specs();
+}
+
 /// <summary>Every implemented operation, by DESIGN.md name: what <c>check</c>, <c>verify</c> and the tests run.</summary>
 public static class OpRegistry
 {
-    /// <summary>The specs, by name.</summary>
-    public static IReadOnlyDictionary<string, OpSpec> All { get; } = Build().ToDictionary(s => s.Name);
+    /// <summary>The specs, by name, sorted.</summary>
+    public static IReadOnlyDictionary<string, OpSpec> All { get; } = typeof(OpRegistry).Assembly.GetTypes()
+        .Where(t => t.IsClass && t.GetInterfaces().Contains(typeof(IOpFamily)))
+        .SelectMany(t => (IEnumerable<OpSpec>)t.GetMethod(nameof(IOpFamily.Specs))!.Invoke(null, null)!)
+        .OrderBy(s => s.Name, StringComparer.Ordinal)
+        .ToDictionary(s => s.Name);
 
     /// <summary>The spec of <paramref name="op"/>, or null when it is not implemented.</summary>
     public static OpSpec? Find(string op) => All.GetValueOrDefault(op);
-
-    private static IEnumerable<OpSpec> Build()
-    {
-        yield return new OpSpec("sequence_pool", RunSequencePool, SequencePoolCases);
-        yield return new OpSpec("layer_pool", RunLayerPool, LayerPoolCases);
-    }
-
-    private static Dictionary<string, Tensor> Out(Tensor t) => new() { ["out"] = t };
-
-    private static IReadOnlyDictionary<string, Tensor> RunSequencePool(Device d, OpCall c) => Out(d.SequencePool(
-        c.Input("hidden"), c.Input("attention_mask"),
-        new SequencePoolOptions(SequencePoolOptions.ParseModes(c.Text("mode")))
-        {
-            P = c.Float("p", 3f), Eps = c.Float("eps", 1e-6f), Normalize = c.Bool("normalize", false),
-            Dims = c.Parameters.TryGetValue("dims", out var dims) && dims is not ("all" or "") ? c.Int("dims", -1) : -1,
-        },
-        c.Optional("prefix_len")));
-
-    private static IReadOnlyDictionary<string, Tensor> RunLayerPool(Device d, OpCall c) => Out(d.LayerPool(
-        c.Input("hidden_states"), c.Input("attention_mask"), SequencePoolOptions.ParseMode(c.Text("mode")),
-        SequencePooling.ParseLayers(c.Text("layers", "all"))));
-
-    private static IReadOnlyList<(string, OpCall)> SequencePoolCases(int seed)
-    {
-        var r = new RandomTensors(seed);
-        var cases = new List<(string, OpCall)>();
-        string[] modeLists = ["mean", "cls,last_token", "max,gem", "weighted_mean,mean_sqrt_len", "mean,max,cls,gem,last_token,weighted_mean,mean_sqrt_len"];
-        (int B, int T, int D)[] shapes = [(3, 5, 1), (2, 1, 3), (4, 7, 17), (2, 9, 40), (1, 3, 1000), (0, 4, 8), (3, 0, 5)];
-        int i = 0;
-        foreach (var (b, t, dim) in shapes)
-        {
-            var dt = r.FloatType();
-            string modes = modeLists[i % modeLists.Length];
-            bool specials = i == 2;
-            var hidden = specials ? r.FloatsWithSpecials(dt, b, t, dim) : r.Floats(dt, -2, 2, b, t, dim);
-            var inputs = new Dictionary<string, Tensor> { ["hidden"] = hidden, ["attention_mask"] = r.Mask(r.MaskType(), b, t) };
-            if (i % 2 == 1)
-            {
-                var pre = new long[b];
-                for (int k = 0; k < b; k++) pre[k] = r.Rng.Next(3);
-                inputs["prefix_len"] = i % 4 == 1 ? Tensor.From(pre, b) : Tensor.From(pre, b).To(DType.I32);
-            }
-            int full = modes.Split(',').Length * dim;
-            var ps = new Dictionary<string, string>
-            {
-                ["mode"] = modes,
-                ["p"] = i % 3 == 0 ? "2.5" : "3",
-                ["normalize"] = i % 2 == 0 ? "true" : "false",
-                ["dims"] = i == 3 && full > 1 ? (full / 2 + 1).ToString(System.Globalization.CultureInfo.InvariantCulture) : "all",
-            };
-            cases.Add(($"{modes} {dt.Name()} [{b},{t},{dim}]{(specials ? " nan/inf" : "")}", new OpCall(inputs, ps)));
-            i++;
-        }
-        return cases;
-    }
-
-    private static IReadOnlyList<(string, OpCall)> LayerPoolCases(int seed)
-    {
-        var r = new RandomTensors(seed);
-        var cases = new List<(string, OpCall)>();
-        (int L, int B, int T, int D, string Mode, string Layers)[] shapes =
-            [(3, 2, 5, 3, "mean", "all"), (4, 3, 6, 17, "last_token", "0,2,-1"), (5, 2, 1, 9, "mean", "1..3"), (2, 0, 3, 4, "mean", "all")];
-        foreach (var (l, b, t, d, mode, layers) in shapes)
-        {
-            var dt = r.FloatType();
-            var inputs = new Dictionary<string, Tensor> { ["hidden_states"] = r.Floats(dt, -2, 2, l, b, t, d), ["attention_mask"] = r.Mask(r.MaskType(), b, t) };
-            cases.Add(($"{mode} {dt.Name()} [{l},{b},{t},{d}] layers={layers}", new OpCall(inputs, new Dictionary<string, string> { ["mode"] = mode, ["layers"] = layers })));
-        }
-        return cases;
-    }
 }
