@@ -206,5 +206,7 @@ public static class Devices
         d is CudaDevice || (d is CLDevice cl && cl.DeviceType == CLDeviceType.CL_DEVICE_TYPE_GPU);
 
     private static DeviceInfo Describe(string id, ILGPU.Runtime.Device d) =>
-        new(id, d.Name, BackendKind.Ilgpu, d.MemorySize, d.NumMultiprocessors, IsGpu(d));
+        new(id, d.Name, BackendKind.Ilgpu,
+            d.AcceleratorType == AcceleratorType.CPU ? GC.GetGCMemoryInfo().TotalAvailableMemoryBytes : d.MemorySize, // the CPU simulator reports long.MaxValue
+            d.NumMultiprocessors, IsGpu(d));
 }
