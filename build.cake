@@ -1,0 +1,53 @@
+// PoolKernels build script: dotnet tool restore && dotnet cake --target=<Build|Test|Verify|Bench|Pack>
+var target = Argument("target", "Test");
+var configuration = Argument("configuration", "Release");
+var filter = Argument("filter", "");            // dotnet test --filter expression
+var device = Argument("device", "all");         // for Verify
+var benchFilter = Argument("bench", "*");       // BenchmarkDotNet --filter
+var artifacts = MakeAbsolute(Directory("./artifacts"));
+
+Task("Clean").Does(() => CleanDirectory(artifacts));
+
+Task("Build").Does(() =>
+{
+    DotNetBuild("./PoolKernels.sln", new DotNetBuildSettings { Configuration = configuration });
+});
+
+Task("Test").IsDependentOn("Build").Does(() =>
+{
+    var results = artifacts.Combine("test-results");
+    CleanDirectory(results);
+    DotNetTest("./tests/PoolKernels.Tests/PoolKernels.Tests.csproj", new DotNetTestSettings
+    {
+        Configuration = configuration,
+        NoBuild = true,
+        Filter = string.IsNullOrEmpty(filter) ? null : filter,
+        ResultsDirectory = results,
+        Loggers = { "trx;LogFileName=results.trx", "console;verbosity=normal" },
+    });
+});
+
+Task("Verify").IsDependentOn("Build").Does(() =>
+{
+    DotNetRun("./src/PoolKernels.Cli/PoolKernels.Cli.csproj", new ProcessArgumentBuilder().Append("verify").Append("--device").Append(device),
+        new DotNetRunSettings { Configuration = configuration, NoBuild = true });
+});
+
+Task("Bench").Does(() =>
+{
+    var reports = artifacts.Combine("bench");
+    DotNetRun("./perf/PoolKernels.Benchmarks/PoolKernels.Benchmarks.csproj",
+        new ProcessArgumentBuilder().Append("--filter").AppendQuoted(benchFilter).Append("--artifacts").AppendQuoted(reports.FullPath),
+        new DotNetRunSettings { Configuration = "Release" });
+    Information($"Markdown and JSON reports: {reports}/results");
+});
+
+Task("Pack").Does(() =>
+{
+    var output = artifacts.Combine("packages");
+    foreach (var project in new[] { "./src/PoolKernels/PoolKernels.csproj", "./src/PoolKernels.Cli/PoolKernels.Cli.csproj", "./kernels/PoolKernels.Kernels/PoolKernels.Kernels.csproj" })
+        DotNetPack(project, new DotNetPackSettings { Configuration = "Release", OutputDirectory = output });
+    Information($"Packages: {output}");
+});
+
+RunTarget(target);
