@@ -9,6 +9,8 @@ usage:
   poolkernels devices [--json]
   poolkernels check PATH... [--device ID|all] [--repeat N] [--json]
   poolkernels verify [--device ID|all] [--seed S] [--op NAME]... [--json]
+  poolkernels bench [--op NAME]... [--device ID|all] [--repeat N] [--json] [--plot FILE.png]
+  poolkernels tune --device ID [--op NAME]... [--budget SECONDS] [--cache FILE]
   poolkernels ops
 
 Device ids: reference, simd, ilgpu-cpu, opencl:N, cuda:N, auto (first of cuda:0, a GPU opencl:N, simd), all.
@@ -24,6 +26,8 @@ try
         "check" => Commands.Check(new Args(rest, "json")),
         "verify" => Commands.Verify(new Args(rest, "json")),
         "ops" => Commands.Ops(),
+        "bench" => PerfCommands.Bench(new Args(rest, "json")),
+        "tune" => PerfCommands.Tune(new Args(rest)),
         _ => throw new ArgumentException($"Unknown command '{args[0]}'.\n{Usage}"),
     };
 }

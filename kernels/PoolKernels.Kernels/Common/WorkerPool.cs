@@ -42,12 +42,13 @@ public sealed class WorkerPool
         }
     }
 
-    /// <summary>Runs items 0..<paramref name="count"/>-1 of <paramref name="job"/> and returns when all finished.
-    /// An exception thrown by an item is rethrown here.</summary>
-    public void Run(IParallelJob job, int count)
+    /// <summary>Runs items 0..<paramref name="count"/>-1 of <paramref name="job"/> on at most <paramref name="maxWorkers"/>
+    /// workers (default all; a tuning parameter) and returns when all finished. An exception thrown by an item is
+    /// rethrown here.</summary>
+    public void Run(IParallelJob job, int count, int maxWorkers = int.MaxValue)
     {
         if (count <= 0) return;
-        if (count == 1 || _wake.Length == 0 || !Monitor.TryEnter(_gate))
+        if (count == 1 || _wake.Length == 0 || maxWorkers <= 1 || !Monitor.TryEnter(_gate))
         {
             for (int i = 0; i < count; i++) job.Execute(i, 0);
             return;
@@ -55,7 +56,7 @@ public sealed class WorkerPool
         try
         {
             _job = job; _count = count; _next = 0; _error = null;
-            int helpers = Math.Min(_wake.Length, count - 1);
+            int helpers = Math.Min(Math.Min(_wake.Length, count - 1), maxWorkers - 1);
             _pending = helpers;
             _done.Reset();
             for (int w = 0; w < helpers; w++) _wake[w].Release();

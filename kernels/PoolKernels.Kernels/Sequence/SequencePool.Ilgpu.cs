@@ -101,17 +101,19 @@ public static class SequencePoolIlgpu
     }
 
     /// <summary>Launches the pooling kernel (and the normalization when asked) on <paramref name="stream"/>. The byte views
-    /// are reinterpreted as the kernel's storage types.</summary>
+    /// are reinterpreted as the kernel's storage types. <paramref name="groupSize"/> (tunable <c>group</c>) is rounded
+    /// down to a power of two the device supports.</summary>
     public static void Launch<TRaw, TElem, TMask, TMaskOp, TIdx, TIdxOp>(Accelerator accelerator, AcceleratorStream stream,
-        ArrayView<byte> hidden, ArrayView<byte> mask, ArrayView<byte> prefix, ArrayView<float> output, SequencePoolParams prm, bool normalize)
+        ArrayView<byte> hidden, ArrayView<byte> mask, ArrayView<byte> prefix, ArrayView<float> output, SequencePoolParams prm, bool normalize, int groupSize)
         where TRaw : unmanaged where TElem : struct, IElementReader<TRaw>
         where TMask : unmanaged where TMaskOp : struct, IMaskReader<TMask>
         where TIdx : unmanaged where TIdxOp : struct, IIndexReader<TIdx>
     {
         if (prm.Batch == 0 || prm.Dims == 0) return;
-        var k = KernelCache.Get(accelerator, typeof(Action<Index1D, ArrayView<TRaw>, TElem, TMask, TMaskOp, TIdx, TIdxOp>),
-            a => a.LoadAutoGroupedKernel<Index1D, ArrayView<TRaw>, ArrayView<TMask>, ArrayView<TIdx>, ArrayView<float>, SequencePoolParams>(
-                Kernel<TRaw, TElem, TMask, TMaskOp, TIdx, TIdxOp>));
+        groupSize = GroupReduce.GroupSize(accelerator, groupSize);
+        var k = KernelCache.Get(accelerator, (typeof(Action<Index1D, ArrayView<TRaw>, TElem, TMask, TMaskOp, TIdx, TIdxOp>), groupSize),
+            a => a.LoadImplicitlyGroupedKernel<Index1D, ArrayView<TRaw>, ArrayView<TMask>, ArrayView<TIdx>, ArrayView<float>, SequencePoolParams>(
+                Kernel<TRaw, TElem, TMask, TMaskOp, TIdx, TIdxOp>, groupSize));
         k(stream, (int)((long)prm.Batch * prm.Dim), hidden.Cast<TRaw>(), mask.Cast<TMask>(), prefix.Cast<TIdx>(), output, prm);
         if (normalize) NormalizeRows(accelerator, stream, output, prm.Batch, prm.Dims, prm.OutStride);
     }
@@ -119,4 +121,4 @@ public static class SequencePoolIlgpu
 
 /// <summary>Signature of <see cref="SequencePoolIlgpu.Launch{TRaw, TElem, TMask, TMaskOp, TIdx, TIdxOp}"/> once its types are closed.</summary>
 public delegate void SequencePoolLaunch(Accelerator accelerator, AcceleratorStream stream, ArrayView<byte> hidden, ArrayView<byte> mask,
-    ArrayView<byte> prefix, ArrayView<float> output, SequencePoolParams prm, bool normalize);
+    ArrayView<byte> prefix, ArrayView<float> output, SequencePoolParams prm, bool normalize, int groupSize);

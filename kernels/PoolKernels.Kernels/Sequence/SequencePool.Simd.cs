@@ -4,32 +4,36 @@ namespace PoolKernels.Kernels.Sequence;
 
 /// <summary>
 /// <c>sequence_pool</c>, managed SIMD: one pass over <c>hidden</c> for all requested modes.
-/// Work items are (batch row, block of <see cref="Block"/> features); each streams the kept rows of
+/// Work items are (batch row, block of <c>block</c> features); each streams the kept rows of
 /// its block once, updating only the accumulators its modes need (TensorPrimitives, Vector512/256),
 /// in float. The accumulators live on the stack, so a call allocates nothing.
 /// </summary>
 public static unsafe class SequencePoolSimd
 {
-    /// <summary>Features per work item: 4 accumulators + 2 scratch rows of this size stay in L1.</summary>
-    public const int Block = 256;
+    /// <summary>Default features per work item: 4 accumulators + 2 scratch rows of this size stay in L1.
+    /// Tunable (<c>block</c>, 16..1024).</summary>
+    public const int DefaultBlock = 256;
+    /// <summary>Largest block (the stack scratch is 6·block floats).</summary>
+    public const int MaxBlock = 1024;
 
     /// <summary>Runs the operation on <paramref name="pool"/> (default <see cref="WorkerPool.Shared"/>); row b of the
     /// result starts at output[b·outStride] (default dims).</summary>
     public static void Run<T, TMask, TIdx>(ReadOnlySpan<T> hidden, ReadOnlySpan<TMask> mask, ReadOnlySpan<TIdx> prefixLen,
         Span<float> output, int batch, int seqLen, int dim, ReadOnlySpan<SequencePoolMode> modes, float p, float eps, int dims, bool normalize,
-        WorkerPool? pool = null, int outStride = -1)
+        WorkerPool? pool = null, int outStride = -1, int block = DefaultBlock, int maxWorkers = int.MaxValue)
         where T : unmanaged where TMask : unmanaged where TIdx : unmanaged
     {
         if (batch == 0 || dims == 0) return;
         pool ??= WorkerPool.Shared;
         if (outStride < 0) outStride = dims;
-        int blocks = (dim + Block - 1) / Block;
+        block = Math.Clamp(block, 16, MaxBlock);
+        int blocks = (dim + block - 1) / block;
         fixed (T* h = hidden) fixed (TMask* m = mask) fixed (TIdx* pl = prefixLen) fixed (float* o = output) fixed (SequencePoolMode* md = modes)
         {
             var job = Job<T, TMask, TIdx>.Cached ??= new();
             job.Hidden = h; job.Mask = m; job.Prefix = prefixLen.IsEmpty ? null : pl; job.Out = o; job.Modes = md;
             job.ModeCount = modes.Length; job.Batch = batch; job.SeqLen = seqLen; job.Dim = dim; job.Dims = dims; job.OutStride = outStride; job.P = p; job.Eps = eps;
-            job.Blocks = blocks;
+            job.Blocks = blocks; job.Block = block;
             foreach (var mode in modes)
             {
                 job.NeedSum |= mode is SequencePoolMode.Mean or SequencePoolMode.MeanSqrtLen;
@@ -37,7 +41,7 @@ public static unsafe class SequencePoolSimd
                 job.NeedMax |= mode == SequencePoolMode.Max;
                 job.NeedGem |= mode == SequencePoolMode.Gem;
             }
-            pool.Run(job, batch * blocks);
+            pool.Run(job, batch * blocks, maxWorkers);
             job.NeedSum = job.NeedWeighted = job.NeedMax = job.NeedGem = false;
         }
         if (normalize)
@@ -55,12 +59,13 @@ public static unsafe class SequencePoolSimd
     {
         [ThreadStatic] internal static Job<T, TMask, TIdx>? Cached;
         internal T* Hidden; internal TMask* Mask; internal TIdx* Prefix; internal float* Out; internal SequencePoolMode* Modes;
-        internal int ModeCount, Batch, SeqLen, Dim, Dims, OutStride, Blocks;
+        internal int ModeCount, Batch, SeqLen, Dim, Dims, OutStride, Blocks, Block;
         internal float P, Eps;
         internal bool NeedSum, NeedWeighted, NeedMax, NeedGem;
 
         public void Execute(int item, int worker)
         {
+            int Block = this.Block;
             int b = item / Blocks, d0 = item % Blocks * Block, n = Math.Min(Block, Dim - d0);
             float* buf = stackalloc float[6 * Block];
             var sum = new Span<float>(buf, n); var wsum = new Span<float>(buf + Block, n);

@@ -60,4 +60,44 @@ public sealed class OpCall(IReadOnlyDictionary<string, Tensor> inputs, IReadOnly
 /// <param name="Rtol">Relative tolerance of a float backend against the reference.</param>
 /// <param name="Atol">Absolute tolerance of a float backend against the reference.</param>
 public sealed record OpSpec(string Name, Func<Device, OpCall, IReadOnlyDictionary<string, Tensor>> Run,
-    Func<int, IReadOnlyList<(string Label, OpCall Call)>> RandomCases, double Rtol = 1e-4, double Atol = 1e-5);
+    Func<int, IReadOnlyList<(string Label, OpCall Call)>> RandomCases, double Rtol = 1e-4, double Atol = 1e-5)
+{
+    /// <summary>Representative workloads for <c>bench</c> and <c>tune</c> on a device, smallest first (smaller on the
+    /// ilgpu-cpu simulator).</summary>
+    public Func<Device, IReadOnlyList<BenchCase>>? BenchCases { get; init; }
+
+    /// <summary>The parameters <c>tune</c> may search on a device, with their candidate values.</summary>
+    public Func<Device, IReadOnlyList<TunableParam>>? Tunables { get; init; }
+
+    /// <summary>Uploads a call's inputs to the device once and returns the kernel-only run, so timings exclude host
+    /// transfers. When null, the host-tensor <see cref="Run"/> is timed.</summary>
+    public Func<Device, OpCall, PreparedCall>? Prepare { get; init; }
+}
+
+/// <summary>A benchmark workload.</summary>
+/// <param name="Shape">Human-readable shape, e.g. "[32,512,768]".</param>
+/// <param name="Size">The x coordinate of plots (sequence length, pixels, ...).</param>
+/// <param name="Call">Inputs and parameters.</param>
+/// <param name="Bytes">Bytes a kernel must at least move (for GB/s).</param>
+/// <param name="Flops">Floating-point operations (for GFLOP/s; 0 for pure data movement).</param>
+/// <param name="Bucket">The tuning bucket these sizes fall in: <see cref="Tuning.Bucket"/> of the two sizes the op passes
+/// to <see cref="Tuning.Get"/>, each through <see cref="Tuning.Log2Bucket"/>.</param>
+public sealed record BenchCase(string Shape, double Size, OpCall Call, double Bytes, double Flops, string Bucket);
+
+/// <summary>A tunable kernel parameter and the values <c>tune</c> tries.</summary>
+/// <param name="Name">Parameter name as the kernel reads it from <see cref="Tuning"/>.</param>
+/// <param name="Candidates">Values to try (the first is the built-in default).</param>
+public sealed record TunableParam(string Name, int[] Candidates);
+
+/// <summary>A call whose inputs already live on the device: <see cref="Run"/> launches only the kernels.</summary>
+public sealed class PreparedCall(Action run, params IDisposable[] resources) : IDisposable
+{
+    /// <summary>Runs the operation once (synchronously).</summary>
+    public void Run() => run();
+
+    /// <summary>Frees the device buffers.</summary>
+    public void Dispose()
+    {
+        foreach (var r in resources) r.Dispose();
+    }
+}

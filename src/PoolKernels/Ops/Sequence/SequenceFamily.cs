@@ -8,20 +8,83 @@ internal sealed class SequenceFamily : IOpFamily
 {
     public static IEnumerable<OpSpec> Specs()
     {
-        yield return new OpSpec("sequence_pool", RunSequencePool, SequencePoolCases);
-        yield return new OpSpec("layer_pool", RunLayerPool, LayerPoolCases);
+        yield return new OpSpec("sequence_pool", RunSequencePool, SequencePoolCases)
+        {
+            BenchCases = SequencePoolBench, Tunables = SequencePoolTunables, Prepare = PrepareSequencePool,
+        };
+        yield return new OpSpec("layer_pool", RunLayerPool, LayerPoolCases) { BenchCases = LayerPoolBench, Prepare = PrepareLayerPool };
     }
 
-    private static Dictionary<string, Tensor> Out(Tensor t) => new() { ["out"] = t };
+    private static bool Simulator(Device d) => d.Id == "ilgpu-cpu";
 
-    private static IReadOnlyDictionary<string, Tensor> RunSequencePool(Device d, OpCall c) => Out(d.SequencePool(
-        c.Input("hidden"), c.Input("attention_mask"),
-        new SequencePoolOptions(SequencePoolOptions.ParseModes(c.Text("mode")))
+    /// <summary>mean + normalize over [B, T, D] F32 with every token kept, T growing: bytes = the hidden states read.</summary>
+    private static IReadOnlyList<BenchCase> SequencePoolBench(Device d)
+    {
+        var r = new RandomTensors(7);
+        (int B, int D, int[] Ts) = Simulator(d) ? (4, 64, new[] { 16, 32, 64 }) : (32, 768, new[] { 64, 128, 256, 512, 1024 });
+        return Ts.Select(t =>
+        {
+            var call = new OpCall(new Dictionary<string, Tensor> { ["hidden"] = r.Floats(DType.F32, -1, 1, B, t, D), ["attention_mask"] = Tensor.From(Enumerable.Repeat(1L, B * t).ToArray(), B, t) },
+                new Dictionary<string, string> { ["mode"] = "mean", ["normalize"] = "true" });
+            return new BenchCase($"[{B},{t},{D}] mean+normalize", t, call, 4.0 * B * t * D + 8.0 * B * t, 1.0 * B * t * D,
+                Tuning.Bucket(Tuning.Log2Bucket((long)B * t), Tuning.Log2Bucket(D)));
+        }).ToList();
+    }
+
+    private static IReadOnlyList<TunableParam> SequencePoolTunables(Device d) => d switch
+    {
+        CpuDevice { Kind: BackendKind.Simd } cpu => [new("block", [SequencePoolSimd.DefaultBlock, 64, 128, 512, 1024]),
+            new("threads", [cpu.Pool.Workers, .. Enumerable.Range(1, Math.Max(0, cpu.Pool.Workers - 1))])],
+        IlgpuDevice => [new("group", [128, 32, 64, 256])],
+        _ => [],
+    };
+
+    private static PreparedCall PrepareSequencePool(Device d, OpCall c)
+    {
+        var hidden = c.Input("hidden");
+        var options = Options(c);
+        var h = d.Upload(hidden);
+        var m = d.Upload(c.Input("attention_mask"));
+        var p = c.Optional("prefix_len") is { } pl ? d.Upload(pl) : null;
+        var o = d.Allocate(DType.F32, hidden.Shape[0], options.Validate(hidden.Shape[2]));
+        return new PreparedCall(() => d.SequencePool(h, m, o, options, p), [h, m, o, .. p is null ? Array.Empty<IDisposable>() : [p]]);
+    }
+
+    private static IReadOnlyList<BenchCase> LayerPoolBench(Device d)
+    {
+        var r = new RandomTensors(8);
+        (int L, int B, int D, int[] Ts) = Simulator(d) ? (3, 2, 32, new[] { 8, 16 }) : (13, 8, 384, new[] { 64, 128, 256 });
+        return Ts.Select(t =>
+        {
+            var call = new OpCall(new Dictionary<string, Tensor> { ["hidden_states"] = r.Floats(DType.F32, -1, 1, L, B, t, D), ["attention_mask"] = Tensor.From(Enumerable.Repeat(1L, B * t).ToArray(), B, t) },
+                new Dictionary<string, string> { ["mode"] = "mean", ["layers"] = "all" });
+            return new BenchCase($"[{L},{B},{t},{D}] mean", t, call, 4.0 * L * B * t * D, 1.0 * L * B * t * D,
+                Tuning.Bucket(Tuning.Log2Bucket((long)B * t), Tuning.Log2Bucket(D)));
+        }).ToList();
+    }
+
+    private static PreparedCall PrepareLayerPool(Device d, OpCall c)
+    {
+        var hs = c.Input("hidden_states");
+        var mode = SequencePoolOptions.ParseMode(c.Text("mode"));
+        var layers = SequencePooling.ParseLayers(c.Text("layers", "all"));
+        var h = d.Upload(hs);
+        var m = d.Upload(c.Input("attention_mask"));
+        var o = d.Allocate(DType.F32, hs.Shape[1], layers?.Length ?? hs.Shape[0], hs.Shape[3]);
+        return new PreparedCall(() => d.LayerPool(h, m, o, mode, layers), h, m, o);
+    }
+
+    private static SequencePoolOptions Options(OpCall c) =>
+        new(SequencePoolOptions.ParseModes(c.Text("mode")))
         {
             P = c.Float("p", 3f), Eps = c.Float("eps", 1e-6f), Normalize = c.Bool("normalize", false),
             Dims = c.Parameters.TryGetValue("dims", out var dims) && dims is not ("all" or "") ? c.Int("dims", -1) : -1,
-        },
-        c.Optional("prefix_len")));
+        };
+
+    private static Dictionary<string, Tensor> Out(Tensor t) => new() { ["out"] = t };
+
+    private static IReadOnlyDictionary<string, Tensor> RunSequencePool(Device d, OpCall c) =>
+        Out(d.SequencePool(c.Input("hidden"), c.Input("attention_mask"), Options(c), c.Optional("prefix_len")));
 
     private static IReadOnlyDictionary<string, Tensor> RunLayerPool(Device d, OpCall c) => Out(d.LayerPool(
         c.Input("hidden_states"), c.Input("attention_mask"), SequencePoolOptions.ParseMode(c.Text("mode")),

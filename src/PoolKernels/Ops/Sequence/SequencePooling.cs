@@ -287,7 +287,12 @@ public static class SequencePooling
         if (cpu.Kind == BackendKind.Reference)
             SequencePoolReference.Run(hidden, mask, prefix, output, batch, seqLen, dim, modes, o.P, o.Eps, dims, o.Normalize, outStride);
         else
-            SequencePoolSimd.Run(hidden, mask, prefix, output, batch, seqLen, dim, modes, o.P, o.Eps, dims, o.Normalize, cpu.Pool, outStride);
+        {
+            long bt = (long)batch * seqLen;
+            int block = Tuning.Get(cpu, "sequence_pool", bt, dim, "block", SequencePoolSimd.DefaultBlock);
+            int threads = Tuning.Get(cpu, "sequence_pool", bt, dim, "threads", cpu.Pool.Workers);
+            SequencePoolSimd.Run(hidden, mask, prefix, output, batch, seqLen, dim, modes, o.P, o.Eps, dims, o.Normalize, cpu.Pool, outStride, block, threads);
+        }
     }
 
     /// <summary>Runs on validated device tensors. hidden starts at element <paramref name="hiddenOffset"/>; output row b
@@ -343,7 +348,8 @@ public static class SequencePooling
             var hv = g.Bytes(hidden, hiddenOffset * es, (long)batch * seqLen * dim * es);
             var outView = output.ViewAs<float>().SubView(outOffset, (long)(batch - 1) * outStride + dims);
             ArrayView<byte> pv = prefix is null ? g.Dummy.View : g.Bytes(prefix);
-            launch(g.Accelerator, g.Accelerator.DefaultStream, hv, g.Bytes(mask), pv, outView, prm, o.Normalize);
+            int group = Tuning.Get(g, "sequence_pool", (long)batch * seqLen, dim, "group", 128);
+            launch(g.Accelerator, g.Accelerator.DefaultStream, hv, g.Bytes(mask), pv, outView, prm, o.Normalize, group);
             g.Accelerator.Synchronize();
         }
     }
