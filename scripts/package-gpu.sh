@@ -18,7 +18,8 @@ cat > "$out/run.sh" <<'RUN'
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 if [ ! -x "$here/dotnet/dotnet" ]; then mkdir -p "$here/dotnet" && tar -C "$here/dotnet" -xJf "$here/dotnet-runtime.tar.xz"; fi
-export DOTNET_ROOT="$here/dotnet" DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
+# GPU machines may lack ICU; only text normalization of `embed` needs it.
+export DOTNET_ROOT="$here/dotnet" DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 DOTNET_SYSTEM_GLOBALIZATION_INVARIANT=${DOTNET_SYSTEM_GLOBALIZATION_INVARIANT:-1}
 exec "$here/dotnet/dotnet" "$here/poolkernels/PoolKernels.Cli.dll" "$@"
 RUN
 chmod +x "$out/run.sh"

