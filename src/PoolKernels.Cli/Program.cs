@@ -11,6 +11,9 @@ usage:
   poolkernels verify [--device ID|all] [--seed S] [--op NAME]... [--json]
   poolkernels bench [--op NAME]... [--device ID|all] [--repeat N] [--json] [--plot FILE.png]
   poolkernels tune --device ID [--op NAME]... [--budget SECONDS] [--cache FILE]
+  poolkernels embed "text"... [--file lines.txt] [--out vectors.safetensors] [--device ID] [--mode MODES]
+                   [--dims N] [--no-normalize] [--model model.onnx --vocab vocab.txt] [--pooling-config DIR]
+                   [--batch N] [--max-tokens N]
   poolkernels ops
 
 Device ids: reference, simd, ilgpu-cpu, opencl:N, cuda:N, auto (first of cuda:0, a GPU opencl:N, simd), all.
@@ -28,6 +31,7 @@ try
         "ops" => Commands.Ops(),
         "bench" => PerfCommands.Bench(new Args(rest, "json")),
         "tune" => PerfCommands.Tune(new Args(rest)),
+        "embed" => EmbedCommand.Run(new Args(rest, "no-normalize")),
         _ => throw new ArgumentException($"Unknown command '{args[0]}'.\n{Usage}"),
     };
 }
