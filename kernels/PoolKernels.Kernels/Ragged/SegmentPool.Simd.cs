@@ -1,4 +1,5 @@
 using System.Numerics.Tensors;
+using System.Runtime.Intrinsics;
 
 namespace PoolKernels.Kernels.Ragged;
 
@@ -52,6 +53,58 @@ public static unsafe class SegmentPoolSimd
         }
     }
 
+    /// <summary>acc = Σ of <paramref name="count"/> (>= 1) contiguous rows. Blocks of 128 features stay in eight Vector512
+    /// registers while the rows stream by, so the loop is one load and one add per 16 floats (the per-row call of
+    /// TensorPrimitives.Add would store and reload the accumulator each row).</summary>
+    internal static void SumRows(float* rows, long count, int dim, float* acc)
+    {
+        int d = 0;
+        if (Vector512.IsHardwareAccelerated)
+        {
+            for (; d + 128 <= dim; d += 128)
+            {
+                float* p = rows + d;
+                Vector512<float> a0 = Vector512.Load(p), a1 = Vector512.Load(p + 16), a2 = Vector512.Load(p + 32), a3 = Vector512.Load(p + 48),
+                    a4 = Vector512.Load(p + 64), a5 = Vector512.Load(p + 80), a6 = Vector512.Load(p + 96), a7 = Vector512.Load(p + 112);
+                for (long k = 1; k < count; k++)
+                {
+                    p += dim;
+                    a0 += Vector512.Load(p); a1 += Vector512.Load(p + 16); a2 += Vector512.Load(p + 32); a3 += Vector512.Load(p + 48);
+                    a4 += Vector512.Load(p + 64); a5 += Vector512.Load(p + 80); a6 += Vector512.Load(p + 96); a7 += Vector512.Load(p + 112);
+                }
+                a0.Store(acc + d); a1.Store(acc + d + 16); a2.Store(acc + d + 32); a3.Store(acc + d + 48);
+                a4.Store(acc + d + 64); a5.Store(acc + d + 80); a6.Store(acc + d + 96); a7.Store(acc + d + 112);
+            }
+            for (; d + 16 <= dim; d += 16)
+            {
+                float* p = rows + d;
+                var a0 = Vector512.Load(p);
+                for (long k = 1; k < count; k++) { p += dim; a0 += Vector512.Load(p); }
+                a0.Store(acc + d);
+            }
+        }
+        else if (Vector256.IsHardwareAccelerated)
+        {
+            for (; d + 32 <= dim; d += 32)
+            {
+                float* p = rows + d;
+                Vector256<float> a0 = Vector256.Load(p), a1 = Vector256.Load(p + 8), a2 = Vector256.Load(p + 16), a3 = Vector256.Load(p + 24);
+                for (long k = 1; k < count; k++)
+                {
+                    p += dim;
+                    a0 += Vector256.Load(p); a1 += Vector256.Load(p + 8); a2 += Vector256.Load(p + 16); a3 += Vector256.Load(p + 24);
+                }
+                a0.Store(acc + d); a1.Store(acc + d + 8); a2.Store(acc + d + 16); a3.Store(acc + d + 24);
+            }
+        }
+        for (; d < dim; d++)
+        {
+            float s = 0;
+            for (long k = 0; k < count; k++) s += rows[k * dim + d];
+            acc[d] = s;
+        }
+    }
+
     private static void Combine(Span<float> acc, ReadOnlySpan<float> x, SegmentPoolMode mode)
     {
         switch (mode)
@@ -95,6 +148,11 @@ public static unsafe class SegmentPoolSimd
         private void Reduce(Span<float> acc, long a, long b, Span<float> tmp)
         {
             int dim = Dim;
+            if (Index == null && Weights == null && Mode is SegmentPoolMode.Sum or SegmentPoolMode.Mean)
+            {
+                fixed (float* o = acc) SumRows(Values + a * dim, b - a, dim, o);
+                return;
+            }
             Row(a, dim, tmp).CopyTo(acc);
             for (long k = a + 1; k < b; k++)
             {
