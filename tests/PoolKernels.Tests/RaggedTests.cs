@@ -91,6 +91,26 @@ public class RaggedTests
         Assert.That(ix.ToInt64s(), Is.EqualTo(new long[] { 4, 1, 3, 5, 6 }));
     }
 
+    /// <summary>One segment of thousands of entries (ties included) beside empty ones: the merge-sort path of the
+    /// ILGPU kernel and the sort of simd must pick exactly the reference's entries in its order.</summary>
+    [TestCaseSource(typeof(TestDevices), nameof(TestDevices.All))]
+    public void TopkOneHugeSegmentAmongEmpty(string id)
+    {
+        var d = TestDevices.Get(id);
+        var rng = new Random(9);
+        int n = 3000;
+        var scores = Enumerable.Range(0, n).Select(_ => rng.Next(-200, 200) * 0.125f).ToArray(); // many ties
+        scores[17] = float.NaN;
+        var off = Tensor.From(new long[] { 0, 0, 0, 7, n, n, n }, 7);
+        foreach (var (ratio, k) in new (double?, int?)[] { (0.3, null), (null, 5), (1.0, null) })
+        {
+            var (wi, wo) = TestDevices.Get("reference").SegmentTopk(Tensor.From(scores, n), off, ratio, k);
+            var (gi, go) = d.SegmentTopk(Tensor.From(scores, n), off, ratio, k);
+            Assert.That(go.ToInt64s(), Is.EqualTo(wo.ToInt64s()));
+            Assert.That(gi.ToInt64s(), Is.EqualTo(wi.ToInt64s()), $"ratio {ratio} k {k}");
+        }
+    }
+
     [TestCaseSource(typeof(TestDevices), nameof(TestDevices.All))]
     public void DualHypergraphSelfLoopsAndIsolatedNodes(string id)
     {

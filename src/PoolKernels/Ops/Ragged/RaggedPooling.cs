@@ -277,10 +277,13 @@ public static class RaggedPooling
                 break;
             case IlgpuDevice g:
                 var launch = IlgpuTypes.Get<SegmentTopkLaunch>(TopkLaunchDefinition, IlgpuTypes.Index(offsets.DType));
+                long longest = 0;
+                for (int s = 0; s < segs; s++) longest = Math.Max(longest, off[s + 1] - off[s]);
                 lock (g.Gate)
                 {
+                    using var segStart = g.Accelerator.Allocate1D(off);
                     launch(g.Accelerator, g.Accelerator.DefaultStream, g.Bytes(scores).Cast<float>(), g.Bytes(offsets), outOffsets.ViewAs<long>(),
-                        index.ViewAs<long>(), (int)scores.Count, segs);
+                        index.ViewAs<long>(), (int)scores.Count, segs, longest, segStart.View);
                     g.Accelerator.Synchronize();
                 }
                 break;
