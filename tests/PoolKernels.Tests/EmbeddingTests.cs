@@ -94,6 +94,21 @@ public class EmbeddingTests
         Assert.That(e.Embed("Café naïve, où est la bibliothèque ?").Zip(theirs).Max(p => Math.Abs(p.First - p.Second)), Is.GreaterThan(1e-2f));
     }
 
+    [TestCaseSource(typeof(TestDevices), nameof(TestDevices.All))]
+    public void PerLayerHiddenStatesAreExposedAndPooled(string device)
+    {
+        using var plain = new SentenceEmbedder(new SentenceEmbedderOptions { Pooling = new SequencePoolOptions(Kernels.Sequence.SequencePoolMode.Mean), BatchSize = 3 }, TestDevices.Get(device));
+        Assert.That(plain.LayerCount, Is.EqualTo(7), "embeddings + 6 encoder layers");
+        var layers = plain.EmbedLayers(Sentences, Kernels.Sequence.SequencePoolMode.Mean, [0, -1]);
+        var last = plain.Embed(Sentences);
+        for (int i = 0; i < Sentences.Length; i++)
+        {
+            Assert.That(layers[i], Has.Length.EqualTo(2 * 384));
+            AssertClose(layers[i][384..], last[i], 1e-5f, $"last layer of '{Sentences[i]}' = last_hidden_state mean");
+            Assert.That(layers[i][..384].Zip(last[i]).Max(p => Math.Abs(p.First - p.Second)), Is.GreaterThan(1e-3f), "layer 0 is the embeddings, not the output");
+        }
+    }
+
     [Test]
     public void MissingModelFileIsFileNotFound() =>
         Assert.Throws<FileNotFoundException>(() => new SentenceEmbedder(new SentenceEmbedderOptions { ModelPath = "/nonexistent/model.onnx" }));
