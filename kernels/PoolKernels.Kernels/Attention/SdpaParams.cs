@@ -42,6 +42,10 @@ public struct SdpaParams
     /// <summary>1 when key_padding_mask [B, Tk] is given.</summary>
     public int HasKeyPadding;
 
+    /// <summary>ILGPU tiling (set by the launcher): query rows per group, keys per tile, row stride of the K tile in
+    /// shared memory (E rounded up to odd, against bank conflicts), query blocks per (sequence, head).</summary>
+    public int BlockQ, BlockK, KStride, QBlocks;
+
     /// <summary>Query heads per key/value head (Hq / Hkv).</summary>
     public readonly int Group => Hq / Hkv;
 
@@ -59,6 +63,20 @@ public struct SdpaParams
         if (Causal != 0 && diag < h) h = diag;
         if (WindowRight >= 0 && diag + WindowRight < h) h = diag + WindowRight;
         if (WindowLeft >= 0 && diag - WindowLeft > l) l = diag - WindowLeft;
+        if (h < l) { lo = 0; hi = -1; return; }
+        lo = (int)l; hi = (int)h;
+    }
+
+    /// <summary>The keys [lo, hi] any of the query rows i0..i1 may see (the union of their <see cref="KeyRange"/>s, as one
+    /// interval since both ends grow with i); empty when hi &lt; lo. Key tiles outside it are never visited.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public readonly void BlockKeyRange(int i0, int i1, int tq, int tk, out int lo, out int hi)
+    {
+        long o = Causal == 2 ? tk - tq : 0, d0 = i0 + o, d1 = i1 + o;
+        long l = 0, h = tk - 1L;
+        if (Causal != 0 && d1 < h) h = d1;
+        if (WindowRight >= 0 && d1 + WindowRight < h) h = d1 + WindowRight;
+        if (WindowLeft >= 0 && d0 - WindowLeft > l) l = d0 - WindowLeft;
         if (h < l) { lo = 0; hi = -1; return; }
         lo = (int)l; hi = (int)h;
     }
