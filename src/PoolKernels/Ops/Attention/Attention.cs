@@ -38,6 +38,8 @@ public sealed record SdpaOptions
     /// <summary>bhtd or bthd (sdpa only; sdpa_varlen is always [N, H, E]).</summary>
     public SdpaLayout Layout { get; init; }
 
+    internal static readonly SdpaOptions Default = new();
+
     /// <summary>Parses DESIGN.md's causal names: none, top_left, bottom_right.</summary>
     public static SdpaCausal ParseCausal(string text) => text switch
     {
@@ -139,11 +141,11 @@ public static class Attention
         Span<float> output, Span<float> lse, SdpaDims dims, SdpaOptions? options, bool hasKeyPadding) where T : unmanaged where TMask : unmanaged
     {
         ArgumentNullException.ThrowIfNull(device);
-        options ??= new SdpaOptions();
+        options ??= SdpaOptions.Default;
         Check.FloatInput<T>("q");
         if (hasKeyPadding) Check.Mask<TMask>("key_padding_mask");
         var (b, hq, hkv, tq, tk, e, ev) = dims;
-        foreach (var (n, x) in new[] { ("batch", b), ("hq", hq), ("hkv", hkv), ("tq", tq), ("tk", tk), ("e", e), ("ev", ev) }) Check.NonNegative(x, n);
+        if ((b | hq | hkv | tq | tk | e | ev) < 0) throw new ArgumentException($"dims must be >= 0, got {dims}.", nameof(dims));
         options.Validate(e);
         var p = MakeParams(b, hq, hkv, tq, tk, e, ev, options);
         if (q.Length != (long)b * hq * tq * e) Check.Length(q.Length, (long)b * hq * tq * e, "q", "[B,Hq,Tq,E]");
