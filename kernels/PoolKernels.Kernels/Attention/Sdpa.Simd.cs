@@ -161,7 +161,10 @@ public static unsafe class SdpaSimd
                 dst[ev..].Clear();
             }
             if (p.HasKeyPadding != 0)
+            {
                 for (int j = 0; j < tk; j++) kpb[j] = Elements.Keep(KeyPadding[(long)b * tk + j]) ? 0f : float.NegativeInfinity;
+                new Span<float>(kpb + tk, tkp - tk).Fill(float.NegativeInfinity); // so whole tiles can be added
+            }
 
             int group = p.Hq / p.Hkv;
             for (int h = hk * group; h < (hk + 1) * group; h++)
@@ -186,9 +189,13 @@ public static unsafe class SdpaSimd
                     {
                         int nc = Math.Min(BlockK, kHi + 1 - t0);
                         for (int r = 0; r < nrp; r += 4)
-                            for (int c = 0; c < BlockK; c += 2 * TOps.Width)
-                                QkBlock<TV, TOps>(qs + r * e, e, kt + t0 + c, tkp, s + r * BlockK + c, BlockK);
-                        for (int r = 0; r < nr; r++) MaskRow(s + r * BlockK, nc, i0 + r, t0, b, h, tq, tk, kpb);
+                        {
+                            if (TOps.Width == 16) QkBlock4<TV, TOps>(qs + r * e, e, kt + t0, tkp, s + r * BlockK, BlockK); // BlockK = 4 Vector512
+                            else
+                                for (int c = 0; c < BlockK; c += 2 * TOps.Width)
+                                    QkBlock<TV, TOps>(qs + r * e, e, kt + t0 + c, tkp, s + r * BlockK + c, BlockK);
+                        }
+                        for (int r = 0; r < nr; r++) MaskRow<TV, TOps>(s + r * BlockK, nc, i0 + r, t0, b, h, tq, tk, kpb);
                         // online softmax: per row max and rescale, then one exp over the tile
                         for (int r = 0; r < nr; r++)
                         {
@@ -203,7 +210,12 @@ public static unsafe class SdpaSimd
                             float alpha = MathF.Exp(mOld - mNew);
                             m[r] = mNew;
                             l[r] *= alpha;
-                            if (alpha != 1f) TensorPrimitives.Multiply(new ReadOnlySpan<float>(o + r * evp, evp), alpha, new Span<float>(o + r * evp, evp));
+                            if (alpha != 1f)
+                            {
+                                var av = TOps.Broadcast(alpha);
+                                float* orow = o + r * evp;
+                                for (int d = 0; d < evp; d += TOps.Width) TOps.Store(orow + d, TOps.Fma(TOps.Load(orow + d), av, default));
+                            }
                         }
                         var tile = new Span<float>(s, nr * BlockK);
                         TensorPrimitives.Exp(tile, tile);
@@ -215,8 +227,14 @@ public static unsafe class SdpaSimd
                             l[r] += TOps.HSum(acc);
                         }
                         for (int r = 0; r < nrp; r += 4)
-                            for (int d = 0; d < evp; d += 2 * TOps.Width)
+                        {
+                            int d = 0;
+                            if (TOps.Width == 16)
+                                for (; d + 4 * TOps.Width <= evp; d += 4 * TOps.Width)
+                                    PvBlock4<TV, TOps>(s + r * BlockK, BlockK, vf + (long)t0 * evp + d, evp, nc, o + r * evp + d, evp);
+                            for (; d < evp; d += 2 * TOps.Width)
                                 PvBlock<TV, TOps>(s + r * BlockK, BlockK, vf + (long)t0 * evp + d, evp, nc, o + r * evp + d, evp);
+                        }
                     }
 
                     float* oh = Out + ob + p.OHead * h;
@@ -234,7 +252,7 @@ public static unsafe class SdpaSimd
         }
 
         /// <summary>Sets to -inf the scores of keys that query i may not see (and the padding columns nc..BlockK).</summary>
-        private void MaskRow(float* row, int nc, int i, int t0, int b, int h, int tq, int tk, float* kpb)
+        private void MaskRow<TV, TOps>(float* row, int nc, int i, int t0, int b, int h, int tq, int tk, float* kpb) where TV : struct where TOps : struct, IVec<TV>
         {
             ref readonly var p = ref P;
             for (int c = nc; c < BlockK; c++) row[c] = float.NegativeInfinity;
@@ -244,7 +262,7 @@ public static unsafe class SdpaSimd
             for (int c = 0; c < cLo; c++) row[c] = float.NegativeInfinity;
             for (int c = cHi + 1; c < nc; c++) row[c] = float.NegativeInfinity;
             if (p.HasKeyPadding != 0)
-                TensorPrimitives.Add(new ReadOnlySpan<float>(row, nc), new ReadOnlySpan<float>(kpb + t0, nc), new Span<float>(row, nc));
+                for (int c = 0; c < BlockK; c += TOps.Width) TOps.Store(row + c, TOps.Add(TOps.Load(row + c), TOps.Load(kpb + t0 + c)));
             if (p.HasAttnMask != 0)
             {
                 TBias* mrow = Mask + p.MaskBatch * b + p.MaskHead * h + (long)i * tk + t0;
@@ -276,6 +294,55 @@ public static unsafe class SdpaSimd
         TOps.Store(s + lds, a10); TOps.Store(s + lds + w, a11);
         TOps.Store(s + 2 * lds, a20); TOps.Store(s + 2 * lds + w, a21);
         TOps.Store(s + 3 * lds, a30); TOps.Store(s + 3 * lds + w, a31);
+    }
+
+    /// <summary>S[4 × 4W] = Q[4 × E] · Kᵀ[E × 4W] (Vector512: 16 accumulators of the 32 registers).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void QkBlock4<TV, TOps>(float* qs, int e, float* kt, int ldk, float* s, int lds) where TV : struct where TOps : struct, IVec<TV>
+    {
+        int w = TOps.Width;
+        TV a00 = default, a01 = default, a02 = default, a03 = default, a10 = default, a11 = default, a12 = default, a13 = default;
+        TV a20 = default, a21 = default, a22 = default, a23 = default, a30 = default, a31 = default, a32 = default, a33 = default;
+        float* q0 = qs, q1 = qs + e, q2 = qs + 2 * e, q3 = qs + 3 * e;
+        for (int d = 0; d < e; d++)
+        {
+            float* kr = kt + (long)d * ldk;
+            TV k0 = TOps.Load(kr), k1 = TOps.Load(kr + w), k2 = TOps.Load(kr + 2 * w), k3 = TOps.Load(kr + 3 * w);
+            TV b0 = TOps.Broadcast(q0[d]); a00 = TOps.Fma(b0, k0, a00); a01 = TOps.Fma(b0, k1, a01); a02 = TOps.Fma(b0, k2, a02); a03 = TOps.Fma(b0, k3, a03);
+            TV b1 = TOps.Broadcast(q1[d]); a10 = TOps.Fma(b1, k0, a10); a11 = TOps.Fma(b1, k1, a11); a12 = TOps.Fma(b1, k2, a12); a13 = TOps.Fma(b1, k3, a13);
+            TV b2 = TOps.Broadcast(q2[d]); a20 = TOps.Fma(b2, k0, a20); a21 = TOps.Fma(b2, k1, a21); a22 = TOps.Fma(b2, k2, a22); a23 = TOps.Fma(b2, k3, a23);
+            TV b3 = TOps.Broadcast(q3[d]); a30 = TOps.Fma(b3, k0, a30); a31 = TOps.Fma(b3, k1, a31); a32 = TOps.Fma(b3, k2, a32); a33 = TOps.Fma(b3, k3, a33);
+        }
+        TOps.Store(s, a00); TOps.Store(s + w, a01); TOps.Store(s + 2 * w, a02); TOps.Store(s + 3 * w, a03); s += lds;
+        TOps.Store(s, a10); TOps.Store(s + w, a11); TOps.Store(s + 2 * w, a12); TOps.Store(s + 3 * w, a13); s += lds;
+        TOps.Store(s, a20); TOps.Store(s + w, a21); TOps.Store(s + 2 * w, a22); TOps.Store(s + 3 * w, a23); s += lds;
+        TOps.Store(s, a30); TOps.Store(s + w, a31); TOps.Store(s + 2 * w, a32); TOps.Store(s + 3 * w, a33);
+    }
+
+    /// <summary>O[4 × 4W] += P[4 × nc] · V[nc × 4W] (Vector512).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void PvBlock4<TV, TOps>(float* pm, int ldp, float* v, int ldv, int nc, float* o, int ldo) where TV : struct where TOps : struct, IVec<TV>
+    {
+        int w = TOps.Width;
+        float* o0 = o, o1 = o + ldo, o2 = o + 2 * ldo, o3 = o + 3 * ldo;
+        TV a00 = TOps.Load(o0), a01 = TOps.Load(o0 + w), a02 = TOps.Load(o0 + 2 * w), a03 = TOps.Load(o0 + 3 * w);
+        TV a10 = TOps.Load(o1), a11 = TOps.Load(o1 + w), a12 = TOps.Load(o1 + 2 * w), a13 = TOps.Load(o1 + 3 * w);
+        TV a20 = TOps.Load(o2), a21 = TOps.Load(o2 + w), a22 = TOps.Load(o2 + 2 * w), a23 = TOps.Load(o2 + 3 * w);
+        TV a30 = TOps.Load(o3), a31 = TOps.Load(o3 + w), a32 = TOps.Load(o3 + 2 * w), a33 = TOps.Load(o3 + 3 * w);
+        float* p0 = pm, p1 = pm + ldp, p2 = pm + 2 * ldp, p3 = pm + 3 * ldp;
+        for (int c = 0; c < nc; c++)
+        {
+            float* vr = v + (long)c * ldv;
+            TV v0 = TOps.Load(vr), v1 = TOps.Load(vr + w), v2 = TOps.Load(vr + 2 * w), v3 = TOps.Load(vr + 3 * w);
+            TV b0 = TOps.Broadcast(p0[c]); a00 = TOps.Fma(b0, v0, a00); a01 = TOps.Fma(b0, v1, a01); a02 = TOps.Fma(b0, v2, a02); a03 = TOps.Fma(b0, v3, a03);
+            TV b1 = TOps.Broadcast(p1[c]); a10 = TOps.Fma(b1, v0, a10); a11 = TOps.Fma(b1, v1, a11); a12 = TOps.Fma(b1, v2, a12); a13 = TOps.Fma(b1, v3, a13);
+            TV b2 = TOps.Broadcast(p2[c]); a20 = TOps.Fma(b2, v0, a20); a21 = TOps.Fma(b2, v1, a21); a22 = TOps.Fma(b2, v2, a22); a23 = TOps.Fma(b2, v3, a23);
+            TV b3 = TOps.Broadcast(p3[c]); a30 = TOps.Fma(b3, v0, a30); a31 = TOps.Fma(b3, v1, a31); a32 = TOps.Fma(b3, v2, a32); a33 = TOps.Fma(b3, v3, a33);
+        }
+        TOps.Store(o0, a00); TOps.Store(o0 + w, a01); TOps.Store(o0 + 2 * w, a02); TOps.Store(o0 + 3 * w, a03);
+        TOps.Store(o1, a10); TOps.Store(o1 + w, a11); TOps.Store(o1 + 2 * w, a12); TOps.Store(o1 + 3 * w, a13);
+        TOps.Store(o2, a20); TOps.Store(o2 + w, a21); TOps.Store(o2 + 2 * w, a22); TOps.Store(o2 + 3 * w, a23);
+        TOps.Store(o3, a30); TOps.Store(o3 + w, a31); TOps.Store(o3 + 2 * w, a32); TOps.Store(o3 + 3 * w, a33);
     }
 
     /// <summary>O[4 × 2W] += P[4 × nc] · V[nc × 2W].</summary>
