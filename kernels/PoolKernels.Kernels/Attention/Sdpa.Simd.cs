@@ -104,7 +104,7 @@ internal unsafe struct V256 : IVec<Vector256<float>>
 /// <summary>
 /// <c>sdpa</c> / <c>sdpa_varlen</c>, managed SIMD: tiled online softmax (FlashAttention-2 on a CPU).
 /// <para>Work items are (sequence b, key/value head, chunk of query blocks), spread over the <see cref="WorkerPool"/>. An
-/// item first stages its key/value head once: Kᵀ [E, Tk] (widened to float, transposed so that a score tile is a
+/// item first stages its key/value head once: Kᵀ in [E × BlockK] tiles (widened to float, transposed so that a score tile is a
 /// broadcast-FMA GEMM) and V [Tk, Ev'] (Ev padded to two vectors), plus the key_padding_mask as a 0/-inf row. It then
 /// serves every query head of the GQA group from them: per block of <see cref="BlockQ"/> query rows (scaled q staged once),
 /// per tile of <see cref="BlockK"/> keys inside the block's causal/window key range (other tiles are skipped): S = Q·Kᵀ by a
@@ -193,13 +193,20 @@ public static unsafe class SdpaSimd
             float* m = o + BlockQ * evp, l = m + BlockQ;
 
             // stage K (transposed), V (padded) and the padding row for this sequence and kv head
+            // Kᵀ is stored tile-major: tile t is a contiguous [E × BlockK] block (key j at column j % BlockK), so the
+            // micro-kernel streams 256-byte rows from one 16 KB block instead of rows TkPad apart, which alias in L1.
             T* kh = K + kb + p.KHead * hk;
             for (int j = 0; j < tk; j++)
             {
                 T* row = kh + p.KRow * j;
-                for (int d = 0; d < e; d++) kt[(long)d * tkp + j] = Elements.ToFloat(row[d]);
+                float* col = kt + (long)(j / BlockK) * e * BlockK + j % BlockK;
+                for (int d = 0; d < e; d++) col[d * BlockK] = Elements.ToFloat(row[d]);
             }
-            for (int d = 0; d < e; d++) new Span<float>(kt + (long)d * tkp + tk, tkp - tk).Clear();
+            if (tk < tkp)
+            {
+                float* last = kt + (long)(tk / BlockK) * e * BlockK;
+                for (int d = 0; d < e; d++) new Span<float>(last + d * BlockK + tk % BlockK, BlockK - tk % BlockK).Clear();
+            }
             T* vh = V + vb + p.VHead * hk;
             for (int j = 0; j < tk; j++)
             {
@@ -237,10 +244,11 @@ public static unsafe class SdpaSimd
                         int nc = Math.Min(BlockK, kHi + 1 - t0);
                         for (int r = 0; r < nrp; r += 4)
                         {
-                            if (TOps.Width == 16) QkBlock4<TV, TOps>(qs + r * e, e, kt + t0, tkp, s + r * BlockK, BlockK); // BlockK = 4 Vector512
+                            float* ktile = kt + (long)t0 * e; // t0 is a multiple of BlockK: tile t0 / BlockK starts at t0·E
+                            if (TOps.Width == 16) QkBlock4<TV, TOps>(qs + r * e, e, ktile, BlockK, s + r * BlockK, BlockK); // BlockK = 4 Vector512
                             else
                                 for (int c = 0; c < BlockK; c += 2 * TOps.Width)
-                                    QkBlock<TV, TOps>(qs + r * e, e, kt + t0 + c, tkp, s + r * BlockK + c, BlockK);
+                                    QkBlock<TV, TOps>(qs + r * e, e, ktile + c, BlockK, s + r * BlockK + c, BlockK);
                         }
                         for (int r = 0; r < nr; r++) MaskRow<TV, TOps>(s + r * BlockK, nc, i0 + r, t0, b, h, tq, tk, kpb);
                         // online softmax: per row max and rescale, then one exp over the tile
