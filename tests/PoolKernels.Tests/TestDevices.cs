@@ -49,3 +49,21 @@ public static class Paths
         return Directory.Exists(p) ? p : null;
     }
 }
+
+/// <summary>The bad-input check every op family's tests share: the call raises an <see cref="ArgumentException"/>
+/// whose ParamName is the offending argument, on every device, before any kernel runs.</summary>
+public static class BadInput
+{
+    /// <summary>A test case: the expected parameter name and the call that must be rejected.</summary>
+    public static TestCaseData Case(string param, Action<Device> call) => new(param, call);
+
+    /// <summary>Asserts the rejection on every device present.</summary>
+    public static void AssertRejectedEverywhere(string param, Action<Device> call)
+    {
+        foreach (var id in TestDevices.All())
+        {
+            var e = Assert.Throws(Is.InstanceOf<ArgumentException>(), () => call(TestDevices.Get(id)), id);
+            Assert.That(((ArgumentException)e!).ParamName, Is.EqualTo(param), e.Message);
+        }
+    }
+}
