@@ -1,0 +1,162 @@
+using System.Numerics.Tensors;
+
+namespace PoolKernels.Kernels.Spatial;
+
+/// <summary>
+/// <c>pool2d</c>, <c>adaptive_pool2d</c> and <c>spp</c>, managed, multi-threaded over (b,c) planes. Max/min with zero
+/// padding and no dilation (the CNN stem case) run separably: each output row first takes the vertical max of its
+/// KH input rows into a stack row (TensorPrimitives.Max, full-width vectors), then the horizontal strided max of
+/// that row; everything else walks the window per output cell in float.
+/// </summary>
+public static unsafe class Pool2dSimd
+{
+    /// <summary>Runs into output [B,C,OutH,OutW].</summary>
+    public static void Run(ReadOnlySpan<float> x, Span<float> output, in Pool2dParams q, WorkerPool pool)
+    {
+        long planes = (long)q.Batch * q.Channels;
+        if (planes == 0 || q.OutH == 0 || q.OutW == 0) return;
+        fixed (float* px = x) fixed (float* po = output)
+        {
+            var job = Job.Cached ??= new();
+            job.X = px; job.Out = po; job.Q = q;
+            job.PlanesPerItem = (int)Math.Max(1, 16384 / Math.Max(1L, (long)q.H * q.W));
+            pool.Run(job, (int)((planes + job.PlanesPerItem - 1) / job.PlanesPerItem));
+        }
+    }
+
+    /// <summary>Runs one adaptive level.</summary>
+    public static void RunAdaptive(ReadOnlySpan<float> x, Span<float> output, in AdaptivePoolParams q, WorkerPool pool)
+    {
+        if ((long)q.Batch * q.Channels * q.OutH * q.OutW == 0) return;
+        fixed (float* px = x) fixed (float* po = output)
+        {
+            var job = AdaptiveJob.Cached ??= new();
+            job.X = px; job.Out = po; job.Q = q;
+            pool.Run(job, q.Batch * q.Channels);
+        }
+    }
+
+    private sealed class Job : IParallelJob
+    {
+        [ThreadStatic] internal static Job? Cached;
+        internal float* X, Out; internal Pool2dParams Q; internal int PlanesPerItem;
+
+        public void Execute(int item, int worker)
+        {
+            long planes = (long)Q.Batch * Q.Channels;
+            for (long p = (long)item * PlanesPerItem, end = Math.Min(planes, p + PlanesPerItem); p < end; p++) Plane(p);
+        }
+
+        private void Plane(long plane)
+        {
+            ref readonly var q = ref Q;
+            float* src = X + plane * q.H * q.W, dst = Out + plane * q.OutH * q.OutW;
+            var mode = (Pool2dMode)q.Mode;
+            bool minmax = mode is Pool2dMode.Max or Pool2dMode.Min;
+            if (minmax && q.PadMode == PadIndex.Zeros && q.DH == 1 && q.DW == 1 && q.W <= 4096)
+            {
+                float* row = stackalloc float[q.W];
+                var r = new Span<float>(row, q.W);
+                bool isMax = mode == Pool2dMode.Max;
+                for (int oh = 0; oh < q.OutH; oh++)
+                {
+                    int h0 = Math.Max(oh * q.SH - q.ImpH, 0), h1 = Math.Min(oh * q.SH - q.ImpH + q.KH, q.H);
+                    if (h0 >= h1) { new Span<float>(dst + (long)oh * q.OutW, q.OutW).Clear(); continue; }
+                    new ReadOnlySpan<float>(src + (long)h0 * q.W, q.W).CopyTo(r);
+                    for (int h = h0 + 1; h < h1; h++)
+                    {
+                        var next = new ReadOnlySpan<float>(src + (long)h * q.W, q.W);
+                        if (isMax) TensorPrimitives.Max(r, next, r); else TensorPrimitives.Min(r, next, r);
+                    }
+                    float* o = dst + (long)oh * q.OutW;
+                    for (int ow = 0; ow < q.OutW; ow++)
+                    {
+                        int w0 = Math.Max(ow * q.SW - q.ImpW, 0), w1 = Math.Min(ow * q.SW - q.ImpW + q.KW, q.W);
+                        if (w0 >= w1) { o[ow] = 0; continue; }
+                        float m = row[w0];
+                        if (isMax) for (int w = w0 + 1; w < w1; w++) m = Numerics.MaxNaN(m, row[w]);
+                        else for (int w = w0 + 1; w < w1; w++) m = Numerics.MinNaN(m, row[w]);
+                        o[ow] = m;
+                    }
+                }
+                return;
+            }
+            for (int oh = 0; oh < q.OutH; oh++)
+                for (int ow = 0; ow < q.OutW; ow++)
+                    dst[(long)oh * q.OutW + ow] = Window(src, oh, ow, mode);
+        }
+
+        private float Window(float* src, int oh, int ow, Pool2dMode mode)
+        {
+            ref readonly var q = ref Q;
+            int hs = oh * q.SH - q.ImpH, ws = ow * q.SW - q.ImpW;
+            if (mode is Pool2dMode.Max or Pool2dMode.Min)
+            {
+                float r = 0; bool any = false;
+                for (int a = 0; a < q.KH; a++)
+                {
+                    int h = hs + a * q.DH;
+                    if (h < 0 || h >= q.DataH) continue;
+                    float* row = src + (long)PadIndex.Map(h, q.PH, q.H, q.PadMode) * q.W;
+                    for (int c = 0; c < q.KW; c++)
+                    {
+                        int w = ws + c * q.DW;
+                        if (w < 0 || w >= q.DataW) continue;
+                        float v = row[PadIndex.Map(w, q.PW, q.W, q.PadMode)];
+                        r = !any ? v : mode == Pool2dMode.Max ? Numerics.MaxNaN(r, v) : Numerics.MinNaN(r, v);
+                        any = true;
+                    }
+                }
+                return r;
+            }
+            int he = Math.Min(hs + q.KH, q.DataH + q.ImpH), we = Math.Min(ws + q.KW, q.DataW + q.ImpW);
+            int poolSize = (he - hs) * (we - ws);
+            int h0 = Math.Max(hs, 0), w0 = Math.Max(ws, 0);
+            he = Math.Min(he, q.DataH); we = Math.Min(we, q.DataW);
+            if (h0 >= he || w0 >= we) return 0;
+            float s = 0;
+            bool lp = mode == Pool2dMode.Lp;
+            for (int h = h0; h < he; h++)
+            {
+                float* row = src + (long)PadIndex.Map(h, q.PH, q.H, q.PadMode) * q.W;
+                for (int w = w0; w < we; w++)
+                {
+                    float v = row[PadIndex.Map(w, q.PW, q.W, q.PadMode)];
+                    s += !lp ? v : q.P == 2f ? v * v : MathF.Pow(v, q.P);
+                }
+            }
+            return lp ? MathF.Pow(s, 1f / q.P) : s / (q.CountIncludePad != 0 ? poolSize : (he - h0) * (we - w0));
+        }
+    }
+
+    private sealed class AdaptiveJob : IParallelJob
+    {
+        [ThreadStatic] internal static AdaptiveJob? Cached;
+        internal float* X, Out; internal AdaptivePoolParams Q;
+
+        public void Execute(int item, int worker)
+        {
+            ref readonly var q = ref Q;
+            int b = item / q.Channels, c = item % q.Channels;
+            float* src = X + (long)item * q.H * q.W;
+            for (int i = 0; i < q.OutH; i++)
+            {
+                int h0 = (int)((long)i * q.H / q.OutH), h1 = (int)(((long)(i + 1) * q.H + q.OutH - 1) / q.OutH);
+                for (int j = 0; j < q.OutW; j++)
+                {
+                    int w0 = (int)((long)j * q.W / q.OutW), w1 = (int)(((long)(j + 1) * q.W + q.OutW - 1) / q.OutW);
+                    float s = 0, mx = float.NegativeInfinity;
+                    for (int h = h0; h < h1; h++)
+                    {
+                        var row = new ReadOnlySpan<float>(src + (long)h * q.W + w0, w1 - w0);
+                        if (row.IsEmpty) continue;
+                        if (q.Mode == (int)Pool2dMode.Max) mx = Numerics.MaxNaN(mx, TensorPrimitives.Max(row));
+                        else s += TensorPrimitives.Sum(row);
+                    }
+                    int n = (h1 - h0) * (w1 - w0);
+                    Out[(long)b * q.OutStride + q.OutOffset + ((long)c * q.OutH + i) * q.OutW + j] = n <= 0 ? 0 : q.Mode == (int)Pool2dMode.Max ? mx : s / n;
+                }
+            }
+        }
+    }
+}
