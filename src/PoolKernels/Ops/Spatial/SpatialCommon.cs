@@ -23,7 +23,7 @@ internal static class SpatialArgs
         Check.DTypeIs(t.DType, name, "F32", t.DType == DType.F32);
     }
 
-    public static void MaskType(DeviceTensor t, string name) => Check.DTypeIs(t.DType, name, "I64|I32|U8|BOOL", t.DType.IsMask());
+    public static void MaskDType(DeviceTensor t, string name) => Check.DTypeIs(t.DType, name, "I64|I32|U8|BOOL", t.DType.IsMask());
 
     /// <summary>The output must be F32 of exactly <paramref name="shape"/>.</summary>
     public static void Output(DeviceTensor output, params int[] shape)

@@ -147,7 +147,7 @@ public static partial class SpatialPooling
         int b = x.Shape[0], c, h, w;
         if (options.Nhwc) { h = x.Shape[1]; w = x.Shape[2]; c = x.Shape[3]; }
         else { c = x.Shape[1]; h = x.Shape[2]; w = x.Shape[3]; }
-        if (valid is not null) { MaskType(valid, "valid"); Shaped(valid, "valid", "[B,H,W]", b, h, w); }
+        if (valid is not null) { MaskDType(valid, "valid"); Shaped(valid, "valid", "[B,H,W]", b, h, w); }
         if (options.Mode < SpatialPoolMode.Avg || options.Mode > SpatialPoolMode.Gem) throw new ArgumentException($"mode {(int)options.Mode} is not a spatial_pool mode.", "mode");
         if (options.Mode == SpatialPoolMode.Gem) PositiveFinite(options.P, "p");
         if (float.IsNaN(options.Eps)) throw new ArgumentException("eps must not be NaN.", "eps");
