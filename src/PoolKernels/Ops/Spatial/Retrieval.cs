@@ -61,6 +61,58 @@ public static class Retrieval
         }
     }
 
+    /// <summary>
+    /// <c>rerank_refine</c> (SuperGlobal reranking): query [Q,D] F32, db [N,D] F32 (rows L2-normalized; used as stored),
+    /// m > 0 (400), k >= 0 (9), beta (0.15). For each query, with m' = min(m, N): T = the m' best db rows by q·x; for i in
+    /// T its neighbours are the min(k, m'−1) other members of T with the largest x_i·x_j; d'_i = (x_i + Σ_j β(x_i·x_j)·x_j)
+    /// / (1 + Σ_j β(x_i·x_j)); S1_i = q·d'_i; q' = the elementwise max of the d' of the min(k+1, m') best by S1;
+    /// S_i = (S1_i + q'·d'_i)/2. Returns order [Q,m'] I64 (db indices by S, best first) and scores [Q,m'] F32 (S in that
+    /// order). Ties everywhere: higher score first, then lower db index. Every backend runs the whole computation itself
+    /// (ILGPU: on the device, chunked over queries).
+    /// </summary>
+    public static (Tensor Order, Tensor Scores) RerankRefine(this Device device, Tensor query, Tensor db, int m = 400, int k = 9, float beta = 0.15f)
+    {
+        ArgumentNullException.ThrowIfNull(query);
+        ArgumentNullException.ThrowIfNull(db);
+        Check.Rank(query.Shape, 2, "query", "[Q,D]");
+        Check.Rank(db.Shape, 2, "db", "[N,D]");
+        int mp = Math.Min(Math.Max(m, 0), db.Shape[0]);
+        using var scope = new HostScope(device);
+        var order = scope.Output(DType.I64, query.Shape[0], mp);
+        var scores = scope.Output(DType.F32, query.Shape[0], mp);
+        device.RerankRefine(scope.Bind(query), scope.Bind(db), order, scores, m, k, beta);
+        return (scope.Result(order), scope.Result(scores));
+    }
+
+    /// <summary><c>rerank_refine</c> on device tensors: order [Q,min(m,N)] I64, scores [Q,min(m,N)] F32.</summary>
+    public static void RerankRefine(this Device device, DeviceTensor query, DeviceTensor db, DeviceTensor order, DeviceTensor scores, int m = 400, int k = 9, float beta = 0.15f)
+    {
+        Devices(device, ("query", query), ("db", db), ("order", order), ("scores", scores));
+        var (q, n, d) = QueryDb(query, db);
+        if (m <= 0) throw new ArgumentException($"m must be > 0, got {m}.", "m");
+        if (k < 0) throw new ArgumentException($"k must be >= 0, got {k}.", "k");
+        if (!float.IsFinite(beta)) throw new ArgumentException($"beta must be finite, got {beta}.", "beta");
+        int mp = Math.Min(m, n);
+        ArgumentNullException.ThrowIfNull(order);
+        ArgumentNullException.ThrowIfNull(scores);
+        Check.DTypeIs(order.DType, "order", "I64", order.DType == DType.I64);
+        Shaped(order, "order", "[Q,min(m,N)]", q, mp);
+        Check.DTypeIs(scores.DType, "scores", "F32", scores.DType == DType.F32);
+        Shaped(scores, "scores", "[Q,min(m,N)]", q, mp);
+        switch (device)
+        {
+            case CpuDevice { Kind: BackendKind.Reference }:
+                RerankRefineReference.Run(F(query), F(db), MemoryMarshal.Cast<byte, long>(order.Host.Span), FOut(scores), q, n, d, m, k, beta); break;
+            case CpuDevice cpu:
+                RerankRefineSimd.Run(F(query), F(db), MemoryMarshal.Cast<byte, long>(order.Host.Span), FOut(scores), q, n, d, m, k, beta, cpu.Pool); break;
+            case IlgpuDevice g:
+                OnGpu(g, (query, db, order, scores, q, n, d, m, k, beta), static (g, s) =>
+                    RerankRefineIlgpu.Launch(g.Accelerator, g.Accelerator.DefaultStream, V(g, s.query), V(g, s.db), g.Bytes(s.order).Cast<long>(), V(g, s.scores),
+                        ((ArrayView<byte>)g.Dummy.View).Cast<long>(), s.q, s.n, s.d, s.m, s.k, s.beta));
+                break;
+        }
+    }
+
     internal static (int Q, int N, int D) QueryDb(DeviceTensor query, DeviceTensor db)
     {
         F32(query, "query"); F32(db, "db");
