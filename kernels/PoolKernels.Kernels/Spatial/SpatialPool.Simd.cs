@@ -1,4 +1,5 @@
 using System.Numerics.Tensors;
+using System.Runtime.Intrinsics;
 using PoolKernels.Kernels.Sequence;
 
 namespace PoolKernels.Kernels.Spatial;
@@ -69,6 +70,7 @@ public static unsafe class SpatialPoolSimd
             var row = new ReadOnlySpan<float>(src, HW);
             if (Mode == SpatialPoolMode.Avg) return TensorPrimitives.Sum(row) / HW;
             if (Mode == SpatialPoolMode.Max) return TensorPrimitives.Max(row);
+            if (P == 3f || P == 2f) return Finish(GemSumFused(src, HW), 0, HW);
             float* buf = stackalloc float[2 * Chunk];
             float sum = 0;
             for (int i = 0; i < HW; i += Chunk)
@@ -103,6 +105,39 @@ public static unsafe class SpatialPoolSimd
             if (Mode == SpatialPoolMode.Max) { acc.CopyTo(dst); return; }
             TensorPrimitives.Multiply(acc, 1f / count, dst);
             if (Mode == SpatialPoolMode.Gem && P != 1f) TensorPrimitives.Pow(dst, 1f / P, dst);
+        }
+
+        // Σ max(x,eps)^p for p = 2 or 3 in one pass of registers: no scratch row. Small planes (7×7 CNN maps) are
+        // dominated by per-call overhead in the TensorPrimitives chain, so this is the path GeM + normalize takes.
+        private float GemSumFused(float* src, int n)
+        {
+            int i = 0;
+            float s = 0;
+            bool cube = P == 3f;
+            if (Vector512.IsHardwareAccelerated && n >= 16)
+            {
+                var acc = Vector512<float>.Zero; var e = Vector512.Create(Eps);
+                for (; i + 16 <= n; i += 16)
+                {
+                    var x = Vector512.Load(src + i);
+                    var v = Vector512.ConditionalSelect(Vector512.Equals(x, x), Vector512.Max(x, e), x); // NaN stays NaN
+                    acc += cube ? v * v * v : v * v;
+                }
+                s = Vector512.Sum(acc);
+            }
+            else if (Vector256.IsHardwareAccelerated && n >= 8)
+            {
+                var acc = Vector256<float>.Zero; var e = Vector256.Create(Eps);
+                for (; i + 8 <= n; i += 8)
+                {
+                    var x = Vector256.Load(src + i);
+                    var v = Vector256.ConditionalSelect(Vector256.Equals(x, x), Vector256.Max(x, e), x);
+                    acc += cube ? v * v * v : v * v;
+                }
+                s = Vector256.Sum(acc);
+            }
+            for (; i < n; i++) s += Pow(MathF.Max(src[i], Eps));
+            return s;
         }
 
         private float Pow(float v) => P == 3f ? v * v * v : P == 2f ? v * v : MathF.Pow(v, P);

@@ -67,7 +67,7 @@ internal sealed class SpatialFamily : IOpFamily
     {
         var r = new RandomTensors(seed);
         var cases = new List<(string, OpCall)>();
-        (int B, int C, int H, int W)[] shapes = [(2, 3, 5, 7), (1, 17, 1, 1), (3, 40, 3, 3), (2, 5, 4, 6), (0, 3, 2, 2), (2, 300, 2, 3), (2, 4, 0, 3)];
+        (int B, int C, int H, int W)[] shapes = [(2, 3, 5, 7), (1, 17, 1, 1), (3, 40, 3, 3), (2, 5, 4, 6), (0, 3, 2, 2), (2, 300, 2, 3), (2, 4, 0, 3), (2, 5, 7, 7), (3, 4, 7, 7)];
         string[] modes = ["avg", "max", "gem"];
         int i = 0;
         foreach (var (b, ch, h, w) in shapes)
@@ -75,7 +75,7 @@ internal sealed class SpatialFamily : IOpFamily
             string mode = modes[i % 3];
             bool nhwc = i % 2 == 1;
             int[] shape = nhwc ? [b, h, w, ch] : [b, ch, h, w];
-            var x = i == 3 ? r.FloatsWithSpecials(DType.F32, shape) : r.Floats(DType.F32, -1, 2, shape);
+            var x = i is 3 or 8 ? r.FloatsWithSpecials(DType.F32, shape) : r.Floats(DType.F32, -1, 2, shape);
             var inputs = new Dictionary<string, Tensor> { ["x"] = x };
             if (i % 3 != 2 && b > 0) inputs["valid"] = r.Mask(r.MaskType(), b, h * w) is var m ? new Tensor(m.DType, [b, h, w], m.Data) : null!;
             var ps = P("mode", mode, "p", i % 2 == 0 ? "3" : "4.6", "eps", "1e-6", "normalize", i % 2 == 0 ? "true" : "false", "layout", nhwc ? "nhwc" : "nchw");

@@ -90,18 +90,19 @@ public sealed record Pool2dOptions
             "reflect" => PadIndex.Reflect,
             _ => throw new ArgumentException($"Unknown padding_mode '{PaddingMode}'; expected zeros, replicate or reflect.", "padding_mode"),
         };
-        string xs = $"x [B,C,H,W] = [{batch}, {channels}, {h}, {w}]";
+        // Messages are built only on failure: a valid call allocates nothing here.
+        string Xs() => $"x [B,C,H,W] = [{batch}, {channels}, {h}, {w}]";
         if (padMode == PadIndex.Zeros && (ph > kh / 2 || pw > kw / 2))
             throw new ArgumentException($"padding ({ph}, {pw}) must be at most half the kernel ({kh}, {kw}) with zero padding.", "padding");
         if (padMode == PadIndex.Reflect && (ph >= h || pw >= w))
-            throw new ArgumentException($"reflect padding ({ph}, {pw}) must be smaller than the input size (H, W) = ({h}, {w}) of {xs}.", "padding");
+            throw new ArgumentException($"reflect padding ({ph}, {pw}) must be smaller than the input size (H, W) = ({h}, {w}) of {Xs()}.", "padding");
         if (padMode == PadIndex.Replicate && (ph > 0 || pw > 0) && (h == 0 || w == 0))
-            throw new ArgumentException($"replicate padding needs a non-empty input, got {xs}.", "x");
+            throw new ArgumentException($"replicate padding needs a non-empty input, got {Xs()}.", "x");
         bool zeros = padMode == PadIndex.Zeros;
         int dataH = zeros ? h : h + 2 * ph, dataW = zeros ? w : w + 2 * pw, impH = zeros ? ph : 0, impW = zeros ? pw : 0;
         long oh = Pool2dParams.OutputSize(dataH, kh, impH, sh, dh, CeilMode), ow = Pool2dParams.OutputSize(dataW, kw, impW, sw, dw, CeilMode);
         if (oh <= 0 || ow <= 0)
-            throw new ArgumentException($"kernel ({kh}, {kw}) with dilation ({dh}, {dw}) and padding ({ph}, {pw}) gives an empty output ({oh}, {ow}) for {xs}.", "kernel");
+            throw new ArgumentException($"kernel ({kh}, {kw}) with dilation ({dh}, {dw}) and padding ({ph}, {pw}) gives an empty output ({oh}, {ow}) for {Xs()}.", "kernel");
         return new Pool2dParams
         {
             Batch = batch, Channels = channels, H = h, W = w, OutH = (int)oh, OutW = (int)ow, KH = kh, KW = kw, SH = sh, SW = sw, DH = dh, DW = dw,
@@ -174,8 +175,8 @@ public static partial class SpatialPooling
     {
         ArgumentNullException.ThrowIfNull(device);
         Check.NonNegative(batch, "batch"); Check.NonNegative(channels, "channels"); Check.NonNegative(height, "height"); Check.NonNegative(width, "width");
-        Check.Length(x.Length, (long)batch * channels * height * width, "x", $"[B,C,H,W] = [{batch}, {channels}, {height}, {width}]");
-        Check.Length(output.Length, (long)batch * channels, "output", $"[B,C] = [{batch}, {channels}]");
+        if (x.Length != (long)batch * channels * height * width) Check.Length(x.Length, (long)batch * channels * height * width, "x", $"[B,C,H,W] = [{batch}, {channels}, {height}, {width}]");
+        if (output.Length != (long)batch * channels) Check.Length(output.Length, (long)batch * channels, "output", $"[B,C] = [{batch}, {channels}]");
         if (device is CpuDevice { Kind: BackendKind.Simd } cpu)
         {
             if (options.Mode == SpatialPoolMode.Gem) PositiveFinite(options.P, "p");
@@ -243,9 +244,9 @@ public static partial class SpatialPooling
         ArgumentNullException.ThrowIfNull(device);
         ArgumentNullException.ThrowIfNull(options);
         Check.NonNegative(batch, "batch"); Check.NonNegative(channels, "channels"); Check.NonNegative(height, "height"); Check.NonNegative(width, "width");
-        Check.Length(x.Length, (long)batch * channels * height * width, "x", $"[B,C,H,W] = [{batch}, {channels}, {height}, {width}]");
+        if (x.Length != (long)batch * channels * height * width) Check.Length(x.Length, (long)batch * channels * height * width, "x", $"[B,C,H,W] = [{batch}, {channels}, {height}, {width}]");
         var q = options.Resolve(batch, channels, height, width);
-        Check.Length(output.Length, (long)batch * channels * q.OutH * q.OutW, "output", $"[B,C,Ho,Wo] = [{batch}, {channels}, {q.OutH}, {q.OutW}]");
+        if (output.Length != (long)batch * channels * q.OutH * q.OutW) Check.Length(output.Length, (long)batch * channels * q.OutH * q.OutW, "output", $"[B,C,Ho,Wo] = [{batch}, {channels}, {q.OutH}, {q.OutW}]");
         switch (device)
         {
             case CpuDevice { Kind: BackendKind.Reference }: Pool2dReference.Run(x, output, q); break;
