@@ -53,37 +53,58 @@ public static unsafe class Pool2dSimd
             float* src = X + plane * q.H * q.W, dst = Out + plane * q.OutH * q.OutW;
             var mode = (Pool2dMode)q.Mode;
             bool minmax = mode is Pool2dMode.Max or Pool2dMode.Min;
-            if (minmax && q.PadMode == PadIndex.Zeros && q.DH == 1 && q.DW == 1 && q.W <= 4096)
+            if (minmax && q.PadMode == PadIndex.Zeros && q.DH == 1 && q.DW == 1 && q.SW <= 2 && (long)(q.OutW + q.KW) * q.SW + q.W + 2 * q.PW <= 8192)
             {
-                float* row = stackalloc float[q.W];
-                var r = new Span<float>(row, q.W);
-                bool isMax = mode == Pool2dMode.Max;
-                for (int oh = 0; oh < q.OutH; oh++)
-                {
-                    int h0 = Math.Max(oh * q.SH - q.ImpH, 0), h1 = Math.Min(oh * q.SH - q.ImpH + q.KH, q.H);
-                    if (h0 >= h1) { new Span<float>(dst + (long)oh * q.OutW, q.OutW).Clear(); continue; }
-                    new ReadOnlySpan<float>(src + (long)h0 * q.W, q.W).CopyTo(r);
-                    for (int h = h0 + 1; h < h1; h++)
-                    {
-                        var next = new ReadOnlySpan<float>(src + (long)h * q.W, q.W);
-                        if (isMax) TensorPrimitives.Max(r, next, r); else TensorPrimitives.Min(r, next, r);
-                    }
-                    float* o = dst + (long)oh * q.OutW;
-                    for (int ow = 0; ow < q.OutW; ow++)
-                    {
-                        int w0 = Math.Max(ow * q.SW - q.ImpW, 0), w1 = Math.Min(ow * q.SW - q.ImpW + q.KW, q.W);
-                        if (w0 >= w1) { o[ow] = 0; continue; }
-                        float m = row[w0];
-                        if (isMax) for (int w = w0 + 1; w < w1; w++) m = Numerics.MaxNaN(m, row[w]);
-                        else for (int w = w0 + 1; w < w1; w++) m = Numerics.MinNaN(m, row[w]);
-                        o[ow] = m;
-                    }
-                }
+                Separable(src, dst, mode == Pool2dMode.Max);
                 return;
             }
             for (int oh = 0; oh < q.OutH; oh++)
                 for (int ow = 0; ow < q.OutW; ow++)
                     dst[(long)oh * q.OutW + ow] = Window(src, oh, ow, mode);
+        }
+
+        // Max/min with zero padding, no dilation, horizontal stride 1 or 2 (every CNN stem / downsampling pool), all in
+        // full-width vectors: per output row, the vertical max of its KH input rows is written into a row R whose pad
+        // cells hold -inf (+inf for min: ignored, as PyTorch's -inf padding; every window holds a real cell); stride 2
+        // splits R into its even and odd cells, after which each of the KW window taps is a contiguous slice, so the
+        // horizontal max is KW TensorPrimitives.Max calls over OutW entries. NaN propagates (TensorPrimitives.Max/Min).
+        private void Separable(float* src, float* dst, bool isMax)
+        {
+            ref readonly var q = ref Q;
+            int len = (q.OutW + q.KW) * q.SW + q.W + 2 * q.PW, half = len / 2 + 1;
+            float* buf = stackalloc float[len + 2 * half];
+            var r = new Span<float>(buf, len);
+            var even = new Span<float>(buf + len, half); var odd = new Span<float>(buf + len + half, half);
+            float pad = isMax ? float.NegativeInfinity : float.PositiveInfinity;
+            r.Fill(pad);
+            var mid = r.Slice(q.PW, q.W);
+            for (int oh = 0; oh < q.OutH; oh++)
+            {
+                var o = new Span<float>(dst + (long)oh * q.OutW, q.OutW);
+                int h0 = Math.Max(oh * q.SH - q.ImpH, 0), h1 = Math.Min(oh * q.SH - q.ImpH + q.KH, q.H);
+                if (h0 >= h1) { o.Clear(); continue; }
+                new ReadOnlySpan<float>(src + (long)h0 * q.W, q.W).CopyTo(mid);
+                for (int h = h0 + 1; h < h1; h++)
+                {
+                    var next = new ReadOnlySpan<float>(src + (long)h * q.W, q.W);
+                    if (isMax) TensorPrimitives.Max(mid, next, mid); else TensorPrimitives.Min(mid, next, mid);
+                }
+                if (q.SW == 1)
+                {
+                    r.Slice(0, q.OutW).CopyTo(o);
+                    for (int c = 1; c < q.KW; c++)
+                        if (isMax) TensorPrimitives.Max(o, r.Slice(c, q.OutW), o); else TensorPrimitives.Min(o, r.Slice(c, q.OutW), o);
+                    continue;
+                }
+                int n = Math.Min(half, len / 2);
+                for (int j = 0; j < n; j++) { even[j] = r[2 * j]; odd[j] = r[2 * j + 1]; }
+                even.Slice(0, q.OutW).CopyTo(o);
+                for (int c = 1; c < q.KW; c++)
+                {
+                    var tap = ((c & 1) == 0 ? even : odd).Slice(c >> 1, q.OutW);
+                    if (isMax) TensorPrimitives.Max(o, tap, o); else TensorPrimitives.Min(o, tap, o);
+                }
+            }
         }
 
         private float Window(float* src, int oh, int ow, Pool2dMode mode)

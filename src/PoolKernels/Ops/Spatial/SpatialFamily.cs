@@ -104,6 +104,8 @@ internal sealed class SpatialFamily : IOpFamily
             ([1, 2, 1, 1], "avg", "3", "1", "1", "1", true, false, "zeros"),
             ([2, 3, 17, 3], "min", "3", "3", "1", "1", true, true, "replicate"),
             ([1, 1, 8, 8], "max", "3", "2", "1", "1", false, true, "zeros"),
+            ([2, 2, 7, 9], "max", "3", "2", "1", "1", true, true, "zeros"),
+            ([1, 3, 5, 11], "min", "2,3", "1,2", "1,1", "1", true, true, "zeros"),
         ];
         int i = 0;
         foreach (var (shape, mode, k, st, pd, dil, ceil, cip, pm) in list)
