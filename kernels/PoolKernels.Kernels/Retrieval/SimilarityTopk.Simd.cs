@@ -1,16 +1,19 @@
 using System.Numerics.Tensors;
+using PoolKernels.Kernels.Spatial;
 
 namespace PoolKernels.Kernels.Retrieval;
 
 /// <summary>
-/// <c>similarity_topk</c>, managed. A work item is a block of 8 queries; it streams the database once, each db row
-/// dotted with the 8 queries while it sits in L1 (TensorPrimitives.Dot), each score offered to that query's bounded
-/// heap (<see cref="TopK"/>): no score row is ever materialized, memory is O(k) per query. Cosine uses inverse norms
-/// computed once per call. Allocation happens only when a call needs larger scratch than any before it.
+/// <c>similarity_topk</c>, managed. A work item is a block of 16 queries; it streams the database once in tiles of 128
+/// rows (which stay in L2 while the block's queries pass over them), scoring 4 queries × 4 rows at a time with the
+/// <see cref="DotTile"/> register micro-kernel, and offers each score to its query's bounded heap
+/// (<see cref="TopK"/>): no score row is ever materialized, memory is O(k) per query. Every score comes from the same
+/// micro-kernel arithmetic (short tiles repeat a row), so exact ties stay exact. Cosine uses inverse norms computed once
+/// per call. Allocation happens only when a call needs larger scratch than any before it.
 /// </summary>
 public static unsafe class SimilarityTopkSimd
 {
-    private const int QBlock = 8;
+    private const int QBlock = 16, RTile = 128;
 
     /// <summary>Runs into index [Q,k] and score [Q,k].</summary>
     public static void Run(ReadOnlySpan<float> query, ReadOnlySpan<float> db, Span<long> index, Span<float> score, int queries, int n, int dim, int k, bool cosine, WorkerPool pool)
@@ -39,6 +42,9 @@ public static unsafe class SimilarityTopkSimd
         internal float[] InvNorm = [];
         internal float[][] HeapS = []; internal int[][] HeapP = [];
 
+        private float* QRow(int q) => Q + (long)q * D;
+        private float* DbRow(int r) => Db + (long)r * D;
+
         public void Execute(int item, int worker)
         {
             int q0 = item * QBlock, nq = Math.Min(QBlock, Queries - q0);
@@ -51,22 +57,37 @@ public static unsafe class SimilarityTopkSimd
             var hs = HeapS[worker]; var hp = HeapP[worker];
             Span<int> counts = stackalloc int[QBlock];
             counts.Clear();
-            for (int i = 0; i < N; i++)
+            float* t = stackalloc float[16];
+            for (int r0 = 0; r0 < N; r0 += RTile)
             {
-                var row = new ReadOnlySpan<float>(Db + (long)i * D, D);
-                float inv = Cosine ? InvNorm[i] : 1f;
-                for (int j = 0; j < nq; j++)
+                int nr = Math.Min(RTile, N - r0);
+                for (int qi = 0; qi < nq; qi += 4)
                 {
-                    float s = TensorPrimitives.Dot(new ReadOnlySpan<float>(Q + (long)(q0 + j) * D, D), row);
-                    if (Cosine) s = s * qscale[j] * inv;
-                    TopK.Offer(hs.AsSpan(j * K, K), hp.AsSpan(j * K, K), ref counts[j], K, s, i);
+                    float* a0 = QRow(q0 + qi), a1 = QRow(q0 + Math.Min(qi + 1, nq - 1)), a2 = QRow(q0 + Math.Min(qi + 2, nq - 1)), a3 = QRow(q0 + Math.Min(qi + 3, nq - 1));
+                    int mi = Math.Min(4, nq - qi);
+                    for (int ri = 0; ri < nr; ri += 4)
+                    {
+                        int rb = r0 + ri, mj = Math.Min(4, nr - ri);
+                        DotTile.Dot4x4(a0, a1, a2, a3, DbRow(rb), DbRow(rb + Math.Min(1, mj - 1)), DbRow(rb + Math.Min(2, mj - 1)), DbRow(rb + Math.Min(3, mj - 1)), D, t);
+                        for (int a = 0; a < mi; a++)
+                        {
+                            int j = qi + a;
+                            var heapS = hs.AsSpan(j * K, K); var heapP = hp.AsSpan(j * K, K);
+                            for (int b = 0; b < mj; b++)
+                            {
+                                float s = t[a * 4 + b];
+                                if (Cosine) s = s * qscale[j] * InvNorm[rb + b];
+                                TopK.Offer(heapS, heapP, ref counts[j], K, s, rb + b);
+                            }
+                        }
+                    }
                 }
             }
             for (int j = 0; j < nq; j++)
             {
                 TopK.SortBestFirst(hs.AsSpan(j * K, K), hp.AsSpan(j * K, K), counts[j]);
                 long o = (long)(q0 + j) * K;
-                for (int t = 0; t < counts[j]; t++) { Index[o + t] = hp[j * K + t]; Score[o + t] = hs[j * K + t]; }
+                for (int e = 0; e < counts[j]; e++) { Index[o + e] = hp[j * K + e]; Score[o + e] = hs[j * K + e]; }
             }
         }
     }

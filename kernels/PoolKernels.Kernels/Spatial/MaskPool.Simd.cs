@@ -3,13 +3,14 @@ using System.Numerics.Tensors;
 namespace PoolKernels.Kernels.Spatial;
 
 /// <summary>
-/// <c>mask_pool</c>, managed. A work item is (b, block of 4 masks): the 4 weight planes are built in per-worker scratch
-/// (bilinear resize fused into the weight computation, no resized mask tensor), then every channel plane of x is read
-/// once and dotted with the 4 weight planes while it sits in L1 (TensorPrimitives.Dot).
+/// <c>mask_pool</c>, managed. A work item is (b, block of 16 masks): the 16 weight planes are built in per-worker scratch
+/// (bilinear resize fused into the weight computation, no resized mask tensor), then x[b] is read once per block,
+/// 4 channel planes × 4 weight planes at a time through the <see cref="DotTile"/> register micro-kernel (the weighted
+/// sums are a [Q,HW]·[HW,C] product, done GEMM-style without forming it as one).
 /// </summary>
 public static unsafe class MaskPoolSimd
 {
-    private const int QBlock = 4;
+    private const int QBlock = 16;
 
     /// <summary>Runs into output [B,Q,C].</summary>
     public static void Run(ReadOnlySpan<float> x, ReadOnlySpan<float> masks, Span<float> output, int batch, int channels, int height, int width,
@@ -35,6 +36,8 @@ public static unsafe class MaskPoolSimd
         [ThreadStatic] internal static Job? Cached;
         internal float* X, M, Out; internal int B, C, H, W, Q, MH, MW, QBlocks; internal MaskType Type; internal float Threshold, Eps;
         internal float[][]? Scratch;
+
+        private float* XRow(int b, int c) => X + ((long)b * C + c) * H * W;
 
         public void Execute(int item, int worker)
         {
@@ -70,13 +73,22 @@ public static unsafe class MaskPoolSimd
                 }
                 denom[j] = TensorPrimitives.Sum(wts) + Eps;
             }
-            for (int c = 0; c < C; c++)
+            float* t = stackalloc float[16];
+            fixed (float* w = scratch)
             {
-                var xs = new ReadOnlySpan<float>(X + ((long)b * C + c) * hw, hw);
-                for (int j = 0; j < nq; j++)
+                for (int c = 0; c < C; c += 4)
                 {
-                    float s = TensorPrimitives.Dot(xs, scratch.AsSpan(j * hw, hw));
-                    Out[((long)b * Q + q0 + j) * C + c] = denom[j] == 0 ? 0 : s / denom[j];
+                    int mc = Math.Min(4, C - c);
+                    float* x0 = XRow(b, c), x1 = XRow(b, c + Math.Min(1, mc - 1)), x2 = XRow(b, c + Math.Min(2, mc - 1)), x3 = XRow(b, c + Math.Min(3, mc - 1));
+                    for (int j = 0; j < nq; j += 4)
+                    {
+                        int mj = Math.Min(4, nq - j);
+                        DotTile.Dot4x4(x0, x1, x2, x3, w + (long)j * hw, w + (long)(j + Math.Min(1, mj - 1)) * hw, w + (long)(j + Math.Min(2, mj - 1)) * hw,
+                            w + (long)(j + Math.Min(3, mj - 1)) * hw, hw, t);
+                        for (int a = 0; a < mc; a++)
+                            for (int e = 0; e < mj; e++)
+                                Out[((long)b * Q + q0 + j + e) * C + c + a] = denom[j + e] == 0 ? 0 : t[a * 4 + e] / denom[j + e];
+                    }
                 }
             }
         }

@@ -1,4 +1,6 @@
 using System.Numerics.Tensors;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 
 namespace PoolKernels.Kernels.Spatial;
 
@@ -83,11 +85,18 @@ public static unsafe class Pool2dSimd
                 var o = new Span<float>(dst + (long)oh * q.OutW, q.OutW);
                 int h0 = Math.Max(oh * q.SH - q.ImpH, 0), h1 = Math.Min(oh * q.SH - q.ImpH + q.KH, q.H);
                 if (h0 >= h1) { o.Clear(); continue; }
-                new ReadOnlySpan<float>(src + (long)h0 * q.W, q.W).CopyTo(mid);
-                for (int h = h0 + 1; h < h1; h++)
+                var first = new ReadOnlySpan<float>(src + (long)h0 * q.W, q.W);
+                if (h1 - h0 == 1) first.CopyTo(mid);
+                else
                 {
-                    var next = new ReadOnlySpan<float>(src + (long)h * q.W, q.W);
-                    if (isMax) TensorPrimitives.Max(mid, next, mid); else TensorPrimitives.Min(mid, next, mid);
+                    // the first two rows straight into R (no copy), then the rest
+                    var second = new ReadOnlySpan<float>(src + (long)(h0 + 1) * q.W, q.W);
+                    if (isMax) TensorPrimitives.Max(first, second, mid); else TensorPrimitives.Min(first, second, mid);
+                    for (int h = h0 + 2; h < h1; h++)
+                    {
+                        var next = new ReadOnlySpan<float>(src + (long)h * q.W, q.W);
+                        if (isMax) TensorPrimitives.Max(mid, next, mid); else TensorPrimitives.Min(mid, next, mid);
+                    }
                 }
                 if (q.SW == 1)
                 {
@@ -96,8 +105,7 @@ public static unsafe class Pool2dSimd
                         if (isMax) TensorPrimitives.Max(o, r.Slice(c, q.OutW), o); else TensorPrimitives.Min(o, r.Slice(c, q.OutW), o);
                     continue;
                 }
-                int n = Math.Min(half, len / 2);
-                for (int j = 0; j < n; j++) { even[j] = r[2 * j]; odd[j] = r[2 * j + 1]; }
+                Deinterleave(buf, buf + len, buf + len + half, Math.Min(half, len / 2));
                 even.Slice(0, q.OutW).CopyTo(o);
                 for (int c = 1; c < q.KW; c++)
                 {
@@ -105,6 +113,24 @@ public static unsafe class Pool2dSimd
                     if (isMax) TensorPrimitives.Max(o, tap, o); else TensorPrimitives.Min(o, tap, o);
                 }
             }
+        }
+
+        // even[j] = r[2j], odd[j] = r[2j+1] for j < n: two-source permutes, 16 pairs per step.
+        private static void Deinterleave(float* r, float* even, float* odd, int n)
+        {
+            int j = 0;
+            if (Avx512F.IsSupported)
+            {
+                var ie = Vector512.Create(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+                var io = Vector512.Create(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+                for (; j + 16 <= n; j += 16)
+                {
+                    var lo = Vector512.Load(r + 2 * j); var hi = Vector512.Load(r + 2 * j + 16);
+                    Avx512F.PermuteVar16x32x2(lo, ie, hi).Store(even + j);
+                    Avx512F.PermuteVar16x32x2(lo, io, hi).Store(odd + j);
+                }
+            }
+            for (; j < n; j++) { even[j] = r[2 * j]; odd[j] = r[2 * j + 1]; }
         }
 
         private float Window(float* src, int oh, int ow, Pool2dMode mode)
