@@ -144,3 +144,148 @@ public class GemNormalizeBenchmarks
     [Benchmark]
     public float StreamingRead() => TensorPrimitives.Sum(_x);
 }
+
+/// <summary>The compute limit: FMAs on 8 independent Vector512 (or Vector256) accumulators on every core, for a given
+/// FLOP count; its time is the floor for a compute-bound op of that many FLOPs.</summary>
+internal static class FmaLimit
+{
+    public static float Run(double flops)
+    {
+        int workers = Environment.ProcessorCount;
+        int width = System.Runtime.Intrinsics.Vector512.IsHardwareAccelerated ? 16 : 8;
+        long iters = (long)(flops / (8.0 * width * 2) / workers);
+        var sums = new float[workers];
+        Parallel.For(0, workers, w => sums[w] = width == 16 ? Loop512(iters) : Loop256(iters));
+        return sums.Sum();
+    }
+
+    private static float Loop512(long n)
+    {
+        var m = System.Runtime.Intrinsics.Vector512.Create(0.999f); var c = System.Runtime.Intrinsics.Vector512.Create(0.001f);
+        var a0 = m; var a1 = c; var a2 = m; var a3 = c; var a4 = m; var a5 = c; var a6 = m; var a7 = c;
+        for (long i = 0; i < n; i++)
+        {
+            a0 = System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(a0, m, c); a1 = System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(a1, m, c);
+            a2 = System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(a2, m, c); a3 = System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(a3, m, c);
+            a4 = System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(a4, m, c); a5 = System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(a5, m, c);
+            a6 = System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(a6, m, c); a7 = System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(a7, m, c);
+        }
+        return System.Runtime.Intrinsics.Vector512.Sum(a0 + a1 + a2 + a3 + a4 + a5 + a6 + a7);
+    }
+
+    private static float Loop256(long n)
+    {
+        var m = System.Runtime.Intrinsics.Vector256.Create(0.999f); var c = System.Runtime.Intrinsics.Vector256.Create(0.001f);
+        var a0 = m; var a1 = c; var a2 = m; var a3 = c; var a4 = m; var a5 = c; var a6 = m; var a7 = c;
+        for (long i = 0; i < n; i++)
+        {
+            a0 = System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(a0, m, c); a1 = System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(a1, m, c);
+            a2 = System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(a2, m, c); a3 = System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(a3, m, c);
+            a4 = System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(a4, m, c); a5 = System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(a5, m, c);
+            a6 = System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(a6, m, c); a7 = System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(a7, m, c);
+        }
+        return System.Runtime.Intrinsics.Vector256.Sum(a0 + a1 + a2 + a3 + a4 + a5 + a6 + a7);
+    }
+}
+
+/// <summary>mask_pool, 100 soft masks on x [8,256,64,64]: simd vs ONNX Runtime's MatMul formulation
+/// (Transpose, MatMul, ReduceSum, Add, Div), beside a streaming read of x and the masks and an FMA loop of the same
+/// 2·B·Q·C·HW FLOPs.</summary>
+[ShortRunJob]
+public class MaskPoolBenchmarks
+{
+    private const int B = 8, C = 256, H = 64, W = 64, Q = 100, HW = H * W;
+    private const double Flops = 2.0 * B * Q * C * HW;
+    private float[] _x = [], _m = [];
+    private Device _simd = null!;
+    private DeviceTensor _xd = null!, _md = null!, _od = null!;
+    private InferenceSession _ort = null!;
+    private OrtValue _xin = null!, _min = null!, _yout = null!;
+    private RunOptions _run = null!;
+
+    [GlobalSetup]
+    public void Setup()
+    {
+        _x = SpatialOnnx.Random((long)B * C * HW, 3);
+        _m = SpatialOnnx.Random((long)B * Q * HW, 4);
+        for (int i = 0; i < _m.Length; i++) _m[i] = 0.5f + 0.5f * _m[i]; // soft masks in [0,1]
+        _simd = Device.Open("simd");
+        _xd = _simd.Upload<float>(_x, B, C, H, W);
+        _md = _simd.Upload<float>(_m, B, Q, H, W);
+        _od = _simd.Allocate(DType.F32, B, Q, C);
+        _ort = SpatialOnnx.Session([SpatialOnnx.F32("x", B, C, HW), SpatialOnnx.F32("m", B, Q, HW)], [SpatialOnnx.F32("y", B, Q, C)],
+        [
+            SpatialOnnx.Node("Transpose", ["x"], ["xt"], SpatialOnnx.Ints("perm", 0, 2, 1)),
+            SpatialOnnx.Node("MatMul", ["m", "xt"], ["s"]),
+            SpatialOnnx.Node("ReduceSum", ["m", "axes"], ["ws"], SpatialOnnx.Int("keepdims", 1)),
+            SpatialOnnx.Node("Add", ["ws", "eps"], ["den"]),
+            SpatialOnnx.Node("Div", ["s", "den"], ["y"]),
+        ], SpatialOnnx.Longs("axes", -1), SpatialOnnx.Scalar("eps", 1e-8f));
+        _xin = OrtValue.CreateTensorValueFromMemory(_x, [B, C, HW]);
+        _min = OrtValue.CreateTensorValueFromMemory(_m, [B, Q, HW]);
+        _yout = OrtValue.CreateTensorValueFromMemory(new float[B * Q * C], [B, Q, C]);
+        _run = new RunOptions();
+    }
+
+    [Benchmark(Baseline = true)]
+    public void OrtMatMul() => _ort.Run(_run, ["x", "m"], [_xin, _min], ["y"], [_yout]);
+
+    [Benchmark]
+    public void SimdMaskPool() => _simd.MaskPool(_xd, _md, _od, MaskType.Soft);
+
+    [Benchmark]
+    public float StreamingRead() => TensorPrimitives.Sum(_x) + TensorPrimitives.Sum(_m);
+
+    [Benchmark]
+    public float FmaLoopSameFlops() => FmaLimit.Run(Flops);
+}
+
+/// <summary>similarity_topk k=10, 1000 queries × 100000 db rows × 256: simd vs ONNX Runtime Gemm(transB) + TopK, beside a
+/// streaming read of db and an FMA loop of the same 2·Q·N·D FLOPs.</summary>
+[ShortRunJob]
+public class SimilarityTopkBenchmarks
+{
+    private const int Q = 1000, N = 100000, D = 256, K = 10;
+    private const double Flops = 2.0 * Q * N * D;
+    private float[] _q = [], _db = [];
+    private Device _simd = null!;
+    private DeviceTensor _qd = null!, _dbd = null!, _idx = null!, _score = null!;
+    private InferenceSession _ort = null!;
+    private OrtValue _qin = null!, _dbin = null!, _vout = null!, _iout = null!;
+    private RunOptions _run = null!;
+
+    [GlobalSetup]
+    public void Setup()
+    {
+        _q = SpatialOnnx.Random((long)Q * D, 5);
+        _db = SpatialOnnx.Random((long)N * D, 6);
+        _simd = Device.Open("simd");
+        _qd = _simd.Upload<float>(_q, Q, D);
+        _dbd = _simd.Upload<float>(_db, N, D);
+        _idx = _simd.Allocate(DType.I64, Q, K);
+        _score = _simd.Allocate(DType.F32, Q, K);
+        _ort = SpatialOnnx.Session([SpatialOnnx.F32("q", Q, D), SpatialOnnx.F32("db", N, D)],
+            [SpatialOnnx.F32("v", Q, K), SpatialOnnx.Value("i", TensorProto.Types.DataType.Int64, Q, K)],
+        [
+            SpatialOnnx.Node("Gemm", ["q", "db"], ["s"], SpatialOnnx.Int("transB", 1)),
+            SpatialOnnx.Node("TopK", ["s", "k"], ["v", "i"], SpatialOnnx.Int("axis", 1)),
+        ], SpatialOnnx.Longs("k", K));
+        _qin = OrtValue.CreateTensorValueFromMemory(_q, [Q, D]);
+        _dbin = OrtValue.CreateTensorValueFromMemory(_db, [N, D]);
+        _vout = OrtValue.CreateTensorValueFromMemory(new float[Q * K], [Q, K]);
+        _iout = OrtValue.CreateTensorValueFromMemory(new long[Q * K], [Q, K]);
+        _run = new RunOptions();
+    }
+
+    [Benchmark(Baseline = true)]
+    public void OrtGemmTopK() => _ort.Run(_run, ["q", "db"], [_qin, _dbin], ["v", "i"], [_vout, _iout]);
+
+    [Benchmark]
+    public void SimdSimilarityTopk() => _simd.SimilarityTopk(_qd, _dbd, _idx, _score, K);
+
+    [Benchmark]
+    public float StreamingRead() => TensorPrimitives.Sum(_db);
+
+    [Benchmark]
+    public float FmaLoopSameFlops() => FmaLimit.Run(Flops);
+}
