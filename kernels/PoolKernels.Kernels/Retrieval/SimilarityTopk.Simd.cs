@@ -4,7 +4,7 @@ using PoolKernels.Kernels.Spatial;
 namespace PoolKernels.Kernels.Retrieval;
 
 /// <summary>
-/// <c>similarity_topk</c>, managed. A work item is a block of 16 queries; it streams the database once in tiles of 128
+/// <c>similarity_topk</c>, managed. A work item is a block of 64 queries; it streams the database once in tiles of 128
 /// rows (which stay in L2 while the block's queries pass over them), scoring 4 queries × 4 rows at a time with the
 /// <see cref="DotTile"/> register micro-kernel, and offers each score to its query's bounded heap
 /// (<see cref="TopK"/>): no score row is ever materialized, memory is O(k) per query. Every score comes from the same
@@ -13,7 +13,7 @@ namespace PoolKernels.Kernels.Retrieval;
 /// </summary>
 public static unsafe class SimilarityTopkSimd
 {
-    private const int QBlock = 16, RTile = 128;
+    private const int QBlock = 64, RTile = 128;
 
     /// <summary>Runs into index [Q,k] and score [Q,k].</summary>
     public static void Run(ReadOnlySpan<float> query, ReadOnlySpan<float> db, Span<long> index, Span<float> score, int queries, int n, int dim, int k, bool cosine, WorkerPool pool)
@@ -28,17 +28,19 @@ public static unsafe class SimilarityTopkSimd
                 if (job.InvNorm.Length < n) job.InvNorm = new float[n];
                 for (int i = 0; i < n; i++) job.InvNorm[i] = 1f / MathF.Max(TensorPrimitives.Norm(db.Slice(i * dim, dim)), 1e-12f);
             }
+            // large k: fewer queries per block, so the heaps stay small
+            job.QB = k <= 1024 ? QBlock : 4;
             if (job.HeapS.Length < pool.Workers) { job.HeapS = new float[pool.Workers][]; job.HeapP = new int[pool.Workers][]; }
             for (int w = 0; w < pool.Workers; w++)
-                if (job.HeapS[w] is null || job.HeapS[w].Length < QBlock * k) { job.HeapS[w] = new float[QBlock * k]; job.HeapP[w] = new int[QBlock * k]; }
-            pool.Run(job, (queries + QBlock - 1) / QBlock);
+                if (job.HeapS[w] is null || job.HeapS[w].Length < job.QB * k) { job.HeapS[w] = new float[job.QB * k]; job.HeapP[w] = new int[job.QB * k]; }
+            pool.Run(job, (queries + job.QB - 1) / job.QB);
         }
     }
 
     private sealed class Job : IParallelJob
     {
         [ThreadStatic] internal static Job? Cached;
-        internal float* Q, Db, Score; internal long* Index; internal int Queries, N, D, K; internal bool Cosine;
+        internal float* Q, Db, Score; internal long* Index; internal int Queries, N, D, K, QB; internal bool Cosine;
         internal float[] InvNorm = [];
         internal float[][] HeapS = []; internal int[][] HeapP = [];
 
@@ -47,7 +49,7 @@ public static unsafe class SimilarityTopkSimd
 
         public void Execute(int item, int worker)
         {
-            int q0 = item * QBlock, nq = Math.Min(QBlock, Queries - q0);
+            int q0 = item * QB, nq = Math.Min(QB, Queries - q0);
             Span<float> qscale = stackalloc float[QBlock];
             for (int j = 0; j < nq; j++)
             {
@@ -57,6 +59,10 @@ public static unsafe class SimilarityTopkSimd
             var hs = HeapS[worker]; var hp = HeapP[worker];
             Span<int> counts = stackalloc int[QBlock];
             counts.Clear();
+            // each heap's worst kept score: a candidate that does not beat it is dropped without touching the heap
+            // (a full heap of NaN has threshold NaN, which lets every candidate through to the exact test)
+            Span<float> worst = stackalloc float[QBlock];
+            worst.Fill(float.NaN);
             float* t = stackalloc float[16];
             for (int r0 = 0; r0 < N; r0 += RTile)
             {
@@ -72,12 +78,13 @@ public static unsafe class SimilarityTopkSimd
                         for (int a = 0; a < mi; a++)
                         {
                             int j = qi + a;
-                            var heapS = hs.AsSpan(j * K, K); var heapP = hp.AsSpan(j * K, K);
                             for (int b = 0; b < mj; b++)
                             {
                                 float s = t[a * 4 + b];
                                 if (Cosine) s = s * qscale[j] * InvNorm[rb + b];
-                                TopK.Offer(heapS, heapP, ref counts[j], K, s, rb + b);
+                                if (!(s > worst[j]) && !float.IsNaN(worst[j])) continue; // ties lose to the lower index already kept
+                                TopK.Offer(hs.AsSpan(j * K, K), hp.AsSpan(j * K, K), ref counts[j], K, s, rb + b);
+                                if (counts[j] == K) worst[j] = hs[j * K];
                             }
                         }
                     }
