@@ -51,6 +51,7 @@ internal sealed class RegionFamily : IOpFamily
         [
             ([2, 4, 6, 6], 3, 6, 6, "binary_logits"), ([2, 5, 8, 8], 3, 4, 4, "soft"), ([1, 6, 6, 8], 5, 12, 16, "gated"),
             ([2, 3, 7, 5], 2, 4, 3, "sigmoid_normalized"), ([1, 4, 9, 7], 3, 5, 6, "binary_logits"), ([1, 17, 1, 1], 2, 3, 3, "soft"), ([1, 3, 4, 4], 6, 4, 4, "gated"),
+            ([1, 5, 33, 40], 18, 11, 13, "soft"), // > 1024 cells: several accumulation chunks; 18 masks: two mask blocks
         ];
         int i = 0;
         foreach (var (x, q, mh, mw, t) in list)
