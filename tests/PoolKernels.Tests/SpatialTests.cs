@@ -171,6 +171,35 @@ public class SpatialTests
         Assert.That(d.SimilarityTopk(q, db, 0).Index.Shape, Is.EqualTo(new[] { 1, 0 }));
     }
 
+    [Test]
+    public void SimdTopkPathsAgreeWithTheReference()
+    {
+        var r = new Verification.RandomTensors(11);
+        var ints = new float[70 * 20];
+        for (int i = 0; i < ints.Length; i++) ints[i] = r.Rng.Next(-2, 3);
+        var db = X(ints, 70, 20);                                   // integer rows: exact ties everywhere
+        var q = r.Floats(DType.F32, -1, 1, 9, 20);
+        var dup = F(r.Floats(DType.F32, -1, 1, 300, 17));
+        for (int i = 0; i < 100; i++) for (int j = 0; j < 17; j++) dup[(200 + i) * 17 + j] = 2 * dup[i * 17 + j]; // scaled duplicates
+        var cases = new[] { (q, db, 13, false), (q, db, 70, true), (r.Floats(DType.F32, -1, 1, 5, 17), X(dup, 300, 17), 150, true) };
+        long saved = Kernels.Retrieval.SimilarityTopkSimd.TileHeapLimit;
+        try
+        {
+            foreach (long limit in new[] { saved, 0L })
+            {
+                Kernels.Retrieval.SimilarityTopkSimd.TileHeapLimit = limit;
+                foreach (var (qq, dd, k, cos) in cases)
+                {
+                    var (wi, ws) = TestDevices.Get("reference").SimilarityTopk(qq, dd, k, cos);
+                    var (gi, gs) = TestDevices.Get("simd").SimilarityTopk(qq, dd, k, cos);
+                    Assert.That(L(gi), Is.EqualTo(L(wi)), $"limit {limit} k {k} cosine {cos}");
+                    Assert.That(F(gs), Is.EqualTo(F(ws)).Within(1e-4f));
+                }
+            }
+        }
+        finally { Kernels.Retrieval.SimilarityTopkSimd.TileHeapLimit = saved; }
+    }
+
     [TestCaseSource(typeof(TestDevices), nameof(TestDevices.All))]
     public void RerankWithMLargerThanNRanksEveryRowOnce(string id)
     {

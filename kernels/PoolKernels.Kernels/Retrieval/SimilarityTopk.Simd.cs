@@ -1,4 +1,5 @@
 using System.Numerics.Tensors;
+using System.Runtime.Intrinsics;
 using PoolKernels.Kernels.Spatial;
 
 namespace PoolKernels.Kernels.Retrieval;
@@ -15,6 +16,10 @@ public static unsafe class SimilarityTopkSimd
 {
     private const int QBlock = 64, RTile = 128;
 
+    /// <summary>The db-tile path keeps Q·k heap entries per worker; above this many (Q·k·workers) the query-block path
+    /// runs instead. Settable so tests can exercise both paths.</summary>
+    public static long TileHeapLimit { get; set; } = 1 << 22;
+
     /// <summary>Runs into index [Q,k] and score [Q,k].</summary>
     public static void Run(ReadOnlySpan<float> query, ReadOnlySpan<float> db, Span<long> index, Span<float> score, int queries, int n, int dim, int k, bool cosine, WorkerPool pool)
     {
@@ -28,12 +33,117 @@ public static unsafe class SimilarityTopkSimd
                 if (job.InvNorm.Length < n) job.InvNorm = new float[n];
                 for (int i = 0; i < n; i++) job.InvNorm[i] = 1f / MathF.Max(TensorPrimitives.Norm(db.Slice(i * dim, dim)), 1e-12f);
             }
+            if (Vector512.IsHardwareAccelerated && (long)queries * k * pool.Workers <= TileHeapLimit)
+            {
+                RunTiles(pq, pd, index, score, queries, n, dim, k, cosine, pool, job.InvNorm);
+                return;
+            }
             // large k: fewer queries per block, so the heaps stay small
             job.QB = k <= 1024 ? QBlock : 4;
             if (job.HeapS.Length < pool.Workers) { job.HeapS = new float[pool.Workers][]; job.HeapP = new int[pool.Workers][]; }
             for (int w = 0; w < pool.Workers; w++)
                 if (job.HeapS[w] is null || job.HeapS[w].Length < job.QB * k) { job.HeapS[w] = new float[job.QB * k]; job.HeapP[w] = new int[job.QB * k]; }
             pool.Run(job, (queries + job.QB - 1) / job.QB);
+        }
+    }
+
+    private const int Tile = 128;
+
+    // The db-tile path (AVX-512): work items are tiles of 128 db rows; a worker transposes its tile once into
+    // [D][128] scratch, then every query is scored against it two at a time by broadcasting query elements over the
+    // tile's columns (8 + 8 accumulators, 16 FMAs per 8 loads: FMA-bound, no horizontal sums). Each worker keeps a
+    // bounded heap per query for the rows it saw (in increasing order, so a candidate equal to the heap's worst already
+    // loses the tie); the heaps are merged per query at the end. Memory: Q·k per worker, never a score row.
+    private static void RunTiles(float* q, float* db, Span<long> index, Span<float> score, int queries, int n, int dim, int k, bool cosine, WorkerPool pool, float[] invNorm)
+    {
+        var job = TileJob.Cached ??= new();
+        int w = pool.Workers;
+        job.Q = q; job.Db = db; job.Queries = queries; job.N = n; job.D = dim; job.K = k; job.Cosine = cosine; job.InvNorm = invNorm;
+        if (job.QScale.Length < queries) job.QScale = new float[queries];
+        for (int i = 0; i < queries; i++)
+            job.QScale[i] = cosine ? 1f / MathF.Max(TensorPrimitives.Norm(new ReadOnlySpan<float>(q + (long)i * dim, dim)), 1e-12f) : 1f;
+        if (job.HS.Length < w) { job.HS = new float[w][]; job.HP = new int[w][]; job.Counts = new int[w][]; job.Worst = new float[w][]; job.TileT = new float[w][]; }
+        for (int i = 0; i < w; i++)
+        {
+            if (job.HS[i] is null || job.HS[i].Length < queries * k) { job.HS[i] = new float[queries * k]; job.HP[i] = new int[queries * k]; }
+            if (job.Counts[i] is null || job.Counts[i].Length < queries) { job.Counts[i] = new int[queries]; job.Worst[i] = new float[queries]; }
+            if (job.TileT[i] is null || job.TileT[i].Length < dim * Tile) job.TileT[i] = new float[dim * Tile];
+            job.Counts[i].AsSpan(0, queries).Clear();
+            job.Worst[i].AsSpan(0, queries).Fill(float.NaN);
+        }
+        pool.Run(job, (n + Tile - 1) / Tile);
+        if (job.MS.Length < k) { job.MS = new float[k]; job.MP = new int[k]; }
+        for (int qi = 0; qi < queries; qi++)
+        {
+            int count = 0;
+            for (int i = 0; i < w; i++)
+                for (int e = 0; e < job.Counts[i][qi]; e++)
+                    TopK.Offer(job.MS, job.MP, ref count, k, job.HS[i][qi * k + e], job.HP[i][qi * k + e]);
+            TopK.SortBestFirst(job.MS, job.MP, count);
+            for (int e = 0; e < count; e++) { index[qi * k + e] = job.MP[e]; score[qi * k + e] = job.MS[e]; }
+        }
+    }
+
+    private sealed class TileJob : IParallelJob
+    {
+        [ThreadStatic] internal static TileJob? Cached;
+        internal float* Q, Db; internal int Queries, N, D, K; internal bool Cosine;
+        internal float[] InvNorm = [], QScale = [], MS = [];
+        internal int[] MP = [];
+        internal float[][] HS = [], Worst = [], TileT = [];
+        internal int[][] HP = [], Counts = [];
+
+        public void Execute(int item, int worker)
+        {
+            int r0 = item * Tile, nr = Math.Min(Tile, N - r0);
+            fixed (float* tt = TileT[worker])
+            {
+                for (int r = 0; r < Tile; r++)
+                {
+                    if (r < nr) { float* src = Db + (long)(r0 + r) * D; for (int d = 0; d < D; d++) tt[d * Tile + r] = src[d]; }
+                    else for (int d = 0; d < D; d++) tt[d * Tile + r] = 0;
+                }
+                float* sc = stackalloc float[2 * Tile];
+                var hs = HS[worker]; var hp = HP[worker]; var counts = Counts[worker]; var worst = Worst[worker];
+                for (int qa = 0; qa < Queries; qa += 2)
+                {
+                    int qb = Math.Min(qa + 1, Queries - 1);
+                    Score2(Q + (long)qa * D, Q + (long)qb * D, tt, D, sc);
+                    for (int a = 0; a < (qb == qa ? 1 : 2); a++)
+                    {
+                        int qi = qa + a;
+                        float* row = sc + a * Tile;
+                        float qs = QScale[qi];
+                        for (int r = 0; r < nr; r++)
+                        {
+                            float s = row[r];
+                            if (Cosine) s = s * qs * InvNorm[r0 + r];
+                            if (!(s > worst[qi]) && !float.IsNaN(worst[qi])) continue;
+                            TopK.Offer(hs.AsSpan(qi * K, K), hp.AsSpan(qi * K, K), ref counts[qi], K, s, r0 + r);
+                            if (counts[qi] == K) worst[qi] = hs[qi * K];
+                        }
+                    }
+                }
+            }
+        }
+
+        private static void Score2(float* qa, float* qb, float* tt, int dim, float* sc)
+        {
+            Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default, a4 = default, a5 = default, a6 = default, a7 = default;
+            Vector512<float> b0 = default, b1 = default, b2 = default, b3 = default, b4 = default, b5 = default, b6 = default, b7 = default;
+            for (int d = 0; d < dim; d++)
+            {
+                var x = Vector512.Create(qa[d]); var y = Vector512.Create(qb[d]);
+                float* t = tt + d * Tile;
+                var t0 = Vector512.Load(t); var t1 = Vector512.Load(t + 16); var t2 = Vector512.Load(t + 32); var t3 = Vector512.Load(t + 48);
+                var t4 = Vector512.Load(t + 64); var t5 = Vector512.Load(t + 80); var t6 = Vector512.Load(t + 96); var t7 = Vector512.Load(t + 112);
+                a0 = Vector512.FusedMultiplyAdd(x, t0, a0); a1 = Vector512.FusedMultiplyAdd(x, t1, a1); a2 = Vector512.FusedMultiplyAdd(x, t2, a2); a3 = Vector512.FusedMultiplyAdd(x, t3, a3);
+                a4 = Vector512.FusedMultiplyAdd(x, t4, a4); a5 = Vector512.FusedMultiplyAdd(x, t5, a5); a6 = Vector512.FusedMultiplyAdd(x, t6, a6); a7 = Vector512.FusedMultiplyAdd(x, t7, a7);
+                b0 = Vector512.FusedMultiplyAdd(y, t0, b0); b1 = Vector512.FusedMultiplyAdd(y, t1, b1); b2 = Vector512.FusedMultiplyAdd(y, t2, b2); b3 = Vector512.FusedMultiplyAdd(y, t3, b3);
+                b4 = Vector512.FusedMultiplyAdd(y, t4, b4); b5 = Vector512.FusedMultiplyAdd(y, t5, b5); b6 = Vector512.FusedMultiplyAdd(y, t6, b6); b7 = Vector512.FusedMultiplyAdd(y, t7, b7);
+            }
+            a0.Store(sc); a1.Store(sc + 16); a2.Store(sc + 32); a3.Store(sc + 48); a4.Store(sc + 64); a5.Store(sc + 80); a6.Store(sc + 96); a7.Store(sc + 112);
+            b0.Store(sc + 128); b1.Store(sc + 144); b2.Store(sc + 160); b3.Store(sc + 176); b4.Store(sc + 192); b5.Store(sc + 208); b6.Store(sc + 224); b7.Store(sc + 240);
         }
     }
 
