@@ -10,7 +10,7 @@ namespace PoolKernels.Kernels.Spatial;
 /// </summary>
 public static unsafe class MaskPoolSimd
 {
-    private const int QBlock = 16, Chunk = 1024;
+    private const int QBlock = 16;
 
     /// <summary>Runs into output [B,Q,C].</summary>
     public static void Run(ReadOnlySpan<float> x, ReadOnlySpan<float> masks, Span<float> output, int batch, int channels, int height, int width,
@@ -27,9 +27,6 @@ public static unsafe class MaskPoolSimd
             if (job.Scratch is null || job.Scratch.Length < pool.Workers) job.Scratch = new float[pool.Workers][];
             for (int w = 0; w < pool.Workers; w++)
                 if (job.Scratch[w] is null || job.Scratch[w].Length < QBlock * hw) job.Scratch[w] = new float[QBlock * hw];
-            if (job.Acc is null || job.Acc.Length < pool.Workers) job.Acc = new float[pool.Workers][];
-            for (int w = 0; w < pool.Workers; w++)
-                if (job.Acc[w] is null || job.Acc[w].Length < QBlock * channels) job.Acc[w] = new float[QBlock * channels];
             pool.Run(job, batch * job.QBlocks);
         }
     }
@@ -38,7 +35,7 @@ public static unsafe class MaskPoolSimd
     {
         [ThreadStatic] internal static Job? Cached;
         internal float* X, M, Out; internal int B, C, H, W, Q, MH, MW, QBlocks; internal MaskType Type; internal float Threshold, Eps;
-        internal float[][]? Scratch, Acc;
+        internal float[][]? Scratch;
 
         private float* XRow(int b, int c) => X + ((long)b * C + c) * H * W;
 
@@ -76,35 +73,24 @@ public static unsafe class MaskPoolSimd
                 }
                 denom[j] = TensorPrimitives.Sum(wts) + Eps;
             }
-            // Σ_hw x·w accumulated over chunks of 1024 cells: a chunk of four x rows (16 KB) stays in L1 while it meets
-            // every weight row of the block.
             float* t = stackalloc float[16];
-            var acc = Acc![worker].AsSpan(0, C * QBlock);
-            acc.Clear();
             fixed (float* w = scratch)
             {
-                for (int h0 = 0; h0 < hw; h0 += Chunk)
+                for (int c = 0; c < C; c += 4)
                 {
-                    int n = Math.Min(Chunk, hw - h0);
-                    for (int c = 0; c < C; c += 4)
+                    int mc = Math.Min(4, C - c);
+                    float* x0 = XRow(b, c), x1 = XRow(b, c + Math.Min(1, mc - 1)), x2 = XRow(b, c + Math.Min(2, mc - 1)), x3 = XRow(b, c + Math.Min(3, mc - 1));
+                    for (int j = 0; j < nq; j += 4)
                     {
-                        int mc = Math.Min(4, C - c);
-                        float* x0 = XRow(b, c) + h0, x1 = XRow(b, c + Math.Min(1, mc - 1)) + h0, x2 = XRow(b, c + Math.Min(2, mc - 1)) + h0, x3 = XRow(b, c + Math.Min(3, mc - 1)) + h0;
-                        for (int j = 0; j < nq; j += 4)
-                        {
-                            int mj = Math.Min(4, nq - j);
-                            DotTile.Dot4x4(x0, x1, x2, x3, w + (long)j * hw + h0, w + (long)(j + Math.Min(1, mj - 1)) * hw + h0, w + (long)(j + Math.Min(2, mj - 1)) * hw + h0,
-                                w + (long)(j + Math.Min(3, mj - 1)) * hw + h0, n, t);
-                            for (int a = 0; a < mc; a++)
-                                for (int e = 0; e < mj; e++)
-                                    acc[(c + a) * QBlock + j + e] += t[a * 4 + e];
-                        }
+                        int mj = Math.Min(4, nq - j);
+                        DotTile.Dot4x4(x0, x1, x2, x3, w + (long)j * hw, w + (long)(j + Math.Min(1, mj - 1)) * hw, w + (long)(j + Math.Min(2, mj - 1)) * hw,
+                            w + (long)(j + Math.Min(3, mj - 1)) * hw, hw, t);
+                        for (int a = 0; a < mc; a++)
+                            for (int e = 0; e < mj; e++)
+                                Out[((long)b * Q + q0 + j + e) * C + c + a] = denom[j + e] == 0 ? 0 : t[a * 4 + e] / denom[j + e];
                     }
                 }
             }
-            for (int c = 0; c < C; c++)
-                for (int e = 0; e < nq; e++)
-                    Out[((long)b * Q + q0 + e) * C + c] = denom[e] == 0 ? 0 : acc[c * QBlock + e] / denom[e];
         }
     }
 }
