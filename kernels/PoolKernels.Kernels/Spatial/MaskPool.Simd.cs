@@ -64,12 +64,12 @@ public static unsafe class MaskPoolSimd
         }
     }
 
-    private const int Lanes = 128, CBlock = 32, HChunk = 256;
+    private const int Lanes = 128, CBlock = 32, HChunk = 64;
 
-    // AVX-512 path. Phase 1 (items: b × 16 masks) writes every weight plane transposed, WT[b][q-tile][hw][128 lanes],
+    // AVX-512 path. Phase 1 (items: b × 16 consecutive masks) writes every weight plane transposed, WT[b][q-tile][hw][128 lanes],
     // and its sum. Phase 2 (items: b × q-tile × 32 channels) computes out[b,q,c] = Σ_hw x[b,c,hw]·WT[..][hw][q] for
     // two channels at a time by broadcasting x over the 128 mask lanes: 8 loads feed 16 FMAs into 16 register
-    // accumulators, no horizontal sums. hw runs in chunks of 256 (a 128 KB WT chunk stays in L2 for the block's channels).
+    // accumulators, no horizontal sums. hw runs in chunks of 64 (a 32 KB WT chunk stays in L1 for the block's 32 channels).
     private static void RunBroadcast(float* x, float* m, float* o, int batch, int channels, int height, int width, int queries, int mh, int mw,
         MaskType type, float threshold, float eps, WorkerPool pool)
     {
@@ -79,12 +79,12 @@ public static unsafe class MaskPoolSimd
         if (wj.WT.Length < wtLen) wj.WT = new float[wtLen];
         if (wj.Denom.Length < batch * queries) wj.Denom = new float[batch * queries];
         if (wj.Row.Length < pool.Workers) wj.Row = new float[pool.Workers][];
-        for (int w = 0; w < pool.Workers; w++) if (wj.Row[w] is null || wj.Row[w].Length < hw) wj.Row[w] = new float[hw];
+        for (int w = 0; w < pool.Workers; w++) if (wj.Row[w] is null || wj.Row[w].Length < 16 * hw) wj.Row[w] = new float[16 * hw];
         fixed (float* wt = wj.WT) fixed (float* den = wj.Denom)
         {
             wj.M = m; wj.WTp = wt; wj.Den = den; wj.B = batch; wj.H = height; wj.W = width; wj.Q = queries; wj.MH = mh; wj.MW = mw;
             wj.Type = type; wj.Threshold = threshold; wj.Eps = eps; wj.QTiles = qTiles;
-            pool.Run(wj, batch * queries);
+            pool.Run(wj, batch * ((queries + 15) / 16));
             var gj = GemmJob.Cached ??= new();
             if (gj.Acc.Length < pool.Workers) gj.Acc = new float[pool.Workers][];
             for (int w = 0; w < pool.Workers; w++) gj.Acc[w] ??= new float[CBlock * Lanes];
@@ -101,14 +101,24 @@ public static unsafe class MaskPoolSimd
         internal float[][] Row = [];
         internal float* M, WTp, Den; internal int B, H, W, Q, MH, MW, QTiles; internal MaskType Type; internal float Threshold, Eps;
 
+        // one item = 16 consecutive masks, so each 64-byte line of WT is written by one worker only
         public void Execute(int item, int worker)
         {
-            int b = item / Q, q = item % Q, hw = H * W;
-            var row = Row[worker].AsSpan(0, hw);
-            ComputeWeights(M + (long)item * MH * MW, MH, MW, H, W, Type, Threshold, row);
-            Den[item] = TensorPrimitives.Sum(row) + Eps;
-            float* dst = WTp + (((long)b * QTiles + q / Lanes) * hw) * Lanes + q % Lanes;
-            for (int i = 0; i < hw; i++) dst[(long)i * Lanes] = row[i];
+            int groups = (Q + 15) / 16, b = item / groups, q0 = item % groups * 16, nq = Math.Min(16, Q - q0), hw = H * W;
+            var rows = Row[worker];
+            for (int j = 0; j < nq; j++)
+            {
+                var row = rows.AsSpan(j * hw, hw);
+                ComputeWeights(M + ((long)b * Q + q0 + j) * MH * MW, MH, MW, H, W, Type, Threshold, row);
+                Den[b * Q + q0 + j] = TensorPrimitives.Sum(row) + Eps;
+            }
+            float* dst = WTp + (((long)b * QTiles + q0 / Lanes) * hw) * Lanes + q0 % Lanes;
+            fixed (float* r = rows)
+                for (int i = 0; i < hw; i++)
+                {
+                    float* d = dst + (long)i * Lanes;
+                    for (int j = 0; j < nq; j++) d[j] = r[j * hw + i];
+                }
         }
     }
 
