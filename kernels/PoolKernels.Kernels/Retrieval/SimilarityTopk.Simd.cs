@@ -47,11 +47,12 @@ public static unsafe class SimilarityTopkSimd
         }
     }
 
-    private const int Tile = 128;
+    private const int Tile = 32;
 
-    // The db-tile path (AVX-512): work items are tiles of 128 db rows; a worker transposes its tile once into
-    // [D][128] scratch, then every query is scored against it two at a time by broadcasting query elements over the
-    // tile's columns (8 + 8 accumulators, 16 FMAs per 8 loads: FMA-bound, no horizontal sums). Each worker keeps a
+    // The db-tile path (AVX-512): work items are tiles of 32 db rows; a worker transposes its tile once into
+    // [D][32] scratch (32 KB at D = 256: it stays in L1), then every query is scored against it eight at a time by
+    // broadcasting query elements over the tile's 32 columns (16 register accumulators, 16 FMAs per 2 tile loads and
+    // 8 broadcasts; no horizontal sums). Each worker keeps a
     // bounded heap per query for the rows it saw (in increasing order, so a candidate equal to the heap's worst already
     // loses the tie); the heaps are merged per query at the end. Memory: Q·k per worker, never a score row.
     private static void RunTiles(float* q, float* db, Span<long> index, Span<float> score, int queries, int n, int dim, int k, bool cosine, WorkerPool pool, float[] invNorm)
@@ -103,13 +104,13 @@ public static unsafe class SimilarityTopkSimd
                     if (r < nr) { float* src = Db + (long)(r0 + r) * D; for (int d = 0; d < D; d++) tt[d * Tile + r] = src[d]; }
                     else for (int d = 0; d < D; d++) tt[d * Tile + r] = 0;
                 }
-                float* sc = stackalloc float[2 * Tile];
+                float* sc = stackalloc float[8 * Tile];
                 var hs = HS[worker]; var hp = HP[worker]; var counts = Counts[worker]; var worst = Worst[worker];
-                for (int qa = 0; qa < Queries; qa += 2)
+                for (int qa = 0; qa < Queries; qa += 8)
                 {
-                    int qb = Math.Min(qa + 1, Queries - 1);
-                    Score2(Q + (long)qa * D, Q + (long)qb * D, tt, D, sc);
-                    for (int a = 0; a < (qb == qa ? 1 : 2); a++)
+                    int nq = Math.Min(8, Queries - qa);
+                    Score8(Q + (long)qa * D, D, nq, tt, D, sc);
+                    for (int a = 0; a < nq; a++)
                     {
                         int qi = qa + a;
                         float* row = sc + a * Tile;
@@ -127,24 +128,30 @@ public static unsafe class SimilarityTopkSimd
             }
         }
 
-        private static void Score2(float* qa, float* qb, float* tt, int dim, float* sc)
+        // sc[a·32 + r] = q_a · tile row r for the first nq of 8 queries (rows of the query block repeat when nq < 8)
+        private static void Score8(float* q, int stride, int nq, float* tt, int dim, float* sc)
         {
-            Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default, a4 = default, a5 = default, a6 = default, a7 = default;
-            Vector512<float> b0 = default, b1 = default, b2 = default, b3 = default, b4 = default, b5 = default, b6 = default, b7 = default;
+            float* p0 = q, p1 = q + Math.Min(1, nq - 1) * stride, p2 = q + Math.Min(2, nq - 1) * stride, p3 = q + Math.Min(3, nq - 1) * stride;
+            float* p4 = q + Math.Min(4, nq - 1) * stride, p5 = q + Math.Min(5, nq - 1) * stride, p6 = q + Math.Min(6, nq - 1) * stride, p7 = q + Math.Min(7, nq - 1) * stride;
+            Vector512<float> a0 = default, b0 = default, a1 = default, b1 = default, a2 = default, b2 = default, a3 = default, b3 = default;
+            Vector512<float> a4 = default, b4 = default, a5 = default, b5 = default, a6 = default, b6 = default, a7 = default, b7 = default;
             for (int d = 0; d < dim; d++)
             {
-                var x = Vector512.Create(qa[d]); var y = Vector512.Create(qb[d]);
                 float* t = tt + d * Tile;
-                var t0 = Vector512.Load(t); var t1 = Vector512.Load(t + 16); var t2 = Vector512.Load(t + 32); var t3 = Vector512.Load(t + 48);
-                var t4 = Vector512.Load(t + 64); var t5 = Vector512.Load(t + 80); var t6 = Vector512.Load(t + 96); var t7 = Vector512.Load(t + 112);
-                a0 = Vector512.FusedMultiplyAdd(x, t0, a0); a1 = Vector512.FusedMultiplyAdd(x, t1, a1); a2 = Vector512.FusedMultiplyAdd(x, t2, a2); a3 = Vector512.FusedMultiplyAdd(x, t3, a3);
-                a4 = Vector512.FusedMultiplyAdd(x, t4, a4); a5 = Vector512.FusedMultiplyAdd(x, t5, a5); a6 = Vector512.FusedMultiplyAdd(x, t6, a6); a7 = Vector512.FusedMultiplyAdd(x, t7, a7);
-                b0 = Vector512.FusedMultiplyAdd(y, t0, b0); b1 = Vector512.FusedMultiplyAdd(y, t1, b1); b2 = Vector512.FusedMultiplyAdd(y, t2, b2); b3 = Vector512.FusedMultiplyAdd(y, t3, b3);
-                b4 = Vector512.FusedMultiplyAdd(y, t4, b4); b5 = Vector512.FusedMultiplyAdd(y, t5, b5); b6 = Vector512.FusedMultiplyAdd(y, t6, b6); b7 = Vector512.FusedMultiplyAdd(y, t7, b7);
+                var t0 = Vector512.Load(t); var t1 = Vector512.Load(t + 16);
+                var x = Vector512.Create(p0[d]); a0 = Vector512.FusedMultiplyAdd(x, t0, a0); b0 = Vector512.FusedMultiplyAdd(x, t1, b0);
+                x = Vector512.Create(p1[d]); a1 = Vector512.FusedMultiplyAdd(x, t0, a1); b1 = Vector512.FusedMultiplyAdd(x, t1, b1);
+                x = Vector512.Create(p2[d]); a2 = Vector512.FusedMultiplyAdd(x, t0, a2); b2 = Vector512.FusedMultiplyAdd(x, t1, b2);
+                x = Vector512.Create(p3[d]); a3 = Vector512.FusedMultiplyAdd(x, t0, a3); b3 = Vector512.FusedMultiplyAdd(x, t1, b3);
+                x = Vector512.Create(p4[d]); a4 = Vector512.FusedMultiplyAdd(x, t0, a4); b4 = Vector512.FusedMultiplyAdd(x, t1, b4);
+                x = Vector512.Create(p5[d]); a5 = Vector512.FusedMultiplyAdd(x, t0, a5); b5 = Vector512.FusedMultiplyAdd(x, t1, b5);
+                x = Vector512.Create(p6[d]); a6 = Vector512.FusedMultiplyAdd(x, t0, a6); b6 = Vector512.FusedMultiplyAdd(x, t1, b6);
+                x = Vector512.Create(p7[d]); a7 = Vector512.FusedMultiplyAdd(x, t0, a7); b7 = Vector512.FusedMultiplyAdd(x, t1, b7);
             }
-            a0.Store(sc); a1.Store(sc + 16); a2.Store(sc + 32); a3.Store(sc + 48); a4.Store(sc + 64); a5.Store(sc + 80); a6.Store(sc + 96); a7.Store(sc + 112);
-            b0.Store(sc + 128); b1.Store(sc + 144); b2.Store(sc + 160); b3.Store(sc + 176); b4.Store(sc + 192); b5.Store(sc + 208); b6.Store(sc + 224); b7.Store(sc + 240);
+            a0.Store(sc); b0.Store(sc + 16); a1.Store(sc + 32); b1.Store(sc + 48); a2.Store(sc + 64); b2.Store(sc + 80); a3.Store(sc + 96); b3.Store(sc + 112);
+            a4.Store(sc + 128); b4.Store(sc + 144); a5.Store(sc + 160); b5.Store(sc + 176); a6.Store(sc + 192); b6.Store(sc + 208); a7.Store(sc + 224); b7.Store(sc + 240);
         }
+
     }
 
     private sealed class Job : IParallelJob
