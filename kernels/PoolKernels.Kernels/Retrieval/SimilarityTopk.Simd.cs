@@ -115,10 +115,30 @@ public static unsafe class SimilarityTopkSimd
                         int qi = qa + a;
                         float* row = sc + a * Tile;
                         float qs = QScale[qi];
+                        if (nr == Tile)
+                        {
+                            var lo = Vector512.Load(row); var hi = Vector512.Load(row + 16);
+                            if (Cosine)
+                            {
+                                fixed (float* inv = &InvNorm[r0])
+                                {
+                                    lo = lo * qs * Vector512.Load(inv); hi = hi * qs * Vector512.Load(inv + 16);
+                                }
+                                lo.Store(row); hi.Store(row + 16);
+                            }
+                            // a full heap drops a whole tile row at once when no score beats its worst entry
+                            float wq = worst[qi];
+                            if (!float.IsNaN(wq))
+                            {
+                                var wv = Vector512.Create(wq);
+                                if ((Vector512.GreaterThan(lo, wv) | Vector512.GreaterThan(hi, wv)) == Vector512<float>.Zero) continue;
+                            }
+                        }
+                        else if (Cosine)
+                            for (int r = 0; r < nr; r++) row[r] = row[r] * qs * InvNorm[r0 + r];
                         for (int r = 0; r < nr; r++)
                         {
                             float s = row[r];
-                            if (Cosine) s = s * qs * InvNorm[r0 + r];
                             if (!(s > worst[qi]) && !float.IsNaN(worst[qi])) continue;
                             TopK.Offer(hs.AsSpan(qi * K, K), hp.AsSpan(qi * K, K), ref counts[qi], K, s, r0 + r);
                             if (counts[qi] == K) worst[qi] = hs[qi * K];
