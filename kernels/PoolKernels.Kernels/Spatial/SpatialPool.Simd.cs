@@ -46,6 +46,15 @@ public static unsafe class SpatialPoolSimd
         {
             if (Nhwc) { Rows(item); return; }
             long first = (long)item * PlanesPerItem, end = Math.Min(first + PlanesPerItem, (long)B * C);
+            if (Mode == SpatialPoolMode.Gem && Mask == null && HW > 0 && (P == 3f || P == 2f))
+            {
+                // GeM over whole planes: the means first, then one vectorized power for the item's run of outputs
+                // (a scalar pow per 7×7 plane would cost as much as the plane's sum)
+                for (long plane = first; plane < end; plane++) Out[plane] = GemSumFused(X + plane * HW, HW) / HW;
+                var means = new Span<float>(Out + first, (int)(end - first));
+                if (P == 2f) TensorPrimitives.Sqrt(means, means); else TensorPrimitives.Cbrt(means, means);
+                return;
+            }
             for (long plane = first; plane < end; plane++) Out[plane] = Plane(plane);
         }
 
