@@ -1,0 +1,209 @@
+using System.Numerics.Tensors;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+
+namespace PoolKernels.Kernels.Spatial;
+
+/// <summary>
+/// <c>pool2d</c>, <c>adaptive_pool2d</c> and <c>spp</c>, managed, multi-threaded over (b,c) planes. Max/min with zero
+/// padding and no dilation (the CNN stem case) run separably: each output row first takes the vertical max of its
+/// KH input rows into a stack row (TensorPrimitives.Max, full-width vectors), then the horizontal strided max of
+/// that row; everything else walks the window per output cell in float.
+/// </summary>
+public static unsafe class Pool2dSimd
+{
+    /// <summary>Runs into output [B,C,OutH,OutW].</summary>
+    public static void Run(ReadOnlySpan<float> x, Span<float> output, in Pool2dParams q, WorkerPool pool)
+    {
+        long planes = (long)q.Batch * q.Channels;
+        if (planes == 0 || q.OutH == 0 || q.OutW == 0) return;
+        fixed (float* px = x) fixed (float* po = output)
+        {
+            var job = Job.Cached ??= new();
+            job.X = px; job.Out = po; job.Q = q;
+            job.PlanesPerItem = (int)Math.Max(1, 16384 / Math.Max(1L, (long)q.H * q.W));
+            pool.Run(job, (int)((planes + job.PlanesPerItem - 1) / job.PlanesPerItem));
+        }
+    }
+
+    /// <summary>Runs one adaptive level.</summary>
+    public static void RunAdaptive(ReadOnlySpan<float> x, Span<float> output, in AdaptivePoolParams q, WorkerPool pool)
+    {
+        if ((long)q.Batch * q.Channels * q.OutH * q.OutW == 0) return;
+        fixed (float* px = x) fixed (float* po = output)
+        {
+            var job = AdaptiveJob.Cached ??= new();
+            job.X = px; job.Out = po; job.Q = q;
+            pool.Run(job, q.Batch * q.Channels);
+        }
+    }
+
+    private sealed class Job : IParallelJob
+    {
+        [ThreadStatic] internal static Job? Cached;
+        internal float* X, Out; internal Pool2dParams Q; internal int PlanesPerItem;
+
+        public void Execute(int item, int worker)
+        {
+            long planes = (long)Q.Batch * Q.Channels;
+            for (long p = (long)item * PlanesPerItem, end = Math.Min(planes, p + PlanesPerItem); p < end; p++) Plane(p);
+        }
+
+        private void Plane(long plane)
+        {
+            ref readonly var q = ref Q;
+            float* src = X + plane * q.H * q.W, dst = Out + plane * q.OutH * q.OutW;
+            var mode = (Pool2dMode)q.Mode;
+            bool minmax = mode is Pool2dMode.Max or Pool2dMode.Min;
+            if (minmax && q.PadMode == PadIndex.Zeros && q.DH == 1 && q.DW == 1 && q.SW <= 2 && (long)(q.OutW + q.KW) * q.SW + q.W + 2 * q.PW <= 8192)
+            {
+                Separable(src, dst, mode == Pool2dMode.Max);
+                return;
+            }
+            for (int oh = 0; oh < q.OutH; oh++)
+                for (int ow = 0; ow < q.OutW; ow++)
+                    dst[(long)oh * q.OutW + ow] = Window(src, oh, ow, mode);
+        }
+
+        // Max/min with zero padding, no dilation, horizontal stride 1 or 2 (every CNN stem / downsampling pool), all in
+        // full-width vectors: per output row, the vertical max of its KH input rows is written into a row R whose pad
+        // cells hold -inf (+inf for min: ignored, as PyTorch's -inf padding; every window holds a real cell); stride 2
+        // splits R into its even and odd cells, after which each of the KW window taps is a contiguous slice, so the
+        // horizontal max is KW TensorPrimitives.Max calls over OutW entries. NaN propagates (TensorPrimitives.Max/Min).
+        private void Separable(float* src, float* dst, bool isMax)
+        {
+            ref readonly var q = ref Q;
+            int len = (q.OutW + q.KW) * q.SW + q.W + 2 * q.PW, half = len / 2 + 1;
+            float* buf = stackalloc float[len + 2 * half];
+            var r = new Span<float>(buf, len);
+            var even = new Span<float>(buf + len, half); var odd = new Span<float>(buf + len + half, half);
+            float pad = isMax ? float.NegativeInfinity : float.PositiveInfinity;
+            r.Fill(pad);
+            var mid = r.Slice(q.PW, q.W);
+            for (int oh = 0; oh < q.OutH; oh++)
+            {
+                var o = new Span<float>(dst + (long)oh * q.OutW, q.OutW);
+                int h0 = Math.Max(oh * q.SH - q.ImpH, 0), h1 = Math.Min(oh * q.SH - q.ImpH + q.KH, q.H);
+                if (h0 >= h1) { o.Clear(); continue; }
+                var first = new ReadOnlySpan<float>(src + (long)h0 * q.W, q.W);
+                if (h1 - h0 == 1) first.CopyTo(mid);
+                else
+                {
+                    // the first two rows straight into R (no copy), then the rest
+                    var second = new ReadOnlySpan<float>(src + (long)(h0 + 1) * q.W, q.W);
+                    if (isMax) TensorPrimitives.Max(first, second, mid); else TensorPrimitives.Min(first, second, mid);
+                    for (int h = h0 + 2; h < h1; h++)
+                    {
+                        var next = new ReadOnlySpan<float>(src + (long)h * q.W, q.W);
+                        if (isMax) TensorPrimitives.Max(mid, next, mid); else TensorPrimitives.Min(mid, next, mid);
+                    }
+                }
+                if (q.SW == 1)
+                {
+                    r.Slice(0, q.OutW).CopyTo(o);
+                    for (int c = 1; c < q.KW; c++)
+                        if (isMax) TensorPrimitives.Max(o, r.Slice(c, q.OutW), o); else TensorPrimitives.Min(o, r.Slice(c, q.OutW), o);
+                    continue;
+                }
+                Deinterleave(buf, buf + len, buf + len + half, Math.Min(half, len / 2));
+                even.Slice(0, q.OutW).CopyTo(o);
+                for (int c = 1; c < q.KW; c++)
+                {
+                    var tap = ((c & 1) == 0 ? even : odd).Slice(c >> 1, q.OutW);
+                    if (isMax) TensorPrimitives.Max(o, tap, o); else TensorPrimitives.Min(o, tap, o);
+                }
+            }
+        }
+
+        // even[j] = r[2j], odd[j] = r[2j+1] for j < n: two-source permutes, 16 pairs per step.
+        private static void Deinterleave(float* r, float* even, float* odd, int n)
+        {
+            int j = 0;
+            if (Avx512F.IsSupported)
+            {
+                var ie = Vector512.Create(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+                var io = Vector512.Create(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+                for (; j + 16 <= n; j += 16)
+                {
+                    var lo = Vector512.Load(r + 2 * j); var hi = Vector512.Load(r + 2 * j + 16);
+                    Avx512F.PermuteVar16x32x2(lo, ie, hi).Store(even + j);
+                    Avx512F.PermuteVar16x32x2(lo, io, hi).Store(odd + j);
+                }
+            }
+            for (; j < n; j++) { even[j] = r[2 * j]; odd[j] = r[2 * j + 1]; }
+        }
+
+        private float Window(float* src, int oh, int ow, Pool2dMode mode)
+        {
+            ref readonly var q = ref Q;
+            int hs = oh * q.SH - q.ImpH, ws = ow * q.SW - q.ImpW;
+            if (mode is Pool2dMode.Max or Pool2dMode.Min)
+            {
+                float r = 0; bool any = false;
+                for (int a = 0; a < q.KH; a++)
+                {
+                    int h = hs + a * q.DH;
+                    if (h < 0 || h >= q.DataH) continue;
+                    float* row = src + (long)PadIndex.Map(h, q.PH, q.H, q.PadMode) * q.W;
+                    for (int c = 0; c < q.KW; c++)
+                    {
+                        int w = ws + c * q.DW;
+                        if (w < 0 || w >= q.DataW) continue;
+                        float v = row[PadIndex.Map(w, q.PW, q.W, q.PadMode)];
+                        r = !any ? v : mode == Pool2dMode.Max ? Numerics.MaxNaN(r, v) : Numerics.MinNaN(r, v);
+                        any = true;
+                    }
+                }
+                return r;
+            }
+            int he = Math.Min(hs + q.KH, q.DataH + q.ImpH), we = Math.Min(ws + q.KW, q.DataW + q.ImpW);
+            int poolSize = (he - hs) * (we - ws);
+            int h0 = Math.Max(hs, 0), w0 = Math.Max(ws, 0);
+            he = Math.Min(he, q.DataH); we = Math.Min(we, q.DataW);
+            if (h0 >= he || w0 >= we) return 0;
+            float s = 0;
+            bool lp = mode == Pool2dMode.Lp;
+            for (int h = h0; h < he; h++)
+            {
+                float* row = src + (long)PadIndex.Map(h, q.PH, q.H, q.PadMode) * q.W;
+                for (int w = w0; w < we; w++)
+                {
+                    float v = row[PadIndex.Map(w, q.PW, q.W, q.PadMode)];
+                    s += !lp ? v : q.P == 2f ? v * v : MathF.Pow(v, q.P);
+                }
+            }
+            return lp ? MathF.Pow(s, 1f / q.P) : s / (q.CountIncludePad != 0 ? poolSize : (he - h0) * (we - w0));
+        }
+    }
+
+    private sealed class AdaptiveJob : IParallelJob
+    {
+        [ThreadStatic] internal static AdaptiveJob? Cached;
+        internal float* X, Out; internal AdaptivePoolParams Q;
+
+        public void Execute(int item, int worker)
+        {
+            ref readonly var q = ref Q;
+            int b = item / q.Channels, c = item % q.Channels;
+            float* src = X + (long)item * q.H * q.W;
+            for (int i = 0; i < q.OutH; i++)
+            {
+                int h0 = (int)((long)i * q.H / q.OutH), h1 = (int)(((long)(i + 1) * q.H + q.OutH - 1) / q.OutH);
+                for (int j = 0; j < q.OutW; j++)
+                {
+                    int w0 = (int)((long)j * q.W / q.OutW), w1 = (int)(((long)(j + 1) * q.W + q.OutW - 1) / q.OutW);
+                    float s = 0, mx = float.NegativeInfinity;
+                    for (int h = h0; h < h1; h++)
+                    {
+                        var row = new ReadOnlySpan<float>(src + (long)h * q.W + w0, w1 - w0);
+                        if (row.IsEmpty) continue;
+                        if (q.Mode == (int)Pool2dMode.Max) mx = Numerics.MaxNaN(mx, TensorPrimitives.Max(row));
+                        else s += TensorPrimitives.Sum(row);
+                    }
+                    int n = (h1 - h0) * (w1 - w0);
+                    Out[(long)b * q.OutStride + q.OutOffset + ((long)c * q.OutH + i) * q.OutW + j] = n <= 0 ? 0 : q.Mode == (int)Pool2dMode.Max ? mx : s / n;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,83 @@
+using PoolKernels.Verification;
+using static PoolKernels.SpatialFamily;
+
+namespace PoolKernels;
+
+/// <summary>similarity_topk and rerank_refine in the registry.</summary>
+internal sealed class RetrievalFamily : IOpFamily
+{
+    public static IEnumerable<OpSpec> Specs()
+    {
+        yield return new OpSpec("similarity_topk", RunTopk, TopkCases);
+        yield return new OpSpec("rerank_refine", RunRerank, RerankCases, Rtol: 1e-4, Atol: 1e-4);
+    }
+
+    private static IReadOnlyDictionary<string, Tensor> RunTopk(Device d, OpCall c)
+    {
+        var (i, s) = d.SimilarityTopk(c.Input("query"), c.Input("db"), c.Int("k", 10), Retrieval.ParseMetric(c.Text("metric", "dot")));
+        return new Dictionary<string, Tensor> { ["index"] = i, ["score"] = s };
+    }
+
+    private static IReadOnlyDictionary<string, Tensor> RunRerank(Device d, OpCall c)
+    {
+        var (o, s) = d.RerankRefine(c.Input("query"), c.Input("db"), c.Int("m", 400), c.Int("k", 9), c.Float("beta", 0.15f));
+        return new Dictionary<string, Tensor> { ["order"] = o, ["scores"] = s };
+    }
+
+    private static Tensor UnitRows(RandomTensors r, int rows, int dim)
+    {
+        var t = r.Floats(DType.F32, -1, 1, rows, dim);
+        var v = t.AsSpan<float>();
+        for (int i = 0; i < rows; i++)
+        {
+            var row = v.Slice(i * dim, dim);
+            double n = 0;
+            foreach (float x in row) n += (double)x * x;
+            for (int j = 0; j < dim; j++) row[j] = (float)(row[j] / Math.Max(Math.Sqrt(n), 1e-12));
+        }
+        return t;
+    }
+
+    private static IReadOnlyList<(string, OpCall)> RerankCases(int seed)
+    {
+        var r = new RandomTensors(seed);
+        var cases = new List<(string, OpCall)>();
+        (int Q, int N, int D, int M, int K, string Beta)[] list =
+            [(2, 40, 16, 20, 3, "0.15"), (3, 30, 12, 10, 2, "0.3"), (2, 9, 8, 400, 9, "0.15"), (1, 1, 4, 5, 3, "0.15"), (2, 17, 5, 6, 0, "0.2"), (1, 12, 6, 4, 9, "0.15")];
+        foreach (var (q, n, d, m, k, beta) in list)
+        {
+            var inputs = new Dictionary<string, Tensor> { ["query"] = UnitRows(r, q, d), ["db"] = UnitRows(r, n, d) };
+            cases.Add(($"Q{q} N{n} D{d} m{m} k{k} beta{beta}", new OpCall(inputs, P("m", S(m), "k", S(k), "beta", beta))));
+        }
+        return cases;
+    }
+
+    /// <summary>Small integers: every dot product is exact in float, so ties are exact and must break by lower index.</summary>
+    internal static Tensor Integers(RandomTensors r, int lo, int hi, params int[] shape)
+    {
+        var v = new float[Shape.Count(shape)];
+        for (int i = 0; i < v.Length; i++) v[i] = r.Rng.Next(lo, hi + 1);
+        return Tensor.From(v, shape);
+    }
+
+    private static IReadOnlyList<(string, OpCall)> TopkCases(int seed)
+    {
+        var r = new RandomTensors(seed);
+        var cases = new List<(string, OpCall)>();
+        (int Q, int N, int D, int K, string M, bool Ints)[] list =
+        [
+            (3, 50, 16, 5, "dot", false), (4, 64, 24, 10, "cosine", false), (3, 30, 8, 6, "dot", true), (2, 12, 8, 12, "cosine", true),
+            (1, 1, 1, 1, "dot", false), (2, 5, 3, 0, "dot", false), (0, 5, 3, 2, "dot", false), (5, 300, 17, 33, "dot", true), (2, 7, 5, 7, "dot", false),
+        ];
+        foreach (var (q, n, d, k, m, ints) in list)
+        {
+            var inputs = new Dictionary<string, Tensor>
+            {
+                ["query"] = ints ? Integers(r, -2, 2, q, d) : r.Floats(DType.F32, -1, 1, q, d),
+                ["db"] = ints ? Integers(r, -2, 2, n, d) : r.Floats(DType.F32, -1, 1, n, d),
+            };
+            cases.Add(($"{m} Q{q} N{n} D{d} k{k}{(ints ? " integer ties" : "")}", new OpCall(inputs, P("k", S(k), "metric", m))));
+        }
+        return cases;
+    }
+}

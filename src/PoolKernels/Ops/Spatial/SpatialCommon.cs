@@ -1,0 +1,72 @@
+using System.Globalization;
+using System.Runtime.InteropServices;
+using ILGPU;
+
+namespace PoolKernels;
+
+/// <summary>Argument checks and buffer access shared by the spatial / retrieval operations.</summary>
+internal static class SpatialArgs
+{
+    public static ReadOnlySpan<float> F(DeviceTensor t) => MemoryMarshal.Cast<byte, float>(t.Host.Span);
+    public static Span<float> FOut(DeviceTensor t) => MemoryMarshal.Cast<byte, float>(t.Host.Span);
+    public static ArrayView<float> V(IlgpuDevice g, DeviceTensor t) => g.Bytes(t).Cast<float>();
+
+    public static void Devices(Device device, params (string Name, DeviceTensor? T)[] args)
+    {
+        ArgumentNullException.ThrowIfNull(device);
+        foreach (var (name, t) in args) Check.SameDevice(device, name, t);
+    }
+
+    public static void F32(DeviceTensor t, string name)
+    {
+        ArgumentNullException.ThrowIfNull(t, name);
+        Check.DTypeIs(t.DType, name, "F32", t.DType == DType.F32);
+    }
+
+    public static void MaskDType(DeviceTensor t, string name) => Check.DTypeIs(t.DType, name, "I64|I32|U8|BOOL", t.DType.IsMask());
+
+    /// <summary>The output must be F32 of exactly <paramref name="shape"/>.</summary>
+    public static void Output(DeviceTensor output, params int[] shape)
+    {
+        ArgumentNullException.ThrowIfNull(output, nameof(output));
+        Check.DTypeIs(output.DType, nameof(output), "F32", output.DType == DType.F32);
+        if (!output.Shape.AsSpan().SequenceEqual(shape))
+            throw new ArgumentException($"output is {Shape.Format(output.Shape)} but the operation produces {Shape.Format(shape)}.", nameof(output));
+    }
+
+    public static void Shaped(DeviceTensor t, string name, string layout, params int[] shape)
+    {
+        if (!t.Shape.AsSpan().SequenceEqual(shape))
+            throw new ArgumentException($"{name} must be {layout} = {Shape.Format(shape)}, got {Shape.Format(t.Shape)}.", name);
+    }
+
+    public static void PositiveFinite(float p, string name)
+    {
+        if (!(p > 0 && float.IsFinite(p))) throw new ArgumentException($"{name} must be a finite number > 0, got {p}.", name);
+    }
+
+    /// <summary>"k" or "h,w" → (h, w).</summary>
+    public static (int H, int W) Pair(string text, string name)
+    {
+        var parts = text.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
+        if (parts.Length is < 1 or > 2) throw new ArgumentException($"{name} = '{text}' must be 'n' or 'h,w'.", name);
+        int a = Int(parts[0], name), b = parts.Length == 2 ? Int(parts[1], name) : a;
+        return (a, b);
+    }
+
+    /// <summary>"1,2,4" → [1,2,4].</summary>
+    public static int[] List(string text, string name) =>
+        text.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries).Select(s => Int(s, name)).ToArray();
+
+    private static int Int(string s, string name) => int.TryParse(s, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out int v)
+        ? v : throw new ArgumentException($"{name} entry '{s}' is not an integer.", name);
+
+    public static void OnGpu<TState>(IlgpuDevice g, TState state, Action<IlgpuDevice, TState> launch)
+    {
+        lock (g.Gate)
+        {
+            launch(g, state);
+            g.Accelerator.Synchronize();
+        }
+    }
+}

@@ -1,0 +1,141 @@
+using System.Globalization;
+using PoolKernels.Kernels.Spatial;
+using PoolKernels.Verification;
+using static PoolKernels.SpatialArgs;
+
+namespace PoolKernels;
+
+/// <summary>Spatial and region pooling in the registry: names, parameters and outputs exactly as DESIGN.md §3.</summary>
+internal sealed class SpatialFamily : IOpFamily
+{
+    public static IEnumerable<OpSpec> Specs()
+    {
+        yield return new OpSpec("spatial_pool", RunSpatialPool, SpatialPoolCases);
+        yield return new OpSpec("pool2d", RunPool2d, Pool2dCases);
+        yield return new OpSpec("adaptive_pool2d", RunAdaptive, AdaptiveCases);
+        yield return new OpSpec("spp", RunSpp, SppCases);
+    }
+
+    internal static Dictionary<string, Tensor> Out(Tensor t) => new() { ["out"] = t };
+    internal static Dictionary<string, string> P(params string[] kv)
+    {
+        var d = new Dictionary<string, string>();
+        for (int i = 0; i + 1 < kv.Length; i += 2) d[kv[i]] = kv[i + 1];
+        return d;
+    }
+    internal static string S(int v) => v.ToString(CultureInfo.InvariantCulture);
+
+    private static IReadOnlyDictionary<string, Tensor> RunSpatialPool(Device d, OpCall c) => Out(d.SpatialPool(c.Input("x"), new SpatialPoolOptions
+    {
+        Mode = SpatialPoolOptions.ParseMode(c.Text("mode", "avg")), P = c.Float("p", 3f), Eps = c.Float("eps", 1e-6f),
+        Normalize = c.Bool("normalize", false), Nhwc = SpatialPoolOptions.ParseLayout(c.Text("layout", "nchw")),
+    }, c.Optional("valid")));
+
+    internal static Pool2dOptions Pool2dOptionsOf(OpCall c)
+    {
+        var kernel = Pair(c.Text("kernel"), "kernel");
+        return new Pool2dOptions
+        {
+            Mode = Pool2dOptions.ParseMode(c.Text("mode", "max")),
+            Kernel = kernel,
+            Stride = c.Parameters.TryGetValue("stride", out var s) && s is not ("" or "none") ? Pair(s, "stride") : null,
+            Padding = Pair(c.Text("padding", "0"), "padding"),
+            Dilation = Pair(c.Text("dilation", "1"), "dilation"),
+            CeilMode = c.Bool("ceil_mode", false),
+            CountIncludePad = c.Bool("count_include_pad", true),
+            P = c.Float("p", 2f),
+            PaddingMode = c.Text("padding_mode", "zeros"),
+        };
+    }
+
+    private static IReadOnlyDictionary<string, Tensor> RunPool2d(Device d, OpCall c) => Out(d.Pool2d(c.Input("x"), Pool2dOptionsOf(c)));
+
+    private static Pool2dMode AdaptiveModeOf(string m) => m switch
+    {
+        "avg" or "mean" => Pool2dMode.Avg,
+        "max" => Pool2dMode.Max,
+        _ => throw new ArgumentException($"Unknown mode '{m}'; expected avg or max.", "mode"),
+    };
+
+    private static IReadOnlyDictionary<string, Tensor> RunAdaptive(Device d, OpCall c) =>
+        Out(d.AdaptivePool2d(c.Input("x"), AdaptiveModeOf(c.Text("mode", "avg")), Pair(c.Text("output_size"), "output_size")));
+
+    private static IReadOnlyDictionary<string, Tensor> RunSpp(Device d, OpCall c) =>
+        Out(d.Spp(c.Input("x"), List(c.Text("levels", "1,2,4"), "levels"), AdaptiveModeOf(c.Text("mode", "max"))));
+
+    private static IReadOnlyList<(string, OpCall)> SpatialPoolCases(int seed)
+    {
+        var r = new RandomTensors(seed);
+        var cases = new List<(string, OpCall)>();
+        (int B, int C, int H, int W)[] shapes = [(2, 3, 5, 7), (1, 17, 1, 1), (3, 40, 3, 3), (2, 5, 4, 6), (0, 3, 2, 2), (2, 300, 2, 3), (2, 4, 0, 3), (2, 5, 7, 7), (3, 4, 7, 7)];
+        string[] modes = ["avg", "max", "gem"];
+        int i = 0;
+        foreach (var (b, ch, h, w) in shapes)
+        {
+            string mode = modes[i % 3];
+            bool nhwc = i % 2 == 1;
+            int[] shape = nhwc ? [b, h, w, ch] : [b, ch, h, w];
+            var x = i is 3 or 8 ? r.FloatsWithSpecials(DType.F32, shape) : r.Floats(DType.F32, -1, 2, shape);
+            var inputs = new Dictionary<string, Tensor> { ["x"] = x };
+            if (i % 3 != 2 && b > 0) inputs["valid"] = r.Mask(r.MaskType(), b, h * w) is var m ? new Tensor(m.DType, [b, h, w], m.Data) : null!;
+            var ps = P("mode", mode, "p", i % 2 == 0 ? "3" : "4.6", "eps", "1e-6", "normalize", i % 2 == 0 ? "true" : "false", "layout", nhwc ? "nhwc" : "nchw");
+            cases.Add(($"{mode} {(nhwc ? "nhwc" : "nchw")} [{b},{ch},{h},{w}]{(inputs.ContainsKey("valid") ? " valid" : "")}", new OpCall(inputs, ps)));
+            i++;
+        }
+        return cases;
+    }
+
+    private static IReadOnlyList<(string, OpCall)> Pool2dCases(int seed)
+    {
+        var r = new RandomTensors(seed);
+        var cases = new List<(string, OpCall)>();
+        // (shape, mode, kernel, stride, padding, dilation, ceil, count_include_pad, padding_mode)
+        (int[] S, string Mode, string K, string St, string Pd, string D, bool Ceil, bool Cip, string Pm)[] list =
+        [
+            ([2, 3, 7, 9], "max", "3", "2", "1", "1", false, true, "zeros"),
+            ([1, 2, 6, 5], "max", "3", "2", "1", "2", true, true, "zeros"),
+            ([2, 2, 5, 5], "avg", "3", "2", "1", "1", true, false, "zeros"),
+            ([2, 2, 5, 4], "avg", "2,3", "2,1", "1,1", "1", true, true, "zeros"),
+            ([1, 3, 4, 4], "min", "2", "1", "1", "1", false, true, "zeros"),
+            ([1, 2, 5, 6], "lp", "3,2", "2", "0", "1", false, true, "zeros"),
+            ([2, 2, 4, 5], "avg", "3", "1", "2,1", "1", false, true, "reflect"),
+            ([1, 2, 3, 3], "max", "3", "2", "2", "1", true, true, "replicate"),
+            ([1, 1, 1, 1], "max", "1", "1", "0", "1", false, true, "zeros"),
+            ([1, 2, 1, 1], "avg", "3", "1", "1", "1", true, false, "zeros"),
+            ([2, 3, 17, 3], "min", "3", "3", "1", "1", true, true, "replicate"),
+            ([1, 1, 8, 8], "max", "3", "2", "1", "1", false, true, "zeros"),
+            ([2, 2, 7, 9], "max", "3", "2", "1", "1", true, true, "zeros"),
+            ([1, 3, 5, 11], "min", "2,3", "1,2", "1,1", "1", true, true, "zeros"),
+        ];
+        int i = 0;
+        foreach (var (shape, mode, k, st, pd, dil, ceil, cip, pm) in list)
+        {
+            var x = i == 11 ? r.FloatsWithSpecials(DType.F32, shape) : r.Floats(DType.F32, mode == "lp" ? 0.1f : -2, 2, shape);
+            var ps = P("mode", mode, "kernel", k, "stride", st, "padding", pd, "dilation", dil, "ceil_mode", ceil ? "true" : "false",
+                "count_include_pad", cip ? "true" : "false", "padding_mode", pm, "p", i % 2 == 0 ? "2" : "3");
+            cases.Add(($"{mode} k{k} s{st} p{pd} d{dil} ceil={ceil} cip={cip} {pm} {Shape.Format(shape)}", new OpCall(new Dictionary<string, Tensor> { ["x"] = x }, ps)));
+            i++;
+        }
+        return cases;
+    }
+
+    private static IReadOnlyList<(string, OpCall)> AdaptiveCases(int seed)
+    {
+        var r = new RandomTensors(seed);
+        var cases = new List<(string, OpCall)>();
+        (int[] S, string Mode, string Os)[] list = [([2, 3, 7, 9], "avg", "3,4"), ([1, 2, 5, 5], "max", "7,7"), ([2, 2, 1, 1], "avg", "2,3"), ([1, 3, 17, 4], "max", "5,1"), ([0, 2, 3, 3], "avg", "2,2")];
+        foreach (var (shape, mode, os) in list)
+            cases.Add(($"{mode} {Shape.Format(shape)} -> {os}", new OpCall(new Dictionary<string, Tensor> { ["x"] = r.Floats(DType.F32, -2, 2, shape) }, P("mode", mode, "output_size", os))));
+        return cases;
+    }
+
+    private static IReadOnlyList<(string, OpCall)> SppCases(int seed)
+    {
+        var r = new RandomTensors(seed);
+        var cases = new List<(string, OpCall)>();
+        (int[] S, string Mode, string L)[] list = [([2, 3, 8, 8], "max", "1,2,4"), ([1, 2, 7, 5], "avg", "3,1"), ([2, 2, 1, 1], "max", "1,2"), ([1, 4, 9, 6], "max", "4,2,1")];
+        foreach (var (shape, mode, l) in list)
+            cases.Add(($"{mode} {Shape.Format(shape)} levels {l}", new OpCall(new Dictionary<string, Tensor> { ["x"] = r.Floats(DType.F32, -2, 2, shape) }, P("mode", mode, "levels", l))));
+        return cases;
+    }
+}
