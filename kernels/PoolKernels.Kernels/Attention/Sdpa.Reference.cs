@@ -1,0 +1,99 @@
+using System.Runtime.CompilerServices;
+
+namespace PoolKernels.Kernels.Attention;
+
+/// <summary>Helpers shared by the managed <c>sdpa</c> kernels (reference and SIMD).</summary>
+public static class SdpaHost
+{
+    /// <summary>True when <typeparamref name="TBias"/> is an attn_mask element type: byte (BOOL/U8, nonzero = attend) or
+    /// float/Half/BFloat16 (added to the scores; -inf = not allowed).</summary>
+    public static bool IsBias<TBias>() => typeof(TBias) == typeof(byte) || typeof(TBias) == typeof(bool) || Elements.IsFloatInput<TBias>();
+
+    /// <summary>The additive bias of one attn_mask element: a boolean false is -inf, true 0; a float is itself.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float Bias<TBias>(TBias v)
+    {
+        if (typeof(TBias) == typeof(byte) || typeof(TBias) == typeof(bool))
+            return Unsafe.As<TBias, byte>(ref v) != 0 ? 0f : float.NegativeInfinity;
+        return Elements.ToFloat(v);
+    }
+
+    /// <summary>Where sequence b lives: its query/key counts and the element offsets of its (h = 0, row 0) in q, k, v,
+    /// out and lse. For sdpa_varlen the offsets come from cu_seqlens (validated on the host).</summary>
+    public static void Sequence<TIdx>(in SdpaParams p, ReadOnlySpan<TIdx> cuQ, ReadOnlySpan<TIdx> cuK, int b,
+        out int tq, out int tk, out long q, out long k, out long v, out long o, out long l)
+    {
+        if (p.Varlen == 0)
+        {
+            tq = p.Tq; tk = p.Tk;
+            q = p.QBatch * b; k = p.KBatch * b; v = p.VBatch * b; o = p.OBatch * b; l = p.LBatch * b;
+            return;
+        }
+        long q0 = Elements.ToInt64(cuQ[b]), k0 = Elements.ToInt64(cuK[b]);
+        tq = (int)(Elements.ToInt64(cuQ[b + 1]) - q0); tk = (int)(Elements.ToInt64(cuK[b + 1]) - k0);
+        q = q0 * p.QRow; k = k0 * p.KRow; v = k0 * p.VRow; o = q0 * p.ORow; l = q0 * p.LRow;
+    }
+}
+
+/// <summary>
+/// <c>sdpa</c> / <c>sdpa_varlen</c>, scalar reference: the oracle. For every query row it visits only the keys that
+/// causal and window bounds allow (<see cref="SdpaParams.KeyRange"/>), drops those that attn_mask (false or -inf) or
+/// key_padding_mask (0) forbid, and runs an online softmax in double: running max m, sum s and Σ exp(x - m)·v rescaled
+/// when m grows. Memory per row is O(Ev); no score matrix exists. A row with no allowed key gives out 0, lse -inf.
+/// </summary>
+public static class SdpaReference
+{
+    /// <summary>Runs the operation. Arguments are assumed validated (see PoolKernels.Attention).</summary>
+    public static void Run<T, TBias, TMask, TIdx>(ReadOnlySpan<T> q, ReadOnlySpan<T> k, ReadOnlySpan<T> v, ReadOnlySpan<TBias> attnMask,
+        ReadOnlySpan<TMask> keyPadding, ReadOnlySpan<TIdx> cuQ, ReadOnlySpan<TIdx> cuK, Span<float> output, Span<float> lse, in SdpaParams p)
+    {
+        var acc = new double[p.Ev];
+        if (p.Hkv == 0) return;
+        int group = p.Group;
+        for (int b = 0; b < p.Batch; b++)
+        {
+            SdpaHost.Sequence(p, cuQ, cuK, b, out int tq, out int tk, out long qb, out long kb, out long vb, out long ob, out long lb);
+            for (int h = 0; h < p.Hq; h++)
+            {
+                int hk = h / group;
+                for (int i = 0; i < tq; i++)
+                {
+                    long qr = qb + p.QHead * h + p.QRow * i;
+                    p.KeyRange(i, tq, tk, out int lo, out int hi);
+                    double m = double.NegativeInfinity, s = 0;
+                    Array.Clear(acc);
+                    for (int j = lo; j <= hi; j++)
+                    {
+                        if (p.HasKeyPadding != 0 && !Elements.Keep(keyPadding[b * tk + j])) continue;
+                        double bias = 0;
+                        if (p.HasAttnMask != 0)
+                        {
+                            bias = SdpaHost.Bias(attnMask[(int)(p.MaskBatch * b + p.MaskHead * h + (long)i * tk + j)]);
+                            if (double.IsNegativeInfinity(bias)) continue;
+                        }
+                        long kr = kb + p.KHead * hk + p.KRow * j;
+                        double dot = 0;
+                        for (int e = 0; e < p.E; e++) dot += (double)Elements.ToFloat(q[(int)(qr + e)]) * Elements.ToFloat(k[(int)(kr + e)]);
+                        double x = (double)p.Scale * dot + bias;
+                        double w;
+                        if (x > m)
+                        {
+                            double c = Math.Exp(m - x); // 0 when m = -inf
+                            s *= c;
+                            for (int d = 0; d < acc.Length; d++) acc[d] *= c;
+                            m = x; w = 1;
+                        }
+                        else w = Math.Exp(x - m); // NaN x lands here and poisons the row, as in PyTorch
+                        s += w;
+                        long vr = vb + p.VHead * hk + p.VRow * j;
+                        for (int d = 0; d < acc.Length; d++) acc[d] += w * Elements.ToFloat(v[(int)(vr + d)]);
+                    }
+                    long or = ob + p.OHead * h + p.ORow * i;
+                    bool any = s > 0 || double.IsNaN(s);
+                    for (int d = 0; d < acc.Length; d++) output[(int)(or + d)] = any ? (float)(acc[d] / s) : 0f;
+                    lse[(int)(lb + p.LHead * h + p.LRow * i)] = any ? (float)(m + Math.Log(s)) : float.NegativeInfinity;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,83 @@
+using System.Runtime.CompilerServices;
+
+namespace PoolKernels.Kernels.Attention;
+
+/// <summary>Causal mode of <c>sdpa</c> (DESIGN.md §3 "Masked attention").</summary>
+public enum SdpaCausal
+{
+    /// <summary>No causal mask; windows (if any) are relative to the diagonal i.</summary>
+    None = 0,
+    /// <summary>Key j allowed for query i iff j &lt;= i (offset 0).</summary>
+    TopLeft = 1,
+    /// <summary>Key j allowed for query i iff j &lt;= i + Tk - Tq (the last query sees every key).</summary>
+    BottomRight = 2,
+}
+
+/// <summary>
+/// Everything a kernel of any backend needs to walk one <c>sdpa</c> or <c>sdpa_varlen</c> problem, as plain numbers
+/// (ILGPU passes it by value). Element (b, h, i, e) of q lives at QBatch·b + QHead·h + QRow·i + e; for
+/// <c>sdpa_varlen</c> sequence b starts at row cu_seqlens[b] instead (QBatch unused), so <c>bhtd</c>, <c>bthd</c> and
+/// packed batches are one code path. Likewise k, v, out and lse (lse has no e).
+/// </summary>
+public struct SdpaParams
+{
+    /// <summary>Batch (sequences), query heads, key/value heads, head dims of q/k and of v.</summary>
+    public int Batch, Hq, Hkv, E, Ev;
+    /// <summary>Sequence lengths (sdpa); for sdpa_varlen Tq/Tk hold the largest sequence (grid sizing only).</summary>
+    public int Tq, Tk;
+    /// <summary>1 for sdpa_varlen: per-sequence offsets and lengths from cu_seqlens.</summary>
+    public int Varlen;
+    /// <summary>Element strides of q, k, v, out and lse (lse's row/head strides; its "e" does not exist).</summary>
+    public long QBatch, QHead, QRow, KBatch, KHead, KRow, VBatch, VHead, VRow, OBatch, OHead, ORow, LBatch, LHead, LRow;
+    /// <summary>0 none, 1 top_left, 2 bottom_right (<see cref="SdpaCausal"/>).</summary>
+    public int Causal;
+    /// <summary>Window bounds relative to the diagonal i + o; -1 = unbounded.</summary>
+    public int WindowLeft, WindowRight;
+    /// <summary>Multiplier of q·k.</summary>
+    public float Scale;
+    /// <summary>1 when attn_mask [B|1, Hq|1, Tq, Tk] is given; its batch and head strides (0 when broadcast).</summary>
+    public int HasAttnMask;
+    /// <summary>Batch and head strides of attn_mask in elements (0 for a broadcast dim of size 1).</summary>
+    public long MaskBatch, MaskHead;
+    /// <summary>1 when key_padding_mask [B, Tk] is given.</summary>
+    public int HasKeyPadding;
+
+    /// <summary>ILGPU tiling (set by the launcher): query rows per group, keys per tile, row stride of the K tile in
+    /// shared memory (E rounded up to odd, against bank conflicts), query blocks per (sequence, head).</summary>
+    public int BlockQ, BlockK, KStride, QBlocks;
+
+    /// <summary>Query heads per key/value head (Hq / Hkv).</summary>
+    public readonly int Group => Hq / Hkv;
+
+    /// <summary>
+    /// The contiguous key range [lo, hi] (inclusive; empty when hi &lt; lo) that causal and window bounds allow for query
+    /// row i of a sequence of tq queries and tk keys: with o = tk - tq for bottom_right, else 0, j &lt;= i + o when causal,
+    /// i + o - window_left &lt;= j &lt;= i + o + window_right for the bounds that are not -1. Monotonic in i, so a block of
+    /// query rows [i0, i1] needs keys [lo(i0), hi(i1)] only: everything outside is skipped.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public readonly void KeyRange(int i, int tq, int tk, out int lo, out int hi)
+    {
+        long diag = (long)i + (Causal == 2 ? tk - tq : 0);
+        long l = 0, h = tk - 1L;
+        if (Causal != 0 && diag < h) h = diag;
+        if (WindowRight >= 0 && diag + WindowRight < h) h = diag + WindowRight;
+        if (WindowLeft >= 0 && diag - WindowLeft > l) l = diag - WindowLeft;
+        if (h < l) { lo = 0; hi = -1; return; }
+        lo = (int)l; hi = (int)h;
+    }
+
+    /// <summary>The keys [lo, hi] any of the query rows i0..i1 may see (the union of their <see cref="KeyRange"/>s, as one
+    /// interval since both ends grow with i); empty when hi &lt; lo. Key tiles outside it are never visited.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public readonly void BlockKeyRange(int i0, int i1, int tq, int tk, out int lo, out int hi)
+    {
+        long o = Causal == 2 ? tk - tq : 0, d0 = i0 + o, d1 = i1 + o;
+        long l = 0, h = tk - 1L;
+        if (Causal != 0 && d1 < h) h = d1;
+        if (WindowRight >= 0 && d1 + WindowRight < h) h = d1 + WindowRight;
+        if (WindowLeft >= 0 && d0 - WindowLeft > l) l = d0 - WindowLeft;
+        if (h < l) { lo = 0; hi = -1; return; }
+        lo = (int)l; hi = (int)h;
+    }
+}

@@ -1,0 +1,396 @@
+using System.Runtime.InteropServices;
+using ILGPU;
+using ILGPU.Runtime;
+using PoolKernels.Kernels.Attention;
+
+namespace PoolKernels;
+
+/// <summary>Memory layout of sdpa's q, k, v and out.</summary>
+public enum SdpaLayout
+{
+    /// <summary>[B, H, T, E] (PyTorch's scaled_dot_product_attention).</summary>
+    Bhtd,
+    /// <summary>[B, T, H, E] (flash-attention, the output of a QKV projection).</summary>
+    Bthd,
+}
+
+/// <summary>The sizes of an sdpa call given as spans: q [B,Hq,Tq,E], k [B,Hkv,Tk,E], v [B,Hkv,Tk,Ev] (or the bthd order).</summary>
+/// <param name="Batch">B.</param>
+/// <param name="Hq">Query heads.</param>
+/// <param name="Hkv">Key/value heads (Hq % Hkv == 0).</param>
+/// <param name="Tq">Query rows.</param>
+/// <param name="Tk">Key rows.</param>
+/// <param name="E">Head dim of q and k.</param>
+/// <param name="Ev">Head dim of v and out.</param>
+public readonly record struct SdpaDims(int Batch, int Hq, int Hkv, int Tq, int Tk, int E, int Ev);
+
+/// <summary>Parameters of <c>sdpa</c> and <c>sdpa_varlen</c> (DESIGN.md §3 "Masked attention").</summary>
+public sealed record SdpaOptions
+{
+    /// <summary>none, top_left (j &lt;= i) or bottom_right (j &lt;= i + Tk - Tq).</summary>
+    public SdpaCausal Causal { get; init; }
+    /// <summary>Multiplier of q·k; null = 1/√E (1 when E = 0).</summary>
+    public float? Scale { get; init; }
+    /// <summary>Keys more than this far left of the diagonal i + o are not allowed; -1 = unbounded.</summary>
+    public int WindowLeft { get; init; } = -1;
+    /// <summary>Keys more than this far right of the diagonal i + o are not allowed; -1 = unbounded.</summary>
+    public int WindowRight { get; init; } = -1;
+    /// <summary>bhtd or bthd (sdpa only; sdpa_varlen is always [N, H, E]).</summary>
+    public SdpaLayout Layout { get; init; }
+
+    internal static readonly SdpaOptions Default = new();
+
+    /// <summary>Parses DESIGN.md's causal names: none, top_left, bottom_right.</summary>
+    public static SdpaCausal ParseCausal(string text) => text switch
+    {
+        "none" or "" or "false" => SdpaCausal.None,
+        "top_left" => SdpaCausal.TopLeft,
+        "bottom_right" => SdpaCausal.BottomRight,
+        _ => throw new ArgumentException($"Unknown causal mode '{text}'; expected none, top_left or bottom_right.", "causal"),
+    };
+
+    /// <summary>Parses bhtd / bthd.</summary>
+    public static SdpaLayout ParseLayout(string text) => text switch
+    {
+        "bhtd" => SdpaLayout.Bhtd,
+        "bthd" => SdpaLayout.Bthd,
+        _ => throw new ArgumentException($"Unknown layout '{text}'; expected bhtd or bthd.", "layout"),
+    };
+
+    internal void Validate(int e)
+    {
+        if (Causal is < SdpaCausal.None or > SdpaCausal.BottomRight) throw new ArgumentException($"causal {(int)Causal} is not a causal mode.", "causal");
+        if (Layout is < SdpaLayout.Bhtd or > SdpaLayout.Bthd) throw new ArgumentException($"layout {(int)Layout} is not a layout.", "layout");
+        if (WindowLeft < -1) throw new ArgumentException($"window_left must be -1 (unbounded) or >= 0, got {WindowLeft}.", "window_left");
+        if (WindowRight < -1) throw new ArgumentException($"window_right must be -1 (unbounded) or >= 0, got {WindowRight}.", "window_right");
+        if (Scale is { } s && !float.IsFinite(s)) throw new ArgumentException($"scale must be finite, got {s}.", "scale");
+    }
+
+    internal float ScaleFor(int e) => Scale ?? (e == 0 ? 1f : (float)(1.0 / Math.Sqrt(e)));
+}
+
+/// <summary>
+/// Masked scaled-dot-product attention, forward, on every backend (DESIGN.md §3 "Masked attention").
+/// <para>For query row i of head h: out_i = Σ_j softmax_j(scale·q_i·k_j + bias_ij)·v_j over the allowed keys j, and
+/// lse_i = ln Σ_j exp(scale·q_i·k_j + bias_ij) (natural log). Key j is allowed iff every mask given allows it:
+/// attn_mask [B|1, Hq|1, Tq, Tk] BOOL/U8 true (or F32/F16/BF16 added to the score; -inf = not allowed),
+/// key_padding_mask [B, Tk] (I64/I32/U8/BOOL, nonzero keeps), and with o = 0 (none, top_left) or Tk - Tq
+/// (bottom_right): j &lt;= i + o when causal, and i + o - window_left &lt;= j &lt;= i + o + window_right for the bounds that
+/// are not -1 (windows apply with causal none too). A row with no allowed key gives out 0 and lse -inf (not NaN).</para>
+/// <para>GQA/MQA: Hq must be a multiple of Hkv; query head h reads key/value head h / (Hq/Hkv). q, k, v share one dtype
+/// (F32, F16 or BF16) and accumulate in float32 (double on <c>reference</c>). No backend materializes the Tq×Tk score
+/// matrix: all use an online (running max, running sum) softmax over key tiles, skipping tiles that causal or window
+/// bounds remove. Results of the float backends differ from the reference in the last bits.</para>
+/// <para><c>sdpa_varlen</c> is the same over packed sequences: q [Nq,Hq,E], k [Nk,Hkv,E], v [Nk,Hkv,Ev] with sequence b at rows
+/// cu_seqlens[b] .. cu_seqlens[b+1]-1; the bottom_right offset is per sequence (Tk_b - Tq_b).</para>
+/// </summary>
+public static class Attention
+{
+    // ---------------------------------------------------------------- sdpa: host tensors
+
+    /// <summary><c>sdpa</c> on host tensors; returns out (q's layout, last dim Ev) and lse [B,Hq,Tq], both F32.</summary>
+    /// <exception cref="ArgumentException">A shape, dtype or option is invalid (ParamName: q, k, v, attn_mask,
+    /// key_padding_mask, causal, scale, window_left, window_right, layout).</exception>
+    public static (Tensor Out, Tensor Lse) Sdpa(this Device device, Tensor q, Tensor k, Tensor v, Tensor? attnMask = null,
+        Tensor? keyPaddingMask = null, SdpaOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(device);
+        ArgumentNullException.ThrowIfNull(q); ArgumentNullException.ThrowIfNull(k); ArgumentNullException.ThrowIfNull(v);
+        options ??= new SdpaOptions();
+        var plan = PlanSdpa(q.Shape, q.DType, k.Shape, k.DType, v.Shape, v.DType, attnMask?.Shape, attnMask?.DType, keyPaddingMask?.Shape, keyPaddingMask?.DType, options);
+        using var scope = new HostScope(device);
+        var o = scope.Output(DType.F32, plan.OutShape);
+        var l = scope.Output(DType.F32, plan.LseShape);
+        device.Sdpa(scope.Bind(q), scope.Bind(k), scope.Bind(v), o, l, scope.BindOptional(attnMask), scope.BindOptional(keyPaddingMask), options);
+        return (scope.Result(o), scope.Result(l));
+    }
+
+    // ---------------------------------------------------------------- sdpa: device tensors
+
+    /// <summary><c>sdpa</c> on device-resident tensors (chains without host copies). output has q's layout with last dim Ev,
+    /// lse is [B,Hq,Tq]; both F32 and on <paramref name="device"/>.</summary>
+    public static void Sdpa(this Device device, DeviceTensor q, DeviceTensor k, DeviceTensor v, DeviceTensor output, DeviceTensor lse,
+        DeviceTensor? attnMask = null, DeviceTensor? keyPaddingMask = null, SdpaOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(device);
+        ArgumentNullException.ThrowIfNull(q); ArgumentNullException.ThrowIfNull(k); ArgumentNullException.ThrowIfNull(v);
+        ArgumentNullException.ThrowIfNull(output); ArgumentNullException.ThrowIfNull(lse);
+        options ??= new SdpaOptions();
+        foreach (var (name, t) in new[] { ("q", q), ("k", k), ("v", v), ("out", output), ("lse", lse), ("attn_mask", attnMask), ("key_padding_mask", keyPaddingMask) })
+            Check.SameDevice(device, name, t);
+        var plan = PlanSdpa(q.Shape, q.DType, k.Shape, k.DType, v.Shape, v.DType, attnMask?.Shape, attnMask?.DType, keyPaddingMask?.Shape, keyPaddingMask?.DType, options);
+        CheckOutputs(output, lse, plan);
+        Run(device, plan.P, q, k, v, attnMask, keyPaddingMask, null, null, output, lse, 0);
+    }
+
+    // ---------------------------------------------------------------- sdpa: spans
+
+    /// <summary><c>sdpa</c> over host spans without masks (causal/window bounds still apply): q, k, v dense in
+    /// <see cref="SdpaOptions.Layout"/> order with the sizes of <paramref name="dims"/>; output likewise with Ev, lse [B,Hq,Tq].
+    /// On reference and simd nothing is allocated in steady state.</summary>
+    public static void Sdpa<T>(this Device device, ReadOnlySpan<T> q, ReadOnlySpan<T> k, ReadOnlySpan<T> v, Span<float> output, Span<float> lse,
+        SdpaDims dims, SdpaOptions? options = null) where T : unmanaged =>
+        device.Sdpa<T, byte>(q, k, v, default, output, lse, dims, options, hasKeyPadding: false);
+
+    /// <summary><c>sdpa</c> over host spans with a key_padding_mask [B, Tk] (long, int, byte or bool; nonzero keeps).</summary>
+    public static void Sdpa<T, TMask>(this Device device, ReadOnlySpan<T> q, ReadOnlySpan<T> k, ReadOnlySpan<T> v, ReadOnlySpan<TMask> keyPaddingMask,
+        Span<float> output, Span<float> lse, SdpaDims dims, SdpaOptions? options = null) where T : unmanaged where TMask : unmanaged =>
+        device.Sdpa(q, k, v, keyPaddingMask, output, lse, dims, options, hasKeyPadding: true);
+
+    private static void Sdpa<T, TMask>(this Device device, ReadOnlySpan<T> q, ReadOnlySpan<T> k, ReadOnlySpan<T> v, ReadOnlySpan<TMask> keyPaddingMask,
+        Span<float> output, Span<float> lse, SdpaDims dims, SdpaOptions? options, bool hasKeyPadding) where T : unmanaged where TMask : unmanaged
+    {
+        ArgumentNullException.ThrowIfNull(device);
+        options ??= SdpaOptions.Default;
+        Check.FloatInput<T>("q");
+        if (hasKeyPadding) Check.Mask<TMask>("key_padding_mask");
+        var (b, hq, hkv, tq, tk, e, ev) = dims;
+        if ((b | hq | hkv | tq | tk | e | ev) < 0) throw new ArgumentException($"dims must be >= 0, got {dims}.", nameof(dims));
+        options.Validate(e);
+        var p = MakeParams(b, hq, hkv, tq, tk, e, ev, options);
+        if (q.Length != (long)b * hq * tq * e) Check.Length(q.Length, (long)b * hq * tq * e, "q", "[B,Hq,Tq,E]");
+        if (k.Length != (long)b * hkv * tk * e) Check.Length(k.Length, (long)b * hkv * tk * e, "k", "[B,Hkv,Tk,E]");
+        if (v.Length != (long)b * hkv * tk * ev) Check.Length(v.Length, (long)b * hkv * tk * ev, "v", "[B,Hkv,Tk,Ev]");
+        if (hasKeyPadding && keyPaddingMask.Length != (long)b * tk) Check.Length(keyPaddingMask.Length, (long)b * tk, "key_padding_mask", "[B,Tk]");
+        if (output.Length != (long)b * hq * tq * ev) Check.Length(output.Length, (long)b * hq * tq * ev, "out", "[B,Hq,Tq,Ev]");
+        if (lse.Length != (long)b * hq * tq) Check.Length(lse.Length, (long)b * hq * tq, "lse", "[B,Hq,Tq]");
+        p.HasKeyPadding = hasKeyPadding ? 1 : 0;
+        switch (device)
+        {
+            case CpuDevice cpu:
+                RunCpu<T, byte, TMask, long>(cpu, q, k, v, default, keyPaddingMask, default, default, output, lse, p);
+                break;
+            case IlgpuDevice g:
+                int[] qs = options.Layout == SdpaLayout.Bhtd ? [b, hq, tq, e] : [b, tq, hq, e];
+                using (var dq = g.Upload(q, qs))
+                using (var dk = g.Upload(k, options.Layout == SdpaLayout.Bhtd ? [b, hkv, tk, e] : [b, tk, hkv, e]))
+                using (var dv = g.Upload(v, options.Layout == SdpaLayout.Bhtd ? [b, hkv, tk, ev] : [b, tk, hkv, ev]))
+                using (var dm = hasKeyPadding ? g.Upload(keyPaddingMask, b, tk) : null)
+                using (var o = g.Allocate(DType.F32, (int)output.Length))
+                using (var l = g.Allocate(DType.F32, (int)lse.Length))
+                {
+                    Run(g, p, dq, dk, dv, null, dm, null, null, o, l, 0);
+                    o.CopyTo(output);
+                    l.CopyTo(lse);
+                }
+                break;
+        }
+    }
+
+    // ---------------------------------------------------------------- sdpa_varlen
+
+    /// <summary><c>sdpa_varlen</c> on host tensors: q [Nq,Hq,E], k [Nk,Hkv,E], v [Nk,Hkv,Ev] (one float dtype),
+    /// cu_seqlens_q/k [B+1] (I64|I32, starting at 0, non-decreasing, ending at Nq/Nk). Returns out [Nq,Hq,Ev] and lse [Nq,Hq].
+    /// Layout is ignored. A sequence with no keys gives out 0 and lse -inf.</summary>
+    public static (Tensor Out, Tensor Lse) SdpaVarlen(this Device device, Tensor q, Tensor k, Tensor v, Tensor cuSeqlensQ, Tensor cuSeqlensK,
+        SdpaOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(device);
+        ArgumentNullException.ThrowIfNull(q); ArgumentNullException.ThrowIfNull(k); ArgumentNullException.ThrowIfNull(v);
+        ArgumentNullException.ThrowIfNull(cuSeqlensQ); ArgumentNullException.ThrowIfNull(cuSeqlensK);
+        options ??= new SdpaOptions();
+        var plan = PlanVarlen(q.Shape, q.DType, k.Shape, k.DType, v.Shape, v.DType, cuSeqlensQ, cuSeqlensK, options);
+        using var scope = new HostScope(device);
+        var o = scope.Output(DType.F32, plan.OutShape);
+        var l = scope.Output(DType.F32, plan.LseShape);
+        RunVarlen(device, plan, scope.Bind(q), scope.Bind(k), scope.Bind(v), scope.Bind(cuSeqlensQ), scope.Bind(cuSeqlensK), o, l);
+        return (scope.Result(o), scope.Result(l));
+    }
+
+    /// <summary><c>sdpa_varlen</c> on device-resident tensors; output [Nq,Hq,Ev] and lse [Nq,Hq] F32.</summary>
+    public static void SdpaVarlen(this Device device, DeviceTensor q, DeviceTensor k, DeviceTensor v, DeviceTensor cuSeqlensQ, DeviceTensor cuSeqlensK,
+        DeviceTensor output, DeviceTensor lse, SdpaOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(device);
+        ArgumentNullException.ThrowIfNull(q); ArgumentNullException.ThrowIfNull(k); ArgumentNullException.ThrowIfNull(v);
+        ArgumentNullException.ThrowIfNull(cuSeqlensQ); ArgumentNullException.ThrowIfNull(cuSeqlensK);
+        ArgumentNullException.ThrowIfNull(output); ArgumentNullException.ThrowIfNull(lse);
+        options ??= new SdpaOptions();
+        foreach (var (name, t) in new[] { ("q", q), ("k", k), ("v", v), ("cu_seqlens_q", cuSeqlensQ), ("cu_seqlens_k", cuSeqlensK), ("out", output), ("lse", lse) })
+            Check.SameDevice(device, name, t);
+        var plan = PlanVarlen(q.Shape, q.DType, k.Shape, k.DType, v.Shape, v.DType, cuSeqlensQ.ToTensor(), cuSeqlensK.ToTensor(), options);
+        CheckOutputs(output, lse, plan);
+        RunVarlen(device, plan, q, k, v, cuSeqlensQ, cuSeqlensK, output, lse);
+    }
+
+    private static void RunVarlen(Device device, Plan plan, DeviceTensor q, DeviceTensor k, DeviceTensor v, DeviceTensor cuQ, DeviceTensor cuK,
+        DeviceTensor output, DeviceTensor lse) =>
+        Run(device, plan.P, q, k, v, null, null, cuQ, cuK, output, lse, plan.MaxTq);
+
+    // ---------------------------------------------------------------- validation
+
+    internal readonly record struct Plan(SdpaParams P, int[] OutShape, int[] LseShape, int MaxTq);
+
+    private static void CheckOutputs(DeviceTensor output, DeviceTensor lse, Plan plan)
+    {
+        Check.DTypeIs(output.DType, "out", "F32", output.DType == DType.F32);
+        Check.DTypeIs(lse.DType, "lse", "F32", lse.DType == DType.F32);
+        if (!output.Shape.AsSpan().SequenceEqual(plan.OutShape))
+            throw new ArgumentException($"out must be {Shape.Format(plan.OutShape)}, got {Shape.Format(output.Shape)}.", "out");
+        if (!lse.Shape.AsSpan().SequenceEqual(plan.LseShape))
+            throw new ArgumentException($"lse must be {Shape.Format(plan.LseShape)}, got {Shape.Format(lse.Shape)}.", "lse");
+    }
+
+    private static void CheckFloat(DType t, string name) => Check.DTypeIs(t, name, "F32|F16|BF16", t.IsFloatInput());
+
+    private static SdpaParams MakeParams(int b, int hq, int hkv, int tq, int tk, int e, int ev, SdpaOptions options)
+    {
+        if (hkv == 0 ? hq != 0 : hq % hkv != 0)
+            throw new ArgumentException($"GQA needs Hq to be a multiple of Hkv; got Hq = {hq}, Hkv = {hkv}.", "k");
+        bool bhtd = options.Layout == SdpaLayout.Bhtd;
+        var p = new SdpaParams
+        {
+            Batch = b, Hq = hq, Hkv = hkv, E = e, Ev = ev, Tq = tq, Tk = tk,
+            Causal = (int)options.Causal, WindowLeft = options.WindowLeft, WindowRight = options.WindowRight, Scale = options.ScaleFor(e),
+            QBatch = (long)hq * tq * e, KBatch = (long)hkv * tk * e, VBatch = (long)hkv * tk * ev, OBatch = (long)hq * tq * ev,
+            LBatch = (long)hq * tq, LHead = tq, LRow = 1,
+        };
+        if (bhtd)
+        {
+            p.QHead = (long)tq * e; p.QRow = e; p.KHead = (long)tk * e; p.KRow = e; p.VHead = (long)tk * ev; p.VRow = ev; p.OHead = (long)tq * ev; p.ORow = ev;
+        }
+        else
+        {
+            p.QHead = e; p.QRow = (long)hq * e; p.KHead = e; p.KRow = (long)hkv * e; p.VHead = ev; p.VRow = (long)hkv * ev; p.OHead = ev; p.ORow = (long)hq * ev;
+        }
+        return p;
+    }
+
+    internal static Plan PlanSdpa(int[] qs, DType qt, int[] ks, DType kt, int[] vs, DType vt, int[]? ms, DType? mt, int[]? ps, DType? pt, SdpaOptions options)
+    {
+        bool bhtd = options.Layout == SdpaLayout.Bhtd;
+        string lay = bhtd ? "[B,H,T,E]" : "[B,T,H,E]";
+        Check.Rank(qs, 4, "q", lay); Check.Rank(ks, 4, "k", lay); Check.Rank(vs, 4, "v", lay);
+        CheckFloat(qt, "q");
+        if (kt != qt) throw new ArgumentException($"k has dtype {kt.Name()} but q has {qt.Name()}; q, k and v must share one dtype.", "k");
+        if (vt != qt) throw new ArgumentException($"v has dtype {vt.Name()} but q has {qt.Name()}; q, k and v must share one dtype.", "v");
+        int hi = bhtd ? 1 : 2, ti = bhtd ? 2 : 1;
+        int b = qs[0], hq = qs[hi], tq = qs[ti], e = qs[3];
+        int hkv = ks[hi], tk = ks[ti], ev = vs[3];
+        string shapes = $"q {Shape.Format(qs)}, k {Shape.Format(ks)}, v {Shape.Format(vs)} ({(bhtd ? "bhtd" : "bthd")})";
+        if (ks[0] != b) throw new ArgumentException($"k's batch differs from q's: {shapes}.", "k");
+        if (ks[3] != e) throw new ArgumentException($"k's head dim differs from q's: {shapes}.", "k");
+        if (vs[0] != b || vs[hi] != hkv || vs[ti] != tk) throw new ArgumentException($"v must match k in batch, heads and length: {shapes}.", "v");
+        options.Validate(e);
+        var p = MakeParams(b, hq, hkv, tq, tk, e, ev, options);
+        if (ms is not null)
+        {
+            var m = mt!.Value;
+            Check.DTypeIs(m, "attn_mask", "BOOL|U8 (true = attend) or F32|F16|BF16 (additive)", m is DType.Bool or DType.U8 || m.IsFloatInput());
+            if (ms.Length != 4 || (ms[0] != b && ms[0] != 1) || (ms[1] != hq && ms[1] != 1) || ms[2] != tq || ms[3] != tk)
+                throw new ArgumentException($"attn_mask must be [B|1, Hq|1, Tq, Tk] = [{b}|1, {hq}|1, {tq}, {tk}], got {Shape.Format(ms)}.", "attn_mask");
+            p.HasAttnMask = 1;
+            p.MaskHead = ms[1] == 1 ? 0 : (long)tq * tk;
+            p.MaskBatch = ms[0] == 1 ? 0 : (long)ms[1] * tq * tk;
+        }
+        if (ps is not null)
+        {
+            Check.DTypeIs(pt!.Value, "key_padding_mask", "I64|I32|U8|BOOL", pt.Value.IsMask());
+            if (ps.Length != 2 || ps[0] != b || ps[1] != tk)
+                throw new ArgumentException($"key_padding_mask must be [B, Tk] = [{b}, {tk}], got {Shape.Format(ps)}.", "key_padding_mask");
+            p.HasKeyPadding = 1;
+        }
+        int[] os = bhtd ? [b, hq, tq, ev] : [b, tq, hq, ev];
+        return new Plan(p, os, [b, hq, tq], tq);
+    }
+
+    internal static Plan PlanVarlen(int[] qs, DType qt, int[] ks, DType kt, int[] vs, DType vt, Tensor cuQ, Tensor cuK, SdpaOptions options)
+    {
+        Check.Rank(qs, 3, "q", "[Nq,Hq,E]"); Check.Rank(ks, 3, "k", "[Nk,Hkv,E]"); Check.Rank(vs, 3, "v", "[Nk,Hkv,Ev]");
+        CheckFloat(qt, "q");
+        if (kt != qt) throw new ArgumentException($"k has dtype {kt.Name()} but q has {qt.Name()}; q, k and v must share one dtype.", "k");
+        if (vt != qt) throw new ArgumentException($"v has dtype {vt.Name()} but q has {qt.Name()}; q, k and v must share one dtype.", "v");
+        int nq = qs[0], hq = qs[1], e = qs[2], nk = ks[0], hkv = ks[1], ev = vs[2];
+        string shapes = $"q {Shape.Format(qs)}, k {Shape.Format(ks)}, v {Shape.Format(vs)}";
+        if (ks[2] != e) throw new ArgumentException($"k's head dim differs from q's: {shapes}.", "k");
+        if (vs[0] != nk || vs[1] != hkv) throw new ArgumentException($"v must match k in rows and heads: {shapes}.", "v");
+        options.Validate(e);
+        var cq = Offsets(cuQ, "cu_seqlens_q", nq);
+        var ck = Offsets(cuK, "cu_seqlens_k", nk);
+        if (ck.Length != cq.Length)
+            throw new ArgumentException($"cu_seqlens_k has {ck.Length} entries but cu_seqlens_q has {cq.Length}; both are [B+1].", "cu_seqlens_k");
+        int batch = cq.Length - 1, maxTq = 0, maxTk = 0;
+        for (int i = 0; i < batch; i++) { maxTq = (int)Math.Max(maxTq, cq[i + 1] - cq[i]); maxTk = (int)Math.Max(maxTk, ck[i + 1] - ck[i]); }
+        var p = MakeParams(batch, hq, hkv, maxTq, maxTk, e, ev, options with { Layout = SdpaLayout.Bthd });
+        p.Varlen = 1;
+        p.LRow = hq; p.LHead = 1; p.LBatch = 0;
+        return new Plan(p, [nq, hq, ev], [nq, hq], maxTq);
+    }
+
+    private static long[] Offsets(Tensor t, string name, int rows)
+    {
+        Check.DTypeIs(t.DType, name, "I64|I32", t.DType.IsIndex());
+        if (t.Shape.Length != 1 || t.Shape[0] < 1) throw new ArgumentException($"{name} must be [B+1] with B >= 0, got {Shape.Format(t.Shape)}.", name);
+        var o = t.ToInt64s();
+        if (o[0] != 0) throw new ArgumentException($"{name}[0] must be 0, got {o[0]}.", name);
+        for (int i = 1; i < o.Length; i++)
+            if (o[i] < o[i - 1]) throw new ArgumentException($"{name} must be non-decreasing: [{i - 1}] = {o[i - 1]} > [{i}] = {o[i]}.", name);
+        if (o[^1] != rows) throw new ArgumentException($"{name}'s last entry must be the row count {rows}, got {o[^1]}.", name);
+        return o;
+    }
+
+    // ---------------------------------------------------------------- dispatch
+
+    private static void Run(Device device, SdpaParams p, DeviceTensor q, DeviceTensor k, DeviceTensor v, DeviceTensor? attnMask, DeviceTensor? keyPadding,
+        DeviceTensor? cuQ, DeviceTensor? cuK, DeviceTensor output, DeviceTensor lse, int maxTq)
+    {
+        if (device is IlgpuDevice g) { AttentionIlgpu.Run(g, p, q, k, v, attnMask, keyPadding, cuQ, cuK, output, lse); return; }
+        var runner = new CpuRunner
+        {
+            Cpu = (CpuDevice)device, P = p, Q = q.Host.Span, K = k.Host.Span, V = v.Host.Span,
+            Mask = attnMask is null ? default : attnMask.Host.Span, KeyPadding = keyPadding is null ? default : keyPadding.Host.Span,
+            CuQ = cuQ is null ? default : cuQ.Host.Span, CuK = cuK is null ? default : cuK.Host.Span,
+            Output = MemoryMarshal.Cast<byte, float>(output.Host.Span), Lse = MemoryMarshal.Cast<byte, float>(lse.Host.Span),
+        };
+        if (p.Varlen != 0)
+        {
+            runner.Varlen = true;
+            TypeDispatch.Run(ref runner, q.DType, cuQ!.DType, cuK!.DType);
+        }
+        else TypeDispatch.Run(ref runner, q.DType, attnMask?.DType ?? DType.U8, keyPadding?.DType ?? DType.U8);
+    }
+
+    private ref struct CpuRunner : ITypedRunner
+    {
+        public CpuDevice Cpu;
+        public SdpaParams P;
+        public bool Varlen;
+        public ReadOnlySpan<byte> Q, K, V, Mask, KeyPadding, CuQ, CuK;
+        public Span<float> Output, Lse;
+
+        public readonly void Run<T1, T2, T3>() where T1 : unmanaged where T2 : unmanaged where T3 : unmanaged
+        {
+            if (Varlen)
+            {
+                // T2 = T3 = the offsets' type (cu_seqlens_q and _k may differ: widen the second through long).
+                if (typeof(T2) == typeof(T3))
+                    RunCpu<T1, byte, byte, T2>(Cpu, Cast<T1>(Q), Cast<T1>(K), Cast<T1>(V), default, default, Cast<T2>(CuQ), Cast<T2>(CuK), Output, Lse, P);
+                else
+                {
+                    var cq = Widen<T2>(CuQ); var ck = Widen<T3>(CuK);
+                    RunCpu<T1, byte, byte, long>(Cpu, Cast<T1>(Q), Cast<T1>(K), Cast<T1>(V), default, default, cq, ck, Output, Lse, P);
+                }
+            }
+            else
+                RunCpu<T1, T2, T3, long>(Cpu, Cast<T1>(Q), Cast<T1>(K), Cast<T1>(V), Cast<T2>(Mask), Cast<T3>(KeyPadding), default, default, Output, Lse, P);
+        }
+
+        private static ReadOnlySpan<T> Cast<T>(ReadOnlySpan<byte> s) where T : unmanaged => MemoryMarshal.Cast<byte, T>(s);
+
+        private static long[] Widen<T>(ReadOnlySpan<byte> s) where T : unmanaged
+        {
+            var src = MemoryMarshal.Cast<byte, T>(s);
+            var r = new long[src.Length];
+            for (int i = 0; i < r.Length; i++) r[i] = Kernels.Elements.ToInt64(src[i]);
+            return r;
+        }
+    }
+
+    private static void RunCpu<T, TBias, TMask, TIdx>(CpuDevice cpu, ReadOnlySpan<T> q, ReadOnlySpan<T> k, ReadOnlySpan<T> v, ReadOnlySpan<TBias> mask,
+        ReadOnlySpan<TMask> keyPadding, ReadOnlySpan<TIdx> cuQ, ReadOnlySpan<TIdx> cuK, Span<float> output, Span<float> lse, in SdpaParams p)
+        where T : unmanaged where TBias : unmanaged where TMask : unmanaged where TIdx : unmanaged
+    {
+        if (cpu.Kind == BackendKind.Reference) SdpaReference.Run(q, k, v, mask, keyPadding, cuQ, cuK, output, lse, p);
+        else SdpaSimd.Run(q, k, v, mask, keyPadding, cuQ, cuK, output, lse, p, cpu.Pool);
+    }
+}
