@@ -9,18 +9,20 @@ namespace PoolKernels.Kernels.Heads;
 /// steady state (jobs cached per thread, scratch grown once).
 /// <para>GEMM (<see cref="Gemm"/>): y = x·Wᵀ (+ bias) (+ residual) with W pre-packed (<see cref="Pack"/>) into column
 /// panels of <see cref="NR"/> = 32 columns, [k][32] each, zero-padded past n: the micro-kernel then reads two
-/// consecutive Vector512 per k step and broadcasts one x element per row, 6 rows × 32 columns = 12 independent FMA
+/// consecutive Vector512 per k step and broadcasts one x element per row, 12 rows × 32 columns = 24 independent FMA
 /// accumulators (Vector256 machines: 3 rows × 4 vectors). Work items are 96-row blocks × 4-panel groups; inside an item
-/// the panel (k·128 bytes, L2-resident for k ≤ 4096) is swept over all 16 row tiles before the next panel. Rows past
-/// m read the last valid row (no branch in the k loop) and are not stored; columns past n are computed on the zero
-/// padding and not stored. The weights of a head are packed once at load time; the public Linear packs per call into
-/// per-thread scratch. Tried and left: K-blocking (no gain at k ≤ 4096 on this machine's 2 MB L2).</para>
+/// k runs in blocks of 256 so that the panel slice (256·32 floats = 32 KB) stays in L1 while the row tiles of the block
+/// (8 row tiles, 96 KB of x, L2) stream past it; partial sums go through y. Rows past m read the last valid row (no branch in the k
+/// loop) and are not stored; columns past n are computed on the zero padding and not stored. The weights of a head are
+/// packed once at load time; the public Linear packs per call into per-thread scratch.
+/// Tried (k = 1024, [8192,1024]·[1024,1024]ᵀ, % of the FMA loop in the same run): 6 rows without k blocking (the whole
+/// k·128-byte panel from L2 per row tile) ~15%; 6 rows, k blocks of 256 ~50%; 8 rows 62%; 12 rows 65%.</para>
 /// </summary>
 public static unsafe class HeadsSimd
 {
     /// <summary>Columns per packed panel.</summary>
     public const int NR = 32;
-    private const int RowBlock = 96, PanelGroup = 4;
+    private const int RowBlock = 96, PanelGroup = 4, KC = 256, MR512 = 12;
 
     /// <summary>Floats of the packed form of an [n, k] weight.</summary>
     public static long PackedLength(int n, int k) => (long)((n + NR - 1) / NR) * NR * k;
@@ -81,51 +83,119 @@ public static unsafe class HeadsSimd
             int r0 = rb * RowBlock, r1 = Math.Min(M, r0 + RowBlock);
             int panels = (N + NR - 1) / NR;
             int p0 = g * PanelGroup, p1 = Math.Min(panels, p0 + PanelGroup);
-            int mr = Vector512.IsHardwareAccelerated ? 6 : 3;
-            for (int p = p0; p < p1; p++)
-                for (int i = r0; i < r1; i += mr)
-                {
-                    if (Vector512.IsHardwareAccelerated) Tile512(i, p, Math.Min(mr, r1 - i));
-                    else Tile256(i, p, Math.Min(mr, r1 - i));
-                }
+            int mr = Vector512.IsHardwareAccelerated ? MR512 : 3;
+            float* acc = stackalloc float[MR512 * NR];
+            // k blocks of KC: the panel slice (KC·32 floats = 32 KB) stays in L1 while the row tiles stream past it.
+            for (int k0 = 0; k0 < K || k0 == 0; k0 += KC)
+            {
+                int kc = Math.Min(KC, K - k0);
+                bool first = k0 == 0, last = k0 + KC >= K;
+                for (int p = p0; p < p1; p++)
+                    for (int i = r0; i < r1; i += mr)
+                    {
+                        int rows = Math.Min(mr, r1 - i);
+                        Prologue(acc, i, p, rows, first);
+                        if (Vector512.IsHardwareAccelerated) Tile512(acc, i, p, rows, k0, kc);
+                        else Tile256(acc, i, p, rows, k0, kc);
+                        Epilogue(acc, i, p, rows, last);
+                    }
+            }
+        }
+
+        /// <summary>Loads the accumulator tile: the residual (or 0) before the first k block, the partial sums in y after.</summary>
+        private void Prologue(float* acc, int i, int p, int rows, bool first)
+        {
+            int j0 = p * NR, cols = Math.Min(NR, N - j0);
+            new Span<float>(acc, MR512 * NR).Clear();
+            float* src = first ? Residual : Y;
+            if (src == null) return;
+            for (int r = 0; r < rows; r++)
+                new ReadOnlySpan<float>(src + (long)(i + r) * N + j0, cols).CopyTo(new Span<float>(acc + r * NR, cols));
+        }
+
+        /// <summary>Stores the part of the tile inside [m, n], adding the bias after the last k block.</summary>
+        private void Epilogue(float* acc, int i, int p, int rows, bool last)
+        {
+            int j0 = p * NR, cols = Math.Min(NR, N - j0);
+            for (int r = 0; r < rows; r++)
+            {
+                var src = new Span<float>(acc + r * NR, cols);
+                var dst = new Span<float>(Y + (long)(i + r) * N + j0, cols);
+                if (last && Bias != null) TensorPrimitives.Add(src, new ReadOnlySpan<float>(Bias + j0, cols), dst);
+                else src.CopyTo(dst);
+            }
         }
 
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        private void Tile512(int i, int p, int rows)
+        private void Tile512(float* acc, int i, int p, int rows, int k0, int kc)
         {
             int k = K;
-            float* a0 = X + (long)i * k;
-            float* a1 = rows > 1 ? a0 + k : a0, a2 = rows > 2 ? a0 + 2L * k : a0, a3 = rows > 3 ? a0 + 3L * k : a0;
-            float* a4 = rows > 4 ? a0 + 4L * k : a0, a5 = rows > 5 ? a0 + 5L * k : a0;
-            float* b = Packed + (long)p * k * NR;
-            Vector512<float> c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default;
-            Vector512<float> c30 = default, c31 = default, c40 = default, c41 = default, c50 = default, c51 = default;
-            for (int t = 0; t < k; t++, b += NR)
+            float* a0 = X + (long)i * k + k0;
+            float* a1 = rows > 1 ? a0 + 1L * k : a0;
+            float* a2 = rows > 2 ? a0 + 2L * k : a0;
+            float* a3 = rows > 3 ? a0 + 3L * k : a0;
+            float* a4 = rows > 4 ? a0 + 4L * k : a0;
+            float* a5 = rows > 5 ? a0 + 5L * k : a0;
+            float* a6 = rows > 6 ? a0 + 6L * k : a0;
+            float* a7 = rows > 7 ? a0 + 7L * k : a0;
+            float* a8 = rows > 8 ? a0 + 8L * k : a0;
+            float* a9 = rows > 9 ? a0 + 9L * k : a0;
+            float* a10 = rows > 10 ? a0 + 10L * k : a0;
+            float* a11 = rows > 11 ? a0 + 11L * k : a0;
+            float* b = Packed + (long)p * k * NR + (long)k0 * NR;
+            var c0_0 = Vector512.Load(acc + 0); var c0_1 = Vector512.Load(acc + 16);
+            var c1_0 = Vector512.Load(acc + 32); var c1_1 = Vector512.Load(acc + 48);
+            var c2_0 = Vector512.Load(acc + 64); var c2_1 = Vector512.Load(acc + 80);
+            var c3_0 = Vector512.Load(acc + 96); var c3_1 = Vector512.Load(acc + 112);
+            var c4_0 = Vector512.Load(acc + 128); var c4_1 = Vector512.Load(acc + 144);
+            var c5_0 = Vector512.Load(acc + 160); var c5_1 = Vector512.Load(acc + 176);
+            var c6_0 = Vector512.Load(acc + 192); var c6_1 = Vector512.Load(acc + 208);
+            var c7_0 = Vector512.Load(acc + 224); var c7_1 = Vector512.Load(acc + 240);
+            var c8_0 = Vector512.Load(acc + 256); var c8_1 = Vector512.Load(acc + 272);
+            var c9_0 = Vector512.Load(acc + 288); var c9_1 = Vector512.Load(acc + 304);
+            var c10_0 = Vector512.Load(acc + 320); var c10_1 = Vector512.Load(acc + 336);
+            var c11_0 = Vector512.Load(acc + 352); var c11_1 = Vector512.Load(acc + 368);
+            for (int t = 0; t < kc; t++, b += NR)
             {
                 var b0 = Vector512.Load(b); var b1 = Vector512.Load(b + 16);
-                var s = Vector512.Create(a0[t]); c00 = Vector512.FusedMultiplyAdd(s, b0, c00); c01 = Vector512.FusedMultiplyAdd(s, b1, c01);
-                s = Vector512.Create(a1[t]); c10 = Vector512.FusedMultiplyAdd(s, b0, c10); c11 = Vector512.FusedMultiplyAdd(s, b1, c11);
-                s = Vector512.Create(a2[t]); c20 = Vector512.FusedMultiplyAdd(s, b0, c20); c21 = Vector512.FusedMultiplyAdd(s, b1, c21);
-                s = Vector512.Create(a3[t]); c30 = Vector512.FusedMultiplyAdd(s, b0, c30); c31 = Vector512.FusedMultiplyAdd(s, b1, c31);
-                s = Vector512.Create(a4[t]); c40 = Vector512.FusedMultiplyAdd(s, b0, c40); c41 = Vector512.FusedMultiplyAdd(s, b1, c41);
-                s = Vector512.Create(a5[t]); c50 = Vector512.FusedMultiplyAdd(s, b0, c50); c51 = Vector512.FusedMultiplyAdd(s, b1, c51);
+                var s = Vector512.Create(a0[t]); c0_0 = Vector512.FusedMultiplyAdd(s, b0, c0_0); c0_1 = Vector512.FusedMultiplyAdd(s, b1, c0_1);
+                s = Vector512.Create(a1[t]); c1_0 = Vector512.FusedMultiplyAdd(s, b0, c1_0); c1_1 = Vector512.FusedMultiplyAdd(s, b1, c1_1);
+                s = Vector512.Create(a2[t]); c2_0 = Vector512.FusedMultiplyAdd(s, b0, c2_0); c2_1 = Vector512.FusedMultiplyAdd(s, b1, c2_1);
+                s = Vector512.Create(a3[t]); c3_0 = Vector512.FusedMultiplyAdd(s, b0, c3_0); c3_1 = Vector512.FusedMultiplyAdd(s, b1, c3_1);
+                s = Vector512.Create(a4[t]); c4_0 = Vector512.FusedMultiplyAdd(s, b0, c4_0); c4_1 = Vector512.FusedMultiplyAdd(s, b1, c4_1);
+                s = Vector512.Create(a5[t]); c5_0 = Vector512.FusedMultiplyAdd(s, b0, c5_0); c5_1 = Vector512.FusedMultiplyAdd(s, b1, c5_1);
+                s = Vector512.Create(a6[t]); c6_0 = Vector512.FusedMultiplyAdd(s, b0, c6_0); c6_1 = Vector512.FusedMultiplyAdd(s, b1, c6_1);
+                s = Vector512.Create(a7[t]); c7_0 = Vector512.FusedMultiplyAdd(s, b0, c7_0); c7_1 = Vector512.FusedMultiplyAdd(s, b1, c7_1);
+                s = Vector512.Create(a8[t]); c8_0 = Vector512.FusedMultiplyAdd(s, b0, c8_0); c8_1 = Vector512.FusedMultiplyAdd(s, b1, c8_1);
+                s = Vector512.Create(a9[t]); c9_0 = Vector512.FusedMultiplyAdd(s, b0, c9_0); c9_1 = Vector512.FusedMultiplyAdd(s, b1, c9_1);
+                s = Vector512.Create(a10[t]); c10_0 = Vector512.FusedMultiplyAdd(s, b0, c10_0); c10_1 = Vector512.FusedMultiplyAdd(s, b1, c10_1);
+                s = Vector512.Create(a11[t]); c11_0 = Vector512.FusedMultiplyAdd(s, b0, c11_0); c11_1 = Vector512.FusedMultiplyAdd(s, b1, c11_1);
             }
-            float* acc = stackalloc float[6 * NR];
-            c00.Store(acc); c01.Store(acc + 16); c10.Store(acc + 32); c11.Store(acc + 48); c20.Store(acc + 64); c21.Store(acc + 80);
-            c30.Store(acc + 96); c31.Store(acc + 112); c40.Store(acc + 128); c41.Store(acc + 144); c50.Store(acc + 160); c51.Store(acc + 176);
-            Epilogue(acc, i, p, rows);
+            c0_0.Store(acc + 0); c0_1.Store(acc + 16);
+            c1_0.Store(acc + 32); c1_1.Store(acc + 48);
+            c2_0.Store(acc + 64); c2_1.Store(acc + 80);
+            c3_0.Store(acc + 96); c3_1.Store(acc + 112);
+            c4_0.Store(acc + 128); c4_1.Store(acc + 144);
+            c5_0.Store(acc + 160); c5_1.Store(acc + 176);
+            c6_0.Store(acc + 192); c6_1.Store(acc + 208);
+            c7_0.Store(acc + 224); c7_1.Store(acc + 240);
+            c8_0.Store(acc + 256); c8_1.Store(acc + 272);
+            c9_0.Store(acc + 288); c9_1.Store(acc + 304);
+            c10_0.Store(acc + 320); c10_1.Store(acc + 336);
+            c11_0.Store(acc + 352); c11_1.Store(acc + 368);
         }
 
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        private void Tile256(int i, int p, int rows)
+        private void Tile256(float* acc, int i, int p, int rows, int k0, int kc)
         {
             int k = K;
-            float* a0 = X + (long)i * k;
+            float* a0 = X + (long)i * k + k0;
             float* a1 = rows > 1 ? a0 + k : a0, a2 = rows > 2 ? a0 + 2L * k : a0;
-            float* b = Packed + (long)p * k * NR;
-            Vector256<float> c00 = default, c01 = default, c02 = default, c03 = default, c10 = default, c11 = default;
-            Vector256<float> c12 = default, c13 = default, c20 = default, c21 = default, c22 = default, c23 = default;
-            for (int t = 0; t < k; t++, b += NR)
+            float* b = Packed + (long)p * k * NR + (long)k0 * NR;
+            var c00 = Vector256.Load(acc); var c01 = Vector256.Load(acc + 8); var c02 = Vector256.Load(acc + 16); var c03 = Vector256.Load(acc + 24);
+            var c10 = Vector256.Load(acc + 32); var c11 = Vector256.Load(acc + 40); var c12 = Vector256.Load(acc + 48); var c13 = Vector256.Load(acc + 56);
+            var c20 = Vector256.Load(acc + 64); var c21 = Vector256.Load(acc + 72); var c22 = Vector256.Load(acc + 80); var c23 = Vector256.Load(acc + 88);
+            for (int t = 0; t < kc; t++, b += NR)
             {
                 var b0 = Vector256.Load(b); var b1 = Vector256.Load(b + 8); var b2 = Vector256.Load(b + 16); var b3 = Vector256.Load(b + 24);
                 var s = Vector256.Create(a0[t]);
@@ -135,25 +205,9 @@ public static unsafe class HeadsSimd
                 s = Vector256.Create(a2[t]);
                 c20 = Vector256.FusedMultiplyAdd(s, b0, c20); c21 = Vector256.FusedMultiplyAdd(s, b1, c21); c22 = Vector256.FusedMultiplyAdd(s, b2, c22); c23 = Vector256.FusedMultiplyAdd(s, b3, c23);
             }
-            float* acc = stackalloc float[3 * NR];
             c00.Store(acc); c01.Store(acc + 8); c02.Store(acc + 16); c03.Store(acc + 24);
             c10.Store(acc + 32); c11.Store(acc + 40); c12.Store(acc + 48); c13.Store(acc + 56);
             c20.Store(acc + 64); c21.Store(acc + 72); c22.Store(acc + 80); c23.Store(acc + 88);
-            Epilogue(acc, i, p, rows);
-        }
-
-        /// <summary>Adds bias and residual to the rows × 32 accumulator tile and stores the part inside [m, n].</summary>
-        private void Epilogue(float* acc, int i, int p, int rows)
-        {
-            int j0 = p * NR, cols = Math.Min(NR, N - j0);
-            for (int r = 0; r < rows; r++)
-            {
-                var src = new Span<float>(acc + r * NR, cols);
-                var dst = new Span<float>(Y + (long)(i + r) * N + j0, cols);
-                if (Bias != null) TensorPrimitives.Add(src, new ReadOnlySpan<float>(Bias + j0, cols), src);
-                if (Residual != null) TensorPrimitives.Add(src, new ReadOnlySpan<float>(Residual + (long)(i + r) * N + j0, cols), dst);
-                else src.CopyTo(dst);
-            }
         }
     }
 
