@@ -266,7 +266,9 @@ public sealed class PoolingHead : IDisposable
         return _ws;
     }
 
-    private SdpaOptions Sdpa => new() { Layout = SdpaLayout.Bthd, Scale = (float)(1.0 / Math.Sqrt(HeadDim)) };
+    private SdpaOptions? _sdpa;
+    private SdpaOptions Sdpa => _sdpa ??= new() { Layout = SdpaLayout.Bthd, Scale = (float)(1.0 / Math.Sqrt(HeadDim)) };
+    private static readonly SequencePoolOptions Mean = new(SequencePoolMode.Mean), MeanNormalized = new(SequencePoolMode.Mean) { Normalize = true };
 
     private void RunResampler(DeviceTensor hidden, DeviceTensor? mask, DeviceTensor output, bool normalize, bool multiLayer, int b, int n)
     {
@@ -285,11 +287,10 @@ public sealed class PoolingHead : IDisposable
         HeadKernels.LayerNorm(Device, w.Y, _n1w, _n1b, w.Z, b * r, Dim, 1e-5f);
         HeadKernels.Linear(Device, w.Z, _ff1, null, w.H1, b * r);
         HeadKernels.Geglu(Device, w.H1, w.G, b * r, FfWidth);
-        var mean = new SequencePoolOptions(SequencePoolMode.Mean);
-        Device.SequencePool(w.G, w.Ones, w.GMean!, mean);
-        Device.SequencePool(w.Y, w.Ones, w.YMean!, mean);
+        Device.SequencePool(w.G, w.Ones, w.GMean!, Mean);
+        Device.SequencePool(w.Y, w.Ones, w.YMean!, Mean);
         HeadKernels.Linear(Device, w.GMean!, _ff2, w.YMean, w.Pooled!, b);
-        Device.SequencePool(w.Pooled!, w.OnesOne!, output, mean with { Normalize = normalize });
+        Device.SequencePool(w.Pooled!, w.OnesOne!, output, normalize ? MeanNormalized : Mean);
     }
 
     private void RunNvEmbed(DeviceTensor hidden, DeviceTensor? mask, DeviceTensor? prefix, DeviceTensor output, bool normalize, int b, int n)
@@ -305,7 +306,7 @@ public sealed class PoolingHead : IDisposable
         Device.Sdpa(w.Q, w.K, w.V, w.O, w.Lse, null, null, Sdpa);
         HeadKernels.Linear(Device, w.O, _out, w.Residual, w.Y, b * n);
         FeedForward(w, b * n);
-        Device.SequencePool(w.Y, mask ?? w.Ones, output, new SequencePoolOptions(SequencePoolMode.Mean) { Normalize = normalize }, prefix);
+        Device.SequencePool(w.Y, mask ?? w.Ones, output, normalize ? MeanNormalized : Mean, prefix);
     }
 
     /// <summary>Y += W2·GEGLU(W1·LN1(Y) + b1) + b2 over <paramref name="rows"/> rows.</summary>
