@@ -16,7 +16,9 @@ namespace PoolKernels.Kernels.Heads;
 /// loop) and are not stored; columns past n are computed on the zero padding and not stored. The weights of a head are
 /// packed once at load time; the public Linear packs per call into per-thread scratch.
 /// Tried (k = 1024, [8192,1024]·[1024,1024]ᵀ, % of the FMA loop in the same run): 6 rows without k blocking (the whole
-/// k·128-byte panel from L2 per row tile) ~15%; 6 rows, k blocks of 256 ~50%; 8 rows 62%; 12 rows 65%.</para>
+/// k·128-byte panel from L2 per row tile) ~15%; 6 rows, k blocks of 256 ~50%; 8 rows 62%; 12 rows 65%; 12 rows with x
+/// packed per item into 12-row micro-panels (one pointer, constant offsets) ~37%: the scalar packing is not amortized
+/// over only 4 panels.</para>
 /// </summary>
 public static unsafe class HeadsSimd
 {
