@@ -24,8 +24,9 @@ public enum LatentAttentionVariant
 /// <para>Each call: resampler X = LN0(hidden), Lt = LNctx(latents), Q = Lt·Wqᵀ, K|V = X·Wkvᵀ, O = MHA(Q, K, V)·Woutᵀ with
 /// scale dh^-0.5 and heads split as b n (h d) → b h n d (keys masked by attention_mask when given; a row with no kept key
 /// gives O = 0), Y = O + latents, Y += W2·GEGLU(W1·LN1(Y) + b1) + b2 (GEGLU(a‖g) = a ⊙ gelu(g), exact erf GELU), out = mean
-/// over the R latents, then normalize. nvembed: Q = LN0(hidden)·Wqᵀ, K|V = LNctx(latents)·Wkvᵀ, Y = MHA·Woutᵀ + hidden, the
-/// same FF block (the resampler takes the mean over the latents before the FF's last Linear, which commutes with it), out = mean over the tokens kept by attention_mask minus the first prefix_len of them (mask and prefix are
+/// over the R latents (taken before the FF's last Linear, which commutes with it: W2 then runs on B rows, not B·R), then
+/// normalize. nvembed: Q = LN0(hidden)·Wqᵀ, K|V = LNctx(latents)·Wkvᵀ, Y = MHA·Woutᵀ + hidden, the
+/// same FF block, out = mean over the tokens kept by attention_mask minus the first prefix_len of them (mask and prefix are
 /// used only there, as NV-Embed), then normalize. multi_layer: X = layers + pos_emb[0..L-1], then the resampler, no mask.</para>
 /// <para>What does not depend on the input is computed once per head: the resampler's queries LNctx(latents)·Wqᵀ and
 /// nvembed's keys/values LNctx(latents)·Wkvᵀ (and, per batch size, their copies per batch row). Intermediate buffers are kept
