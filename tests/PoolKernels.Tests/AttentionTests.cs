@@ -319,6 +319,27 @@ public class AttentionTests
     }
 
     [Test]
+    public void SimdMemoryIsLinearInSequenceLength()
+    {
+        // T = 4096, one head: a score matrix would be 64 MiB; the per-worker scratch (K, V staged once, one query block) is O(T).
+        var d = TestDevices.Get("simd");
+        int t = 4096, e = 16;
+        var q = new RandomSource(5).Floats(t * e); var k = new RandomSource(6).Floats(t * e); var v = new RandomSource(7).Floats(t * e);
+        var o = new float[t * e]; var l = new float[t];
+        var dims = new SdpaDims(1, 1, 1, t, t, e, e);
+        long before = GC.GetTotalAllocatedBytes(true);
+        d.Sdpa<float>(q, k, v, o, l, dims, new SdpaOptions { Causal = SdpaCausal.BottomRight });
+        long first = GC.GetTotalAllocatedBytes(true) - before;
+        long linear = (long)Environment.ProcessorCount * 4 * (t * (2L * e + 64) + 64 * (e + 64 + 32)) + (1 << 16);
+        Assert.That(first, Is.LessThan(linear), $"first call allocated {first} bytes; O(T) bound {linear}, Tq·Tk floats = {4L * t * t}");
+        before = GC.GetTotalAllocatedBytes(true);
+        d.Sdpa<float>(q, k, v, o, l, dims, new SdpaOptions { Causal = SdpaCausal.BottomRight });
+        // process-wide count (other threads allocate a little too); the exact per-thread zero is SimdSteadyStateAllocatesNothing
+        Assert.That(GC.GetTotalAllocatedBytes(true) - before, Is.LessThan(1 << 16), "steady state");
+        Assert.That(l.All(float.IsFinite), Is.True);
+    }
+
+    [Test]
     public void SimdSteadyStateAllocatesNothing()
     {
         var d = TestDevices.Get("simd");

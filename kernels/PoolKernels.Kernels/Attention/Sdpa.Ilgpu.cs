@@ -23,8 +23,10 @@ public readonly struct BoolBias : IElementReader<byte>
 /// (row, feature) entries of the accumulator O = α·O + P·V. The accumulator, running max and sum stay in shared
 /// memory (the group size, 4 to 256, is not known at compile time, so per-thread register tiles cannot be fixed).
 /// At the end out = O / sum, lse = m + ln(sum); a row that saw no allowed key writes 0 and -inf.</para>
-/// <para>Shared memory is one static block of <see cref="SharedFloats"/> floats (44 KB &lt; 48 KB); the host picks the
-/// largest tiles (≤ 64×64) that fit E and Ev, so head dims up to 256, odd ones included, run on every backend.</para>
+/// <para>Shared memory is one block of at most <see cref="SharedFloats"/> floats (44 KB &lt; 48 KB): the host picks the largest
+/// tiles (≤ 64×64) that fit E and Ev, so head dims up to 256, odd ones included, run on every backend. On CUDA and ilgpu-cpu the
+/// block is dynamic and sized to the tiles (E = 64: 35 KB), leaving room for more resident groups; on OpenCL it is static
+/// (<see cref="KernelStatic"/>).</para>
 /// <para>Tried: a register accumulator per thread (impossible with a run-time group size) and warp shuffles for the row
 /// max (not portable: OpenCL emits them for Intel only). Threads stride S by key so the K tile's row stride is made odd.</para>
 /// </summary>
@@ -32,6 +34,10 @@ public static class SdpaIlgpu
 {
     /// <summary>Floats of static shared memory per group (45056 bytes).</summary>
     public const int SharedFloats = 11264;
+
+    /// <summary>Floats of shared memory a group needs for the tiles of <paramref name="p"/>.</summary>
+    public static int SharedNeed(in SdpaParams p) =>
+        p.BlockQ * p.E + p.BlockK * p.KStride + p.BlockK * p.Ev + p.BlockQ * p.BlockK + p.BlockQ * p.Ev + 3 * p.BlockQ;
 
     /// <summary>Picks BlockQ, BlockK and KStride for head dims e, ev so the staged tiles fit <see cref="SharedFloats"/>.</summary>
     public static void Tile(ref SdpaParams p)
@@ -50,7 +56,8 @@ public static class SdpaIlgpu
         p.QBlocks = (p.Tq + bq - 1) / bq;
     }
 
-    /// <summary>The kernel: Grid.IdxX runs over Batch·Hq·QBlocks.</summary>
+    /// <summary>The kernel with dynamic shared memory of exactly <see cref="SharedNeed"/> floats (CUDA, ilgpu-cpu): Grid.IdxX runs
+    /// over Batch·Hq·QBlocks.</summary>
     [GpuKernel(typeof(float), typeof(F32Reader), typeof(byte), typeof(BoolBias), typeof(long), typeof(I64Mask), typeof(long), typeof(I64Index))]
     [GpuKernel(typeof(ushort), typeof(F16Reader), typeof(float), typeof(F32Reader), typeof(byte), typeof(U8Mask), typeof(int), typeof(I32Index))]
     [GpuKernel(typeof(ushort), typeof(Bf16Reader), typeof(ushort), typeof(F16Reader), typeof(int), typeof(I32Mask), typeof(long), typeof(I64Index))]
@@ -62,7 +69,33 @@ public static class SdpaIlgpu
         where TMask : unmanaged where TMaskOp : struct, IMaskReader<TMask>
         where TIdx : unmanaged where TIdxOp : struct, IIndexReader<TIdx>
     {
-        var sm = SharedMemory.Allocate<float>(SharedFloats);
+        Body<TRaw, TElem, TBRaw, TBias, TMask, TMaskOp, TIdx, TIdxOp>(q, k, v, attnMask, keyPadding, cuQ, cuK, output, lse, p, SharedMemory.GetDynamic<float>());
+    }
+
+    /// <summary>The same kernel with a static <see cref="SharedFloats"/> block, for OpenCL (PoCL computed wrong results with ILGPU's
+    /// dynamic local memory).</summary>
+    [GpuKernel(typeof(float), typeof(F32Reader), typeof(byte), typeof(BoolBias), typeof(long), typeof(I64Mask), typeof(long), typeof(I64Index))]
+    [GpuKernel(typeof(ushort), typeof(F16Reader), typeof(float), typeof(F32Reader), typeof(byte), typeof(U8Mask), typeof(int), typeof(I32Index))]
+    [GpuKernel(typeof(ushort), typeof(Bf16Reader), typeof(ushort), typeof(F16Reader), typeof(int), typeof(I32Mask), typeof(long), typeof(I64Index))]
+    public static void KernelStatic<TRaw, TElem, TBRaw, TBias, TMask, TMaskOp, TIdx, TIdxOp>(ArrayView<TRaw> q, ArrayView<TRaw> k, ArrayView<TRaw> v,
+        ArrayView<TBRaw> attnMask, ArrayView<TMask> keyPadding, ArrayView<TIdx> cuQ, ArrayView<TIdx> cuK, ArrayView<float> output,
+        ArrayView<float> lse, SdpaParams p)
+        where TRaw : unmanaged where TElem : struct, IElementReader<TRaw>
+        where TBRaw : unmanaged where TBias : struct, IElementReader<TBRaw>
+        where TMask : unmanaged where TMaskOp : struct, IMaskReader<TMask>
+        where TIdx : unmanaged where TIdxOp : struct, IIndexReader<TIdx>
+    {
+        Body<TRaw, TElem, TBRaw, TBias, TMask, TMaskOp, TIdx, TIdxOp>(q, k, v, attnMask, keyPadding, cuQ, cuK, output, lse, p, SharedMemory.Allocate<float>(SharedFloats));
+    }
+
+    private static void Body<TRaw, TElem, TBRaw, TBias, TMask, TMaskOp, TIdx, TIdxOp>(ArrayView<TRaw> q, ArrayView<TRaw> k, ArrayView<TRaw> v,
+        ArrayView<TBRaw> attnMask, ArrayView<TMask> keyPadding, ArrayView<TIdx> cuQ, ArrayView<TIdx> cuK, ArrayView<float> output,
+        ArrayView<float> lse, SdpaParams p, ArrayView<float> sm)
+        where TRaw : unmanaged where TElem : struct, IElementReader<TRaw>
+        where TBRaw : unmanaged where TBias : struct, IElementReader<TBRaw>
+        where TMask : unmanaged where TMaskOp : struct, IMaskReader<TMask>
+        where TIdx : unmanaged where TIdxOp : struct, IIndexReader<TIdx>
+    {
         int tid = Group.IdxX, g = Group.DimX;
         int blk = Grid.IdxX, qblk = blk % p.QBlocks, bh = blk / p.QBlocks, h = bh % p.Hq, b = bh / p.Hq;
         int hk = h / (p.Hq / p.Hkv);
@@ -197,10 +230,15 @@ public static class SdpaIlgpu
         Tile(ref p);
         long groups = (long)p.Batch * p.Hq * p.QBlocks;
         if (groups == 0) return;
-        var kernel = KernelCache.Get(accelerator, typeof(Action<TRaw, TElem, TBRaw, TBias, TMask, TMaskOp, TIdx, TIdxOp>),
+        bool dynamic = accelerator.AcceleratorType != AcceleratorType.OpenCL;
+        var kernel = KernelCache.Get(accelerator, (typeof(Action<TRaw, TElem, TBRaw, TBias, TMask, TMaskOp, TIdx, TIdxOp>), "sdpa"),
             a => a.LoadKernel<ArrayView<TRaw>, ArrayView<TRaw>, ArrayView<TRaw>, ArrayView<TBRaw>, ArrayView<TMask>, ArrayView<TIdx>, ArrayView<TIdx>,
-                ArrayView<float>, ArrayView<float>, SdpaParams>(Kernel<TRaw, TElem, TBRaw, TBias, TMask, TMaskOp, TIdx, TIdxOp>));
-        kernel(stream, new KernelConfig(checked((int)groups), GroupReduce.GroupSize(accelerator, 128)),
+                ArrayView<float>, ArrayView<float>, SdpaParams>(dynamic ? Kernel<TRaw, TElem, TBRaw, TBias, TMask, TMaskOp, TIdx, TIdxOp>
+                    : KernelStatic<TRaw, TElem, TBRaw, TBias, TMask, TMaskOp, TIdx, TIdxOp>));
+        var config = dynamic
+            ? new KernelConfig(new Index1D(checked((int)groups)), new Index1D(GroupReduce.GroupSize(accelerator, 128)), SharedMemoryConfig.RequestDynamic<float>(SharedNeed(p)))
+            : new KernelConfig(checked((int)groups), GroupReduce.GroupSize(accelerator, 128));
+        kernel(stream, config,
             q.Cast<TRaw>(), k.Cast<TRaw>(), v.Cast<TRaw>(), attnMask.Cast<TBRaw>(), keyPadding.Cast<TMask>(), cuQ.Cast<TIdx>(), cuK.Cast<TIdx>(), output, lse, p);
     }
 }

@@ -104,7 +104,7 @@ internal unsafe struct V256 : IVec<Vector256<float>>
 /// <summary>
 /// <c>sdpa</c> / <c>sdpa_varlen</c>, managed SIMD: tiled online softmax (FlashAttention-2 on a CPU).
 /// <para>Work items are (sequence b, key/value head, chunk of query blocks), spread over the <see cref="WorkerPool"/>. An
-/// item first stages its key/value head once: Kᵀ [E, Tk] (widened to float, transposed so that a score tile is a
+/// item first stages its key/value head once: Kᵀ in [E × BlockK] tiles (widened to float, transposed so that a score tile is a
 /// broadcast-FMA GEMM) and V [Tk, Ev'] (Ev padded to two vectors), plus the key_padding_mask as a 0/-inf row. It then
 /// serves every query head of the GQA group from them: per block of <see cref="BlockQ"/> query rows (scaled q staged once),
 /// per tile of <see cref="BlockK"/> keys inside the block's causal/window key range (other tiles are skipped): S = Q·Kᵀ by a
@@ -193,13 +193,20 @@ public static unsafe class SdpaSimd
             float* m = o + BlockQ * evp, l = m + BlockQ;
 
             // stage K (transposed), V (padded) and the padding row for this sequence and kv head
+            // Kᵀ is stored tile-major: tile t is a contiguous [E × BlockK] block (key j at column j % BlockK), so the
+            // micro-kernel streams 256-byte rows from one 16 KB block instead of rows TkPad apart, which alias in L1.
             T* kh = K + kb + p.KHead * hk;
             for (int j = 0; j < tk; j++)
             {
                 T* row = kh + p.KRow * j;
-                for (int d = 0; d < e; d++) kt[(long)d * tkp + j] = Elements.ToFloat(row[d]);
+                float* col = kt + (long)(j / BlockK) * e * BlockK + j % BlockK;
+                for (int d = 0; d < e; d++) col[d * BlockK] = Elements.ToFloat(row[d]);
             }
-            for (int d = 0; d < e; d++) new Span<float>(kt + (long)d * tkp + tk, tkp - tk).Clear();
+            if (tk < tkp)
+            {
+                float* last = kt + (long)(tk / BlockK) * e * BlockK;
+                for (int d = 0; d < e; d++) new Span<float>(last + d * BlockK + tk % BlockK, BlockK - tk % BlockK).Clear();
+            }
             T* vh = V + vb + p.VHead * hk;
             for (int j = 0; j < tk; j++)
             {
@@ -237,44 +244,49 @@ public static unsafe class SdpaSimd
                         int nc = Math.Min(BlockK, kHi + 1 - t0);
                         for (int r = 0; r < nrp; r += 4)
                         {
-                            if (TOps.Width == 16) QkBlock4<TV, TOps>(qs + r * e, e, kt + t0, tkp, s + r * BlockK, BlockK); // BlockK = 4 Vector512
+                            float* ktile = kt + (long)t0 * e; // t0 is a multiple of BlockK: tile t0 / BlockK starts at t0·E
+                            if (TOps.Width == 16) QkBlock4<TV, TOps>(qs + r * e, e, ktile, BlockK, s + r * BlockK, BlockK); // BlockK = 4 Vector512
                             else
                                 for (int c = 0; c < BlockK; c += 2 * TOps.Width)
-                                    QkBlock<TV, TOps>(qs + r * e, e, kt + t0 + c, tkp, s + r * BlockK + c, BlockK);
+                                    QkBlock<TV, TOps>(qs + r * e, e, ktile + c, BlockK, s + r * BlockK + c, BlockK);
                         }
-                        for (int r = 0; r < nr; r++) MaskRow<TV, TOps>(s + r * BlockK, nc, i0 + r, t0, b, h, tq, tk, kpb);
-                        // online softmax: per row max and rescale, then one exp over the tile
-                        for (int r = 0; r < nr; r++)
+                        if (TOps.Width == 16) SoftmaxTile512(s, nr, i0, t0, nc, b, h, tq, tk, kpb, m, l, o, evp);
+                        else
                         {
-                            float* row = s + r * BlockK;
-                            var mx = TOps.Load(row);
-                            for (int c = TOps.Width; c < BlockK; c += TOps.Width) mx = TOps.Max(mx, TOps.Load(row + c));
-                            float rowMax = TOps.HMax(mx), mOld = m[r];
-                            float mNew = float.IsNaN(rowMax) ? rowMax : MathF.Max(mOld, rowMax);
-                            if (mNew == float.NegativeInfinity) continue; // nothing allowed yet: the row stays -inf, exp gives 0
-                            var mv = TOps.Broadcast(mNew);
-                            for (int c = 0; c < BlockK; c += TOps.Width) TOps.Store(row + c, TOps.Sub(TOps.Load(row + c), mv));
-                            float alpha = MathF.Exp(mOld - mNew);
-                            m[r] = mNew;
-                            l[r] *= alpha;
-                            if (alpha != 1f)
+                            for (int r = 0; r < nr; r++) MaskRow<TV, TOps>(s + r * BlockK, nc, i0 + r, t0, b, h, tq, tk, kpb);
+                            // online softmax: per row max and rescale, then one exp over the tile
+                            for (int r = 0; r < nr; r++)
                             {
-                                var av = TOps.Broadcast(alpha);
-                                float* orow = o + r * evp;
-                                for (int d = 0; d < evp; d += TOps.Width) TOps.Store(orow + d, TOps.Fma(TOps.Load(orow + d), av, default));
+                                float* row = s + r * BlockK;
+                                var mx = TOps.Load(row);
+                                for (int c = TOps.Width; c < BlockK; c += TOps.Width) mx = TOps.Max(mx, TOps.Load(row + c));
+                                float rowMax = TOps.HMax(mx), mOld = m[r];
+                                float mNew = float.IsNaN(rowMax) ? rowMax : MathF.Max(mOld, rowMax);
+                                if (mNew == float.NegativeInfinity) continue; // nothing allowed yet: the row stays -inf, exp gives 0
+                                var mv = TOps.Broadcast(mNew);
+                                for (int c = 0; c < BlockK; c += TOps.Width) TOps.Store(row + c, TOps.Sub(TOps.Load(row + c), mv));
+                                float alpha = MathF.Exp(mOld - mNew);
+                                m[r] = mNew;
+                                l[r] *= alpha;
+                                if (alpha != 1f)
+                                {
+                                    var av = TOps.Broadcast(alpha);
+                                    float* orow = o + r * evp;
+                                    for (int d = 0; d < evp; d += TOps.Width) TOps.Store(orow + d, TOps.Fma(TOps.Load(orow + d), av, default));
+                                }
                             }
-                        }
-                        for (int r = 0; r < nr; r++)
-                        {
-                            float* row = s + r * BlockK;
-                            TV acc = default;
-                            for (int c = 0; c < BlockK; c += TOps.Width)
+                            for (int r = 0; r < nr; r++)
                             {
-                                var x = TOps.Exp(TOps.Load(row + c));
-                                TOps.Store(row + c, x);
-                                acc = TOps.Add(acc, x);
+                                float* row = s + r * BlockK;
+                                TV acc = default;
+                                for (int c = 0; c < BlockK; c += TOps.Width)
+                                {
+                                    var x = TOps.Exp(TOps.Load(row + c));
+                                    TOps.Store(row + c, x);
+                                    acc = TOps.Add(acc, x);
+                                }
+                                l[r] += TOps.HSum(acc);
                             }
-                            l[r] += TOps.HSum(acc);
                         }
                         for (int r = 0; r < nrp; r += 4)
                         {
@@ -298,6 +310,56 @@ public static unsafe class SdpaSimd
                         Lse[lb + p.LHead * h + p.LRow * (i0 + r)] = any ? m[r] + MathF.Log(sum) : float.NegativeInfinity;
                     }
                 }
+            }
+        }
+
+        /// <summary>
+        /// The online-softmax step for one Vector512 tile in a single pass per row: a row's 64 scores stay in four registers
+        /// while the padding row is added (or, on a tile that a bound cuts or under an attn_mask, <see cref="MaskRow"/> runs
+        /// first), the max is taken, the accumulator row is rescaled and exp(x - m) is stored and summed.
+        /// </summary>
+        private void SoftmaxTile512(float* s, int nr, int i0, int t0, int nc, int b, int h, int tq, int tk, float* kpb, float* m, float* l, float* o, int evp)
+        {
+            ref readonly var p = ref P;
+            for (int r = 0; r < nr; r++)
+            {
+                float* row = s + r * BlockK;
+                p.KeyRange(i0 + r, tq, tk, out int lo, out int hi);
+                Vector512<float> x0, x1, x2, x3;
+                if (p.HasAttnMask == 0 && lo <= t0 && hi >= t0 + BlockK - 1)
+                {
+                    x0 = V512.Load(row); x1 = V512.Load(row + 16); x2 = V512.Load(row + 32); x3 = V512.Load(row + 48);
+                    if (p.HasKeyPadding != 0)
+                    {
+                        float* kr = kpb + t0;
+                        x0 += V512.Load(kr); x1 += V512.Load(kr + 16); x2 += V512.Load(kr + 32); x3 += V512.Load(kr + 48);
+                    }
+                }
+                else
+                {
+                    MaskRow<Vector512<float>, V512>(row, nc, i0 + r, t0, b, h, tq, tk, kpb);
+                    x0 = V512.Load(row); x1 = V512.Load(row + 16); x2 = V512.Load(row + 32); x3 = V512.Load(row + 48);
+                }
+                float rowMax = V512.HMax(V512.Max(V512.Max(x0, x1), V512.Max(x2, x3))), mOld = m[r];
+                float mNew = float.IsNaN(rowMax) ? rowMax : MathF.Max(mOld, rowMax);
+                if (mNew == float.NegativeInfinity)
+                {
+                    // nothing allowed yet: P = 0
+                    V512.Store(row, default); V512.Store(row + 16, default); V512.Store(row + 32, default); V512.Store(row + 48, default);
+                    continue;
+                }
+                float alpha = MathF.Exp(mOld - mNew);
+                if (alpha != 1f)
+                {
+                    var av = Vector512.Create(alpha);
+                    float* orow = o + r * evp;
+                    for (int d = 0; d < evp; d += 16) V512.Store(orow + d, V512.Load(orow + d) * av);
+                }
+                var mv = Vector512.Create(mNew);
+                x0 = V512.Exp(x0 - mv); x1 = V512.Exp(x1 - mv); x2 = V512.Exp(x2 - mv); x3 = V512.Exp(x3 - mv);
+                V512.Store(row, x0); V512.Store(row + 16, x1); V512.Store(row + 32, x2); V512.Store(row + 48, x3);
+                m[r] = mNew;
+                l[r] = l[r] * alpha + Vector512.Sum((x0 + x1) + (x2 + x3));
             }
         }
 
