@@ -10,21 +10,23 @@ namespace PoolKernels.Kernels.Heads;
 /// <para>GEMM (<see cref="Gemm"/>): y = x·Wᵀ (+ bias) (+ residual) with W pre-packed (<see cref="Pack"/>) into column
 /// panels of <see cref="NR"/> = 32 columns, [k][32] each, zero-padded past n: the micro-kernel then reads two
 /// consecutive Vector512 per k step and broadcasts one x element per row, 12 rows × 32 columns = 24 independent FMA
-/// accumulators (Vector256 machines: 3 rows × 4 vectors). Work items are 96-row blocks × 4-panel groups; inside an item
-/// k runs in blocks of 256 so that the panel slice (256·32 floats = 32 KB) stays in L1 while the row tiles of the block
-/// (8 row tiles, 96 KB of x, L2) stream past it; partial sums go through y. Rows past m read the last valid row (no branch in the k
-/// loop) and are not stored; columns past n are computed on the zero padding and not stored. The weights of a head are
-/// packed once at load time; the public Linear packs per call into per-thread scratch.
-/// Tried (k = 1024, [8192,1024]·[1024,1024]ᵀ, % of the FMA loop in the same run): 6 rows without k blocking (the whole
-/// k·128-byte panel from L2 per row tile) ~15%; 6 rows, k blocks of 256 ~50%; 8 rows 62%; 12 rows 65%; 12 rows with x
-/// packed per item into 12-row micro-panels (one pointer, constant offsets) ~37%: the scalar packing is not amortized
-/// over only 4 panels.</para>
+/// accumulators (Vector256 machines: 3 rows × 4 vectors). Work items are 96-row blocks × groups of panels (as many panels
+/// per item as still leave 4 items per worker); inside an item k runs in blocks of 256: the item's x rows are packed once
+/// per k block into 12-row micro-panels [t][12] (per-worker pinned scratch, 96 KB, L2), so the micro-kernel reads x
+/// through one pointer with constant offsets, and the panel slice (256·32 floats = 32 KB) stays in L1 while the 8 row
+/// tiles stream past it; partial sums go through y. Rows past m repeat the last valid row and are not stored; columns past
+/// n are computed on the zero padding and not stored. The weights of a head are packed once at load time; the public
+/// Linear packs W per call into per-thread scratch.
+/// Tried (k = 1024, [8192,1024]·[1024,1024]ᵀ, % of the FMA loop in the same run, a shared 2-core machine so ±5%): 6 rows
+/// without k blocking (the whole k·128-byte panel from L2 per row tile) ~15%; 6 rows, k blocks of 256 ~50%; 8 rows 62%;
+/// 12 rows 57-65%; x packed per item of only 4 panels ~37% (packing not amortized); x packed per item of up to all
+/// panels 60-62% (kept).</para>
 /// </summary>
 public static unsafe class HeadsSimd
 {
     /// <summary>Columns per packed panel.</summary>
     public const int NR = 32;
-    private const int RowBlock = 96, PanelGroup = 4, KC = 256, MR512 = 12;
+    private const int RowBlock = 96, KC = 256, MR512 = 12;
 
     /// <summary>Floats of the packed form of an [n, k] weight.</summary>
     public static long PackedLength(int n, int k) => (long)((n + NR - 1) / NR) * NR * k;
@@ -53,9 +55,14 @@ public static unsafe class HeadsSimd
         if (m == 0 || n == 0) return;
         pool ??= WorkerPool.Shared;
         var job = GemmJob.Cached ??= new GemmJob();
+        job.EnsureWorkers(pool.Workers);
         job.X = x; job.Packed = packed; job.Bias = bias; job.Residual = residual; job.Y = y; job.M = m; job.N = n; job.K = k;
         job.RowBlocks = (m + RowBlock - 1) / RowBlock;
-        job.Groups = ((n + NR - 1) / NR + PanelGroup - 1) / PanelGroup;
+        // As many panels per item as leave >= 4 items per worker: the x block is packed once per item and k block.
+        int panels = (n + NR - 1) / NR, want = 4 * Math.Min(pool.Workers, maxWorkers);
+        int groupsPerRowBlock = Math.Clamp((want + job.RowBlocks - 1) / job.RowBlocks, 1, panels);
+        job.PanelsPerItem = (panels + groupsPerRowBlock - 1) / groupsPerRowBlock;
+        job.Groups = (panels + job.PanelsPerItem - 1) / job.PanelsPerItem;
         pool.Run(job, job.RowBlocks * job.Groups, maxWorkers);
     }
 
@@ -79,28 +86,61 @@ public static unsafe class HeadsSimd
         public float* X, Packed, Bias, Residual, Y;
         public int M, N, K, RowBlocks, Groups;
 
+        private float[]?[] _aPack = [];
+
+        /// <summary>Makes room for one packed x block per worker (pinned: the kernels hold raw pointers).</summary>
+        public void EnsureWorkers(int workers)
+        {
+            if (_aPack.Length < workers) Array.Resize(ref _aPack, workers);
+        }
+
+        public int PanelsPerItem;
+
         public void Execute(int item, int worker)
         {
             int rb = item % RowBlocks, g = item / RowBlocks;
             int r0 = rb * RowBlock, r1 = Math.Min(M, r0 + RowBlock);
             int panels = (N + NR - 1) / NR;
-            int p0 = g * PanelGroup, p1 = Math.Min(panels, p0 + PanelGroup);
-            int mr = Vector512.IsHardwareAccelerated ? MR512 : 3;
+            int p0 = g * PanelsPerItem, p1 = Math.Min(panels, p0 + PanelsPerItem);
+            bool v512 = Vector512.IsHardwareAccelerated;
+            int mr = v512 ? MR512 : 3;
             float* acc = stackalloc float[MR512 * NR];
+            float[] aPack = v512 ? (_aPack[worker] ??= GC.AllocateArray<float>(RowBlock * KC, pinned: true)) : [];
             // k blocks of KC: the panel slice (KC·32 floats = 32 KB) stays in L1 while the row tiles stream past it.
             for (int k0 = 0; k0 < K || k0 == 0; k0 += KC)
             {
                 int kc = Math.Min(KC, K - k0);
                 bool first = k0 == 0, last = k0 + KC >= K;
-                for (int p = p0; p < p1; p++)
-                    for (int i = r0; i < r1; i += mr)
-                    {
-                        int rows = Math.Min(mr, r1 - i);
-                        Prologue(acc, i, p, rows, first);
-                        if (Vector512.IsHardwareAccelerated) Tile512(acc, i, p, rows, k0, kc);
-                        else Tile256(acc, i, p, rows, k0, kc);
-                        Epilogue(acc, i, p, rows, last);
-                    }
+                fixed (float* ap = aPack)
+                {
+                    if (v512) PackRows(ap, r0, r1, k0, kc);
+                    for (int p = p0; p < p1; p++)
+                        for (int i = r0; i < r1; i += mr)
+                        {
+                            int rows = Math.Min(mr, r1 - i);
+                            Prologue(acc, i, p, rows, first);
+                            if (v512) Tile512(acc, ap + (long)(i - r0) * kc, Packed + (long)p * K * NR + (long)k0 * NR, kc);
+                            else Tile256(acc, i, p, rows, k0, kc);
+                            Epilogue(acc, i, p, rows, last);
+                        }
+                }
+            }
+        }
+
+        /// <summary>Packs x rows r0..r1-1, columns k0..k0+kc-1 into 12-row micro-panels [tile][t][12] (rows past r1 repeat
+        /// the last row), so the micro-kernel reads one pointer with constant offsets.</summary>
+        private void PackRows(float* ap, int r0, int r1, int k0, int kc)
+        {
+            int tiles = (r1 - r0 + MR512 - 1) / MR512;
+            for (int ti = 0; ti < tiles; ti++)
+            {
+                float* dst = ap + (long)ti * MR512 * kc;
+                for (int r = 0; r < MR512; r++)
+                {
+                    int row = Math.Min(r0 + ti * MR512 + r, r1 - 1);
+                    float* src = X + (long)row * K + k0;
+                    for (int t = 0; t < kc; t++) dst[t * MR512 + r] = src[t];
+                }
             }
         }
 
@@ -129,22 +169,8 @@ public static unsafe class HeadsSimd
         }
 
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        private void Tile512(float* acc, int i, int p, int rows, int k0, int kc)
+        private static void Tile512(float* acc, float* a, float* b, int kc)
         {
-            int k = K;
-            float* a0 = X + (long)i * k + k0;
-            float* a1 = rows > 1 ? a0 + 1L * k : a0;
-            float* a2 = rows > 2 ? a0 + 2L * k : a0;
-            float* a3 = rows > 3 ? a0 + 3L * k : a0;
-            float* a4 = rows > 4 ? a0 + 4L * k : a0;
-            float* a5 = rows > 5 ? a0 + 5L * k : a0;
-            float* a6 = rows > 6 ? a0 + 6L * k : a0;
-            float* a7 = rows > 7 ? a0 + 7L * k : a0;
-            float* a8 = rows > 8 ? a0 + 8L * k : a0;
-            float* a9 = rows > 9 ? a0 + 9L * k : a0;
-            float* a10 = rows > 10 ? a0 + 10L * k : a0;
-            float* a11 = rows > 11 ? a0 + 11L * k : a0;
-            float* b = Packed + (long)p * k * NR + (long)k0 * NR;
             var c0_0 = Vector512.Load(acc + 0); var c0_1 = Vector512.Load(acc + 16);
             var c1_0 = Vector512.Load(acc + 32); var c1_1 = Vector512.Load(acc + 48);
             var c2_0 = Vector512.Load(acc + 64); var c2_1 = Vector512.Load(acc + 80);
@@ -157,21 +183,21 @@ public static unsafe class HeadsSimd
             var c9_0 = Vector512.Load(acc + 288); var c9_1 = Vector512.Load(acc + 304);
             var c10_0 = Vector512.Load(acc + 320); var c10_1 = Vector512.Load(acc + 336);
             var c11_0 = Vector512.Load(acc + 352); var c11_1 = Vector512.Load(acc + 368);
-            for (int t = 0; t < kc; t++, b += NR)
+            for (int t = 0; t < kc; t++, a += MR512, b += NR)
             {
                 var b0 = Vector512.Load(b); var b1 = Vector512.Load(b + 16);
-                var s = Vector512.Create(a0[t]); c0_0 = Vector512.FusedMultiplyAdd(s, b0, c0_0); c0_1 = Vector512.FusedMultiplyAdd(s, b1, c0_1);
-                s = Vector512.Create(a1[t]); c1_0 = Vector512.FusedMultiplyAdd(s, b0, c1_0); c1_1 = Vector512.FusedMultiplyAdd(s, b1, c1_1);
-                s = Vector512.Create(a2[t]); c2_0 = Vector512.FusedMultiplyAdd(s, b0, c2_0); c2_1 = Vector512.FusedMultiplyAdd(s, b1, c2_1);
-                s = Vector512.Create(a3[t]); c3_0 = Vector512.FusedMultiplyAdd(s, b0, c3_0); c3_1 = Vector512.FusedMultiplyAdd(s, b1, c3_1);
-                s = Vector512.Create(a4[t]); c4_0 = Vector512.FusedMultiplyAdd(s, b0, c4_0); c4_1 = Vector512.FusedMultiplyAdd(s, b1, c4_1);
-                s = Vector512.Create(a5[t]); c5_0 = Vector512.FusedMultiplyAdd(s, b0, c5_0); c5_1 = Vector512.FusedMultiplyAdd(s, b1, c5_1);
-                s = Vector512.Create(a6[t]); c6_0 = Vector512.FusedMultiplyAdd(s, b0, c6_0); c6_1 = Vector512.FusedMultiplyAdd(s, b1, c6_1);
-                s = Vector512.Create(a7[t]); c7_0 = Vector512.FusedMultiplyAdd(s, b0, c7_0); c7_1 = Vector512.FusedMultiplyAdd(s, b1, c7_1);
-                s = Vector512.Create(a8[t]); c8_0 = Vector512.FusedMultiplyAdd(s, b0, c8_0); c8_1 = Vector512.FusedMultiplyAdd(s, b1, c8_1);
-                s = Vector512.Create(a9[t]); c9_0 = Vector512.FusedMultiplyAdd(s, b0, c9_0); c9_1 = Vector512.FusedMultiplyAdd(s, b1, c9_1);
-                s = Vector512.Create(a10[t]); c10_0 = Vector512.FusedMultiplyAdd(s, b0, c10_0); c10_1 = Vector512.FusedMultiplyAdd(s, b1, c10_1);
-                s = Vector512.Create(a11[t]); c11_0 = Vector512.FusedMultiplyAdd(s, b0, c11_0); c11_1 = Vector512.FusedMultiplyAdd(s, b1, c11_1);
+                var s = Vector512.Create(a[0]); c0_0 = Vector512.FusedMultiplyAdd(s, b0, c0_0); c0_1 = Vector512.FusedMultiplyAdd(s, b1, c0_1);
+                s = Vector512.Create(a[1]); c1_0 = Vector512.FusedMultiplyAdd(s, b0, c1_0); c1_1 = Vector512.FusedMultiplyAdd(s, b1, c1_1);
+                s = Vector512.Create(a[2]); c2_0 = Vector512.FusedMultiplyAdd(s, b0, c2_0); c2_1 = Vector512.FusedMultiplyAdd(s, b1, c2_1);
+                s = Vector512.Create(a[3]); c3_0 = Vector512.FusedMultiplyAdd(s, b0, c3_0); c3_1 = Vector512.FusedMultiplyAdd(s, b1, c3_1);
+                s = Vector512.Create(a[4]); c4_0 = Vector512.FusedMultiplyAdd(s, b0, c4_0); c4_1 = Vector512.FusedMultiplyAdd(s, b1, c4_1);
+                s = Vector512.Create(a[5]); c5_0 = Vector512.FusedMultiplyAdd(s, b0, c5_0); c5_1 = Vector512.FusedMultiplyAdd(s, b1, c5_1);
+                s = Vector512.Create(a[6]); c6_0 = Vector512.FusedMultiplyAdd(s, b0, c6_0); c6_1 = Vector512.FusedMultiplyAdd(s, b1, c6_1);
+                s = Vector512.Create(a[7]); c7_0 = Vector512.FusedMultiplyAdd(s, b0, c7_0); c7_1 = Vector512.FusedMultiplyAdd(s, b1, c7_1);
+                s = Vector512.Create(a[8]); c8_0 = Vector512.FusedMultiplyAdd(s, b0, c8_0); c8_1 = Vector512.FusedMultiplyAdd(s, b1, c8_1);
+                s = Vector512.Create(a[9]); c9_0 = Vector512.FusedMultiplyAdd(s, b0, c9_0); c9_1 = Vector512.FusedMultiplyAdd(s, b1, c9_1);
+                s = Vector512.Create(a[10]); c10_0 = Vector512.FusedMultiplyAdd(s, b0, c10_0); c10_1 = Vector512.FusedMultiplyAdd(s, b1, c10_1);
+                s = Vector512.Create(a[11]); c11_0 = Vector512.FusedMultiplyAdd(s, b0, c11_0); c11_1 = Vector512.FusedMultiplyAdd(s, b1, c11_1);
             }
             c0_0.Store(acc + 0); c0_1.Store(acc + 16);
             c1_0.Store(acc + 32); c1_1.Store(acc + 48);
