@@ -1,0 +1,318 @@
+using System.Runtime.InteropServices;
+using ILGPU;
+using ILGPU.Runtime;
+using PoolKernels.Kernels;
+using PoolKernels.Kernels.Heads;
+using PoolKernels.Kernels.Sequence;
+
+namespace PoolKernels;
+
+/// <summary>
+/// The fused building blocks of the trainable pooling heads (DESIGN.md §3 "Trainable pooling heads"), exposed on every
+/// backend: <see cref="LayerNorm(Device, Tensor, Tensor, Tensor, float)"/>, <see cref="Linear(Device, Tensor, Tensor, Tensor?, Tensor?)"/>
+/// (a tiled GEMM), <see cref="Geglu(Device, Tensor)"/> and <see cref="MeanRows(Device, Tensor, Tensor?, bool)"/>. All take and
+/// return F32 tensors (the heads widen F16/BF16 inputs once, on entry) and accumulate in float (double on
+/// <c>reference</c>); the float backends differ from the reference in the last bits.
+/// </summary>
+public static class Heads
+{
+    // ------------------------------------------------------------------ LayerNorm
+
+    /// <summary>LayerNorm over the last dim D: y = (x - mean) / √(var + eps) · weight + bias, var the biased variance
+    /// (PyTorch's <c>layer_norm</c>). x [..., D] F32, weight and bias [D] F32. Returns a new tensor of x's shape.</summary>
+    /// <exception cref="ArgumentException">A shape or dtype is wrong (ParamName x, weight, bias, eps).</exception>
+    public static Tensor LayerNorm(this Device device, Tensor x, Tensor weight, Tensor bias, float eps = 1e-5f)
+    {
+        ArgumentNullException.ThrowIfNull(device); ArgumentNullException.ThrowIfNull(x);
+        using var scope = new HostScope(device);
+        var y = scope.Output(DType.F32, (int[])x.Shape.Clone());
+        device.LayerNorm(scope.Bind(x), scope.Bind(weight), scope.Bind(bias), y, eps);
+        return scope.Result(y);
+    }
+
+    /// <summary>LayerNorm on device tensors; <paramref name="output"/> has x's shape (may be x itself).</summary>
+    public static void LayerNorm(this Device device, DeviceTensor x, DeviceTensor weight, DeviceTensor bias, DeviceTensor output, float eps = 1e-5f)
+    {
+        ArgumentNullException.ThrowIfNull(device);
+        ArgumentNullException.ThrowIfNull(x); ArgumentNullException.ThrowIfNull(weight); ArgumentNullException.ThrowIfNull(bias); ArgumentNullException.ThrowIfNull(output);
+        foreach (var (n, t) in new[] { ("x", x), ("weight", weight), ("bias", bias), ("output", output) }) { Check.SameDevice(device, n, t); F32(t, n); }
+        if (x.Shape.Length == 0) throw new ArgumentException($"x must be [..., D], got {Shape.Format(x.Shape)}.", nameof(x));
+        int d = x.Shape[^1];
+        if (weight.Shape.Length != 1 || weight.Shape[0] != d) throw new ArgumentException($"weight must be [D] = [{d}] for x {Shape.Format(x.Shape)}, got {Shape.Format(weight.Shape)}.", nameof(weight));
+        if (bias.Shape.Length != 1 || bias.Shape[0] != d) throw new ArgumentException($"bias must be [D] = [{d}] for x {Shape.Format(x.Shape)}, got {Shape.Format(bias.Shape)}.", nameof(bias));
+        if (!x.Shape.AsSpan().SequenceEqual(output.Shape)) throw new ArgumentException($"output must be {Shape.Format(x.Shape)}, got {Shape.Format(output.Shape)}.", nameof(output));
+        if (!(eps >= 0) || float.IsInfinity(eps)) throw new ArgumentException($"eps must be finite and >= 0, got {eps}.", nameof(eps));
+        HeadKernels.LayerNorm(device, x, weight, bias, output, d == 0 ? 0 : (int)(x.Count / d), d, eps);
+    }
+
+    // ------------------------------------------------------------------ Linear
+
+    /// <summary>PyTorch's Linear: y = x·Wᵀ + bias (+ residual). x [..., K], weight [N, K] (<c>Linear.weight</c>), bias [N]
+    /// optional, residual optional with y's shape [..., N]. A tiled GEMM on every backend (SIMD: packed Vector512 panels,
+    /// multi-threaded; ILGPU: shared-memory tiles). Returns a new [..., N] tensor.</summary>
+    /// <exception cref="ArgumentException">A shape or dtype is wrong (ParamName x, weight, bias, residual).</exception>
+    public static Tensor Linear(this Device device, Tensor x, Tensor weight, Tensor? bias = null, Tensor? residual = null)
+    {
+        ArgumentNullException.ThrowIfNull(device); ArgumentNullException.ThrowIfNull(x); ArgumentNullException.ThrowIfNull(weight);
+        if (x.Shape.Length == 0 || weight.Shape.Length != 2) CheckLinear(x.Shape, weight.Shape, bias?.Shape, residual?.Shape, null);
+        var outShape = (int[])x.Shape.Clone(); outShape[^1] = weight.Shape[0];
+        using var scope = new HostScope(device);
+        var y = scope.Output(DType.F32, outShape);
+        device.Linear(scope.Bind(x), scope.Bind(weight), scope.BindOptional(bias), y, scope.BindOptional(residual));
+        return scope.Result(y);
+    }
+
+    /// <summary>Linear on device tensors: output [..., N] = x·Wᵀ + bias + residual (bias, residual optional; residual may be output).</summary>
+    public static void Linear(this Device device, DeviceTensor x, DeviceTensor weight, DeviceTensor? bias, DeviceTensor output, DeviceTensor? residual = null)
+    {
+        ArgumentNullException.ThrowIfNull(device);
+        ArgumentNullException.ThrowIfNull(x); ArgumentNullException.ThrowIfNull(weight); ArgumentNullException.ThrowIfNull(output);
+        foreach (var (n, t) in new[] { ("x", x), ("weight", weight), ("bias", bias), ("output", output), ("residual", residual) })
+        {
+            Check.SameDevice(device, n, t);
+            if (t is not null) F32(t, n);
+        }
+        CheckLinear(x.Shape, weight.Shape, bias?.Shape, residual?.Shape, output.Shape);
+        int k = weight.Shape[1], n2 = weight.Shape[0];
+        int m = (int)(k == 0 ? Shape.Count(x.Shape[..^1]) : x.Count / k);
+        HeadKernels.Linear(device, x, LinearWeight.Unpacked(weight, bias), residual, output, m);
+    }
+
+    private static void CheckLinear(int[] x, int[] w, int[]? bias, int[]? residual, int[]? output)
+    {
+        if (x.Length == 0) throw new ArgumentException($"x must be [..., K], got {Shape.Format(x)}.", "x");
+        if (w.Length != 2 || w[1] != x[^1])
+            throw new ArgumentException($"weight must be [N, K] with K = {x[^1]} (x {Shape.Format(x)}), got {Shape.Format(w)}.", "weight");
+        if (bias is not null && (bias.Length != 1 || bias[0] != w[0]))
+            throw new ArgumentException($"bias must be [N] = [{w[0]}] for weight {Shape.Format(w)}, got {Shape.Format(bias)}.", "bias");
+        var y = (int[])x.Clone(); y[^1] = w[0];
+        if (residual is not null && !residual.AsSpan().SequenceEqual(y))
+            throw new ArgumentException($"residual must be {Shape.Format(y)} (x {Shape.Format(x)}, weight {Shape.Format(w)}), got {Shape.Format(residual)}.", "residual");
+        if (output is not null && !output.AsSpan().SequenceEqual(y))
+            throw new ArgumentException($"output must be {Shape.Format(y)} (x {Shape.Format(x)}, weight {Shape.Format(w)}), got {Shape.Format(output)}.", "output");
+    }
+
+    // ------------------------------------------------------------------ GEGLU
+
+    /// <summary>GEGLU with the exact (erf) GELU: h [..., 2F] = a‖g (a the first half) → [..., F] = a ⊙ gelu(g),
+    /// gelu(g) = g/2·(1 + erf(g/√2)). NaN propagates; gelu(-inf) is NaN as in PyTorch (-inf·0).</summary>
+    public static Tensor Geglu(this Device device, Tensor h)
+    {
+        ArgumentNullException.ThrowIfNull(device); ArgumentNullException.ThrowIfNull(h);
+        if (h.Shape.Length == 0 || h.Shape[^1] % 2 != 0) throw new ArgumentException($"h must be [..., 2F] (even last dim), got {Shape.Format(h.Shape)}.", nameof(h));
+        var outShape = (int[])h.Shape.Clone(); outShape[^1] /= 2;
+        using var scope = new HostScope(device);
+        var y = scope.Output(DType.F32, outShape);
+        device.Geglu(scope.Bind(h), y);
+        return scope.Result(y);
+    }
+
+    /// <summary>GEGLU on device tensors: output [..., F] from h [..., 2F].</summary>
+    public static void Geglu(this Device device, DeviceTensor h, DeviceTensor output)
+    {
+        ArgumentNullException.ThrowIfNull(device); ArgumentNullException.ThrowIfNull(h); ArgumentNullException.ThrowIfNull(output);
+        Check.SameDevice(device, nameof(h), h); Check.SameDevice(device, nameof(output), output);
+        F32(h, nameof(h)); F32(output, nameof(output));
+        if (h.Shape.Length == 0 || h.Shape[^1] % 2 != 0) throw new ArgumentException($"h must be [..., 2F] (even last dim), got {Shape.Format(h.Shape)}.", nameof(h));
+        var y = (int[])h.Shape.Clone(); y[^1] /= 2;
+        if (!output.Shape.AsSpan().SequenceEqual(y)) throw new ArgumentException($"output must be {Shape.Format(y)} for h {Shape.Format(h.Shape)}, got {Shape.Format(output.Shape)}.", nameof(output));
+        int f = y[^1];
+        HeadKernels.Geglu(device, h, output, f == 0 ? 0 : (int)(output.Count / f), f);
+    }
+
+    // ------------------------------------------------------------------ mean over rows
+
+    /// <summary>Mean over the rows of each batch item: x [B, N, D] (F32|F16|BF16) → [B, D], over the rows whose
+    /// <paramref name="mask"/> [B, N] (I64|I32|U8|BOOL, nonzero keeps) is set, all rows when null; an empty set gives 0;
+    /// then v / max(‖v‖₂, 1e-12) when <paramref name="normalize"/>. This is <c>sequence_pool</c>'s <c>mean</c> (same kernels).</summary>
+    public static Tensor MeanRows(this Device device, Tensor x, Tensor? mask = null, bool normalize = false)
+    {
+        ArgumentNullException.ThrowIfNull(device); ArgumentNullException.ThrowIfNull(x);
+        Check.Rank(x.Shape, 3, nameof(x), "[B,N,D]");
+        mask ??= Ones(x.Shape[0], x.Shape[1]);
+        return device.SequencePool(x, mask, new SequencePoolOptions(SequencePoolMode.Mean) { Normalize = normalize });
+    }
+
+    internal static Tensor Ones(int b, int n)
+    {
+        var t = Tensor.Zeros(DType.U8, b, n);
+        t.Data.Span.Fill(1);
+        return t;
+    }
+
+    private static void F32(DeviceTensor t, string name) => Check.DTypeIs(t.DType, name, "F32", t.DType == DType.F32);
+}
+
+/// <summary>A Linear layer's weight on a device: W [N, K] as a device tensor, plus on <c>simd</c> its packed panels
+/// (<see cref="HeadsSimd.Pack"/>), and the optional bias [N].</summary>
+internal sealed class LinearWeight : IDisposable
+{
+    public required DeviceTensor W { get; init; }
+    public DeviceTensor? Bias { get; init; }
+    public float[]? Packed { get; init; }
+    public bool Owned { get; init; }
+    public int N => W.Shape[0];
+    public int K => W.Shape[1];
+
+    public static LinearWeight Unpacked(DeviceTensor w, DeviceTensor? bias) => new() { W = w, Bias = bias };
+
+    /// <summary>Uploads W (and bias) to <paramref name="device"/> once; on simd also packs W.</summary>
+    public static LinearWeight Create(Device device, float[] w, int n, int k, float[]? bias)
+    {
+        float[]? packed = null;
+        if (device.Kind == BackendKind.Simd)
+        {
+            packed = GC.AllocateUninitializedArray<float>(checked((int)HeadsSimd.PackedLength(n, k)), pinned: true);
+            HeadsSimd.Pack(w, n, k, packed);
+        }
+        return new LinearWeight
+        {
+            W = device.Upload<float>(w, n, k),
+            Bias = bias is null ? null : device.Upload<float>(bias, n),
+            Packed = packed,
+            Owned = true,
+        };
+    }
+
+    public void Dispose()
+    {
+        if (!Owned) return;
+        W.Dispose(); Bias?.Dispose();
+    }
+}
+
+/// <summary>Dispatch of the head kernels to the backends, on validated device tensors (F32).</summary>
+internal static unsafe class HeadKernels
+{
+    private static Span<float> F(DeviceTensor t) => MemoryMarshal.Cast<byte, float>(t.Host.Span);
+
+    public static void LayerNorm(Device device, DeviceTensor x, DeviceTensor w, DeviceTensor b, DeviceTensor y, int rows, int dim, float eps)
+    {
+        if (rows == 0 || dim == 0) return;
+        switch (device)
+        {
+            case IlgpuDevice g:
+                lock (g.Gate)
+                {
+                    HeadsIlgpu.LayerNorm(g.Accelerator, g.Accelerator.DefaultStream, x.ViewAs<float>(), w.ViewAs<float>(), b.ViewAs<float>(), y.ViewAs<float>(), rows, dim, eps);
+                    g.Accelerator.Synchronize();
+                }
+                break;
+            case CpuDevice { Kind: BackendKind.Reference }:
+                HeadsReference.LayerNorm(F(x), F(w), F(b), F(y), rows, dim, eps);
+                break;
+            case CpuDevice cpu:
+                fixed (float* px = F(x)) fixed (float* pw = F(w)) fixed (float* pb = F(b)) fixed (float* py = F(y))
+                    HeadsSimd.LayerNorm(px, pw, pb, py, rows, dim, eps, cpu.Pool);
+                break;
+        }
+    }
+
+    public static void Linear(Device device, DeviceTensor x, LinearWeight lw, DeviceTensor? residual, DeviceTensor y, int m)
+    {
+        int n = lw.N, k = lw.K;
+        if (m == 0 || n == 0) return;
+        switch (device)
+        {
+            case IlgpuDevice g:
+                lock (g.Gate)
+                {
+                    var dummy = ((ArrayView<byte>)g.Dummy.View).Cast<float>();
+                    HeadsIlgpu.Gemm(g.Accelerator, g.Accelerator.DefaultStream, k == 0 ? dummy : x.ViewAs<float>(), k == 0 ? dummy : lw.W.ViewAs<float>(),
+                        lw.Bias?.ViewAs<float>() ?? dummy, residual?.ViewAs<float>() ?? dummy, y.ViewAs<float>(), m, n, k, lw.Bias is not null, residual is not null);
+                    g.Accelerator.Synchronize();
+                }
+                break;
+            case CpuDevice { Kind: BackendKind.Reference }:
+                HeadsReference.Linear(F(x), F(lw.W), lw.Bias is null ? default : F(lw.Bias), residual is null ? default : F(residual), F(y), m, n, k);
+                break;
+            case CpuDevice cpu:
+                if (lw.Packed is null)
+                {
+                    HeadsSimd.Linear(F(x), F(lw.W), lw.Bias is null ? default : F(lw.Bias), residual is null ? default : F(residual), F(y), m, n, k, cpu.Pool);
+                    break;
+                }
+                fixed (float* px = F(x)) fixed (float* pp = lw.Packed) fixed (float* py = F(y))
+                fixed (float* pb = lw.Bias is null ? default : F(lw.Bias)) fixed (float* pr = residual is null ? default : F(residual))
+                    HeadsSimd.Gemm(px, pp, lw.Bias is null ? null : pb, residual is null ? null : pr, py, m, n, k, cpu.Pool);
+                break;
+        }
+    }
+
+    public static void Geglu(Device device, DeviceTensor h, DeviceTensor y, int rows, int f)
+    {
+        if (rows == 0 || f == 0) return;
+        switch (device)
+        {
+            case IlgpuDevice g:
+                lock (g.Gate)
+                {
+                    HeadsIlgpu.Geglu(g.Accelerator, g.Accelerator.DefaultStream, h.ViewAs<float>(), y.ViewAs<float>(), rows, f);
+                    g.Accelerator.Synchronize();
+                }
+                break;
+            case CpuDevice { Kind: BackendKind.Reference }:
+                HeadsReference.Geglu(F(h), F(y), rows, f);
+                break;
+            case CpuDevice cpu:
+                fixed (float* ph = F(h)) fixed (float* py = F(y))
+                    HeadsSimd.Geglu(ph, py, rows, f, cpu.Pool);
+                break;
+        }
+    }
+
+    private static readonly System.Reflection.MethodInfo AddRowsDefinition = typeof(HeadsIlgpu).GetMethod(nameof(HeadsIlgpu.AddRows))!;
+
+    /// <summary>y [B,R,D] F32 = x [B,R,D] (F32|F16|BF16) + add [R,D] (optional).</summary>
+    public static void AddRows(Device device, DeviceTensor x, DeviceTensor? add, DeviceTensor y, int batch, int rows, int dim)
+    {
+        if ((long)batch * rows * dim == 0) return;
+        switch (device)
+        {
+            case IlgpuDevice g:
+                var launch = IlgpuTypes.Get<AddRowsLaunch>(AddRowsDefinition, IlgpuTypes.Element(x.DType));
+                lock (g.Gate)
+                {
+                    launch(g.Accelerator, g.Accelerator.DefaultStream, g.Bytes(x), add?.ViewAs<float>() ?? ((ArrayView<byte>)g.Dummy.View).Cast<float>(), y.ViewAs<float>(), batch, rows, dim, add is not null);
+                    g.Accelerator.Synchronize();
+                }
+                break;
+            default:
+                var runner = new AddRunner { Simd = device.Kind == BackendKind.Simd, X = x.Host.Span, Add = add is null ? default : F(add), Y = F(y), Batch = batch, Rows = rows, Dim = dim };
+                TypeDispatch.Run(ref runner, x.DType, DType.F32, DType.F32);
+                break;
+        }
+    }
+
+    private ref struct AddRunner : ITypedRunner
+    {
+        public bool Simd;
+        public ReadOnlySpan<byte> X;
+        public ReadOnlySpan<float> Add;
+        public Span<float> Y;
+        public int Batch, Rows, Dim;
+
+        public readonly void Run<T, T2, T3>() where T : unmanaged where T2 : unmanaged where T3 : unmanaged
+        {
+            var x = MemoryMarshal.Cast<byte, T>(X);
+            if (Simd) HeadsSimd.AddRows(x, Add, Y, Batch, Rows, Dim);
+            else HeadsReference.AddRows(x, Add, Y, Batch, Rows, Dim);
+        }
+    }
+
+    /// <summary>dst (count·src.Count elements) = src repeated <paramref name="count"/> times, on the device.</summary>
+    public static void Repeat(Device device, DeviceTensor src, DeviceTensor dst, int count)
+    {
+        if (src.Bytes == 0) return;
+        if (device is IlgpuDevice g)
+        {
+            lock (g.Gate)
+            {
+                for (int i = 0; i < count; i++) src.View.CopyTo(g.Accelerator.DefaultStream, dst.View.SubView(i * src.Bytes, src.Bytes));
+                g.Accelerator.Synchronize();
+            }
+            return;
+        }
+        for (int i = 0; i < count; i++) src.Host.Span.CopyTo(dst.Host.Span.Slice((int)(i * src.Bytes), (int)src.Bytes));
+    }
+}
