@@ -11,7 +11,8 @@ internal static class EmbedCommand
 {
     public static int Run(Args a)
     {
-        a.RejectUnknown("file", "out", "device", "mode", "dims", "no-normalize", "model", "vocab", "pooling-config", "batch", "max-tokens");
+        a.RejectUnknown("file", "out", "device", "mode", "dims", "no-normalize", "model", "vocab", "pooling-config", "batch", "max-tokens",
+            "head", "heads", "layers", "layer-mode");
         var texts = new List<string>(a.Positional);
         if (a.Get("file") is { } file)
         {
@@ -35,15 +36,26 @@ internal static class EmbedCommand
             int width = 30, fill = (int)(width * (double)done / texts.Count);
             Console.Error.Write($"\r[{new string('#', fill)}{new string('.', width - fill)}] {done}/{texts.Count}  {rate:0.0} sentences/s ");
         });
-        var vectors = embedder.Embed(texts, progress);
+        float[][] vectors;
+        if (a.Get("head") is { } headPath)
+        {
+            // Per-layer: every layer's hidden states -> layer_pool -> multi_layer_pool head from a state dict.
+            var heads = a.Get("heads") is { } hs ? int.Parse(hs, CultureInfo.InvariantCulture) : throw new ArgumentException("--head needs --heads N.");
+            using var head = PoolingHead.Load(embedder.Device, headPath, heads);
+            var layerMode = SequencePoolOptions.ParseMode(a.Get("layer-mode") ?? "mean");
+            vectors = embedder.EmbedWithHead(texts, head, layerMode, SequencePooling.ParseLayers(a.Get("layers")), !a.Flag("no-normalize"));
+            progress.Report(texts.Count);
+        }
+        else vectors = embedder.Embed(texts, progress);
         sw.Stop();
+        int width = vectors.Length > 0 ? vectors[0].Length : embedder.Dimensions;
         Console.Error.WriteLine($"\r{texts.Count} sentences in {sw.Elapsed.TotalSeconds:0.00} s ({texts.Count / sw.Elapsed.TotalSeconds:0.0} sentences/s) on {embedder.Device.Id}; pooling {100 * embedder.PoolingSeconds / sw.Elapsed.TotalSeconds:0.00}% of the time".PadRight(90));
         if (a.Get("out") is { } output)
         {
             var flat = vectors.SelectMany(v => v).ToArray();
-            Safetensors.Write(output, new Dictionary<string, Tensor> { ["embeddings"] = Tensor.From(flat, vectors.Length, embedder.Dimensions) },
+            Safetensors.Write(output, new Dictionary<string, Tensor> { ["embeddings"] = Tensor.From(flat, vectors.Length, width) },
                 new Dictionary<string, string> { ["model"] = embedder.ModelId, ["mode"] = string.Join(",", embedder.Pooling.Modes.Select(SequencePoolOptions.Name)), ["normalize"] = embedder.Pooling.Normalize ? "true" : "false", ["device"] = embedder.Device.Id });
-            Console.Error.WriteLine($"wrote [{vectors.Length}, {embedder.Dimensions}] F32 'embeddings' to {output}");
+            Console.Error.WriteLine($"wrote [{vectors.Length}, {width}] F32 'embeddings' to {output}");
         }
         else
         {

@@ -13,7 +13,7 @@ usage:
   poolkernels tune --device ID [--op NAME]... [--budget SECONDS] [--cache FILE]
   poolkernels embed "text"... [--file lines.txt] [--out vectors.safetensors] [--device ID] [--mode MODES]
                    [--dims N] [--no-normalize] [--model model.onnx --vocab vocab.txt] [--pooling-config DIR]
-                   [--batch N] [--max-tokens N]
+                   [--batch N] [--max-tokens N] [--head head.safetensors --heads N [--layers SPEC] [--layer-mode mean|last_token]]
   poolkernels ops
 
 Device ids: reference, simd, ilgpu-cpu, opencl:N, cuda:N, auto (first of cuda:0, a GPU opencl:N, simd), all.

@@ -170,6 +170,29 @@ public sealed class SentenceEmbedder : IDisposable
         return result;
     }
 
+    /// <summary>
+    /// Multi-layer trainable pooling (Tang &amp; Yang 2024): every chosen layer's hidden states pooled with <c>layer_pool</c>
+    /// (<paramref name="mode"/>, mask applied), then <paramref name="head"/>'s <c>multi_layer_pool</c> (layer-position
+    /// embedding + resampler over the layers). The head comes from a PyTorch state dict, e.g.
+    /// <c>PoolingHead.Load(device, "head.safetensors", heads)</c>; its D must equal <see cref="HiddenSize"/> and its
+    /// pos_emb must have at least as many rows as layers are chosen. Returns one [D] vector per text.
+    /// </summary>
+    public float[][] EmbedWithHead(IReadOnlyList<string> texts, PoolingHead head, Kernels.Sequence.SequencePoolMode mode = Kernels.Sequence.SequencePoolMode.Mean,
+        IReadOnlyList<int>? layers = null, bool normalize = true, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(head);
+        if (head.Dim != HiddenSize) throw new ArgumentException($"head has D = {head.Dim} but the model's hidden size is {HiddenSize}.", nameof(head));
+        int lp = layers?.Count ?? LayerCount;
+        if (head.PosEmbRows < lp) throw new ArgumentException($"head's pos_emb.weight has {head.PosEmbRows} rows, fewer than the {lp} layers chosen.", nameof(head));
+        var perLayer = EmbedLayers(texts, mode, layers, cancellationToken);
+        if (perLayer.Length == 0) return [];
+        var stacked = Tensor.From(perLayer.SelectMany(v => v).ToArray(), perLayer.Length, lp, HiddenSize);
+        var pooled = head.MultiLayer(stacked, normalize).AsSpan<float>();
+        var r = new float[perLayer.Length][];
+        for (int i = 0; i < r.Length; i++) r[i] = pooled.Slice(i * head.Dim, head.Dim).ToArray();
+        return r;
+    }
+
     private (long[] Ids, int Length)[] Tokenize(IReadOnlyList<string> texts)
     {
         var tokens = new (long[] Ids, int Length)[texts.Count];

@@ -109,6 +109,33 @@ public class EmbeddingTests
         }
     }
 
+    [TestCaseSource(typeof(TestDevices), nameof(TestDevices.All))]
+    public void PerLayerEmbeddingWithAHeadSavedAndLoadedBack(string device)
+    {
+        // A multi-layer pooling head over all 7 hidden states of MiniLM, saved as a PyTorch-style state dict and loaded
+        // back: embeddings equal the same composition done on the reference device with the in-memory weights.
+        var weights = PoolKernels.HeadsFamily.RandomWeights(new Verification.RandomTensors(11), 384, 8, 4, 16, 96, 7);
+        var path = Path.Combine(Path.GetTempPath(), $"pk-head-{Guid.NewGuid():N}.safetensors");
+        try
+        {
+            IO.Safetensors.Write(path, weights);
+            using var head = PoolingHead.Load(TestDevices.Get(device), path, heads: 4);
+            using var embedder = new SentenceEmbedder(new SentenceEmbedderOptions { BatchSize = 4 }, TestDevices.Get(device));
+            var got = embedder.EmbedWithHead(Sentences, head);
+
+            using var refHead = PoolingHead.FromTensors(TestDevices.Get("reference"), weights, heads: 4);
+            var layers = Embedder("reference").EmbedLayers(Sentences);
+            var want = refHead.MultiLayer(Tensor.From(layers.SelectMany(v => v).ToArray(), Sentences.Length, 7, 384)).AsSpan<float>().ToArray();
+            for (int i = 0; i < Sentences.Length; i++)
+            {
+                Assert.That(got[i], Has.Length.EqualTo(384));
+                AssertClose(got[i], want[(i * 384)..((i + 1) * 384)], 2e-5f, Sentences[i]);
+            }
+            Assert.Throws<ArgumentException>(() => embedder.EmbedWithHead(Sentences, head, layers: Enumerable.Range(0, 7).Concat([0]).ToArray()));
+        }
+        finally { File.Delete(path); }
+    }
+
     [Test]
     public void MissingModelFileIsFileNotFound() =>
         Assert.Throws<FileNotFoundException>(() => new SentenceEmbedder(new SentenceEmbedderOptions { ModelPath = "/nonexistent/model.onnx" }));
