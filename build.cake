@@ -45,7 +45,8 @@ Task("Bench").Does(() =>
 Task("Pack").Does(() =>
 {
     var output = artifacts.Combine("packages");
-    foreach (var project in new[] { "./src/PoolKernels/PoolKernels.csproj", "./src/PoolKernels.Cli/PoolKernels.Cli.csproj", "./kernels/PoolKernels.Kernels/PoolKernels.Kernels.csproj" })
+    foreach (var project in new[] { "./kernels/PoolKernels.Kernels/PoolKernels.Kernels.csproj", "./src/PoolKernels/PoolKernels.csproj",
+                                    "./src/PoolKernels.Onnx/PoolKernels.Onnx.csproj", "./src/PoolKernels.Cli/PoolKernels.Cli.csproj" })
         DotNetPack(project, new DotNetPackSettings { Configuration = "Release", OutputDirectory = output });
     Information($"Packages: {output}");
 });
