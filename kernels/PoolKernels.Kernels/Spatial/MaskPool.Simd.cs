@@ -147,14 +147,15 @@ public static unsafe class MaskPoolSimd
                         Accumulate(xa, xb, wtBase + (long)h0 * Lanes, n, acc + ci * Lanes, acc + (pair ? ci + 1 : ci) * Lanes, pair);
                     }
                 }
+                // written in output order: each mask's 32 channels are one contiguous run of out
                 int lanes = Math.Min(Lanes, Q - qt * Lanes);
-                for (int ci = 0; ci < nc; ci++)
-                    for (int l = 0; l < lanes; l++)
-                    {
-                        int q = qt * Lanes + l;
-                        float d = Den[b * Q + q];
-                        Out[((long)b * Q + q) * C + c0 + ci] = d == 0 ? 0 : acc[ci * Lanes + l] / d;
-                    }
+                for (int l = 0; l < lanes; l++)
+                {
+                    int q = qt * Lanes + l;
+                    float d = Den[b * Q + q];
+                    float* dst = Out + ((long)b * Q + q) * C + c0;
+                    for (int ci = 0; ci < nc; ci++) dst[ci] = d == 0 ? 0 : acc[ci * Lanes + l] / d;
+                }
             }
         }
 
