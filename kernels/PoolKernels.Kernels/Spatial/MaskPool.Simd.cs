@@ -79,7 +79,7 @@ public static unsafe class MaskPoolSimd
         if (wj.WT.Length < wtLen) wj.WT = new float[wtLen];
         if (wj.Denom.Length < batch * queries) wj.Denom = new float[batch * queries];
         if (wj.Row.Length < pool.Workers) wj.Row = new float[pool.Workers][];
-        for (int w = 0; w < pool.Workers; w++) if (wj.Row[w] is null || wj.Row[w].Length < 16 * hw) wj.Row[w] = new float[16 * hw];
+        for (int w = 0; w < pool.Workers; w++) if (wj.Row[w] is null || wj.Row[w].Length < 16 * (hw + 16)) wj.Row[w] = new float[16 * (hw + 16)];
         fixed (float* wt = wj.WT) fixed (float* den = wj.Denom)
         {
             wj.M = m; wj.WTp = wt; wj.Den = den; wj.B = batch; wj.H = height; wj.W = width; wj.Q = queries; wj.MH = mh; wj.MW = mw;
@@ -106,9 +106,10 @@ public static unsafe class MaskPoolSimd
         {
             int groups = (Q + 15) / 16, b = item / groups, q0 = item % groups * 16, nq = Math.Min(16, Q - q0), hw = H * W;
             var rows = Row[worker];
+            int stride = hw + 16; // rows exactly 2^k floats apart would share one L1 set in the gather below
             for (int j = 0; j < nq; j++)
             {
-                var row = rows.AsSpan(j * hw, hw);
+                var row = rows.AsSpan(j * stride, hw);
                 ComputeWeights(M + ((long)b * Q + q0 + j) * MH * MW, MH, MW, H, W, Type, Threshold, row);
                 Den[b * Q + q0 + j] = TensorPrimitives.Sum(row) + Eps;
             }
@@ -117,7 +118,7 @@ public static unsafe class MaskPoolSimd
                 for (int i = 0; i < hw; i++)
                 {
                     float* d = dst + (long)i * Lanes;
-                    for (int j = 0; j < nq; j++) d[j] = r[j * hw + i];
+                    for (int j = 0; j < nq; j++) d[j] = r[j * stride + i];
                 }
         }
     }
@@ -146,14 +147,15 @@ public static unsafe class MaskPoolSimd
                         Accumulate(xa, xb, wtBase + (long)h0 * Lanes, n, acc + ci * Lanes, acc + (pair ? ci + 1 : ci) * Lanes, pair);
                     }
                 }
+                // written in output order: each mask's 32 channels are one contiguous run of out
                 int lanes = Math.Min(Lanes, Q - qt * Lanes);
-                for (int ci = 0; ci < nc; ci++)
-                    for (int l = 0; l < lanes; l++)
-                    {
-                        int q = qt * Lanes + l;
-                        float d = Den[b * Q + q];
-                        Out[((long)b * Q + q) * C + c0 + ci] = d == 0 ? 0 : acc[ci * Lanes + l] / d;
-                    }
+                for (int l = 0; l < lanes; l++)
+                {
+                    int q = qt * Lanes + l;
+                    float d = Den[b * Q + q];
+                    float* dst = Out + ((long)b * Q + q) * C + c0;
+                    for (int ci = 0; ci < nc; ci++) dst[ci] = d == 0 ? 0 : acc[ci * Lanes + l] / d;
+                }
             }
         }
 

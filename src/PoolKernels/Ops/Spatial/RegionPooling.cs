@@ -26,7 +26,7 @@ public static partial class SpatialPooling
     /// <summary><c>regional_gem</c> on device tensors; output [B,C,H,W] F32.</summary>
     public static void RegionalGem(this Device device, DeviceTensor x, DeviceTensor output, float p = 2.5f, int kernel = 5)
     {
-        Devices(device, ("x", x), ("output", output));
+        Devices(device, "x", x, "output", output);
         F32(x, "x");
         Check.Rank(x.Shape, 4, "x", "[B,C,H,W]");
         PositiveFinite(p, "p");
@@ -67,7 +67,7 @@ public static partial class SpatialPooling
     /// <summary><c>scale_gem</c> on device tensors; output [B,D] F32.</summary>
     public static void ScaleGem(this Device device, DeviceTensor x, DeviceTensor output, float p = float.PositiveInfinity)
     {
-        Devices(device, ("x", x), ("output", output));
+        Devices(device, "x", x, "output", output);
         F32(x, "x");
         Check.Rank(x.Shape, 3, "x", "[S,B,D]");
         if (!(p > 0)) throw new ArgumentException($"p must be > 0 (or inf), got {p}.", "p");
@@ -123,7 +123,7 @@ public static partial class SpatialPooling
     /// <summary><c>mask_pool</c> on device tensors; output [B,Q,C] F32.</summary>
     public static void MaskPool(this Device device, DeviceTensor x, DeviceTensor masks, DeviceTensor output, MaskType maskType, float threshold = 0.5f, float eps = 1e-8f)
     {
-        Devices(device, ("x", x), ("masks", masks), ("output", output));
+        Devices(device, "x", x, "masks", masks, "output", output);
         F32(x, "x"); F32(masks, "masks");
         Check.Rank(x.Shape, 4, "x", "[B,C,H,W]");
         Check.Rank(masks.Shape, 4, "masks", "[B,Q,Hm,Wm]");
@@ -168,7 +168,7 @@ public static partial class SpatialPooling
     /// <summary><c>spatiotemporal_pool</c> on device tensors; output [B,F+N,D] F32, regions [B,R,D] F32 when regionMasks is given.</summary>
     public static void SpatioTemporalPool(this Device device, DeviceTensor x, DeviceTensor output, DeviceTensor? regionMasks = null, DeviceTensor? regions = null)
     {
-        Devices(device, ("x", x), ("output", output), ("region_masks", regionMasks), ("regions", regions));
+        Devices(device, "x", x, "output", output, "region_masks", regionMasks, "regions", regions);
         F32(x, "x");
         Check.Rank(x.Shape, 4, "x", "[B,F,N,D]");
         int b = x.Shape[0], f = x.Shape[1], n = x.Shape[2], d = x.Shape[3], r = 0;

@@ -40,7 +40,7 @@ public static class Retrieval
     /// <summary><c>similarity_topk</c> on device tensors: index [Q,k] I64, score [Q,k] F32.</summary>
     public static void SimilarityTopk(this Device device, DeviceTensor query, DeviceTensor db, DeviceTensor index, DeviceTensor score, int k, bool cosine = false)
     {
-        Devices(device, ("query", query), ("db", db), ("index", index), ("score", score));
+        Devices(device, "query", query, "db", db, "index", index, "score", score);
         var (q, n, d) = QueryDb(query, db);
         if (k < 0 || k > n) throw new ArgumentException($"k must be in [0, N] = [0, {n}] for db {Shape.Format(db.Shape)}, got {k}.", "k");
         ArgumentNullException.ThrowIfNull(index);
@@ -87,7 +87,7 @@ public static class Retrieval
     /// <summary><c>rerank_refine</c> on device tensors: order [Q,min(m,N)] I64, scores [Q,min(m,N)] F32.</summary>
     public static void RerankRefine(this Device device, DeviceTensor query, DeviceTensor db, DeviceTensor order, DeviceTensor scores, int m = 400, int k = 9, float beta = 0.15f)
     {
-        Devices(device, ("query", query), ("db", db), ("order", order), ("scores", scores));
+        Devices(device, "query", query, "db", db, "order", order, "scores", scores);
         var (q, n, d) = QueryDb(query, db);
         if (m <= 0) throw new ArgumentException($"m must be > 0, got {m}.", "m");
         if (k < 0) throw new ArgumentException($"k must be >= 0, got {k}.", "k");

@@ -11,10 +11,15 @@ internal static class SpatialArgs
     public static Span<float> FOut(DeviceTensor t) => MemoryMarshal.Cast<byte, float>(t.Host.Span);
     public static ArrayView<float> V(IlgpuDevice g, DeviceTensor t) => g.Bytes(t).Cast<float>();
 
-    public static void Devices(Device device, params (string Name, DeviceTensor? T)[] args)
+    // fixed arity, no params array: a steady-state call allocates nothing
+    public static void Devices(Device device, string n1, DeviceTensor? t1, string n2, DeviceTensor? t2,
+        string? n3 = null, DeviceTensor? t3 = null, string? n4 = null, DeviceTensor? t4 = null)
     {
         ArgumentNullException.ThrowIfNull(device);
-        foreach (var (name, t) in args) Check.SameDevice(device, name, t);
+        Check.SameDevice(device, n1, t1);
+        Check.SameDevice(device, n2, t2);
+        if (n3 is not null) Check.SameDevice(device, n3, t3);
+        if (n4 is not null) Check.SameDevice(device, n4, t4);
     }
 
     public static void F32(DeviceTensor t, string name)
@@ -26,7 +31,7 @@ internal static class SpatialArgs
     public static void MaskDType(DeviceTensor t, string name) => Check.DTypeIs(t.DType, name, "I64|I32|U8|BOOL", t.DType.IsMask());
 
     /// <summary>The output must be F32 of exactly <paramref name="shape"/>.</summary>
-    public static void Output(DeviceTensor output, params int[] shape)
+    public static void Output(DeviceTensor output, params ReadOnlySpan<int> shape)
     {
         ArgumentNullException.ThrowIfNull(output, nameof(output));
         Check.DTypeIs(output.DType, nameof(output), "F32", output.DType == DType.F32);
@@ -34,7 +39,7 @@ internal static class SpatialArgs
             throw new ArgumentException($"output is {Shape.Format(output.Shape)} but the operation produces {Shape.Format(shape)}.", nameof(output));
     }
 
-    public static void Shaped(DeviceTensor t, string name, string layout, params int[] shape)
+    public static void Shaped(DeviceTensor t, string name, string layout, params ReadOnlySpan<int> shape)
     {
         if (!t.Shape.AsSpan().SequenceEqual(shape))
             throw new ArgumentException($"{name} must be {layout} = {Shape.Format(shape)}, got {Shape.Format(t.Shape)}.", name);

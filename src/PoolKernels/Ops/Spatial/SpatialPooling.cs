@@ -141,7 +141,7 @@ public static partial class SpatialPooling
     /// <summary><c>spatial_pool</c> on device tensors: writes output [B,C] F32 (see the host overload).</summary>
     public static void SpatialPool(this Device device, DeviceTensor x, DeviceTensor output, SpatialPoolOptions options, DeviceTensor? valid = null)
     {
-        Devices(device, ("x", x), ("output", output), ("valid", valid));
+        Devices(device, "x", x, "output", output, "valid", valid);
         ArgumentNullException.ThrowIfNull(options);
         F32(x, "x");
         Check.Rank(x.Shape, 4, "x", options.Nhwc ? "[B,H,W,C]" : "[B,C,H,W]");
@@ -222,7 +222,7 @@ public static partial class SpatialPooling
     /// <summary><c>pool2d</c> on device tensors (see the host overload); output must be [B,C,Ho,Wo] F32.</summary>
     public static void Pool2d(this Device device, DeviceTensor x, DeviceTensor output, Pool2dOptions options)
     {
-        Devices(device, ("x", x), ("output", output));
+        Devices(device, "x", x, "output", output);
         ArgumentNullException.ThrowIfNull(options);
         F32(x, "x");
         Check.Rank(x.Shape, 4, "x", "[B,C,H,W]");
@@ -282,7 +282,7 @@ public static partial class SpatialPooling
     /// <summary><c>adaptive_pool2d</c> on device tensors; output [B,C,oh,ow] F32.</summary>
     public static void AdaptivePool2d(this Device device, DeviceTensor x, DeviceTensor output, Pool2dMode mode, (int H, int W) outputSize)
     {
-        Devices(device, ("x", x), ("output", output));
+        Devices(device, "x", x, "output", output);
         F32(x, "x");
         Check.Rank(x.Shape, 4, "x", "[B,C,H,W]");
         AdaptiveMode(mode);
@@ -312,7 +312,7 @@ public static partial class SpatialPooling
     /// <summary><c>spp</c> on device tensors; output [B, C·Σl²] F32.</summary>
     public static void Spp(this Device device, DeviceTensor x, DeviceTensor output, IReadOnlyList<int> levels, Pool2dMode mode = Pool2dMode.Max)
     {
-        Devices(device, ("x", x), ("output", output));
+        Devices(device, "x", x, "output", output);
         ArgumentNullException.ThrowIfNull(levels);
         F32(x, "x");
         Check.Rank(x.Shape, 4, "x", "[B,C,H,W]");
