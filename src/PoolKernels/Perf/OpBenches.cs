@@ -281,6 +281,11 @@ internal static class OpBenches
         }).ToList();
     }
 
+    /// <summary>segment_pool / gather_segment_pool on simd: the floats each work item streams (L2-sized by default).</summary>
+    public static IReadOnlyList<TunableParam> SegmentTunables(Device d) => d is CpuDevice { Kind: BackendKind.Simd }
+        ? [new("item", [Kernels.Ragged.SegmentPoolSimd.DefaultItemFloats, 4096, 16384, 65536, 262144])]
+        : [];
+
     public static PreparedCall PrepareSegmentPool(Device d, OpCall c) => Stage(d, c, Spec("segment_pool"), (i, _, w) =>
         d.SegmentPool(i("values"), i("offsets"), w("out"), RaggedPooling.ParseMode(c.Text("mode"))));
 
