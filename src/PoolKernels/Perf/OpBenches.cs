@@ -62,10 +62,7 @@ internal static class OpBenches
     }
 
     public static PreparedCall PrepareSdpa(Device d, OpCall c) => Stage(d, c, Spec("sdpa"), (i, o, w) =>
-        d.Sdpa(i("q"), i("k"), i("v"), w("out"), w("lse"), o("attn_mask"), o("key_padding_mask"), new SdpaOptions
-        {
-            Causal = SdpaOptions.ParseCausal(c.Text("causal", "none")), Layout = SdpaOptions.ParseLayout(c.Text("layout", "bhtd")),
-        }));
+        d.Sdpa(i("q"), i("k"), i("v"), w("out"), w("lse"), o("attn_mask"), o("key_padding_mask"), AttentionFamily.Options(c)));
 
     /// <summary>sdpa_varlen: 8 sequences of lengths in [T/2, T], H=12, E=64, causal bottom_right (packed prefill).</summary>
     public static IReadOnlyList<BenchCase> SdpaVarlen(Device d)
@@ -94,8 +91,7 @@ internal static class OpBenches
     }
 
     public static PreparedCall PrepareSdpaVarlen(Device d, OpCall c) => Stage(d, c, Spec("sdpa_varlen"), (i, _, w) =>
-        d.SdpaVarlen(i("q"), i("k"), i("v"), i("cu_seqlens_q"), i("cu_seqlens_k"), w("out"), w("lse"),
-            new SdpaOptions { Causal = SdpaOptions.ParseCausal(c.Text("causal", "none")) }));
+        d.SdpaVarlen(i("q"), i("k"), i("v"), i("cu_seqlens_q"), i("cu_seqlens_k"), w("out"), w("lse"), AttentionFamily.Options(c)));
 
     // ---------------- spatial ----------------
 

@@ -13,7 +13,7 @@ internal sealed class AttentionFamily : IOpFamily
         yield return new OpSpec("sdpa_varlen", RunVarlen, VarlenCases, Rtol: 2e-4, Atol: 2e-5) { BenchCases = OpBenches.SdpaVarlen, Prepare = OpBenches.PrepareSdpaVarlen };
     }
 
-    private static SdpaOptions Options(OpCall c) => new()
+    internal static SdpaOptions Options(OpCall c) => new()
     {
         Causal = SdpaOptions.ParseCausal(c.Text("causal", "none")),
         Scale = c.Parameters.ContainsKey("scale") ? c.Float("scale", 0) : null,
