@@ -47,4 +47,30 @@ public class BenchTests
             prepared.Run();
         }
     }
+
+    public static IEnumerable<TestCaseData> OpsOnIlgpu() =>
+        from op in OpRegistry.All.Keys
+        from id in TestDevices.NonReference().Where(id => id != "simd")
+        select new TestCaseData(op, id).SetName($"prepared bench run of {op} on {id}");
+
+    /// <summary>The device-resident run (what bench times on GPUs) launches on every ILGPU backend with the simulator-sized
+    /// cases, twice in a row (buffers reused), and the host path of the same case still matches reference there.</summary>
+    [TestCaseSource(nameof(OpsOnIlgpu))]
+    public void PreparedRunWorksOnEveryIlgpuBackend(string op, string device)
+    {
+        var spec = OpRegistry.All[op];
+        var d = TestDevices.Get(device);
+        var c = spec.BenchCases!(TestDevices.Get("ilgpu-cpu"))[0];
+        var want = spec.Run(TestDevices.Get("reference"), c.Call);
+        var got = spec.Run(d, c.Call);
+        foreach (var (name, expected) in want)
+        {
+            var cmp = Compare.Tensors(got[name], expected, spec.Rtol, spec.Atol, name);
+            Assert.That(cmp.Pass, $"{c.Shape}: {cmp.Message}");
+        }
+        if (spec.Prepare is null) return;
+        using var prepared = spec.Prepare(d, c.Call);
+        prepared.Run();
+        prepared.Run();
+    }
 }
