@@ -126,6 +126,11 @@ internal static class OpBenches
         }).ToList();
     }
 
+    /// <summary>pool2d on simd: the input floats per work item (whole planes).</summary>
+    public static IReadOnlyList<TunableParam> Pool2dTunables(Device d) => d is CpuDevice { Kind: BackendKind.Simd }
+        ? [new("item", [Kernels.Spatial.Pool2dSimd.DefaultItemFloats, 1, 4096, 65536, 262144])]
+        : [];
+
     public static PreparedCall PreparePool2d(Device d, OpCall c) => Stage(d, c, Spec("pool2d"), (i, _, w) => d.Pool2d(i("x"), w("out"), SpatialFamily.Pool2dOptionsOf(c)));
 
     /// <summary>adaptive_pool2d avg [8,512,s,s] → 7×7.</summary>
