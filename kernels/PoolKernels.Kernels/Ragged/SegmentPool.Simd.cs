@@ -13,21 +13,25 @@ namespace PoolKernels.Kernels.Ragged;
 /// </summary>
 public static unsafe class SegmentPoolSimd
 {
+    /// <summary>The built-in floats per work item (the tunable <c>item</c>).</summary>
+    public const int DefaultItemFloats = 32768;
+
     [ThreadStatic] private static SegmentPlan? t_plan;
     [ThreadStatic] private static float[]? t_partials;
     [ThreadStatic] private static float[]? t_scratch;
 
     /// <summary>Runs on validated arguments; output is [S, dim]. <paramref name="index"/> empty: entries are rows;
-    /// <paramref name="weights"/> empty: weight 1.</summary>
+    /// <paramref name="weights"/> empty: weight 1. <paramref name="itemFloats"/>: the floats of values one work item streams
+    /// (rows per item = max(1, itemFloats / dim)); any positive value is correct, the default is L2-sized.</summary>
     public static void Run<TOff, TIdx>(ReadOnlySpan<float> values, int dim, ReadOnlySpan<TIdx> index, ReadOnlySpan<float> weights,
-        ReadOnlySpan<TOff> offsets, Span<float> output, SegmentPoolMode mode, WorkerPool? pool = null)
+        ReadOnlySpan<TOff> offsets, Span<float> output, SegmentPoolMode mode, WorkerPool? pool = null, int itemFloats = DefaultItemFloats)
         where TOff : unmanaged where TIdx : unmanaged
     {
         int segs = offsets.Length - 1;
         if (segs <= 0 || dim == 0) return;
         pool ??= WorkerPool.Shared;
         // Items of ~32K floats (L2-sized), at most 64 segments each; a long segment in at most 16 pieces per worker.
-        long rowsPerItem = Math.Max(1, 32768 / dim);
+        long rowsPerItem = Math.Max(1, Math.Max(1, itemFloats) / dim);
         var plan = t_plan ??= new SegmentPlan();
         plan.Build(offsets, rowsPerItem, 64, 16 * pool.Workers);
         int partialLen = plan.Slots * dim, scratchLen = pool.Workers * dim;

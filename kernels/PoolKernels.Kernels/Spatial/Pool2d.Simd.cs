@@ -12,8 +12,12 @@ namespace PoolKernels.Kernels.Spatial;
 /// </summary>
 public static unsafe class Pool2dSimd
 {
-    /// <summary>Runs into output [B,C,OutH,OutW].</summary>
-    public static void Run(ReadOnlySpan<float> x, Span<float> output, in Pool2dParams q, WorkerPool pool)
+    /// <summary>The built-in input floats per work item (the tunable <c>item</c>): whole planes, at least one.</summary>
+    public const int DefaultItemFloats = 16384;
+
+    /// <summary>Runs into output [B,C,OutH,OutW]. A work item covers max(1, <paramref name="itemFloats"/> / (H·W)) planes;
+    /// any positive value is correct.</summary>
+    public static void Run(ReadOnlySpan<float> x, Span<float> output, in Pool2dParams q, WorkerPool pool, int itemFloats = DefaultItemFloats)
     {
         long planes = (long)q.Batch * q.Channels;
         if (planes == 0 || q.OutH == 0 || q.OutW == 0) return;
@@ -21,7 +25,7 @@ public static unsafe class Pool2dSimd
         {
             var job = Job.Cached ??= new();
             job.X = px; job.Out = po; job.Q = q;
-            job.PlanesPerItem = (int)Math.Max(1, 16384 / Math.Max(1L, (long)q.H * q.W));
+            job.PlanesPerItem = (int)Math.Max(1, Math.Max(1, itemFloats) / Math.Max(1L, (long)q.H * q.W));
             pool.Run(job, (int)((planes + job.PlanesPerItem - 1) / job.PlanesPerItem));
         }
     }

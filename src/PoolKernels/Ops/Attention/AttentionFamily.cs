@@ -9,11 +9,11 @@ internal sealed class AttentionFamily : IOpFamily
 {
     public static IEnumerable<OpSpec> Specs()
     {
-        yield return new OpSpec("sdpa", RunSdpa, SdpaCases, Rtol: 2e-4, Atol: 2e-5);
-        yield return new OpSpec("sdpa_varlen", RunVarlen, VarlenCases, Rtol: 2e-4, Atol: 2e-5);
+        yield return new OpSpec("sdpa", RunSdpa, SdpaCases, Rtol: 2e-4, Atol: 2e-5) { BenchCases = OpBenches.Sdpa, Prepare = OpBenches.PrepareSdpa };
+        yield return new OpSpec("sdpa_varlen", RunVarlen, VarlenCases, Rtol: 2e-4, Atol: 2e-5) { BenchCases = OpBenches.SdpaVarlen, Prepare = OpBenches.PrepareSdpaVarlen };
     }
 
-    private static SdpaOptions Options(OpCall c) => new()
+    internal static SdpaOptions Options(OpCall c) => new()
     {
         Causal = SdpaOptions.ParseCausal(c.Text("causal", "none")),
         Scale = c.Parameters.ContainsKey("scale") ? c.Float("scale", 0) : null,

@@ -11,11 +11,15 @@ internal sealed class BilinearFamily : IOpFamily
     public static IEnumerable<OpSpec> Specs()
     {
         yield return new OpSpec("bilinear_pool", (d, c) => Out(d.BilinearPool(c.Input("x"), c.Optional("y"), c.Optional("mask"),
-            c.Bool("signed_sqrt", true), c.Bool("normalize", true))), BilinearCases, 1e-4, 3e-4);
-        yield return new OpSpec("mfb_pool", (d, c) => Out(d.MfbPool(c.Input("x"), c.Input("y"), Weights(c, ""), Options(c))), c => MfbCases(c, false), 1e-4, 3e-4);
-        yield return new OpSpec("mfh_pool", (d, c) => Out(d.MfhPool(c.Input("x"), c.Input("y"), Weights(c, "1"), Weights(c, "2"), Options(c))), c => MfbCases(c, true), 1e-4, 3e-4);
+            c.Bool("signed_sqrt", true), c.Bool("normalize", true))), BilinearCases, 1e-4, 3e-4)
+        { BenchCases = OpBenches.BilinearPool, Prepare = OpBenches.PrepareBilinearPool };
+        yield return new OpSpec("mfb_pool", (d, c) => Out(d.MfbPool(c.Input("x"), c.Input("y"), Weights(c, ""), Options(c))), c => MfbCases(c, false), 1e-4, 3e-4)
+        { BenchCases = d => OpBenches.Mfb(d, false), Prepare = OpBenches.PrepareMfb };
+        yield return new OpSpec("mfh_pool", (d, c) => Out(d.MfhPool(c.Input("x"), c.Input("y"), Weights(c, "1"), Weights(c, "2"), Options(c))), c => MfbCases(c, true), 1e-4, 3e-4)
+        { BenchCases = d => OpBenches.Mfb(d, true), Prepare = OpBenches.PrepareMfh };
         yield return new OpSpec("compact_bilinear_pool", (d, c) => Out(d.CompactBilinearPool(c.Input("x"), c.Input("y"), c.Input("hx"), c.Input("sx"),
-            c.Input("hy"), c.Input("sy"), c.Int("d", 0), c.Bool("signed_sqrt", false), c.Bool("normalize", false))), McbCases, 1e-4, 3e-4);
+            c.Input("hy"), c.Input("sy"), c.Int("d", 0), c.Bool("signed_sqrt", false), c.Bool("normalize", false))), McbCases, 1e-4, 3e-4)
+        { BenchCases = OpBenches.CompactBilinear, Prepare = OpBenches.PrepareCompactBilinear };
     }
 
     private static Dictionary<string, Tensor> Out(Tensor t) => new() { ["out"] = t };

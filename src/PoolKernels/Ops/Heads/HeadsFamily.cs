@@ -11,8 +11,10 @@ internal sealed class HeadsFamily : IOpFamily
 
     public static IEnumerable<OpSpec> Specs()
     {
-        yield return new OpSpec("latent_attention_pool", RunLatent, c => Cases(c, multiLayer: false), Rtol: 5e-4, Atol: 5e-5);
-        yield return new OpSpec("multi_layer_pool", RunMultiLayer, c => Cases(c, multiLayer: true), Rtol: 5e-4, Atol: 5e-5);
+        yield return new OpSpec("latent_attention_pool", RunLatent, c => Cases(c, multiLayer: false), Rtol: 5e-4, Atol: 5e-5)
+        { BenchCases = d => OpBenches.Heads(d, false), Prepare = (d, c) => OpBenches.PrepareHead(d, c, false) };
+        yield return new OpSpec("multi_layer_pool", RunMultiLayer, c => Cases(c, multiLayer: true), Rtol: 5e-4, Atol: 5e-5)
+        { BenchCases = d => OpBenches.Heads(d, true), Prepare = (d, c) => OpBenches.PrepareHead(d, c, true) };
     }
 
     private static Dictionary<string, Tensor> Weights(OpCall c) =>

@@ -7,11 +7,14 @@ internal sealed class RaggedFamily : IOpFamily
 {
     public static IEnumerable<OpSpec> Specs()
     {
-        yield return new OpSpec("segment_pool", (d, c) => Out(d.SegmentPool(c.Input("values"), c.Input("offsets"), RaggedPooling.ParseMode(c.Text("mode")))), SegmentCases);
+        yield return new OpSpec("segment_pool", (d, c) => Out(d.SegmentPool(c.Input("values"), c.Input("offsets"), RaggedPooling.ParseMode(c.Text("mode")))), SegmentCases)
+        { BenchCases = OpBenches.SegmentPool, Prepare = OpBenches.PrepareSegmentPool, Tunables = OpBenches.SegmentTunables };
         yield return new OpSpec("gather_segment_pool", (d, c) => Out(d.GatherSegmentPool(c.Input("values"), c.Input("index"), c.Input("offsets"),
-            c.Optional("weights"), RaggedPooling.ParseMode(c.Text("mode")))), GatherCases);
-        yield return new OpSpec("segment_topk", RunTopk, TopkCases);
-        yield return new OpSpec("dual_hypergraph", (d, c) => d.DualHypergraph(c.Input("edge_index"), c.Int("num_nodes", -1), c.Bool("add_loops", true)), HypergraphCases);
+            c.Optional("weights"), RaggedPooling.ParseMode(c.Text("mode")))), GatherCases)
+        { BenchCases = OpBenches.GatherSegmentPool, Prepare = OpBenches.PrepareGatherSegmentPool, Tunables = OpBenches.SegmentTunables };
+        yield return new OpSpec("segment_topk", RunTopk, TopkCases) { BenchCases = OpBenches.SegmentTopk, Prepare = OpBenches.PrepareSegmentTopk };
+        yield return new OpSpec("dual_hypergraph", (d, c) => d.DualHypergraph(c.Input("edge_index"), c.Int("num_nodes", -1), c.Bool("add_loops", true)), HypergraphCases)
+        { BenchCases = OpBenches.DualHypergraph }; // no device-tensor overload: the host path is timed
     }
 
     private static Dictionary<string, Tensor> Out(Tensor t) => new() { ["out"] = t };

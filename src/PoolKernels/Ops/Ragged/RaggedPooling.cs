@@ -176,6 +176,10 @@ public static class RaggedPooling
         }
     }
 
+    /// <summary>The simd work-item size (tunable <c>item</c>, per op, bucketed by segments × dim).</summary>
+    private static int ItemFloats(CpuDevice cpu, bool plain, int segs, int dim) =>
+        Tuning.Get(cpu, plain ? "segment_pool" : "gather_segment_pool", segs, dim, "item", SegmentPoolSimd.DefaultItemFloats);
+
     [ThreadStatic] private static SegmentPlan? t_plan;
     private static readonly System.Reflection.MethodInfo SegmentLaunchDefinition = typeof(SegmentPoolIlgpu).GetMethod(nameof(SegmentPoolIlgpu.Launch))!;
 
@@ -193,7 +197,7 @@ public static class RaggedPooling
             var idx = MemoryMarshal.Cast<byte, TIdx>(Index);
             var off = MemoryMarshal.Cast<byte, TOff>(Offsets);
             if (Cpu.Kind == BackendKind.Reference) SegmentPoolReference.Run(Values, Dim, idx, Weights, off, Output, Mode);
-            else SegmentPoolSimd.Run(Values, Dim, idx, Weights, off, Output, Mode, Cpu.Pool);
+            else SegmentPoolSimd.Run(Values, Dim, idx, Weights, off, Output, Mode, Cpu.Pool, ItemFloats(Cpu, idx.IsEmpty, off.Length - 1, Dim));
         }
     }
 
@@ -205,7 +209,7 @@ public static class RaggedPooling
         switch (device)
         {
             case CpuDevice { Kind: BackendKind.Reference }: SegmentPoolReference.Run(values, dim, index, weights, offsets, output, mode); break;
-            case CpuDevice cpu: SegmentPoolSimd.Run(values, dim, index, weights, offsets, output, mode, cpu.Pool); break;
+            case CpuDevice cpu: SegmentPoolSimd.Run(values, dim, index, weights, offsets, output, mode, cpu.Pool, ItemFloats(cpu, !gather, segs, dim)); break;
             case IlgpuDevice g:
                 using (var v = g.Upload(values, values.Length / dim, dim))
                 using (var ix = gather ? g.Upload(index, index.Length) : null)

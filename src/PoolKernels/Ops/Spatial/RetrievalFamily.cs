@@ -8,8 +8,8 @@ internal sealed class RetrievalFamily : IOpFamily
 {
     public static IEnumerable<OpSpec> Specs()
     {
-        yield return new OpSpec("similarity_topk", RunTopk, TopkCases);
-        yield return new OpSpec("rerank_refine", RunRerank, RerankCases, Rtol: 1e-4, Atol: 1e-4);
+        yield return new OpSpec("similarity_topk", RunTopk, TopkCases) { BenchCases = OpBenches.SimilarityTopk, Prepare = OpBenches.PrepareSimilarityTopk };
+        yield return new OpSpec("rerank_refine", RunRerank, RerankCases, Rtol: 1e-4, Atol: 1e-4) { BenchCases = OpBenches.RerankRefine, Prepare = OpBenches.PrepareRerankRefine };
     }
 
     private static IReadOnlyDictionary<string, Tensor> RunTopk(Device d, OpCall c)

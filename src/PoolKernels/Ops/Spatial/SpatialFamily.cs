@@ -10,10 +10,10 @@ internal sealed class SpatialFamily : IOpFamily
 {
     public static IEnumerable<OpSpec> Specs()
     {
-        yield return new OpSpec("spatial_pool", RunSpatialPool, SpatialPoolCases);
-        yield return new OpSpec("pool2d", RunPool2d, Pool2dCases);
-        yield return new OpSpec("adaptive_pool2d", RunAdaptive, AdaptiveCases);
-        yield return new OpSpec("spp", RunSpp, SppCases);
+        yield return new OpSpec("spatial_pool", RunSpatialPool, SpatialPoolCases) { BenchCases = OpBenches.SpatialPool, Prepare = OpBenches.PrepareSpatialPool };
+        yield return new OpSpec("pool2d", RunPool2d, Pool2dCases) { BenchCases = OpBenches.Pool2d, Prepare = OpBenches.PreparePool2d, Tunables = OpBenches.Pool2dTunables };
+        yield return new OpSpec("adaptive_pool2d", RunAdaptive, AdaptiveCases) { BenchCases = OpBenches.AdaptivePool2d, Prepare = OpBenches.PrepareAdaptivePool2d };
+        yield return new OpSpec("spp", RunSpp, SppCases) { BenchCases = OpBenches.Spp, Prepare = OpBenches.PrepareSpp };
     }
 
     internal static Dictionary<string, Tensor> Out(Tensor t) => new() { ["out"] = t };

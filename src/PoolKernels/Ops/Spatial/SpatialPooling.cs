@@ -231,7 +231,7 @@ public static partial class SpatialPooling
         switch (device)
         {
             case CpuDevice { Kind: BackendKind.Reference }: Pool2dReference.Run(F(x), FOut(output), q); break;
-            case CpuDevice cpu: Pool2dSimd.Run(F(x), FOut(output), q, cpu.Pool); break;
+            case CpuDevice cpu: Pool2dSimd.Run(F(x), FOut(output), q, cpu.Pool, Pool2dItem(cpu, q)); break;
             case IlgpuDevice g:
                 OnGpu(g, (x, output, q), static (g, s) => Pool2dIlgpu.Launch(g.Accelerator, g.Accelerator.DefaultStream, V(g, s.x), V(g, s.output), s.q));
                 break;
@@ -250,7 +250,7 @@ public static partial class SpatialPooling
         switch (device)
         {
             case CpuDevice { Kind: BackendKind.Reference }: Pool2dReference.Run(x, output, q); break;
-            case CpuDevice cpu: Pool2dSimd.Run(x, output, q, cpu.Pool); break;
+            case CpuDevice cpu: Pool2dSimd.Run(x, output, q, cpu.Pool, Pool2dItem(cpu, q)); break;
             default:
                 using (var xt = device.Upload(x, batch, channels, height, width))
                 using (var o = device.Allocate(DType.F32, batch, channels, q.OutH, q.OutW))
@@ -342,6 +342,10 @@ public static partial class SpatialPooling
     {
         if (mode is not (Pool2dMode.Avg or Pool2dMode.Max)) throw new ArgumentException($"mode {mode} is not avg or max.", "mode");
     }
+
+    /// <summary>The simd work-item size of pool2d (tunable <c>item</c>, bucketed by planes × H·W).</summary>
+    private static int Pool2dItem(CpuDevice cpu, in Pool2dParams q) =>
+        Tuning.Get(cpu, "pool2d", (long)q.Batch * q.Channels, (long)q.H * q.W, "item", Pool2dSimd.DefaultItemFloats);
 
     private static void RunAdaptive(Device device, DeviceTensor x, DeviceTensor output, (int OH, int OW, int Offset)[] plan, Pool2dMode mode, int outStride)
     {
