@@ -198,30 +198,7 @@ public static unsafe class MaskPoolSimd
             for (int j = 0; j < nq; j++)
             {
                 var wts = scratch.AsSpan(j * hw, hw);
-                float* m = M + ((long)b * Q + q0 + j) * MH * MW;
-                if (MH == H && MW == W)
-                {
-                    var src = new ReadOnlySpan<float>(m, hw);
-                    switch (Type)
-                    {
-                        case MaskType.Soft: src.CopyTo(wts); break;
-                        case MaskType.SigmoidNormalized: TensorPrimitives.Sigmoid(src, wts); break;
-                        default: for (int i = 0; i < hw; i++) wts[i] = Bilinear.Weight(src[i], (int)Type, Threshold); break;
-                    }
-                }
-                else
-                {
-                    for (int h = 0; h < H; h++)
-                    {
-                        Bilinear.Taps(h, MH, H, out int h0, out int h1, out float lh);
-                        for (int w = 0; w < W; w++)
-                        {
-                            Bilinear.Taps(w, MW, W, out int w0, out int w1, out float lw);
-                            float v = (1 - lh) * ((1 - lw) * m[h0 * MW + w0] + lw * m[h0 * MW + w1]) + lh * ((1 - lw) * m[h1 * MW + w0] + lw * m[h1 * MW + w1]);
-                            wts[h * W + w] = Bilinear.Weight(v, (int)Type, Threshold);
-                        }
-                    }
-                }
+                ComputeWeights(M + ((long)b * Q + q0 + j) * MH * MW, MH, MW, H, W, Type, Threshold, wts);
                 denom[j] = TensorPrimitives.Sum(wts) + Eps;
             }
             float* t = stackalloc float[16];

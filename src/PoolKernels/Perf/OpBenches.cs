@@ -240,19 +240,7 @@ internal static class OpBenches
         }).ToList();
     }
 
-    private static Tensor Unit(RandomTensors r, int rows, int dim)
-    {
-        var t = r.Floats(DType.F32, -1, 1, rows, dim);
-        var v = t.AsSpan<float>();
-        for (int i = 0; i < rows; i++)
-        {
-            var row = v.Slice(i * dim, dim);
-            double n = 0;
-            foreach (float x in row) n += (double)x * x;
-            for (int j = 0; j < dim; j++) row[j] = (float)(row[j] / Math.Max(Math.Sqrt(n), 1e-12));
-        }
-        return t;
-    }
+    private static Tensor Unit(RandomTensors r, int rows, int dim) => r.UnitRows(rows, dim);
 
     public static PreparedCall PrepareRerankRefine(Device d, OpCall c) => Stage(d, c, Spec("rerank_refine"), (i, _, w) =>
         d.RerankRefine(i("query"), i("db"), w("order"), w("scores"), c.Int("m", 400), c.Int("k", 9), c.Float("beta", 0.15f)));

@@ -49,6 +49,21 @@ public sealed class RandomTensors(int seed)
         return Tensor.From(m, batch, seqLen).To(dtype);
     }
 
+    /// <summary>[rows, dim] F32 rows of unit L2 norm (retrieval databases and queries).</summary>
+    public Tensor UnitRows(int rows, int dim)
+    {
+        var t = Floats(DType.F32, -1, 1, rows, dim);
+        var v = t.AsSpan<float>();
+        for (int i = 0; i < rows; i++)
+        {
+            var row = v.Slice(i * dim, dim);
+            double n = 0;
+            foreach (float x in row) n += (double)x * x;
+            for (int j = 0; j < dim; j++) row[j] = (float)(row[j] / Math.Max(Math.Sqrt(n), 1e-12));
+        }
+        return t;
+    }
+
     /// <summary>One of the float input dtypes.</summary>
     public DType FloatType() => Rng.Next(3) switch { 0 => DType.F32, 1 => DType.F16, _ => DType.BF16 };
     /// <summary>One of the mask dtypes.</summary>

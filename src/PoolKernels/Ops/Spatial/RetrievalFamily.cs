@@ -24,19 +24,7 @@ internal sealed class RetrievalFamily : IOpFamily
         return new Dictionary<string, Tensor> { ["order"] = o, ["scores"] = s };
     }
 
-    private static Tensor UnitRows(RandomTensors r, int rows, int dim)
-    {
-        var t = r.Floats(DType.F32, -1, 1, rows, dim);
-        var v = t.AsSpan<float>();
-        for (int i = 0; i < rows; i++)
-        {
-            var row = v.Slice(i * dim, dim);
-            double n = 0;
-            foreach (float x in row) n += (double)x * x;
-            for (int j = 0; j < dim; j++) row[j] = (float)(row[j] / Math.Max(Math.Sqrt(n), 1e-12));
-        }
-        return t;
-    }
+    private static Tensor UnitRows(RandomTensors r, int rows, int dim) => r.UnitRows(rows, dim);
 
     private static IReadOnlyList<(string, OpCall)> RerankCases(int seed)
     {
