@@ -49,8 +49,11 @@ public static unsafe class HeadsSimd
     }
 
     /// <summary>y [m,n] = x [m,k] · Wᵀ + bias + residual, W packed by <see cref="Pack"/>. bias ([n]) and residual ([m,n],
-    /// may alias y) are optional (null).</summary>
-    public static void Gemm(float* x, float* packed, float* bias, float* residual, float* y, int m, int n, int k, WorkerPool? pool = null, int maxWorkers = int.MaxValue)
+    /// may alias y) are optional (null). With <paramref name="batches"/> &gt; 1, x, residual and y hold that many [m,·]
+    /// matrices back to back and batch i uses the packed weight at packed + i·<paramref name="packedStride"/> (one
+    /// parallel run over all batches' row blocks).</summary>
+    public static void Gemm(float* x, float* packed, float* bias, float* residual, float* y, int m, int n, int k, WorkerPool? pool = null, int maxWorkers = int.MaxValue,
+        int batches = 1, long packedStride = 0)
     {
         if (m == 0 || n == 0) return;
         pool ??= WorkerPool.Shared;
@@ -58,12 +61,14 @@ public static unsafe class HeadsSimd
         job.EnsureWorkers(pool.Workers);
         job.X = x; job.Packed = packed; job.Bias = bias; job.Residual = residual; job.Y = y; job.M = m; job.N = n; job.K = k;
         job.RowBlocks = (m + RowBlock - 1) / RowBlock;
+        job.Batches = Math.Max(1, batches); job.PackedStride = packedStride;
+        int allBlocks = job.RowBlocks * job.Batches;
         // As many panels per item as leave >= 4 items per worker: the x block is packed once per item and k block.
         int panels = (n + NR - 1) / NR, want = 4 * Math.Min(pool.Workers, maxWorkers);
-        int groupsPerRowBlock = Math.Clamp((want + job.RowBlocks - 1) / job.RowBlocks, 1, panels);
+        int groupsPerRowBlock = Math.Clamp((want + allBlocks - 1) / allBlocks, 1, panels);
         job.PanelsPerItem = (panels + groupsPerRowBlock - 1) / groupsPerRowBlock;
         job.Groups = (panels + job.PanelsPerItem - 1) / job.PanelsPerItem;
-        pool.Run(job, job.RowBlocks * job.Groups, maxWorkers);
+        pool.Run(job, allBlocks * job.Groups, maxWorkers);
     }
 
     /// <summary>The public Linear: packs <paramref name="w"/> into per-thread scratch, then <see cref="Gemm"/>.</summary>
@@ -84,7 +89,8 @@ public static unsafe class HeadsSimd
     {
         [ThreadStatic] internal static GemmJob? Cached;
         public float* X, Packed, Bias, Residual, Y;
-        public int M, N, K, RowBlocks, Groups;
+        public int M, N, K, RowBlocks, Groups, Batches = 1;
+        public long PackedStride;
 
         private float[]?[] _aPack = [];
 
@@ -98,8 +104,11 @@ public static unsafe class HeadsSimd
 
         public void Execute(int item, int worker)
         {
-            int rb = item % RowBlocks, g = item / RowBlocks;
-            int r0 = rb * RowBlock, r1 = Math.Min(M, r0 + RowBlock);
+            int all = RowBlocks * Batches, rb = item % all, g = item / all, bi = rb / RowBlocks;
+            rb %= RowBlocks;
+            // row indices are global (batch bi's rows follow batch bi-1's); row blocks never cross a batch
+            int r0 = bi * M + rb * RowBlock, r1 = Math.Min(bi * M + M, r0 + RowBlock);
+            float* packed = Packed + bi * PackedStride;
             int panels = (N + NR - 1) / NR;
             int p0 = g * PanelsPerItem, p1 = Math.Min(panels, p0 + PanelsPerItem);
             bool v512 = Vector512.IsHardwareAccelerated;
@@ -119,8 +128,8 @@ public static unsafe class HeadsSimd
                         {
                             int rows = Math.Min(mr, r1 - i);
                             Prologue(acc, i, p, rows, first);
-                            if (v512) Tile512(acc, ap + (long)(i - r0) * kc, Packed + (long)p * K * NR + (long)k0 * NR, kc);
-                            else Tile256(acc, i, p, rows, k0, kc);
+                            if (v512) Tile512(acc, ap + (long)(i - r0) * kc, packed + (long)p * K * NR + (long)k0 * NR, kc);
+                            else Tile256(acc, packed, i, p, rows, k0, kc);
                             Epilogue(acc, i, p, rows, last);
                         }
                 }
@@ -214,12 +223,12 @@ public static unsafe class HeadsSimd
         }
 
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        private void Tile256(float* acc, int i, int p, int rows, int k0, int kc)
+        private void Tile256(float* acc, float* packed, int i, int p, int rows, int k0, int kc)
         {
             int k = K;
             float* a0 = X + (long)i * k + k0;
             float* a1 = rows > 1 ? a0 + k : a0, a2 = rows > 2 ? a0 + 2L * k : a0;
-            float* b = Packed + (long)p * k * NR + (long)k0 * NR;
+            float* b = packed + (long)p * k * NR + (long)k0 * NR;
             var c00 = Vector256.Load(acc); var c01 = Vector256.Load(acc + 8); var c02 = Vector256.Load(acc + 16); var c03 = Vector256.Load(acc + 24);
             var c10 = Vector256.Load(acc + 32); var c11 = Vector256.Load(acc + 40); var c12 = Vector256.Load(acc + 48); var c13 = Vector256.Load(acc + 56);
             var c20 = Vector256.Load(acc + 64); var c21 = Vector256.Load(acc + 72); var c22 = Vector256.Load(acc + 80); var c23 = Vector256.Load(acc + 88);

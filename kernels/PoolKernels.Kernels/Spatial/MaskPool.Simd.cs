@@ -1,5 +1,6 @@
 using System.Numerics.Tensors;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 using PoolKernels.Kernels.Heads;
 
 namespace PoolKernels.Kernels.Spatial;
@@ -67,9 +68,9 @@ public static unsafe class MaskPoolSimd
 
     private const int Lanes = HeadsSimd.NR;
 
-    // AVX-512 path. Phase 1 (items: b × 16 consecutive masks) writes every weight plane straight into the packed form
-    // HeadsSimd.Gemm reads, WT[b][32-mask panel][hw][32 lanes] (zero past Q), and its sum. Phase 2, per batch: the packed
-    // GEMM y[C,Q] = x[b][C,HW] · W[b]ᵀ (x[b] is already the row-major left operand), then out[b,q,c] = y[c,q] / (Σw + eps).
+    // AVX-512 path. Phase 1 (items: b × 32-mask panel) writes every weight plane straight into the packed form
+    // HeadsSimd.Gemm reads, WT[b][32-mask panel][hw][32 lanes] (zero past Q), and its sum. Phase 2: one batched packed
+    // GEMM y[b][C,Q] = x[b][C,HW] · W[b]ᵀ (x[b] is already the row-major left operand), then out[b,q,c] = y[c,q] / (Σw + eps).
     private static void RunBroadcast(float* x, float* m, float* o, int batch, int channels, int height, int width, int queries, int mh, int mw,
         MaskType type, float threshold, float eps, WorkerPool pool)
     {
@@ -78,23 +79,25 @@ public static unsafe class MaskPoolSimd
         long wtLen = (long)batch * qTiles * hw * Lanes;
         if (wj.WT.Length < wtLen) wj.WT = GC.AllocateArray<float>((int)wtLen, pinned: true);
         if (wj.Denom.Length < batch * queries) wj.Denom = new float[batch * queries];
-        if (wj.Y.Length < channels * queries) wj.Y = new float[channels * queries];
+        if (wj.Y.Length < (long)batch * channels * queries) wj.Y = new float[(long)batch * channels * queries];
         if (wj.Row.Length < pool.Workers) wj.Row = new float[pool.Workers][];
-        for (int w = 0; w < pool.Workers; w++) if (wj.Row[w] is null || wj.Row[w].Length < 16 * (hw + 16)) wj.Row[w] = new float[16 * (hw + 16)];
+        for (int w = 0; w < pool.Workers; w++) if (wj.Row[w] is null || wj.Row[w].Length < Lanes * (hw + 16)) wj.Row[w] = new float[Lanes * (hw + 16)];
         fixed (float* wt = wj.WT) fixed (float* den = wj.Denom) fixed (float* y = wj.Y)
         {
             wj.M = m; wj.WTp = wt; wj.Den = den; wj.B = batch; wj.H = height; wj.W = width; wj.Q = queries; wj.MH = mh; wj.MW = mw;
             wj.Type = type; wj.Threshold = threshold; wj.Eps = eps; wj.QTiles = qTiles;
-            pool.Run(wj, batch * ((queries + 15) / 16));
+            pool.Run(wj, batch * qTiles);
+            // one parallel run over every batch's row blocks (batch b's panels at wt + b·qTiles·hw·32)
+            HeadsSimd.Gemm(x, wt, null, null, y, channels, queries, hw, pool, batches: batch, packedStride: (long)qTiles * hw * Lanes);
             for (int b = 0; b < batch; b++)
             {
-                HeadsSimd.Gemm(x + (long)b * channels * hw, wt + (long)b * qTiles * hw * Lanes, null, null, y, channels, queries, hw, pool);
+                float* yb = y + (long)b * channels * queries;
                 for (int q = 0; q < queries; q++)
                 {
                     float d = den[b * queries + q];
                     float* dst = o + ((long)b * queries + q) * channels;
                     if (d == 0) { new Span<float>(dst, channels).Clear(); continue; }
-                    for (int c = 0; c < channels; c++) dst[c] = y[c * queries + q] / d;
+                    for (int c = 0; c < channels; c++) dst[c] = yb[c * queries + q] / d;
                 }
             }
         }
@@ -107,25 +110,56 @@ public static unsafe class MaskPoolSimd
         internal float[][] Row = [];
         internal float* M, WTp, Den; internal int B, H, W, Q, MH, MW, QTiles; internal MaskType Type; internal float Threshold, Eps;
 
-        // one item = 16 consecutive masks, so each 64-byte line of WT is written by one worker only
+        // one item = one panel of 32 consecutive masks, so each 128-byte row of WT is written by one worker only (the
+        // array need not be 64-byte aligned: items of half a row shared cache lines between workers)
         public void Execute(int item, int worker)
         {
-            int groups = (Q + 15) / 16, b = item / groups, q0 = item % groups * 16, nq = Math.Min(16, Q - q0), hw = H * W;
+            int b = item / QTiles, q0 = item % QTiles * Lanes, nq = Math.Min(Lanes, Q - q0), hw = H * W;
             var rows = Row[worker];
-            int stride = hw + 16; // rows exactly 2^k floats apart would share one L1 set in the gather below
+            long stride = hw + 16; // rows exactly 2^k floats apart would share one L1 set in the gather below
+            // soft masks of the output size are their own weights: gather straight from the mask planes
+            bool direct = Type == MaskType.Soft && MH == H && MW == W;
+            float* planes = M + ((long)b * Q + q0) * MH * MW;
             for (int j = 0; j < nq; j++)
             {
-                var row = rows.AsSpan(j * stride, hw);
-                ComputeWeights(M + ((long)b * Q + q0 + j) * MH * MW, MH, MW, H, W, Type, Threshold, row);
+                if (direct) { Den[b * Q + q0 + j] = TensorPrimitives.Sum(new ReadOnlySpan<float>(planes + (long)j * hw, hw)) + Eps; continue; }
+                var row = rows.AsSpan((int)(j * stride), hw);
+                ComputeWeights(planes + (long)j * MH * MW, MH, MW, H, W, Type, Threshold, row);
                 Den[b * Q + q0 + j] = TensorPrimitives.Sum(row) + Eps;
             }
-            float* dst = WTp + (((long)b * QTiles + q0 / Lanes) * hw) * Lanes + q0 % Lanes;
-            fixed (float* r = rows)
-                for (int i = 0; i < hw; i++)
-                {
-                    float* d = dst + (long)i * Lanes;
-                    for (int j = 0; j < nq; j++) d[j] = r[j * stride + i];
-                }
+            float* dst = WTp + (((long)b * QTiles + q0 / Lanes) * hw) * Lanes;
+            fixed (float* rp = rows)
+            {
+                float* r = direct ? planes : rp;
+                if (direct) stride = hw;
+                int j0 = 0;
+                // 4 rows at a time, 4×4 SSE transposes: 4 sequential read streams per pass
+                if (Sse.IsSupported)
+                    for (; j0 + 4 <= nq; j0 += 4)
+                    {
+                        float* s0 = r + j0 * stride, s1 = s0 + stride, s2 = s1 + stride, s3 = s2 + stride;
+                        int i = 0;
+                        for (; i + 4 <= hw; i += 4)
+                        {
+                            var t0 = Sse.UnpackLow(Sse.LoadVector128(s0 + i), Sse.LoadVector128(s1 + i));
+                            var t1 = Sse.UnpackLow(Sse.LoadVector128(s2 + i), Sse.LoadVector128(s3 + i));
+                            var t2 = Sse.UnpackHigh(Sse.LoadVector128(s0 + i), Sse.LoadVector128(s1 + i));
+                            var t3 = Sse.UnpackHigh(Sse.LoadVector128(s2 + i), Sse.LoadVector128(s3 + i));
+                            float* d = dst + (long)i * Lanes + j0;
+                            Sse.Store(d, Sse.MoveLowToHigh(t0, t1));
+                            Sse.Store(d + Lanes, Sse.MoveHighToLow(t1, t0));
+                            Sse.Store(d + 2 * Lanes, Sse.MoveLowToHigh(t2, t3));
+                            Sse.Store(d + 3 * Lanes, Sse.MoveHighToLow(t3, t2));
+                        }
+                        for (; i < hw; i++)
+                        {
+                            float* d = dst + (long)i * Lanes + j0;
+                            d[0] = s0[i]; d[1] = s1[i]; d[2] = s2[i]; d[3] = s3[i];
+                        }
+                    }
+                for (; j0 < nq; j0++)
+                    for (int i = 0; i < hw; i++) dst[(long)i * Lanes + j0] = r[j0 * stride + i];
+            }
         }
     }
 
