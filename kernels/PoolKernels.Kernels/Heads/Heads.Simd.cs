@@ -128,7 +128,9 @@ public static unsafe class HeadsSimd
                         {
                             int rows = Math.Min(mr, r1 - i);
                             Prologue(acc, i, p, rows, first);
-                            if (v512) Tile512(acc, ap + (long)(i - r0) * kc, packed + (long)p * K * NR + (long)k0 * NR, kc);
+                            // a last panel of at most 16 real columns: only its first vector is computed
+                            if (v512 && N - p * NR <= 16) Tile512Half(acc, ap + (long)(i - r0) * kc, packed + (long)p * K * NR + (long)k0 * NR, kc);
+                            else if (v512) Tile512(acc, ap + (long)(i - r0) * kc, packed + (long)p * K * NR + (long)k0 * NR, kc);
                             else Tile256(acc, packed, i, p, rows, k0, kc);
                             Epilogue(acc, i, p, rows, last);
                         }
@@ -175,6 +177,26 @@ public static unsafe class HeadsSimd
                 if (last && Bias != null) TensorPrimitives.Add(src, new ReadOnlySpan<float>(Bias + j0, cols), dst);
                 else src.CopyTo(dst);
             }
+        }
+
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        private static void Tile512Half(float* acc, float* a, float* b, int kc)
+        {
+            var c0 = Vector512.Load(acc + 0); var c1 = Vector512.Load(acc + 32); var c2 = Vector512.Load(acc + 64); var c3 = Vector512.Load(acc + 96);
+            var c4 = Vector512.Load(acc + 128); var c5 = Vector512.Load(acc + 160); var c6 = Vector512.Load(acc + 192); var c7 = Vector512.Load(acc + 224);
+            var c8 = Vector512.Load(acc + 256); var c9 = Vector512.Load(acc + 288); var c10 = Vector512.Load(acc + 320); var c11 = Vector512.Load(acc + 352);
+            for (int t = 0; t < kc; t++, a += MR512, b += NR)
+            {
+                var b0 = Vector512.Load(b);
+                c0 = Vector512.FusedMultiplyAdd(Vector512.Create(a[0]), b0, c0); c1 = Vector512.FusedMultiplyAdd(Vector512.Create(a[1]), b0, c1);
+                c2 = Vector512.FusedMultiplyAdd(Vector512.Create(a[2]), b0, c2); c3 = Vector512.FusedMultiplyAdd(Vector512.Create(a[3]), b0, c3);
+                c4 = Vector512.FusedMultiplyAdd(Vector512.Create(a[4]), b0, c4); c5 = Vector512.FusedMultiplyAdd(Vector512.Create(a[5]), b0, c5);
+                c6 = Vector512.FusedMultiplyAdd(Vector512.Create(a[6]), b0, c6); c7 = Vector512.FusedMultiplyAdd(Vector512.Create(a[7]), b0, c7);
+                c8 = Vector512.FusedMultiplyAdd(Vector512.Create(a[8]), b0, c8); c9 = Vector512.FusedMultiplyAdd(Vector512.Create(a[9]), b0, c9);
+                c10 = Vector512.FusedMultiplyAdd(Vector512.Create(a[10]), b0, c10); c11 = Vector512.FusedMultiplyAdd(Vector512.Create(a[11]), b0, c11);
+            }
+            c0.Store(acc + 0); c1.Store(acc + 32); c2.Store(acc + 64); c3.Store(acc + 96); c4.Store(acc + 128); c5.Store(acc + 160);
+            c6.Store(acc + 192); c7.Store(acc + 224); c8.Store(acc + 256); c9.Store(acc + 288); c10.Store(acc + 320); c11.Store(acc + 352);
         }
 
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
