@@ -28,6 +28,24 @@ public class SpatialTests
     }
 
     [TestCaseSource(typeof(TestDevices), nameof(TestDevices.All))]
+    public void MaskPoolManyMasksOfTheOutputSizeMatchReference(string id)
+    {
+        // More than one 32-mask panel, a last panel of under 16 masks, soft masks already at the output size (the direct
+        // transpose into GEMM panels), odd H·W and an all-zero mask (denominator eps only), plus resized binary masks.
+        var r = new Verification.RandomTensors(21);
+        var x = r.Floats(DType.F32, -1, 1, 2, 19, 7, 9);
+        foreach (var (q, mh, mw, type) in new[] { (70, 7, 9, MaskType.Soft), (37, 7, 9, MaskType.Soft), (41, 5, 4, MaskType.BinaryLogits), (33, 7, 9, MaskType.SigmoidNormalized) })
+        {
+            var masks = r.Floats(DType.F32, 0, 1, 2, q, mh, mw);
+            masks.AsSpan<float>().Slice(3 * mh * mw, mh * mw).Clear(); // mask 3 of batch 0 is empty
+            var eps = type == MaskType.SigmoidNormalized ? 0f : 1e-8f;
+            var want = TestDevices.Get("reference").MaskPool(x, masks, type, 0.5f, eps).AsSpan<float>().ToArray();
+            var got = TestDevices.Get(id).MaskPool(x, masks, type, 0.5f, eps).AsSpan<float>().ToArray();
+            Assert.That(got, Is.EqualTo(want).Within(1e-4f), $"{type} Q={q}");
+        }
+    }
+
+    [TestCaseSource(typeof(TestDevices), nameof(TestDevices.All))]
     public void SpatialPoolNhwcMatchesNchw(string id)
     {
         var d = TestDevices.Get(id);
