@@ -74,7 +74,7 @@ public class AttentionBenchmarks
     public void Ort() => _ort.Run(_runOptions, OrtInNames, _ortIn, OrtOutNames, _ortOut);
 
     [Benchmark(Description = "FMA peak, same FLOPs as T=512")]
-    public void FmaPeak() => FmaLoop.Run(4.0 * B * H * T * T * E);
+    public double FmaPeak() => MachineLimits.FmaFlops(4.0 * B * H * T * T * E);
 
     [Benchmark(Description = "simd sdpa T=2048 non-causal")]
     public void SimdLong() => _simd.Sdpa(_ql.AsSpan(), _kl, _vl, _ol, _ll, new SdpaDims(1, HL, HL, TL, TL, E, E));
@@ -83,55 +83,4 @@ public class AttentionBenchmarks
     public void SimdLongCausal() => _simd.Sdpa(_ql.AsSpan(), _kl, _vl, _ol, _ll, new SdpaDims(1, HL, HL, TL, TL, E, E), Causal);
 
     private static readonly SdpaOptions Causal = new() { Causal = SdpaCausal.TopLeft };
-}
-
-/// <summary>The machine's F32 FMA peak: every worker runs independent FMA chains in registers (no memory traffic).</summary>
-internal sealed class FmaLoop : IParallelJob
-{
-    private static readonly FmaLoop Instance = new();
-    private long _perItem;
-    private const int Items = 64;
-    public float Sink;
-
-    /// <summary>Performs about <paramref name="flops"/> floating-point operations (2 per lane per FMA) on the shared pool.</summary>
-    public static void Run(double flops)
-    {
-        int lanes = Vector512.IsHardwareAccelerated ? 16 : 8;
-        Instance._perItem = (long)(flops / Items / (2.0 * lanes * 12));
-        WorkerPool.Shared.Run(Instance, Items);
-    }
-
-    public void Execute(int item, int worker)
-    {
-        if (Vector512.IsHardwareAccelerated) Sink += Loop512(_perItem);
-        else Sink += Loop256(_perItem);
-    }
-
-    private static float Loop512(long n)
-    {
-        var m = Vector512.Create(0.9999f); var c = Vector512.Create(1e-4f);
-        Vector512<float> a0 = c, a1 = c, a2 = c, a3 = c, a4 = c, a5 = c, a6 = c, a7 = c, a8 = c, a9 = c, a10 = c, a11 = c;
-        for (long i = 0; i < n; i++)
-        {
-            a0 = Vector512.FusedMultiplyAdd(a0, m, c); a1 = Vector512.FusedMultiplyAdd(a1, m, c); a2 = Vector512.FusedMultiplyAdd(a2, m, c);
-            a3 = Vector512.FusedMultiplyAdd(a3, m, c); a4 = Vector512.FusedMultiplyAdd(a4, m, c); a5 = Vector512.FusedMultiplyAdd(a5, m, c);
-            a6 = Vector512.FusedMultiplyAdd(a6, m, c); a7 = Vector512.FusedMultiplyAdd(a7, m, c); a8 = Vector512.FusedMultiplyAdd(a8, m, c);
-            a9 = Vector512.FusedMultiplyAdd(a9, m, c); a10 = Vector512.FusedMultiplyAdd(a10, m, c); a11 = Vector512.FusedMultiplyAdd(a11, m, c);
-        }
-        return Vector512.Sum(a0 + a1 + a2 + a3 + a4 + a5 + a6 + a7 + a8 + a9 + a10 + a11);
-    }
-
-    private static float Loop256(long n)
-    {
-        var m = Vector256.Create(0.9999f); var c = Vector256.Create(1e-4f);
-        Vector256<float> a0 = c, a1 = c, a2 = c, a3 = c, a4 = c, a5 = c, a6 = c, a7 = c, a8 = c, a9 = c, a10 = c, a11 = c;
-        for (long i = 0; i < n; i++)
-        {
-            a0 = Vector256.FusedMultiplyAdd(a0, m, c); a1 = Vector256.FusedMultiplyAdd(a1, m, c); a2 = Vector256.FusedMultiplyAdd(a2, m, c);
-            a3 = Vector256.FusedMultiplyAdd(a3, m, c); a4 = Vector256.FusedMultiplyAdd(a4, m, c); a5 = Vector256.FusedMultiplyAdd(a5, m, c);
-            a6 = Vector256.FusedMultiplyAdd(a6, m, c); a7 = Vector256.FusedMultiplyAdd(a7, m, c); a8 = Vector256.FusedMultiplyAdd(a8, m, c);
-            a9 = Vector256.FusedMultiplyAdd(a9, m, c); a10 = Vector256.FusedMultiplyAdd(a10, m, c); a11 = Vector256.FusedMultiplyAdd(a11, m, c);
-        }
-        return Vector256.Sum(a0 + a1 + a2 + a3 + a4 + a5 + a6 + a7 + a8 + a9 + a10 + a11);
-    }
 }

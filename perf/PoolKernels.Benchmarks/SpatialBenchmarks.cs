@@ -3,6 +3,7 @@ using BenchmarkDotNet.Attributes;
 using Google.Protobuf;
 using Microsoft.ML.OnnxRuntime;
 using Onnx;
+using PoolKernels.Kernels;
 using PoolKernels.Kernels.Spatial;
 
 namespace PoolKernels.Benchmarks;
@@ -145,49 +146,6 @@ public class GemNormalizeBenchmarks
     public float StreamingRead() => TensorPrimitives.Sum(_x);
 }
 
-/// <summary>The compute limit: FMAs on 8 independent Vector512 (or Vector256) accumulators on every core, for a given
-/// FLOP count; its time is the floor for a compute-bound op of that many FLOPs.</summary>
-internal static class FmaLimit
-{
-    public static float Run(double flops)
-    {
-        int workers = Environment.ProcessorCount;
-        int width = System.Runtime.Intrinsics.Vector512.IsHardwareAccelerated ? 16 : 8;
-        long iters = (long)(flops / (8.0 * width * 2) / workers);
-        var sums = new float[workers];
-        Parallel.For(0, workers, w => sums[w] = width == 16 ? Loop512(iters) : Loop256(iters));
-        return sums.Sum();
-    }
-
-    private static float Loop512(long n)
-    {
-        var m = System.Runtime.Intrinsics.Vector512.Create(0.999f); var c = System.Runtime.Intrinsics.Vector512.Create(0.001f);
-        var a0 = m; var a1 = c; var a2 = m; var a3 = c; var a4 = m; var a5 = c; var a6 = m; var a7 = c;
-        for (long i = 0; i < n; i++)
-        {
-            a0 = System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(a0, m, c); a1 = System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(a1, m, c);
-            a2 = System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(a2, m, c); a3 = System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(a3, m, c);
-            a4 = System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(a4, m, c); a5 = System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(a5, m, c);
-            a6 = System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(a6, m, c); a7 = System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(a7, m, c);
-        }
-        return System.Runtime.Intrinsics.Vector512.Sum(a0 + a1 + a2 + a3 + a4 + a5 + a6 + a7);
-    }
-
-    private static float Loop256(long n)
-    {
-        var m = System.Runtime.Intrinsics.Vector256.Create(0.999f); var c = System.Runtime.Intrinsics.Vector256.Create(0.001f);
-        var a0 = m; var a1 = c; var a2 = m; var a3 = c; var a4 = m; var a5 = c; var a6 = m; var a7 = c;
-        for (long i = 0; i < n; i++)
-        {
-            a0 = System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(a0, m, c); a1 = System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(a1, m, c);
-            a2 = System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(a2, m, c); a3 = System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(a3, m, c);
-            a4 = System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(a4, m, c); a5 = System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(a5, m, c);
-            a6 = System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(a6, m, c); a7 = System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(a7, m, c);
-        }
-        return System.Runtime.Intrinsics.Vector256.Sum(a0 + a1 + a2 + a3 + a4 + a5 + a6 + a7);
-    }
-}
-
 /// <summary>mask_pool, 100 soft masks on x [8,256,64,64]: simd vs ONNX Runtime's MatMul formulation
 /// (Transpose, MatMul, ReduceSum, Add, Div), beside a streaming read of x and the masks and an FMA loop of the same
 /// 2·B·Q·C·HW FLOPs.</summary>
@@ -237,7 +195,7 @@ public class MaskPoolBenchmarks
     public float StreamingRead() => TensorPrimitives.Sum(_x) + TensorPrimitives.Sum(_m);
 
     [Benchmark]
-    public float FmaLoopSameFlops() => FmaLimit.Run(Flops);
+    public double FmaLoopSameFlops() => MachineLimits.FmaFlops(Flops);
 }
 
 /// <summary>similarity_topk k=10, 1000 queries × 100000 db rows × 256: simd vs ONNX Runtime Gemm(transB) + TopK, beside a
@@ -287,5 +245,5 @@ public class SimilarityTopkBenchmarks
     public float StreamingRead() => TensorPrimitives.Sum(_db);
 
     [Benchmark]
-    public float FmaLoopSameFlops() => FmaLimit.Run(Flops);
+    public double FmaLoopSameFlops() => MachineLimits.FmaFlops(Flops);
 }

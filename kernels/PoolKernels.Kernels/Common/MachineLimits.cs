@@ -29,16 +29,28 @@ public static unsafe class MachineLimits
     }
 
     /// <summary>Runs <paramref name="iterations"/> rounds of 8 independent Vector512 (or Vector256) FMA chains per
-    /// worker; returns the F32 FLOPs performed (2 per lane per FMA).</summary>
+    /// worker; returns the F32 FLOPs performed (2 per lane per FMA). The work is cut into 64 items handed out
+    /// dynamically, so one worker delayed by another process does not stretch the whole loop.</summary>
     public static double FmaLoop(long iterations, WorkerPool? pool = null)
     {
         pool ??= WorkerPool.Shared;
         var job = FmaJob.Cached ??= new FmaJob();
-        job.Iterations = iterations;
-        pool.Run(job, pool.Workers);
+        job.Iterations = Math.Max(1, iterations * pool.Workers / FmaItems);
+        pool.Run(job, FmaItems);
         int lanes = Vector512.IsHardwareAccelerated ? 16 : 8;
-        return 2.0 * 8 * lanes * iterations * pool.Workers;
+        return 2.0 * 8 * lanes * job.Iterations * FmaItems;
     }
+
+    /// <summary>Runs about <paramref name="flops"/> F32 FLOPs of <see cref="FmaLoop"/>: the time a compute-bound kernel of
+    /// that many FLOPs would take at the machine's peak. Returns the FLOPs performed.</summary>
+    public static double FmaFlops(double flops, WorkerPool? pool = null)
+    {
+        pool ??= WorkerPool.Shared;
+        int lanes = Vector512.IsHardwareAccelerated ? 16 : 8;
+        return FmaLoop((long)(flops / (2.0 * 8 * lanes * pool.Workers)), pool);
+    }
+
+    private const int FmaItems = 64;
 
     private sealed class SumJob : IParallelJob
     {
