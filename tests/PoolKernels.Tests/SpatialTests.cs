@@ -30,8 +30,8 @@ public class SpatialTests
     [TestCaseSource(typeof(TestDevices), nameof(TestDevices.All))]
     public void MaskPoolManyMasksOfTheOutputSizeMatchReference(string id)
     {
-        // More than one 32-mask panel, a last panel of under 16 masks, soft masks already at the output size (the direct
-        // transpose into GEMM panels), odd H·W and an all-zero mask (denominator eps only), plus resized binary masks.
+        // Mask counts that are not multiples of the 4-mask register tile, soft masks already at the output size (read in
+        // place), odd H·W and an all-zero mask (denominator eps only), plus resized binary masks.
         var r = new Verification.RandomTensors(21);
         var x = r.Floats(DType.F32, -1, 1, 2, 19, 7, 9);
         foreach (var (q, mh, mw, type) in new[] { (70, 7, 9, MaskType.Soft), (37, 7, 9, MaskType.Soft), (41, 5, 4, MaskType.BinaryLogits), (33, 7, 9, MaskType.SigmoidNormalized) })
@@ -43,6 +43,16 @@ public class SpatialTests
             var got = TestDevices.Get(id).MaskPool(x, masks, type, 0.5f, eps).AsSpan<float>().ToArray();
             Assert.That(got, Is.EqualTo(want).Within(1e-4f), $"{type} Q={q}");
         }
+        // H·W = 1073: two whole k blocks of 512, a partial one and a scalar tail of 1; 13 channels (a short last group of 1)
+        var xl = r.Floats(DType.F32, -1, 1, 1, 13, 37, 29);
+        var ml = r.Floats(DType.F32, 0, 1, 1, 9, 37, 29);
+        Assert.That(TestDevices.Get(id).MaskPool(xl, ml, MaskType.Soft).AsSpan<float>().ToArray(),
+            Is.EqualTo(TestDevices.Get("reference").MaskPool(xl, ml, MaskType.Soft).AsSpan<float>().ToArray()).Within(1e-4f), "H·W = 1073");
+        // 131 masks: more than one block of 128 masks per item
+        var xq = r.Floats(DType.F32, -1, 1, 1, 7, 3, 5);
+        var mq = r.Floats(DType.F32, 0, 1, 1, 131, 3, 5);
+        Assert.That(TestDevices.Get(id).MaskPool(xq, mq, MaskType.Soft).AsSpan<float>().ToArray(),
+            Is.EqualTo(TestDevices.Get("reference").MaskPool(xq, mq, MaskType.Soft).AsSpan<float>().ToArray()).Within(1e-4f), "Q = 131");
     }
 
     [TestCaseSource(typeof(TestDevices), nameof(TestDevices.All))]
