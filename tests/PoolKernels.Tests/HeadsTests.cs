@@ -36,7 +36,8 @@ public class HeadsTests
     }
 
     private static readonly (int M, int N, int K)[] GemmShapes =
-        [(1, 1, 1), (7, 33, 5), (13, 70, 37), (6, 32, 16), (100, 45, 64), (97, 129, 3), (2, 5, 300), (0, 5, 3), (5, 3, 0)];
+        [(1, 1, 1), (7, 33, 5), (13, 70, 37), (6, 32, 16), (100, 45, 64), (97, 129, 3), (2, 5, 300), (0, 5, 3), (5, 3, 0),
+         (26, 64, 520)]; // the last: whole 12 × 32 tiles accumulating in y over three k blocks, with bias and residual
 
     [TestCaseSource(typeof(TestDevices), nameof(TestDevices.NonReference))]
     public void LinearMatchesReferenceAtOddSizes(string id)

@@ -13,14 +13,17 @@ namespace PoolKernels.Kernels.Heads;
 /// accumulators (Vector256 machines: 3 rows × 4 vectors). Work items are 96-row blocks × groups of panels (as many panels
 /// per item as still leave 4 items per worker); inside an item k runs in blocks of 256: the item's x rows are packed once
 /// per k block into 12-row micro-panels [t][12] (per-worker pinned scratch, 96 KB, L2), so the micro-kernel reads x
-/// through one pointer with constant offsets, and the panel slice (256·32 floats = 32 KB) stays in L1 while the 8 row
-/// tiles stream past it; partial sums go through y. Rows past m repeat the last valid row and are not stored; columns past
-/// n are computed on the zero padding and not stored. The weights of a head are packed once at load time; the public
-/// Linear packs W per call into per-thread scratch.
-/// Tried (k = 1024, [8192,1024]·[1024,1024]ᵀ, % of the FMA loop in the same run, a shared 2-core machine so ±5%): 6 rows
-/// without k blocking (the whole k·128-byte panel from L2 per row tile) ~15%; 6 rows, k blocks of 256 ~50%; 8 rows 62%;
-/// 12 rows 57-65%; x packed per item of only 4 panels ~37% (packing not amortized); x packed per item of up to all
-/// panels 60-62% (kept).</para>
+/// through one pointer with constant offsets. Row tile outer, panels inner: the tile's packed x (12 KB) stays in L1 while
+/// the item's panel slices (256·32 floats each) stream from L2. Whole 12 × 32 tiles accumulate straight in y (residual or
+/// zero before the first k block, bias added in registers after the last); edge tiles go through a stack tile. Rows past
+/// m repeat the last valid row and are not stored; columns past n are computed on the zero padding and not stored. The
+/// weights of a head are packed once at load time; the public Linear packs W per call into per-thread scratch.
+/// Tried (k = 1024, % of the FMA loop in the same process, min of 20 calls): 6 rows without k blocking ~15%; 6 rows, k
+/// blocks of 256 ~50%; 8 rows 62%; 12 rows 57-65%; x packed per item of only 4 panels ~37% (packing not amortized); x
+/// packed per item of up to all panels 60-62%; then panels outer / row tiles inner (the panel slice in L1) with every
+/// tile copied through a stack tile: one worker 62%, row tiles outer 67-68%, plus whole tiles in y: 78% on one worker
+/// ([2048,1024]·[1024,1024]ᵀ), 72% on two ([4096,…]); k blocks of 128/384/512 no better than 256; 64-byte-aligned packed
+/// panels no faster than misaligned ones.</para>
 /// </summary>
 public static unsafe class HeadsSimd
 {
@@ -123,15 +126,40 @@ public static unsafe class HeadsSimd
                 fixed (float* ap = aPack)
                 {
                     if (v512) PackRows(ap, r0, r1, k0, kc);
+                    if (v512)
+                    {
+                        // row tile outer, panels inner: the tile's packed x (KC·12 floats) stays in L1 while the item's panel
+                        // slices stream from L2. Whole 12 × 32 tiles accumulate straight in y; edge tiles go through acc.
+                        for (int i = r0; i < r1; i += mr)
+                        {
+                            int rows = Math.Min(mr, r1 - i);
+                            float* at = ap + (long)(i - r0) * kc;
+                            for (int p = p0; p < p1; p++)
+                            {
+                                float* bt = packed + (long)p * K * NR + (long)k0 * NR;
+                                int j0 = p * NR;
+                                if (rows == mr && N - j0 >= NR)
+                                {
+                                    float* cout = Y + (long)i * N + j0;
+                                    float* cin = first ? (Residual == null ? null : Residual + (long)i * N + j0) : cout;
+                                    Tile512(at, bt, kc, cin, cout, N, last && Bias != null ? Bias + j0 : null);
+                                    continue;
+                                }
+                                Prologue(acc, i, p, rows, first);
+                                // a last panel of at most 16 real columns: only its first vector is computed
+                                if (N - j0 <= 16) Tile512Half(acc, at, bt, kc);
+                                else Tile512(at, bt, kc, acc, acc, NR, null);
+                                Epilogue(acc, i, p, rows, last);
+                            }
+                        }
+                        continue;
+                    }
                     for (int p = p0; p < p1; p++)
                         for (int i = r0; i < r1; i += mr)
                         {
                             int rows = Math.Min(mr, r1 - i);
                             Prologue(acc, i, p, rows, first);
-                            // a last panel of at most 16 real columns: only its first vector is computed
-                            if (v512 && N - p * NR <= 16) Tile512Half(acc, ap + (long)(i - r0) * kc, packed + (long)p * K * NR + (long)k0 * NR, kc);
-                            else if (v512) Tile512(acc, ap + (long)(i - r0) * kc, packed + (long)p * K * NR + (long)k0 * NR, kc);
-                            else Tile256(acc, packed, i, p, rows, k0, kc);
+                            Tile256(acc, packed, i, p, rows, k0, kc);
                             Epilogue(acc, i, p, rows, last);
                         }
                 }
@@ -199,25 +227,36 @@ public static unsafe class HeadsSimd
             c6.Store(acc + 192); c7.Store(acc + 224); c8.Store(acc + 256); c9.Store(acc + 288); c10.Store(acc + 320); c11.Store(acc + 352);
         }
 
+        /// <summary>The 12 × 32 micro-kernel: C[r, 0..31] = Cin[r, ·] (0 when null) + Σ_t a[t·12 + r]·b[t·32 + ·] (+ bias),
+        /// rows of C <paramref name="ldc"/> floats apart (y itself for whole tiles, the stack tile at the edges).</summary>
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        private static void Tile512(float* acc, float* a, float* b, int kc)
+        private static void Tile512(float* a, float* b, int kc, float* cin, float* cout, long ldc, float* bias)
         {
-            var c0_0 = Vector512.Load(acc + 0); var c0_1 = Vector512.Load(acc + 16);
-            var c1_0 = Vector512.Load(acc + 32); var c1_1 = Vector512.Load(acc + 48);
-            var c2_0 = Vector512.Load(acc + 64); var c2_1 = Vector512.Load(acc + 80);
-            var c3_0 = Vector512.Load(acc + 96); var c3_1 = Vector512.Load(acc + 112);
-            var c4_0 = Vector512.Load(acc + 128); var c4_1 = Vector512.Load(acc + 144);
-            var c5_0 = Vector512.Load(acc + 160); var c5_1 = Vector512.Load(acc + 176);
-            var c6_0 = Vector512.Load(acc + 192); var c6_1 = Vector512.Load(acc + 208);
-            var c7_0 = Vector512.Load(acc + 224); var c7_1 = Vector512.Load(acc + 240);
-            var c8_0 = Vector512.Load(acc + 256); var c8_1 = Vector512.Load(acc + 272);
-            var c9_0 = Vector512.Load(acc + 288); var c9_1 = Vector512.Load(acc + 304);
-            var c10_0 = Vector512.Load(acc + 320); var c10_1 = Vector512.Load(acc + 336);
-            var c11_0 = Vector512.Load(acc + 352); var c11_1 = Vector512.Load(acc + 368);
+            Vector512<float> c0_0, c0_1, c1_0, c1_1, c2_0, c2_1, c3_0, c3_1, c4_0, c4_1, c5_0, c5_1, c6_0, c6_1, c7_0, c7_1, c8_0, c8_1, c9_0, c9_1, c10_0, c10_1, c11_0, c11_1;
+            if (cin == null)
+            {
+                c0_0 = c0_1 = c1_0 = c1_1 = c2_0 = c2_1 = c3_0 = c3_1 = c4_0 = c4_1 = c5_0 = c5_1 = c6_0 = c6_1 = c7_0 = c7_1 = c8_0 = c8_1 = c9_0 = c9_1 = c10_0 = c10_1 = c11_0 = c11_1 = default;
+            }
+            else
+            {
+                c0_0 = Vector512.Load(cin + 0 * ldc); c0_1 = Vector512.Load(cin + 0 * ldc + 16);
+                c1_0 = Vector512.Load(cin + 1 * ldc); c1_1 = Vector512.Load(cin + 1 * ldc + 16);
+                c2_0 = Vector512.Load(cin + 2 * ldc); c2_1 = Vector512.Load(cin + 2 * ldc + 16);
+                c3_0 = Vector512.Load(cin + 3 * ldc); c3_1 = Vector512.Load(cin + 3 * ldc + 16);
+                c4_0 = Vector512.Load(cin + 4 * ldc); c4_1 = Vector512.Load(cin + 4 * ldc + 16);
+                c5_0 = Vector512.Load(cin + 5 * ldc); c5_1 = Vector512.Load(cin + 5 * ldc + 16);
+                c6_0 = Vector512.Load(cin + 6 * ldc); c6_1 = Vector512.Load(cin + 6 * ldc + 16);
+                c7_0 = Vector512.Load(cin + 7 * ldc); c7_1 = Vector512.Load(cin + 7 * ldc + 16);
+                c8_0 = Vector512.Load(cin + 8 * ldc); c8_1 = Vector512.Load(cin + 8 * ldc + 16);
+                c9_0 = Vector512.Load(cin + 9 * ldc); c9_1 = Vector512.Load(cin + 9 * ldc + 16);
+                c10_0 = Vector512.Load(cin + 10 * ldc); c10_1 = Vector512.Load(cin + 10 * ldc + 16);
+                c11_0 = Vector512.Load(cin + 11 * ldc); c11_1 = Vector512.Load(cin + 11 * ldc + 16);
+            }
             for (int t = 0; t < kc; t++, a += MR512, b += NR)
             {
                 var b0 = Vector512.Load(b); var b1 = Vector512.Load(b + 16);
-                var s = Vector512.Create(a[0]); c0_0 = Vector512.FusedMultiplyAdd(s, b0, c0_0); c0_1 = Vector512.FusedMultiplyAdd(s, b1, c0_1);
+                Vector512<float> s;
+                s = Vector512.Create(a[0]); c0_0 = Vector512.FusedMultiplyAdd(s, b0, c0_0); c0_1 = Vector512.FusedMultiplyAdd(s, b1, c0_1);
                 s = Vector512.Create(a[1]); c1_0 = Vector512.FusedMultiplyAdd(s, b0, c1_0); c1_1 = Vector512.FusedMultiplyAdd(s, b1, c1_1);
                 s = Vector512.Create(a[2]); c2_0 = Vector512.FusedMultiplyAdd(s, b0, c2_0); c2_1 = Vector512.FusedMultiplyAdd(s, b1, c2_1);
                 s = Vector512.Create(a[3]); c3_0 = Vector512.FusedMultiplyAdd(s, b0, c3_0); c3_1 = Vector512.FusedMultiplyAdd(s, b1, c3_1);
@@ -230,18 +269,23 @@ public static unsafe class HeadsSimd
                 s = Vector512.Create(a[10]); c10_0 = Vector512.FusedMultiplyAdd(s, b0, c10_0); c10_1 = Vector512.FusedMultiplyAdd(s, b1, c10_1);
                 s = Vector512.Create(a[11]); c11_0 = Vector512.FusedMultiplyAdd(s, b0, c11_0); c11_1 = Vector512.FusedMultiplyAdd(s, b1, c11_1);
             }
-            c0_0.Store(acc + 0); c0_1.Store(acc + 16);
-            c1_0.Store(acc + 32); c1_1.Store(acc + 48);
-            c2_0.Store(acc + 64); c2_1.Store(acc + 80);
-            c3_0.Store(acc + 96); c3_1.Store(acc + 112);
-            c4_0.Store(acc + 128); c4_1.Store(acc + 144);
-            c5_0.Store(acc + 160); c5_1.Store(acc + 176);
-            c6_0.Store(acc + 192); c6_1.Store(acc + 208);
-            c7_0.Store(acc + 224); c7_1.Store(acc + 240);
-            c8_0.Store(acc + 256); c8_1.Store(acc + 272);
-            c9_0.Store(acc + 288); c9_1.Store(acc + 304);
-            c10_0.Store(acc + 320); c10_1.Store(acc + 336);
-            c11_0.Store(acc + 352); c11_1.Store(acc + 368);
+            if (bias != null)
+            {
+                var bb0 = Vector512.Load(bias); var bb1 = Vector512.Load(bias + 16);
+                c0_0 += bb0; c0_1 += bb1; c1_0 += bb0; c1_1 += bb1; c2_0 += bb0; c2_1 += bb1; c3_0 += bb0; c3_1 += bb1; c4_0 += bb0; c4_1 += bb1; c5_0 += bb0; c5_1 += bb1; c6_0 += bb0; c6_1 += bb1; c7_0 += bb0; c7_1 += bb1; c8_0 += bb0; c8_1 += bb1; c9_0 += bb0; c9_1 += bb1; c10_0 += bb0; c10_1 += bb1; c11_0 += bb0; c11_1 += bb1;
+            }
+            c0_0.Store(cout + 0 * ldc); c0_1.Store(cout + 0 * ldc + 16);
+            c1_0.Store(cout + 1 * ldc); c1_1.Store(cout + 1 * ldc + 16);
+            c2_0.Store(cout + 2 * ldc); c2_1.Store(cout + 2 * ldc + 16);
+            c3_0.Store(cout + 3 * ldc); c3_1.Store(cout + 3 * ldc + 16);
+            c4_0.Store(cout + 4 * ldc); c4_1.Store(cout + 4 * ldc + 16);
+            c5_0.Store(cout + 5 * ldc); c5_1.Store(cout + 5 * ldc + 16);
+            c6_0.Store(cout + 6 * ldc); c6_1.Store(cout + 6 * ldc + 16);
+            c7_0.Store(cout + 7 * ldc); c7_1.Store(cout + 7 * ldc + 16);
+            c8_0.Store(cout + 8 * ldc); c8_1.Store(cout + 8 * ldc + 16);
+            c9_0.Store(cout + 9 * ldc); c9_1.Store(cout + 9 * ldc + 16);
+            c10_0.Store(cout + 10 * ldc); c10_1.Store(cout + 10 * ldc + 16);
+            c11_0.Store(cout + 11 * ldc); c11_1.Store(cout + 11 * ldc + 16);
         }
 
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
