@@ -40,7 +40,8 @@ internal sealed class BilinearFamily : IOpFamily
         var cases = new List<(string, OpCall)>();
         (int B, int N, int Dx, int Dy, bool Self, bool Mask, bool Sqrt, bool Norm)[] shapes =
             [(2, 5, 4, 3, false, true, true, true), (1, 1, 1, 1, true, false, false, false), (3, 7, 8, 0, true, true, true, true), (2, 4, 17, 5, false, false, false, false),
-             (0, 3, 2, 2, false, false, true, true), (2, 9, 3, 33, false, true, false, true)];
+             (0, 3, 2, 2, false, false, true, true), (2, 9, 3, 33, false, true, false, true),
+             (2, 11, 25, 70, false, true, true, false), (1, 6, 12, 32, true, false, false, true)]; // the last two: 12 × 32 register tiles + edges
         foreach (var (b, n, dx, dy, self, mask, sqrt, norm) in shapes)
         {
             var inputs = new Dictionary<string, Tensor> { ["x"] = r.Floats(DType.F32, -2, 2, b, n, dx) };
