@@ -59,7 +59,8 @@ internal sealed class BilinearFamily : IOpFamily
         var cases = new List<(string, OpCall)>();
         (int B, int Dx, int Dy, int O, int K, string Act, bool Sqrt, bool Norm)[] shapes =
             [(2, 10, 14, 6, 3, "relu", true, true), (1, 1, 1, 1, 1, "none", false, false), (3, 17, 5, 4, 5, "tanh", true, true), (2, 9, 11, 5, 4, "leaky_relu", false, false),
-             (0, 3, 3, 2, 2, "none", true, true), (2, 40, 33, 9, 2, "none", false, true)];
+             (0, 3, 3, 2, 2, "none", true, true), (2, 40, 33, 9, 2, "none", false, true),
+             (5, 1100, 20, 7, 2, "relu", true, true)]; // the last: more than one k block of the projections' GEMM
         foreach (var (b, dx, dy, o, k, act, sqrt, norm) in shapes)
         {
             float s = 1f / MathF.Sqrt(Math.Max(dx, dy));
