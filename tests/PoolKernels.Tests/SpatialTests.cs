@@ -56,6 +56,40 @@ public class SpatialTests
     }
 
     [TestCaseSource(typeof(TestDevices), nameof(TestDevices.All))]
+    public void NanAndInfinityPropagateLikeTheReference(string id)
+    {
+        // a NaN and a +inf in plane 0 of a [2,3,37,45] map (rows longer than 32 floats take the vector paths), -inf in
+        // plane 4: max/min pooling keeps NaN (PyTorch's max_pool2d does), sums give NaN/inf in the cells that hold them
+        var r = new Verification.RandomTensors(5);
+        var x = r.Floats(DType.F32, -1, 1, 2, 3, 37, 45);
+        var v = x.AsSpan<float>();
+        v[3 * 45 + 40] = float.NaN;
+        v[30 * 45 + 2] = float.PositiveInfinity;
+        v[4 * 37 * 45 + 100] = float.NegativeInfinity;
+        var d = TestDevices.Get(id);
+        var reference = TestDevices.Get("reference");
+        foreach (var (name, run) in new (string, Func<Device, Tensor>)[]
+        {
+            ("pool2d max", dev => dev.Pool2d(x, new() { Mode = Pool2dMode.Max, Kernel = (3, 3), Stride = (2, 2), Padding = (1, 1) })),
+            ("pool2d avg", dev => dev.Pool2d(x, new() { Mode = Pool2dMode.Avg, Kernel = (4, 4) })),
+            ("adaptive max 5x7", dev => dev.AdaptivePool2d(x, Pool2dMode.Max, (5, 7))),
+            ("adaptive avg 1x1", dev => dev.AdaptivePool2d(x, Pool2dMode.Avg, (1, 1))),
+            ("spp max 1,2,4", dev => dev.Spp(x, [1, 2, 4])),
+            ("spatial_pool max", dev => dev.SpatialPool(x, new() { Mode = SpatialPoolMode.Max })),
+        })
+        {
+            var want = run(reference).AsSpan<float>().ToArray();
+            var got = run(d).AsSpan<float>().ToArray();
+            Assert.That(want.Count(float.IsNaN), Is.GreaterThan(0), $"{name}: the case must hold a NaN");
+            for (int i = 0; i < want.Length; i++)
+            {
+                if (float.IsNaN(want[i]) || float.IsInfinity(want[i])) Assert.That(got[i], Is.EqualTo(want[i]), $"{name} [{i}]");
+                else Assert.That(got[i], Is.EqualTo(want[i]).Within(1e-4f), $"{name} [{i}]");
+            }
+        }
+    }
+
+    [TestCaseSource(typeof(TestDevices), nameof(TestDevices.All))]
     public void SpatialPoolNhwcMatchesNchw(string id)
     {
         var d = TestDevices.Get(id);

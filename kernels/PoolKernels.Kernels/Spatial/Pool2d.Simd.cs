@@ -38,6 +38,8 @@ public static unsafe class Pool2dSimd
         {
             var job = AdaptiveJob.Cached ??= new();
             job.X = px; job.Out = po; job.Q = q;
+            if (job.Rows.Length < pool.Workers) Array.Resize(ref job.Rows, pool.Workers);
+            for (int w = 0; w < pool.Workers; w++) if (job.Rows[w] is { } r && r.Length < q.W) job.Rows[w] = null;
             pool.Run(job, q.Batch * q.Channels);
         }
     }
@@ -184,30 +186,57 @@ public static unsafe class Pool2dSimd
     {
         [ThreadStatic] internal static AdaptiveJob? Cached;
         internal float* X, Out; internal AdaptivePoolParams Q;
+        internal float[]?[] Rows = [];
 
+        // Per output row i: the input rows h0..h1-1 are first reduced element-wise into one row (vectorized along W),
+        // then each cell reduces its w0..w1-1 stretch of that row. Reducing each cell's short row segments one call at a
+        // time cost ~1 ns per element (spp [8,256,52,52] level 2: 6.7 ms).
         public void Execute(int item, int worker)
         {
             ref readonly var q = ref Q;
             int b = item / q.Channels, c = item % q.Channels;
             float* src = X + (long)item * q.H * q.W;
+            var acc = (Rows[worker] ??= new float[q.W]).AsSpan(0, q.W);
+            bool max = q.Mode == (int)Pool2dMode.Max;
             for (int i = 0; i < q.OutH; i++)
             {
                 int h0 = (int)((long)i * q.H / q.OutH), h1 = (int)(((long)(i + 1) * q.H + q.OutH - 1) / q.OutH);
+                if (h1 > h0)
+                {
+                    new ReadOnlySpan<float>(src + (long)h0 * q.W, q.W).CopyTo(acc);
+                    for (int h = h0 + 1; h < h1; h++)
+                    {
+                        var row = new ReadOnlySpan<float>(src + (long)h * q.W, q.W);
+                        if (max) TensorPrimitives.Max(acc, row, acc);
+                        else TensorPrimitives.Add(acc, row, acc);
+                    }
+                }
                 for (int j = 0; j < q.OutW; j++)
                 {
                     int w0 = (int)((long)j * q.W / q.OutW), w1 = (int)(((long)(j + 1) * q.W + q.OutW - 1) / q.OutW);
-                    float s = 0, mx = float.NegativeInfinity;
-                    for (int h = h0; h < h1; h++)
-                    {
-                        var row = new ReadOnlySpan<float>(src + (long)h * q.W + w0, w1 - w0);
-                        if (row.IsEmpty) continue;
-                        if (q.Mode == (int)Pool2dMode.Max) mx = Numerics.MaxNaN(mx, TensorPrimitives.Max(row));
-                        else s += TensorPrimitives.Sum(row);
-                    }
                     int n = (h1 - h0) * (w1 - w0);
-                    Out[(long)b * q.OutStride + q.OutOffset + ((long)c * q.OutH + i) * q.OutW + j] = n <= 0 ? 0 : q.Mode == (int)Pool2dMode.Max ? mx : s / n;
+                    float v = 0;
+                    if (n > 0)
+                    {
+                        var cell = acc.Slice(w0, w1 - w0);
+                        if (max)
+                        {
+                            v = float.NegativeInfinity;
+                            if (cell.Length >= 32) v = TensorPrimitives.Max(cell);
+                            else foreach (float e in cell) v = Numerics.MaxNaN(v, e);
+                        }
+                        else v = (cell.Length >= 32 ? TensorPrimitives.Sum(cell) : Sum(cell)) / n;
+                    }
+                    Out[(long)b * q.OutStride + q.OutOffset + ((long)c * q.OutH + i) * q.OutW + j] = v;
                 }
             }
+        }
+
+        private static float Sum(ReadOnlySpan<float> v)
+        {
+            float s = 0;
+            foreach (float e in v) s += e;
+            return s;
         }
     }
 }
