@@ -91,7 +91,7 @@ public static unsafe class SequencePoolSimd
                     TensorPrimitives.Max(x, Eps, tmp);
                     if (P == 2f) TensorPrimitives.Multiply(tmp, tmp, tmp);
                     else if (P == 3f) { TensorPrimitives.Multiply(tmp, tmp, scratch); TensorPrimitives.Multiply(scratch, tmp, tmp); }
-                    else if (P != 1f) TensorPrimitives.Pow(tmp, P, tmp);
+                    else if (P != 1f) VectorMath.Pow(tmp, P, tmp);
                     TensorPrimitives.Add(gem, tmp, gem);
                 }
             }
@@ -113,7 +113,7 @@ public static unsafe class SequencePoolSimd
                     case SequencePoolMode.Max: max[..k].CopyTo(dst); break;
                     case SequencePoolMode.Gem:
                         TensorPrimitives.Multiply(gem[..k], 1f / count, dst);
-                        if (P != 1f) TensorPrimitives.Pow(dst, 1f / P, dst);
+                        if (P != 1f) VectorMath.Pow(dst, 1f / P, dst);
                         break;
                 }
             }

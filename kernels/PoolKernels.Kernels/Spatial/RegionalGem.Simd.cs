@@ -4,7 +4,7 @@ namespace PoolKernels.Kernels.Spatial;
 
 /// <summary>
 /// <c>regional_gem</c>, managed, one (b,c) plane per work item: the plane's xc^p is computed once into per-worker
-/// scratch (TensorPrimitives), the k×k box sum is taken separably (rows, then columns) with the reflect padding done by
+/// scratch (<see cref="VectorMath.Pow"/>), the k×k box sum is taken separably (rows as k shifted row adds, then columns) with the reflect padding done by
 /// index mapping at the borders only, then out = 0.5·(sum/k²)^(1/p) + 0.5·xc vector-wise. No padded copy of x.
 /// </summary>
 public static unsafe class RegionalGemSimd
@@ -39,18 +39,24 @@ public static unsafe class RegionalGemSimd
             var src = new ReadOnlySpan<float>(X + (long)item * hw, hw);
             var dst = new Span<float>(Out + (long)item * hw, hw);
             TensorPrimitives.Max(src, 0f, dst);            // xc (NaN stays NaN)
-            if (P == 2f) TensorPrimitives.Multiply(dst, dst, pw);
-            else if (P == 3f) { TensorPrimitives.Multiply(dst, dst, pw); TensorPrimitives.Multiply(pw, dst, pw); }
-            else TensorPrimitives.Pow(dst, P, pw);
+            VectorMath.Pow(dst, P, pw);
             // horizontal box sums
+            // (interior columns as K shifted whole-row adds, the 2·pad border columns through the reflect index map)
+            int inner = W - 2 * pad;
             for (int h = 0; h < H; h++)
             {
                 var r = pw.Slice(h * W, W); var o = rows.Slice(h * W, W);
+                if (inner > 0)
+                {
+                    var oi = o.Slice(pad, inner);
+                    r.Slice(0, inner).CopyTo(oi);
+                    for (int b = 1; b < K; b++) TensorPrimitives.Add(oi, r.Slice(b, inner), oi);
+                }
                 for (int w = 0; w < W; w++)
                 {
+                    if (w >= pad && w + pad < W) continue;
                     float s = 0;
-                    if (w >= pad && w + pad < W) for (int b = -pad; b <= pad; b++) s += r[w + b];
-                    else for (int b = 0; b < K; b++) s += r[PadIndex.Map(w + b, pad, W, PadIndex.Reflect)];
+                    for (int b = 0; b < K; b++) s += r[PadIndex.Map(w + b, pad, W, PadIndex.Reflect)];
                     o[w] = s;
                 }
             }
@@ -62,7 +68,7 @@ public static unsafe class RegionalGemSimd
                 for (int a = 0; a < K; a++) TensorPrimitives.Add(o, rows.Slice(PadIndex.Map(h + a, pad, H, PadIndex.Reflect) * W, W), o);
             }
             TensorPrimitives.Multiply(box, 1f / (K * K), box);
-            TensorPrimitives.Pow(box, 1f / P, box);
+            VectorMath.Pow(box, 1f / P, box);
             TensorPrimitives.Add(box, dst, dst);
             TensorPrimitives.Multiply(dst, 0.5f, dst);
         }

@@ -49,12 +49,12 @@ public static unsafe class ScaleGemSimd
                 TensorPrimitives.Subtract(row, Gamma, tmp);
                 if (P == 3f) { TensorPrimitives.Multiply(tmp, tmp, sq); TensorPrimitives.Multiply(sq, tmp, tmp); }
                 else if (P == 2f) TensorPrimitives.Multiply(tmp, tmp, tmp);
-                else if (P != 1f) TensorPrimitives.Pow(tmp, P, tmp);
+                else if (P != 1f) VectorMath.Pow(tmp, P, tmp);
                 TensorPrimitives.Add(dst, tmp, dst);
             }
             if (inf) return;
             TensorPrimitives.Multiply(dst, 1f / S, dst);
-            TensorPrimitives.Pow(dst, 1f / P, dst);
+            VectorMath.Pow(dst, 1f / P, dst);
             TensorPrimitives.Add(dst, Gamma, dst);
         }
     }

@@ -113,7 +113,7 @@ public static unsafe class SpatialPoolSimd
             if (count == 0) { dst.Clear(); return; }
             if (Mode == SpatialPoolMode.Max) { acc.CopyTo(dst); return; }
             TensorPrimitives.Multiply(acc, 1f / count, dst);
-            if (Mode == SpatialPoolMode.Gem && P != 1f) TensorPrimitives.Pow(dst, 1f / P, dst);
+            if (Mode == SpatialPoolMode.Gem && P != 1f) VectorMath.Pow(dst, 1f / P, dst);
         }
 
         // Σ max(x,eps)^p for p = 2 or 3 in one pass of registers: no scratch row. Small planes (7×7 CNN maps) are
@@ -157,7 +157,7 @@ public static unsafe class SpatialPoolSimd
             if (P == 1f) return;
             if (P == 2f) TensorPrimitives.Multiply(t, t, t);
             else if (P == 3f) { TensorPrimitives.Multiply(t, t, scratch); TensorPrimitives.Multiply(scratch, t, t); }
-            else TensorPrimitives.Pow(t, P, t);
+            else VectorMath.Pow(t, P, t);
         }
 
         private float Finish(float s, float mx, int n) => Mode switch
