@@ -1,9 +1,10 @@
 using System.Numerics.Tensors;
+using System.Runtime.Intrinsics;
 
 namespace PoolKernels.Kernels.Spatial;
 
 /// <summary>
-/// <c>scale_gem</c>, managed: γ (finite p) by one TensorPrimitives.Min over x; then one work item per batch row
+/// <c>scale_gem</c>, managed: γ (finite p) by a parallel TensorPrimitives.Min over x; then one work item per batch row
 /// accumulates its S rows vector-wise (power of the shifted row, or the row scaled by its inverse norm for p = inf).
 /// </summary>
 public static unsafe class ScaleGemSimd
@@ -17,11 +18,39 @@ public static unsafe class ScaleGemSimd
         {
             var job = Job.Cached ??= new();
             job.X = px; job.Out = po; job.S = scales; job.B = batch; job.D = dim; job.P = p;
-            job.Gamma = float.IsPositiveInfinity(p) ? 0 : TensorPrimitives.Min(x);
+            job.Gamma = float.IsPositiveInfinity(p) ? 0 : ParallelMin(px, (long)scales * batch * dim, pool);
             if (job.Scratch is null || job.Scratch.Length < pool.Workers) job.Scratch = new float[pool.Workers][];
             for (int w = 0; w < pool.Workers; w++)
                 if (job.Scratch[w] is null || job.Scratch[w].Length < 2 * dim) job.Scratch[w] = new float[2 * dim];
             pool.Run(job, batch);
+        }
+    }
+
+    private const int MinChunk = 1 << 18;
+
+    /// <summary>min over n floats (NaN if any is NaN), chunks of 256K floats spread over the pool: a single-threaded
+    /// TensorPrimitives.Min over [3,4096,2048] was a whole extra pass at one core's bandwidth.</summary>
+    private static float ParallelMin(float* x, long n, WorkerPool pool)
+    {
+        var job = MinJob.Cached ??= new();
+        int chunks = (int)((n + MinChunk - 1) / MinChunk);
+        if (job.Partial.Length < chunks) job.Partial = new float[chunks];
+        job.X = x; job.N = n;
+        pool.Run(job, chunks);
+        float m = job.Partial[0];
+        for (int i = 1; i < chunks; i++) m = Numerics.MinNaN(m, job.Partial[i]);
+        return m;
+    }
+
+    private sealed class MinJob : IParallelJob
+    {
+        [ThreadStatic] internal static MinJob? Cached;
+        internal float* X; internal long N; internal float[] Partial = [];
+
+        public void Execute(int item, int worker)
+        {
+            long at = (long)item * MinChunk;
+            Partial[item] = TensorPrimitives.Min(new ReadOnlySpan<float>(X + at, (int)Math.Min(MinChunk, N - at)));
         }
     }
 
@@ -36,21 +65,39 @@ public static unsafe class ScaleGemSimd
             var dst = new Span<float>(Out + (long)b * D, D);
             var tmp = Scratch![worker].AsSpan(0, D); var sq = Scratch[worker].AsSpan(D, D);
             bool inf = float.IsPositiveInfinity(P);
-            if (inf) dst.Fill(float.NegativeInfinity); else dst.Clear();
-            for (int s = 0; s < S; s++)
+            int d0 = 0;
+            if (!inf && (P == 3f || P == 2f) && Vector512.IsHardwareAccelerated)
             {
-                var row = new ReadOnlySpan<float>(X + ((long)s * B + b) * D, D);
+                // Σ_s (x_s - γ)^p for 16 columns at a time in one register, all S rows read once (one pass instead of four per row)
+                var g = Vector512.Create(Gamma);
+                bool cube = P == 3f;
+                for (; d0 + 16 <= D; d0 += 16)
+                {
+                    var acc = Vector512<float>.Zero;
+                    for (int s = 0; s < S; s++)
+                    {
+                        var t = Vector512.Load(X + ((long)s * B + b) * D + d0) - g;
+                        acc += cube ? t * t * t : t * t;
+                    }
+                    acc.Store(Out + (long)b * D + d0);
+                }
+            }
+            if (inf) dst.Fill(float.NegativeInfinity); else dst[d0..].Clear();
+            for (int s = 0; s < S && d0 < D; s++)
+            {
+                var row = new ReadOnlySpan<float>(X + ((long)s * B + b) * D + d0, D - d0);
                 if (inf)
                 {
                     TensorPrimitives.Multiply(row, 1f / MathF.Max(TensorPrimitives.Norm(row), 1e-12f), tmp);
                     TensorPrimitives.Max(dst, tmp, dst);
                     continue;
                 }
-                TensorPrimitives.Subtract(row, Gamma, tmp);
-                if (P == 3f) { TensorPrimitives.Multiply(tmp, tmp, sq); TensorPrimitives.Multiply(sq, tmp, tmp); }
-                else if (P == 2f) TensorPrimitives.Multiply(tmp, tmp, tmp);
-                else if (P != 1f) VectorMath.Pow(tmp, P, tmp);
-                TensorPrimitives.Add(dst, tmp, dst);
+                var t = tmp[..row.Length];
+                TensorPrimitives.Subtract(row, Gamma, t);
+                if (P == 3f) { TensorPrimitives.Multiply(t, t, sq[..row.Length]); TensorPrimitives.Multiply(sq[..row.Length], t, t); }
+                else if (P == 2f) TensorPrimitives.Multiply(t, t, t);
+                else if (P != 1f) VectorMath.Pow(t, P, t);
+                TensorPrimitives.Add(dst[d0..], t, dst[d0..]);
             }
             if (inf) return;
             TensorPrimitives.Multiply(dst, 1f / S, dst);
