@@ -74,3 +74,35 @@ public class BenchTests
         prepared.Run();
     }
 }
+
+/// <summary>The standard "a steady-state simd call allocates nothing": every op's device-resident run (its smallest
+/// simd-sized bench case through <see cref="OpSpec.Prepare"/>, the path an engine calls in a loop) allocates 0 bytes
+/// after warm-up, in the whole process (worker threads included). The least of three calls is taken: the test host
+/// itself allocates on other threads now and then.</summary>
+public class AllocationTests
+{
+    // Ops whose outputs have a data-dependent size, so each call returns new tensors by design.
+    private static readonly HashSet<string> NewOutputs = ["segment_topk", "dual_hypergraph"];
+
+    public static IEnumerable<TestCaseData> Ops() =>
+        OpRegistry.All.Keys.Where(op => !NewOutputs.Contains(op)).Order().Select(op => new TestCaseData(op).SetName($"simd {op} allocates nothing per call"));
+
+    [TestCaseSource(nameof(Ops))]
+    public void SteadyStateSimdCallAllocatesNothing(string op)
+    {
+        var spec = OpRegistry.All[op];
+        var simd = TestDevices.Get("simd");
+        // the ilgpu-cpu-sized cases: small, but through the same simd code paths
+        var c = spec.BenchCases!(TestDevices.Get("ilgpu-cpu"))[^1];
+        using var run = spec.Prepare!(simd, c.Call);
+        for (int i = 0; i < 3; i++) run.Run();
+        long least = long.MaxValue;
+        for (int i = 0; i < 3; i++)
+        {
+            long before = GC.GetTotalAllocatedBytes(true);
+            run.Run();
+            least = Math.Min(least, GC.GetTotalAllocatedBytes(true) - before);
+        }
+        Assert.That(least, Is.Zero, $"{op} {c.Shape}: bytes allocated per steady-state call");
+    }
+}

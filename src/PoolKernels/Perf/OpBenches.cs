@@ -35,7 +35,10 @@ internal static class OpBenches
         var outs = spec.Run(d, c);
         var ins = c.Inputs.ToDictionary(kv => kv.Key, kv => d.Upload(kv.Value));
         var os = outs.ToDictionary(kv => kv.Key, kv => d.Allocate(kv.Value.DType, (int[])kv.Value.Shape.Clone()));
-        return new PreparedCall(() => launch(n => ins[n], n => ins.GetValueOrDefault(n), n => os[n]), [.. ins.Values, .. os.Values]);
+        // the accessors are made once: a timed run allocates nothing of its own
+        Func<string, DeviceTensor> input = n => ins[n], output = n => os[n];
+        Func<string, DeviceTensor?> optional = n => ins.GetValueOrDefault(n);
+        return new PreparedCall(() => launch(input, optional, output), [.. ins.Values, .. os.Values]);
     }
 
     private static OpSpec Spec(string name) => OpRegistry.Find(name)!;
@@ -61,8 +64,11 @@ internal static class OpBenches
         }).ToList();
     }
 
-    public static PreparedCall PrepareSdpa(Device d, OpCall c) => Stage(d, c, Spec("sdpa"), (i, o, w) =>
-        d.Sdpa(i("q"), i("k"), i("v"), w("out"), w("lse"), o("attn_mask"), o("key_padding_mask"), AttentionFamily.Options(c)));
+    public static PreparedCall PrepareSdpa(Device d, OpCall c)
+    {
+        var options = AttentionFamily.Options(c);
+        return Stage(d, c, Spec("sdpa"), (i, o, w) => d.Sdpa(i("q"), i("k"), i("v"), w("out"), w("lse"), o("attn_mask"), o("key_padding_mask"), options));
+    }
 
     /// <summary>sdpa_varlen: 8 sequences of lengths in [T/2, T], H=12, E=64, causal bottom_right (packed prefill).</summary>
     public static IReadOnlyList<BenchCase> SdpaVarlen(Device d)
@@ -90,8 +96,11 @@ internal static class OpBenches
         }).ToList();
     }
 
-    public static PreparedCall PrepareSdpaVarlen(Device d, OpCall c) => Stage(d, c, Spec("sdpa_varlen"), (i, _, w) =>
-        d.SdpaVarlen(i("q"), i("k"), i("v"), i("cu_seqlens_q"), i("cu_seqlens_k"), w("out"), w("lse"), AttentionFamily.Options(c)));
+    public static PreparedCall PrepareSdpaVarlen(Device d, OpCall c)
+    {
+        var options = AttentionFamily.Options(c);
+        return Stage(d, c, Spec("sdpa_varlen"), (i, _, w) => d.SdpaVarlen(i("q"), i("k"), i("v"), i("cu_seqlens_q"), i("cu_seqlens_k"), w("out"), w("lse"), options));
+    }
 
     // ---------------- spatial ----------------
 
@@ -105,12 +114,15 @@ internal static class OpBenches
             4 * N(B, C, s, s) + 4 * N(B, C), 2 * N(B, C, s, s), Bk((long)B * C, s * s))).ToList();
     }
 
-    public static PreparedCall PrepareSpatialPool(Device d, OpCall c) => Stage(d, c, Spec("spatial_pool"), (i, o, w) =>
-        d.SpatialPool(i("x"), w("out"), new SpatialPoolOptions
+    public static PreparedCall PrepareSpatialPool(Device d, OpCall c)
+    {
+        var options = new SpatialPoolOptions
         {
             Mode = SpatialPoolOptions.ParseMode(c.Text("mode", "avg")), P = c.Float("p", 3f), Eps = c.Float("eps", 1e-6f),
             Normalize = c.Bool("normalize", false), Nhwc = SpatialPoolOptions.ParseLayout(c.Text("layout", "nchw")),
-        }, o("valid")));
+        };
+        return Stage(d, c, Spec("spatial_pool"), (i, o, w) => d.SpatialPool(i("x"), w("out"), options, o("valid")));
+    }
 
     /// <summary>pool2d max 3×3 s2 p1 [8,64,s,s] (ResNet stem at 112, and 56, 28).</summary>
     public static IReadOnlyList<BenchCase> Pool2d(Device d)
@@ -131,7 +143,11 @@ internal static class OpBenches
         ? [new("item", [Kernels.Spatial.Pool2dSimd.DefaultItemFloats, 1, 4096, 65536, 262144])]
         : [];
 
-    public static PreparedCall PreparePool2d(Device d, OpCall c) => Stage(d, c, Spec("pool2d"), (i, _, w) => d.Pool2d(i("x"), w("out"), SpatialFamily.Pool2dOptionsOf(c)));
+    public static PreparedCall PreparePool2d(Device d, OpCall c)
+    {
+        var options = SpatialFamily.Pool2dOptionsOf(c);
+        return Stage(d, c, Spec("pool2d"), (i, _, w) => d.Pool2d(i("x"), w("out"), options));
+    }
 
     /// <summary>adaptive_pool2d avg [8,512,s,s] → 7×7.</summary>
     public static IReadOnlyList<BenchCase> AdaptivePool2d(Device d)
@@ -143,8 +159,12 @@ internal static class OpBenches
             4 * N(B, C, s, s) + 4 * N(B, C, 7, 7), N(B, C, s, s), Bk((long)B * C, s * s))).ToList();
     }
 
-    public static PreparedCall PrepareAdaptivePool2d(Device d, OpCall c) => Stage(d, c, Spec("adaptive_pool2d"), (i, _, w) =>
-        d.AdaptivePool2d(i("x"), w("out"), c.Text("mode", "avg") == "max" ? Pool2dMode.Max : Pool2dMode.Avg, Pair(c.Text("output_size"), "output_size")));
+    public static PreparedCall PrepareAdaptivePool2d(Device d, OpCall c)
+    {
+        var mode = c.Text("mode", "avg") == "max" ? Pool2dMode.Max : Pool2dMode.Avg;
+        var size = Pair(c.Text("output_size"), "output_size");
+        return Stage(d, c, Spec("adaptive_pool2d"), (i, _, w) => d.AdaptivePool2d(i("x"), w("out"), mode, size));
+    }
 
     /// <summary>spp max levels 1,2,4 [8,256,s,s].</summary>
     public static IReadOnlyList<BenchCase> Spp(Device d)
@@ -156,8 +176,12 @@ internal static class OpBenches
             4 * N(B, C, s, s) + 4 * N(B, C, 21), 0, Bk((long)B * C, s * s))).ToList();
     }
 
-    public static PreparedCall PrepareSpp(Device d, OpCall c) => Stage(d, c, Spec("spp"), (i, _, w) =>
-        d.Spp(i("x"), w("out"), List(c.Text("levels", "1,2,4"), "levels"), c.Text("mode", "max") == "avg" ? Pool2dMode.Avg : Pool2dMode.Max));
+    public static PreparedCall PrepareSpp(Device d, OpCall c)
+    {
+        var levels = List(c.Text("levels", "1,2,4"), "levels");
+        var mode = c.Text("mode", "max") == "avg" ? Pool2dMode.Avg : Pool2dMode.Max;
+        return Stage(d, c, Spec("spp"), (i, _, w) => d.Spp(i("x"), w("out"), levels, mode));
+    }
 
     // ---------------- region ----------------
 
@@ -391,12 +415,22 @@ internal static class OpBenches
         SignedSqrt = c.Bool("signed_sqrt", true), Normalize = c.Bool("normalize", true),
     };
 
-    public static PreparedCall PrepareMfb(Device d, OpCall c) => Stage(d, c, Spec("mfb_pool"), (i, _, w) =>
-        d.MfbPool(i("x"), i("y"), new MfbWeights<DeviceTensor>(i("wx"), i("bx"), i("wy"), i("by")), w("out"), MfbOptionsOf(c)));
+    public static PreparedCall PrepareMfb(Device d, OpCall c)
+    {
+        var options = MfbOptionsOf(c);
+        MfbWeights<DeviceTensor>? weights = null;
+        return Stage(d, c, Spec("mfb_pool"), (i, _, w) =>
+            d.MfbPool(i("x"), i("y"), weights ??= new MfbWeights<DeviceTensor>(i("wx"), i("bx"), i("wy"), i("by")), w("out"), options));
+    }
 
-    public static PreparedCall PrepareMfh(Device d, OpCall c) => Stage(d, c, Spec("mfh_pool"), (i, _, w) =>
-        d.MfhPool(i("x"), i("y"), new MfbWeights<DeviceTensor>(i("wx1"), i("bx1"), i("wy1"), i("by1")),
-            new MfbWeights<DeviceTensor>(i("wx2"), i("bx2"), i("wy2"), i("by2")), w("out"), MfbOptionsOf(c)));
+    public static PreparedCall PrepareMfh(Device d, OpCall c)
+    {
+        var options = MfbOptionsOf(c);
+        MfbWeights<DeviceTensor>? w1 = null, w2 = null;
+        return Stage(d, c, Spec("mfh_pool"), (i, _, w) =>
+            d.MfhPool(i("x"), i("y"), w1 ??= new MfbWeights<DeviceTensor>(i("wx1"), i("bx1"), i("wy1"), i("by1")),
+                w2 ??= new MfbWeights<DeviceTensor>(i("wx2"), i("bx2"), i("wy2"), i("by2")), w("out"), options));
+    }
 
     /// <summary>compact_bilinear_pool (MCB) B=32, Dx=Dy=2048, d = 4000..16000: flops ≈ 3 FFTs of length d per row
     /// (5·d·log2 d each) + the d products.</summary>

@@ -96,7 +96,7 @@ public static class Attention
     {
         ArgumentNullException.ThrowIfNull(device);
         ArgumentNullException.ThrowIfNull(q); ArgumentNullException.ThrowIfNull(k); ArgumentNullException.ThrowIfNull(v);
-        options ??= new SdpaOptions();
+        options ??= SdpaOptions.Default;
         var plan = PlanSdpa(q.Shape, q.DType, k.Shape, k.DType, v.Shape, v.DType, attnMask?.Shape, attnMask?.DType, keyPaddingMask?.Shape, keyPaddingMask?.DType, options);
         using var scope = new HostScope(device);
         var o = scope.Output(DType.F32, plan.OutShape);
@@ -115,8 +115,8 @@ public static class Attention
         ArgumentNullException.ThrowIfNull(device);
         ArgumentNullException.ThrowIfNull(q); ArgumentNullException.ThrowIfNull(k); ArgumentNullException.ThrowIfNull(v);
         ArgumentNullException.ThrowIfNull(output); ArgumentNullException.ThrowIfNull(lse);
-        options ??= new SdpaOptions();
-        foreach (var (name, t) in new[] { ("q", q), ("k", k), ("v", v), ("out", output), ("lse", lse), ("attn_mask", attnMask), ("key_padding_mask", keyPaddingMask) })
+        options ??= SdpaOptions.Default;
+        foreach (var (name, t) in (ReadOnlySpan<(string, DeviceTensor?)>)[ ("q", q), ("k", k), ("v", v), ("out", output), ("lse", lse), ("attn_mask", attnMask), ("key_padding_mask", keyPaddingMask) ])
             Check.SameDevice(device, name, t);
         var plan = PlanSdpa(q.Shape, q.DType, k.Shape, k.DType, v.Shape, v.DType, attnMask?.Shape, attnMask?.DType, keyPaddingMask?.Shape, keyPaddingMask?.DType, options);
         CheckOutputs(output, lse, plan);
@@ -188,7 +188,7 @@ public static class Attention
         ArgumentNullException.ThrowIfNull(device);
         ArgumentNullException.ThrowIfNull(q); ArgumentNullException.ThrowIfNull(k); ArgumentNullException.ThrowIfNull(v);
         ArgumentNullException.ThrowIfNull(cuSeqlensQ); ArgumentNullException.ThrowIfNull(cuSeqlensK);
-        options ??= new SdpaOptions();
+        options ??= SdpaOptions.Default;
         var plan = PlanVarlen(q.Shape, q.DType, k.Shape, k.DType, v.Shape, v.DType, cuSeqlensQ, cuSeqlensK, options);
         using var scope = new HostScope(device);
         var o = scope.Output(DType.F32, plan.OutShape);
@@ -205,10 +205,11 @@ public static class Attention
         ArgumentNullException.ThrowIfNull(q); ArgumentNullException.ThrowIfNull(k); ArgumentNullException.ThrowIfNull(v);
         ArgumentNullException.ThrowIfNull(cuSeqlensQ); ArgumentNullException.ThrowIfNull(cuSeqlensK);
         ArgumentNullException.ThrowIfNull(output); ArgumentNullException.ThrowIfNull(lse);
-        options ??= new SdpaOptions();
-        foreach (var (name, t) in new[] { ("q", q), ("k", k), ("v", v), ("cu_seqlens_q", cuSeqlensQ), ("cu_seqlens_k", cuSeqlensK), ("out", output), ("lse", lse) })
+        options ??= SdpaOptions.Default;
+        foreach (var (name, t) in (ReadOnlySpan<(string, DeviceTensor?)>)[ ("q", q), ("k", k), ("v", v), ("cu_seqlens_q", cuSeqlensQ), ("cu_seqlens_k", cuSeqlensK), ("out", output), ("lse", lse) ])
             Check.SameDevice(device, name, t);
-        var plan = PlanVarlen(q.Shape, q.DType, k.Shape, k.DType, v.Shape, v.DType, cuSeqlensQ.ToTensor(), cuSeqlensK.ToTensor(), options);
+        var plan = PlanVarlen(q.Shape, q.DType, k.Shape, k.DType, v.Shape, v.DType, RaggedPooling.HostBytes(cuSeqlensQ, out _), cuSeqlensQ.DType, cuSeqlensQ.Shape,
+            RaggedPooling.HostBytes(cuSeqlensK, out _), cuSeqlensK.DType, cuSeqlensK.Shape, options);
         CheckOutputs(output, lse, plan);
         RunVarlen(device, plan, q, k, v, cuSeqlensQ, cuSeqlensK, output, lse);
     }
@@ -219,25 +220,34 @@ public static class Attention
 
     // ---------------------------------------------------------------- validation
 
-    internal readonly record struct Plan(SdpaParams P, int[] OutShape, int[] LseShape, int MaxTq);
+    /// <summary>A validated call. The output shapes are arrays made on demand (the host overloads allocate outputs anyway);
+    /// <see cref="CheckOutputs"/> compares without allocating.</summary>
+    internal readonly record struct Plan(SdpaParams P, bool Bhtd, int MaxTq, int Rows = 0)
+    {
+        public int[] OutShape => P.Varlen != 0 ? [Rows, P.Hq, P.Ev] : Bhtd ? [P.Batch, P.Hq, P.Tq, P.Ev] : [P.Batch, P.Tq, P.Hq, P.Ev];
+        public int[] LseShape => P.Varlen != 0 ? [Rows, P.Hq] : [P.Batch, P.Hq, P.Tq];
+    }
 
     private static void CheckOutputs(DeviceTensor output, DeviceTensor lse, Plan plan)
     {
         Check.DTypeIs(output.DType, "out", "F32", output.DType == DType.F32);
         Check.DTypeIs(lse.DType, "lse", "F32", lse.DType == DType.F32);
-        if (!output.Shape.AsSpan().SequenceEqual(plan.OutShape))
+        var p = plan.P;
+        ReadOnlySpan<int> outShape = p.Varlen != 0 ? [plan.Rows, p.Hq, p.Ev] : plan.Bhtd ? [p.Batch, p.Hq, p.Tq, p.Ev] : [p.Batch, p.Tq, p.Hq, p.Ev];
+        ReadOnlySpan<int> lseShape = p.Varlen != 0 ? [plan.Rows, p.Hq] : [p.Batch, p.Hq, p.Tq];
+        if (!output.Shape.AsSpan().SequenceEqual(outShape))
             throw new ArgumentException($"out must be {Shape.Format(plan.OutShape)}, got {Shape.Format(output.Shape)}.", "out");
-        if (!lse.Shape.AsSpan().SequenceEqual(plan.LseShape))
+        if (!lse.Shape.AsSpan().SequenceEqual(lseShape))
             throw new ArgumentException($"lse must be {Shape.Format(plan.LseShape)}, got {Shape.Format(lse.Shape)}.", "lse");
     }
 
     private static void CheckFloat(DType t, string name) => Check.DTypeIs(t, name, "F32|F16|BF16", t.IsFloatInput());
 
-    private static SdpaParams MakeParams(int b, int hq, int hkv, int tq, int tk, int e, int ev, SdpaOptions options)
+    private static SdpaParams MakeParams(int b, int hq, int hkv, int tq, int tk, int e, int ev, SdpaOptions options, bool bthd = false)
     {
         if (hkv == 0 ? hq != 0 : hq % hkv != 0)
             throw new ArgumentException($"GQA needs Hq to be a multiple of Hkv; got Hq = {hq}, Hkv = {hkv}.", "k");
-        bool bhtd = options.Layout == SdpaLayout.Bhtd;
+        bool bhtd = !bthd && options.Layout == SdpaLayout.Bhtd;
         var p = new SdpaParams
         {
             Batch = b, Hq = hq, Hkv = hkv, E = e, Ev = ev, Tq = tq, Tk = tk,
@@ -267,10 +277,10 @@ public static class Attention
         int hi = bhtd ? 1 : 2, ti = bhtd ? 2 : 1;
         int b = qs[0], hq = qs[hi], tq = qs[ti], e = qs[3];
         int hkv = ks[hi], tk = ks[ti], ev = vs[3];
-        string shapes = $"q {Shape.Format(qs)}, k {Shape.Format(ks)}, v {Shape.Format(vs)} ({(bhtd ? "bhtd" : "bthd")})";
-        if (ks[0] != b) throw new ArgumentException($"k's batch differs from q's: {shapes}.", "k");
-        if (ks[3] != e) throw new ArgumentException($"k's head dim differs from q's: {shapes}.", "k");
-        if (vs[0] != b || vs[hi] != hkv || vs[ti] != tk) throw new ArgumentException($"v must match k in batch, heads and length: {shapes}.", "v");
+        string Shapes() => $"q {Shape.Format(qs)}, k {Shape.Format(ks)}, v {Shape.Format(vs)} ({(bhtd ? "bhtd" : "bthd")})"; // only for messages
+        if (ks[0] != b) throw new ArgumentException($"k's batch differs from q's: {Shapes()}.", "k");
+        if (ks[3] != e) throw new ArgumentException($"k's head dim differs from q's: {Shapes()}.", "k");
+        if (vs[0] != b || vs[hi] != hkv || vs[ti] != tk) throw new ArgumentException($"v must match k in batch, heads and length: {Shapes()}.", "v");
         options.Validate(e);
         var p = MakeParams(b, hq, hkv, tq, tk, e, ev, options);
         if (ms is not null)
@@ -290,43 +300,57 @@ public static class Attention
                 throw new ArgumentException($"key_padding_mask must be [B, Tk] = [{b}, {tk}], got {Shape.Format(ps)}.", "key_padding_mask");
             p.HasKeyPadding = 1;
         }
-        int[] os = bhtd ? [b, hq, tq, ev] : [b, tq, hq, ev];
-        return new Plan(p, os, [b, hq, tq], tq);
+        return new Plan(p, bhtd, tq);
     }
 
-    internal static Plan PlanVarlen(int[] qs, DType qt, int[] ks, DType kt, int[] vs, DType vt, Tensor cuQ, Tensor cuK, SdpaOptions options)
+    internal static Plan PlanVarlen(int[] qs, DType qt, int[] ks, DType kt, int[] vs, DType vt, Tensor cuQ, Tensor cuK, SdpaOptions options) =>
+        PlanVarlen(qs, qt, ks, kt, vs, vt, cuQ.Data.Span, cuQ.DType, cuQ.Shape, cuK.Data.Span, cuK.DType, cuK.Shape, options);
+
+    internal static Plan PlanVarlen(int[] qs, DType qt, int[] ks, DType kt, int[] vs, DType vt, ReadOnlySpan<byte> cuQ, DType cuQt, int[] cuQs,
+        ReadOnlySpan<byte> cuK, DType cuKt, int[] cuKs, SdpaOptions options)
     {
         Check.Rank(qs, 3, "q", "[Nq,Hq,E]"); Check.Rank(ks, 3, "k", "[Nk,Hkv,E]"); Check.Rank(vs, 3, "v", "[Nk,Hkv,Ev]");
         CheckFloat(qt, "q");
         if (kt != qt) throw new ArgumentException($"k has dtype {kt.Name()} but q has {qt.Name()}; q, k and v must share one dtype.", "k");
         if (vt != qt) throw new ArgumentException($"v has dtype {vt.Name()} but q has {qt.Name()}; q, k and v must share one dtype.", "v");
         int nq = qs[0], hq = qs[1], e = qs[2], nk = ks[0], hkv = ks[1], ev = vs[2];
-        string shapes = $"q {Shape.Format(qs)}, k {Shape.Format(ks)}, v {Shape.Format(vs)}";
-        if (ks[2] != e) throw new ArgumentException($"k's head dim differs from q's: {shapes}.", "k");
-        if (vs[0] != nk || vs[1] != hkv) throw new ArgumentException($"v must match k in rows and heads: {shapes}.", "v");
+        string Shapes() => $"q {Shape.Format(qs)}, k {Shape.Format(ks)}, v {Shape.Format(vs)}"; // only for messages
+        if (ks[2] != e) throw new ArgumentException($"k's head dim differs from q's: {Shapes()}.", "k");
+        if (vs[0] != nk || vs[1] != hkv) throw new ArgumentException($"v must match k in rows and heads: {Shapes()}.", "v");
         options.Validate(e);
-        var cq = Offsets(cuQ, "cu_seqlens_q", nq);
-        var ck = Offsets(cuK, "cu_seqlens_k", nk);
-        if (ck.Length != cq.Length)
-            throw new ArgumentException($"cu_seqlens_k has {ck.Length} entries but cu_seqlens_q has {cq.Length}; both are [B+1].", "cu_seqlens_k");
-        int batch = cq.Length - 1, maxTq = 0, maxTk = 0;
-        for (int i = 0; i < batch; i++) { maxTq = (int)Math.Max(maxTq, cq[i + 1] - cq[i]); maxTk = (int)Math.Max(maxTk, ck[i + 1] - ck[i]); }
-        var p = MakeParams(batch, hq, hkv, maxTq, maxTk, e, ev, options with { Layout = SdpaLayout.Bthd });
+        int maxTq = Offsets(cuQ, cuQt, cuQs, "cu_seqlens_q", nq), maxTk = Offsets(cuK, cuKt, cuKs, "cu_seqlens_k", nk);
+        if (cuKs[0] != cuQs[0])
+            throw new ArgumentException($"cu_seqlens_k has {cuKs[0]} entries but cu_seqlens_q has {cuQs[0]}; both are [B+1].", "cu_seqlens_k");
+        var p = MakeParams(cuQs[0] - 1, hq, hkv, maxTq, maxTk, e, ev, options, bthd: true);
         p.Varlen = 1;
         p.LRow = hq; p.LHead = 1; p.LBatch = 0;
-        return new Plan(p, [nq, hq, ev], [nq, hq], maxTq);
+        return new Plan(p, false, maxTq, nq);
     }
 
-    private static long[] Offsets(Tensor t, string name, int rows)
+    /// <summary>Validates cu_seqlens (I64|I32 [B+1], 0 first, non-decreasing, last = rows) read in place; returns the
+    /// longest sequence.</summary>
+    private static int Offsets(ReadOnlySpan<byte> bytes, DType dt, int[] shape, string name, int rows)
     {
-        Check.DTypeIs(t.DType, name, "I64|I32", t.DType.IsIndex());
-        if (t.Shape.Length != 1 || t.Shape[0] < 1) throw new ArgumentException($"{name} must be [B+1] with B >= 0, got {Shape.Format(t.Shape)}.", name);
-        var o = t.ToInt64s();
-        if (o[0] != 0) throw new ArgumentException($"{name}[0] must be 0, got {o[0]}.", name);
-        for (int i = 1; i < o.Length; i++)
-            if (o[i] < o[i - 1]) throw new ArgumentException($"{name} must be non-decreasing: [{i - 1}] = {o[i - 1]} > [{i}] = {o[i]}.", name);
-        if (o[^1] != rows) throw new ArgumentException($"{name}'s last entry must be the row count {rows}, got {o[^1]}.", name);
-        return o;
+        if (dt == DType.I64) return Offsets(MemoryMarshal.Cast<byte, long>(bytes), dt, shape, name, rows);
+        if (dt == DType.I32) return Offsets(MemoryMarshal.Cast<byte, int>(bytes), dt, shape, name, rows);
+        Check.DTypeIs(dt, name, "I64|I32", false);
+        return 0;
+    }
+
+    private static int Offsets<T>(ReadOnlySpan<T> o, DType dt, int[] shape, string name, int rows) where T : unmanaged
+    {
+        static long At(ReadOnlySpan<T> o, int i) => PoolKernels.Kernels.Elements.ToInt64(o[i]);
+        Check.DTypeIs(dt, name, "I64|I32", dt.IsIndex());
+        if (shape.Length != 1 || shape[0] < 1) throw new ArgumentException($"{name} must be [B+1] with B >= 0, got {Shape.Format(shape)}.", name);
+        if (At(o, 0) != 0) throw new ArgumentException($"{name}[0] must be 0, got {At(o, 0)}.", name);
+        long longest = 0;
+        for (int i = 1; i < shape[0]; i++)
+        {
+            if (At(o, i) < At(o, i - 1)) throw new ArgumentException($"{name} must be non-decreasing: [{i - 1}] = {At(o, i - 1)} > [{i}] = {At(o, i)}.", name);
+            longest = Math.Max(longest, At(o, i) - At(o, i - 1));
+        }
+        if (At(o, shape[0] - 1) != rows) throw new ArgumentException($"{name}'s last entry must be the row count {rows}, got {At(o, shape[0] - 1)}.", name);
+        return (int)longest;
     }
 
     // ---------------------------------------------------------------- dispatch

@@ -70,7 +70,7 @@ public static class BilinearPooling
         ArgumentNullException.ThrowIfNull(device);
         ArgumentNullException.ThrowIfNull(x);
         ArgumentNullException.ThrowIfNull(output);
-        foreach (var (name, arg) in new[] { ("x", x), ("y", y), ("mask", mask), ("output", output) }) Check.SameDevice(device, name, arg);
+        foreach (var (name, arg) in (ReadOnlySpan<(string, DeviceTensor?)>)[ ("x", x), ("y", y), ("mask", mask), ("output", output) ]) Check.SameDevice(device, name, arg);
         Check.Rank(x.Shape, 3, "x", "[B,N,Dx]");
         Check.DTypeIs(x.DType, "x", "F32", x.DType == DType.F32);
         int b = x.Shape[0], n = x.Shape[1], dx = x.Shape[2], dy = dx;
@@ -218,13 +218,19 @@ public static class BilinearPooling
         }
     }
 
+    private static readonly string[] WeightNames = ["wx", "bx", "wy", "by"], WeightNames1 = ["wx1", "bx1", "wy1", "by1"], WeightNames2 = ["wx2", "bx2", "wy2", "by2"];
+
     private static int CheckBlock(Device device, MfbWeights<DeviceTensor> w, string sfx, int dx, int dy, int k, int rows)
     {
-        foreach (var (name, t) in new[] { ("wx", w.Wx), ("bx", w.Bx), ("wy", w.Wy), ("by", w.By) })
+        // the names are interned per block ("wx", "wx1", "wx2", ...): building them per call allocated
+        var names = sfx switch { "1" => WeightNames1, "2" => WeightNames2, _ => WeightNames };
+        ReadOnlySpan<DeviceTensor?> ts = [w.Wx, w.Bx, w.Wy, w.By];
+        for (int i = 0; i < 4; i++)
         {
-            ArgumentNullException.ThrowIfNull(t, name + sfx);
-            Check.SameDevice(device, name + sfx, t);
-            Check.DTypeIs(t.DType, name + sfx, "F32", t.DType == DType.F32);
+            var t = ts[i];
+            ArgumentNullException.ThrowIfNull(t, names[i]);
+            Check.SameDevice(device, names[i], t);
+            Check.DTypeIs(t.DType, names[i], "F32", t.DType == DType.F32);
         }
         if (w.Wx.Shape.Length != 2 || w.Wx.Shape[1] != dx) throw new ArgumentException($"wx{sfx} must be [o·k, Dx] with Dx = {dx}, got {Shape.Format(w.Wx.Shape)}.", "wx" + sfx);
         int r = w.Wx.Shape[0];
@@ -257,11 +263,8 @@ public static class BilinearPooling
         DeviceTensor output, bool signedSqrt = false, bool normalize = false)
     {
         ArgumentNullException.ThrowIfNull(device);
-        foreach (var (name, arg) in new[] { ("x", x), ("y", y), ("hx", hx), ("sx", sx), ("hy", hy), ("sy", sy), ("output", output) })
-        {
-            ArgumentNullException.ThrowIfNull(arg, name);
-            Check.SameDevice(device, name, arg);
-        }
+        Arg(device, x, "x"); Arg(device, y, "y"); Arg(device, hx, "hx"); Arg(device, sx, "sx"); Arg(device, hy, "hy"); Arg(device, sy, "sy");
+        Arg(device, output, "output");
         Check.Rank(x.Shape, 2, "x", "[B,Dx]");
         Check.DTypeIs(x.DType, "x", "F32", x.DType == DType.F32);
         Check.DTypeIs(y.DType, "y", "F32", y.DType == DType.F32);
@@ -271,12 +274,10 @@ public static class BilinearPooling
         if (output.DType != DType.F32 || output.Shape.Length != 2 || output.Shape[0] != b || output.Shape[1] < 1)
             throw new ArgumentException($"output must be F32 [B, d] with B = {b} and d >= 1, got {output}.", "output");
         int d = output.Shape[1];
-        long[] hxv = Hash(hx, "hx", dx, d), hyv = Hash(hy, "hy", dy, d);
-        foreach (var (name, t, len) in new[] { ("sx", sx, dx), ("sy", sy, dy) })
-        {
-            Check.DTypeIs(t.DType, name, "F32", t.DType == DType.F32);
-            if (t.Shape.Length != 1 || t.Shape[0] != len) throw new ArgumentException($"{name} must be [{len}], got {Shape.Format(t.Shape)}.", name);
-        }
+        var hxv = Hash(hx, "hx", dx, d, ref _hxScratch);
+        var hyv = Hash(hy, "hy", dy, d, ref _hyScratch);
+        Sign(sx, "sx", dx);
+        Sign(sy, "sy", dy);
         if (b == 0) return;
         if (device is CpuDevice cpu)
         {
@@ -297,14 +298,38 @@ public static class BilinearPooling
         }
     }
 
-    private static long[] Hash(DeviceTensor h, string name, int len, int d)
+    /// <summary>The validated hash indices as I64: on a CPU device an I64 tensor is read in place and an I32 one widened
+    /// into per-thread scratch (kept), so a steady-state call allocates nothing.</summary>
+    private static ReadOnlySpan<long> Hash(DeviceTensor h, string name, int len, int d, ref long[]? scratch)
     {
         Check.DTypeIs(h.DType, name, "I64|I32", h.DType.IsIndex());
         if (h.Shape.Length != 1 || h.Shape[0] != len) throw new ArgumentException($"{name} must be [{len}], got {Shape.Format(h.Shape)}.", name);
         var bytes = RaggedPooling.HostBytes(h, out _);
-        long[] v = h.DType == DType.I64 ? MemoryMarshal.Cast<byte, long>(bytes).ToArray() : Array.ConvertAll(MemoryMarshal.Cast<byte, int>(bytes).ToArray(), i => (long)i);
+        ReadOnlySpan<long> v;
+        if (h.DType == DType.I64) v = MemoryMarshal.Cast<byte, long>(bytes);
+        else
+        {
+            var ints = MemoryMarshal.Cast<byte, int>(bytes);
+            if (scratch is null || scratch.Length < ints.Length) scratch = new long[ints.Length];
+            for (int i = 0; i < ints.Length; i++) scratch[i] = ints[i];
+            v = scratch.AsSpan(0, ints.Length);
+        }
         for (int i = 0; i < v.Length; i++)
             if (v[i] < 0 || v[i] >= d) throw new ArgumentException($"{name}[{i}] = {v[i]} is outside [0, d) = [0, {d}).", name);
         return v;
+    }
+
+    [ThreadStatic] private static long[]? _hxScratch, _hyScratch;
+
+    private static void Arg(Device device, DeviceTensor t, string name)
+    {
+        ArgumentNullException.ThrowIfNull(t, name);
+        Check.SameDevice(device, name, t);
+    }
+
+    private static void Sign(DeviceTensor t, string name, int len)
+    {
+        Check.DTypeIs(t.DType, name, "F32", t.DType == DType.F32);
+        if (t.Shape.Length != 1 || t.Shape[0] != len) throw new ArgumentException($"{name} must be [{len}], got {Shape.Format(t.Shape)}.", name);
     }
 }

@@ -207,7 +207,7 @@ public sealed class PoolingHead : IDisposable
     {
         ArgumentNullException.ThrowIfNull(hidden); ArgumentNullException.ThrowIfNull(output);
         string hn = multiLayer ? "layers" : "hidden";
-        foreach (var (name, t) in new[] { (hn, hidden), ("attention_mask", mask), ("prefix_len", prefix), ("output", output) }) Check.SameDevice(Device, name, t);
+        foreach (var (name, t) in (ReadOnlySpan<(string, DeviceTensor?)>)[ (hn, hidden), ("attention_mask", mask), ("prefix_len", prefix), ("output", output) ]) Check.SameDevice(Device, name, t);
         Check.Rank(hidden.Shape, 3, hn, multiLayer ? "[B,L,D]" : "[B,N,D]");
         Check.DTypeIs(hidden.DType, hn, "F32|F16|BF16", hidden.DType.IsFloatInput());
         int b = hidden.Shape[0], n = hidden.Shape[1];

@@ -150,7 +150,7 @@ public static class SequencePooling
         ArgumentNullException.ThrowIfNull(attentionMask);
         ArgumentNullException.ThrowIfNull(output);
         ArgumentNullException.ThrowIfNull(options);
-        foreach (var (name, arg) in new[] { (nameof(hidden), hidden), (nameof(attentionMask), attentionMask), (nameof(output), output), (nameof(prefixLen), prefixLen) })
+        foreach (var (name, arg) in (ReadOnlySpan<(string, DeviceTensor?)>)[ (nameof(hidden), hidden), (nameof(attentionMask), attentionMask), (nameof(output), output), (nameof(prefixLen), prefixLen) ])
             Check.SameDevice(device, name, arg);
         Check.Rank(hidden.Shape, 3, nameof(hidden), "[B,T,D]");
         Check.DTypeIs(hidden.DType, nameof(hidden), "F32|F16|BF16", hidden.DType.IsFloatInput());
@@ -201,7 +201,7 @@ public static class SequencePooling
         ArgumentNullException.ThrowIfNull(hiddenStates);
         ArgumentNullException.ThrowIfNull(attentionMask);
         ArgumentNullException.ThrowIfNull(output);
-        foreach (var (name, arg) in new[] { (nameof(hiddenStates), hiddenStates), (nameof(attentionMask), attentionMask), (nameof(output), output) })
+        foreach (var (name, arg) in (ReadOnlySpan<(string, DeviceTensor?)>)[ (nameof(hiddenStates), hiddenStates), (nameof(attentionMask), attentionMask), (nameof(output), output) ])
             Check.SameDevice(device, name, arg);
         Check.Rank(hiddenStates.Shape, 4, nameof(hiddenStates), "[L,B,T,D]");
         Check.DTypeIs(hiddenStates.DType, nameof(hiddenStates), "F32|F16|BF16", hiddenStates.DType.IsFloatInput());
@@ -211,14 +211,14 @@ public static class SequencePooling
             throw new ArgumentException($"layer_pool mode must be last_token or mean, got {SequencePoolOptions.Name(mode)}.", nameof(mode));
         int l = hiddenStates.Shape[0], b = hiddenStates.Shape[1], t = hiddenStates.Shape[2], d = hiddenStates.Shape[3];
         CheckMaskShape(attentionMask.Shape, b, t, hiddenStates.Shape);
-        int[] chosen = ResolveLayers(layers, l);
-        if (output.Shape.Length != 3 || output.Shape[0] != b || output.Shape[1] != chosen.Length || output.Shape[2] != d)
-            throw new ArgumentException($"output must be [B, L', D] = [{b}, {chosen.Length}, {d}], got {Shape.Format(output.Shape)}.", nameof(output));
+        int chosen = CheckLayers(layers, l);
+        if (output.Shape.Length != 3 || output.Shape[0] != b || output.Shape[1] != chosen || output.Shape[2] != d)
+            throw new ArgumentException($"output must be [B, L', D] = [{b}, {chosen}, {d}], got {Shape.Format(output.Shape)}.", nameof(output));
         if (b == 0 || d == 0) return;
-        var options = new SequencePoolOptions(mode);
+        var options = mode == SequencePoolMode.Mean ? LayerMean : LayerLast;
         long layerElems = (long)b * t * d;
-        for (int i = 0; i < chosen.Length; i++)
-            Run(device, hiddenStates, attentionMask, null, output, b, t, d, d, options, chosen[i] * layerElems, chosen.Length * d, (long)i * d);
+        for (int i = 0; i < chosen; i++)
+            Run(device, hiddenStates, attentionMask, null, output, b, t, d, d, options, Layer(layers, i, l) * layerElems, chosen * d, (long)i * d);
     }
 
     /// <summary>Parses a layer selection: "" or "all" for every layer, a comma list "0,3,-1", or a range "a..b"
@@ -241,19 +241,23 @@ public static class SequencePooling
             ? v : throw new ArgumentException($"layers entry '{s}' is not an integer.", "layers");
     }
 
-    private static int[] ResolveLayers(IReadOnlyList<int>? layers, int l)
+    /// <summary>Validates the layer selection; returns how many layers it picks (all L when null).</summary>
+    private static int CheckLayers(IReadOnlyList<int>? layers, int l)
     {
-        if (layers is null) return Enumerable.Range(0, l).ToArray();
+        if (layers is null) return l;
         if (layers.Count == 0) throw new ArgumentException("layers must name at least one layer.", nameof(layers));
-        var r = new int[layers.Count];
-        for (int i = 0; i < r.Length; i++)
+        for (int i = 0; i < layers.Count; i++)
         {
             int x = layers[i];
             if (x < -l || x >= l) throw new ArgumentException($"layers[{i}] = {x} is outside [-{l}, {l}) for hidden_states with L = {l}.", nameof(layers));
-            r[i] = x < 0 ? x + l : x;
         }
-        return r;
+        return layers.Count;
     }
+
+    /// <summary>The i-th chosen layer (negative indices count from the end).</summary>
+    private static int Layer(IReadOnlyList<int>? layers, int i, int l) => layers is null ? i : layers[i] < 0 ? layers[i] + l : layers[i];
+
+    private static readonly SequencePoolOptions LayerMean = new(SequencePoolMode.Mean), LayerLast = new(SequencePoolMode.LastToken);
 
     private static void CheckMaskShape(int[] mask, int b, int t, int[] hidden)
     {

@@ -320,7 +320,7 @@ public static partial class SpatialPooling
         int b = x.Shape[0], c = x.Shape[1];
         int width = SppWidth(c, levels);
         Output(output, b, width);
-        var plan = new (int, int, int)[levels.Count];
+        Span<(int, int, int)> plan = levels.Count <= 32 ? stackalloc (int, int, int)[levels.Count] : new (int, int, int)[levels.Count];
         int offset = 0;
         for (int i = 0; i < plan.Length; i++) { plan[i] = (levels[i], levels[i], offset); offset += c * levels[i] * levels[i]; }
         RunAdaptive(device, x, output, plan, mode, width);
@@ -347,23 +347,23 @@ public static partial class SpatialPooling
     private static int Pool2dItem(CpuDevice cpu, in Pool2dParams q) =>
         Tuning.Get(cpu, "pool2d", (long)q.Batch * q.Channels, (long)q.H * q.W, "item", Pool2dSimd.DefaultItemFloats);
 
-    private static void RunAdaptive(Device device, DeviceTensor x, DeviceTensor output, (int OH, int OW, int Offset)[] plan, Pool2dMode mode, int outStride)
+    private static void RunAdaptive(Device device, DeviceTensor x, DeviceTensor output, ReadOnlySpan<(int OH, int OW, int Offset)> plan, Pool2dMode mode, int outStride)
     {
-        var prms = plan.Select(p => new AdaptivePoolParams
+        foreach (var p in plan)
         {
-            Batch = x.Shape[0], Channels = x.Shape[1], H = x.Shape[2], W = x.Shape[3], OutH = p.OH, OutW = p.OW,
-            OutStride = outStride, OutOffset = p.Offset, Mode = (int)mode,
-        }).ToArray();
-        switch (device)
-        {
-            case CpuDevice { Kind: BackendKind.Reference }: foreach (var q in prms) AdaptivePoolReference.Run(F(x), FOut(output), q); break;
-            case CpuDevice cpu: foreach (var q in prms) Pool2dSimd.RunAdaptive(F(x), FOut(output), q, cpu.Pool); break;
-            case IlgpuDevice g:
-                OnGpu(g, (x, output, prms), static (g, s) =>
-                {
-                    foreach (var q in s.prms) Pool2dIlgpu.LaunchAdaptive(g.Accelerator, g.Accelerator.DefaultStream, V(g, s.x), V(g, s.output), q);
-                });
-                break;
+            var q = new AdaptivePoolParams
+            {
+                Batch = x.Shape[0], Channels = x.Shape[1], H = x.Shape[2], W = x.Shape[3], OutH = p.OH, OutW = p.OW,
+                OutStride = outStride, OutOffset = p.Offset, Mode = (int)mode,
+            };
+            switch (device)
+            {
+                case CpuDevice { Kind: BackendKind.Reference }: AdaptivePoolReference.Run(F(x), FOut(output), q); break;
+                case CpuDevice cpu: Pool2dSimd.RunAdaptive(F(x), FOut(output), q, cpu.Pool); break;
+                case IlgpuDevice g:
+                    OnGpu(g, (x, output, q), static (g, s) => Pool2dIlgpu.LaunchAdaptive(g.Accelerator, g.Accelerator.DefaultStream, V(g, s.x), V(g, s.output), s.q));
+                    break;
+            }
         }
     }
 }
