@@ -106,11 +106,15 @@ internal sealed class SpatialFamily : IOpFamily
             ([1, 1, 8, 8], "max", "3", "2", "1", "1", false, true, "zeros"),
             ([2, 2, 7, 9], "max", "3", "2", "1", "1", true, true, "zeros"),
             ([1, 3, 5, 11], "min", "2,3", "1,2", "1,1", "1", true, true, "zeros"),
+            // wide enough for the one-pass stride-2 path (16 outputs per step) and its scalar edges; the first with NaN/inf
+            ([2, 3, 9, 70], "max", "3", "2", "1", "1", false, true, "zeros"),
+            ([1, 2, 6, 50], "min", "3,2", "2", "0", "1", true, true, "zeros"),
+            ([1, 2, 5, 41], "max", "2,3", "3,2", "0,1", "1", true, true, "zeros"),
         ];
         int i = 0;
         foreach (var (shape, mode, k, st, pd, dil, ceil, cip, pm) in list)
         {
-            var x = i == 11 ? r.FloatsWithSpecials(DType.F32, shape) : r.Floats(DType.F32, mode == "lp" ? 0.1f : -2, 2, shape);
+            var x = i == 11 || i == 14 ? r.FloatsWithSpecials(DType.F32, shape) : r.Floats(DType.F32, mode == "lp" ? 0.1f : -2, 2, shape);
             var ps = P("mode", mode, "kernel", k, "stride", st, "padding", pd, "dilation", dil, "ceil_mode", ceil ? "true" : "false",
                 "count_include_pad", cip ? "true" : "false", "padding_mode", pm, "p", i % 2 == 0 ? "2" : "3");
             cases.Add(($"{mode} k{k} s{st} p{pd} d{dil} ceil={ceil} cip={cip} {pm} {Shape.Format(shape)}", new OpCall(new Dictionary<string, Tensor> { ["x"] = x }, ps)));
