@@ -64,10 +64,11 @@ internal unsafe struct V512 : IVec<Vector512<float>>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector512<float> Exp(Vector512<float> x)
     {
-        // clamp (-inf would make the reduction inf - inf); NaN compares false and stays NaN
+        // clamp (-inf would make the reduction inf - inf): vmaxps returns its second operand when either is NaN, so NaN
+        // stays NaN. Each select below uses its own compare: one mask shared by two selects is materialized as a vector
+        // (vpmovm2d + vpternlogd) and made the whole exp twice as slow (13 vs 6.7 ns per vector, measured).
         var lo = Vector512.Create(ExpConst.Lo);
-        var under = Vector512.LessThan(x, lo);
-        var xc = Vector512.ConditionalSelect(under, lo, x);
+        var xc = Avx512F.Max(lo, x);
         var n = Vector512.Round(xc * ExpConst.Log2E);
         var r = Vector512.FusedMultiplyAdd(n, Vector512.Create(ExpConst.C1), xc);
         r = Vector512.FusedMultiplyAdd(n, Vector512.Create(ExpConst.C2), r);
@@ -78,7 +79,7 @@ internal unsafe struct V512 : IVec<Vector512<float>>
         p = Vector512.FusedMultiplyAdd(p, r, Vector512.Create(ExpConst.P5));
         p = Vector512.FusedMultiplyAdd(p, r, Vector512<float>.One);
         p = Vector512.FusedMultiplyAdd(p, r, Vector512<float>.One);
-        return Vector512.ConditionalSelect(under, Vector512<float>.Zero, Avx512F.Scale(p, n)); // p·2^n
+        return Vector512.ConditionalSelect(Vector512.LessThan(x, lo), Vector512<float>.Zero, Avx512F.Scale(p, n)); // p·2^n
     }
 }
 
@@ -116,8 +117,7 @@ internal unsafe struct V256 : IVec<Vector256<float>>
     public static Vector256<float> Exp(Vector256<float> x)
     {
         var lo = Vector256.Create(ExpConst.Lo);
-        var under = Vector256.LessThan(x, lo);
-        var xc = Vector256.ConditionalSelect(under, lo, x);
+        var xc = Avx.Max(lo, x); // NaN stays NaN (second operand)
         var n = Vector256.Round(xc * ExpConst.Log2E);
         var r = Vector256.FusedMultiplyAdd(n, Vector256.Create(ExpConst.C1), xc);
         r = Vector256.FusedMultiplyAdd(n, Vector256.Create(ExpConst.C2), r);
@@ -128,7 +128,7 @@ internal unsafe struct V256 : IVec<Vector256<float>>
         p = Vector256.FusedMultiplyAdd(p, r, Vector256.Create(ExpConst.P5));
         var y = Vector256.FusedMultiplyAdd(p, r * r, r) + Vector256<float>.One;
         var pow = Vector256.ShiftLeft(Vector256.ConvertToInt32(n) + Vector256.Create(127), 23).AsSingle();
-        return Vector256.ConditionalSelect(under, Vector256<float>.Zero, y * pow);
+        return Vector256.ConditionalSelect(Vector256.LessThan(x, lo), Vector256<float>.Zero, y * pow);
     }
 }
 
