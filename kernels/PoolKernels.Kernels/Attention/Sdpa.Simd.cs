@@ -183,9 +183,11 @@ public static unsafe class SdpaSimd
             int w = job.Wide ? 16 : 8;
             job.EvP = (p.Ev + 2 * w - 1) / (2 * w) * (2 * w);
             job.TkPad = (p.Tk + BlockK - 1) / BlockK * BlockK;
-            // Enough items to keep every worker busy: split a head's query blocks into chunks when B·Hkv is small.
+            // At least 16 items per worker where the query blocks allow (a worker that starts late, or a core another
+            // process takes for a while, then leaves a short tail): a head's query blocks are split into interleaved chunks
+            // (chunk c takes blocks c, c + Chunks, ...), so chunks cost about the same even under a causal mask.
             int heads = p.Batch * p.Hkv, qBlocks = (p.Tq + BlockQ - 1) / BlockQ;
-            job.Chunks = Math.Max(1, Math.Min(qBlocks, (2 * pool.Workers + heads - 1) / heads));
+            job.Chunks = Math.Max(1, Math.Min(qBlocks, (16 * pool.Workers + heads - 1) / heads));
             if (job.Scratch is null || job.Scratch.Length < pool.Workers) job.Scratch = new float[pool.Workers][];
             pool.Run(job, heads * job.Chunks);
             job.Q = null; job.K = null; job.V = null; job.Out = null; job.Lse = null;
@@ -222,8 +224,8 @@ public static unsafe class SdpaSimd
                 tq = (int)(Elements.ToInt64(CuQ[b + 1]) - q0); tk = (int)(Elements.ToInt64(CuK[b + 1]) - k0);
                 qb = q0 * p.QRow; kb = k0 * p.KRow; vb = k0 * p.VRow; ob = q0 * p.ORow; lb = q0 * p.LRow;
             }
-            int nb = (tq + BlockQ - 1) / BlockQ, blk0 = (int)((long)chunk * nb / Chunks), blk1 = (int)((long)(chunk + 1) * nb / Chunks);
-            if (blk0 >= blk1) return;
+            int nb = (tq + BlockQ - 1) / BlockQ;
+            if (chunk >= nb) return;
             int e = p.E, ev = p.Ev, evp = EvP, tkp = TkPad, w = TOps.Width;
             bool directK = typeof(T) == typeof(float), directV = typeof(T) == typeof(float) && ev == evp;
 
@@ -282,7 +284,7 @@ public static unsafe class SdpaSimd
             for (int h = hk * group; h < (hk + 1) * group; h++)
             {
                 T* qh = Q + qb + p.QHead * h;
-                for (int blk = blk0; blk < blk1; blk++)
+                for (int blk = chunk; blk < nb; blk += Chunks)
                 {
                     int i0 = blk * BlockQ, nr = Math.Min(BlockQ, tq - i0), nrp = (nr + 3) & ~3;
                     // Qᵀ [E × BlockQ], scaled; lanes nr.. zero
@@ -328,13 +330,21 @@ public static unsafe class SdpaSimd
                         Softmax<TV, TOps>(st, nk, plain && p.HasKeyPadding != 0 ? kpb + t0 : null, m, l, alpha);
                         for (int r = 0; r < nrp; r += 4)
                         {
+                            // keys c0..c1 of the tile: under bounds, only those rows r..r+3 may see (P is 0 elsewhere;
+                            // on a causal diagonal tile this halves the P·V work)
+                            int c0 = 0, c1 = nk;
+                            if (bounded)
+                            {
+                                c0 = Math.Clamp(loI[r] - t0, 0, nk);
+                                c1 = Math.Clamp(hiI[Math.Min(r + 3, nr - 1)] - t0 + 1, c0, nk);
+                            }
                             int d = 0;
-                            float* vt = vRows + vStride * t0;
+                            float* vt = vRows + vStride * (t0 + c0), pt = st + c0 * BlockQ + r;
                             if (w == 16)
                                 for (; d + 4 * w <= evp; d += 4 * w)
-                                    PvBlock4<TV, TOps>(st + r, vt + d, vStride, nk, o + r * evp + d, evp, alpha + r);
+                                    PvBlock4<TV, TOps>(pt, vt + d, vStride, c1 - c0, o + r * evp + d, evp, alpha + r);
                             for (; d < evp; d += 2 * w)
-                                PvBlock2<TV, TOps>(st + r, vt + d, vStride, nk, o + r * evp + d, evp, alpha + r);
+                                PvBlock2<TV, TOps>(pt, vt + d, vStride, c1 - c0, o + r * evp + d, evp, alpha + r);
                         }
                     }
 
