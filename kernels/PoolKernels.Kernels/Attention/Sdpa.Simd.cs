@@ -147,13 +147,23 @@ internal unsafe struct V256 : IVec<Vector256<float>>
 /// max over the tile's keys (two chains), the new running max, alpha = exp(m_old - m_new) for 16 rows at once, P = exp(s -
 /// m) stored back over Sᵀ and summed vertically; and O = alpha·O + P·V by a 4-row × 4-vector micro-kernel that multiplies
 /// its accumulators by alpha as it loads them (no separate rescale pass).</para>
-/// <para>History (B=8, H=12, T=512, E=64, F32, key padding removing 0..259 keys per sequence, 2 cores AVX-512, shared
-/// machine; fraction of F32 FMA peak at the 4·B·H·T²·E FLOPs): row-major S (Q·Kᵀ with a transposed K, a per-row
-/// softmax with horizontal max/sum and a scalar exp per row and tile, a separate O-rescale pass): ~38-46%. Timing the
-/// phases then: QK 17 ms, P·V 17 ms, softmax 18 ms (as much as a GEMM: horizontal reductions and the scalar exp form a
-/// serial chain per row), staging and output 8 ms. Skipping the tiles outside the padding row's kept range: 46% -> 56%
-/// (the result is bit-identical: those keys contributed exactly 0). The transposed layout with the vertical softmax, the
-/// fused rescale and vscalefps in exp: see the report figures in the summary of <see cref="Run"/>.</para>
+/// <para>Work items: with few (sequence, head) pairs a head's query blocks are split into interleaved chunks (chunk c takes
+/// blocks c, c + Chunks, ...) so that chunks cost about the same under a causal mask, at least 16 items per worker where the
+/// blocks allow; under causal/window bounds the P·V kernel visits only the keys its 4 rows may see (half of a diagonal tile).</para>
+/// <para>History (sdpa B=8, H=12, T=512, E=64, F32, key padding removing 0..259 of 512 keys per sequence; 2 cores AVX-512 shared
+/// with another benchmarking process; fraction of F32 FMA peak at the 4·B·H·T²·E FLOPs, min of 10-20 calls interleaved
+/// with the FMA loop in one process): row-major S = Q·Kᵀ (K transposed per item), a per-row softmax (horizontal max and sum,
+/// a scalar MathF.Exp for alpha per row and tile, a separate O-rescale pass): 44-47%. Timed phases then: Q·Kᵀ 17 ms, P·V 17 ms,
+/// softmax 18 ms (as much as a GEMM: per row a serial chain through HMax, MathF.Exp and HSum), staging and output 8 ms.
+/// 1) Skipping the tiles outside the padding row's kept range: 56% (bit-identical output: those keys contributed exactly 0).
+/// 2) This transposed layout with the vertical softmax, the rescale fused into P·V, F32 k/v read in place and vscalefps in
+/// exp: 64-73%. 3) exp: one compare shared by the clamp and the final zero select was materialized as a vector (vpmovm2d +
+/// vpternlogd) and doubled exp's cost (13 vs 6.7 ns per Vector512 in a microbenchmark); vmaxps for the clamp and a fresh
+/// compare for the select: 82-87%. Phases now (as fractions of the FMA-peak time of the FLOPs, quiet machine): Q·Kᵀ
+/// 0.39 (near peak for the ~75% of keys it computes), P·V 0.47-0.54, softmax 0.22, Qᵀ staging and output 0.14. 4) Interleaved
+/// chunks and the bounded P·V: causal T=2048 1.83-1.87x -> 1.89-1.90x faster than non-causal. Tried without a gain beyond the
+/// machine's noise and dropped: pointer-bump loops in P·V and a 6-row × 4-vector P·V micro-kernel (each V load feeding 6
+/// FMAs; both same-process A/B), BlockK = 32 for a smaller L1 footprint (alternating runs).</para>
 /// <para>Memory: per worker O(Tk·(E + Ev) + BlockQ·(E + Ev + BlockK)) floats of scratch, kept between calls (pinned arrays
 /// grown on demand), so a steady-state call allocates nothing and no Tq×Tk buffer exists.</para>
 /// </summary>
