@@ -23,6 +23,11 @@ public class SdpaSimdTilingTests
             yield return new TestCaseData(v256, 129, 140, 32, 24, SdpaCausal.None, 50, 20, false, true, false).SetName($"{w} window+attn_mask 129x140");
             yield return new TestCaseData(v256, 190, 190, 64, 64, SdpaCausal.TopLeft, -1, -1, true, true, true).SetName($"{w} F16 causal+padding+attn_mask 190");
             yield return new TestCaseData(v256, 300, 70, 64, 32, SdpaCausal.None, -1, -1, false, false, false).SetName($"{w} plain 300x70");
+            // rows past the keys see nothing (i - 10 > Tk - 1 from row 58 on): blocks whose last rows are empty
+            yield return new TestCaseData(v256, 150, 48, 16, 16, SdpaCausal.None, 10, -1, true, false, false).SetName($"{w} window past the keys 150x48");
+            yield return new TestCaseData(v256, 200, 120, 32, 32, SdpaCausal.TopLeft, 5, -1, false, false, false).SetName($"{w} causal window past the keys 200x120");
+            // bottom_right with Tq > Tk: the first rows see nothing
+            yield return new TestCaseData(v256, 180, 100, 16, 16, SdpaCausal.BottomRight, -1, -1, true, false, false).SetName($"{w} bottom_right first rows empty 180x100");
         }
     }
 

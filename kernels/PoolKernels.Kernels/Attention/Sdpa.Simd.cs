@@ -312,15 +312,20 @@ public static unsafe class SdpaSimd
 
                     p.BlockKeyRange(i0, i0 + nr - 1, tq, tk, out int kLo, out int kHi);
                     kLo = Math.Max(kLo, padLo); kHi = Math.Min(kHi, padHi);
+                    // [firstLo, lastHi]: the keys every row of the block sees (a tile inside needs no bound mask); a row with no
+                    // key at all (a window past the last key, or before the first) empties it
                     int firstLo = 0, lastHi = tk - 1;
                     if (bounded)
                     {
+                        firstLo = int.MinValue; lastHi = int.MaxValue;
                         for (int r = 0; r < BlockQ; r++)
                         {
                             if (r < nr) p.KeyRange(i0 + r, tq, tk, out loI[r], out hiI[r]);
                             else { loI[r] = 0; hiI[r] = -1; }
+                            if (r >= nr) continue;
+                            if (hiI[r] < loI[r]) firstLo = int.MaxValue;
+                            else { firstLo = Math.Max(firstLo, loI[r]); lastHi = Math.Min(lastHi, hiI[r]); }
                         }
-                        firstLo = loI[nr - 1]; lastHi = hiI[0]; // every row sees [firstLo, lastHi] (both ends grow with i)
                     }
                     for (int t0 = kLo / BlockK * BlockK; t0 <= kHi; t0 += BlockK)
                     {
@@ -345,8 +350,12 @@ public static unsafe class SdpaSimd
                             int c0 = 0, c1 = nk;
                             if (bounded)
                             {
-                                c0 = Math.Clamp(loI[r] - t0, 0, nk);
-                                c1 = Math.Clamp(hiI[Math.Min(r + 3, nr - 1)] - t0 + 1, c0, nk);
+                                // the union of the (non-empty) ranges of rows r..r+3
+                                int gLo = int.MaxValue, gHi = int.MinValue;
+                                for (int g = r; g < Math.Min(r + 4, nr); g++)
+                                    if (hiI[g] >= loI[g]) { gLo = Math.Min(gLo, loI[g]); gHi = Math.Max(gHi, hiI[g]); }
+                                if (gHi < gLo) { c0 = 0; c1 = 0; } // no row of the group sees a key: only the rescale
+                                else { c0 = Math.Clamp(gLo - t0, 0, nk); c1 = Math.Clamp(gHi - t0 + 1, c0, nk); }
                             }
                             int d = 0;
                             float* vt = vRows + vStride * (t0 + c0), pt = st + c0 * BlockQ + r;
