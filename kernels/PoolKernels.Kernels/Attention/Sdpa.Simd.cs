@@ -162,9 +162,11 @@ internal unsafe struct V256 : IVec<Vector256<float>>
 /// compare for the select: 82-87%. Phases now (as fractions of the FMA-peak time of the FLOPs, quiet machine): Q·Kᵀ
 /// 0.39 (near peak for the ~75% of keys it computes), P·V 0.47-0.54, softmax 0.22, Qᵀ staging and output 0.14. 4) Interleaved
 /// chunks and the bounded P·V: causal T=2048 1.83-1.87x -> 1.89-1.90x faster than non-causal. 5) F32 Qᵀ by 8-lane gathers instead
-/// of E scalar stores per row: 5-13% less time for the whole call (same-process A/B, bit-identical), causal 1.92x. Tried without a gain beyond the
-/// machine's noise and dropped: pointer-bump loops in P·V and a 6-row × 4-vector P·V micro-kernel (each V load feeding 6
-/// FMAs; both same-process A/B), BlockK = 32 for a smaller L1 footprint (alternating runs).</para>
+/// of E scalar stores per row: 5-13% less time for the whole call (same-process A/B, bit-identical), causal 1.92x.
+/// Tried without a gain beyond the machine's noise and dropped: pointer-bump loops in P·V, a 6-row × 4-vector P·V micro-kernel (each V load feeding 6
+/// FMAs), software prefetch of the V tile's rows during Q·Kᵀ (all three same-process A/B), BlockK = 32 for a smaller L1
+/// footprint (alternating runs). P·V remains the least efficient phase (its V tile is new every tile and re-read by 16 row
+/// groups; Q·Kᵀ re-reads Qᵀ, which stays in L1 for the whole block); there is no PMU in this VM to say more.</para>
 /// <para>Memory: per worker O(Tk·(E + Ev) + BlockQ·(E + Ev + BlockK)) floats of scratch, kept between calls (pinned arrays
 /// grown on demand), so a steady-state call allocates nothing and no Tq×Tk buffer exists.</para>
 /// </summary>
