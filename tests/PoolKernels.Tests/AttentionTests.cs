@@ -332,10 +332,17 @@ public class AttentionTests
         long first = GC.GetTotalAllocatedBytes(true) - before;
         long linear = (long)Environment.ProcessorCount * 4 * (t * (2L * e + 64) + 64 * (e + 64 + 32)) + (1 << 16);
         Assert.That(first, Is.LessThan(linear), $"first call allocated {first} bytes; O(T) bound {linear}, Tq·Tk floats = {4L * t * t}");
-        before = GC.GetTotalAllocatedBytes(true);
-        d.Sdpa<float>(q, k, v, o, l, dims, new SdpaOptions { Causal = SdpaCausal.BottomRight });
-        // process-wide count (other threads allocate a little too); the exact per-thread zero is SimdSteadyStateAllocatesNothing
-        Assert.That(GC.GetTotalAllocatedBytes(true) - before, Is.LessThan(1 << 16), "steady state");
+        // process-wide count (other threads allocate a little too: the test host writes the previous tests' results, 100+ KB
+        // at times, seen with a GC allocation-tick listener), so the least of three calls; the exact per-thread zero is
+        // SimdSteadyStateAllocatesNothing
+        long steady = long.MaxValue;
+        for (int i = 0; i < 3; i++)
+        {
+            before = GC.GetTotalAllocatedBytes(true);
+            d.Sdpa<float>(q, k, v, o, l, dims, new SdpaOptions { Causal = SdpaCausal.BottomRight });
+            steady = Math.Min(steady, GC.GetTotalAllocatedBytes(true) - before);
+        }
+        Assert.That(steady, Is.LessThan(1 << 16), "steady state");
         Assert.That(l.All(float.IsFinite), Is.True);
     }
 

@@ -1,6 +1,7 @@
 using System.Numerics.Tensors;
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 
 namespace PoolKernels.Kernels.Attention;
 
@@ -16,10 +17,17 @@ internal unsafe interface IVec<TV> where TV : struct
     static abstract TV Max(TV a, TV b);
     static abstract TV Sub(TV a, TV b);
     static abstract TV Add(TV a, TV b);
+    static abstract TV Mul(TV a, TV b);
+    /// <summary>x where lo[lane] &lt;= j &lt;= hi[lane] (int arrays of Width), else -inf.</summary>
+    static abstract TV KeepKey(TV x, int j, int* lo, int* hi);
+    /// <summary>x, with -inf lanes replaced by 0 (the max to subtract on a row that has seen no allowed key yet).</summary>
+    static abstract TV ZeroIfNegInf(TV x);
     static abstract float HMax(TV v);
     static abstract float HSum(TV v);
-    /// <summary>e^x in float (Cephes expf: Cody-Waite reduction, degree-6 polynomial, ~2 ulp); x below -87.3 (and -inf)
-    /// gives exactly 0, NaN stays NaN. For x &lt;= 0 only (softmax arguments), so no overflow handling.</summary>
+    /// <summary>e^x in float (Cephes expf: Cody-Waite reduction, degree-6 polynomial, ~2 ulp); -inf gives exactly 0, NaN
+    /// stays NaN. For x &lt;= 0 only (softmax arguments), so no overflow handling. x below -87.3 (and -inf) gives exactly 0. Vector512 scales by 2^n
+    /// with vscalefps (one instruction for the exponent add, instead of convert, add, shift and multiply); Vector256 builds 2^n
+    /// from the exponent bits.</summary>
     static abstract TV Exp(TV x);
 }
 
@@ -40,14 +48,27 @@ internal unsafe struct V512 : IVec<Vector512<float>>
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Max(Vector512<float> a, Vector512<float> b) => Vector512.MaxNative(a, b);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Sub(Vector512<float> a, Vector512<float> b) => a - b;
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Add(Vector512<float> a, Vector512<float> b) => a + b;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Mul(Vector512<float> a, Vector512<float> b) => a * b;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> KeepKey(Vector512<float> x, int j, int* lo, int* hi)
+    {
+        var jv = Vector512.Create(j);
+        var ok = Vector512.GreaterThanOrEqual(jv, Vector512.Load(lo)) & Vector512.LessThanOrEqual(jv, Vector512.Load(hi));
+        return Vector512.ConditionalSelect(ok.AsSingle(), x, Vector512.Create(float.NegativeInfinity));
+    }
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> ZeroIfNegInf(Vector512<float> x) =>
+        Vector512.ConditionalSelect(Vector512.Equals(x, Vector512.Create(float.NegativeInfinity)), Vector512<float>.Zero, x);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float HMax(Vector512<float> v) => V256.HMax(Vector256.MaxNative(v.GetLower(), v.GetUpper()));
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float HSum(Vector512<float> v) => Vector512.Sum(v);
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector512<float> Exp(Vector512<float> x)
     {
+        // clamp (-inf would make the reduction inf - inf): vmaxps returns its second operand when either is NaN, so NaN
+        // stays NaN. Each select below uses its own compare: one mask shared by two selects is materialized as a vector
+        // (vpmovm2d + vpternlogd) and made the whole exp twice as slow (13 vs 6.7 ns per vector, measured).
         var lo = Vector512.Create(ExpConst.Lo);
-        var under = Vector512.LessThan(x, lo);
-        var xc = Vector512.ConditionalSelect(under, lo, x);
+        var xc = Avx512F.Max(lo, x);
         var n = Vector512.Round(xc * ExpConst.Log2E);
         var r = Vector512.FusedMultiplyAdd(n, Vector512.Create(ExpConst.C1), xc);
         r = Vector512.FusedMultiplyAdd(n, Vector512.Create(ExpConst.C2), r);
@@ -56,9 +77,9 @@ internal unsafe struct V512 : IVec<Vector512<float>>
         p = Vector512.FusedMultiplyAdd(p, r, Vector512.Create(ExpConst.P3));
         p = Vector512.FusedMultiplyAdd(p, r, Vector512.Create(ExpConst.P4));
         p = Vector512.FusedMultiplyAdd(p, r, Vector512.Create(ExpConst.P5));
-        var y = Vector512.FusedMultiplyAdd(p, r * r, r) + Vector512<float>.One;
-        var pow = Vector512.ShiftLeft(Vector512.ConvertToInt32(n) + Vector512.Create(127), 23).AsSingle();
-        return Vector512.ConditionalSelect(under, Vector512<float>.Zero, y * pow);
+        p = Vector512.FusedMultiplyAdd(p, r, Vector512<float>.One);
+        p = Vector512.FusedMultiplyAdd(p, r, Vector512<float>.One);
+        return Vector512.ConditionalSelect(Vector512.LessThan(x, lo), Vector512<float>.Zero, Avx512F.Scale(p, n)); // p·2^n
     }
 }
 
@@ -72,6 +93,17 @@ internal unsafe struct V256 : IVec<Vector256<float>>
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Max(Vector256<float> a, Vector256<float> b) => Vector256.MaxNative(a, b);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Sub(Vector256<float> a, Vector256<float> b) => a - b;
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Add(Vector256<float> a, Vector256<float> b) => a + b;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Mul(Vector256<float> a, Vector256<float> b) => a * b;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> KeepKey(Vector256<float> x, int j, int* lo, int* hi)
+    {
+        var jv = Vector256.Create(j);
+        var ok = Vector256.GreaterThanOrEqual(jv, Vector256.Load(lo)) & Vector256.LessThanOrEqual(jv, Vector256.Load(hi));
+        return Vector256.ConditionalSelect(ok.AsSingle(), x, Vector256.Create(float.NegativeInfinity));
+    }
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> ZeroIfNegInf(Vector256<float> x) =>
+        Vector256.ConditionalSelect(Vector256.Equals(x, Vector256.Create(float.NegativeInfinity)), Vector256<float>.Zero, x);
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static float HMax(Vector256<float> v)
     {
@@ -85,8 +117,7 @@ internal unsafe struct V256 : IVec<Vector256<float>>
     public static Vector256<float> Exp(Vector256<float> x)
     {
         var lo = Vector256.Create(ExpConst.Lo);
-        var under = Vector256.LessThan(x, lo);
-        var xc = Vector256.ConditionalSelect(under, lo, x);
+        var xc = Avx.Max(lo, x); // NaN stays NaN (second operand)
         var n = Vector256.Round(xc * ExpConst.Log2E);
         var r = Vector256.FusedMultiplyAdd(n, Vector256.Create(ExpConst.C1), xc);
         r = Vector256.FusedMultiplyAdd(n, Vector256.Create(ExpConst.C2), r);
@@ -97,29 +128,53 @@ internal unsafe struct V256 : IVec<Vector256<float>>
         p = Vector256.FusedMultiplyAdd(p, r, Vector256.Create(ExpConst.P5));
         var y = Vector256.FusedMultiplyAdd(p, r * r, r) + Vector256<float>.One;
         var pow = Vector256.ShiftLeft(Vector256.ConvertToInt32(n) + Vector256.Create(127), 23).AsSingle();
-        return Vector256.ConditionalSelect(under, Vector256<float>.Zero, y * pow);
+        return Vector256.ConditionalSelect(Vector256.LessThan(x, lo), Vector256<float>.Zero, y * pow);
     }
 }
 
 /// <summary>
-/// <c>sdpa</c> / <c>sdpa_varlen</c>, managed SIMD: tiled online softmax (FlashAttention-2 on a CPU).
+/// <c>sdpa</c> / <c>sdpa_varlen</c>, managed SIMD: tiled online softmax (FlashAttention-2 on a CPU), computed TRANSPOSED:
+/// a score tile is Sᵀ [keys × queries], so each vector lane is one query row and the whole softmax is vertical.
 /// <para>Work items are (sequence b, key/value head, chunk of query blocks), spread over the <see cref="WorkerPool"/>. An
-/// item first stages its key/value head once: Kᵀ in [E × BlockK] tiles (widened to float, transposed so that a score tile is a
-/// broadcast-FMA GEMM) and V [Tk, Ev'] (Ev padded to two vectors), plus the key_padding_mask as a 0/-inf row. It then
-/// serves every query head of the GQA group from them: per block of <see cref="BlockQ"/> query rows (scaled q staged once),
-/// per tile of <see cref="BlockK"/> keys inside the block's causal/window key range (other tiles are skipped): S = Q·Kᵀ by a
-/// 4-row × 2-vector register-blocked FMA micro-kernel, masks applied to S (bounds, padding row, attn_mask), row max, the
-/// running max/sum rescale, a vectorized float exp fused with the row sum (<see cref="IVec{TV}.Exp"/>; TensorPrimitives.Exp
-/// computes float exp through double and cost ~10% of the call), and O += P·V by a second
-/// 4 × 2 micro-kernel. Vector512 where the hardware has it, else Vector256.</para>
+/// item first stages its key/value head once: K [Tk, E] and V [Tk, Ev'] (Ev padded to two vectors) widened to float (F32 k
+/// is read in place, and so is F32 v when Ev is a multiple of two vectors), plus the key_padding_mask as a 0/-inf row and
+/// the first and last key it keeps. It then serves every query head of the GQA group: per block of <see cref="BlockQ"/>
+/// query rows, scaled q is staged transposed (Qᵀ [E × BlockQ]; F32 by AVX2 gathers); per tile of up to <see cref="BlockK"/> keys inside the
+/// block's causal/window key range AND inside the padding row's first..last kept key (tiles outside are never computed,
+/// the last one computes only its keys rounded up to 4): Sᵀ = K·Qᵀ by a 4-key × 4-vector (Vector512; 4 × 2 for Vector256)
+/// broadcast-FMA micro-kernel; on a tile that a bound cuts or under an attn_mask the masks are applied to Sᵀ (bounds by
+/// per-lane key-range compares), otherwise the padding row is added on the fly; then per vector of 16 queries: the column
+/// max over the tile's keys (two chains), the new running max, alpha = exp(m_old - m_new) for 16 rows at once, P = exp(s -
+/// m) stored back over Sᵀ and summed vertically; and O = alpha·O + P·V by a 4-row × 4-vector micro-kernel that multiplies
+/// its accumulators by alpha as it loads them (no separate rescale pass).</para>
+/// <para>Work items: with few (sequence, head) pairs a head's query blocks are split into interleaved chunks (chunk c takes
+/// blocks c, c + Chunks, ...) so that chunks cost about the same under a causal mask, at least 16 items per worker where the
+/// blocks allow; under causal/window bounds the P·V kernel visits only the keys its 4 rows may see (half of a diagonal tile).</para>
+/// <para>History (sdpa B=8, H=12, T=512, E=64, F32, key padding removing 0..259 of 512 keys per sequence; 2 cores AVX-512 shared
+/// with another benchmarking process; fraction of F32 FMA peak at the 4·B·H·T²·E FLOPs, min of 10-20 calls interleaved
+/// with the FMA loop in one process): row-major S = Q·Kᵀ (K transposed per item), a per-row softmax (horizontal max and sum,
+/// a scalar MathF.Exp for alpha per row and tile, a separate O-rescale pass): 44-47%. Timed phases then: Q·Kᵀ 17 ms, P·V 17 ms,
+/// softmax 18 ms (as much as a GEMM: per row a serial chain through HMax, MathF.Exp and HSum), staging and output 8 ms.
+/// 1) Skipping the tiles outside the padding row's kept range: 56% (bit-identical output: those keys contributed exactly 0).
+/// 2) This transposed layout with the vertical softmax, the rescale fused into P·V, F32 k/v read in place and vscalefps in
+/// exp: 64-73%. 3) exp: one compare shared by the clamp and the final zero select was materialized as a vector (vpmovm2d +
+/// vpternlogd) and doubled exp's cost (13 vs 6.7 ns per Vector512 in a microbenchmark); vmaxps for the clamp and a fresh
+/// compare for the select: 82-87%. Phases now (as fractions of the FMA-peak time of the FLOPs, quiet machine): Q·Kᵀ
+/// 0.39 (near peak for the ~75% of keys it computes), P·V 0.47-0.54, softmax 0.22, Qᵀ staging and output 0.14. 4) Interleaved
+/// chunks and the bounded P·V: causal T=2048 1.83-1.87x -> 1.89-1.90x faster than non-causal. 5) F32 Qᵀ by 8-lane gathers instead
+/// of E scalar stores per row: 5-13% less time for the whole call (same-process A/B, bit-identical), causal 1.92x.
+/// Tried without a gain beyond the machine's noise and dropped: pointer-bump loops in P·V, a 6-row × 4-vector P·V micro-kernel (each V load feeding 6
+/// FMAs), software prefetch of the V tile's rows during Q·Kᵀ (all three same-process A/B), BlockK = 32 for a smaller L1
+/// footprint (alternating runs). P·V remains the least efficient phase (its V tile is new every tile and re-read by 16 row
+/// groups; Q·Kᵀ re-reads Qᵀ, which stays in L1 for the whole block); there is no PMU in this VM to say more.</para>
 /// <para>Memory: per worker O(Tk·(E + Ev) + BlockQ·(E + Ev + BlockK)) floats of scratch, kept between calls (pinned arrays
 /// grown on demand), so a steady-state call allocates nothing and no Tq×Tk buffer exists.</para>
 /// </summary>
 public static unsafe class SdpaSimd
 {
-    /// <summary>Query rows per block (a multiple of 4, the micro-kernel's row count).</summary>
+    /// <summary>Query rows per block: the lanes of a score tile (four Vector512s, eight Vector256s).</summary>
     public const int BlockQ = 64;
-    /// <summary>Keys per tile (a multiple of two Vector512s).</summary>
+    /// <summary>Keys per tile (a multiple of 4, the micro-kernel's key count).</summary>
     public const int BlockK = 64;
 
     /// <summary>Tests set this to run the Vector256 micro-kernels on AVX-512 hardware too.</summary>
@@ -141,9 +196,11 @@ public static unsafe class SdpaSimd
             int w = job.Wide ? 16 : 8;
             job.EvP = (p.Ev + 2 * w - 1) / (2 * w) * (2 * w);
             job.TkPad = (p.Tk + BlockK - 1) / BlockK * BlockK;
-            // Enough items to keep every worker busy: split a head's query blocks into chunks when B·Hkv is small.
+            // At least 16 items per worker where the query blocks allow (a worker that starts late, or a core another
+            // process takes for a while, then leaves a short tail): a head's query blocks are split into interleaved chunks
+            // (chunk c takes blocks c, c + Chunks, ...), so chunks cost about the same even under a causal mask.
             int heads = p.Batch * p.Hkv, qBlocks = (p.Tq + BlockQ - 1) / BlockQ;
-            job.Chunks = Math.Max(1, Math.Min(qBlocks, (2 * pool.Workers + heads - 1) / heads));
+            job.Chunks = Math.Max(1, Math.Min(qBlocks, (16 * pool.Workers + heads - 1) / heads));
             if (job.Scratch is null || job.Scratch.Length < pool.Workers) job.Scratch = new float[pool.Workers][];
             pool.Run(job, heads * job.Chunks);
             job.Q = null; job.K = null; job.V = null; job.Out = null; job.Lse = null;
@@ -180,122 +237,142 @@ public static unsafe class SdpaSimd
                 tq = (int)(Elements.ToInt64(CuQ[b + 1]) - q0); tk = (int)(Elements.ToInt64(CuK[b + 1]) - k0);
                 qb = q0 * p.QRow; kb = k0 * p.KRow; vb = k0 * p.VRow; ob = q0 * p.ORow; lb = q0 * p.LRow;
             }
-            int nb = (tq + BlockQ - 1) / BlockQ, blk0 = (int)((long)chunk * nb / Chunks), blk1 = (int)((long)(chunk + 1) * nb / Chunks);
-            if (blk0 >= blk1) return;
-            int e = p.E, ev = p.Ev, evp = EvP, tkp = TkPad;
+            int nb = (tq + BlockQ - 1) / BlockQ;
+            if (chunk >= nb) return;
+            int e = p.E, ev = p.Ev, evp = EvP, tkp = TkPad, w = TOps.Width;
+            bool directK = typeof(T) == typeof(float), directV = typeof(T) == typeof(float) && ev == evp;
 
-            // scratch: KT [E·TkPad] | V [TkPad·EvP] | kp [TkPad] | Q [BQ·E] | S [BQ·BK] | O [BQ·EvP] | M [BQ] | L [BQ]
-            long need = (long)e * tkp + (long)tkp * evp + tkp + BlockQ * (long)e + BlockQ * BlockK + BlockQ * (long)evp + 2 * BlockQ;
+            // scratch (64-byte aligned, every part a multiple of 16 floats): K [TkPad·E] unless direct | V [TkPad·EvP]
+            // unless direct | kp [TkPad] | Qᵀ [E·BQ] | Sᵀ [BK·BQ] | O [BQ·EvP] | M, L, Alpha, Lo, Hi [BQ] | row [E rounded up]
+            long kSize = directK ? 0 : (long)tkp * e, vSize = directV ? 0 : (long)tkp * evp;
+            long need = kSize + vSize + tkp + (long)e * BlockQ + BlockK * BlockQ + BlockQ * (long)evp + 5 * BlockQ + (e + 15) / 16 * 16 + 16;
             var buf = Scratch![worker];
             if (buf is null || buf.Length < need) Scratch[worker] = buf = GC.AllocateUninitializedArray<float>((int)need, pinned: true);
-            float* kt = (float*)Unsafe.AsPointer(ref buf[0]);
-            float* vf = kt + (long)e * tkp, kpb = vf + (long)tkp * evp, qs = kpb + tkp, s = qs + BlockQ * e, o = s + BlockQ * BlockK;
-            float* m = o + BlockQ * evp, l = m + BlockQ;
+            float* kf = (float*)(((nint)Unsafe.AsPointer(ref buf[0]) + 63) & ~(nint)63);
+            float* vf = kf + kSize, kpb = vf + vSize, qt = kpb + tkp, st = qt + (long)e * BlockQ, o = st + BlockK * BlockQ;
+            float* m = o + BlockQ * evp, l = m + BlockQ, alpha = l + BlockQ, rowTmp = alpha + 3 * BlockQ;
+            int* loI = (int*)(alpha + BlockQ), hiI = (int*)(alpha + 2 * BlockQ);
 
-            // stage K (transposed), V (padded) and the padding row for this sequence and kv head
-            // Kᵀ is stored tile-major: tile t is a contiguous [E × BlockK] block (key j at column j % BlockK), so the
-            // micro-kernel streams 256-byte rows from one 16 KB block instead of rows TkPad apart, which alias in L1.
-            T* kh = K + kb + p.KHead * hk;
-            for (int j = 0; j < tk; j++)
+            // K and V rows as float: in place for F32, else widened once per item (K rows tk..TkPad zero: the micro-kernel
+            // computes whole groups of 4 keys)
+            T* kh = K + kb + p.KHead * hk, vh = V + vb + p.VHead * hk;
+            float* kRows; long kStride;
+            if (directK) { kRows = (float*)kh; kStride = p.KRow; }
+            else
             {
-                T* row = kh + p.KRow * j;
-                float* col = kt + (long)(j / BlockK) * e * BlockK + j % BlockK;
-                for (int d = 0; d < e; d++) col[d * BlockK] = Elements.ToFloat(row[d]);
+                kRows = kf; kStride = e;
+                for (int j = 0; j < tk; j++)
+                {
+                    var dst = new Span<float>(kf + (long)j * e, e);
+                    Elements.AsFloats(new ReadOnlySpan<T>(kh + p.KRow * j, e), dst).CopyTo(dst);
+                }
+                new Span<float>(kf + (long)tk * e, (tkp - tk) * e).Clear();
             }
-            if (tk < tkp)
+            float* vRows; long vStride;
+            if (directV) { vRows = (float*)vh; vStride = p.VRow; }
+            else
             {
-                float* last = kt + (long)(tk / BlockK) * e * BlockK;
-                for (int d = 0; d < e; d++) new Span<float>(last + d * BlockK + tk % BlockK, BlockK - tk % BlockK).Clear();
+                vRows = vf; vStride = evp;
+                for (int j = 0; j < tk; j++)
+                {
+                    var dst = new Span<float>(vf + (long)j * evp, evp);
+                    Elements.AsFloats(new ReadOnlySpan<T>(vh + p.VRow * j, ev), dst).CopyTo(dst);
+                    dst[ev..].Clear();
+                }
             }
-            T* vh = V + vb + p.VHead * hk;
-            for (int j = 0; j < tk; j++)
-            {
-                var dst = new Span<float>(vf + (long)j * evp, evp);
-                Elements.AsFloats(new ReadOnlySpan<T>(vh + p.VRow * j, ev), dst).CopyTo(dst);
-                dst[ev..].Clear();
-            }
+            int padLo = 0, padHi = tk - 1; // the first and last key the padding row keeps: keys outside are never visited
             if (p.HasKeyPadding != 0)
             {
-                for (int j = 0; j < tk; j++) kpb[j] = Elements.Keep(KeyPadding[(long)b * tk + j]) ? 0f : float.NegativeInfinity;
-                new Span<float>(kpb + tk, tkp - tk).Fill(float.NegativeInfinity); // so whole tiles can be added
+                padLo = tk; padHi = -1;
+                for (int j = 0; j < tk; j++)
+                {
+                    bool keep = Elements.Keep(KeyPadding[(long)b * tk + j]);
+                    kpb[j] = keep ? 0f : float.NegativeInfinity;
+                    if (keep) { if (padLo == tk) padLo = j; padHi = j; }
+                }
             }
+            bool bounded = p.Causal != 0 || p.WindowLeft >= 0 || p.WindowRight >= 0;
+            bool gatherQ = Avx2.IsSupported && p.QRow * BlockQ <= int.MaxValue;
 
             int group = p.Hq / p.Hkv;
             for (int h = hk * group; h < (hk + 1) * group; h++)
             {
                 T* qh = Q + qb + p.QHead * h;
-                for (int blk = blk0; blk < blk1; blk++)
+                for (int blk = chunk; blk < nb; blk += Chunks)
                 {
                     int i0 = blk * BlockQ, nr = Math.Min(BlockQ, tq - i0), nrp = (nr + 3) & ~3;
-                    for (int r = 0; r < nr; r++)
+                    // Qᵀ [E × BlockQ], scaled; lanes nr.. zero
+                    if (typeof(T) == typeof(float) && w == 16 && gatherQ)
+                        GatherQt((float*)(qh + p.QRow * i0), (int)p.QRow, nr, e, p.Scale, qt);
+                    else
                     {
-                        var dst = new Span<float>(qs + r * e, e);
-                        var src = Elements.AsFloats(new ReadOnlySpan<T>(qh + p.QRow * (i0 + r), e), dst);
-                        TensorPrimitives.Multiply(src, p.Scale, dst);
+                        for (int r = 0; r < nr; r++)
+                        {
+                            var src = Elements.AsFloats(new ReadOnlySpan<T>(qh + p.QRow * (i0 + r), e), new Span<float>(rowTmp, e));
+                            float sc = p.Scale;
+                            for (int d = 0; d < e; d++) qt[d * BlockQ + r] = src[d] * sc;
+                        }
+                        if (nr < BlockQ)
+                            for (int d = 0; d < e; d++) new Span<float>(qt + d * BlockQ + nr, BlockQ - nr).Clear();
                     }
-                    new Span<float>(qs + nr * e, (nrp - nr) * e).Clear();
                     new Span<float>(o, nrp * evp).Clear();
-                    new Span<float>(m, nr).Fill(float.NegativeInfinity);
-                    new Span<float>(l, nr).Clear();
+                    new Span<float>(m, BlockQ).Fill(float.NegativeInfinity);
+                    new Span<float>(l, BlockQ).Clear();
 
                     p.BlockKeyRange(i0, i0 + nr - 1, tq, tk, out int kLo, out int kHi);
+                    kLo = Math.Max(kLo, padLo); kHi = Math.Min(kHi, padHi);
+                    // [firstLo, lastHi]: the keys every row of the block sees (a tile inside needs no bound mask); a row with no
+                    // key at all (a window past the last key, or before the first) empties it
+                    int firstLo = 0, lastHi = tk - 1;
+                    if (bounded)
+                    {
+                        firstLo = int.MinValue; lastHi = int.MaxValue;
+                        for (int r = 0; r < BlockQ; r++)
+                        {
+                            if (r < nr) p.KeyRange(i0 + r, tq, tk, out loI[r], out hiI[r]);
+                            else { loI[r] = 0; hiI[r] = -1; }
+                            if (r >= nr) continue;
+                            if (hiI[r] < loI[r]) firstLo = int.MaxValue;
+                            else { firstLo = Math.Max(firstLo, loI[r]); lastHi = Math.Min(lastHi, hiI[r]); }
+                        }
+                    }
                     for (int t0 = kLo / BlockK * BlockK; t0 <= kHi; t0 += BlockK)
                     {
-                        int nc = Math.Min(BlockK, kHi + 1 - t0);
-                        for (int r = 0; r < nrp; r += 4)
+                        int nk = Math.Min(BlockK, kHi + 1 - t0), nk4 = (nk + 3) & ~3;
+                        // Sᵀ [nk4 × BlockQ] = K[t0 .. t0 + nk4) · Qᵀ (rows past tk repeat the last key; their scores are never read)
+                        for (int j = 0; j < nk4; j += 4)
                         {
-                            float* ktile = kt + (long)t0 * e; // t0 is a multiple of BlockK: tile t0 / BlockK starts at t0·E
-                            if (TOps.Width == 16) QkBlock4<TV, TOps>(qs + r * e, e, ktile, BlockK, s + r * BlockK, BlockK); // BlockK = 4 Vector512
+                            int j0 = t0 + j;
+                            float* k0 = kRows + kStride * Math.Min(j0, tk - 1), k1 = kRows + kStride * Math.Min(j0 + 1, tk - 1);
+                            float* k2 = kRows + kStride * Math.Min(j0 + 2, tk - 1), k3 = kRows + kStride * Math.Min(j0 + 3, tk - 1);
+                            if (w == 16) ScoreBlock4<TV, TOps>(k0, k1, k2, k3, e, qt, st + j * BlockQ);
                             else
-                                for (int c = 0; c < BlockK; c += 2 * TOps.Width)
-                                    QkBlock<TV, TOps>(qs + r * e, e, ktile + c, BlockK, s + r * BlockK + c, BlockK);
+                                for (int c = 0; c < BlockQ; c += 2 * w) ScoreBlock2<TV, TOps>(k0, k1, k2, k3, e, qt + c, st + j * BlockQ + c);
                         }
-                        if (TOps.Width == 16) SoftmaxTile512(s, nr, i0, t0, nc, b, h, tq, tk, kpb, m, l, o, evp);
-                        else
-                        {
-                            for (int r = 0; r < nr; r++) MaskRow<TV, TOps>(s + r * BlockK, nc, i0 + r, t0, b, h, tq, tk, kpb);
-                            // online softmax: per row max and rescale, then one exp over the tile
-                            for (int r = 0; r < nr; r++)
-                            {
-                                float* row = s + r * BlockK;
-                                var mx = TOps.Load(row);
-                                for (int c = TOps.Width; c < BlockK; c += TOps.Width) mx = TOps.Max(mx, TOps.Load(row + c));
-                                float rowMax = TOps.HMax(mx), mOld = m[r];
-                                float mNew = float.IsNaN(rowMax) ? rowMax : MathF.Max(mOld, rowMax);
-                                if (mNew == float.NegativeInfinity) continue; // nothing allowed yet: the row stays -inf, exp gives 0
-                                var mv = TOps.Broadcast(mNew);
-                                for (int c = 0; c < BlockK; c += TOps.Width) TOps.Store(row + c, TOps.Sub(TOps.Load(row + c), mv));
-                                float alpha = MathF.Exp(mOld - mNew);
-                                m[r] = mNew;
-                                l[r] *= alpha;
-                                if (alpha != 1f)
-                                {
-                                    var av = TOps.Broadcast(alpha);
-                                    float* orow = o + r * evp;
-                                    for (int d = 0; d < evp; d += TOps.Width) TOps.Store(orow + d, TOps.Fma(TOps.Load(orow + d), av, default));
-                                }
-                            }
-                            for (int r = 0; r < nr; r++)
-                            {
-                                float* row = s + r * BlockK;
-                                TV acc = default;
-                                for (int c = 0; c < BlockK; c += TOps.Width)
-                                {
-                                    var x = TOps.Exp(TOps.Load(row + c));
-                                    TOps.Store(row + c, x);
-                                    acc = TOps.Add(acc, x);
-                                }
-                                l[r] += TOps.HSum(acc);
-                            }
-                        }
+                        bool plain = p.HasAttnMask == 0 && firstLo <= t0 && lastHi >= t0 + nk - 1;
+                        if (!plain) MaskTile<TV, TOps>(st, nk, nr, i0, t0, b, h, tk, kpb, loI, hiI, bounded);
+                        Softmax<TV, TOps>(st, nk, plain && p.HasKeyPadding != 0 ? kpb + t0 : null, m, l, alpha);
                         for (int r = 0; r < nrp; r += 4)
                         {
+                            // keys c0..c1 of the tile: under bounds, only those rows r..r+3 may see (P is 0 elsewhere;
+                            // on a causal diagonal tile this halves the P·V work)
+                            int c0 = 0, c1 = nk;
+                            if (bounded)
+                            {
+                                // the union of the (non-empty) ranges of rows r..r+3
+                                int gLo = int.MaxValue, gHi = int.MinValue;
+                                for (int g = r; g < Math.Min(r + 4, nr); g++)
+                                    if (hiI[g] >= loI[g]) { gLo = Math.Min(gLo, loI[g]); gHi = Math.Max(gHi, hiI[g]); }
+                                if (gHi < gLo) { c0 = 0; c1 = 0; } // no row of the group sees a key: only the rescale
+                                else { c0 = Math.Clamp(gLo - t0, 0, nk); c1 = Math.Clamp(gHi - t0 + 1, c0, nk); }
+                            }
                             int d = 0;
-                            if (TOps.Width == 16)
-                                for (; d + 4 * TOps.Width <= evp; d += 4 * TOps.Width)
-                                    PvBlock4<TV, TOps>(s + r * BlockK, BlockK, vf + (long)t0 * evp + d, evp, nc, o + r * evp + d, evp);
-                            for (; d < evp; d += 2 * TOps.Width)
-                                PvBlock<TV, TOps>(s + r * BlockK, BlockK, vf + (long)t0 * evp + d, evp, nc, o + r * evp + d, evp);
+                            float* vt = vRows + vStride * (t0 + c0), pt = st + c0 * BlockQ + r;
+                            if (w == 16)
+                                for (; d + 4 * w <= evp; d += 4 * w)
+                                    PvBlock4<TV, TOps>(pt, vt + d, vStride, c1 - c0, o + r * evp + d, evp, alpha + r);
+                            for (; d < evp; d += 2 * w)
+                                PvBlock2<TV, TOps>(pt, vt + d, vStride, c1 - c0, o + r * evp + d, evp, alpha + r);
                         }
                     }
 
@@ -313,143 +390,194 @@ public static unsafe class SdpaSimd
             }
         }
 
-        /// <summary>
-        /// The online-softmax step for one Vector512 tile in a single pass per row: a row's 64 scores stay in four registers
-        /// while the padding row is added (or, on a tile that a bound cuts or under an attn_mask, <see cref="MaskRow"/> runs
-        /// first), the max is taken, the accumulator row is rescaled and exp(x - m) is stored and summed.
-        /// </summary>
-        private void SoftmaxTile512(float* s, int nr, int i0, int t0, int nc, int b, int h, int tq, int tk, float* kpb, float* m, float* l, float* o, int evp)
+        /// <summary>Qᵀ [e × BlockQ] = scale · rows 0..nr-1 of F32 q (rows <paramref name="qRow"/> floats apart) by 8-lane AVX2 gathers
+        /// (.NET has no 16-lane one) instead of e scalar stores per row; lanes nr.. zero.</summary>
+        private static void GatherQt(float* q0, int qRow, int nr, int e, float scale, float* qt)
+        {
+            var ix = stackalloc Vector256<int>[BlockQ / 8];
+            var keep = stackalloc Vector256<float>[BlockQ / 8];
+            var lane = Vector256<int>.Indices;
+            for (int g = 0; g < BlockQ / 8; g++)
+            {
+                var rows = lane + Vector256.Create(8 * g);
+                ix[g] = Vector256.Min(rows, Vector256.Create(nr - 1)) * qRow;
+                keep[g] = Vector256.LessThan(rows, Vector256.Create(nr)).AsSingle();
+            }
+            var sc = Vector256.Create(scale);
+            for (int d = 0; d < e; d++)
+            {
+                float* src = q0 + d, dst = qt + d * BlockQ;
+                for (int g = 0; g < BlockQ / 8; g++) (Avx2.GatherVector256(src, ix[g], 4) * sc & keep[g]).Store(dst + 8 * g);
+            }
+        }
+
+        /// <summary>Applies to Sᵀ [nk × BlockQ] (keys t0..) everything that may remove a key: the padding row, the per-row
+        /// causal/window range (lane compares against lo/hi) and attn_mask (added, read along its rows).</summary>
+        private void MaskTile<TV, TOps>(float* st, int nk, int nr, int i0, int t0, int b, int h, int tk, float* kpb, int* lo, int* hi, bool bounded)
+            where TV : struct where TOps : struct, IVec<TV>
         {
             ref readonly var p = ref P;
-            for (int r = 0; r < nr; r++)
-            {
-                float* row = s + r * BlockK;
-                p.KeyRange(i0 + r, tq, tk, out int lo, out int hi);
-                Vector512<float> x0, x1, x2, x3;
-                if (p.HasAttnMask == 0 && lo <= t0 && hi >= t0 + BlockK - 1)
+            int w = TOps.Width;
+            if (p.HasKeyPadding != 0 || bounded)
+                for (int j = 0; j < nk; j++)
                 {
-                    x0 = V512.Load(row); x1 = V512.Load(row + 16); x2 = V512.Load(row + 32); x3 = V512.Load(row + 48);
-                    if (p.HasKeyPadding != 0)
+                    float* row = st + j * BlockQ;
+                    var pad = TOps.Broadcast(p.HasKeyPadding != 0 ? kpb[t0 + j] : 0f);
+                    for (int g = 0; g < BlockQ; g += w)
                     {
-                        float* kr = kpb + t0;
-                        x0 += V512.Load(kr); x1 += V512.Load(kr + 16); x2 += V512.Load(kr + 32); x3 += V512.Load(kr + 48);
+                        var x = TOps.Add(TOps.Load(row + g), pad);
+                        if (bounded) x = TOps.KeepKey(x, t0 + j, lo + g, hi + g);
+                        TOps.Store(row + g, x);
                     }
                 }
-                else
-                {
-                    MaskRow<Vector512<float>, V512>(row, nc, i0 + r, t0, b, h, tq, tk, kpb);
-                    x0 = V512.Load(row); x1 = V512.Load(row + 16); x2 = V512.Load(row + 32); x3 = V512.Load(row + 48);
-                }
-                float rowMax = V512.HMax(V512.Max(V512.Max(x0, x1), V512.Max(x2, x3))), mOld = m[r];
-                float mNew = float.IsNaN(rowMax) ? rowMax : MathF.Max(mOld, rowMax);
-                if (mNew == float.NegativeInfinity)
-                {
-                    // nothing allowed yet: P = 0
-                    V512.Store(row, default); V512.Store(row + 16, default); V512.Store(row + 32, default); V512.Store(row + 48, default);
-                    continue;
-                }
-                float alpha = MathF.Exp(mOld - mNew);
-                if (alpha != 1f)
-                {
-                    var av = Vector512.Create(alpha);
-                    float* orow = o + r * evp;
-                    for (int d = 0; d < evp; d += 16) V512.Store(orow + d, V512.Load(orow + d) * av);
-                }
-                var mv = Vector512.Create(mNew);
-                x0 = V512.Exp(x0 - mv); x1 = V512.Exp(x1 - mv); x2 = V512.Exp(x2 - mv); x3 = V512.Exp(x3 - mv);
-                V512.Store(row, x0); V512.Store(row + 16, x1); V512.Store(row + 32, x2); V512.Store(row + 48, x3);
-                m[r] = mNew;
-                l[r] = l[r] * alpha + Vector512.Sum((x0 + x1) + (x2 + x3));
-            }
-        }
-
-        /// <summary>Sets to -inf the scores of keys that query i may not see (and the padding columns nc..BlockK).</summary>
-        private void MaskRow<TV, TOps>(float* row, int nc, int i, int t0, int b, int h, int tq, int tk, float* kpb) where TV : struct where TOps : struct, IVec<TV>
-        {
-            ref readonly var p = ref P;
-            for (int c = nc; c < BlockK; c++) row[c] = float.NegativeInfinity;
-            p.KeyRange(i, tq, tk, out int lo, out int hi);
-            int cLo = Math.Max(0, lo - t0), cHi = Math.Min(nc - 1, hi - t0);
-            if (cHi < cLo) { for (int c = 0; c < nc; c++) row[c] = float.NegativeInfinity; return; }
-            for (int c = 0; c < cLo; c++) row[c] = float.NegativeInfinity;
-            for (int c = cHi + 1; c < nc; c++) row[c] = float.NegativeInfinity;
-            if (p.HasKeyPadding != 0)
-                for (int c = 0; c < BlockK; c += TOps.Width) TOps.Store(row + c, TOps.Add(TOps.Load(row + c), TOps.Load(kpb + t0 + c)));
             if (p.HasAttnMask != 0)
-            {
-                TBias* mrow = Mask + p.MaskBatch * b + p.MaskHead * h + (long)i * tk + t0;
-                if (typeof(TBias) == typeof(float))
-                    TensorPrimitives.Add(new ReadOnlySpan<float>(row, nc), new ReadOnlySpan<float>((float*)mrow, nc), new Span<float>(row, nc));
-                else
-                    for (int c = 0; c < nc; c++) row[c] += SdpaHost.Bias(mrow[c]);
-            }
+                for (int r = 0; r < nr; r++)
+                {
+                    TBias* mrow = Mask + p.MaskBatch * b + p.MaskHead * h + (long)(i0 + r) * tk + t0;
+                    for (int j = 0; j < nk; j++) st[j * BlockQ + r] += SdpaHost.Bias(mrow[j]);
+                }
         }
     }
 
-    /// <summary>S[4 × 2W] = Q[4 × E] · Kᵀ[E × 2W]: rows of Q are <paramref name="e"/> apart, rows of Kᵀ <paramref name="ldk"/>.</summary>
+    /// <summary>
+    /// The online-softmax step on a transposed tile Sᵀ [nk × BlockQ] (lane = query row): per vector of queries the column
+    /// max over the keys (plus the padding row <paramref name="pad"/> when not null), the new running max m, alpha = exp(m_old
+    /// - m_new) into <paramref name="alpha"/> (for the P·V kernel), P = exp(s - m) over Sᵀ and l = alpha·l + Σ P. A row that
+    /// has seen no allowed key keeps m = -inf and gets P = 0 (it subtracts 0 instead of -inf).
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void QkBlock<TV, TOps>(float* qs, int e, float* kt, int ldk, float* s, int lds) where TV : struct where TOps : struct, IVec<TV>
+    private static void Softmax<TV, TOps>(float* st, int nk, float* pad, float* m, float* l, float* alpha) where TV : struct where TOps : struct, IVec<TV>
     {
         int w = TOps.Width;
-        TV a00 = default, a01 = default, a10 = default, a11 = default, a20 = default, a21 = default, a30 = default, a31 = default;
-        float* q0 = qs, q1 = qs + e, q2 = qs + 2 * e, q3 = qs + 3 * e;
-        for (int d = 0; d < e; d++)
+        var ninf = TOps.Broadcast(float.NegativeInfinity);
+        for (int g = 0; g < BlockQ; g += w)
         {
-            float* kr = kt + (long)d * ldk;
-            TV k0 = TOps.Load(kr), k1 = TOps.Load(kr + w);
-            TV b0 = TOps.Broadcast(q0[d]); a00 = TOps.Fma(b0, k0, a00); a01 = TOps.Fma(b0, k1, a01);
-            TV b1 = TOps.Broadcast(q1[d]); a10 = TOps.Fma(b1, k0, a10); a11 = TOps.Fma(b1, k1, a11);
-            TV b2 = TOps.Broadcast(q2[d]); a20 = TOps.Fma(b2, k0, a20); a21 = TOps.Fma(b2, k1, a21);
-            TV b3 = TOps.Broadcast(q3[d]); a30 = TOps.Fma(b3, k0, a30); a31 = TOps.Fma(b3, k1, a31);
+            float* col = st + g;
+            TV mx0 = ninf, mx1 = ninf;
+            int j = 0;
+            if (pad != null)
+            {
+                for (; j + 1 < nk; j += 2)
+                {
+                    mx0 = TOps.Max(mx0, TOps.Add(TOps.Load(col + j * BlockQ), TOps.Broadcast(pad[j])));
+                    mx1 = TOps.Max(mx1, TOps.Add(TOps.Load(col + (j + 1) * BlockQ), TOps.Broadcast(pad[j + 1])));
+                }
+                if (j < nk) mx0 = TOps.Max(mx0, TOps.Add(TOps.Load(col + j * BlockQ), TOps.Broadcast(pad[j])));
+            }
+            else
+            {
+                for (; j + 1 < nk; j += 2)
+                {
+                    mx0 = TOps.Max(mx0, TOps.Load(col + j * BlockQ));
+                    mx1 = TOps.Max(mx1, TOps.Load(col + (j + 1) * BlockQ));
+                }
+                if (j < nk) mx0 = TOps.Max(mx0, TOps.Load(col + j * BlockQ));
+            }
+            TV mOld = TOps.Load(m + g), mNew = TOps.Max(mOld, TOps.Max(mx0, mx1));
+            TV mSub = TOps.ZeroIfNegInf(mNew);
+            TV a = TOps.Exp(TOps.Sub(mOld, mSub));
+            TOps.Store(m + g, mNew);
+            TOps.Store(alpha + g, a);
+            TV s0 = default, s1 = default;
+            j = 0;
+            if (pad != null)
+            {
+                for (; j + 1 < nk; j += 2)
+                {
+                    TV x0 = TOps.Exp(TOps.Sub(TOps.Add(TOps.Load(col + j * BlockQ), TOps.Broadcast(pad[j])), mSub));
+                    TV x1 = TOps.Exp(TOps.Sub(TOps.Add(TOps.Load(col + (j + 1) * BlockQ), TOps.Broadcast(pad[j + 1])), mSub));
+                    TOps.Store(col + j * BlockQ, x0); TOps.Store(col + (j + 1) * BlockQ, x1);
+                    s0 = TOps.Add(s0, x0); s1 = TOps.Add(s1, x1);
+                }
+                if (j < nk)
+                {
+                    TV x0 = TOps.Exp(TOps.Sub(TOps.Add(TOps.Load(col + j * BlockQ), TOps.Broadcast(pad[j])), mSub));
+                    TOps.Store(col + j * BlockQ, x0); s0 = TOps.Add(s0, x0);
+                }
+            }
+            else
+            {
+                for (; j + 1 < nk; j += 2)
+                {
+                    TV x0 = TOps.Exp(TOps.Sub(TOps.Load(col + j * BlockQ), mSub));
+                    TV x1 = TOps.Exp(TOps.Sub(TOps.Load(col + (j + 1) * BlockQ), mSub));
+                    TOps.Store(col + j * BlockQ, x0); TOps.Store(col + (j + 1) * BlockQ, x1);
+                    s0 = TOps.Add(s0, x0); s1 = TOps.Add(s1, x1);
+                }
+                if (j < nk)
+                {
+                    TV x0 = TOps.Exp(TOps.Sub(TOps.Load(col + j * BlockQ), mSub));
+                    TOps.Store(col + j * BlockQ, x0); s0 = TOps.Add(s0, x0);
+                }
+            }
+            TOps.Store(l + g, TOps.Fma(TOps.Load(l + g), a, TOps.Add(s0, s1)));
         }
-        TOps.Store(s, a00); TOps.Store(s + w, a01);
-        TOps.Store(s + lds, a10); TOps.Store(s + lds + w, a11);
-        TOps.Store(s + 2 * lds, a20); TOps.Store(s + 2 * lds + w, a21);
-        TOps.Store(s + 3 * lds, a30); TOps.Store(s + 3 * lds + w, a31);
     }
 
-    /// <summary>S[4 × 4W] = Q[4 × E] · Kᵀ[E × 4W] (Vector512: 16 accumulators of the 32 registers).</summary>
+    /// <summary>Sᵀ[4 keys × 4W queries] = K[4 × E] · Qᵀ[E × 4W] (Vector512: 16 accumulators of the 32 registers); key rows
+    /// are <paramref name="k0"/>..<paramref name="k3"/>, rows of Qᵀ and Sᵀ are <see cref="BlockQ"/> apart.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void QkBlock4<TV, TOps>(float* qs, int e, float* kt, int ldk, float* s, int lds) where TV : struct where TOps : struct, IVec<TV>
+    private static void ScoreBlock4<TV, TOps>(float* k0, float* k1, float* k2, float* k3, int e, float* qt, float* s) where TV : struct where TOps : struct, IVec<TV>
     {
         int w = TOps.Width;
         TV a00 = default, a01 = default, a02 = default, a03 = default, a10 = default, a11 = default, a12 = default, a13 = default;
         TV a20 = default, a21 = default, a22 = default, a23 = default, a30 = default, a31 = default, a32 = default, a33 = default;
-        float* q0 = qs, q1 = qs + e, q2 = qs + 2 * e, q3 = qs + 3 * e;
         for (int d = 0; d < e; d++)
         {
-            float* kr = kt + (long)d * ldk;
-            TV k0 = TOps.Load(kr), k1 = TOps.Load(kr + w), k2 = TOps.Load(kr + 2 * w), k3 = TOps.Load(kr + 3 * w);
-            TV b0 = TOps.Broadcast(q0[d]); a00 = TOps.Fma(b0, k0, a00); a01 = TOps.Fma(b0, k1, a01); a02 = TOps.Fma(b0, k2, a02); a03 = TOps.Fma(b0, k3, a03);
-            TV b1 = TOps.Broadcast(q1[d]); a10 = TOps.Fma(b1, k0, a10); a11 = TOps.Fma(b1, k1, a11); a12 = TOps.Fma(b1, k2, a12); a13 = TOps.Fma(b1, k3, a13);
-            TV b2 = TOps.Broadcast(q2[d]); a20 = TOps.Fma(b2, k0, a20); a21 = TOps.Fma(b2, k1, a21); a22 = TOps.Fma(b2, k2, a22); a23 = TOps.Fma(b2, k3, a23);
-            TV b3 = TOps.Broadcast(q3[d]); a30 = TOps.Fma(b3, k0, a30); a31 = TOps.Fma(b3, k1, a31); a32 = TOps.Fma(b3, k2, a32); a33 = TOps.Fma(b3, k3, a33);
+            float* qr = qt + d * BlockQ;
+            TV q0 = TOps.Load(qr), q1 = TOps.Load(qr + w), q2 = TOps.Load(qr + 2 * w), q3 = TOps.Load(qr + 3 * w);
+            TV b0 = TOps.Broadcast(k0[d]); a00 = TOps.Fma(b0, q0, a00); a01 = TOps.Fma(b0, q1, a01); a02 = TOps.Fma(b0, q2, a02); a03 = TOps.Fma(b0, q3, a03);
+            TV b1 = TOps.Broadcast(k1[d]); a10 = TOps.Fma(b1, q0, a10); a11 = TOps.Fma(b1, q1, a11); a12 = TOps.Fma(b1, q2, a12); a13 = TOps.Fma(b1, q3, a13);
+            TV b2 = TOps.Broadcast(k2[d]); a20 = TOps.Fma(b2, q0, a20); a21 = TOps.Fma(b2, q1, a21); a22 = TOps.Fma(b2, q2, a22); a23 = TOps.Fma(b2, q3, a23);
+            TV b3 = TOps.Broadcast(k3[d]); a30 = TOps.Fma(b3, q0, a30); a31 = TOps.Fma(b3, q1, a31); a32 = TOps.Fma(b3, q2, a32); a33 = TOps.Fma(b3, q3, a33);
         }
-        TOps.Store(s, a00); TOps.Store(s + w, a01); TOps.Store(s + 2 * w, a02); TOps.Store(s + 3 * w, a03); s += lds;
-        TOps.Store(s, a10); TOps.Store(s + w, a11); TOps.Store(s + 2 * w, a12); TOps.Store(s + 3 * w, a13); s += lds;
-        TOps.Store(s, a20); TOps.Store(s + w, a21); TOps.Store(s + 2 * w, a22); TOps.Store(s + 3 * w, a23); s += lds;
+        TOps.Store(s, a00); TOps.Store(s + w, a01); TOps.Store(s + 2 * w, a02); TOps.Store(s + 3 * w, a03); s += BlockQ;
+        TOps.Store(s, a10); TOps.Store(s + w, a11); TOps.Store(s + 2 * w, a12); TOps.Store(s + 3 * w, a13); s += BlockQ;
+        TOps.Store(s, a20); TOps.Store(s + w, a21); TOps.Store(s + 2 * w, a22); TOps.Store(s + 3 * w, a23); s += BlockQ;
         TOps.Store(s, a30); TOps.Store(s + w, a31); TOps.Store(s + 2 * w, a32); TOps.Store(s + 3 * w, a33);
     }
 
-    /// <summary>O[4 × 4W] += P[4 × nc] · V[nc × 4W] (Vector512).</summary>
+    /// <summary>Sᵀ[4 keys × 2W queries] = K[4 × E] · Qᵀ[E × 2W] (Vector256: 8 accumulators of the 16 registers).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void PvBlock4<TV, TOps>(float* pm, int ldp, float* v, int ldv, int nc, float* o, int ldo) where TV : struct where TOps : struct, IVec<TV>
+    private static void ScoreBlock2<TV, TOps>(float* k0, float* k1, float* k2, float* k3, int e, float* qt, float* s) where TV : struct where TOps : struct, IVec<TV>
+    {
+        int w = TOps.Width;
+        TV a00 = default, a01 = default, a10 = default, a11 = default, a20 = default, a21 = default, a30 = default, a31 = default;
+        for (int d = 0; d < e; d++)
+        {
+            float* qr = qt + d * BlockQ;
+            TV q0 = TOps.Load(qr), q1 = TOps.Load(qr + w);
+            TV b0 = TOps.Broadcast(k0[d]); a00 = TOps.Fma(b0, q0, a00); a01 = TOps.Fma(b0, q1, a01);
+            TV b1 = TOps.Broadcast(k1[d]); a10 = TOps.Fma(b1, q0, a10); a11 = TOps.Fma(b1, q1, a11);
+            TV b2 = TOps.Broadcast(k2[d]); a20 = TOps.Fma(b2, q0, a20); a21 = TOps.Fma(b2, q1, a21);
+            TV b3 = TOps.Broadcast(k3[d]); a30 = TOps.Fma(b3, q0, a30); a31 = TOps.Fma(b3, q1, a31);
+        }
+        TOps.Store(s, a00); TOps.Store(s + w, a01); s += BlockQ;
+        TOps.Store(s, a10); TOps.Store(s + w, a11); s += BlockQ;
+        TOps.Store(s, a20); TOps.Store(s + w, a21); s += BlockQ;
+        TOps.Store(s, a30); TOps.Store(s + w, a31);
+    }
+
+    /// <summary>O[4 × 4W] = alpha·O + P[4 × nk] · V[nk × 4W] (Vector512), P read from the transposed tile (element (row r, key
+    /// c) at <paramref name="pt"/>[c·BlockQ + r]); alpha[r] scales row r's accumulators as they are loaded.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void PvBlock4<TV, TOps>(float* pt, float* v, long ldv, int nk, float* o, int ldo, float* alpha) where TV : struct where TOps : struct, IVec<TV>
     {
         int w = TOps.Width;
         float* o0 = o, o1 = o + ldo, o2 = o + 2 * ldo, o3 = o + 3 * ldo;
-        TV a00 = TOps.Load(o0), a01 = TOps.Load(o0 + w), a02 = TOps.Load(o0 + 2 * w), a03 = TOps.Load(o0 + 3 * w);
-        TV a10 = TOps.Load(o1), a11 = TOps.Load(o1 + w), a12 = TOps.Load(o1 + 2 * w), a13 = TOps.Load(o1 + 3 * w);
-        TV a20 = TOps.Load(o2), a21 = TOps.Load(o2 + w), a22 = TOps.Load(o2 + 2 * w), a23 = TOps.Load(o2 + 3 * w);
-        TV a30 = TOps.Load(o3), a31 = TOps.Load(o3 + w), a32 = TOps.Load(o3 + 2 * w), a33 = TOps.Load(o3 + 3 * w);
-        float* p0 = pm, p1 = pm + ldp, p2 = pm + 2 * ldp, p3 = pm + 3 * ldp;
-        for (int c = 0; c < nc; c++)
+        TV s0 = TOps.Broadcast(alpha[0]), s1 = TOps.Broadcast(alpha[1]), s2 = TOps.Broadcast(alpha[2]), s3 = TOps.Broadcast(alpha[3]);
+        TV a00 = TOps.Mul(TOps.Load(o0), s0), a01 = TOps.Mul(TOps.Load(o0 + w), s0), a02 = TOps.Mul(TOps.Load(o0 + 2 * w), s0), a03 = TOps.Mul(TOps.Load(o0 + 3 * w), s0);
+        TV a10 = TOps.Mul(TOps.Load(o1), s1), a11 = TOps.Mul(TOps.Load(o1 + w), s1), a12 = TOps.Mul(TOps.Load(o1 + 2 * w), s1), a13 = TOps.Mul(TOps.Load(o1 + 3 * w), s1);
+        TV a20 = TOps.Mul(TOps.Load(o2), s2), a21 = TOps.Mul(TOps.Load(o2 + w), s2), a22 = TOps.Mul(TOps.Load(o2 + 2 * w), s2), a23 = TOps.Mul(TOps.Load(o2 + 3 * w), s2);
+        TV a30 = TOps.Mul(TOps.Load(o3), s3), a31 = TOps.Mul(TOps.Load(o3 + w), s3), a32 = TOps.Mul(TOps.Load(o3 + 2 * w), s3), a33 = TOps.Mul(TOps.Load(o3 + 3 * w), s3);
+        for (int c = 0; c < nk; c++)
         {
-            float* vr = v + (long)c * ldv;
+            float* vr = v + c * ldv, pr = pt + c * BlockQ;
             TV v0 = TOps.Load(vr), v1 = TOps.Load(vr + w), v2 = TOps.Load(vr + 2 * w), v3 = TOps.Load(vr + 3 * w);
-            TV b0 = TOps.Broadcast(p0[c]); a00 = TOps.Fma(b0, v0, a00); a01 = TOps.Fma(b0, v1, a01); a02 = TOps.Fma(b0, v2, a02); a03 = TOps.Fma(b0, v3, a03);
-            TV b1 = TOps.Broadcast(p1[c]); a10 = TOps.Fma(b1, v0, a10); a11 = TOps.Fma(b1, v1, a11); a12 = TOps.Fma(b1, v2, a12); a13 = TOps.Fma(b1, v3, a13);
-            TV b2 = TOps.Broadcast(p2[c]); a20 = TOps.Fma(b2, v0, a20); a21 = TOps.Fma(b2, v1, a21); a22 = TOps.Fma(b2, v2, a22); a23 = TOps.Fma(b2, v3, a23);
-            TV b3 = TOps.Broadcast(p3[c]); a30 = TOps.Fma(b3, v0, a30); a31 = TOps.Fma(b3, v1, a31); a32 = TOps.Fma(b3, v2, a32); a33 = TOps.Fma(b3, v3, a33);
+            TV b0 = TOps.Broadcast(pr[0]); a00 = TOps.Fma(b0, v0, a00); a01 = TOps.Fma(b0, v1, a01); a02 = TOps.Fma(b0, v2, a02); a03 = TOps.Fma(b0, v3, a03);
+            TV b1 = TOps.Broadcast(pr[1]); a10 = TOps.Fma(b1, v0, a10); a11 = TOps.Fma(b1, v1, a11); a12 = TOps.Fma(b1, v2, a12); a13 = TOps.Fma(b1, v3, a13);
+            TV b2 = TOps.Broadcast(pr[2]); a20 = TOps.Fma(b2, v0, a20); a21 = TOps.Fma(b2, v1, a21); a22 = TOps.Fma(b2, v2, a22); a23 = TOps.Fma(b2, v3, a23);
+            TV b3 = TOps.Broadcast(pr[3]); a30 = TOps.Fma(b3, v0, a30); a31 = TOps.Fma(b3, v1, a31); a32 = TOps.Fma(b3, v2, a32); a33 = TOps.Fma(b3, v3, a33);
         }
         TOps.Store(o0, a00); TOps.Store(o0 + w, a01); TOps.Store(o0 + 2 * w, a02); TOps.Store(o0 + 3 * w, a03);
         TOps.Store(o1, a10); TOps.Store(o1 + w, a11); TOps.Store(o1 + 2 * w, a12); TOps.Store(o1 + 3 * w, a13);
@@ -457,22 +585,22 @@ public static unsafe class SdpaSimd
         TOps.Store(o3, a30); TOps.Store(o3 + w, a31); TOps.Store(o3 + 2 * w, a32); TOps.Store(o3 + 3 * w, a33);
     }
 
-    /// <summary>O[4 × 2W] += P[4 × nc] · V[nc × 2W].</summary>
+    /// <summary>O[4 × 2W] = alpha·O + P[4 × nk] · V[nk × 2W], P transposed as in <see cref="PvBlock4"/>.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void PvBlock<TV, TOps>(float* pm, int ldp, float* v, int ldv, int nc, float* o, int ldo) where TV : struct where TOps : struct, IVec<TV>
+    private static void PvBlock2<TV, TOps>(float* pt, float* v, long ldv, int nk, float* o, int ldo, float* alpha) where TV : struct where TOps : struct, IVec<TV>
     {
         int w = TOps.Width;
-        TV a00 = TOps.Load(o), a01 = TOps.Load(o + w), a10 = TOps.Load(o + ldo), a11 = TOps.Load(o + ldo + w);
-        TV a20 = TOps.Load(o + 2 * ldo), a21 = TOps.Load(o + 2 * ldo + w), a30 = TOps.Load(o + 3 * ldo), a31 = TOps.Load(o + 3 * ldo + w);
-        float* p0 = pm, p1 = pm + ldp, p2 = pm + 2 * ldp, p3 = pm + 3 * ldp;
-        for (int c = 0; c < nc; c++)
+        TV s0 = TOps.Broadcast(alpha[0]), s1 = TOps.Broadcast(alpha[1]), s2 = TOps.Broadcast(alpha[2]), s3 = TOps.Broadcast(alpha[3]);
+        TV a00 = TOps.Mul(TOps.Load(o), s0), a01 = TOps.Mul(TOps.Load(o + w), s0), a10 = TOps.Mul(TOps.Load(o + ldo), s1), a11 = TOps.Mul(TOps.Load(o + ldo + w), s1);
+        TV a20 = TOps.Mul(TOps.Load(o + 2 * ldo), s2), a21 = TOps.Mul(TOps.Load(o + 2 * ldo + w), s2), a30 = TOps.Mul(TOps.Load(o + 3 * ldo), s3), a31 = TOps.Mul(TOps.Load(o + 3 * ldo + w), s3);
+        for (int c = 0; c < nk; c++)
         {
-            float* vr = v + (long)c * ldv;
+            float* vr = v + c * ldv, pr = pt + c * BlockQ;
             TV v0 = TOps.Load(vr), v1 = TOps.Load(vr + w);
-            TV b0 = TOps.Broadcast(p0[c]); a00 = TOps.Fma(b0, v0, a00); a01 = TOps.Fma(b0, v1, a01);
-            TV b1 = TOps.Broadcast(p1[c]); a10 = TOps.Fma(b1, v0, a10); a11 = TOps.Fma(b1, v1, a11);
-            TV b2 = TOps.Broadcast(p2[c]); a20 = TOps.Fma(b2, v0, a20); a21 = TOps.Fma(b2, v1, a21);
-            TV b3 = TOps.Broadcast(p3[c]); a30 = TOps.Fma(b3, v0, a30); a31 = TOps.Fma(b3, v1, a31);
+            TV b0 = TOps.Broadcast(pr[0]); a00 = TOps.Fma(b0, v0, a00); a01 = TOps.Fma(b0, v1, a01);
+            TV b1 = TOps.Broadcast(pr[1]); a10 = TOps.Fma(b1, v0, a10); a11 = TOps.Fma(b1, v1, a11);
+            TV b2 = TOps.Broadcast(pr[2]); a20 = TOps.Fma(b2, v0, a20); a21 = TOps.Fma(b2, v1, a21);
+            TV b3 = TOps.Broadcast(pr[3]); a30 = TOps.Fma(b3, v0, a30); a31 = TOps.Fma(b3, v1, a31);
         }
         TOps.Store(o, a00); TOps.Store(o + w, a01);
         TOps.Store(o + ldo, a10); TOps.Store(o + ldo + w, a11);
