@@ -23,13 +23,14 @@ namespace PoolKernels.Kernels.Heads;
 /// packed per item of up to all panels 60-62%; then panels outer / row tiles inner (the panel slice in L1) with every
 /// tile copied through a stack tile: one worker 62%, row tiles outer 67-68%, plus whole tiles in y: 78% on one worker
 /// ([2048,1024]·[1024,1024]ᵀ), 72% on two ([4096,…]); k blocks of 128/384/512 no better than 256; 64-byte-aligned packed
-/// panels no faster than misaligned ones.</para>
+/// panels no faster than misaligned ones; row blocks of 192/384 no better than 96; at most 32 panels per item (1 MB of
+/// packed W per k block, in L2): [8192,1024]·[2048,1024]ᵀ 62% -> 79% (all 64 panels per item overflowed L2).</para>
 /// </summary>
 public static unsafe class HeadsSimd
 {
     /// <summary>Columns per packed panel.</summary>
     public const int NR = 32;
-    private const int RowBlock = 96, KC = 256, MR512 = 12;
+    private const int RowBlock = 96, KC = 256, MR512 = 12, MaxPanels = 32;
 
     /// <summary>Floats of the packed form of an [n, k] weight.</summary>
     public static long PackedLength(int n, int k) => (long)((n + NR - 1) / NR) * NR * k;
@@ -68,7 +69,9 @@ public static unsafe class HeadsSimd
         int allBlocks = job.RowBlocks * job.Batches;
         // As many panels per item as leave >= 4 items per worker: the x block is packed once per item and k block.
         int panels = (n + NR - 1) / NR, want = 4 * Math.Min(pool.Workers, maxWorkers);
-        int groupsPerRowBlock = Math.Clamp((want + allBlocks - 1) / allBlocks, 1, panels);
+        // ... and at most 32 panels (KC·32·32 floats = 1 MB of packed W per k block, which must stay in L2 across the item's
+        // row tiles: all 64 panels of an N = 2048 weight ran at 62% of the FMA loop, 32 at ~77%)
+        int groupsPerRowBlock = Math.Clamp(Math.Max((want + allBlocks - 1) / allBlocks, (panels + MaxPanels - 1) / MaxPanels), 1, panels);
         job.PanelsPerItem = (panels + groupsPerRowBlock - 1) / groupsPerRowBlock;
         job.Groups = (panels + job.PanelsPerItem - 1) / job.PanelsPerItem;
         pool.Run(job, allBlocks * job.Groups, maxWorkers);
