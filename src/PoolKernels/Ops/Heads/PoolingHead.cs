@@ -276,8 +276,13 @@ public sealed class PoolingHead : IDisposable
         _queries ??= Project(_q);
         var w = Ws(LatentAttentionVariant.Resampler, b, n);
         int r = LatentCount, d = Dim;
-        HeadKernels.AddRows(Device, hidden, multiLayer ? _posEmb : null, w.X, b, n, d);
-        HeadKernels.LayerNorm(Device, w.X, _n0w, _n0b, w.X, b * n, d, 1e-5f);
+        // F32 tokens without a position embedding go straight into the LayerNorm (no copy into the workspace)
+        if (!multiLayer && hidden.DType == DType.F32) HeadKernels.LayerNorm(Device, hidden, _n0w, _n0b, w.X, b * n, d, 1e-5f);
+        else
+        {
+            HeadKernels.AddRows(Device, hidden, multiLayer ? _posEmb : null, w.X, b, n, d);
+            HeadKernels.LayerNorm(Device, w.X, _n0w, _n0b, w.X, b * n, d, 1e-5f);
+        }
         HeadKernels.Linear(Device, w.X, _k, null, w.K, b * n);
         HeadKernels.Linear(Device, w.X, _v, null, w.V, b * n);
         if (!w.QueriesReady) { HeadKernels.Repeat(Device, _queries, w.Q, b); HeadKernels.Repeat(Device, _latents, w.Residual, b); w.QueriesReady = true; }
