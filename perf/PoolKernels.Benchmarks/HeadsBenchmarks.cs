@@ -158,8 +158,8 @@ public class HeadsGemmBenchmarks
         _x = r.Floats(DType.F32, -1, 1, M, D).AsSpan<float>().ToArray();
         var w = r.Floats(DType.F32, -1, 1, D, D).AsSpan<float>().ToArray();
         _y = new float[M * D];
-        _packed = new float[HeadsSimd.PackedLength(D, D)];
-        HeadsSimd.Pack(w, D, D, _packed);
+        _packed = HeadsSimd.AllocatePacked(HeadsSimd.PackedLength(D, D)); // 64-byte aligned at AlignedOffset, as the heads keep it
+        HeadsSimd.Pack(w, D, D, _packed.AsSpan(HeadsSimd.AlignedOffset(_packed)));
         _fmaIterations = (long)(2.0 * M * D * D / (2.0 * 8 * (System.Runtime.Intrinsics.Vector512.IsHardwareAccelerated ? 16 : 8) * WorkerPool.Shared.Workers));
     }
 
@@ -169,7 +169,7 @@ public class HeadsGemmBenchmarks
     [Benchmark(Description = "simd GEMM [8192,1024]x[1024,1024]^T")]
     public unsafe void SimdGemm()
     {
-        fixed (float* x = _x) fixed (float* p = _packed) fixed (float* y = _y)
+        fixed (float* x = _x) fixed (float* p = &_packed[HeadsSimd.AlignedOffset(_packed)]) fixed (float* y = _y)
             HeadsSimd.Gemm(x, p, null, null, y, M, D, D);
     }
 }

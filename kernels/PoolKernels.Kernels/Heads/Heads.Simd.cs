@@ -22,8 +22,9 @@ namespace PoolKernels.Kernels.Heads;
 /// blocks of 256 ~50%; 8 rows 62%; 12 rows 57-65%; x packed per item of only 4 panels ~37% (packing not amortized); x
 /// packed per item of up to all panels 60-62%; then panels outer / row tiles inner (the panel slice in L1) with every
 /// tile copied through a stack tile: one worker 62%, row tiles outer 67-68%, plus whole tiles in y: 78% on one worker
-/// ([2048,1024]·[1024,1024]ᵀ), 72% on two ([4096,…]); k blocks of 128/384/512 no better than 256; 64-byte-aligned packed
-/// panels no faster than misaligned ones; row blocks of 192/384 no better than 96; at most 32 panels per item (1 MB of
+/// ([2048,1024]·[1024,1024]ᵀ), 72% on two ([4096,…]); k blocks of 128/384/512 no better than 256; packed panels 16 bytes
+/// off a cache line ~6% slower than 64-byte-aligned ones on a quiet machine (so they are kept aligned); the x packing by 4×4
+/// SSE transposes instead of scalar stores no better within noise; row blocks of 192/384 no better than 96; at most 32 panels per item (1 MB of
 /// packed W per k block, in L2): [8192,1024]·[2048,1024]ᵀ 62% -> 79% (all 64 panels per item overflowed L2).</para>
 /// </summary>
 public static unsafe class HeadsSimd
@@ -83,13 +84,24 @@ public static unsafe class HeadsSimd
     {
         if (m == 0 || n == 0) return;
         long len = PackedLength(n, k);
-        if (PackScratch is null || PackScratch.Length < len) PackScratch = new float[len];
-        Pack(w, n, k, PackScratch);
-        fixed (float* px = x) fixed (float* pp = PackScratch) fixed (float* pb = bias) fixed (float* pr = residual) fixed (float* py = y)
+        if (PackScratch is null || PackScratch.Length < len + 16) PackScratch = AllocatePacked(len);
+        int at = AlignedOffset(PackScratch);
+        Pack(w, n, k, PackScratch.AsSpan(at));
+        fixed (float* px = x) fixed (float* pp = &PackScratch[at]) fixed (float* pb = bias) fixed (float* pr = residual) fixed (float* py = y)
             Gemm(px, pp, bias.IsEmpty ? null : pb, residual.IsEmpty ? null : pr, py, m, n, k, pool);
     }
 
     [ThreadStatic] private static float[]? PackScratch;
+
+    /// <summary>A pinned array with room for <paramref name="packedLength"/> floats starting 64-byte aligned at
+    /// <see cref="AlignedOffset"/> (panels 16 bytes off a cache line ran the GEMM ~6% slower: every B load split a line).</summary>
+    public static float[] AllocatePacked(long packedLength) => GC.AllocateUninitializedArray<float>(checked((int)packedLength + 16), pinned: true);
+
+    /// <summary>The first index of a pinned array (from <see cref="AllocatePacked"/>) whose address is a multiple of 64 bytes.</summary>
+    public static int AlignedOffset(float[] pinned)
+    {
+        fixed (float* p = pinned) return (int)((64 - ((nint)p & 63)) & 63) / 4;
+    }
 
     private sealed class GemmJob : IParallelJob
     {

@@ -144,7 +144,8 @@ public static class Heads
 }
 
 /// <summary>A Linear layer's weight on a device: W [N, K] as a device tensor, plus on <c>simd</c> its packed panels
-/// (<see cref="HeadsSimd.Pack"/>), and the optional bias [N].</summary>
+/// (<see cref="HeadsSimd.Pack"/>, 64-byte aligned at <see cref="HeadsSimd.AlignedOffset"/> in a pinned array), and the
+/// optional bias [N].</summary>
 internal sealed class LinearWeight : IDisposable
 {
     public required DeviceTensor W { get; init; }
@@ -162,8 +163,8 @@ internal sealed class LinearWeight : IDisposable
         float[]? packed = null;
         if (device.Kind == BackendKind.Simd)
         {
-            packed = GC.AllocateUninitializedArray<float>(checked((int)HeadsSimd.PackedLength(n, k)), pinned: true);
-            HeadsSimd.Pack(w, n, k, packed);
+            packed = HeadsSimd.AllocatePacked(HeadsSimd.PackedLength(n, k));
+            HeadsSimd.Pack(w, n, k, packed.AsSpan(HeadsSimd.AlignedOffset(packed)));
         }
         return new LinearWeight
         {
@@ -232,7 +233,7 @@ internal static unsafe class HeadKernels
                     HeadsSimd.Linear(F(x), F(lw.W), lw.Bias is null ? default : F(lw.Bias), residual is null ? default : F(residual), F(y), m, n, k, cpu.Pool);
                     break;
                 }
-                fixed (float* px = F(x)) fixed (float* pp = lw.Packed) fixed (float* py = F(y))
+                fixed (float* px = F(x)) fixed (float* pp = &lw.Packed[HeadsSimd.AlignedOffset(lw.Packed)]) fixed (float* py = F(y))
                 fixed (float* pb = lw.Bias is null ? default : F(lw.Bias)) fixed (float* pr = residual is null ? default : F(residual))
                     HeadsSimd.Gemm(px, pp, lw.Bias is null ? null : pb, residual is null ? null : pr, py, m, n, k, cpu.Pool);
                 break;
