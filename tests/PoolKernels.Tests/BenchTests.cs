@@ -77,8 +77,8 @@ public class BenchTests
 
 /// <summary>The standard "a steady-state simd call allocates nothing": every op's device-resident run (its smallest
 /// simd-sized bench case through <see cref="OpSpec.Prepare"/>, the path an engine calls in a loop) allocates 0 bytes
-/// after warm-up, in the whole process (worker threads included). The least of three calls is taken: the test host
-/// itself allocates on other threads now and then.</summary>
+/// after warm-up, in the whole process (worker threads included). The least of five calls is taken: the test host
+/// itself allocates on other threads now and then (one run in ~6 saw 120 B in each of three calls of multi_layer_pool).</summary>
 public class AllocationTests
 {
     // Ops whose outputs have a data-dependent size, so each call returns new tensors by design.
@@ -97,7 +97,7 @@ public class AllocationTests
         using var run = spec.Prepare!(simd, c.Call);
         for (int i = 0; i < 3; i++) run.Run();
         long least = long.MaxValue;
-        for (int i = 0; i < 3; i++)
+        for (int i = 0; i < 5 && least != 0; i++)
         {
             long before = GC.GetTotalAllocatedBytes(true);
             run.Run();

@@ -202,6 +202,11 @@ public static unsafe class SdpaSimd
             int heads = p.Batch * p.Hkv, qBlocks = (p.Tq + BlockQ - 1) / BlockQ;
             job.Chunks = Math.Max(1, Math.Min(qBlocks, (16 * pool.Workers + heads - 1) / heads));
             if (job.Scratch is null || job.Scratch.Length < pool.Workers) job.Scratch = new float[pool.Workers][];
+            // every worker's scratch sized here, not on its first item: which worker takes which item varies from call to
+            // call, so a lazily grown buffer could first be needed in a later, steady-state call
+            long need = Job<T, TBias, TMask, TIdx>.ScratchFloats(p, job.EvP, job.TkPad);
+            for (int i = 0; i < pool.Workers; i++)
+                if (job.Scratch[i] is null || job.Scratch[i].Length < need) job.Scratch[i] = GC.AllocateUninitializedArray<float>((int)need, pinned: true);
             pool.Run(job, heads * job.Chunks);
             job.Q = null; job.K = null; job.V = null; job.Out = null; job.Lse = null;
         }
@@ -215,6 +220,22 @@ public static unsafe class SdpaSimd
         internal int EvP, TkPad, Chunks;
         internal bool Wide;
         internal float[][]? Scratch;
+
+        // F32 rows are read in place only when they are contiguous (bhtd, or one head): in bthd the rows of one head lie
+        // Hkv·E floats apart — 4 KB for 8 heads of 128 — and a tile's rows then fall into the same few L1 sets (the
+        // resampler's bthd dh = 128 attention ran at 48% of the FMA loop read in place, 61% staged; E = 64 bthd 41-49% -> 61%)
+        internal static bool DirectK(in SdpaParams p) => typeof(T) == typeof(float) && p.KRow == p.E;
+        internal static bool DirectV(in SdpaParams p, int evp) => typeof(T) == typeof(float) && p.Ev == evp && p.VRow == p.Ev;
+
+        /// <summary>Floats of one worker's scratch (64-byte aligned, every part a multiple of 16 floats): K [TkPad·E] unless
+        /// direct | V [TkPad·EvP] unless direct | kp [TkPad] | Qᵀ [E·BQ] | Sᵀ [BK·BQ] | O [BQ·EvP] | M, L, Alpha, Lo, Hi [BQ] |
+        /// row [E rounded up].</summary>
+        internal static long ScratchFloats(in SdpaParams p, int evp, int tkp)
+        {
+            int e = p.E;
+            long kSize = DirectK(p) ? 0 : (long)tkp * e, vSize = DirectV(p, evp) ? 0 : (long)tkp * evp;
+            return kSize + vSize + tkp + (long)e * BlockQ + BlockK * BlockQ + BlockQ * (long)evp + 5 * BlockQ + (e + 15) / 16 * 16 + 16;
+        }
 
         public void Execute(int item, int worker)
         {
@@ -240,12 +261,12 @@ public static unsafe class SdpaSimd
             int nb = (tq + BlockQ - 1) / BlockQ;
             if (chunk >= nb) return;
             int e = p.E, ev = p.Ev, evp = EvP, tkp = TkPad, w = TOps.Width;
-            bool directK = typeof(T) == typeof(float), directV = typeof(T) == typeof(float) && ev == evp;
-
-            // scratch (64-byte aligned, every part a multiple of 16 floats): K [TkPad·E] unless direct | V [TkPad·EvP]
-            // unless direct | kp [TkPad] | Qᵀ [E·BQ] | Sᵀ [BK·BQ] | O [BQ·EvP] | M, L, Alpha, Lo, Hi [BQ] | row [E rounded up]
+            // F32 rows are read in place only when they are contiguous (bhtd, or one head): in bthd the rows of one head lie
+            // Hkv·E floats apart — 4 KB for 8 heads of 128 — and a tile's rows then fall into the same few L1 sets (the
+            // resampler's bthd dh = 128 attention ran at 48% of the FMA loop read in place, bhtd 60%)
+            bool directK = DirectK(p), directV = DirectV(p, evp);
             long kSize = directK ? 0 : (long)tkp * e, vSize = directV ? 0 : (long)tkp * evp;
-            long need = kSize + vSize + tkp + (long)e * BlockQ + BlockK * BlockQ + BlockQ * (long)evp + 5 * BlockQ + (e + 15) / 16 * 16 + 16;
+            long need = ScratchFloats(p, evp, tkp);
             var buf = Scratch![worker];
             if (buf is null || buf.Length < need) Scratch[worker] = buf = GC.AllocateUninitializedArray<float>((int)need, pinned: true);
             float* kf = (float*)(((nint)Unsafe.AsPointer(ref buf[0]) + 63) & ~(nint)63);
