@@ -201,12 +201,7 @@ public static unsafe class SdpaSimd
             // (chunk c takes blocks c, c + Chunks, ...), so chunks cost about the same even under a causal mask.
             int heads = p.Batch * p.Hkv, qBlocks = (p.Tq + BlockQ - 1) / BlockQ;
             job.Chunks = Math.Max(1, Math.Min(qBlocks, (16 * pool.Workers + heads - 1) / heads));
-            if (job.Scratch is null || job.Scratch.Length < pool.Workers) job.Scratch = new float[pool.Workers][];
-            // every worker's scratch sized here, not on its first item: which worker takes which item varies from call to
-            // call, so a lazily grown buffer could first be needed in a later, steady-state call
-            long need = Job<T, TBias, TMask, TIdx>.ScratchFloats(p, job.EvP, job.TkPad);
-            for (int i = 0; i < pool.Workers; i++)
-                if (job.Scratch[i] is null || job.Scratch[i].Length < need) job.Scratch[i] = GC.AllocateUninitializedArray<float>((int)need, pinned: true);
+            pool.EnsureScratch(ref job.Scratch, Job<T, TBias, TMask, TIdx>.ScratchFloats(p, job.EvP, job.TkPad), pinned: true);
             pool.Run(job, heads * job.Chunks);
             job.Q = null; job.K = null; job.V = null; job.Out = null; job.Lse = null;
         }
@@ -219,7 +214,7 @@ public static unsafe class SdpaSimd
         internal SdpaParams P;
         internal int EvP, TkPad, Chunks;
         internal bool Wide;
-        internal float[][]? Scratch;
+        internal float[]?[] Scratch = [];
 
         // F32 rows are read in place only when they are contiguous (bhtd, or one head): in bthd the rows of one head lie
         // Hkv·E floats apart — 4 KB for 8 heads of 128 — and a tile's rows then fall into the same few L1 sets (the
@@ -266,9 +261,7 @@ public static unsafe class SdpaSimd
             // resampler's bthd dh = 128 attention ran at 48% of the FMA loop read in place, bhtd 60%)
             bool directK = DirectK(p), directV = DirectV(p, evp);
             long kSize = directK ? 0 : (long)tkp * e, vSize = directV ? 0 : (long)tkp * evp;
-            long need = ScratchFloats(p, evp, tkp);
-            var buf = Scratch![worker];
-            if (buf is null || buf.Length < need) Scratch[worker] = buf = GC.AllocateUninitializedArray<float>((int)need, pinned: true);
+            var buf = Scratch[worker]!; // sized by Run for every worker
             float* kf = (float*)(((nint)Unsafe.AsPointer(ref buf[0]) + 63) & ~(nint)63);
             float* vf = kf + kSize, kpb = vf + vSize, qt = kpb + tkp, st = qt + (long)e * BlockQ, o = st + BlockK * BlockQ;
             float* m = o + BlockQ * evp, l = m + BlockQ, alpha = l + BlockQ, rowTmp = alpha + 3 * BlockQ;

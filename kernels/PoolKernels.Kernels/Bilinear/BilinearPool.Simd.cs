@@ -32,8 +32,7 @@ public static unsafe class BilinearPoolSimd
             job.X = xp; job.Y = y.IsEmpty ? xp : yp; job.Mask = mask.IsEmpty ? null : mp; job.Out = op;
             job.N = n; job.Dx = dx; job.Dy = dy; job.SignedSqrt = signedSqrt;
             job.Blocks = (dx + MR - 1) / MR;
-            if (job.Kept.Length < pool.Workers) Array.Resize(ref job.Kept, pool.Workers);
-            for (int w = 0; w < pool.Workers; w++) if (job.Kept[w] is null || job.Kept[w]!.Length < n) job.Kept[w] = new int[n];
+            pool.EnsureScratch(ref job.Kept, n);
             pool.Run(job, batch * job.Blocks);
             job.X = job.Y = job.Out = null;
         }

@@ -22,9 +22,9 @@ public static unsafe class CompactBilinearSimd
         {
             var job = Job.Cached ??= new();
             int per = 6 * d + plan.ScratchLength;
-            if (job.Buffers.Length < pool.Workers) Array.Resize(ref job.Buffers, pool.Workers);
+            pool.EnsureScratch(ref job.Buffers, per);
             job.X = xp; job.Y = yp; job.Hx = hxp; job.Sx = sxp; job.Hy = hyp; job.Sy = syp; job.Out = op;
-            job.Dx = hx.Length; job.Dy = hy.Length; job.D = d; job.Batch = batch; job.Plan = plan; job.PerWorker = per;
+            job.Dx = hx.Length; job.Dy = hy.Length; job.D = d; job.Batch = batch; job.Plan = plan;
             job.SignedSqrt = signedSqrt; job.Normalize = normalize;
             pool.Run(job, (batch + 1) / 2);
             job.X = job.Y = job.Out = null; job.Plan = null;
@@ -37,14 +37,13 @@ public static unsafe class CompactBilinearSimd
         internal float[]?[] Buffers = [];
         internal float* X, Y, Sx, Sy, Out;
         internal long* Hx, Hy;
-        internal int Dx, Dy, D, Batch, PerWorker;
+        internal int Dx, Dy, D, Batch;
         internal FftPlan? Plan;
         internal bool SignedSqrt, Normalize;
 
         public void Execute(int item, int worker)
         {
-            var buf = Buffers[worker];
-            if (buf is null || buf.Length < PerWorker) Buffers[worker] = buf = new float[PerWorker];
+            var buf = Buffers[worker]!;
             int d = D, b0 = 2 * item;
             bool two = b0 + 1 < Batch;
             var s = buf.AsSpan();

@@ -49,9 +49,7 @@ public static unsafe class DotGemm
         job.BBlocks = (bGroups + job.BGroupsPerItem - 1) / job.BGroupsPerItem;
         int rows = job.AGroupsPerItem * TA;
         long need = (long)job.BGroupsPerItem * job.AGroupsPerItem * TA * TB * 16 + (long)rows * KB + TB * KB + rows + 16;
-        if (job.Scratch.Length < pool.Workers) Array.Resize(ref job.Scratch, pool.Workers);
-        for (int w = 0; w < pool.Workers; w++)
-            if (job.Scratch[w] is null || job.Scratch[w]!.Length < need) job.Scratch[w] = GC.AllocateUninitializedArray<float>((int)need, pinned: true);
+        pool.EnsureScratch(ref job.Scratch, need, pinned: true);
         job.A = a; job.Lda = lda; job.BatchA = batchA; job.B = b; job.Ldb = ldb; job.BatchB = batchB; job.C = c; job.Ldc = ldc; job.BatchC = batchC;
         job.M = m; job.N = n; job.K = k; job.Sums = rowSums;
         pool.Run(job, batches * job.ABlocks * job.BBlocks);

@@ -42,6 +42,17 @@ public sealed class WorkerPool
         }
     }
 
+    /// <summary>Makes every worker's scratch array hold at least <paramref name="length"/> elements (pinned when asked), before a
+    /// run: which worker takes which item varies from call to call, so scratch grown lazily on a worker's first item could
+    /// first be allocated in a later, steady-state call. Grows only; a steady state allocates nothing.</summary>
+    public void EnsureScratch<T>(ref T[]?[] perWorker, long length, bool pinned = false)
+    {
+        if (perWorker.Length < Workers) Array.Resize(ref perWorker, Workers);
+        for (int w = 0; w < Workers; w++)
+            if (perWorker[w] is not { } a || a.Length < length)
+                perWorker[w] = pinned ? GC.AllocateUninitializedArray<T>(checked((int)length), pinned: true) : new T[checked((int)length)];
+    }
+
     /// <summary>Runs items 0..<paramref name="count"/>-1 of <paramref name="job"/> on at most <paramref name="maxWorkers"/>
     /// workers (default all; a tuning parameter) and returns when all finished. An exception thrown by an item is
     /// rethrown here.</summary>

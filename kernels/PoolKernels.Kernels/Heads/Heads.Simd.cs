@@ -63,7 +63,8 @@ public static unsafe class HeadsSimd
         if (m == 0 || n == 0) return;
         pool ??= WorkerPool.Shared;
         var job = GemmJob.Cached ??= new GemmJob();
-        job.EnsureWorkers(pool.Workers);
+        // one packed x block per worker (pinned: the kernels hold raw pointers), only where the 12-row kernel runs
+        if (Vector512.IsHardwareAccelerated) pool.EnsureScratch(ref job.APack, (long)RowBlock * KC, pinned: true);
         job.X = x; job.Packed = packed; job.Bias = bias; job.Residual = residual; job.Y = y; job.M = m; job.N = n; job.K = k;
         job.RowBlocks = (m + RowBlock - 1) / RowBlock;
         job.Batches = Math.Max(1, batches); job.PackedStride = packedStride;
@@ -110,13 +111,8 @@ public static unsafe class HeadsSimd
         public int M, N, K, RowBlocks, Groups, Batches = 1;
         public long PackedStride;
 
-        private float[]?[] _aPack = [];
+        internal float[]?[] APack = [];
 
-        /// <summary>Makes room for one packed x block per worker (pinned: the kernels hold raw pointers).</summary>
-        public void EnsureWorkers(int workers)
-        {
-            if (_aPack.Length < workers) Array.Resize(ref _aPack, workers);
-        }
 
         public int PanelsPerItem;
 
@@ -132,7 +128,7 @@ public static unsafe class HeadsSimd
             bool v512 = Vector512.IsHardwareAccelerated;
             int mr = v512 ? MR512 : 3;
             float* acc = stackalloc float[MR512 * NR];
-            float[] aPack = v512 ? (_aPack[worker] ??= GC.AllocateArray<float>(RowBlock * KC, pinned: true)) : [];
+            float[] aPack = v512 ? APack[worker]! : [];
             // k blocks of KC: the panel slice (KC·32 floats = 32 KB) stays in L1 while the row tiles stream past it.
             for (int k0 = 0; k0 < K || k0 == 0; k0 += KC)
             {

@@ -39,8 +39,7 @@ public static unsafe class Pool2dSimd
         {
             var job = AdaptiveJob.Cached ??= new();
             job.X = px; job.Out = po; job.Q = q;
-            if (job.Rows.Length < pool.Workers) Array.Resize(ref job.Rows, pool.Workers);
-            for (int w = 0; w < pool.Workers; w++) if (job.Rows[w] is { } r && r.Length < q.W) job.Rows[w] = null;
+            pool.EnsureScratch(ref job.Rows, q.W);
             pool.Run(job, q.Batch * q.Channels);
         }
     }
@@ -265,7 +264,7 @@ public static unsafe class Pool2dSimd
             ref readonly var q = ref Q;
             int b = item / q.Channels, c = item % q.Channels;
             float* src = X + (long)item * q.H * q.W;
-            var acc = (Rows[worker] ??= new float[q.W]).AsSpan(0, q.W);
+            var acc = Rows[worker]!.AsSpan(0, q.W);
             bool max = q.Mode == (int)Pool2dMode.Max;
             for (int i = 0; i < q.OutH; i++)
             {
