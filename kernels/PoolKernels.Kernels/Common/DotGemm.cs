@@ -15,7 +15,10 @@ namespace PoolKernels.Kernels;
 /// The copies make it independent of the caller's alignment and of k % 16.
 /// <para>Tried (mask_pool [8,256,64,64] × 100 masks, same process, min of 36 calls, FMA loop of the same FLOPs 4.8 ms):
 /// operands read in place 10.2 ms on 64-byte-aligned input but 15-25 ms on managed arrays (split loads), copied 9.0 ms
-/// on both; k blocks of 256/512/1024/2048 floats: 1024 best (~15% over 512); 1/2/4 B blocks per problem 7.6/7.6/7.9 ms.</para>
+/// on both; k blocks of 256/512/1024/2048 floats: 1024 best (~15% over 512); 1/2/4 B blocks per problem 7.6/7.6/7.9 ms
+/// in one run. Later quiet runs of the same harness read 10.3-11 ms (45-50% of the FMA loop) at B = 8 and 45-56% at
+/// B = 2 and 4: this VM moves such figures by ±20%. A [step][rows][16] micro-panel layout (one stream per operand) was no
+/// better.</para>
 /// </summary>
 public static unsafe class DotGemm
 {

@@ -54,11 +54,8 @@ public static unsafe class HeadsSimd
     }
 
     /// <summary>y [m,n] = x [m,k] · Wᵀ + bias + residual, W packed by <see cref="Pack"/>. bias ([n]) and residual ([m,n],
-    /// may alias y) are optional (null). With <paramref name="batches"/> &gt; 1, x, residual and y hold that many [m,·]
-    /// matrices back to back and batch i uses the packed weight at packed + i·<paramref name="packedStride"/> (one
-    /// parallel run over all batches' row blocks).</summary>
-    public static void Gemm(float* x, float* packed, float* bias, float* residual, float* y, int m, int n, int k, WorkerPool? pool = null, int maxWorkers = int.MaxValue,
-        int batches = 1, long packedStride = 0)
+    /// may alias y) are optional (null).</summary>
+    public static void Gemm(float* x, float* packed, float* bias, float* residual, float* y, int m, int n, int k, WorkerPool? pool = null, int maxWorkers = int.MaxValue)
     {
         if (m == 0 || n == 0) return;
         pool ??= WorkerPool.Shared;
@@ -67,8 +64,7 @@ public static unsafe class HeadsSimd
         if (Vector512.IsHardwareAccelerated) pool.EnsureScratch(ref job.APack, (long)RowBlock * KC, pinned: true);
         job.X = x; job.Packed = packed; job.Bias = bias; job.Residual = residual; job.Y = y; job.M = m; job.N = n; job.K = k;
         job.RowBlocks = (m + RowBlock - 1) / RowBlock;
-        job.Batches = Math.Max(1, batches); job.PackedStride = packedStride;
-        int allBlocks = job.RowBlocks * job.Batches;
+        int allBlocks = job.RowBlocks;
         // As many panels per item as leave >= 4 items per worker: the x block is packed once per item and k block.
         int panels = (n + NR - 1) / NR, want = 4 * Math.Min(pool.Workers, maxWorkers);
         // ... and at most 32 panels (KC·32·32 floats = 1 MB of packed W per k block, which must stay in L2 across the item's
@@ -108,8 +104,7 @@ public static unsafe class HeadsSimd
     {
         [ThreadStatic] internal static GemmJob? Cached;
         public float* X, Packed, Bias, Residual, Y;
-        public int M, N, K, RowBlocks, Groups, Batches = 1;
-        public long PackedStride;
+        public int M, N, K, RowBlocks, Groups;
 
         internal float[]?[] APack = [];
 
@@ -118,18 +113,16 @@ public static unsafe class HeadsSimd
 
         public void Execute(int item, int worker)
         {
-            int all = RowBlocks * Batches, rb = item % all, g = item / all, bi = rb / RowBlocks;
-            rb %= RowBlocks;
-            // row indices are global (batch bi's rows follow batch bi-1's); row blocks never cross a batch
-            int r0 = bi * M + rb * RowBlock, r1 = Math.Min(bi * M + M, r0 + RowBlock);
-            float* packed = Packed + bi * PackedStride;
+            int rb = item % RowBlocks, g = item / RowBlocks;
+            int r0 = rb * RowBlock, r1 = Math.Min(M, r0 + RowBlock);
+            float* packed = Packed;
             int panels = (N + NR - 1) / NR;
             int p0 = g * PanelsPerItem, p1 = Math.Min(panels, p0 + PanelsPerItem);
             bool v512 = Vector512.IsHardwareAccelerated;
             int mr = v512 ? MR512 : 3;
             float* acc = stackalloc float[MR512 * NR];
             float[] aPack = v512 ? APack[worker]! : [];
-            // k blocks of KC: the panel slice (KC·32 floats = 32 KB) stays in L1 while the row tiles stream past it.
+            // k blocks of KC: the item's x rows are packed once per k block (see the loop orders below)
             for (int k0 = 0; k0 < K || k0 == 0; k0 += KC)
             {
                 int kc = Math.Min(KC, K - k0);

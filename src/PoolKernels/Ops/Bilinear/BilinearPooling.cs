@@ -228,8 +228,7 @@ public static class BilinearPooling
         for (int i = 0; i < 4; i++)
         {
             var t = ts[i];
-            ArgumentNullException.ThrowIfNull(t, names[i]);
-            Check.SameDevice(device, names[i], t);
+            Arg(device, t, names[i]);
             Check.DTypeIs(t.DType, names[i], "F32", t.DType == DType.F32);
         }
         if (w.Wx.Shape.Length != 2 || w.Wx.Shape[1] != dx) throw new ArgumentException($"wx{sfx} must be [o·k, Dx] with Dx = {dx}, got {Shape.Format(w.Wx.Shape)}.", "wx" + sfx);
@@ -321,7 +320,7 @@ public static class BilinearPooling
 
     [ThreadStatic] private static long[]? _hxScratch, _hyScratch;
 
-    private static void Arg(Device device, DeviceTensor t, string name)
+    private static void Arg(Device device, [System.Diagnostics.CodeAnalysis.NotNull] DeviceTensor? t, string name)
     {
         ArgumentNullException.ThrowIfNull(t, name);
         Check.SameDevice(device, name, t);
