@@ -43,16 +43,18 @@ public class SpatialTests
             var got = TestDevices.Get(id).MaskPool(x, masks, type, 0.5f, eps).AsSpan<float>().ToArray();
             Assert.That(got, Is.EqualTo(want).Within(1e-4f), $"{type} Q={q}");
         }
-        // H·W = 1073: two whole k blocks of 512, a partial one and a scalar tail of 1; 13 channels (a short last group of 1)
+        // H·W = 1073: two whole k blocks of 384, a partial one of 305 (19 transposes of 16 and a scalar tail of 1);
+        // 13 channels (one panel of ≤ 16 columns: the half tile), 9 masks (one short row tile)
         var xl = r.Floats(DType.F32, -1, 1, 1, 13, 37, 29);
         var ml = r.Floats(DType.F32, 0, 1, 1, 9, 37, 29);
         Assert.That(TestDevices.Get(id).MaskPool(xl, ml, MaskType.Soft).AsSpan<float>().ToArray(),
             Is.EqualTo(TestDevices.Get("reference").MaskPool(xl, ml, MaskType.Soft).AsSpan<float>().ToArray()).Within(1e-4f), "H·W = 1073");
-        // 131 masks: more than one block of 128 masks per item
-        var xq = r.Floats(DType.F32, -1, 1, 1, 7, 3, 5);
-        var mq = r.Floats(DType.F32, 0, 1, 1, 131, 3, 5);
+        // 203 masks: two blocks of A rows (≤ 192 per item), the second's last tile short; 70 channels: two whole panels
+        // and one of 6 columns, each panel its own work item
+        var xq = r.Floats(DType.F32, -1, 1, 1, 70, 3, 7);
+        var mq = r.Floats(DType.F32, 0, 1, 1, 203, 3, 7);
         Assert.That(TestDevices.Get(id).MaskPool(xq, mq, MaskType.Soft).AsSpan<float>().ToArray(),
-            Is.EqualTo(TestDevices.Get("reference").MaskPool(xq, mq, MaskType.Soft).AsSpan<float>().ToArray()).Within(1e-4f), "Q = 131");
+            Is.EqualTo(TestDevices.Get("reference").MaskPool(xq, mq, MaskType.Soft).AsSpan<float>().ToArray()).Within(1e-4f), "Q = 203");
     }
 
     [TestCaseSource(typeof(TestDevices), nameof(TestDevices.All))]

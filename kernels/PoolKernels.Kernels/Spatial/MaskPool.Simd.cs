@@ -66,11 +66,11 @@ public static unsafe class MaskPoolSimd
     }
 
     // AVX-512 path: out[b,q,c] = (w_q · x_c) / (Σ w_q + eps), both operands K-contiguous rows of H·W floats: one batched
-    // dot-product GEMM (DotGemm, which also returns Σ w_q) with nothing transposed. Soft masks of the output size are
-    // their own weights and are read in place; other masks become weight planes [B,Q,HW] first (items b × 16 masks).
-    // Tried ([8,256,64,64], 100 masks, same process, min of 36 calls): the heads' packed broadcast GEMM (x rows packed in
-    // scalar code, masks transposed into panels) 21 ms; DotGemm 7.6-8.0 ms, with an FMA loop of the same FLOPs at 4.8 ms
-    // (later quiet runs: 10.3-11 ms against 4.9-5 ms; ONNX Runtime's MatMul 9.6 ms in BenchmarkDotNet).
+    // DotGemm (which also returns Σ w_q; it packs both operands per k block by register transposes). Soft masks of the
+    // output size are their own weights and are read in place; other masks become weight planes [B,Q,HW] first (items
+    // b × 16 masks). Tried ([8,256,64,64], 100 masks, same process, min of 36 calls, FMA loop of the same FLOPs 4.8 ms):
+    // the heads' GEMM with x rows packed in scalar code 21 ms; a dot-product GEMM (4 × 6 tile of lane-wise dot products
+    // over copied rows) 8.3-11 ms, 55-57% of the FMA loop; the packed broadcast GEMM 7.3-7.4 ms, 64-66%.
     private static void RunDot(float* x, float* m, float* o, int batch, int channels, int height, int width, int queries, int mh, int mw,
         MaskType type, float threshold, float eps, WorkerPool pool)
     {

@@ -1,0 +1,103 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+
+namespace PoolKernels.Kernels;
+
+/// <summary>
+/// The AVX-512 broadcast micro-kernel shared by the packed GEMMs (<see cref="Heads.HeadsSimd.Gemm"/>, <see cref="DotGemm"/>):
+/// a 12 × 32 tile of C accumulates Σ_t a[t·12 + r]·b[t·32 + ·] from x packed in 12-row micro-panels [t][12] and W in
+/// 32-column panels [t][32]. Per k step: two Vector512 loads of b, twelve broadcasts of a, 24 independent FMAs.
+/// </summary>
+public static unsafe class MicroTile
+{
+    /// <summary>Rows and columns of the tile.</summary>
+    public const int MR = 12, NR = 32;
+
+    /// <summary>The 12 × 32 micro-kernel: C[r, 0..31] = Cin[r, ·] (0 when null) + Σ_t a[t·12 + r]·b[t·32 + ·] (+ bias),
+    /// rows of C <paramref name="ldc"/> floats apart (y itself for whole tiles, the stack tile at the edges). Every 4th step
+    /// prefetches (into L2) a line of the caller's next data: line t/16 of rows <paramref name="pf"/> + 0..3 ·
+    /// <paramref name="pfStride"/> (DotGemm's next k block of B; null prefetches the panel itself, a no-op).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void Tile(float* a, float* b, int kc, float* cin, float* cout, long ldc, float* bias, float* pf = null, long pfStride = 0)
+    {
+        Vector512<float> c0_0, c0_1, c1_0, c1_1, c2_0, c2_1, c3_0, c3_1, c4_0, c4_1, c5_0, c5_1, c6_0, c6_1, c7_0, c7_1, c8_0, c8_1, c9_0, c9_1, c10_0, c10_1, c11_0, c11_1;
+        if (cin == null)
+        {
+            c0_0 = c0_1 = c1_0 = c1_1 = c2_0 = c2_1 = c3_0 = c3_1 = c4_0 = c4_1 = c5_0 = c5_1 = c6_0 = c6_1 = c7_0 = c7_1 = c8_0 = c8_1 = c9_0 = c9_1 = c10_0 = c10_1 = c11_0 = c11_1 = default;
+        }
+        else
+        {
+            c0_0 = Vector512.Load(cin + 0 * ldc); c0_1 = Vector512.Load(cin + 0 * ldc + 16);
+            c1_0 = Vector512.Load(cin + 1 * ldc); c1_1 = Vector512.Load(cin + 1 * ldc + 16);
+            c2_0 = Vector512.Load(cin + 2 * ldc); c2_1 = Vector512.Load(cin + 2 * ldc + 16);
+            c3_0 = Vector512.Load(cin + 3 * ldc); c3_1 = Vector512.Load(cin + 3 * ldc + 16);
+            c4_0 = Vector512.Load(cin + 4 * ldc); c4_1 = Vector512.Load(cin + 4 * ldc + 16);
+            c5_0 = Vector512.Load(cin + 5 * ldc); c5_1 = Vector512.Load(cin + 5 * ldc + 16);
+            c6_0 = Vector512.Load(cin + 6 * ldc); c6_1 = Vector512.Load(cin + 6 * ldc + 16);
+            c7_0 = Vector512.Load(cin + 7 * ldc); c7_1 = Vector512.Load(cin + 7 * ldc + 16);
+            c8_0 = Vector512.Load(cin + 8 * ldc); c8_1 = Vector512.Load(cin + 8 * ldc + 16);
+            c9_0 = Vector512.Load(cin + 9 * ldc); c9_1 = Vector512.Load(cin + 9 * ldc + 16);
+            c10_0 = Vector512.Load(cin + 10 * ldc); c10_1 = Vector512.Load(cin + 10 * ldc + 16);
+            c11_0 = Vector512.Load(cin + 11 * ldc); c11_1 = Vector512.Load(cin + 11 * ldc + 16);
+        }
+        if (pf == null) { pf = b; pfStride = 0; } // the panel itself, already in cache: one loop serves both
+        for (int t = 0; t < kc; t++, a += MR, b += NR)
+        {
+            // one line of the caller's next data every 4 steps: lines t/16 of rows pf, pf + pfStride, + 2, + 3
+            if ((t & 3) == 0) Sse.Prefetch1(pf + ((t >> 2) & 3) * pfStride + (t >> 4) * 16);
+            var b0 = Vector512.Load(b); var b1 = Vector512.Load(b + 16);
+            Vector512<float> s;
+            s = Vector512.Create(a[0]); c0_0 = Vector512.FusedMultiplyAdd(s, b0, c0_0); c0_1 = Vector512.FusedMultiplyAdd(s, b1, c0_1);
+            s = Vector512.Create(a[1]); c1_0 = Vector512.FusedMultiplyAdd(s, b0, c1_0); c1_1 = Vector512.FusedMultiplyAdd(s, b1, c1_1);
+            s = Vector512.Create(a[2]); c2_0 = Vector512.FusedMultiplyAdd(s, b0, c2_0); c2_1 = Vector512.FusedMultiplyAdd(s, b1, c2_1);
+            s = Vector512.Create(a[3]); c3_0 = Vector512.FusedMultiplyAdd(s, b0, c3_0); c3_1 = Vector512.FusedMultiplyAdd(s, b1, c3_1);
+            s = Vector512.Create(a[4]); c4_0 = Vector512.FusedMultiplyAdd(s, b0, c4_0); c4_1 = Vector512.FusedMultiplyAdd(s, b1, c4_1);
+            s = Vector512.Create(a[5]); c5_0 = Vector512.FusedMultiplyAdd(s, b0, c5_0); c5_1 = Vector512.FusedMultiplyAdd(s, b1, c5_1);
+            s = Vector512.Create(a[6]); c6_0 = Vector512.FusedMultiplyAdd(s, b0, c6_0); c6_1 = Vector512.FusedMultiplyAdd(s, b1, c6_1);
+            s = Vector512.Create(a[7]); c7_0 = Vector512.FusedMultiplyAdd(s, b0, c7_0); c7_1 = Vector512.FusedMultiplyAdd(s, b1, c7_1);
+            s = Vector512.Create(a[8]); c8_0 = Vector512.FusedMultiplyAdd(s, b0, c8_0); c8_1 = Vector512.FusedMultiplyAdd(s, b1, c8_1);
+            s = Vector512.Create(a[9]); c9_0 = Vector512.FusedMultiplyAdd(s, b0, c9_0); c9_1 = Vector512.FusedMultiplyAdd(s, b1, c9_1);
+            s = Vector512.Create(a[10]); c10_0 = Vector512.FusedMultiplyAdd(s, b0, c10_0); c10_1 = Vector512.FusedMultiplyAdd(s, b1, c10_1);
+            s = Vector512.Create(a[11]); c11_0 = Vector512.FusedMultiplyAdd(s, b0, c11_0); c11_1 = Vector512.FusedMultiplyAdd(s, b1, c11_1);
+        }
+        if (bias != null)
+        {
+            var bb0 = Vector512.Load(bias); var bb1 = Vector512.Load(bias + 16);
+            c0_0 += bb0; c0_1 += bb1; c1_0 += bb0; c1_1 += bb1; c2_0 += bb0; c2_1 += bb1; c3_0 += bb0; c3_1 += bb1; c4_0 += bb0; c4_1 += bb1; c5_0 += bb0; c5_1 += bb1; c6_0 += bb0; c6_1 += bb1; c7_0 += bb0; c7_1 += bb1; c8_0 += bb0; c8_1 += bb1; c9_0 += bb0; c9_1 += bb1; c10_0 += bb0; c10_1 += bb1; c11_0 += bb0; c11_1 += bb1;
+        }
+        c0_0.Store(cout + 0 * ldc); c0_1.Store(cout + 0 * ldc + 16);
+        c1_0.Store(cout + 1 * ldc); c1_1.Store(cout + 1 * ldc + 16);
+        c2_0.Store(cout + 2 * ldc); c2_1.Store(cout + 2 * ldc + 16);
+        c3_0.Store(cout + 3 * ldc); c3_1.Store(cout + 3 * ldc + 16);
+        c4_0.Store(cout + 4 * ldc); c4_1.Store(cout + 4 * ldc + 16);
+        c5_0.Store(cout + 5 * ldc); c5_1.Store(cout + 5 * ldc + 16);
+        c6_0.Store(cout + 6 * ldc); c6_1.Store(cout + 6 * ldc + 16);
+        c7_0.Store(cout + 7 * ldc); c7_1.Store(cout + 7 * ldc + 16);
+        c8_0.Store(cout + 8 * ldc); c8_1.Store(cout + 8 * ldc + 16);
+        c9_0.Store(cout + 9 * ldc); c9_1.Store(cout + 9 * ldc + 16);
+        c10_0.Store(cout + 10 * ldc); c10_1.Store(cout + 10 * ldc + 16);
+        c11_0.Store(cout + 11 * ldc); c11_1.Store(cout + 11 * ldc + 16);
+    }
+
+    /// <summary>The first 16 columns only (a last panel of at most 16 real columns): acc[r·32 + 0..15] += Σ_t a[t·12 + r]·b[t·32 + 0..15].</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void Half(float* acc, float* a, float* b, int kc)
+    {
+        var c0 = Vector512.Load(acc + 0); var c1 = Vector512.Load(acc + 32); var c2 = Vector512.Load(acc + 64); var c3 = Vector512.Load(acc + 96);
+        var c4 = Vector512.Load(acc + 128); var c5 = Vector512.Load(acc + 160); var c6 = Vector512.Load(acc + 192); var c7 = Vector512.Load(acc + 224);
+        var c8 = Vector512.Load(acc + 256); var c9 = Vector512.Load(acc + 288); var c10 = Vector512.Load(acc + 320); var c11 = Vector512.Load(acc + 352);
+        for (int t = 0; t < kc; t++, a += MR, b += NR)
+        {
+            var b0 = Vector512.Load(b);
+            c0 = Vector512.FusedMultiplyAdd(Vector512.Create(a[0]), b0, c0); c1 = Vector512.FusedMultiplyAdd(Vector512.Create(a[1]), b0, c1);
+            c2 = Vector512.FusedMultiplyAdd(Vector512.Create(a[2]), b0, c2); c3 = Vector512.FusedMultiplyAdd(Vector512.Create(a[3]), b0, c3);
+            c4 = Vector512.FusedMultiplyAdd(Vector512.Create(a[4]), b0, c4); c5 = Vector512.FusedMultiplyAdd(Vector512.Create(a[5]), b0, c5);
+            c6 = Vector512.FusedMultiplyAdd(Vector512.Create(a[6]), b0, c6); c7 = Vector512.FusedMultiplyAdd(Vector512.Create(a[7]), b0, c7);
+            c8 = Vector512.FusedMultiplyAdd(Vector512.Create(a[8]), b0, c8); c9 = Vector512.FusedMultiplyAdd(Vector512.Create(a[9]), b0, c9);
+            c10 = Vector512.FusedMultiplyAdd(Vector512.Create(a[10]), b0, c10); c11 = Vector512.FusedMultiplyAdd(Vector512.Create(a[11]), b0, c11);
+        }
+        c0.Store(acc + 0); c1.Store(acc + 32); c2.Store(acc + 64); c3.Store(acc + 96); c4.Store(acc + 128); c5.Store(acc + 160);
+        c6.Store(acc + 192); c7.Store(acc + 224); c8.Store(acc + 256); c9.Store(acc + 288); c10.Store(acc + 320); c11.Store(acc + 352);
+    }
+}
