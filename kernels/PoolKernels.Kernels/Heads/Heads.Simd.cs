@@ -146,7 +146,10 @@ public static unsafe class HeadsSimd
                                 {
                                     float* cout = Y + (long)i * N + j0;
                                     float* cin = first ? (Residual == null ? null : Residual + (long)i * N + j0) : cout;
-                                    MicroTile.Tile(at, bt, kc, cin, cout, N, last && Bias != null ? Bias + j0 : null);
+                                    // the tile's first three panels prefetch its 12 x rows of the next k block (4 rows each)
+                                    int pq = p - p0;
+                                    float* pf = pq < 3 && k0 + 2 * KC <= K ? X + (long)(i + 4 * pq) * K + k0 + KC : null;
+                                    MicroTile.Tile(at, bt, kc, cin, cout, N, last && Bias != null ? Bias + j0 : null, pf, K);
                                     continue;
                                 }
                                 Prologue(acc, i, p, rows, first);
