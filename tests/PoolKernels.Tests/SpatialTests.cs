@@ -44,9 +44,10 @@ public class SpatialTests
             Assert.That(got, Is.EqualTo(want).Within(1e-4f), $"{type} Q={q}");
         }
         // H·W = 1073: two whole k blocks of 384, a partial one of 305 (19 transposes of 16 and a scalar tail of 1);
-        // 13 channels (one panel of ≤ 16 columns: the half tile), 9 masks (one short row tile)
+        // 13 channels (one panel of ≤ 16 columns: the half tile), 13 masks (a whole row tile and an edge tile of 1 row: the
+        // 4-row kernel, accumulating over the k blocks)
         var xl = r.Floats(DType.F32, -1, 1, 1, 13, 37, 29);
-        var ml = r.Floats(DType.F32, 0, 1, 1, 9, 37, 29);
+        var ml = r.Floats(DType.F32, 0, 1, 1, 13, 37, 29);
         Assert.That(TestDevices.Get(id).MaskPool(xl, ml, MaskType.Soft).AsSpan<float>().ToArray(),
             Is.EqualTo(TestDevices.Get("reference").MaskPool(xl, ml, MaskType.Soft).AsSpan<float>().ToArray()).Within(1e-4f), "H·W = 1073");
         // 203 masks: two blocks of A rows (≤ 192 per item), the second's last tile short; 70 channels: two whole panels

@@ -113,7 +113,8 @@ public static unsafe class DotGemm
                         new Span<float>(acc, MR * NR).Clear();
                         if (!first)
                             for (int r = 0; r < rows; r++) new ReadOnlySpan<float>(cout + r * Ldc, cols).CopyTo(new Span<float>(acc + r * NR, cols));
-                        if (cols <= 16) MicroTile.Half(acc, at, bt, kc);
+                        if (rows <= 4) MicroTile.Rows4(acc, at, bt, kc);
+                        else if (cols <= 16) MicroTile.Half(acc, at, bt, kc);
                         else MicroTile.Tile(at, bt, kc, acc, acc, NR, null);
                         for (int r = 0; r < rows; r++) new ReadOnlySpan<float>(acc + r * NR, cols).CopyTo(new Span<float>(cout + r * Ldc, cols));
                     }

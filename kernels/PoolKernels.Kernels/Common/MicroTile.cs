@@ -100,4 +100,23 @@ public static unsafe class MicroTile
         c0.Store(acc + 0); c1.Store(acc + 32); c2.Store(acc + 64); c3.Store(acc + 96); c4.Store(acc + 128); c5.Store(acc + 160);
         c6.Store(acc + 192); c7.Store(acc + 224); c8.Store(acc + 256); c9.Store(acc + 288); c10.Store(acc + 320); c11.Store(acc + 352);
     }
+
+    /// <summary>The first 4 rows only (an edge tile of at most 4 real rows, e.g. the last 4 of 100 masks): acc[r·32 + ·] +=
+    /// Σ_t a[t·12 + r]·b[t·32 + ·], r &lt; 4. 8 accumulators still cover the FMA latency, so such a tile costs a third of
+    /// a 12-row one.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void Rows4(float* acc, float* a, float* b, int kc)
+    {
+        var c0 = Vector512.Load(acc); var c1 = Vector512.Load(acc + 16); var c2 = Vector512.Load(acc + 32); var c3 = Vector512.Load(acc + 48);
+        var c4 = Vector512.Load(acc + 64); var c5 = Vector512.Load(acc + 80); var c6 = Vector512.Load(acc + 96); var c7 = Vector512.Load(acc + 112);
+        for (int t = 0; t < kc; t++, a += MR, b += NR)
+        {
+            var b0 = Vector512.Load(b); var b1 = Vector512.Load(b + 16);
+            var s = Vector512.Create(a[0]); c0 = Vector512.FusedMultiplyAdd(s, b0, c0); c1 = Vector512.FusedMultiplyAdd(s, b1, c1);
+            s = Vector512.Create(a[1]); c2 = Vector512.FusedMultiplyAdd(s, b0, c2); c3 = Vector512.FusedMultiplyAdd(s, b1, c3);
+            s = Vector512.Create(a[2]); c4 = Vector512.FusedMultiplyAdd(s, b0, c4); c5 = Vector512.FusedMultiplyAdd(s, b1, c5);
+            s = Vector512.Create(a[3]); c6 = Vector512.FusedMultiplyAdd(s, b0, c6); c7 = Vector512.FusedMultiplyAdd(s, b1, c7);
+        }
+        c0.Store(acc); c1.Store(acc + 16); c2.Store(acc + 32); c3.Store(acc + 48); c4.Store(acc + 64); c5.Store(acc + 80); c6.Store(acc + 96); c7.Store(acc + 112);
+    }
 }

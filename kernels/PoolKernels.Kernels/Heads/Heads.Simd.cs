@@ -153,8 +153,9 @@ public static unsafe class HeadsSimd
                                     continue;
                                 }
                                 Prologue(acc, i, p, rows, first);
-                                // a last panel of at most 16 real columns: only its first vector is computed
-                                if (N - j0 <= 16) MicroTile.Half(acc, at, bt, kc);
+                                // an edge tile of at most 4 rows runs the 4-row kernel; a last panel of at most 16 real columns only its first vector
+                                if (rows <= 4) MicroTile.Rows4(acc, at, bt, kc);
+                                else if (N - j0 <= 16) MicroTile.Half(acc, at, bt, kc);
                                 else MicroTile.Tile(at, bt, kc, acc, acc, NR, null);
                                 Epilogue(acc, i, p, rows, last);
                             }
