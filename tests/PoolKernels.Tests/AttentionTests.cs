@@ -293,6 +293,8 @@ public class AttentionTests
     [Test]
     public unsafe void SimdFloatExpIsAccurateAndExactAtTheEnds()
     {
+        // the Vector512 form only where AVX-512 is present (the AVX2 leg of CI runs without it); the Vector256 form always
+        bool v512 = System.Runtime.Intrinsics.X86.Avx512F.IsSupported;
         var x = new float[16];
         float worst = 0;
         for (int k = 0; k <= 20000; k++)
@@ -300,20 +302,28 @@ public class AttentionTests
             for (int i = 0; i < 16; i++) x[i] = -k * 0.0045f - i * 0.0002f; // [-90, 0]
             fixed (float* p = x)
             {
-                var y512 = V512.Exp(System.Runtime.Intrinsics.Vector512.Load(p));
                 var y256 = V256.Exp(System.Runtime.Intrinsics.Vector256.Load(p));
+                var y512 = v512 ? V512.Exp(System.Runtime.Intrinsics.Vector512.Load(p)) : default;
                 for (int i = 0; i < 16; i++)
                 {
                     double want = Math.Exp(x[i]);
-                    if (x[i] < -87.33654f) { Assert.That(y512[i], Is.Zero); continue; }
-                    worst = Math.Max(worst, (float)(Math.Abs(y512[i] - want) / want));
+                    if (x[i] < -87.33654f)
+                    {
+                        if (v512) Assert.That(y512[i], Is.Zero);
+                        if (i < 8) Assert.That(y256[i], Is.Zero);
+                        continue;
+                    }
+                    if (v512) worst = Math.Max(worst, (float)(Math.Abs(y512[i] - want) / want));
                     if (i < 8) worst = Math.Max(worst, (float)(Math.Abs(y256[i] - want) / want));
                 }
             }
         }
         Assert.That(worst, Is.LessThan(5e-7f));
-        var special = System.Runtime.Intrinsics.Vector512.Create(float.NegativeInfinity);
-        Assert.That(V512.Exp(special)[0], Is.Zero);
+        Assert.That(V256.Exp(System.Runtime.Intrinsics.Vector256.Create(float.NegativeInfinity))[0], Is.Zero);
+        Assert.That(float.IsNaN(V256.Exp(System.Runtime.Intrinsics.Vector256.Create(float.NaN))[0]), Is.True);
+        Assert.That(V256.Exp(System.Runtime.Intrinsics.Vector256<float>.Zero)[3], Is.EqualTo(1f));
+        if (!v512) return;
+        Assert.That(V512.Exp(System.Runtime.Intrinsics.Vector512.Create(float.NegativeInfinity))[0], Is.Zero);
         Assert.That(float.IsNaN(V512.Exp(System.Runtime.Intrinsics.Vector512.Create(float.NaN))[0]), Is.True);
         Assert.That(V512.Exp(System.Runtime.Intrinsics.Vector512<float>.Zero)[3], Is.EqualTo(1f));
     }
