@@ -27,7 +27,10 @@ internal sealed class RegionFamily : IOpFamily
     {
         var r = new RandomTensors(seed);
         var cases = new List<(string, OpCall)>();
-        (int[] S, string P, string K)[] list = [([2, 3, 7, 8], "2.5", "5"), ([1, 2, 6, 5], "3", "3"), ([1, 4, 9, 9], "4.6", "5"), ([2, 2, 1, 1], "2", "1"), ([1, 1, 3, 17], "1", "3"), ([0, 2, 4, 4], "2.5", "5")];
+        (int[] S, string P, string K)[] list = [([2, 3, 7, 8], "2.5", "5"), ([1, 2, 6, 5], "3", "3"), ([1, 4, 9, 9], "4.6", "5"), ([2, 2, 1, 1], "2", "1"), ([1, 1, 3, 17], "1", "3"), ([0, 2, 4, 4], "2.5", "5"),
+            // simd: 21 channels = a whole group of 16 lanes and one of 5, H·W = 63 (a transpose tail); a plane of 65×64 >
+            // RegionalGemSimd.LanePlane takes the per-plane path
+            ([2, 21, 7, 9], "2.5", "5"), ([1, 2, 65, 64], "3", "3")];
         foreach (var (s, p, k) in list)
             cases.Add(($"p{p} k{k} {Shape.Format(s)}", new OpCall(new Dictionary<string, Tensor> { ["x"] = r.Floats(DType.F32, -1, 2, s) }, P("p", p, "kernel", k))));
         return cases;
