@@ -77,8 +77,10 @@ public class BenchTests
 
 /// <summary>The standard "a steady-state simd call allocates nothing": every op's device-resident run (its smallest
 /// simd-sized bench case through <see cref="OpSpec.Prepare"/>, the path an engine calls in a loop) allocates 0 bytes
-/// after warm-up, in the whole process (worker threads included). The least of five calls is taken: the test host
-/// itself allocates on other threads now and then (one run in ~6 saw 120 B in each of three calls of multi_layer_pool).</summary>
+/// after warm-up, in the whole process (worker threads included). The least of up to three rounds of five calls, 100 ms
+/// apart, is taken: the test host and the runtime's tiering allocate on other threads now and then (one run in ~6 saw
+/// 120 B in each of three calls of multi_layer_pool; one in ~15 still failed with five calls in one burst; a standalone
+/// process saw 40 B once in 200 000 calls of the same head). An op that allocates on every call still fails.</summary>
 public class AllocationTests
 {
     // Ops whose outputs have a data-dependent size, so each call returns new tensors by design.
@@ -97,11 +99,15 @@ public class AllocationTests
         using var run = spec.Prepare!(simd, c.Call);
         for (int i = 0; i < 3; i++) run.Run();
         long least = long.MaxValue;
-        for (int i = 0; i < 5 && least != 0; i++)
+        for (int round = 0; round < 3 && least != 0; round++)
         {
-            long before = GC.GetTotalAllocatedBytes(true);
-            run.Run();
-            least = Math.Min(least, GC.GetTotalAllocatedBytes(true) - before);
+            if (round > 0) Thread.Sleep(100);
+            for (int i = 0; i < 5 && least != 0; i++)
+            {
+                long before = GC.GetTotalAllocatedBytes(true);
+                run.Run();
+                least = Math.Min(least, GC.GetTotalAllocatedBytes(true) - before);
+            }
         }
         Assert.That(least, Is.Zero, $"{op} {c.Shape}: bytes allocated per steady-state call");
     }
