@@ -127,7 +127,9 @@ internal sealed class SpatialFamily : IOpFamily
     {
         var r = new RandomTensors(seed);
         var cases = new List<(string, OpCall)>();
-        (int[] S, string Mode, string Os)[] list = [([2, 3, 7, 9], "avg", "3,4"), ([1, 2, 5, 5], "max", "7,7"), ([2, 2, 1, 1], "avg", "2,3"), ([1, 3, 17, 4], "max", "5,1"), ([0, 2, 3, 3], "avg", "2,2")];
+        (int[] S, string Mode, string Os)[] list = [([2, 3, 7, 9], "avg", "3,4"), ([1, 2, 5, 5], "max", "7,7"), ([2, 2, 1, 1], "avg", "2,3"), ([1, 3, 17, 4], "max", "5,1"), ([0, 2, 3, 3], "avg", "2,2"),
+            // simd: 21 channels (a group of 16 lanes and one of 5), 17 bins (a transpose tail); a 65×64 plane (per-plane path)
+            ([2, 21, 11, 6], "max", "17,1"), ([1, 21, 9, 13], "avg", "4,5"), ([1, 2, 65, 64], "avg", "3,3")];
         foreach (var (shape, mode, os) in list)
             cases.Add(($"{mode} {Shape.Format(shape)} -> {os}", new OpCall(new Dictionary<string, Tensor> { ["x"] = r.Floats(DType.F32, -2, 2, shape) }, P("mode", mode, "output_size", os))));
         return cases;
@@ -137,7 +139,8 @@ internal sealed class SpatialFamily : IOpFamily
     {
         var r = new RandomTensors(seed);
         var cases = new List<(string, OpCall)>();
-        (int[] S, string Mode, string L)[] list = [([2, 3, 8, 8], "max", "1,2,4"), ([1, 2, 7, 5], "avg", "3,1"), ([2, 2, 1, 1], "max", "1,2"), ([1, 4, 9, 6], "max", "4,2,1")];
+        (int[] S, string Mode, string L)[] list = [([2, 3, 8, 8], "max", "1,2,4"), ([1, 2, 7, 5], "avg", "3,1"), ([2, 2, 1, 1], "max", "1,2"), ([1, 4, 9, 6], "max", "4,2,1"),
+            ([2, 21, 13, 13], "max", "1,2,4"), ([1, 18, 6, 7], "avg", "1,3")];
         foreach (var (shape, mode, l) in list)
             cases.Add(($"{mode} {Shape.Format(shape)} levels {l}", new OpCall(new Dictionary<string, Tensor> { ["x"] = r.Floats(DType.F32, -2, 2, shape) }, P("mode", mode, "levels", l))));
         return cases;
