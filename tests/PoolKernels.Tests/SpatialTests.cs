@@ -86,6 +86,28 @@ public class SpatialTests
         Assert.That(inPlace, Is.EqualTo(y));
     }
 
+    [Test]
+    public void SimdCbrtMatchesMathCbrt()
+    {
+        // GeM p = 3's root (vector exp/log and a Newton step): random x over 80 decades, the ends, a scalar tail of 5
+        var r = new Random(11);
+        var x = new List<float> { 0f, 1f, 8f, 27f, 1e-40f, float.Epsilon, float.MaxValue, float.PositiveInfinity, float.NaN };
+        for (int i = 0; i < 1000; i++) x.Add((float)Math.Pow(10, r.NextDouble() * 80 - 40));
+        for (int i = 0; i < 5; i++) x.Add((float)r.NextDouble());
+        var xs = x.ToArray();
+        var y = new float[xs.Length];
+        PoolKernels.Kernels.VectorMath.Cbrt(xs, y);
+        for (int i = 0; i < xs.Length; i++)
+        {
+            double want = Math.Cbrt(xs[i]);
+            if (double.IsNaN(want)) { Assert.That(y[i], Is.NaN); continue; }
+            Assert.That(Math.Abs(y[i] - want), Is.LessThanOrEqualTo(3e-7 * want + 1e-45), $"x = {xs[i]:R}");
+        }
+        var inPlace = (float[])xs.Clone();
+        PoolKernels.Kernels.VectorMath.Cbrt(inPlace, inPlace);
+        Assert.That(inPlace, Is.EqualTo(y));
+    }
+
     [TestCaseSource(typeof(TestDevices), nameof(TestDevices.All))]
     public void NanAndInfinityPropagateLikeTheReference(string id)
     {

@@ -1,4 +1,5 @@
 using System.Numerics.Tensors;
+using System.Runtime.Intrinsics;
 
 namespace PoolKernels.Kernels;
 
@@ -25,5 +26,38 @@ public static class VectorMath
         TensorPrimitives.Log(x, y);
         TensorPrimitives.Multiply(y, p, y);
         TensorPrimitives.Exp(y, y);
+    }
+
+    /// <summary>y = ∛x for x ≥ 0 (GeM's p = 3 root; 0 → 0, +inf → +inf, NaN → NaN); y may be x itself. exp(ln x / 3)
+    /// (Vector512/Vector256 Exp and Log), then one Newton step y -= (y - x/y²)/3 where y is finite and nonzero (~1 ulp).
+    /// TensorPrimitives.Cbrt is scalar: 11.5 ns per float against ~2 ns (131K floats, one thread), and was a third of
+    /// spatial_pool GeM + normalize on [64,2048,7,7].</summary>
+    public static unsafe void Cbrt(ReadOnlySpan<float> x, Span<float> y)
+    {
+        int n = x.Length, i = 0;
+        fixed (float* px = x) fixed (float* py = y)
+        {
+            if (Vector512.IsHardwareAccelerated)
+                for (; i + 16 <= n; i += 16)
+                {
+                    var xv = Vector512.Load(px + i);
+                    var t = Vector512.Exp(Vector512.Log(xv) * (1f / 3));
+                    var ok = Vector512.GreaterThan(t, Vector512<float>.Zero) & Vector512.LessThan(t, Vector512.Create(float.PositiveInfinity));
+                    Vector512.ConditionalSelect(ok, t - (t - xv / (t * t)) * (1f / 3), t).Store(py + i);
+                }
+            else if (Vector256.IsHardwareAccelerated)
+                for (; i + 8 <= n; i += 8)
+                {
+                    var xv = Vector256.Load(px + i);
+                    var t = Vector256.Exp(Vector256.Log(xv) * (1f / 3));
+                    var ok = Vector256.GreaterThan(t, Vector256<float>.Zero) & Vector256.LessThan(t, Vector256.Create(float.PositiveInfinity));
+                    Vector256.ConditionalSelect(ok, t - (t - xv / (t * t)) * (1f / 3), t).Store(py + i);
+                }
+            for (; i < n; i++)
+            {
+                float v = px[i], t = MathF.Exp(MathF.Log(v) / 3);
+                py[i] = t > 0 && t < float.PositiveInfinity ? t - (t - v / (t * t)) / 3 : t;
+            }
+        }
     }
 }

@@ -52,7 +52,7 @@ public static unsafe class SpatialPoolSimd
                 // (a scalar pow per 7×7 plane would cost as much as the plane's sum)
                 for (long plane = first; plane < end; plane++) Out[plane] = GemSumFused(X + plane * HW, HW) / HW;
                 var means = new Span<float>(Out + first, (int)(end - first));
-                if (P == 2f) TensorPrimitives.Sqrt(means, means); else TensorPrimitives.Cbrt(means, means);
+                if (P == 2f) TensorPrimitives.Sqrt(means, means); else VectorMath.Cbrt(means, means);
                 return;
             }
             for (long plane = first; plane < end; plane++) Out[plane] = Plane(plane);
