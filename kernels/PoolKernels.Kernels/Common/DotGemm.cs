@@ -15,10 +15,12 @@ namespace PoolKernels.Kernels;
 /// wanted, are summed from the transposed A vectors. Independent of the caller's alignment and of k % 16.
 /// <para>Measured (mask_pool [8,256,64,64] × 100 masks, same process, min of 36 calls, % of an FMA loop of the same
 /// FLOPs): 64-66% against 55-57% for the former dot-product form (4 × 6 register tile of lane-wise dot products over
-/// copied rows, whose A rows streamed from L2 at 4 lines per 24 FMAs), the micro-kernel alone 81-87%; packing B (X
-/// transposed, 33 MB) costs the rest: ~12% when X is in L2, ~20% from L3; prefetching the next block's B from the
-/// micro-kernel took 4-8% off (bursts of prefetches between tiles, or in the packing loop, did not help). k blocks of
-/// 384/512 ~5% better than 256 and 128.</para>
+/// copied rows, whose A rows streamed from L2 at 4 lines per 24 FMAs); with the prefetch 68-72% and the 4-row edge
+/// kernel (<see cref="MicroTile.Rows4"/>, the last 4 of 100 masks) 2-10% less time again. Skipping the packs (wrong
+/// results, timing only): B's transposes cost ~10% and A's ~5%; the micro-kernel alone runs at ~85%, at the FMA peak in
+/// a single-thread loop over L2-resident panels (as do 6×64, 8×48 and 4×96 tiles). Tried without a gain: prefetches in
+/// bursts between tiles or in the packing loop, 8 prefetched rows per tile (A and B), k blocks of 256/512/768 (384
+/// best by ~5%), twice the work items.</para>
 /// </summary>
 public static unsafe class DotGemm
 {
