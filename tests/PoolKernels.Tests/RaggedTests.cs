@@ -64,6 +64,23 @@ public class RaggedTests
     }
 
     [Test]
+    public void SimdSegmentTopkSelectionPutsTheSmallestKeysFirst()
+    {
+        // the quickselect before the sort: for every k the first k keys are exactly the k smallest (any order)
+        var r = new Random(3);
+        foreach (int n in new[] { 1, 2, 17, 18, 40, 257, 1000 })
+            for (int t = 0; t < 20; t++)
+            {
+                var keys = Enumerable.Range(0, n).Select(i => (ulong)r.Next(0, 8) << 32 | (uint)i).ToArray(); // many equal scores
+                int k = 1 + r.Next(n);
+                var sorted = keys.Order().ToArray();
+                SegmentTopkSimd.SelectSmallest(keys, k);
+                Assert.That(keys.Take(k).Order(), Is.EqualTo(sorted.Take(k)), $"n = {n}, k = {k}");
+                Assert.That(keys.Order(), Is.EqualTo(sorted), "a permutation");
+            }
+    }
+
+    [Test]
     public void PlanSplitsLongSegmentsAndGroupsEmptyRuns()
     {
         var plan = new SegmentPlan();

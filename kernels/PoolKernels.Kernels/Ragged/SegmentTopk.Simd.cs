@@ -7,8 +7,8 @@ namespace PoolKernels.Kernels.Ragged;
 /// keys are sorted as plain integers (Span&lt;ulong&gt;.Sort), with no comparer calls or score lookups. Per-worker key
 /// buffers are cached. Sorting positions with a comparer that read both scores per comparison took twice as long
 /// (poolkernels bench, segments of ~256, ratio 0.5: N = 65536 4.5 -> 2.9 ms, 1M 61 -> 30 ms, 4M 255 -> 119 ms). The
-/// sort itself is now the cost: Span&lt;ulong&gt;.Sort spends ~39 ns per entry on 256-entry runs (one thread); a selection
-/// of the kept entries before sorting them, or a vectorized sorting network, would be next.
+/// sort was then the cost (Span&lt;ulong&gt;.Sort ~39 ns per entry on 256-entry runs, one thread), so the kept keys are
+/// first selected (quickselect, O(n)) and only they are sorted.
 /// </summary>
 public static unsafe class SegmentTopkSimd
 {
@@ -41,6 +41,34 @@ public static unsafe class SegmentTopkSimd
         return ~u; // descending; NaN's 0 stays below (no number maps to 0: that would be the NaN 0x7FFFFFFF)
     }
 
+    /// <summary>Reorders <paramref name="keys"/> so that its <paramref name="k"/> smallest come first, in any order
+    /// (quickselect: Hoare partitions around a median of three, then the side holding position k; keys are distinct, as
+    /// each holds its position).</summary>
+    internal static void SelectSmallest(Span<ulong> keys, int k)
+    {
+        int lo = 0, hi = keys.Length - 1;
+        while (hi - lo > 16)
+        {
+            int mid = lo + (hi - lo) / 2;
+            if (keys[mid] < keys[lo]) (keys[mid], keys[lo]) = (keys[lo], keys[mid]);
+            if (keys[hi] < keys[lo]) (keys[hi], keys[lo]) = (keys[lo], keys[hi]);
+            if (keys[hi] < keys[mid]) (keys[hi], keys[mid]) = (keys[mid], keys[hi]);
+            ulong pivot = keys[mid];
+            int i = lo, j = hi;
+            while (i <= j)
+            {
+                while (keys[i] < pivot) i++;
+                while (keys[j] > pivot) j--;
+                if (i <= j) { (keys[i], keys[j]) = (keys[j], keys[i]); i++; j--; }
+            }
+            // [lo, j] ≤ pivot ≤ [i, hi]; position k - 1 (the last kept) decides the side
+            if (k - 1 <= j) hi = j;
+            else if (k - 1 >= i) lo = i;
+            else return;
+        }
+        keys[lo..(hi + 1)].Sort(); // a short range: sorted whole, so its first k - lo are its smallest
+    }
+
     private sealed class Job<TOff> : IParallelJob where TOff : unmanaged
     {
         [ThreadStatic] internal static Job<TOff>? Cached;
@@ -64,7 +92,8 @@ public static unsafe class SegmentTopkSimd
                 var keys = buf.AsSpan(0, n);
                 float* sc = Scores + a;
                 for (int i = 0; i < n; i++) keys[i] = (ulong)Key(sc[i]) << 32 | (uint)i;
-                keys.Sort();
+                if (keep < n) SelectSmallest(keys, (int)keep); // the kept keys first (any order), then only they are sorted
+                keys[..(int)keep].Sort();
                 long* dst = Index + OutOffsets[s];
                 for (int r = 0; r < keep; r++) dst[r] = a + (long)(keys[r] & 0xFFFFFFFFu);
             }

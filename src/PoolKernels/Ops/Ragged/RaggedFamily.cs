@@ -95,7 +95,9 @@ internal sealed class RaggedFamily : IOpFamily
         var r = new RandomTensors(seed);
         var cases = new List<(string, OpCall)>();
         (int N, int S, int Kind, string Param, string Value)[] shapes =
-            [(18, 4, 0, "ratio", "0.5"), (17, 5, 1, "k", "3"), (30, 6, 1, "ratio", "0.75"), (50, 7, 2, "k", "4"), (0, 2, 0, "k", "1"), (25, 3, 0, "ratio", "1"), (200, 40, 1, "ratio", "0.3")];
+            [(18, 4, 0, "ratio", "0.5"), (17, 5, 1, "k", "3"), (30, 6, 1, "ratio", "0.75"), (50, 7, 2, "k", "4"), (0, 2, 0, "k", "1"), (25, 3, 0, "ratio", "1"), (200, 40, 1, "ratio", "0.3"),
+             // segments of hundreds (simd: quickselect of the kept keys before sorting them), the second with ties
+             (1500, 4, 0, "ratio", "0.4"), (3000, 3, 1, "k", "700")];
         int i = 0;
         foreach (var (n, s, kind, p, v) in shapes)
         {
