@@ -139,7 +139,7 @@ internal unsafe struct V256 : IVec<Vector256<float>>
 /// item first stages its key/value head once: K [Tk, E] and V [Tk, Ev'] (Ev padded to two vectors) widened to float (F32 k
 /// is read in place, and so is F32 v when Ev is a multiple of two vectors), plus the key_padding_mask as a 0/-inf row and
 /// the first and last key it keeps. It then serves every query head of the GQA group: per block of <see cref="BlockQ"/>
-/// query rows, scaled q is staged transposed (Qᵀ [E × BlockQ]; F32 by AVX2 gathers); per tile of up to <see cref="BlockK"/> keys inside the
+/// query rows, scaled q is staged transposed (Qᵀ [E × BlockQ]; F32 with AVX-512 by 16 × 16 register transposes); per tile of up to <see cref="BlockK"/> keys inside the
 /// block's causal/window key range AND inside the padding row's first..last kept key (tiles outside are never computed,
 /// the last one computes only its keys rounded up to 4): Sᵀ = K·Qᵀ by a 4-key × 4-vector (Vector512; 4 × 2 for Vector256)
 /// broadcast-FMA micro-kernel; on a tile that a bound cuts or under an attn_mask the masks are applied to Sᵀ (bounds by
@@ -163,6 +163,8 @@ internal unsafe struct V256 : IVec<Vector256<float>>
 /// 0.39 (near peak for the ~75% of keys it computes), P·V 0.47-0.54, softmax 0.22, Qᵀ staging and output 0.14. 4) Interleaved
 /// chunks and the bounded P·V: causal T=2048 1.83-1.87x -> 1.89-1.90x faster than non-causal. 5) F32 Qᵀ by 8-lane gathers instead
 /// of E scalar stores per row: 5-13% less time for the whole call (same-process A/B, bit-identical), causal 1.92x.
+/// 6) Qᵀ by 16 × 16 register transposes instead of the gathers (B32 H8 Tq256 E128, same harness): bthd 24 keys 12.1 -> 9.5 ms,
+/// 64 keys 17.8 -> 15.1 ms, 128 keys 27.0 -> 23.8 ms; the resampler's 512 keys 19.0 -> 18.1 ms.
 /// Tried without a gain beyond the machine's noise and dropped: pointer-bump loops in P·V, a 6-row × 4-vector P·V micro-kernel (each V load feeding 6
 /// FMAs), software prefetch of the V tile's rows during Q·Kᵀ (all three same-process A/B), BlockK = 32 for a smaller L1
 /// footprint (alternating runs). P·V remains the least efficient phase (its V tile is new every tile and re-read by 16 row
@@ -306,7 +308,6 @@ public static unsafe class SdpaSimd
                 }
             }
             bool bounded = p.Causal != 0 || p.WindowLeft >= 0 || p.WindowRight >= 0;
-            bool gatherQ = Avx2.IsSupported && p.QRow * BlockQ <= int.MaxValue;
 
             int group = p.Hq / p.Hkv;
             for (int h = hk * group; h < (hk + 1) * group; h++)
@@ -316,8 +317,8 @@ public static unsafe class SdpaSimd
                 {
                     int i0 = blk * BlockQ, nr = Math.Min(BlockQ, tq - i0), nrp = (nr + 3) & ~3;
                     // Qᵀ [E × BlockQ], scaled; lanes nr.. zero
-                    if (typeof(T) == typeof(float) && w == 16 && gatherQ)
-                        GatherQt((float*)(qh + p.QRow * i0), (int)p.QRow, nr, e, p.Scale, qt);
+                    if (typeof(T) == typeof(float) && w == 16)
+                        TransposeQt((float*)(qh + p.QRow * i0), p.QRow, nr, e, p.Scale, qt);
                     else
                     {
                         for (int r = 0; r < nr; r++)
@@ -404,25 +405,17 @@ public static unsafe class SdpaSimd
             }
         }
 
-        /// <summary>Qᵀ [e × BlockQ] = scale · rows 0..nr-1 of F32 q (rows <paramref name="qRow"/> floats apart) by 8-lane AVX2 gathers
-        /// (.NET has no 16-lane one) instead of e scalar stores per row; lanes nr.. zero.</summary>
-        private static void GatherQt(float* q0, int qRow, int nr, int e, float scale, float* qt)
+        /// <summary>Qᵀ [e × BlockQ] = scale · rows 0..nr-1 of F32 q (rows <paramref name="qRow"/> floats apart), lanes nr..
+        /// zero: 16 rows at a time by <see cref="Transpose16"/>, then one scaling pass over the (L1-resident) block. Each
+        /// row's lines are read once and whole; the former 8-lane gathers read every line 16 times, and in bthd, where a
+        /// head's rows lie H·E floats apart (4 KB for 8 heads of 128), those lines fell into the same L1 sets: with 24 keys
+        /// (multi_layer_pool) staging Qᵀ cost more than the attention itself.</summary>
+        private static void TransposeQt(float* q0, long qRow, int nr, int e, float scale, float* qt)
         {
-            var ix = stackalloc Vector256<int>[BlockQ / 8];
-            var keep = stackalloc Vector256<float>[BlockQ / 8];
-            var lane = Vector256<int>.Indices;
-            for (int g = 0; g < BlockQ / 8; g++)
-            {
-                var rows = lane + Vector256.Create(8 * g);
-                ix[g] = Vector256.Min(rows, Vector256.Create(nr - 1)) * qRow;
-                keep[g] = Vector256.LessThan(rows, Vector256.Create(nr)).AsSingle();
-            }
-            var sc = Vector256.Create(scale);
-            for (int d = 0; d < e; d++)
-            {
-                float* src = q0 + d, dst = qt + d * BlockQ;
-                for (int g = 0; g < BlockQ / 8; g++) (Avx2.GatherVector256(src, ix[g], 4) * sc & keep[g]).Store(dst + 8 * g);
-            }
+            for (int r0 = 0; r0 < BlockQ; r0 += 16)
+                Transpose16.Pack(q0 + Math.Min(r0, nr) * qRow, qRow, Math.Clamp(nr - r0, 0, 16), e, qt + r0, BlockQ);
+            var all = new Span<float>(qt, e * BlockQ);
+            TensorPrimitives.Multiply(all, scale, all);
         }
 
         /// <summary>Applies to Sᵀ [nk × BlockQ] (keys t0..) everything that may remove a key: the padding row, the per-row

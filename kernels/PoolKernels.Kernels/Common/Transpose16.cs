@@ -6,7 +6,7 @@ namespace PoolKernels.Kernels;
 
 /// <summary>
 /// 16 × 16 register transposes (AVX-512): two rounds of in-lane unpacks and two of 128-bit lane shuffles, 64 shuffles
-/// per 256 floats. Used to pack GEMM operands (<see cref="DotGemm"/>) and to turn 16 planes into vectors over channels
+/// per 256 floats. Used to pack GEMM operands (<see cref="DotGemm"/>), to stage sdpa's Qᵀ, and to turn 16 planes into vectors over channels
 /// for the small-plane spatial kernels (<see cref="Spatial.RegionalGemSimd"/>).
 /// </summary>
 public static unsafe class Transpose16
