@@ -40,9 +40,8 @@ public static unsafe class SimilarityTopkSimd
             }
             // large k: fewer queries per block, so the heaps stay small
             job.QB = k <= 1024 ? QBlock : 4;
-            if (job.HeapS.Length < pool.Workers) { job.HeapS = new float[pool.Workers][]; job.HeapP = new int[pool.Workers][]; }
-            for (int w = 0; w < pool.Workers; w++)
-                if (job.HeapS[w] is null || job.HeapS[w].Length < job.QB * k) { job.HeapS[w] = new float[job.QB * k]; job.HeapP[w] = new int[job.QB * k]; }
+            pool.EnsureScratch(ref job.HeapS, (long)job.QB * k);
+            pool.EnsureScratch(ref job.HeapP, (long)job.QB * k);
             pool.Run(job, (queries + job.QB - 1) / job.QB);
         }
     }
@@ -179,7 +178,7 @@ public static unsafe class SimilarityTopkSimd
         [ThreadStatic] internal static Job? Cached;
         internal float* Q, Db, Score; internal long* Index; internal int Queries, N, D, K, QB; internal bool Cosine;
         internal float[] InvNorm = [];
-        internal float[][] HeapS = []; internal int[][] HeapP = [];
+        internal float[]?[] HeapS = []; internal int[]?[] HeapP = [];
 
         private float* QRow(int q) => Q + (long)q * D;
         private float* DbRow(int r) => Db + (long)r * D;
@@ -193,7 +192,7 @@ public static unsafe class SimilarityTopkSimd
                 var qv = new ReadOnlySpan<float>(Q + (long)(q0 + j) * D, D);
                 qscale[j] = Cosine ? 1f / MathF.Max(TensorPrimitives.Norm(qv), 1e-12f) : 1f;
             }
-            var hs = HeapS[worker]; var hp = HeapP[worker];
+            var hs = HeapS[worker]!; var hp = HeapP[worker]!;
             Span<int> counts = stackalloc int[QBlock];
             counts.Clear();
             // each heap's worst kept score: a candidate that does not beat it is dropped without touching the heap

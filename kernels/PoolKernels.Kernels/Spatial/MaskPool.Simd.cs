@@ -31,9 +31,7 @@ public static unsafe class MaskPoolSimd
             job.X = px; job.M = pm; job.Out = po; job.B = batch; job.C = channels; job.H = height; job.W = width; job.Q = queries;
             job.MH = mh; job.MW = mw; job.Type = type; job.Threshold = threshold; job.Eps = eps;
             job.QBlocks = (queries + QBlock - 1) / QBlock;
-            if (job.Scratch is null || job.Scratch.Length < pool.Workers) job.Scratch = new float[pool.Workers][];
-            for (int w = 0; w < pool.Workers; w++)
-                if (job.Scratch[w] is null || job.Scratch[w].Length < QBlock * hw) job.Scratch[w] = new float[QBlock * hw];
+            pool.EnsureScratch(ref job.Scratch, (long)QBlock * hw);
             pool.Run(job, batch * job.QBlocks);
         }
     }
@@ -126,14 +124,14 @@ public static unsafe class MaskPoolSimd
     {
         [ThreadStatic] internal static Job? Cached;
         internal float* X, M, Out; internal int B, C, H, W, Q, MH, MW, QBlocks; internal MaskType Type; internal float Threshold, Eps;
-        internal float[][]? Scratch;
+        internal float[]?[] Scratch = [];
 
         private float* XRow(int b, int c) => X + ((long)b * C + c) * H * W;
 
         public void Execute(int item, int worker)
         {
             int b = item / QBlocks, q0 = item % QBlocks * QBlock, nq = Math.Min(QBlock, Q - q0), hw = H * W;
-            var scratch = Scratch![worker];
+            var scratch = Scratch[worker]!;
             Span<float> denom = stackalloc float[QBlock];
             for (int j = 0; j < nq; j++)
             {

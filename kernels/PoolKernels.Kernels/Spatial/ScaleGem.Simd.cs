@@ -19,9 +19,7 @@ public static unsafe class ScaleGemSimd
             var job = Job.Cached ??= new();
             job.X = px; job.Out = po; job.S = scales; job.B = batch; job.D = dim; job.P = p;
             job.Gamma = float.IsPositiveInfinity(p) ? 0 : ParallelMin(px, (long)scales * batch * dim, pool);
-            if (job.Scratch is null || job.Scratch.Length < pool.Workers) job.Scratch = new float[pool.Workers][];
-            for (int w = 0; w < pool.Workers; w++)
-                if (job.Scratch[w] is null || job.Scratch[w].Length < 2 * dim) job.Scratch[w] = new float[2 * dim];
+            pool.EnsureScratch(ref job.Scratch, 2L * dim);
             pool.Run(job, batch);
         }
     }
@@ -58,12 +56,12 @@ public static unsafe class ScaleGemSimd
     {
         [ThreadStatic] internal static Job? Cached;
         internal float* X, Out; internal int S, B, D; internal float P, Gamma;
-        internal float[][]? Scratch;
+        internal float[]?[] Scratch = [];
 
         public void Execute(int b, int worker)
         {
             var dst = new Span<float>(Out + (long)b * D, D);
-            var tmp = Scratch![worker].AsSpan(0, D); var sq = Scratch[worker].AsSpan(D, D);
+            var buf = Scratch[worker]!; var tmp = buf.AsSpan(0, D); var sq = buf.AsSpan(D, D);
             bool inf = float.IsPositiveInfinity(P);
             int d0 = 0;
             if (!inf && (P == 3f || P == 2f) && Vector512.IsHardwareAccelerated)
