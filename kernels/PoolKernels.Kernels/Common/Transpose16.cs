@@ -78,6 +78,15 @@ public static unsafe class Transpose16
             }
     }
 
+    /// <summary>The inverse of packing 16 rows as lanes: dst[r·ld + t] = lanes[t·16 + r] for r &lt; <paramref name="rows"/>,
+    /// t &lt; <paramref name="count"/>, 16 lane vectors at a time with masked stores (nothing else in dst is written). The
+    /// channel-lane spatial kernels write their [positions][16] results back to [channel][positions] planes with it.</summary>
+    public static void Unpack(float* lanes, int count, int rows, float* dst, long ld)
+    {
+        for (int t = 0; t < count; t += 16)
+            Pack(lanes + (long)t * 16, 16, Math.Min(16, count - t), rows, dst + t, ld, exact: true);
+    }
+
     /// <summary>Columns e, 4+e, 8+e, 12+e (all 16 rows) from the quads of rows 0-3, 4-7, 8-11, 12-15.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void Columns(Vector512<float> a, Vector512<float> b, Vector512<float> c, Vector512<float> d,

@@ -16,7 +16,8 @@ namespace PoolKernels.Kernels.Heads;
 /// through one pointer with constant offsets. Row tile outer, panels inner: the tile's packed x (12 KB) stays in L1 while
 /// the item's panel slices (256·32 floats each) stream from L2. Whole 12 × 32 tiles accumulate straight in y (residual or
 /// zero before the first k block, bias added in registers after the last); edge tiles go through a stack tile. Rows past
-/// m repeat the last valid row and are not stored; columns past n are computed on the zero padding and not stored. The
+/// m are packed as 0 (the Vector256 kernel repeats the last valid row) and not stored; columns past n are computed on the
+/// zero padding and not stored. The
 /// weights of a head are packed once at load time; the public Linear packs W per call into per-thread scratch.
 /// Tried (k = 1024, % of the FMA loop in the same process, min of 20 calls): 6 rows without k blocking ~15%; 6 rows, k
 /// blocks of 256 ~50%; 8 rows 62%; 12 rows 57-65%; x packed per item of only 4 panels ~37% (packing not amortized); x
@@ -130,9 +131,9 @@ public static unsafe class HeadsSimd
                 bool first = k0 == 0, last = k0 + KC >= K;
                 fixed (float* ap = aPack)
                 {
-                    if (v512) PackRows(ap, r0, r1, k0, kc);
                     if (v512)
                     {
+                        PackRows(ap, r0, r1, k0, kc);
                         // row tile outer, panels inner: the tile's packed x (KC·12 floats) stays in L1 while the item's panel
                         // slices stream from L2. Whole 12 × 32 tiles accumulate straight in y; edge tiles go through acc.
                         for (int i = r0; i < r1; i += mr)

@@ -295,9 +295,7 @@ public static unsafe class Pool2dSimd
                         acc.Store(bt + (i * q.OutW + j) * 16);
                     }
                 }
-                float* dst = Out + (long)b * q.OutStride + q.OutOffset + (long)c0 * bins;
-                for (int t = 0; t < bins; t += 16)
-                    Transpose16.Pack(bt + (long)t * 16, 16, Math.Min(16, bins - t), nc, dst + t, bins, exact: true);
+                Transpose16.Unpack(bt, bins, nc, Out + (long)b * q.OutStride + q.OutOffset + (long)c0 * bins, bins);
             }
         }
 

@@ -129,9 +129,7 @@ public static unsafe class RegionalGemSimd
                 TensorPrimitives.Add(box, all, box);
                 TensorPrimitives.Multiply(box, 0.5f, box);
                 // back to planes: 16 positions at a time, only the group's nc channels and the positions that exist stored
-                float* outPlanes = Out + ((long)b * C + c0) * hw;
-                for (int t = 0; t < hw; t += 16)
-                    Transpose16.Pack(pw + (long)t * 16, 16, Math.Min(16, hw - t), nc, outPlanes + t, hw, exact: true);
+                Transpose16.Unpack(pw, hw, nc, Out + ((long)b * C + c0) * hw, hw);
             }
         }
     }
