@@ -264,7 +264,7 @@ public static unsafe class SdpaSimd
             bool directK = DirectK(p), directV = DirectV(p, evp);
             long kSize = directK ? 0 : (long)tkp * e, vSize = directV ? 0 : (long)tkp * evp;
             var buf = Scratch[worker]!; // sized by Run for every worker
-            float* kf = (float*)(((nint)Unsafe.AsPointer(ref buf[0]) + 63) & ~(nint)63);
+            float* kf = WorkerPool.Aligned64(buf);
             float* vf = kf + kSize, kpb = vf + vSize, qt = kpb + tkp, st = qt + (long)e * BlockQ, o = st + BlockK * BlockQ;
             float* m = o + BlockQ * evp, l = m + BlockQ, alpha = l + BlockQ, rowTmp = alpha + 3 * BlockQ;
             int* loI = (int*)(alpha + BlockQ), hiI = (int*)(alpha + 2 * BlockQ);

@@ -74,7 +74,7 @@ public static unsafe class DotGemm
             int panels = (N + NR - 1) / NR, q0 = g * PanelsPerItem, q1 = Math.Min(panels, q0 + PanelsPerItem);
             float* ap = A + p * BatchA, bp = B + p * BatchB, cp = C + p * BatchC;
             var buf = Scratch[worker]!;
-            float* bpk = (float*)(((nint)Unsafe.AsPointer(ref buf[0]) + 63) & ~(nint)63); // pinned
+            float* bpk = WorkerPool.Aligned64(buf);
             float* apk = bpk + (long)PanelsPerItem * NR * KC;
             float* sums = Sums != null && g == 0 ? Sums + (long)p * M : null; // one item per row block sums A
             float* acc = stackalloc float[MR * NR];

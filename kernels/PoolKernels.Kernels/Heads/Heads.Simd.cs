@@ -99,7 +99,7 @@ public static unsafe class HeadsSimd
     /// <summary>The first index of a pinned array (from <see cref="AllocatePacked"/>) whose address is a multiple of 64 bytes.</summary>
     public static int AlignedOffset(float[] pinned)
     {
-        fixed (float* p = pinned) return (int)((64 - ((nint)p & 63)) & 63) / 4;
+        fixed (float* p = pinned) return (int)(WorkerPool.Aligned64(pinned) - p);
     }
 
     private sealed class GemmJob : IParallelJob

@@ -272,31 +272,28 @@ public static unsafe class Pool2dSimd
             int hw = q.H * q.W, bins = q.OutH * q.OutW;
             int g = item % Groups, b = item / Groups, c0 = g * 16, nc = Math.Min(16, q.Channels - c0);
             bool max = q.Mode == (int)Pool2dMode.Max;
-            fixed (float* buf = Rows[worker])
+            float* xt = WorkerPool.Aligned64(Rows[worker]!), bt = xt + (long)hw * 16;
+            Transpose16.Pack(X + ((long)b * q.Channels + c0) * hw, hw, nc, hw, xt, 16);
+            for (int i = 0; i < q.OutH; i++)
             {
-                float* xt = (float*)(((nint)buf + 63) & ~(nint)63), bt = xt + (long)hw * 16;
-                Transpose16.Pack(X + ((long)b * q.Channels + c0) * hw, hw, nc, hw, xt, 16);
-                for (int i = 0; i < q.OutH; i++)
+                int h0 = (int)((long)i * q.H / q.OutH), h1 = (int)(((long)(i + 1) * q.H + q.OutH - 1) / q.OutH);
+                for (int j = 0; j < q.OutW; j++)
                 {
-                    int h0 = (int)((long)i * q.H / q.OutH), h1 = (int)(((long)(i + 1) * q.H + q.OutH - 1) / q.OutH);
-                    for (int j = 0; j < q.OutW; j++)
+                    int w0 = (int)((long)j * q.W / q.OutW), w1 = (int)(((long)(j + 1) * q.W + q.OutW - 1) / q.OutW);
+                    int n = (h1 - h0) * (w1 - w0);
+                    var acc = max ? Vector512.Create(float.NegativeInfinity) : Vector512<float>.Zero;
+                    for (int h = h0; h < h1; h++)
                     {
-                        int w0 = (int)((long)j * q.W / q.OutW), w1 = (int)(((long)(j + 1) * q.W + q.OutW - 1) / q.OutW);
-                        int n = (h1 - h0) * (w1 - w0);
-                        var acc = max ? Vector512.Create(float.NegativeInfinity) : Vector512<float>.Zero;
-                        for (int h = h0; h < h1; h++)
-                        {
-                            float* row = xt + (long)h * q.W * 16;
-                            for (int w = w0; w < w1; w++)
-                                acc = max ? Vector512.Max(acc, Vector512.Load(row + w * 16)) : acc + Vector512.Load(row + w * 16); // Max propagates NaN
-                        }
-                        if (n == 0) acc = Vector512<float>.Zero;
-                        else if (!max) acc /= n;
-                        acc.Store(bt + (i * q.OutW + j) * 16);
+                        float* row = xt + (long)h * q.W * 16;
+                        for (int w = w0; w < w1; w++)
+                            acc = max ? Vector512.Max(acc, Vector512.Load(row + w * 16)) : acc + Vector512.Load(row + w * 16); // Max propagates NaN
                     }
+                    if (n == 0) acc = Vector512<float>.Zero;
+                    else if (!max) acc /= n;
+                    acc.Store(bt + (i * q.OutW + j) * 16);
                 }
-                Transpose16.Unpack(bt, bins, nc, Out + (long)b * q.OutStride + q.OutOffset + (long)c0 * bins, bins);
             }
+            Transpose16.Unpack(bt, bins, nc, Out + (long)b * q.OutStride + q.OutOffset + (long)c0 * bins, bins);
         }
 
         // Per output row i: the input rows h0..h1-1 are first reduced element-wise into one row (vectorized along W),

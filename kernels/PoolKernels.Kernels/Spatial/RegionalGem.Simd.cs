@@ -89,48 +89,45 @@ public static unsafe class RegionalGemSimd
         {
             int hw = H * W, pad = K / 2, k = K, w0 = W, h0 = H;
             int g = item % Groups, b = item / Groups, c0 = g * 16, nc = Math.Min(16, C - c0);
-            var buf = Scratch[worker]!; // pinned
-            fixed (float* bp = buf)
+            var buf = Scratch[worker]!; // pinned (EnsureScratch in Run)
+            float* xc = WorkerPool.Aligned64(buf), pw = xc + hw * 16, rs = pw + hw * 16;
+            float* planes = X + ((long)b * C + c0) * hw;
+            Transpose16.Pack(planes, hw, nc, hw, xc, 16); // xc[t·16 + c] = x[c, t]; lanes past nc are 0
+            var all = new Span<float>(xc, hw * 16);
+            TensorPrimitives.Max(all, 0f, all); // NaN stays NaN
+            VectorMath.Pow(all, P, new Span<float>(pw, hw * 16));
+            // horizontal then vertical box sums, k vector adds per position (reflect by index map at the borders)
+            for (int h = 0; h < h0; h++)
             {
-                float* xc = (float*)(((nint)bp + 63) & ~(nint)63), pw = xc + hw * 16, rs = pw + hw * 16;
-                float* planes = X + ((long)b * C + c0) * hw;
-                Transpose16.Pack(planes, hw, nc, hw, xc, 16); // xc[t·16 + c] = x[c, t]; lanes past nc are 0
-                var all = new Span<float>(xc, hw * 16);
-                TensorPrimitives.Max(all, 0f, all); // NaN stays NaN
-                VectorMath.Pow(all, P, new Span<float>(pw, hw * 16));
-                // horizontal then vertical box sums, k vector adds per position (reflect by index map at the borders)
-                for (int h = 0; h < h0; h++)
+                float* src = pw + (long)h * w0 * 16, dst = rs + (long)h * w0 * 16;
+                for (int w = 0; w < w0; w++)
                 {
-                    float* src = pw + (long)h * w0 * 16, dst = rs + (long)h * w0 * 16;
-                    for (int w = 0; w < w0; w++)
-                    {
-                        var acc = Vector512<float>.Zero;
-                        bool inner = w >= pad && w + pad < w0;
-                        for (int j = 0; j < k; j++)
-                            acc += Vector512.Load(src + (inner ? w + j - pad : PadIndex.Map(w + j, pad, w0, PadIndex.Reflect)) * 16);
-                        acc.Store(dst + w * 16);
-                    }
+                    var acc = Vector512<float>.Zero;
+                    bool inner = w >= pad && w + pad < w0;
+                    for (int j = 0; j < k; j++)
+                        acc += Vector512.Load(src + (inner ? w + j - pad : PadIndex.Map(w + j, pad, w0, PadIndex.Reflect)) * 16);
+                    acc.Store(dst + w * 16);
                 }
-                float scale = 1f / (k * k);
-                for (int h = 0; h < h0; h++)
-                {
-                    float* dst = pw + (long)h * w0 * 16; // the box sums replace xc^p
-                    bool inner = h >= pad && h + pad < h0;
-                    for (int w = 0; w < w0; w++)
-                    {
-                        var acc = Vector512<float>.Zero;
-                        for (int i = 0; i < k; i++)
-                            acc += Vector512.Load(rs + ((long)(inner ? h + i - pad : PadIndex.Map(h + i, pad, h0, PadIndex.Reflect)) * w0 + w) * 16);
-                        (acc * scale).Store(dst + w * 16);
-                    }
-                }
-                var box = new Span<float>(pw, hw * 16);
-                VectorMath.Pow(box, 1f / P, box);
-                TensorPrimitives.Add(box, all, box);
-                TensorPrimitives.Multiply(box, 0.5f, box);
-                // back to planes: 16 positions at a time, only the group's nc channels and the positions that exist stored
-                Transpose16.Unpack(pw, hw, nc, Out + ((long)b * C + c0) * hw, hw);
             }
+            float scale = 1f / (k * k);
+            for (int h = 0; h < h0; h++)
+            {
+                float* dst = pw + (long)h * w0 * 16; // the box sums replace xc^p
+                bool inner = h >= pad && h + pad < h0;
+                for (int w = 0; w < w0; w++)
+                {
+                    var acc = Vector512<float>.Zero;
+                    for (int i = 0; i < k; i++)
+                        acc += Vector512.Load(rs + ((long)(inner ? h + i - pad : PadIndex.Map(h + i, pad, h0, PadIndex.Reflect)) * w0 + w) * 16);
+                    (acc * scale).Store(dst + w * 16);
+                }
+            }
+            var box = new Span<float>(pw, hw * 16);
+            VectorMath.Pow(box, 1f / P, box);
+            TensorPrimitives.Add(box, all, box);
+            TensorPrimitives.Multiply(box, 0.5f, box);
+            // back to planes: 16 positions at a time, only the group's nc channels and the positions that exist stored
+            Transpose16.Unpack(pw, hw, nc, Out + ((long)b * C + c0) * hw, hw);
         }
     }
 }
