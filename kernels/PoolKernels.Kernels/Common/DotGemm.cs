@@ -20,7 +20,10 @@ namespace PoolKernels.Kernels;
 /// results, timing only): B's transposes cost ~10% and A's ~5%; the micro-kernel alone runs at ~85%, at the FMA peak in
 /// a single-thread loop over L2-resident panels (as do 6×64, 8×48 and 4×96 tiles). Tried without a gain: prefetches in
 /// bursts between tiles or in the packing loop, 8 prefetched rows per tile (A and B), k blocks of 256/512/768 (384
-/// best by ~5%), twice the work items.</para>
+/// best by ~5%), twice the work items; panels outer and row tiles inner with one panel packed at a time (k blocks of
+/// 192-384: no faster); k split over 2-3 items per problem with the partial products added after (more items for a
+/// noisy machine to balance: 7% slower); transposes that gather 128-bit quarters by vinsertf32x4 loads to halve the
+/// shuffles (0.20 vs 0.15 ns per float: the packing is bound by its loads and stores, not by port 5).</para>
 /// </summary>
 public static unsafe class DotGemm
 {
