@@ -56,7 +56,10 @@ internal static class SpatialOnnx
         g.Input.AddRange(inputs); g.Output.AddRange(outputs); g.Node.AddRange(nodes); g.Initializer.AddRange(init);
         var m = new ModelProto { IrVersion = 8, Graph = g, ProducerName = "PoolKernels.Benchmarks" };
         m.OpsetImport.Add(new OperatorSetIdProto { Domain = "", Version = 17 });
-        return new InferenceSession(m.ToByteArray());
+        // as the other classes: ORT's threads follow Environment.ProcessorCount like WorkerPool.Shared, so
+        // DOTNET_PROCESSOR_COUNT=1 puts both sides on one thread
+        var so = new SessionOptions { IntraOpNumThreads = Environment.ProcessorCount, GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL };
+        return new InferenceSession(m.ToByteArray(), so);
     }
 
     public static float[] Random(long n, int seed)
