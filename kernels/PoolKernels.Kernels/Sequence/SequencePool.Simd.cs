@@ -89,9 +89,7 @@ public static unsafe class SequencePoolSimd
                 if (NeedGem)
                 {
                     TensorPrimitives.Max(x, Eps, tmp);
-                    if (P == 2f) TensorPrimitives.Multiply(tmp, tmp, tmp);
-                    else if (P == 3f) { TensorPrimitives.Multiply(tmp, tmp, scratch); TensorPrimitives.Multiply(scratch, tmp, tmp); }
-                    else if (P != 1f) VectorMath.Pow(tmp, P, tmp);
+                    VectorMath.Pow(tmp, P, tmp);
                     TensorPrimitives.Add(gem, tmp, gem);
                 }
             }

@@ -19,7 +19,7 @@ public static unsafe class ScaleGemSimd
             var job = Job.Cached ??= new();
             job.X = px; job.Out = po; job.S = scales; job.B = batch; job.D = dim; job.P = p;
             job.Gamma = float.IsPositiveInfinity(p) ? 0 : ParallelMin(px, (long)scales * batch * dim, pool);
-            pool.EnsureScratch(ref job.Scratch, 2L * dim);
+            pool.EnsureScratch(ref job.Scratch, dim);
             pool.Run(job, batch);
         }
     }
@@ -61,7 +61,7 @@ public static unsafe class ScaleGemSimd
         public void Execute(int b, int worker)
         {
             var dst = new Span<float>(Out + (long)b * D, D);
-            var buf = Scratch[worker]!; var tmp = buf.AsSpan(0, D); var sq = buf.AsSpan(D, D);
+            var tmp = Scratch[worker]!.AsSpan(0, D);
             bool inf = float.IsPositiveInfinity(P);
             int d0 = 0;
             if (!inf && (P == 3f || P == 2f) && Vector512.IsHardwareAccelerated)
@@ -92,9 +92,7 @@ public static unsafe class ScaleGemSimd
                 }
                 var t = tmp[..row.Length];
                 TensorPrimitives.Subtract(row, Gamma, t);
-                if (P == 3f) { TensorPrimitives.Multiply(t, t, sq[..row.Length]); TensorPrimitives.Multiply(sq[..row.Length], t, t); }
-                else if (P == 2f) TensorPrimitives.Multiply(t, t, t);
-                else if (P != 1f) VectorMath.Pow(t, P, t);
+                VectorMath.Pow(t, P, t);
                 TensorPrimitives.Add(dst[d0..], t, dst[d0..]);
             }
             if (inf) return;

@@ -80,14 +80,14 @@ public static unsafe class SpatialPoolSimd
             if (Mode == SpatialPoolMode.Avg) return TensorPrimitives.Sum(row) / HW;
             if (Mode == SpatialPoolMode.Max) return TensorPrimitives.Max(row);
             if (P == 3f || P == 2f) return Finish(GemSumFused(src, HW), 0, HW);
-            float* buf = stackalloc float[2 * Chunk];
+            float* buf = stackalloc float[Chunk];
             float sum = 0;
             for (int i = 0; i < HW; i += Chunk)
             {
                 int n = Math.Min(Chunk, HW - i);
                 var tmp = new Span<float>(buf, n);
                 TensorPrimitives.Max(row.Slice(i, n), Eps, tmp);
-                PowInPlace(tmp, new Span<float>(buf + Chunk, n));
+                VectorMath.Pow(tmp, P, tmp);
                 sum += TensorPrimitives.Sum(tmp);
             }
             return Finish(sum, 0, HW);
@@ -96,8 +96,8 @@ public static unsafe class SpatialPoolSimd
         private void Rows(int item)
         {
             int b = item / Blocks, c0 = item % Blocks * Block, n = Math.Min(Block, C - c0);
-            float* buf = stackalloc float[3 * Block];
-            var acc = new Span<float>(buf, n); var tmp = new Span<float>(buf + Block, n); var sq = new Span<float>(buf + 2 * Block, n);
+            float* buf = stackalloc float[2 * Block];
+            var acc = new Span<float>(buf, n); var tmp = new Span<float>(buf + Block, n);
             acc.Fill(Mode == SpatialPoolMode.Max ? float.NegativeInfinity : 0f);
             int count = 0;
             for (int i = 0; i < HW; i++)
@@ -107,7 +107,7 @@ public static unsafe class SpatialPoolSimd
                 var row = new ReadOnlySpan<float>(X + ((long)b * HW + i) * C + c0, n);
                 if (Mode == SpatialPoolMode.Avg) TensorPrimitives.Add(acc, row, acc);
                 else if (Mode == SpatialPoolMode.Max) TensorPrimitives.Max(acc, row, acc);
-                else { TensorPrimitives.Max(row, Eps, tmp); PowInPlace(tmp, sq); TensorPrimitives.Add(acc, tmp, acc); }
+                else { TensorPrimitives.Max(row, Eps, tmp); VectorMath.Pow(tmp, P, tmp); TensorPrimitives.Add(acc, tmp, acc); }
             }
             var dst = new Span<float>(Out + (long)b * C + c0, n);
             if (count == 0) { dst.Clear(); return; }
@@ -150,15 +150,6 @@ public static unsafe class SpatialPoolSimd
         }
 
         private float Pow(float v) => P == 3f ? v * v * v : P == 2f ? v * v : MathF.Pow(v, P);
-
-        // t^P in place; p = 2 and 3 (the common GeM powers) by multiplication, which is exact where Pow is not.
-        private void PowInPlace(Span<float> t, Span<float> scratch)
-        {
-            if (P == 1f) return;
-            if (P == 2f) TensorPrimitives.Multiply(t, t, t);
-            else if (P == 3f) { TensorPrimitives.Multiply(t, t, scratch); TensorPrimitives.Multiply(scratch, t, t); }
-            else VectorMath.Pow(t, P, t);
-        }
 
         private float Finish(float s, float mx, int n) => Mode switch
         {
