@@ -258,9 +258,7 @@ public static unsafe class SdpaSimd
             int nb = (tq + BlockQ - 1) / BlockQ;
             if (chunk >= nb) return;
             int e = p.E, ev = p.Ev, evp = EvP, tkp = TkPad, w = TOps.Width;
-            // F32 rows are read in place only when they are contiguous (bhtd, or one head): in bthd the rows of one head lie
-            // Hkv·E floats apart — 4 KB for 8 heads of 128 — and a tile's rows then fall into the same few L1 sets (the
-            // resampler's bthd dh = 128 attention ran at 48% of the FMA loop read in place, bhtd 60%)
+            // F32 rows in place only when contiguous (see DirectK)
             bool directK = DirectK(p), directV = DirectV(p, evp);
             long kSize = directK ? 0 : (long)tkp * e, vSize = directV ? 0 : (long)tkp * evp;
             var buf = Scratch[worker]!; // sized by Run for every worker

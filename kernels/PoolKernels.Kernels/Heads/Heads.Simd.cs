@@ -65,16 +65,15 @@ public static unsafe class HeadsSimd
         // one packed x block per worker (pinned: the kernels hold raw pointers), only where the 12-row kernel runs
         if (Vector512.IsHardwareAccelerated) pool.EnsureScratch(ref job.APack, (long)RowBlock * KC + 16, pinned: true);
         job.X = x; job.Packed = packed; job.Bias = bias; job.Residual = residual; job.Y = y; job.M = m; job.N = n; job.K = k;
-        job.RowBlocks = (m + RowBlock - 1) / RowBlock;
-        int allBlocks = job.RowBlocks;
+        int rowBlocks = job.RowBlocks = (m + RowBlock - 1) / RowBlock;
         // As many panels per item as leave >= 4 items per worker: the x block is packed once per item and k block.
         int panels = (n + NR - 1) / NR, want = 4 * Math.Min(pool.Workers, maxWorkers);
         // ... and at most 32 panels (KC·32·32 floats = 1 MB of packed W per k block, which must stay in L2 across the item's
         // row tiles: all 64 panels of an N = 2048 weight ran at 62% of the FMA loop, 32 at ~77%)
-        int groupsPerRowBlock = Math.Clamp(Math.Max((want + allBlocks - 1) / allBlocks, (panels + MaxPanels - 1) / MaxPanels), 1, panels);
+        int groupsPerRowBlock = Math.Clamp(Math.Max((want + rowBlocks - 1) / rowBlocks, (panels + MaxPanels - 1) / MaxPanels), 1, panels);
         job.PanelsPerItem = (panels + groupsPerRowBlock - 1) / groupsPerRowBlock;
         job.Groups = (panels + job.PanelsPerItem - 1) / job.PanelsPerItem;
-        pool.Run(job, allBlocks * job.Groups, maxWorkers);
+        pool.Run(job, rowBlocks * job.Groups, maxWorkers);
     }
 
     /// <summary>The public Linear: packs <paramref name="w"/> into per-thread scratch, then <see cref="Gemm"/>.</summary>
@@ -106,18 +105,14 @@ public static unsafe class HeadsSimd
     {
         [ThreadStatic] internal static GemmJob? Cached;
         public float* X, Packed, Bias, Residual, Y;
-        public int M, N, K, RowBlocks, Groups;
+        public int M, N, K, RowBlocks, Groups, PanelsPerItem;
 
         internal float[]?[] APack = [];
-
-
-        public int PanelsPerItem;
 
         public void Execute(int item, int worker)
         {
             int rb = item % RowBlocks, g = item / RowBlocks;
             int r0 = rb * RowBlock, r1 = Math.Min(M, r0 + RowBlock);
-            float* packed = Packed;
             int panels = (N + NR - 1) / NR;
             int p0 = g * PanelsPerItem, p1 = Math.Min(panels, p0 + PanelsPerItem);
             bool v512 = Vector512.IsHardwareAccelerated;
@@ -142,7 +137,7 @@ public static unsafe class HeadsSimd
                             float* at = ap + (long)(i - r0) * kc;
                             for (int p = p0; p < p1; p++)
                             {
-                                float* bt = packed + (long)p * K * NR + (long)k0 * NR;
+                                float* bt = Packed + (long)p * K * NR + (long)k0 * NR;
                                 int j0 = p * NR;
                                 if (rows == mr && N - j0 >= NR)
                                 {
@@ -169,7 +164,7 @@ public static unsafe class HeadsSimd
                         {
                             int rows = Math.Min(mr, r1 - i);
                             Prologue(acc, i, p, rows, first);
-                            Tile256(acc, packed, i, p, rows, k0, kc);
+                            Tile256(acc, Packed, i, p, rows, k0, kc);
                             Epilogue(acc, i, p, rows, last);
                         }
                 }

@@ -45,7 +45,7 @@ public static unsafe class RegionalGemSimd
         {
             if (Lanes) { ExecuteLanes(item, worker); return; }
             int hw = H * W, pad = K / 2;
-            var buf = Scratch![worker].AsSpan();
+            var buf = Scratch[worker]!.AsSpan();
             var pw = buf[..hw]; var rows = buf.Slice(hw, hw); var box = buf.Slice(2 * hw, hw);
             var src = new ReadOnlySpan<float>(X + (long)item * hw, hw);
             var dst = new Span<float>(Out + (long)item * hw, hw);
