@@ -19,7 +19,7 @@ namespace PoolKernels.Benchmarks;
 public class McbBenchmarks
 {
     public const int B = 256, D = 16000, Dx = 2048, Dy = 2048, DirectRows = 8;
-    private Tensor _x = null!, _y = null!, _hx = null!, _sx = null!, _hy = null!, _sy = null!;
+    private HostTensor _x = null!, _y = null!, _hx = null!, _sx = null!, _hy = null!, _sy = null!;
     private float[] _out = [];
     private Device _simd = null!;
     private float[][] _sketchX = [], _sketchY = [];
@@ -31,11 +31,11 @@ public class McbBenchmarks
     {
         var rng = new Random(3);
         float[] F(int n) => Enumerable.Range(0, n).Select(_ => (float)(rng.NextDouble() * 2 - 1)).ToArray();
-        _x = Tensor.From(F(B * Dx), B, Dx); _y = Tensor.From(F(B * Dy), B, Dy);
-        _hx = Tensor.From(Enumerable.Range(0, Dx).Select(_ => (long)rng.Next(D)).ToArray(), Dx);
-        _hy = Tensor.From(Enumerable.Range(0, Dy).Select(_ => (long)rng.Next(D)).ToArray(), Dy);
-        _sx = Tensor.From(Enumerable.Range(0, Dx).Select(_ => rng.Next(2) == 0 ? -1f : 1f).ToArray(), Dx);
-        _sy = Tensor.From(Enumerable.Range(0, Dy).Select(_ => rng.Next(2) == 0 ? -1f : 1f).ToArray(), Dy);
+        _x = HostTensor.From(F(B * Dx), B, Dx); _y = HostTensor.From(F(B * Dy), B, Dy);
+        _hx = HostTensor.From(Enumerable.Range(0, Dx).Select(_ => (long)rng.Next(D)).ToArray(), Dx);
+        _hy = HostTensor.From(Enumerable.Range(0, Dy).Select(_ => (long)rng.Next(D)).ToArray(), Dy);
+        _sx = HostTensor.From(Enumerable.Range(0, Dx).Select(_ => rng.Next(2) == 0 ? -1f : 1f).ToArray(), Dx);
+        _sy = HostTensor.From(Enumerable.Range(0, Dy).Select(_ => rng.Next(2) == 0 ? -1f : 1f).ToArray(), Dy);
         _out = new float[B * D];
         _simd = Device.Open("simd");
         _sketchX = Enumerable.Range(0, DirectRows).Select(_ => F(D)).ToArray();

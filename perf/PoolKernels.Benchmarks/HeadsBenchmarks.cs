@@ -66,7 +66,7 @@ public class HeadsBenchmarks : IDisposable
             if (Math.Abs(a[i] - b[i]) > 1e-3f) throw new InvalidOperationException($"{what}: ORT and simd disagree at {i}: {b[i]} vs {a[i]}");
     }
 
-    private static float[] Transposed(Tensor w, int rowFrom = 0, int rows = -1)
+    private static float[] Transposed(HostTensor w, int rowFrom = 0, int rows = -1)
     {
         int n = rows < 0 ? w.Shape[0] : rows, k = w.Shape[1];
         var s = w.AsSpan<float>();
@@ -76,7 +76,7 @@ public class HeadsBenchmarks : IDisposable
     }
 
     /// <summary>The resampler (optionally with the layer-position embedding) as an ONNX graph over x [b, n, D].</summary>
-    private static byte[] Graph(Dictionary<string, Tensor> w, float[] qh, int b, int n, bool posEmb)
+    private static byte[] Graph(Dictionary<string, HostTensor> w, float[] qh, int b, int n, bool posEmb)
     {
         const TensorProto.Types.DataType Fl = TensorProto.Types.DataType.Float;
         float[] A(string name) => w[name].AsSpan<float>().ToArray();

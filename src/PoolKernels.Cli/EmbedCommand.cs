@@ -53,7 +53,7 @@ internal static class EmbedCommand
         if (a.Get("out") is { } output)
         {
             var flat = vectors.SelectMany(v => v).ToArray();
-            Safetensors.Write(output, new Dictionary<string, Tensor> { ["embeddings"] = Tensor.From(flat, vectors.Length, width) },
+            Safetensors.Write(output, new Dictionary<string, HostTensor> { ["embeddings"] = HostTensor.From(flat, vectors.Length, width) },
                 new Dictionary<string, string> { ["model"] = embedder.ModelId, ["mode"] = string.Join(",", embedder.Pooling.Modes.Select(SequencePoolOptions.Name)), ["normalize"] = embedder.Pooling.Normalize ? "true" : "false", ["device"] = embedder.Device.Id });
             Console.Error.WriteLine($"wrote [{vectors.Length}, {width}] F32 'embeddings' to {output}");
         }

@@ -144,7 +144,7 @@ public sealed class SentenceEmbedder : IDisposable
     /// the attention mask applied). Returns [texts][L'·D] row-major per text (L' = layers chosen, D = hidden size) — the
     /// input of a <c>multi_layer_pool</c> head. <paramref name="layers"/>: null for all, negative counts from the end.
     /// </summary>
-    public float[][] EmbedLayers(IReadOnlyList<string> texts, Kernels.Sequence.SequencePoolMode mode = Kernels.Sequence.SequencePoolMode.Mean,
+    public float[][] EmbedLayers(IReadOnlyList<string> texts, SequencePoolMode mode = SequencePoolMode.Mean,
         IReadOnlyList<int>? layers = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(texts);
@@ -163,7 +163,7 @@ public sealed class SentenceEmbedder : IDisposable
             using var results = session.Run(runOptions, names, inputs.Values, outputs);
             var stacked = new float[(long)l * b * t * HiddenSize];
             for (int k = 0; k < l; k++) results[k].GetTensorDataAsSpan<float>().CopyTo(stacked.AsSpan(k * b * t * HiddenSize));
-            var pooled = _device.LayerPool(Tensor.From(stacked, l, b, t, HiddenSize), Tensor.From(mask, b, t), mode, layers);
+            var pooled = _device.LayerPool(HostTensor.From(stacked, l, b, t, HiddenSize), HostTensor.From(mask, b, t), mode, layers);
             var span = pooled.AsSpan<float>();
             for (int k = 0; k < b; k++) result[batch[k]] = span.Slice(k * lp * HiddenSize, lp * HiddenSize).ToArray();
         }
@@ -177,7 +177,7 @@ public sealed class SentenceEmbedder : IDisposable
     /// <c>PoolingHead.Load(device, "head.safetensors", heads)</c>; its D must equal <see cref="HiddenSize"/> and its
     /// pos_emb must have at least as many rows as layers are chosen. Returns one [D] vector per text.
     /// </summary>
-    public float[][] EmbedWithHead(IReadOnlyList<string> texts, PoolingHead head, Kernels.Sequence.SequencePoolMode mode = Kernels.Sequence.SequencePoolMode.Mean,
+    public float[][] EmbedWithHead(IReadOnlyList<string> texts, PoolingHead head, SequencePoolMode mode = SequencePoolMode.Mean,
         IReadOnlyList<int>? layers = null, bool normalize = true, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(head);
@@ -186,7 +186,7 @@ public sealed class SentenceEmbedder : IDisposable
         if (head.PosEmbRows < lp) throw new ArgumentException($"head's pos_emb.weight has {head.PosEmbRows} rows, fewer than the {lp} layers chosen.", nameof(head));
         var perLayer = EmbedLayers(texts, mode, layers, cancellationToken);
         if (perLayer.Length == 0) return [];
-        var stacked = Tensor.From(perLayer.SelectMany(v => v).ToArray(), perLayer.Length, lp, HiddenSize);
+        var stacked = HostTensor.From(perLayer.SelectMany(v => v).ToArray(), perLayer.Length, lp, HiddenSize);
         var pooled = head.MultiLayer(stacked, normalize).AsSpan<float>();
         var r = new float[perLayer.Length][];
         for (int i = 0; i < r.Length; i++) r[i] = pooled.Slice(i * head.Dim, head.Dim).ToArray();

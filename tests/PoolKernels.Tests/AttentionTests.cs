@@ -9,13 +9,13 @@ namespace PoolKernels.Tests;
 /// shapes, bad input and the SIMD allocation guarantee — every test body on every device.</summary>
 public class AttentionTests
 {
-    private static (float[] Out, float[] Lse) Run(Device d, Tensor q, Tensor k, Tensor v, Tensor? mask = null, Tensor? kpm = null, SdpaOptions? o = null)
+    private static (float[] Out, float[] Lse) Run(Device d, HostTensor q, HostTensor k, HostTensor v, HostTensor? mask = null, HostTensor? kpm = null, SdpaOptions? o = null)
     {
         var (out_, lse) = d.Sdpa(q, k, v, mask, kpm, o);
         return (out_.AsSpan<float>().ToArray(), lse.AsSpan<float>().ToArray());
     }
 
-    private static Tensor Rand(int seed, params int[] shape) => Tensor.From(new RandomSource(seed).Floats((int)Shape.Count(shape)), shape);
+    private static HostTensor Rand(int seed, params int[] shape) => HostTensor.From(new RandomSource(seed).Floats((int)Shape.Count(shape)), shape);
 
     private static void Near(float[] actual, float[] expected, float tol = 2e-5f, string what = "out")
     {
@@ -32,9 +32,9 @@ public class AttentionTests
     {
         var d = TestDevices.Get(id);
         // E = 1, scale 1: scores row 0 = [1, 0], row 1 = [2, 0]; v = [1, 3]
-        var q = Tensor.From(new float[] { 1, 2 }, 1, 1, 2, 1);
-        var k = Tensor.From(new float[] { 1, 0 }, 1, 1, 2, 1);
-        var v = Tensor.From(new float[] { 1, 3 }, 1, 1, 2, 1);
+        var q = HostTensor.From(new float[] { 1, 2 }, 1, 1, 2, 1);
+        var k = HostTensor.From(new float[] { 1, 0 }, 1, 1, 2, 1);
+        var v = HostTensor.From(new float[] { 1, 3 }, 1, 1, 2, 1);
         float e1 = MathF.E, e2 = MathF.E * MathF.E;
         var (o, l) = Run(d, q, k, v, o: new SdpaOptions { Scale = 1 });
         Near(o, [(e1 + 3) / (e1 + 1), (e2 + 3) / (e2 + 1)]);
@@ -49,9 +49,9 @@ public class AttentionTests
     {
         var d = TestDevices.Get(id);
         // scores 1e4, 0, -1e4 (and a second row with the order reversed): softmax is one-hot, lse = max score
-        var q = Tensor.From(new float[] { 100, -100 }, 1, 1, 2, 1);
-        var k = Tensor.From(new float[] { 100, 0, -100 }, 1, 1, 3, 1);
-        var v = Tensor.From(new float[] { 1, 2, 3, 4, 5, 6 }, 1, 1, 3, 2);
+        var q = HostTensor.From(new float[] { 100, -100 }, 1, 1, 2, 1);
+        var k = HostTensor.From(new float[] { 100, 0, -100 }, 1, 1, 3, 1);
+        var v = HostTensor.From(new float[] { 1, 2, 3, 4, 5, 6 }, 1, 1, 3, 2);
         var (o, l) = Run(d, q, k, v, o: new SdpaOptions { Scale = 1 });
         Near(o, [1, 2, 5, 6]);
         Near(l, [1e4f, 1e4f], what: "lse");
@@ -64,7 +64,7 @@ public class AttentionTests
         int b = 2, h = 2, tq = 5, tk = 3, e = 4;
         var q = Rand(1, b, h, tq, e); var k = Rand(2, b, h, tk, e); var v = Rand(3, b, h, tk, e);
         // bottom_right with Tq > Tk: rows 0 and 1 see nothing (j <= i - 2); batch 1 has no key at all
-        var kpm = Tensor.From(new long[] { 1, 1, 1, 0, 0, 0 }, b, tk);
+        var kpm = HostTensor.From(new long[] { 1, 1, 1, 0, 0, 0 }, b, tk);
         var (o, l) = Run(d, q, k, v, kpm: kpm, o: new SdpaOptions { Causal = SdpaCausal.BottomRight });
         for (int bb = 0; bb < b; bb++)
             for (int hh = 0; hh < h; hh++)
@@ -113,8 +113,8 @@ public class AttentionTests
                                     && pad[bb * tk + j] != 0 && additive[x] == 0;
                                 boolMask[x] = ok;
                             }
-                var (want, wantLse) = Run(d, q, k, v, Tensor.From(boolMask, b, h, tq, tk));
-                var (got, gotLse) = Run(d, q, k, v, Tensor.From(additive, b, h, tq, tk), Tensor.From(pad, b, tk).To(DType.Bool), opts);
+                var (want, wantLse) = Run(d, q, k, v, HostTensor.From(boolMask, b, h, tq, tk));
+                var (got, gotLse) = Run(d, q, k, v, HostTensor.From(additive, b, h, tq, tk), HostTensor.From(pad, b, tk).To(DType.Bool), opts);
                 Near(got, want, 1e-5f, $"out {causal} [{wl},{wr}]");
                 Near(gotLse, wantLse, 1e-5f, $"lse {causal} [{wl},{wr}]");
             }
@@ -129,8 +129,8 @@ public class AttentionTests
         var small = new RandomSource(24).Floats(tq * tk, -3, 3);
         var full = new float[b * h * tq * tk];
         for (int x = 0; x < full.Length; x++) full[x] = small[x % (tq * tk)];
-        var (want, wl) = Run(d, q, k, v, Tensor.From(full, b, h, tq, tk).To(DType.F16));
-        var (got, gl) = Run(d, q, k, v, Tensor.From(small, 1, 1, tq, tk).To(DType.F16));
+        var (want, wl) = Run(d, q, k, v, HostTensor.From(full, b, h, tq, tk).To(DType.F16));
+        var (got, gl) = Run(d, q, k, v, HostTensor.From(small, 1, 1, tq, tk).To(DType.F16));
         Near(got, want, 1e-5f); Near(gl, wl, 1e-5f, "lse");
     }
 
@@ -148,14 +148,14 @@ public class AttentionTests
             Near(got, want, 1e-6f, $"out Hkv {hkv}"); Near(gl, wl, 1e-6f, $"lse Hkv {hkv}");
         }
 
-        static Tensor Repeat(Tensor t, int n)
+        static HostTensor Repeat(HostTensor t, int n)
         {
             int bb = t.Shape[0], hh = t.Shape[1], tt = t.Shape[2], ee = t.Shape[3];
             var s = t.AsSpan<float>(); var r = new float[bb * hh * n * tt * ee];
             for (int x = 0; x < bb; x++)
                 for (int h = 0; h < hh * n; h++)
                     s.Slice(((x * hh) + h / n) * tt * ee, tt * ee).CopyTo(r.AsSpan(((x * hh * n) + h) * tt * ee));
-            return Tensor.From(r, bb, hh * n, tt, ee);
+            return HostTensor.From(r, bb, hh * n, tt, ee);
         }
     }
 
@@ -167,16 +167,16 @@ public class AttentionTests
         var q = Rand(51, b, hq, tq, e); var k = Rand(52, b, hkv, tk, e); var v = Rand(53, b, hkv, tk, ev);
         var (want, wl) = Run(d, q, k, v, o: new SdpaOptions { Causal = SdpaCausal.TopLeft, WindowLeft = 1 });
         var (got, gl) = Run(d, Swap12(q), Swap12(k), Swap12(v), o: new SdpaOptions { Causal = SdpaCausal.TopLeft, WindowLeft = 1, Layout = SdpaLayout.Bthd });
-        Near(got, Swap12(Tensor.From(want, b, hq, tq, ev)).AsSpan<float>().ToArray(), 1e-6f);
+        Near(got, Swap12(HostTensor.From(want, b, hq, tq, ev)).AsSpan<float>().ToArray(), 1e-6f);
         Near(gl, wl, 1e-6f, "lse");
 
-        static Tensor Swap12(Tensor t)
+        static HostTensor Swap12(HostTensor t)
         {
             int a = t.Shape[0], x = t.Shape[1], y = t.Shape[2], z = t.Shape[3];
             var s = t.AsSpan<float>(); var r = new float[s.Length];
             for (int i = 0; i < a; i++) for (int j = 0; j < x; j++) for (int l = 0; l < y; l++)
                 s.Slice(((i * x + j) * y + l) * z, z).CopyTo(r.AsSpan(((i * y + l) * x + j) * z));
-            return Tensor.From(r, a, y, x, z);
+            return HostTensor.From(r, a, y, x, z);
         }
     }
 
@@ -220,14 +220,14 @@ public class AttentionTests
         var cq = new int[lq.Length + 1]; var ck = new long[lk.Length + 1];
         for (int i = 0; i < lq.Length; i++) { cq[i + 1] = cq[i] + lq[i]; ck[i + 1] = ck[i] + lk[i]; }
         var opts = new SdpaOptions { Causal = SdpaCausal.BottomRight, WindowLeft = 2 };
-        var (o, l) = d.SdpaVarlen(q, k, v, Tensor.From(cq, cq.Length), Tensor.From(ck, ck.Length), opts); // mixed I32 / I64 offsets
+        var (o, l) = d.SdpaVarlen(q, k, v, HostTensor.From(cq, cq.Length), HostTensor.From(ck, ck.Length), opts); // mixed I32 / I64 offsets
         var os = o.AsSpan<float>(); var ls = l.AsSpan<float>();
         for (int s = 0; s < lq.Length; s++)
         {
             if (lq[s] == 0) continue;
-            var qs = Tensor.From(q.AsSpan<float>().Slice(cq[s] * hq * e, lq[s] * hq * e).ToArray(), 1, lq[s], hq, e);
-            var ks = Tensor.From(k.AsSpan<float>().Slice((int)ck[s] * hkv * e, lk[s] * hkv * e).ToArray(), 1, lk[s], hkv, e);
-            var vs = Tensor.From(v.AsSpan<float>().Slice((int)ck[s] * hkv * ev, lk[s] * hkv * ev).ToArray(), 1, lk[s], hkv, ev);
+            var qs = HostTensor.From(q.AsSpan<float>().Slice(cq[s] * hq * e, lq[s] * hq * e).ToArray(), 1, lq[s], hq, e);
+            var ks = HostTensor.From(k.AsSpan<float>().Slice((int)ck[s] * hkv * e, lk[s] * hkv * e).ToArray(), 1, lk[s], hkv, e);
+            var vs = HostTensor.From(v.AsSpan<float>().Slice((int)ck[s] * hkv * ev, lk[s] * hkv * ev).ToArray(), 1, lk[s], hkv, ev);
             var (wo, wl) = d.Sdpa(qs, ks, vs, options: opts with { Layout = SdpaLayout.Bthd });
             Near(os.Slice(cq[s] * hq * ev, lq[s] * hq * ev).ToArray(), wo.AsSpan<float>().ToArray(), 1e-6f, $"out seq {s}");
             var wls = wl.AsSpan<float>(); // [1, Hq, Tq] vs varlen [Tq, Hq]
@@ -245,7 +245,7 @@ public class AttentionTests
         var q = Rand(81, b, hq, tq, e); var k = Rand(82, b, hkv, tk, e); var v = Rand(83, b, hkv, tk, ev);
         var pad = new long[] { 1, 1, 0, 1, 1, 0, 0, 1, 1, 1, 1, 1 };
         var opts = new SdpaOptions { Causal = SdpaCausal.TopLeft };
-        var (want, wl) = Run(d, q, k, v, kpm: Tensor.From(pad, b, tk), o: opts);
+        var (want, wl) = Run(d, q, k, v, kpm: HostTensor.From(pad, b, tk), o: opts);
 
         var so = new float[want.Length]; var sl = new float[wl.Length];
         d.Sdpa<float, long>(q.AsSpan<float>(), k.AsSpan<float>(), v.AsSpan<float>(), pad, so, sl, new SdpaDims(b, hq, hkv, tq, tk, e, ev), opts);
@@ -374,8 +374,8 @@ public class AttentionTests
 
     // ---------------------------------------------------------------- bad input
 
-    private static Tensor Z(DType t, params int[] s) => Tensor.Zeros(t, s);
-    private static readonly Tensor Q = Z(DType.F32, 2, 4, 3, 8), K = Z(DType.F32, 2, 2, 5, 8), V = Z(DType.F32, 2, 2, 5, 6);
+    private static HostTensor Z(DType t, params int[] s) => HostTensor.Zeros(t, s);
+    private static readonly HostTensor Q = Z(DType.F32, 2, 4, 3, 8), K = Z(DType.F32, 2, 2, 5, 8), V = Z(DType.F32, 2, 2, 5, 6);
 
     public static IEnumerable<TestCaseData> BadInputs()
     {
@@ -407,7 +407,7 @@ public class AttentionTests
         yield return Bad("q", d => d.Sdpa<double>(new double[192], new double[160], new double[120], new float[144], new float[24], new SdpaDims(2, 4, 2, 3, 5, 8, 6)));
 
         var vq = Z(DType.F32, 6, 4, 8); var vk = Z(DType.F32, 7, 2, 8); var vv = Z(DType.F32, 7, 2, 3);
-        Tensor Cu(params long[] x) => Tensor.From(x, x.Length);
+        HostTensor Cu(params long[] x) => HostTensor.From(x, x.Length);
         yield return Bad("cu_seqlens_q", d => d.SdpaVarlen(vq, vk, vv, Cu(0, 4, 2, 6), Cu(0, 3, 5, 7)));      // not monotonic
         yield return Bad("cu_seqlens_q", d => d.SdpaVarlen(vq, vk, vv, Cu(1, 4, 6), Cu(0, 3, 7)));            // does not start at 0
         yield return Bad("cu_seqlens_q", d => d.SdpaVarlen(vq, vk, vv, Cu(0, 4, 5), Cu(0, 3, 7)));            // does not end at Nq

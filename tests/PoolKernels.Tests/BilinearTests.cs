@@ -12,15 +12,15 @@ public class BilinearTests
     {
         var d = TestDevices.Get(id);
         // x [1,2,2], y [1,2,1]; n = 1 masked out: mean over n = 0 only
-        var x = Tensor.From(new float[] { 2, -3, 9, 9 }, 1, 2, 2);
-        var y = Tensor.From(new float[] { 4, 9 }, 1, 2, 1);
-        var mask = Tensor.From(new[] { true, false }, 1, 2);
+        var x = HostTensor.From(new float[] { 2, -3, 9, 9 }, 1, 2, 2);
+        var y = HostTensor.From(new float[] { 4, 9 }, 1, 2, 1);
+        var mask = HostTensor.From(new[] { true, false }, 1, 2);
         var raw = d.BilinearPool(x, y, mask, signedSqrt: false, normalize: false).AsSpan<float>().ToArray();
         Assert.That(raw, Is.EqualTo(new float[] { 8, -12 }));
         var full = d.BilinearPool(x, y, mask).AsSpan<float>().ToArray();
         float a = MathF.Sqrt(8), b = -MathF.Sqrt(12), n = MathF.Sqrt(8 + 12);
         Assert.That(full, Is.EqualTo(new[] { a / n, b / n }).Within(1e-6f));
-        var none = d.BilinearPool(x, y, Tensor.From(new[] { false, false }, 1, 2)).AsSpan<float>().ToArray();
+        var none = d.BilinearPool(x, y, HostTensor.From(new[] { false, false }, 1, 2)).AsSpan<float>().ToArray();
         Assert.That(none, Is.All.EqualTo(0f), "no valid n gives zeros");
     }
 
@@ -29,8 +29,8 @@ public class BilinearTests
     {
         var d = TestDevices.Get(id);
         // Dx = Dy = 1, o = 1, k = 2: px = (2x, -x), py = (y, 3y) with no bias
-        var x = Tensor.From(new float[] { 1 }, 1, 1); var y = Tensor.From(new float[] { 2 }, 1, 1);
-        var w = new MfbWeights<Tensor>(Tensor.From(new float[] { 2, -1 }, 2, 1), Tensor.Zeros(DType.F32, 2), Tensor.From(new float[] { 1, 3 }, 2, 1), Tensor.Zeros(DType.F32, 2));
+        var x = HostTensor.From(new float[] { 1 }, 1, 1); var y = HostTensor.From(new float[] { 2 }, 1, 1);
+        var w = new MfbWeights<HostTensor>(HostTensor.From(new float[] { 2, -1 }, 2, 1), HostTensor.Zeros(DType.F32, 2), HostTensor.From(new float[] { 1, 3 }, 2, 1), HostTensor.Zeros(DType.F32, 2));
         var raw = new MfbOptions { K = 2, SignedSqrt = false, Normalize = false };
         Assert.That(d.MfbPool(x, y, w, raw).AsSpan<float>().ToArray(), Is.EqualTo(new float[] { 2 * 2 + -1 * 6 }));
         Assert.That(d.MfbPool(x, y, w, raw with { Activation = MfbActivation.Relu }).AsSpan<float>().ToArray(), Is.EqualTo(new float[] { 4 }));
@@ -47,8 +47,8 @@ public class BilinearTests
     {
         var d = TestDevices.Get(id);
         // d = 3; x sketch: x0 -> bin 2 (+), x1 -> bin 2 (-); y sketch: y0 -> bin 1
-        var o = d.CompactBilinearPool(Tensor.From(new float[] { 5, 2 }, 1, 2), Tensor.From(new float[] { 3 }, 1, 1),
-            Tensor.From(new long[] { 2, 2 }, 2), Tensor.From(new float[] { 1, -1 }, 2), Tensor.From(new long[] { 1 }, 1), Tensor.From(new float[] { 1 }, 1), 3);
+        var o = d.CompactBilinearPool(HostTensor.From(new float[] { 5, 2 }, 1, 2), HostTensor.From(new float[] { 3 }, 1, 1),
+            HostTensor.From(new long[] { 2, 2 }, 2), HostTensor.From(new float[] { 1, -1 }, 2), HostTensor.From(new long[] { 1 }, 1), HostTensor.From(new float[] { 1 }, 1), 3);
         Assert.That(o.AsSpan<float>().ToArray(), Is.EqualTo(new float[] { 9, 0, 0 }).Within(1e-5f), "(2 + 1) mod 3 = 0 holds (5 - 2)·3");
     }
 
@@ -60,9 +60,9 @@ public class BilinearTests
         foreach (int dd in new[] { 16000, 4099 })
         {
             int b = 3, dx = 48, dy = 40;
-            Tensor F(params int[] s) => Tensor.From(Enumerable.Range(0, (int)Shape.Count(s)).Select(_ => (float)(rng.NextDouble() * 2 - 1)).ToArray(), s);
-            Tensor H(int n) => Tensor.From(Enumerable.Range(0, n).Select(_ => (long)rng.Next(dd)).ToArray(), n);
-            Tensor S(int n) => Tensor.From(Enumerable.Range(0, n).Select(_ => rng.Next(2) == 0 ? -1f : 1f).ToArray(), n);
+            HostTensor F(params int[] s) => HostTensor.From(Enumerable.Range(0, (int)Shape.Count(s)).Select(_ => (float)(rng.NextDouble() * 2 - 1)).ToArray(), s);
+            HostTensor H(int n) => HostTensor.From(Enumerable.Range(0, n).Select(_ => (long)rng.Next(dd)).ToArray(), n);
+            HostTensor S(int n) => HostTensor.From(Enumerable.Range(0, n).Select(_ => rng.Next(2) == 0 ? -1f : 1f).ToArray(), n);
             var (x, y, hx, sx, hy, sy) = (F(b, dx), F(b, dy), H(dx), S(dx), H(dy), S(dy));
             var want = TestDevices.Get("reference").CompactBilinearPool(x, y, hx, sx, hy, sy, dd, normalize: true).AsSpan<float>().ToArray();
             var got = d.CompactBilinearPool(x, y, hx, sx, hy, sy, dd, normalize: true).AsSpan<float>().ToArray();
@@ -70,10 +70,10 @@ public class BilinearTests
         }
     }
 
-    private static readonly Tensor X2 = Tensor.Zeros(DType.F32, 2, 3), Y2 = Tensor.Zeros(DType.F32, 2, 4);
+    private static readonly HostTensor X2 = HostTensor.Zeros(DType.F32, 2, 3), Y2 = HostTensor.Zeros(DType.F32, 2, 4);
 
-    private static MfbWeights<Tensor> W(int rows, int dx = 3, int dy = 4) =>
-        new(Tensor.Zeros(DType.F32, rows, dx), Tensor.Zeros(DType.F32, rows), Tensor.Zeros(DType.F32, rows, dy), Tensor.Zeros(DType.F32, rows));
+    private static MfbWeights<HostTensor> W(int rows, int dx = 3, int dy = 4) =>
+        new(HostTensor.Zeros(DType.F32, rows, dx), HostTensor.Zeros(DType.F32, rows), HostTensor.Zeros(DType.F32, rows, dy), HostTensor.Zeros(DType.F32, rows));
 
     public static IEnumerable<TestCaseData> BadInputs()
     {
@@ -82,20 +82,20 @@ public class BilinearTests
         yield return Bad("wx", d => d.MfbPool(X2, Y2, W(6), new MfbOptions { K = 4 }));
         yield return Bad("wx", d => d.MfbPool(X2, Y2, W(6, dx: 2), new MfbOptions { K = 3 }));
         yield return Bad("wy", d => d.MfbPool(X2, Y2, W(6, dy: 5), new MfbOptions { K = 3 }));
-        yield return Bad("by", d => d.MfbPool(X2, Y2, W(6) with { By = Tensor.Zeros(DType.F32, 5) }, new MfbOptions { K = 3 }));
-        yield return Bad("y", d => d.MfbPool(X2, Tensor.Zeros(DType.F32, 3, 4), W(6), new MfbOptions { K = 3 }));
+        yield return Bad("by", d => d.MfbPool(X2, Y2, W(6) with { By = HostTensor.Zeros(DType.F32, 5) }, new MfbOptions { K = 3 }));
+        yield return Bad("y", d => d.MfbPool(X2, HostTensor.Zeros(DType.F32, 3, 4), W(6), new MfbOptions { K = 3 }));
         yield return Bad("wx2", d => d.MfhPool(X2, Y2, W(6), W(9), new MfbOptions { K = 3 }));
         yield return Bad("activation", _ => MfbOptions.ParseActivation("gelu"));
-        yield return Bad("hx", d => d.CompactBilinearPool(X2, Y2, Tensor.From(new long[] { 0, 1, 8 }, 3), Tensor.Zeros(DType.F32, 3), Tensor.Zeros(DType.I64, 4), Tensor.Zeros(DType.F32, 4), 8));
-        yield return Bad("hx", d => d.CompactBilinearPool(X2, Y2, Tensor.From(new long[] { 0, -1, 2 }, 3), Tensor.Zeros(DType.F32, 3), Tensor.Zeros(DType.I64, 4), Tensor.Zeros(DType.F32, 4), 8));
-        yield return Bad("hy", d => d.CompactBilinearPool(X2, Y2, Tensor.Zeros(DType.I64, 3), Tensor.Zeros(DType.F32, 3), Tensor.From(new int[] { 0, 9, 0, 0 }, 4), Tensor.Zeros(DType.F32, 4), 8));
-        yield return Bad("hx", d => d.CompactBilinearPool(X2, Y2, Tensor.Zeros(DType.I64, 2), Tensor.Zeros(DType.F32, 3), Tensor.Zeros(DType.I64, 4), Tensor.Zeros(DType.F32, 4), 8));
-        yield return Bad("sy", d => d.CompactBilinearPool(X2, Y2, Tensor.Zeros(DType.I64, 3), Tensor.Zeros(DType.F32, 3), Tensor.Zeros(DType.I64, 4), Tensor.Zeros(DType.F32, 3), 8));
-        yield return Bad("d", d => d.CompactBilinearPool(X2, Y2, Tensor.Zeros(DType.I64, 3), Tensor.Zeros(DType.F32, 3), Tensor.Zeros(DType.I64, 4), Tensor.Zeros(DType.F32, 4), 0));
-        yield return Bad("y", d => d.BilinearPool(Tensor.Zeros(DType.F32, 2, 3, 4), Tensor.Zeros(DType.F32, 2, 2, 4)));
-        yield return Bad("mask", d => d.BilinearPool(Tensor.Zeros(DType.F32, 2, 3, 4), null, Tensor.Zeros(DType.Bool, 2, 2)));
-        yield return Bad("mask", d => d.BilinearPool(Tensor.Zeros(DType.F32, 2, 3, 4), null, Tensor.Zeros(DType.F32, 2, 3)));
-        yield return Bad("x", d => d.BilinearPool(Tensor.Zeros(DType.F32, 2, 3)));
+        yield return Bad("hx", d => d.CompactBilinearPool(X2, Y2, HostTensor.From(new long[] { 0, 1, 8 }, 3), HostTensor.Zeros(DType.F32, 3), HostTensor.Zeros(DType.I64, 4), HostTensor.Zeros(DType.F32, 4), 8));
+        yield return Bad("hx", d => d.CompactBilinearPool(X2, Y2, HostTensor.From(new long[] { 0, -1, 2 }, 3), HostTensor.Zeros(DType.F32, 3), HostTensor.Zeros(DType.I64, 4), HostTensor.Zeros(DType.F32, 4), 8));
+        yield return Bad("hy", d => d.CompactBilinearPool(X2, Y2, HostTensor.Zeros(DType.I64, 3), HostTensor.Zeros(DType.F32, 3), HostTensor.From(new int[] { 0, 9, 0, 0 }, 4), HostTensor.Zeros(DType.F32, 4), 8));
+        yield return Bad("hx", d => d.CompactBilinearPool(X2, Y2, HostTensor.Zeros(DType.I64, 2), HostTensor.Zeros(DType.F32, 3), HostTensor.Zeros(DType.I64, 4), HostTensor.Zeros(DType.F32, 4), 8));
+        yield return Bad("sy", d => d.CompactBilinearPool(X2, Y2, HostTensor.Zeros(DType.I64, 3), HostTensor.Zeros(DType.F32, 3), HostTensor.Zeros(DType.I64, 4), HostTensor.Zeros(DType.F32, 3), 8));
+        yield return Bad("d", d => d.CompactBilinearPool(X2, Y2, HostTensor.Zeros(DType.I64, 3), HostTensor.Zeros(DType.F32, 3), HostTensor.Zeros(DType.I64, 4), HostTensor.Zeros(DType.F32, 4), 0));
+        yield return Bad("y", d => d.BilinearPool(HostTensor.Zeros(DType.F32, 2, 3, 4), HostTensor.Zeros(DType.F32, 2, 2, 4)));
+        yield return Bad("mask", d => d.BilinearPool(HostTensor.Zeros(DType.F32, 2, 3, 4), null, HostTensor.Zeros(DType.Bool, 2, 2)));
+        yield return Bad("mask", d => d.BilinearPool(HostTensor.Zeros(DType.F32, 2, 3, 4), null, HostTensor.Zeros(DType.F32, 2, 3)));
+        yield return Bad("x", d => d.BilinearPool(HostTensor.Zeros(DType.F32, 2, 3)));
     }
 
     private static TestCaseData Bad(string param, Action<Device> call) => BadInput.Case(param, call);

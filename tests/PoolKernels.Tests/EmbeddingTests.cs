@@ -97,9 +97,9 @@ public class EmbeddingTests
     [TestCaseSource(typeof(TestDevices), nameof(TestDevices.All))]
     public void PerLayerHiddenStatesAreExposedAndPooled(string device)
     {
-        using var plain = new SentenceEmbedder(new SentenceEmbedderOptions { Pooling = new SequencePoolOptions(Kernels.Sequence.SequencePoolMode.Mean), BatchSize = 3 }, TestDevices.Get(device));
+        using var plain = new SentenceEmbedder(new SentenceEmbedderOptions { Pooling = new SequencePoolOptions(SequencePoolMode.Mean), BatchSize = 3 }, TestDevices.Get(device));
         Assert.That(plain.LayerCount, Is.EqualTo(7), "embeddings + 6 encoder layers");
-        var layers = plain.EmbedLayers(Sentences, Kernels.Sequence.SequencePoolMode.Mean, [0, -1]);
+        var layers = plain.EmbedLayers(Sentences, SequencePoolMode.Mean, [0, -1]);
         var last = plain.Embed(Sentences);
         for (int i = 0; i < Sentences.Length; i++)
         {
@@ -114,7 +114,7 @@ public class EmbeddingTests
     {
         // A multi-layer pooling head over all 7 hidden states of MiniLM, saved as a PyTorch-style state dict and loaded
         // back: embeddings equal the same composition done on the reference device with the in-memory weights.
-        var weights = PoolKernels.HeadsFamily.RandomWeights(new Verification.RandomTensors(11), 384, 8, 4, 16, 96, 7);
+        var weights = PoolKernels.Verification.HeadsFamily.RandomWeights(new Verification.RandomTensors(11), 384, 8, 4, 16, 96, 7);
         var path = Path.Combine(Path.GetTempPath(), $"pk-head-{Guid.NewGuid():N}.safetensors");
         try
         {
@@ -125,7 +125,7 @@ public class EmbeddingTests
 
             using var refHead = PoolingHead.FromTensors(TestDevices.Get("reference"), weights, heads: 4);
             var layers = Embedder("reference").EmbedLayers(Sentences);
-            var want = refHead.MultiLayer(Tensor.From(layers.SelectMany(v => v).ToArray(), Sentences.Length, 7, 384)).AsSpan<float>().ToArray();
+            var want = refHead.MultiLayer(HostTensor.From(layers.SelectMany(v => v).ToArray(), Sentences.Length, 7, 384)).AsSpan<float>().ToArray();
             for (int i = 0; i < Sentences.Length; i++)
             {
                 Assert.That(got[i], Has.Length.EqualTo(384));
@@ -174,7 +174,7 @@ public class EmbeddingTests
             File.WriteAllText(Path.Combine(dir, "1_Pooling", "config.json"), """{"word_embedding_dimension": 384, "pooling_mode_cls_token": true, "pooling_mode_mean_tokens": true, "pooling_mode_max_tokens": true}""");
             File.WriteAllText(Path.Combine(dir, "modules.json"), """[{"type":"sentence_transformers.models.Transformer"},{"type":"sentence_transformers.models.Pooling"},{"type":"sentence_transformers.models.Normalize"}]""");
             var p = PoolingConfig.Load(dir);
-            Assert.That(p.Modes, Is.EqualTo(new[] { Kernels.Sequence.SequencePoolMode.Cls, Kernels.Sequence.SequencePoolMode.Max, Kernels.Sequence.SequencePoolMode.Mean }));
+            Assert.That(p.Modes, Is.EqualTo(new[] { SequencePoolMode.Cls, SequencePoolMode.Max, SequencePoolMode.Mean }));
             Assert.That(p.Normalize, Is.True);
             using var e = new SentenceEmbedder(new SentenceEmbedderOptions { PoolingConfigPath = dir }, TestDevices.Get("simd"));
             Assert.That(e.Dimensions, Is.EqualTo(3 * 384));

@@ -10,7 +10,7 @@ public class HeadsTests
 {
     private static Device Ref => TestDevices.Get("reference");
 
-    private static void Close(Tensor actual, Tensor expected, double rtol = 1e-4, double atol = 1e-5)
+    private static void Close(HostTensor actual, HostTensor expected, double rtol = 1e-4, double atol = 1e-5)
     {
         Assert.That(actual.Shape, Is.EqualTo(expected.Shape));
         var a = actual.ToDoubles(); var e = expected.ToDoubles();
@@ -27,10 +27,10 @@ public class HeadsTests
     public void LinearHandComputed(string id)
     {
         var d = TestDevices.Get(id);
-        var x = Tensor.From(new float[] { 1, 2, -1, 3 }, 2, 2);
-        var w = Tensor.From(new float[] { 1, 0, 0, 1, 1, 1 }, 3, 2);
-        var b = Tensor.From(new float[] { 0.5f, 0, -1 }, 3);
-        var res = Tensor.From(new float[] { 10, 20, 30, 40, 50, 60 }, 2, 3);
+        var x = HostTensor.From(new float[] { 1, 2, -1, 3 }, 2, 2);
+        var w = HostTensor.From(new float[] { 1, 0, 0, 1, 1, 1 }, 3, 2);
+        var b = HostTensor.From(new float[] { 0.5f, 0, -1 }, 3);
+        var res = HostTensor.From(new float[] { 10, 20, 30, 40, 50, 60 }, 2, 3);
         Assert.That(d.Linear(x, w, b).AsSpan<float>().ToArray(), Is.EqualTo(new float[] { 1.5f, 2, 2, -0.5f, 3, 1 }));
         Assert.That(d.Linear(x, w, null, res).AsSpan<float>().ToArray(), Is.EqualTo(new float[] { 11, 22, 33, 39, 53, 62 }));
     }
@@ -73,11 +73,11 @@ public class HeadsTests
     public void LayerNormHandComputed(string id)
     {
         var d = TestDevices.Get(id);
-        var x = Tensor.From(new float[] { 1, 2, 3, 5, 5, 5 }, 2, 3);
-        var w = Tensor.From(new float[] { 1, 2, 1 }, 3);
-        var b = Tensor.From(new float[] { 0, 0, 1 }, 3);
+        var x = HostTensor.From(new float[] { 1, 2, 3, 5, 5, 5 }, 2, 3);
+        var w = HostTensor.From(new float[] { 1, 2, 1 }, 3);
+        var b = HostTensor.From(new float[] { 0, 0, 1 }, 3);
         float s = 1 / MathF.Sqrt(2f / 3 + 1e-5f);
-        Close(d.LayerNorm(x, w, b), Tensor.From(new float[] { -s, 0, s + 1, 0, 0, 1 }, 2, 3));
+        Close(d.LayerNorm(x, w, b), HostTensor.From(new float[] { -s, 0, s + 1, 0, 0, 1 }, 2, 3));
     }
 
     [TestCaseSource(typeof(TestDevices), nameof(TestDevices.NonReference))]
@@ -101,7 +101,7 @@ public class HeadsTests
     {
         var d = TestDevices.Get(id);
         // a = [2, 1, 3, 1, 1], g = [1, -1, 0, NaN, 10]; gelu(1) = 0.841344746, gelu(-1) = -0.158655254 (exact erf form)
-        var h = Tensor.From(new float[] { 2, 1, 3, 1, 1, 1, -1, 0, float.NaN, 10 }, 1, 10);
+        var h = HostTensor.From(new float[] { 2, 1, 3, 1, 1, 1, -1, 0, float.NaN, 10 }, 1, 10);
         var y = d.Geglu(h).AsSpan<float>().ToArray();
         Assert.That(y[..3], Is.EqualTo(new[] { 2 * 0.841344746f, -0.158655254f, 0 }).Within(1e-6f));
         Assert.That(y[3], Is.NaN);
@@ -130,9 +130,9 @@ public class HeadsTests
     public void MeanRowsMaskedAndEmpty(string id)
     {
         var d = TestDevices.Get(id);
-        var x = Tensor.From(new float[] { 1, 2, 3, 4, 5, 6, /**/ 1, 1, 2, 2, 3, 3 }, 2, 3, 2);
+        var x = HostTensor.From(new float[] { 1, 2, 3, 4, 5, 6, /**/ 1, 1, 2, 2, 3, 3 }, 2, 3, 2);
         Assert.That(d.MeanRows(x).AsSpan<float>().ToArray(), Is.EqualTo(new float[] { 3, 4, 2, 2 }).Within(1e-6f));
-        var mask = Tensor.From(new long[] { 1, 0, 1, 0, 0, 0 }, 2, 3);
+        var mask = HostTensor.From(new long[] { 1, 0, 1, 0, 0, 0 }, 2, 3);
         Assert.That(d.MeanRows(x, mask).AsSpan<float>().ToArray(), Is.EqualTo(new float[] { 3, 4, 0, 0 }).Within(1e-6f));
     }
 
@@ -142,22 +142,22 @@ public class HeadsTests
     public void BadKernelInputNamesTheArgument(string id)
     {
         var d = TestDevices.Get(id);
-        var x = Tensor.Zeros(DType.F32, 2, 3);
-        Assert.That(() => d.Linear(x, Tensor.Zeros(DType.F32, 4, 2)), Throws.ArgumentException.With.Property("ParamName").EqualTo("weight"));
-        Assert.That(() => d.Linear(x, Tensor.Zeros(DType.F32, 4)), Throws.ArgumentException.With.Property("ParamName").EqualTo("weight"));
-        Assert.That(() => d.Linear(x, Tensor.Zeros(DType.F32, 4, 3), Tensor.Zeros(DType.F32, 3)), Throws.ArgumentException.With.Property("ParamName").EqualTo("bias"));
-        Assert.That(() => d.Linear(x, Tensor.Zeros(DType.F32, 4, 3), null, Tensor.Zeros(DType.F32, 2, 3)), Throws.ArgumentException.With.Property("ParamName").EqualTo("residual"));
-        Assert.That(() => d.Linear(x.To(DType.F16), Tensor.Zeros(DType.F32, 4, 3)), Throws.ArgumentException.With.Property("ParamName").EqualTo("x"));
-        Assert.That(() => d.LayerNorm(x, Tensor.Zeros(DType.F32, 2), Tensor.Zeros(DType.F32, 3)), Throws.ArgumentException.With.Property("ParamName").EqualTo("weight"));
-        Assert.That(() => d.LayerNorm(x, Tensor.Zeros(DType.F32, 3), Tensor.Zeros(DType.F32, 3, 1)), Throws.ArgumentException.With.Property("ParamName").EqualTo("bias"));
-        Assert.That(() => d.LayerNorm(x, Tensor.Zeros(DType.F32, 3), Tensor.Zeros(DType.F32, 3), -1), Throws.ArgumentException.With.Property("ParamName").EqualTo("eps"));
+        var x = HostTensor.Zeros(DType.F32, 2, 3);
+        Assert.That(() => d.Linear(x, HostTensor.Zeros(DType.F32, 4, 2)), Throws.ArgumentException.With.Property("ParamName").EqualTo("weight"));
+        Assert.That(() => d.Linear(x, HostTensor.Zeros(DType.F32, 4)), Throws.ArgumentException.With.Property("ParamName").EqualTo("weight"));
+        Assert.That(() => d.Linear(x, HostTensor.Zeros(DType.F32, 4, 3), HostTensor.Zeros(DType.F32, 3)), Throws.ArgumentException.With.Property("ParamName").EqualTo("bias"));
+        Assert.That(() => d.Linear(x, HostTensor.Zeros(DType.F32, 4, 3), null, HostTensor.Zeros(DType.F32, 2, 3)), Throws.ArgumentException.With.Property("ParamName").EqualTo("residual"));
+        Assert.That(() => d.Linear(x.To(DType.F16), HostTensor.Zeros(DType.F32, 4, 3)), Throws.ArgumentException.With.Property("ParamName").EqualTo("x"));
+        Assert.That(() => d.LayerNorm(x, HostTensor.Zeros(DType.F32, 2), HostTensor.Zeros(DType.F32, 3)), Throws.ArgumentException.With.Property("ParamName").EqualTo("weight"));
+        Assert.That(() => d.LayerNorm(x, HostTensor.Zeros(DType.F32, 3), HostTensor.Zeros(DType.F32, 3, 1)), Throws.ArgumentException.With.Property("ParamName").EqualTo("bias"));
+        Assert.That(() => d.LayerNorm(x, HostTensor.Zeros(DType.F32, 3), HostTensor.Zeros(DType.F32, 3), -1), Throws.ArgumentException.With.Property("ParamName").EqualTo("eps"));
         Assert.That(() => d.Geglu(x), Throws.ArgumentException.With.Property("ParamName").EqualTo("h"));
         Assert.That(() => d.MeanRows(x), Throws.ArgumentException.With.Property("ParamName").EqualTo("x"));
     }
 
     // ------------------------------------------------------------------ heads
 
-    private static Dictionary<string, Tensor> Weights(int seed, int d = 16, int r = 4, int h = 2, int dh = 6, int f = 20, int pos = 5, DType dt = DType.F32) =>
+    private static Dictionary<string, HostTensor> Weights(int seed, int d = 16, int r = 4, int h = 2, int dh = 6, int f = 20, int pos = 5, DType dt = DType.F32) =>
         HeadsFamily.RandomWeights(new RandomTensors(seed), d, r, h, dh, f, pos, dt);
 
     [TestCaseSource(typeof(TestDevices), nameof(TestDevices.All))]
@@ -179,7 +179,7 @@ public class HeadsTests
             using var refHead = PoolingHead.FromTensors(Ref, w, h);
             var hidden = r.Floats(DType.BF16, -2, 2, 3, 11, dim);
             var mask = r.Mask(DType.I32, 3, 11);
-            var prefix = Tensor.From(new long[] { 0, 1, 2 }, 3);
+            var prefix = HostTensor.From(new long[] { 0, 1, 2 }, 3);
             Close(head.Resampler(hidden), refHead.Resampler(hidden), 5e-4, 5e-5);
             Close(head.Resampler(hidden, mask, normalize: false), refHead.Resampler(hidden, mask, normalize: false), 5e-4, 5e-5);
             Close(head.NvEmbed(hidden, mask, prefix), refHead.NvEmbed(hidden, mask, prefix), 5e-4, 5e-5);
@@ -196,9 +196,9 @@ public class HeadsTests
         using var head = PoolingHead.FromTensors(d, Weights(2), 2);
         var r = new RandomTensors(4);
         var hidden = r.Floats(DType.F32, -2, 2, 2, 5, 16);
-        var mask = Tensor.From(new byte[] { 1, 1, 0, 1, 0, 0, 0, 0, 0, 0 }, 2, 5);
+        var mask = HostTensor.From(new byte[] { 1, 1, 0, 1, 0, 0, 0, 0, 0, 0 }, 2, 5);
         var masked = head.Resampler(hidden, mask).AsSpan<float>().ToArray();
-        var empty = head.Resampler(Tensor.Zeros(DType.F32, 1, 0, 16)).AsSpan<float>().ToArray();
+        var empty = head.Resampler(HostTensor.Zeros(DType.F32, 1, 0, 16)).AsSpan<float>().ToArray();
         Assert.That(masked[16..], Is.EqualTo(empty).Within(1e-5f));
         Assert.That(masked[..16], Is.Not.EqualTo(empty).Within(1e-3f));
         // nvembed: mask only in the final mean; a row keeping nothing gives 0
@@ -243,16 +243,16 @@ public class HeadsTests
     {
         var d = TestDevices.Get(id);
         using var head = PoolingHead.FromTensors(d, Weights(1), 2);
-        var x = Tensor.Zeros(DType.F32, 2, 3, 16);
-        Assert.That(() => head.Resampler(Tensor.Zeros(DType.F32, 2, 3, 15)), Throws.ArgumentException.With.Property("ParamName").EqualTo("hidden"));
-        Assert.That(() => head.Resampler(Tensor.Zeros(DType.F32, 3, 16)), Throws.ArgumentException.With.Property("ParamName").EqualTo("hidden"));
-        Assert.That(() => head.Resampler(Tensor.Zeros(DType.I64, 2, 3, 16)), Throws.ArgumentException.With.Property("ParamName").EqualTo("hidden"));
-        Assert.That(() => head.Resampler(x, Tensor.Zeros(DType.I64, 2, 4)), Throws.ArgumentException.With.Property("ParamName").EqualTo("attention_mask"));
-        Assert.That(() => head.Resampler(x, Tensor.Zeros(DType.F32, 2, 3)), Throws.ArgumentException.With.Property("ParamName").EqualTo("attention_mask"));
-        Assert.That(() => head.NvEmbed(x, null, Tensor.From(new long[] { 0, -1 }, 2)), Throws.ArgumentException.With.Property("ParamName").EqualTo("prefix_len"));
-        Assert.That(() => head.NvEmbed(x, null, Tensor.From(new long[] { 0 }, 1)), Throws.ArgumentException.With.Property("ParamName").EqualTo("prefix_len"));
-        Assert.That(() => head.MultiLayer(Tensor.Zeros(DType.F32, 2, 6, 16)), Throws.ArgumentException.With.Property("ParamName").EqualTo("layers"));
-        var call = new OpCall(new Dictionary<string, Tensor>(Weights(1)) { ["hidden"] = x, ["prefix_len"] = Tensor.From(new long[] { 0, 0 }, 2) },
+        var x = HostTensor.Zeros(DType.F32, 2, 3, 16);
+        Assert.That(() => head.Resampler(HostTensor.Zeros(DType.F32, 2, 3, 15)), Throws.ArgumentException.With.Property("ParamName").EqualTo("hidden"));
+        Assert.That(() => head.Resampler(HostTensor.Zeros(DType.F32, 3, 16)), Throws.ArgumentException.With.Property("ParamName").EqualTo("hidden"));
+        Assert.That(() => head.Resampler(HostTensor.Zeros(DType.I64, 2, 3, 16)), Throws.ArgumentException.With.Property("ParamName").EqualTo("hidden"));
+        Assert.That(() => head.Resampler(x, HostTensor.Zeros(DType.I64, 2, 4)), Throws.ArgumentException.With.Property("ParamName").EqualTo("attention_mask"));
+        Assert.That(() => head.Resampler(x, HostTensor.Zeros(DType.F32, 2, 3)), Throws.ArgumentException.With.Property("ParamName").EqualTo("attention_mask"));
+        Assert.That(() => head.NvEmbed(x, null, HostTensor.From(new long[] { 0, -1 }, 2)), Throws.ArgumentException.With.Property("ParamName").EqualTo("prefix_len"));
+        Assert.That(() => head.NvEmbed(x, null, HostTensor.From(new long[] { 0 }, 1)), Throws.ArgumentException.With.Property("ParamName").EqualTo("prefix_len"));
+        Assert.That(() => head.MultiLayer(HostTensor.Zeros(DType.F32, 2, 6, 16)), Throws.ArgumentException.With.Property("ParamName").EqualTo("layers"));
+        var call = new OpCall(new Dictionary<string, HostTensor>(Weights(1)) { ["hidden"] = x, ["prefix_len"] = HostTensor.From(new long[] { 0, 0 }, 2) },
             new Dictionary<string, string> { ["variant"] = "resampler", ["heads"] = "2" });
         Assert.That(() => OpRegistry.All["latent_attention_pool"].Run(d, call), Throws.ArgumentException.With.Property("ParamName").EqualTo("prefix_len"));
         var bad = new OpCall(call.Inputs, new Dictionary<string, string> { ["variant"] = "perceiver", ["heads"] = "2" });
@@ -268,9 +268,9 @@ public class HeadsTests
         var w = Weights(1);
         w.Remove(PoolingHead.ToOut);
         w.Remove(PoolingHead.Net0B);
-        w["cross_attend_blocks.2.norm.weight"] = Tensor.Zeros(DType.F32, 16);
-        w[PoolingHead.Norm1W] = Tensor.Zeros(DType.F32, 15);
-        w[PoolingHead.ToKv] = Tensor.Zeros(DType.F32, 12, 16);
+        w["cross_attend_blocks.2.norm.weight"] = HostTensor.Zeros(DType.F32, 16);
+        w[PoolingHead.Norm1W] = HostTensor.Zeros(DType.F32, 15);
+        w[PoolingHead.ToKv] = HostTensor.Zeros(DType.F32, 12, 16);
         var e = Assert.Throws<ArgumentException>(() => PoolingHead.FromTensors(d, w, 2))!;
         Assert.That(e.ParamName, Is.EqualTo("weights"));
         Assert.That(e.Message, Does.Contain("missing tensor 'cross_attend_blocks.0.fn.to_out.weight'")
@@ -278,7 +278,7 @@ public class HeadsTests
             .And.Contain("unexpected tensor 'cross_attend_blocks.2.norm.weight'")
             .And.Contain("'cross_attend_blocks.1.norm.weight' must be [16], got [15]")
             .And.Contain("'cross_attend_blocks.0.fn.to_kv.weight' must be [24, 16], got [12, 16]"));
-        var ints = Weights(1); ints[PoolingHead.Net2B] = Tensor.Zeros(DType.I64, 16);
+        var ints = Weights(1); ints[PoolingHead.Net2B] = HostTensor.Zeros(DType.I64, 16);
         Assert.That(() => PoolingHead.FromTensors(d, ints, 2), Throws.ArgumentException.With.Message.Contain("dtype I64"));
         Assert.That(() => PoolingHead.FromTensors(d, Weights(1), 5), Throws.ArgumentException.With.Property("ParamName").EqualTo("heads"));
         Assert.That(() => PoolingHead.FromTensors(d, Weights(1), 0), Throws.ArgumentException.With.Property("ParamName").EqualTo("heads"));

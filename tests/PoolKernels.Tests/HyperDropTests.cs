@@ -48,7 +48,7 @@ public class HyperDropTests
     {
         var (edgeIndex, edgeOffsets, feats, p, v) = Batch();
         int e = edgeIndex.Length / 2;
-        var dht = d.DualHypergraph(Tensor.From(edgeIndex, 2, e), v, addLoops: true);
+        var dht = d.DualHypergraph(HostTensor.From(edgeIndex, 2, e), v, addLoops: true);
         var hOff = dht["hyperedge_offsets"]; var hMem = dht["hyperedge_members"];
         var mOff = dht["member_offsets"]; var mHyp = dht["member_hyperedges"];
         int h = hOff.Shape[0] - 1;

@@ -100,10 +100,10 @@ public class RaggedTests
     {
         var d = TestDevices.Get(id);
         float[] scores = [0.5f, 1, 0.5f, 1, float.NaN, /* seg 1 empty */ /* seg 2 */ -1, -1, -1];
-        var (ix, oo) = d.SegmentTopk(Tensor.From(scores, 8), Tensor.From(new long[] { 0, 5, 5, 8 }, 4), k: 3);
+        var (ix, oo) = d.SegmentTopk(HostTensor.From(scores, 8), HostTensor.From(new long[] { 0, 5, 5, 8 }, 4), k: 3);
         Assert.That(ix.ToInt64s(), Is.EqualTo(new long[] { 4, 1, 3, 5, 6, 7 }), "NaN first, then score descending, ties to the lower index");
         Assert.That(oo.ToInt64s(), Is.EqualTo(new long[] { 0, 3, 3, 6 }));
-        (ix, oo) = d.SegmentTopk(Tensor.From(scores, 8), Tensor.From(new int[] { 0, 5, 5, 8 }, 4), ratio: 0.5);
+        (ix, oo) = d.SegmentTopk(HostTensor.From(scores, 8), HostTensor.From(new int[] { 0, 5, 5, 8 }, 4), ratio: 0.5);
         Assert.That(oo.ToInt64s(), Is.EqualTo(new long[] { 0, 3, 3, 5 }), "ceil(0.5·5) = 3, ceil(0.5·3) = 2");
         Assert.That(ix.ToInt64s(), Is.EqualTo(new long[] { 4, 1, 3, 5, 6 }));
     }
@@ -118,11 +118,11 @@ public class RaggedTests
         int n = 3000;
         var scores = Enumerable.Range(0, n).Select(_ => rng.Next(-200, 200) * 0.125f).ToArray(); // many ties
         scores[17] = float.NaN;
-        var off = Tensor.From(new long[] { 0, 0, 0, 7, n, n, n }, 7);
+        var off = HostTensor.From(new long[] { 0, 0, 0, 7, n, n, n }, 7);
         foreach (var (ratio, k) in new (double?, int?)[] { (0.3, null), (null, 5), (1.0, null) })
         {
-            var (wi, wo) = TestDevices.Get("reference").SegmentTopk(Tensor.From(scores, n), off, ratio, k);
-            var (gi, go) = d.SegmentTopk(Tensor.From(scores, n), off, ratio, k);
+            var (wi, wo) = TestDevices.Get("reference").SegmentTopk(HostTensor.From(scores, n), off, ratio, k);
+            var (gi, go) = d.SegmentTopk(HostTensor.From(scores, n), off, ratio, k);
             Assert.That(go.ToInt64s(), Is.EqualTo(wo.ToInt64s()));
             Assert.That(gi.ToInt64s(), Is.EqualTo(wi.ToInt64s()), $"ratio {ratio} k {k}");
         }
@@ -133,14 +133,14 @@ public class RaggedTests
     {
         var d = TestDevices.Get(id);
         // edges: e0 = (0,1), e1 = (2,2) self-loop, e2 = (1,3); nodes 4 and 5 isolated
-        var r = d.DualHypergraph(Tensor.From(new long[] { 0, 2, 1, 1, 2, 3 }, 2, 3), 6, addLoops: true);
+        var r = d.DualHypergraph(HostTensor.From(new long[] { 0, 2, 1, 1, 2, 3 }, 2, 3), 6, addLoops: true);
         // node 0: 1 incidence (none); node 1: e0, e2 -> hyperedge 0; node 2: e1 twice -> hyperedge 1; node 3: 1 incidence
         Assert.That(r["hyperedge_node"].ToInt64s(), Is.EqualTo(new long[] { 1, 2, -1, -1, -1 }));
         Assert.That(r["hyperedge_offsets"].ToInt64s(), Is.EqualTo(new long[] { 0, 2, 4, 5, 6, 7 }));
         Assert.That(r["hyperedge_members"].ToInt64s(), Is.EqualTo(new long[] { 0, 2, 1, 1, 0, 1, 2 }));
         Assert.That(r["member_offsets"].ToInt64s(), Is.EqualTo(new long[] { 0, 2, 5, 7 }));
         Assert.That(r["member_hyperedges"].ToInt64s(), Is.EqualTo(new long[] { 0, 2, 1, 1, 3, 0, 4 }));
-        var none = d.DualHypergraph(Tensor.Zeros(DType.I64, 2, 0), 3, addLoops: false);
+        var none = d.DualHypergraph(HostTensor.Zeros(DType.I64, 2, 0), 3, addLoops: false);
         Assert.That(none["hyperedge_offsets"].ToInt64s(), Is.EqualTo(new long[] { 0 }));
         Assert.That(none["member_offsets"].ToInt64s(), Is.EqualTo(new long[] { 0 }));
     }
@@ -163,20 +163,20 @@ public class RaggedTests
         yield return Bad("index", d => d.GatherSegmentPool<int, long>(Vals, [-1, 0], [0, 2], [], new float[2], 2, SegmentPoolMode.Sum));
         yield return Bad("offsets", d => d.GatherSegmentPool<long, long>(Vals, [0, 1], [0, 3], [], new float[2], 2, SegmentPoolMode.Sum));
         yield return Bad("weights", d => d.GatherSegmentPool<long, long>(Vals, [0, 1], [0, 2], [1f], new float[2], 2, SegmentPoolMode.Sum));
-        yield return Bad("index", d => d.GatherSegmentPool(Tensor.From(Vals, 5, 2), Tensor.From(new long[] { 2, 9 }, 2), Tensor.From(new long[] { 0, 2 }, 2), null, SegmentPoolMode.Max));
-        yield return Bad("offsets", d => d.GatherSegmentPool(Tensor.From(Vals, 5, 2), Tensor.From(new long[] { 2, 3 }, 2), Tensor.From(new long[] { 0, 2, 1, 2 }, 4), null, SegmentPoolMode.Max));
-        yield return Bad("offsets", d => d.SegmentPool(Tensor.From(Vals, 5, 2), Tensor.From(new float[] { 0, 5 }, 2), SegmentPoolMode.Max));
-        yield return Bad("values", d => d.SegmentPool(Tensor.From(Vals, 10), Tensor.From(new long[] { 0, 5 }, 2), SegmentPoolMode.Max));
-        yield return Bad("k", d => d.SegmentTopk(Tensor.From(new float[3], 3), Tensor.From(new long[] { 0, 3 }, 2), k: 0));
-        yield return Bad("ratio", d => d.SegmentTopk(Tensor.From(new float[3], 3), Tensor.From(new long[] { 0, 3 }, 2), ratio: 0));
-        yield return Bad("ratio", d => d.SegmentTopk(Tensor.From(new float[3], 3), Tensor.From(new long[] { 0, 3 }, 2), ratio: 1.5));
-        yield return Bad("ratio", d => d.SegmentTopk(Tensor.From(new float[3], 3), Tensor.From(new long[] { 0, 3 }, 2)));
-        yield return Bad("offsets", d => d.SegmentTopk(Tensor.From(new float[3], 3), Tensor.From(new long[] { 0, 2 }, 2), k: 1));
-        yield return Bad("offsets", d => d.SegmentTopk(Tensor.From(new float[3], 3), Tensor.From(new long[] { 0, 2, 1, 3 }, 4), k: 1));
-        yield return Bad("edge_index", d => d.DualHypergraph(Tensor.From(new long[] { 0, 1, 1, 3 }, 2, 2), 3));
-        yield return Bad("edge_index", d => d.DualHypergraph(Tensor.From(new long[] { 0, -1, 1, 2 }, 2, 2), 3));
-        yield return Bad("edge_index", d => d.DualHypergraph(Tensor.From(new long[] { 0, 1, 1 }, 3, 1), 3));
-        yield return Bad("num_nodes", d => d.DualHypergraph(Tensor.From(new long[] { 0, 1 }, 2, 1), -1));
+        yield return Bad("index", d => d.GatherSegmentPool(HostTensor.From(Vals, 5, 2), HostTensor.From(new long[] { 2, 9 }, 2), HostTensor.From(new long[] { 0, 2 }, 2), null, SegmentPoolMode.Max));
+        yield return Bad("offsets", d => d.GatherSegmentPool(HostTensor.From(Vals, 5, 2), HostTensor.From(new long[] { 2, 3 }, 2), HostTensor.From(new long[] { 0, 2, 1, 2 }, 4), null, SegmentPoolMode.Max));
+        yield return Bad("offsets", d => d.SegmentPool(HostTensor.From(Vals, 5, 2), HostTensor.From(new float[] { 0, 5 }, 2), SegmentPoolMode.Max));
+        yield return Bad("values", d => d.SegmentPool(HostTensor.From(Vals, 10), HostTensor.From(new long[] { 0, 5 }, 2), SegmentPoolMode.Max));
+        yield return Bad("k", d => d.SegmentTopk(HostTensor.From(new float[3], 3), HostTensor.From(new long[] { 0, 3 }, 2), k: 0));
+        yield return Bad("ratio", d => d.SegmentTopk(HostTensor.From(new float[3], 3), HostTensor.From(new long[] { 0, 3 }, 2), ratio: 0));
+        yield return Bad("ratio", d => d.SegmentTopk(HostTensor.From(new float[3], 3), HostTensor.From(new long[] { 0, 3 }, 2), ratio: 1.5));
+        yield return Bad("ratio", d => d.SegmentTopk(HostTensor.From(new float[3], 3), HostTensor.From(new long[] { 0, 3 }, 2)));
+        yield return Bad("offsets", d => d.SegmentTopk(HostTensor.From(new float[3], 3), HostTensor.From(new long[] { 0, 2 }, 2), k: 1));
+        yield return Bad("offsets", d => d.SegmentTopk(HostTensor.From(new float[3], 3), HostTensor.From(new long[] { 0, 2, 1, 3 }, 4), k: 1));
+        yield return Bad("edge_index", d => d.DualHypergraph(HostTensor.From(new long[] { 0, 1, 1, 3 }, 2, 2), 3));
+        yield return Bad("edge_index", d => d.DualHypergraph(HostTensor.From(new long[] { 0, -1, 1, 2 }, 2, 2), 3));
+        yield return Bad("edge_index", d => d.DualHypergraph(HostTensor.From(new long[] { 0, 1, 1 }, 3, 1), 3));
+        yield return Bad("num_nodes", d => d.DualHypergraph(HostTensor.From(new long[] { 0, 1 }, 2, 1), -1));
     }
 
     private static TestCaseData Bad(string param, Action<Device> call) => BadInput.Case(param, call);

@@ -17,9 +17,9 @@ namespace PoolKernels.Tests;
 /// </summary>
 public class ResNetFeaturesTests
 {
-    private static readonly Lazy<(Tensor Map, float[] Pooled, int[] Kernel)> Features = new(Run);
+    private static readonly Lazy<(HostTensor Map, float[] Pooled, int[] Kernel)> Features = new(Run);
 
-    private static (Tensor Map, float[] Pooled, int[] Kernel) Run()
+    private static (HostTensor Map, float[] Pooled, int[] Kernel) Run()
     {
         var path = Path.Combine(AppContext.BaseDirectory, "models", "ResNet18.onnx");
         var model = ModelProto.Parser.ParseFromFile(path);
@@ -58,7 +58,7 @@ public class ResNetFeaturesTests
             pooled.AddRange(results.First(r => r.Name == pool.Output[0]).AsTensor<float>().ToArray());
         }
         Assert.That(mapShape, Is.EqualTo(new[] { 1, 512, 7, 7 }));
-        return (Tensor.From(maps.ToArray(), 2, 512, 7, 7), pooled.ToArray(), kernel);
+        return (HostTensor.From(maps.ToArray(), 2, 512, 7, 7), pooled.ToArray(), kernel);
     }
 
     [TestCaseSource(typeof(TestDevices), nameof(TestDevices.All))]
@@ -79,7 +79,7 @@ public class ResNetFeaturesTests
         var d = TestDevices.Get(id);
         var reference = TestDevices.Get("reference");
         var masks = new RandomTensors(7).Floats(DType.F32, -1, 1, 2, 5, 14, 14); // 5 mask logits per image at 2× resolution
-        var ops = new (string Name, Func<Device, Tensor> Run)[]
+        var ops = new (string Name, Func<Device, HostTensor> Run)[]
         {
             ("gem p=3 normalize", dev => dev.SpatialPool(map, new() { Mode = SpatialPoolMode.Gem, P = 3, Normalize = true })),
             ("gem p=4.6", dev => dev.SpatialPool(map, new() { Mode = SpatialPoolMode.Gem, P = 4.6f })),

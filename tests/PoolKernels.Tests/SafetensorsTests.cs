@@ -7,18 +7,18 @@ namespace PoolKernels.Tests;
 
 public class SafetensorsTests
 {
-    private static Dictionary<string, Tensor> AllDTypes() => new()
+    private static Dictionary<string, HostTensor> AllDTypes() => new()
     {
-        ["f64"] = Tensor.From(new[] { 1.5, -2, double.NaN }, 3),
-        ["f32"] = Tensor.From(new[] { 1f, 2, 3, 4, 5, 6 }, 2, 3),
-        ["f16"] = Tensor.From(new[] { (Half)1, (Half)(-0.5f), Half.PositiveInfinity, (Half)65504 }, 2, 2),
-        ["bf16"] = Tensor.From(new[] { BFloat16.FromSingle(1), BFloat16.FromSingle(-3.25f) }, 2),
-        ["i64"] = Tensor.From(new[] { long.MinValue, 0, long.MaxValue }, 3),
-        ["i32"] = Tensor.From(new[] { -7, 8 }, 1, 2),
-        ["u8"] = Tensor.From(new byte[] { 0, 255 }, 2),
-        ["bool"] = Tensor.From(new[] { true, false, true }, 3),
-        ["scalar"] = Tensor.From(new[] { 42f }),
-        ["empty"] = Tensor.Zeros(DType.F32, 0, 5),
+        ["f64"] = HostTensor.From(new[] { 1.5, -2, double.NaN }, 3),
+        ["f32"] = HostTensor.From(new[] { 1f, 2, 3, 4, 5, 6 }, 2, 3),
+        ["f16"] = HostTensor.From(new[] { (Half)1, (Half)(-0.5f), Half.PositiveInfinity, (Half)65504 }, 2, 2),
+        ["bf16"] = HostTensor.From(new[] { BFloat16.FromSingle(1), BFloat16.FromSingle(-3.25f) }, 2),
+        ["i64"] = HostTensor.From(new[] { long.MinValue, 0, long.MaxValue }, 3),
+        ["i32"] = HostTensor.From(new[] { -7, 8 }, 1, 2),
+        ["u8"] = HostTensor.From(new byte[] { 0, 255 }, 2),
+        ["bool"] = HostTensor.From(new[] { true, false, true }, 3),
+        ["scalar"] = HostTensor.From(new[] { 42f }),
+        ["empty"] = HostTensor.Zeros(DType.F32, 0, 5),
     };
 
     [Test]
@@ -46,9 +46,9 @@ public class SafetensorsTests
         try
         {
             int n = (int)(Safetensors.MapThreshold / 4) + 1000;
-            var big = Tensor.Zeros(DType.F32, n);
+            var big = HostTensor.Zeros(DType.F32, n);
             big.AsSpan<float>()[n - 1] = 7;
-            Safetensors.Write(path, new Dictionary<string, Tensor> { ["a"] = Tensor.From(new[] { 1, 2 }, 2), ["big"] = big });
+            Safetensors.Write(path, new Dictionary<string, HostTensor> { ["a"] = HostTensor.From(new[] { 1, 2 }, 2), ["big"] = big });
             using var f = Safetensors.Read(path);
             Assert.That(f.Tensors["big"].AsSpan<float>()[n - 1], Is.EqualTo(7f));
             Assert.That(f.Tensors["a"].AsSpan<int>().ToArray(), Is.EqualTo(new[] { 1, 2 }));

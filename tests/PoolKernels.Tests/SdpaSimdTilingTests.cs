@@ -10,7 +10,7 @@ namespace PoolKernels.Tests;
 [NonParallelizable]
 public class SdpaSimdTilingTests
 {
-    private static Tensor Rand(int seed, params int[] shape) => Tensor.From(new RandomSource(seed).Floats((int)Shape.Count(shape)), shape);
+    private static HostTensor Rand(int seed, params int[] shape) => HostTensor.From(new RandomSource(seed).Floats((int)Shape.Count(shape)), shape);
 
     public static IEnumerable<TestCaseData> Cases()
     {
@@ -37,7 +37,7 @@ public class SdpaSimdTilingTests
         int b = 3, hq = 4, hkv = 2;
         var q = Rand(tq + e, b, hq, tq, e); var k = Rand(tk + 2 * e, b, hkv, tk, e); var v = Rand(tk + ev, b, hkv, tk, ev);
         if (f16) { q = q.To(DType.F16); k = k.To(DType.F16); v = v.To(DType.F16); }
-        Tensor? pad = null, am = null;
+        HostTensor? pad = null, am = null;
         if (kpm)
         {
             // batch 0: right padding; batch 1: left and right padding and a hole; batch 2: everything padded but one key
@@ -48,14 +48,14 @@ public class SdpaSimdTilingTests
                 p[tk + j] = j >= 70 && j < tk - 3 && (j < 100 || j >= 140);
                 p[2 * tk + j] = j == tk / 2;
             }
-            pad = Tensor.From(p, b, tk);
+            pad = HostTensor.From(p, b, tk);
         }
         if (mask)
         {
             var r = new Random(tq * tk);
             var m = new bool[b * tq * tk];
             for (int i = 0; i < m.Length; i++) m[i] = r.Next(5) != 0;
-            am = Tensor.From(m, b, 1, tq, tk);
+            am = HostTensor.From(m, b, 1, tq, tk);
         }
         var opts = new SdpaOptions { Causal = causal, WindowLeft = wl, WindowRight = wr };
         var (wo, wlse) = TestDevices.Get("reference").Sdpa(q, k, v, am, pad, opts);

@@ -117,7 +117,7 @@ public class SequencePoolTests
         d.SequencePool(layers, ones, o, SequencePoolOptions.Parse("max"));
 
         var want = new float[b * dim];
-        var refLayers = TestDevices.Get("reference").LayerPool(Tensor.From(hs, l, b, t, dim), Tensor.From(mask, b, t), SequencePoolMode.Mean);
+        var refLayers = TestDevices.Get("reference").LayerPool(HostTensor.From(hs, l, b, t, dim), HostTensor.From(mask, b, t), SequencePoolMode.Mean);
         TestDevices.Get("reference").SequencePool<float, byte>(refLayers.AsSpan<float>(), Enumerable.Repeat((byte)1, b * l).ToArray(), want, b, l, dim, SequencePoolOptions.Parse("max"));
         Assert.That(o.ToTensor().AsSpan<float>().ToArray(), Is.EqualTo(want).Within(1e-5f));
     }
@@ -163,16 +163,16 @@ public class SequencePoolTests
         yield return Bad("dims", d => d.SequencePool<float, long>(H, M, new float[0], 2, 3, 2, mean with { Dims = 0 }));
         yield return Bad("hidden", d => d.SequencePool<double, long>(new double[12], M, new float[4], 2, 3, 2, mean));
         yield return Bad("attentionMask", d => d.SequencePool<float, float>(H, new float[6], new float[4], 2, 3, 2, mean));
-        yield return Bad("hidden", d => d.SequencePool(Tensor.Zeros(DType.F32, 2, 3), Tensor.Zeros(DType.I64, 2, 3), mean));
-        yield return Bad("hidden", d => d.SequencePool(Tensor.Zeros(DType.I32, 2, 3, 2), Tensor.Zeros(DType.I64, 2, 3), mean));
-        yield return Bad("attention_mask", d => d.SequencePool(Tensor.Zeros(DType.F32, 2, 3, 2), Tensor.Zeros(DType.I64, 3, 2), mean));
-        yield return Bad("attentionMask", d => d.SequencePool(Tensor.Zeros(DType.F32, 2, 3, 2), Tensor.Zeros(DType.F32, 2, 3), mean));
-        yield return Bad("prefixLen", d => d.SequencePool(Tensor.Zeros(DType.F32, 2, 3, 2), Tensor.Zeros(DType.I64, 2, 3), mean, Tensor.Zeros(DType.F32, 2)));
-        yield return Bad("mode", d => d.LayerPool(Tensor.Zeros(DType.F32, 2, 2, 3, 2), Tensor.Zeros(DType.I64, 2, 3), SequencePoolMode.Max));
-        yield return Bad("layers", d => d.LayerPool(Tensor.Zeros(DType.F32, 2, 2, 3, 2), Tensor.Zeros(DType.I64, 2, 3), SequencePoolMode.Mean, [2]));
-        yield return Bad("layers", d => d.LayerPool(Tensor.Zeros(DType.F32, 2, 2, 3, 2), Tensor.Zeros(DType.I64, 2, 3), SequencePoolMode.Mean, [-3]));
-        yield return Bad("hiddenStates", d => d.LayerPool(Tensor.Zeros(DType.F32, 2, 3, 2), Tensor.Zeros(DType.I64, 2, 3), SequencePoolMode.Mean));
-        yield return Bad("attention_mask", d => d.LayerPool(Tensor.Zeros(DType.F32, 2, 2, 3, 2), Tensor.Zeros(DType.I64, 2, 4), SequencePoolMode.Mean));
+        yield return Bad("hidden", d => d.SequencePool(HostTensor.Zeros(DType.F32, 2, 3), HostTensor.Zeros(DType.I64, 2, 3), mean));
+        yield return Bad("hidden", d => d.SequencePool(HostTensor.Zeros(DType.I32, 2, 3, 2), HostTensor.Zeros(DType.I64, 2, 3), mean));
+        yield return Bad("attention_mask", d => d.SequencePool(HostTensor.Zeros(DType.F32, 2, 3, 2), HostTensor.Zeros(DType.I64, 3, 2), mean));
+        yield return Bad("attentionMask", d => d.SequencePool(HostTensor.Zeros(DType.F32, 2, 3, 2), HostTensor.Zeros(DType.F32, 2, 3), mean));
+        yield return Bad("prefixLen", d => d.SequencePool(HostTensor.Zeros(DType.F32, 2, 3, 2), HostTensor.Zeros(DType.I64, 2, 3), mean, HostTensor.Zeros(DType.F32, 2)));
+        yield return Bad("mode", d => d.LayerPool(HostTensor.Zeros(DType.F32, 2, 2, 3, 2), HostTensor.Zeros(DType.I64, 2, 3), SequencePoolMode.Max));
+        yield return Bad("layers", d => d.LayerPool(HostTensor.Zeros(DType.F32, 2, 2, 3, 2), HostTensor.Zeros(DType.I64, 2, 3), SequencePoolMode.Mean, [2]));
+        yield return Bad("layers", d => d.LayerPool(HostTensor.Zeros(DType.F32, 2, 2, 3, 2), HostTensor.Zeros(DType.I64, 2, 3), SequencePoolMode.Mean, [-3]));
+        yield return Bad("hiddenStates", d => d.LayerPool(HostTensor.Zeros(DType.F32, 2, 3, 2), HostTensor.Zeros(DType.I64, 2, 3), SequencePoolMode.Mean));
+        yield return Bad("attention_mask", d => d.LayerPool(HostTensor.Zeros(DType.F32, 2, 2, 3, 2), HostTensor.Zeros(DType.I64, 2, 4), SequencePoolMode.Mean));
         yield return Bad("layers", _ => SequencePooling.ParseLayers("3..1"));
         yield return Bad("layers", _ => SequencePooling.ParseLayers("a"));
     }

@@ -43,12 +43,12 @@ public class SignalTests
         int b = 2, c = 3, total = 24;
         var rng = new Random(kernel * 31 + stride);
         var x = Enumerable.Range(0, b * c * total).Select(_ => (float)(rng.NextDouble() * 4 - 2)).ToArray();
-        var whole = d.Pool1d(Tensor.From(x, b, c, total), m, kernel, stride, padding).AsSpan<float>().ToArray();
+        var whole = d.Pool1d(HostTensor.From(x, b, c, total), m, kernel, stride, padding).AsSpan<float>().ToArray();
         int lo = whole.Length / (b * c);
 
         var s = new StreamingPool1d(d, b, c, m, kernel, stride, padding);
         var got = Enumerable.Range(0, b * c).Select(_ => new List<float>()).ToArray();
-        void Take(Tensor t)
+        void Take(HostTensor t)
         {
             int n = t.Shape[2];
             var v = t.AsSpan<float>();
@@ -61,7 +61,7 @@ public class SignalTests
             if (len % stride != 0) len -= len % stride;
             var chunk = new float[b * c * len];
             for (int r = 0; r < b * c; r++) Array.Copy(x, r * total + pos, chunk, r * len, len);
-            Take(s.Push(Tensor.From(chunk, b, c, len)));
+            Take(s.Push(HostTensor.From(chunk, b, c, len)));
             pos += len;
             if (len == 0 && chunkPattern.All(p => p == 0)) break;
         }
@@ -75,13 +75,13 @@ public class SignalTests
     public void StreamRejectsMisalignedChunksAndUseAfterComplete(string id)
     {
         var s = new StreamingPool1d(TestDevices.Get(id), 1, 1, Pool1dMode.Avg, 4, 2);
-        var e = Assert.Throws<ArgumentException>(() => s.Push(Tensor.Zeros(DType.F32, 1, 1, 3)));
+        var e = Assert.Throws<ArgumentException>(() => s.Push(HostTensor.Zeros(DType.F32, 1, 1, 3)));
         Assert.That(e!.ParamName, Is.EqualTo("chunk"));
         Assert.That(e.Message, Does.Contain("multiple of stride 2"));
-        Assert.That(() => s.Push(Tensor.Zeros(DType.F32, 1, 2, 2)), Throws.ArgumentException.With.Property("ParamName").EqualTo("chunk"));
-        s.Push(Tensor.Zeros(DType.F32, 1, 1, 4));
+        Assert.That(() => s.Push(HostTensor.Zeros(DType.F32, 1, 2, 2)), Throws.ArgumentException.With.Property("ParamName").EqualTo("chunk"));
+        s.Push(HostTensor.Zeros(DType.F32, 1, 1, 4));
         s.Complete();
-        Assert.That(() => s.Push(Tensor.Zeros(DType.F32, 1, 1, 2)), Throws.InvalidOperationException);
+        Assert.That(() => s.Push(HostTensor.Zeros(DType.F32, 1, 1, 2)), Throws.InvalidOperationException);
     }
 
     public static IEnumerable<TestCaseData> BadInputs()
@@ -95,7 +95,7 @@ public class SignalTests
         yield return Bad("output", d => d.Pool1d(x, new float[5], 1, 12, Pool1dMode.Avg, 2));
         yield return Bad("mode", d => d.Pool1d(x, new float[6], 1, 12, (Pool1dMode)9, 2));
         yield return Bad("mode", _ => SignalPooling.ParseMode("lp"));
-        yield return Bad("x", d => d.Pool1d(Tensor.Zeros(DType.F32, 2, 6), Pool1dMode.Max, 2));
+        yield return Bad("x", d => d.Pool1d(HostTensor.Zeros(DType.F32, 2, 6), Pool1dMode.Max, 2));
         yield return Bad("stride", d => _ = new StreamingPool1d(d, 1, 1, Pool1dMode.Max, 2, -3));
     }
 

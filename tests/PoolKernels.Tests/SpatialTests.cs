@@ -7,10 +7,10 @@ namespace PoolKernels.Tests;
 /// values, PyTorch's pooling edge cases, empty sets, API forms agreeing, bad input on every device.</summary>
 public class SpatialTests
 {
-    private static float[] F(Tensor t) => t.AsSpan<float>().ToArray();
-    private static long[] L(Tensor t) => t.ToInt64s();
-    private static Tensor X(float[] v, params int[] shape) => Tensor.From(v, shape);
-    private static Tensor Iota(params int[] shape) => X(Enumerable.Range(0, (int)Shape.Count(shape)).Select(i => (float)i).ToArray(), shape);
+    private static float[] F(HostTensor t) => t.AsSpan<float>().ToArray();
+    private static long[] L(HostTensor t) => t.ToInt64s();
+    private static HostTensor X(float[] v, params int[] shape) => HostTensor.From(v, shape);
+    private static HostTensor Iota(params int[] shape) => X(Enumerable.Range(0, (int)Shape.Count(shape)).Select(i => (float)i).ToArray(), shape);
 
     [TestCaseSource(typeof(TestDevices), nameof(TestDevices.All))]
     public void SpatialPoolModesWithValidMaskAndEmptyRow(string id)
@@ -18,7 +18,7 @@ public class SpatialTests
         var d = TestDevices.Get(id);
         // b0: c0 = [1,2,3,4], c1 = [-1,5,0,8]; valid keeps cells 0, 2, 3 (value 7 also keeps). b1 keeps nothing.
         var x = X([1, 2, 3, 4, -1, 5, 0, 8, 9, 9, 9, 9, 9, 9, 9, 9], 2, 2, 2, 2);
-        var valid = Tensor.From(new byte[] { 1, 0, 7, 1, 0, 0, 0, 0 }, 2, 2, 2);
+        var valid = HostTensor.From(new byte[] { 1, 0, 7, 1, 0, 0, 0, 0 }, 2, 2, 2);
         Assert.That(F(d.SpatialPool(x, new() { Mode = SpatialPoolMode.Avg }, valid)), Is.EqualTo(new[] { 8f / 3, 7f / 3, 0, 0 }).Within(1e-5f));
         Assert.That(F(d.SpatialPool(x, new() { Mode = SpatialPoolMode.Max }, valid)), Is.EqualTo(new[] { 4f, 8, 0, 0 }));
         Assert.That(F(d.SpatialPool(x, new() { Mode = SpatialPoolMode.Gem, P = 2 }, valid)),
@@ -121,7 +121,7 @@ public class SpatialTests
         v[4 * 37 * 45 + 100] = float.NegativeInfinity;
         var d = TestDevices.Get(id);
         var reference = TestDevices.Get("reference");
-        foreach (var (name, run) in new (string, Func<Device, Tensor>)[]
+        foreach (var (name, run) in new (string, Func<Device, HostTensor>)[]
         {
             ("pool2d max", dev => dev.Pool2d(x, new() { Mode = Pool2dMode.Max, Kernel = (3, 3), Stride = (2, 2), Padding = (1, 1) })),
             ("pool2d avg", dev => dev.Pool2d(x, new() { Mode = Pool2dMode.Avg, Kernel = (4, 4) })),
@@ -265,7 +265,7 @@ public class SpatialTests
     {
         var d = TestDevices.Get(id);
         var x = X([1, 3, 5, 7], 1, 2, 2, 1);
-        var (o, r) = d.SpatioTemporalPool(x, Tensor.From(new int[] { 1, 0, 0, 9, 0, 0, 0, 0 }, 1, 2, 2, 2));
+        var (o, r) = d.SpatioTemporalPool(x, HostTensor.From(new int[] { 1, 0, 0, 9, 0, 0, 0, 0 }, 1, 2, 2, 2));
         Assert.That(F(o), Is.EqualTo(new float[] { 2, 6, 3, 5 }));
         Assert.That(F(r!), Is.EqualTo(new float[] { 4, 0 }));
         Assert.That(d.SpatioTemporalPool(x).Regions, Is.Null);
@@ -354,7 +354,7 @@ public class SpatialTests
 
     public static IEnumerable<TestCaseData> BadInputs()
     {
-        var x = Tensor.Zeros(DType.F32, 1, 2, 3, 3);
+        var x = HostTensor.Zeros(DType.F32, 1, 2, 3, 3);
         var max = new Pool2dOptions { Mode = Pool2dMode.Max, Kernel = (2, 2) };
         yield return Bad("kernel", d => d.Pool2d(x, max with { Kernel = (0, 2) }));
         yield return Bad("stride", d => d.Pool2d(x, max with { Stride = (0, 1) }));
@@ -366,13 +366,13 @@ public class SpatialTests
         yield return Bad("p", d => d.Pool2d(x, max with { Mode = Pool2dMode.Lp, P = 0 }));
         yield return Bad("padding_mode", d => d.Pool2d(x, max with { PaddingMode = "circular" }));
         yield return Bad("kernel", d => d.Pool2d(x, max with { Kernel = (5, 5) }));
-        yield return Bad("x", d => d.Pool2d(Tensor.Zeros(DType.F32, 2, 3, 3), max));
-        yield return Bad("x", d => d.Pool2d(Tensor.Zeros(DType.F16, 1, 2, 3, 3), max));
+        yield return Bad("x", d => d.Pool2d(HostTensor.Zeros(DType.F32, 2, 3, 3), max));
+        yield return Bad("x", d => d.Pool2d(HostTensor.Zeros(DType.F16, 1, 2, 3, 3), max));
         yield return Bad("mode", _ => Pool2dOptions.ParseMode("median"));
         yield return Bad("p", d => d.SpatialPool(x, new() { Mode = SpatialPoolMode.Gem, P = 0 }));
         yield return Bad("p", d => d.SpatialPool(x, new() { Mode = SpatialPoolMode.Gem, P = -2 }));
-        yield return Bad("valid", d => d.SpatialPool(x, new(), Tensor.Zeros(DType.U8, 1, 3, 2)));
-        yield return Bad("valid", d => d.SpatialPool(x, new(), Tensor.Zeros(DType.F32, 1, 3, 3)));
+        yield return Bad("valid", d => d.SpatialPool(x, new(), HostTensor.Zeros(DType.U8, 1, 3, 2)));
+        yield return Bad("valid", d => d.SpatialPool(x, new(), HostTensor.Zeros(DType.F32, 1, 3, 3)));
         yield return Bad("mode", _ => SpatialPoolOptions.ParseMode("median"));
         yield return Bad("layout", _ => SpatialPoolOptions.ParseLayout("chwn"));
         yield return Bad("x", d => d.SpatialPool(new float[5], new float[2], 1, 2, 3, 3, new SpatialPoolOptions()));
@@ -385,25 +385,25 @@ public class SpatialTests
         yield return Bad("kernel", d => d.RegionalGem(x, 2.5f, 4));
         yield return Bad("kernel", d => d.RegionalGem(x, 2.5f, 0));
         yield return Bad("kernel", d => d.RegionalGem(x, 2.5f, 7));
-        yield return Bad("p", d => d.ScaleGem(Tensor.Zeros(DType.F32, 2, 1, 3), 0));
-        yield return Bad("p", d => d.ScaleGem(Tensor.Zeros(DType.F32, 2, 1, 3), -1));
+        yield return Bad("p", d => d.ScaleGem(HostTensor.Zeros(DType.F32, 2, 1, 3), 0));
+        yield return Bad("p", d => d.ScaleGem(HostTensor.Zeros(DType.F32, 2, 1, 3), -1));
         yield return Bad("x", d => d.ScaleGem(x));
-        yield return Bad("masks", d => d.MaskPool(x, Tensor.Zeros(DType.F32, 2, 1, 3, 3), MaskType.Soft));
-        yield return Bad("masks", d => d.MaskPool(x, Tensor.Zeros(DType.I64, 1, 1, 3, 3), MaskType.Soft));
-        yield return Bad("eps", d => d.MaskPool(x, Tensor.Zeros(DType.F32, 1, 1, 3, 3), MaskType.Soft, 0.5f, -1));
+        yield return Bad("masks", d => d.MaskPool(x, HostTensor.Zeros(DType.F32, 2, 1, 3, 3), MaskType.Soft));
+        yield return Bad("masks", d => d.MaskPool(x, HostTensor.Zeros(DType.I64, 1, 1, 3, 3), MaskType.Soft));
+        yield return Bad("eps", d => d.MaskPool(x, HostTensor.Zeros(DType.F32, 1, 1, 3, 3), MaskType.Soft, 0.5f, -1));
         yield return Bad("mask_type", _ => SpatialPooling.ParseMaskType("hard"));
-        yield return Bad("region_masks", d => d.SpatioTemporalPool(x, Tensor.Zeros(DType.Bool, 1, 2, 2, 2)));
-        yield return Bad("region_masks", d => d.SpatioTemporalPool(x, Tensor.Zeros(DType.F32, 1, 2, 2, 3)));
-        var q = Tensor.Zeros(DType.F32, 2, 4);
-        var db = Tensor.Zeros(DType.F32, 5, 4);
+        yield return Bad("region_masks", d => d.SpatioTemporalPool(x, HostTensor.Zeros(DType.Bool, 1, 2, 2, 2)));
+        yield return Bad("region_masks", d => d.SpatioTemporalPool(x, HostTensor.Zeros(DType.F32, 1, 2, 2, 3)));
+        var q = HostTensor.Zeros(DType.F32, 2, 4);
+        var db = HostTensor.Zeros(DType.F32, 5, 4);
         yield return Bad("k", d => d.SimilarityTopk(q, db, 6));
         yield return Bad("k", d => d.SimilarityTopk(q, db, -1));
-        yield return Bad("db", d => d.SimilarityTopk(q, Tensor.Zeros(DType.F32, 5, 3), 2));
-        yield return Bad("query", d => d.SimilarityTopk(Tensor.Zeros(DType.F32, 4), db, 2));
+        yield return Bad("db", d => d.SimilarityTopk(q, HostTensor.Zeros(DType.F32, 5, 3), 2));
+        yield return Bad("query", d => d.SimilarityTopk(HostTensor.Zeros(DType.F32, 4), db, 2));
         yield return Bad("metric", _ => Retrieval.ParseMetric("l2"));
         yield return Bad("m", d => d.RerankRefine(q, db, 0));
         yield return Bad("k", d => d.RerankRefine(q, db, 3, -1));
-        yield return Bad("db", d => d.RerankRefine(q, Tensor.Zeros(DType.F32, 5, 3)));
+        yield return Bad("db", d => d.RerankRefine(q, HostTensor.Zeros(DType.F32, 5, 3)));
     }
 
     private static TestCaseData Bad(string param, Action<Device> call) => BadInput.Case(param, call);

@@ -98,12 +98,12 @@ public class TuningTests
     public void AWrongCandidateIsRejectedNotTimed()
     {
         // A fake op whose parameter x=2 gives a wrong answer (and x=1 is slow): tune must reject x=2 even though it is faster.
-        var input = new OpCall(new Dictionary<string, Tensor>(), new Dictionary<string, string>());
+        var input = new OpCall(new Dictionary<string, HostTensor>(), new Dictionary<string, string>());
         var fake = new OpSpec("fake", (d, _) =>
         {
             int x = Tuning.Get(d, "fake", 1, 1, "x", 1);
             if (x == 1) Thread.Sleep(2);
-            return new Dictionary<string, Tensor> { ["out"] = Tensor.From(new[] { d.Kind == BackendKind.Reference || x == 1 ? 1f : 2f }, 1) };
+            return new Dictionary<string, HostTensor> { ["out"] = HostTensor.From(new[] { d.Kind == BackendKind.Reference || x == 1 ? 1f : 2f }, 1) };
         }, _ => [])
         {
             BenchCases = _ => [new BenchCase("[1]", 1, input, 4, 0, Tuning.Bucket(0, 0))],

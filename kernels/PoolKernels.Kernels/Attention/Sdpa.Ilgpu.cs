@@ -6,7 +6,7 @@ namespace PoolKernels.Kernels.Attention;
 
 /// <summary>attn_mask BOOL/U8 read as an additive bias inside a kernel: true (nonzero) 0, false -inf. The float mask
 /// types use the ordinary <see cref="F32Reader"/>, <see cref="F16Reader"/>, <see cref="Bf16Reader"/>.</summary>
-public readonly struct BoolBias : IElementReader<byte>
+internal readonly struct BoolBias : IElementReader<byte>
 {
     /// <inheritdoc/>
     public float ToFloat(byte raw) => raw != 0 ? 0f : float.NegativeInfinity;
@@ -30,7 +30,7 @@ public readonly struct BoolBias : IElementReader<byte>
 /// <para>Tried: a register accumulator per thread (impossible with a run-time group size) and warp shuffles for the row
 /// max (not portable: OpenCL emits them for Intel only). Threads stride S by key so the K tile's row stride is made odd.</para>
 /// </summary>
-public static class SdpaIlgpu
+internal static class SdpaIlgpu
 {
     /// <summary>Floats of static shared memory per group (45056 bytes).</summary>
     public const int SharedFloats = 11264;
@@ -244,5 +244,5 @@ public static class SdpaIlgpu
 }
 
 /// <summary>Signature of <see cref="SdpaIlgpu.Launch{TRaw, TElem, TBRaw, TBias, TMask, TMaskOp, TIdx, TIdxOp}"/> once its types are closed.</summary>
-public delegate void SdpaLaunch(Accelerator accelerator, AcceleratorStream stream, ArrayView<byte> q, ArrayView<byte> k, ArrayView<byte> v,
+internal delegate void SdpaLaunch(Accelerator accelerator, AcceleratorStream stream, ArrayView<byte> q, ArrayView<byte> k, ArrayView<byte> v,
     ArrayView<byte> attnMask, ArrayView<byte> keyPadding, ArrayView<byte> cuQ, ArrayView<byte> cuK, ArrayView<float> output, ArrayView<float> lse, SdpaParams p);

@@ -3,7 +3,7 @@ using System.Runtime.CompilerServices;
 namespace PoolKernels.Kernels.Attention;
 
 /// <summary>Helpers shared by the managed <c>sdpa</c> kernels (reference and SIMD).</summary>
-public static class SdpaHost
+internal static class SdpaHost
 {
     /// <summary>True when <typeparamref name="TBias"/> is an attn_mask element type: byte (BOOL/U8, nonzero = attend) or
     /// float/Half/BFloat16 (added to the scores; -inf = not allowed).</summary>
@@ -41,7 +41,7 @@ public static class SdpaHost
 /// key_padding_mask (0) forbid, and runs an online softmax in double: running max m, sum s and Σ exp(x - m)·v rescaled
 /// when m grows. Memory per row is O(Ev); no score matrix exists. A row with no allowed key gives out 0, lse -inf.
 /// </summary>
-public static class SdpaReference
+internal static class SdpaReference
 {
     /// <summary>Runs the operation. Arguments are assumed validated (see PoolKernels.Attention).</summary>
     public static void Run<T, TBias, TMask, TIdx>(ReadOnlySpan<T> q, ReadOnlySpan<T> k, ReadOnlySpan<T> v, ReadOnlySpan<TBias> attnMask,

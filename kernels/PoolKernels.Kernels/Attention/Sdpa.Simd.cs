@@ -172,7 +172,7 @@ internal unsafe struct V256 : IVec<Vector256<float>>
 /// <para>Memory: per worker O(Tk·(E + Ev) + BlockQ·(E + Ev + BlockK)) floats of scratch, kept between calls (pinned arrays
 /// grown on demand), so a steady-state call allocates nothing and no Tq×Tk buffer exists.</para>
 /// </summary>
-public static unsafe class SdpaSimd
+internal static unsafe class SdpaSimd
 {
     /// <summary>Query rows per block: the lanes of a score tile (four Vector512s, eight Vector256s).</summary>
     public const int BlockQ = 64;

@@ -2,24 +2,13 @@ using System.Runtime.CompilerServices;
 
 namespace PoolKernels.Kernels.Attention;
 
-/// <summary>Causal mode of <c>sdpa</c> (DESIGN.md §3 "Masked attention").</summary>
-public enum SdpaCausal
-{
-    /// <summary>No causal mask; windows (if any) are relative to the diagonal i.</summary>
-    None = 0,
-    /// <summary>Key j allowed for query i iff j &lt;= i (offset 0).</summary>
-    TopLeft = 1,
-    /// <summary>Key j allowed for query i iff j &lt;= i + Tk - Tq (the last query sees every key).</summary>
-    BottomRight = 2,
-}
-
 /// <summary>
 /// Everything a kernel of any backend needs to walk one <c>sdpa</c> or <c>sdpa_varlen</c> problem, as plain numbers
 /// (ILGPU passes it by value). Element (b, h, i, e) of q lives at QBatch·b + QHead·h + QRow·i + e; for
 /// <c>sdpa_varlen</c> sequence b starts at row cu_seqlens[b] instead (QBatch unused), so <c>bhtd</c>, <c>bthd</c> and
 /// packed batches are one code path. Likewise k, v, out and lse (lse has no e).
 /// </summary>
-public struct SdpaParams
+internal struct SdpaParams
 {
     /// <summary>Batch (sequences), query heads, key/value heads, head dims of q/k and of v.</summary>
     public int Batch, Hq, Hkv, E, Ev;

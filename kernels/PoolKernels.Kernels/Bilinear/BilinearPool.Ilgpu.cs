@@ -5,7 +5,7 @@ using ILGPU.Runtime;
 namespace PoolKernels.Kernels.Bilinear;
 
 /// <summary>Scalar parameters of the bilinear kernel.</summary>
-public struct BilinearParams
+internal struct BilinearParams
 {
     /// <summary>Shape.</summary>
     public int Batch, N, Dx, Dy;
@@ -17,7 +17,7 @@ public struct BilinearParams
 /// <c>bilinear_pool</c>, ILGPU: one thread per (b, i, j) output, looping over n (neighbouring threads read
 /// neighbouring y features); signed square root in the same kernel, normalization by the shared row kernel.
 /// </summary>
-public static class BilinearPoolIlgpu
+internal static class BilinearPoolIlgpu
 {
     /// <summary>The kernel; <paramref name="i"/> runs over B·Dx·Dy. y is x when absent.</summary>
     [GpuKernel(typeof(byte), typeof(U8Mask))]
@@ -58,5 +58,5 @@ public static class BilinearPoolIlgpu
 }
 
 /// <summary>Signature of <see cref="BilinearPoolIlgpu.Launch{TMask, TMaskOp}"/> once closed.</summary>
-public delegate void BilinearLaunch(Accelerator accelerator, AcceleratorStream stream, ArrayView<float> x, ArrayView<float> y,
+internal delegate void BilinearLaunch(Accelerator accelerator, AcceleratorStream stream, ArrayView<float> x, ArrayView<float> y,
     ArrayView<byte> mask, ArrayView<float> output, BilinearParams p, bool normalize);

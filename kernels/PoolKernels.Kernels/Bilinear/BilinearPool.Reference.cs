@@ -5,7 +5,7 @@ namespace PoolKernels.Kernels.Bilinear;
 /// [Dx, Dy] (index i·Dy + j), then sign(z)·√|z| when signedSqrt, then z / max(‖z‖₂, 1e-12) when normalize.
 /// y empty means y = x; mask empty keeps every n. A batch row with no valid n gives zeros.
 /// </summary>
-public static class BilinearPoolReference
+internal static class BilinearPoolReference
 {
     /// <summary>Runs on validated arguments.</summary>
     public static void Run<TMask>(ReadOnlySpan<float> x, ReadOnlySpan<float> y, ReadOnlySpan<TMask> mask, Span<float> output,

@@ -16,7 +16,7 @@ namespace PoolKernels.Kernels.Bilinear;
 /// <para>Measured (poolkernels bench, [32,784,512] self, same run): the row-wise MultiplyAdd alone reached 10-13% of
 /// the FMA peak (each FMA loads and stores the output row); the register tile keeps z in registers for all N tokens.</para>
 /// </summary>
-public static unsafe class BilinearPoolSimd
+internal static unsafe class BilinearPoolSimd
 {
     private const int MR = 12, NR = 32;
 

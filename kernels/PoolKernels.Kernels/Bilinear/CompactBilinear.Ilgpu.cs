@@ -5,7 +5,7 @@ using ILGPU.Runtime;
 namespace PoolKernels.Kernels.Bilinear;
 
 /// <summary>Scalar parameters of the MCB kernels.</summary>
-public struct McbParams
+internal struct McbParams
 {
     /// <summary>Batch, input widths, output width d, 1 for the signed square root.</summary>
     public int Batch, Dx, Dy, D, SignedSqrt;
@@ -17,7 +17,7 @@ public struct McbParams
 /// FFT (<see cref="FftIlgpu"/>); (3) one thread per (row, k) forms X_k·Y_k from Z_k and Z_{-k} and conjugates it;
 /// (4) the FFT again (= inverse up to conjugation and 1/d); (5) scale, signed square root; then row normalization.
 /// </summary>
-public static class CompactBilinearIlgpu
+internal static class CompactBilinearIlgpu
 {
     /// <summary>Sketch gather; <paramref name="i"/> runs over B·d. binsX: offsets [d+1] then members [Dx] (ints).</summary>
     [GpuKernel]

@@ -6,7 +6,7 @@ namespace PoolKernels.Kernels.Bilinear;
 /// the two count sketches), then the optional signed square root and L2 normalization. O(Dx·Dy) per row: an oracle
 /// independent of the FFT that the other backends use.
 /// </summary>
-public static class CompactBilinearReference
+internal static class CompactBilinearReference
 {
     /// <summary>Runs on validated arguments (hx, hy in [0, d)); output is [B, d].</summary>
     public static void Run(ReadOnlySpan<float> x, ReadOnlySpan<float> y, ReadOnlySpan<long> hx, ReadOnlySpan<float> sx, ReadOnlySpan<long> hy,

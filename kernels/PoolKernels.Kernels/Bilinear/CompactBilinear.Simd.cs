@@ -9,7 +9,7 @@ namespace PoolKernels.Kernels.Bilinear;
 /// so one inverse FFT of P_a + i·P_b returns both. Per pair of rows: two forward FFTs and one inverse, i.e. 1.5
 /// complex FFTs of length d per row. Pairs of rows run in parallel; per-worker buffers are cached.
 /// </summary>
-public static unsafe class CompactBilinearSimd
+internal static unsafe class CompactBilinearSimd
 {
     /// <summary>See <see cref="CompactBilinearReference.Run"/>.</summary>
     public static void Run(ReadOnlySpan<float> x, ReadOnlySpan<float> y, ReadOnlySpan<long> hx, ReadOnlySpan<float> sx, ReadOnlySpan<long> hy,

@@ -4,14 +4,14 @@ using ILGPU.Runtime;
 namespace PoolKernels.Kernels.Bilinear;
 
 /// <summary>Parameters of one Stockham stage.</summary>
-public struct FftStageParams
+internal struct FftStageParams
 {
     /// <summary>Length, radix, product of the earlier radices, rows.</summary>
     public int N, Radix, Ns, Rows;
 }
 
 /// <summary>An <see cref="FftPlan"/>'s tables on one accelerator (cached per accelerator and length).</summary>
-public sealed class FftDevicePlan
+internal sealed class FftDevicePlan
 {
     /// <summary>The host plan.</summary>
     public FftPlan Plan { get; }
@@ -41,7 +41,7 @@ public sealed class FftDevicePlan
 /// Lengths with a prime factor above 61 use Bluestein with the same stages at the power-of-two length. The kernel
 /// boundaries order the stages, so no device-wide barrier is needed.
 /// </summary>
-public static class FftIlgpu
+internal static class FftIlgpu
 {
     /// <summary>One stage; <paramref name="i"/> runs over Rows·N/Radix.</summary>
     [GpuKernel]

@@ -16,7 +16,7 @@ namespace PoolKernels.Kernels.Bilinear;
 /// of length m = 2^⌈log₂(2n-1)⌉ done with the power-of-two plan, still O(n log n).</para>
 /// Twiddles are computed in double and stored as float; plans are immutable and cached per length.
 /// </summary>
-public sealed class FftPlan
+internal sealed class FftPlan
 {
     /// <summary>Largest prime handled by a direct DFT stage; larger prime factors use Bluestein.</summary>
     public const int MaxRadix = 61;

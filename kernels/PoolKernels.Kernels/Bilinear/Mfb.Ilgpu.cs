@@ -5,7 +5,7 @@ using ILGPU.Runtime;
 namespace PoolKernels.Kernels.Bilinear;
 
 /// <summary>Scalar parameters of the MFB/MFH kernel.</summary>
-public struct MfbParams
+internal struct MfbParams
 {
     /// <summary>Shape: batch, input widths, pooled outputs o, factor k, blocks (1 MFB, 2 MFH).</summary>
     public int Batch, Dx, Dy, O, K, Blocks;
@@ -18,7 +18,7 @@ public struct MfbParams
 /// (dot products over Dx and Dy) for both blocks, so e1 never leaves registers; the signed square root is applied in
 /// place and each block's L2 normalization by the shared row kernel.
 /// </summary>
-public static class MfbIlgpu
+internal static class MfbIlgpu
 {
     private static float Act(float v, int a) =>
         a == (int)MfbActivation.Relu ? (v > 0 ? v : 0) : a == (int)MfbActivation.Tanh ? XMath.Tanh(v) : a == (int)MfbActivation.LeakyRelu ? (v < 0 ? 0.01f * v : v) : v;

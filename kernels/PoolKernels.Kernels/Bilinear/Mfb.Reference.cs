@@ -1,20 +1,7 @@
 namespace PoolKernels.Kernels.Bilinear;
 
-/// <summary>The activation applied to both projections of an MFB block.</summary>
-public enum MfbActivation
-{
-    /// <summary>Identity.</summary>
-    None,
-    /// <summary>max(v, 0).</summary>
-    Relu,
-    /// <summary>tanh(v).</summary>
-    Tanh,
-    /// <summary>v, or 0.01·v below 0.</summary>
-    LeakyRelu,
-}
-
 /// <summary>The weights of one MFB block: wx [o·k, Dx], bx [o·k], wy [o·k, Dy], by [o·k].</summary>
-public readonly ref struct MfbBlock(ReadOnlySpan<float> wx, ReadOnlySpan<float> bx, ReadOnlySpan<float> wy, ReadOnlySpan<float> by)
+internal readonly ref struct MfbBlock(ReadOnlySpan<float> wx, ReadOnlySpan<float> bx, ReadOnlySpan<float> wy, ReadOnlySpan<float> by)
 {
     /// <summary>The weights.</summary>
     public readonly ReadOnlySpan<float> Wx = wx, Bx = bx, Wy = wy, By = by;
@@ -25,7 +12,7 @@ public readonly ref struct MfbBlock(ReadOnlySpan<float> wx, ReadOnlySpan<float> 
 /// act(y·wy1ᵀ + by1), z1_j = Σ_{t&lt;k} e1_{jk+t}. MFH adds block 2 with e2 = e2' ⊙ e1 (e1 unpooled) and z2 likewise;
 /// each z gets sign·√|·| and L2 normalization separately; the output row is [z1] or [z1; z2].
 /// </summary>
-public static class MfbReference
+internal static class MfbReference
 {
     /// <summary>act(v) in double.</summary>
     public static double Act(double v, MfbActivation a) => a switch

@@ -12,7 +12,7 @@ namespace PoolKernels.Kernels.Bilinear;
 /// <para>Measured (poolkernels bench, Dx 2048, Dy 1024, o 1000, k 5, same run): the per-row dots reached 10-13% of the
 /// FMA peak (memory-bound on the weights, read once per batch row).</para>
 /// </summary>
-public static unsafe class MfbSimd
+internal static unsafe class MfbSimd
 {
     private const int Outputs = 32;
 

@@ -25,7 +25,7 @@ namespace PoolKernels.Kernels;
 /// noisy machine to balance: 7% slower); transposes that gather 128-bit quarters by vinsertf32x4 loads to halve the
 /// shuffles (0.20 vs 0.15 ns per float: the packing is bound by its loads and stores, not by port 5).</para>
 /// </summary>
-public static unsafe class DotGemm
+internal static unsafe class DotGemm
 {
     private const int MR = MicroTile.MR, NR = MicroTile.NR, MaxRows = 192, MaxPanels = 16;
     /// <summary>Floats of k per block.</summary>

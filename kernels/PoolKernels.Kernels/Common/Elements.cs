@@ -11,7 +11,7 @@ namespace PoolKernels.Kernels;
 /// <see cref="byte"/> or <see cref="bool"/> (nonzero = keep); indices are <see cref="long"/> or
 /// <see cref="int"/>. All type tests are JIT-time constants, so each instantiation is branch-free.
 /// </summary>
-public static class Elements
+internal static class Elements
 {
     /// <summary>True when <typeparamref name="T"/> is a supported floating input type.</summary>
     public static bool IsFloatInput<T>() => typeof(T) == typeof(float) || typeof(T) == typeof(Half) || typeof(T) == typeof(BFloat16);

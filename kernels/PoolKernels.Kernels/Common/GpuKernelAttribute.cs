@@ -6,7 +6,7 @@ namespace PoolKernels.Kernels;
 /// attribute several times for several instantiations.
 /// </summary>
 [AttributeUsage(AttributeTargets.Method, AllowMultiple = true)]
-public sealed class GpuKernelAttribute(params Type[] typeArguments) : Attribute
+internal sealed class GpuKernelAttribute(params Type[] typeArguments) : Attribute
 {
     /// <summary>Type arguments of the instantiation to compile (empty for non-generic kernels).</summary>
     public Type[] TypeArguments { get; } = typeArguments;

@@ -6,53 +6,53 @@ using ILGPU.Runtime;
 namespace PoolKernels.Kernels;
 
 /// <summary>Reads an input element stored as <typeparamref name="TRaw"/> and widens it to float, inside a kernel.</summary>
-public interface IElementReader<TRaw> where TRaw : unmanaged
+internal interface IElementReader<TRaw> where TRaw : unmanaged
 {
     /// <summary>The float value of <paramref name="raw"/>.</summary>
     float ToFloat(TRaw raw);
 }
 
 /// <summary>F32 storage.</summary>
-public readonly struct F32Reader : IElementReader<float> { /// <inheritdoc/>
+internal readonly struct F32Reader : IElementReader<float> { /// <inheritdoc/>
     public float ToFloat(float raw) => raw; }
 /// <summary>IEEE half stored as its 16 bits.</summary>
-public readonly struct F16Reader : IElementReader<ushort> { /// <inheritdoc/>
+internal readonly struct F16Reader : IElementReader<ushort> { /// <inheritdoc/>
     public float ToFloat(ushort raw) => Numerics.HalfBitsToFloat(raw); }
 /// <summary>bfloat16 stored as its 16 bits.</summary>
-public readonly struct Bf16Reader : IElementReader<ushort> { /// <inheritdoc/>
+internal readonly struct Bf16Reader : IElementReader<ushort> { /// <inheritdoc/>
     public float ToFloat(ushort raw) => Numerics.Bf16BitsToFloat(raw); }
 
 /// <summary>Reads a mask element inside a kernel: nonzero keeps.</summary>
-public interface IMaskReader<TMask> where TMask : unmanaged
+internal interface IMaskReader<TMask> where TMask : unmanaged
 {
     /// <summary>True when the element keeps its position.</summary>
     bool Keep(TMask raw);
 }
 /// <summary>I64 mask.</summary>
-public readonly struct I64Mask : IMaskReader<long> { /// <inheritdoc/>
+internal readonly struct I64Mask : IMaskReader<long> { /// <inheritdoc/>
     public bool Keep(long raw) => raw != 0; }
 /// <summary>I32 mask.</summary>
-public readonly struct I32Mask : IMaskReader<int> { /// <inheritdoc/>
+internal readonly struct I32Mask : IMaskReader<int> { /// <inheritdoc/>
     public bool Keep(int raw) => raw != 0; }
 /// <summary>U8 or BOOL mask.</summary>
-public readonly struct U8Mask : IMaskReader<byte> { /// <inheritdoc/>
+internal readonly struct U8Mask : IMaskReader<byte> { /// <inheritdoc/>
     public bool Keep(byte raw) => raw != 0; }
 
 /// <summary>Reads an index element (I64 or I32) inside a kernel.</summary>
-public interface IIndexReader<TIdx> where TIdx : unmanaged
+internal interface IIndexReader<TIdx> where TIdx : unmanaged
 {
     /// <summary>The index as long.</summary>
     long Get(TIdx raw);
 }
 /// <summary>I64 index.</summary>
-public readonly struct I64Index : IIndexReader<long> { /// <inheritdoc/>
+internal readonly struct I64Index : IIndexReader<long> { /// <inheritdoc/>
     public long Get(long raw) => raw; }
 /// <summary>I32 index.</summary>
-public readonly struct I32Index : IIndexReader<int> { /// <inheritdoc/>
+internal readonly struct I32Index : IIndexReader<int> { /// <inheritdoc/>
     public long Get(int raw) => raw; }
 
 /// <summary>Per-accelerator cache of loaded kernels: each kernel is compiled once per device.</summary>
-public static class KernelCache
+internal static class KernelCache
 {
     private static readonly ConditionalWeakTable<Accelerator, ConcurrentDictionary<object, object>> Tables = new();
 
@@ -66,7 +66,7 @@ public static class KernelCache
 
 /// <summary>Group-wide reductions through shared memory and barriers (portable: no warp shuffles,
 /// no assumption about warp size). The group size must be a power of two no larger than <see cref="MaxGroup"/>.</summary>
-public static class GroupReduce
+internal static class GroupReduce
 {
     /// <summary>The largest group size the reductions support (shared memory is sized for it).</summary>
     public const int MaxGroup = 256;

@@ -5,7 +5,7 @@ namespace PoolKernels.Kernels;
 
 /// <summary>The accelerator forms of <see cref="MachineLimits"/>: a grid-stride streaming read and a
 /// register-resident FMA loop (8 independent chains per thread), to measure a device's bandwidth and F32 peak.</summary>
-public static class MachineLimitsIlgpu
+internal static class MachineLimitsIlgpu
 {
     /// <summary>Each thread sums data[i], data[i + grid], ... and writes its partial sum.</summary>
     [GpuKernel]

@@ -8,7 +8,7 @@ namespace PoolKernels.Kernels;
 /// in the same run: a streaming read (the memory/cache bandwidth a pooling kernel can hope for) and a
 /// register-resident FMA loop (the F32 peak a GEMM or attention kernel can hope for). Both use every worker.
 /// </summary>
-public static unsafe class MachineLimits
+internal static unsafe class MachineLimits
 {
     /// <summary>Sums <paramref name="data"/> on every worker of <paramref name="pool"/> (a read-bandwidth probe);
     /// the sum is returned so the work cannot be elided.</summary>

@@ -9,7 +9,7 @@ namespace PoolKernels.Kernels;
 /// a 12 × 32 tile of C accumulates Σ_t a[t·12 + r]·b[t·32 + ·] from x packed in 12-row micro-panels [t][12] and W in
 /// 32-column panels [t][32]. Per k step: two Vector512 loads of b, twelve broadcasts of a, 24 independent FMAs.
 /// </summary>
-public static unsafe class MicroTile
+internal static unsafe class MicroTile
 {
     /// <summary>Rows and columns of the tile.</summary>
     public const int MR = 12, NR = 32;

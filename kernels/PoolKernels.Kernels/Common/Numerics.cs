@@ -4,7 +4,7 @@ using ILGPU;
 namespace PoolKernels;
 
 /// <summary>Bit-level helpers that compile both in managed code and inside ILGPU kernels.</summary>
-public static class Numerics
+internal static class Numerics
 {
     /// <summary>bfloat16 bits to float: the bits are the float's upper half.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

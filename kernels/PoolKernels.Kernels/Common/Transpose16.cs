@@ -9,7 +9,7 @@ namespace PoolKernels.Kernels;
 /// per 256 floats. Used to pack GEMM operands (<see cref="DotGemm"/>), to stage sdpa's Qᵀ, and to turn 16 planes into vectors over channels
 /// for the small-plane spatial kernels (<see cref="Spatial.RegionalGemSimd"/>).
 /// </summary>
-public static unsafe class Transpose16
+internal static unsafe class Transpose16
 {
     /// <summary>dst[t·ld + r] = src[r·lds + t] for r &lt; 16, t &lt; <paramref name="cols"/>: 16 rows of src become
     /// <paramref name="cols"/> vectors of 16 lanes. Rows past <paramref name="rows"/> read as 0; they are stored as 0

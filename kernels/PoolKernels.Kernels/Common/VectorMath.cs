@@ -4,7 +4,7 @@ using System.Runtime.Intrinsics;
 namespace PoolKernels.Kernels;
 
 /// <summary>Vectorized float helpers shared by the SIMD kernels.</summary>
-public static class VectorMath
+internal static class VectorMath
 {
     /// <summary>y = x^p for the GeM family (p &gt; 0, x ≥ 0 after clamping; NaN stays NaN, +inf stays +inf, a negative x
     /// gives NaN for non-integer p as in PyTorch); y may be x itself (the GeM kernels raise in place, no scratch): p = 1,

@@ -1,7 +1,7 @@
 namespace PoolKernels.Kernels;
 
 /// <summary>A unit of parallel work: items 0..count-1 are handed out dynamically to the workers.</summary>
-public interface IParallelJob
+internal interface IParallelJob
 {
     /// <summary>Runs one work item. <paramref name="worker"/> is 0..Workers-1, stable for the call,
     /// so a job can keep per-worker scratch.</summary>
@@ -14,7 +14,7 @@ public interface IParallelJob
 /// works too. When the pool is busy with another caller's job, the new job runs on its caller's
 /// thread alone (correct, just not parallel), so any number of threads may call at once.
 /// </summary>
-public sealed class WorkerPool
+internal sealed class WorkerPool
 {
     /// <summary>The process-wide pool, one worker per logical core (the caller is one of them).</summary>
     public static WorkerPool Shared { get; } = new(Environment.ProcessorCount);

@@ -14,7 +14,7 @@ namespace PoolKernels.Kernels.Heads;
 /// <para>LayerNorm: one group per row, mean then variance through <see cref="GroupReduce.Sum"/> (two passes, as the
 /// reference). GEGLU and AddRows: one thread per output element.</para>
 /// </summary>
-public static class HeadsIlgpu
+internal static class HeadsIlgpu
 {
     private const int MaxT = 16, RowsPerThread = 4;
 
@@ -154,5 +154,5 @@ public static class HeadsIlgpu
 }
 
 /// <summary>Signature of <see cref="HeadsIlgpu.AddRows{TRaw, TElem}"/> once its types are closed.</summary>
-public delegate void AddRowsLaunch(Accelerator accelerator, AcceleratorStream stream, ArrayView<byte> x, ArrayView<float> add, ArrayView<float> y,
+internal delegate void AddRowsLaunch(Accelerator accelerator, AcceleratorStream stream, ArrayView<byte> x, ArrayView<float> add, ArrayView<float> y,
     int batch, int rows, int dim, bool hasAdd);

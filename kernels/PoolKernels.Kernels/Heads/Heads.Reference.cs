@@ -5,7 +5,7 @@ namespace PoolKernels.Kernels.Heads;
 /// (y = x·Wᵀ + b [+ residual]), GEGLU with the exact erf GELU, and the row add/widen that feeds the heads.
 /// Every sum is accumulated in double; the result is rounded to float once.
 /// </summary>
-public static class HeadsReference
+internal static class HeadsReference
 {
     /// <summary>y[r] = (x[r] - mean) / sqrt(var + eps) · w + b over rows of <paramref name="dim"/> (biased variance, as PyTorch).</summary>
     public static void LayerNorm(ReadOnlySpan<float> x, ReadOnlySpan<float> w, ReadOnlySpan<float> b, Span<float> y, int rows, int dim, float eps)

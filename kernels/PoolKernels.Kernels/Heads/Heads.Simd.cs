@@ -29,7 +29,7 @@ namespace PoolKernels.Kernels.Heads;
 /// time ([4096,1024]·[1024,1024]ᵀ 30.6-31.2 -> 28.1-28.4 ms, 80% -> 88% of the FMA loop, four alternating pairs); row blocks of 192/384 no better than 96; at most 32 panels per item (1 MB of
 /// packed W per k block, in L2): [8192,1024]·[2048,1024]ᵀ 62% -> 79% (all 64 panels per item overflowed L2).</para>
 /// </summary>
-public static unsafe class HeadsSimd
+internal static unsafe class HeadsSimd
 {
     /// <summary>Columns per packed panel.</summary>
     public const int NR = 32;
@@ -330,7 +330,7 @@ public static unsafe class HeadsSimd
 }
 
 /// <summary>Float erf and GELU shared by the SIMD and ILGPU kernels.</summary>
-public static class HeadsMath
+internal static class HeadsMath
 {
     /// <summary>Numerator coefficients of the rational erf approximation on [-4, 4] (Eigen's/XLA's float erf; |error| ~1e-7).</summary>
     public const float A1 = -1.60960333262415e-02f, A3 = -2.95459980854025e-03f, A5 = -7.34990630326855e-04f, A7 = -5.69250639462346e-05f,

@@ -1,13 +1,5 @@
 namespace PoolKernels.Kernels.Ragged;
 
-/// <summary>The dual hypergraph incidence (DHT, Jo et al. 2021) as CSR in both directions.</summary>
-/// <param name="HyperedgeOffsets">[H+1].</param>
-/// <param name="HyperedgeMembers">Edge ids of each hyperedge, ascending.</param>
-/// <param name="HyperedgeNode">[H]: original node id, -1 for loop hyperedges.</param>
-/// <param name="MemberOffsets">[E+1].</param>
-/// <param name="MemberHyperedges">Hyperedges of each edge, ascending.</param>
-public sealed record DualHypergraphResult(long[] HyperedgeOffsets, long[] HyperedgeMembers, long[] HyperedgeNode, long[] MemberOffsets, long[] MemberHyperedges);
-
 /// <summary>
 /// <c>dual_hypergraph</c>: edges become nodes; every original node with &gt;= 2 incidences becomes a hyperedge (in
 /// increasing node id) whose members are its incident edges in increasing id; with loops, one singleton hyperedge
@@ -16,7 +8,7 @@ public sealed record DualHypergraphResult(long[] HyperedgeOffsets, long[] Hypere
 /// the data, the kind of work a GPU kernel would only slow down (two launches and a device-wide scan for a few
 /// thousand integers); its outputs feed <c>gather_segment_pool</c>, which runs on the device.
 /// </summary>
-public static class DualHypergraphReference
+internal static class DualHypergraphReference
 {
     /// <summary>Builds the incidence for validated edges (endpoints in [0, numNodes)).</summary>
     public static DualHypergraphResult Run(ReadOnlySpan<long> src, ReadOnlySpan<long> dst, int numNodes, bool addLoops)

@@ -3,7 +3,7 @@ namespace PoolKernels.Kernels.Ragged;
 /// <summary>One unit of segment work. <see cref="Slot"/> &lt; 0: the whole segments [Seg0, Seg1), entries
 /// [Start, End), each reduced and finalized into its output row. <see cref="Slot"/> &gt;= 0: the piece [Start, End)
 /// of the long segment Seg0, reduced raw into partial row <see cref="Slot"/> (combined later by the fix-up).</summary>
-public struct SegmentItem
+internal struct SegmentItem
 {
     /// <summary>First segment and one past the last.</summary>
     public int Seg0, Seg1;
@@ -14,7 +14,7 @@ public struct SegmentItem
 }
 
 /// <summary>A segment too long for one item: its pieces are partial rows [Slot0, Slot0 + Pieces).</summary>
-public struct LongSegment
+internal struct LongSegment
 {
     /// <summary>The segment.</summary>
     public int Seg;
@@ -30,7 +30,7 @@ public struct LongSegment
 /// partial results a small fix-up combines. Work splits by rows, not only by segment. Built on the host in
 /// O(S) from the validated offsets (the same pass that checks them); buffers are reused across calls.
 /// </summary>
-public sealed class SegmentPlan
+internal sealed class SegmentPlan
 {
     /// <summary>The items (first <see cref="ItemCount"/> valid).</summary>
     public SegmentItem[] Items = new SegmentItem[16];

@@ -4,7 +4,7 @@ using ILGPU.Runtime;
 namespace PoolKernels.Kernels.Ragged;
 
 /// <summary>Scalar parameters of the segment kernels.</summary>
-public struct SegmentPoolParams
+internal struct SegmentPoolParams
 {
     /// <summary>Feature width D.</summary>
     public int Dim;
@@ -21,7 +21,7 @@ public struct SegmentPoolParams
 /// pieces of long segments write partial rows that <see cref="FixupKernel"/> (one thread per (long segment,
 /// feature), at most a few hundred pieces each) combines and finishes.
 /// </summary>
-public static class SegmentPoolIlgpu
+internal static class SegmentPoolIlgpu
 {
     /// <summary>The main pass; <paramref name="i"/> runs over items·Dim.</summary>
     [GpuKernel(typeof(long), typeof(I64Index), typeof(long), typeof(I64Index))]
@@ -117,5 +117,5 @@ public static class SegmentPoolIlgpu
 }
 
 /// <summary>Signature of <see cref="SegmentPoolIlgpu.Launch{TOff, TOffOp, TIdx, TIdxOp}"/> once its types are closed.</summary>
-public delegate void SegmentPoolLaunch(Accelerator accelerator, AcceleratorStream stream, SegmentPlan plan, ArrayView<byte> offsets,
+internal delegate void SegmentPoolLaunch(Accelerator accelerator, AcceleratorStream stream, SegmentPlan plan, ArrayView<byte> offsets,
     ArrayView<byte> index, ArrayView<float> weights, ArrayView<float> values, ArrayView<float> output, SegmentPoolParams prm);

@@ -1,24 +1,11 @@
 namespace PoolKernels.Kernels.Ragged;
 
-/// <summary>The reduction of <c>segment_pool</c> / <c>gather_segment_pool</c>.</summary>
-public enum SegmentPoolMode
-{
-    /// <summary>Σ w·x.</summary>
-    Sum,
-    /// <summary>Σ w·x / entry count.</summary>
-    Mean,
-    /// <summary>Elementwise max of w·x (NaN propagates).</summary>
-    Max,
-    /// <summary>Elementwise min of w·x (NaN propagates).</summary>
-    Min,
-}
-
 /// <summary>
 /// <c>segment_pool</c> and <c>gather_segment_pool</c>, scalar reference: the oracle, in double. Segment s holds
 /// the entries k in [offsets[s], offsets[s+1]); entry k is row index[k] of values (row k when index is empty)
 /// times weights[k] (1 when weights is empty). mean divides by the entry count; an empty segment gives 0.
 /// </summary>
-public static class SegmentPoolReference
+internal static class SegmentPoolReference
 {
     /// <summary>Runs on validated arguments; output is [S, dim].</summary>
     public static void Run<TOff, TIdx>(ReadOnlySpan<float> values, int dim, ReadOnlySpan<TIdx> index, ReadOnlySpan<float> weights,

@@ -11,7 +11,7 @@ namespace PoolKernels.Kernels.Ragged;
 /// partial row for a piece); the caller then combines the pieces of long segments. Plan, partials and job are
 /// cached per thread, so the steady state allocates nothing.
 /// </summary>
-public static unsafe class SegmentPoolSimd
+internal static unsafe class SegmentPoolSimd
 {
     /// <summary>The built-in floats per work item (the tunable <c>item</c>).</summary>
     public const int DefaultItemFloats = 32768;

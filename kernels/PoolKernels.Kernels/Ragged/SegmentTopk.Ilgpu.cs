@@ -16,7 +16,7 @@ namespace PoolKernels.Kernels.Ragged;
 /// </list>
 /// No shared memory, atomics or warp operations: portable to every ILGPU backend.
 /// </summary>
-public static class SegmentTopkIlgpu
+internal static class SegmentTopkIlgpu
 {
     /// <summary>Longest segment ranked by counting; longer ones go through the merge sort.</summary>
     public const int RankLimit = 32;
@@ -148,5 +148,5 @@ public static class SegmentTopkIlgpu
 }
 
 /// <summary>Signature of <see cref="SegmentTopkIlgpu.Launch{TOff, TOffOp}"/> once closed.</summary>
-public delegate void SegmentTopkLaunch(Accelerator accelerator, AcceleratorStream stream, ArrayView<float> scores, ArrayView<byte> offsets,
+internal delegate void SegmentTopkLaunch(Accelerator accelerator, AcceleratorStream stream, ArrayView<float> scores, ArrayView<byte> offsets,
     ArrayView<long> outOffsets, ArrayView<long> index, int entries, int segs, long longest, ArrayView<long> segStart);

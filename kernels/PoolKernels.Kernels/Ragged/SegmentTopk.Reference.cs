@@ -5,7 +5,7 @@ namespace PoolKernels.Kernels.Ragged;
 /// descending (NaN ranks above every number, as torch.sort), ties to the lower index; the first keep_s are written
 /// at index[outOffsets[s] ..], as global positions. The keep counts (outOffsets) are computed by the caller.
 /// </summary>
-public static class SegmentTopkReference
+internal static class SegmentTopkReference
 {
     /// <summary>True when entry a (score sa) ranks before entry b (score sb).</summary>
     public static bool Before(float sa, long a, float sb, long b)

@@ -10,7 +10,7 @@ namespace PoolKernels.Kernels.Ragged;
 /// sort was then the cost (Span&lt;ulong&gt;.Sort ~39 ns per entry on 256-entry runs, one thread), so the kept keys are
 /// first selected (quickselect, O(n)) and only they are sorted.
 /// </summary>
-public static unsafe class SegmentTopkSimd
+internal static unsafe class SegmentTopkSimd
 {
     /// <summary>Runs on validated arguments (see <see cref="SegmentTopkReference"/>).</summary>
     public static void Run<TOff>(ReadOnlySpan<float> scores, ReadOnlySpan<TOff> offsets, ReadOnlySpan<long> outOffsets, Span<long> index,

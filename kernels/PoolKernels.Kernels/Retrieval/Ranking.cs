@@ -7,7 +7,7 @@ namespace PoolKernels.Kernels.Retrieval;
 /// every number (NaNs among themselves by id). It is a strict total order over distinct ids, so "the next best after
 /// (s, id)" is well defined, which the GPU selection relies on.
 /// </summary>
-public static class Ranking
+internal static class Ranking
 {
     /// <summary>True when (a, ia) ranks before (b, ib).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -40,7 +40,7 @@ public static class Ranking
 /// entry, so a stream of N candidates costs O(N log k) and O(k) memory (no full score row needed).
 /// Tie ids are <c>ids[position]</c> when ids is given, else the position itself.
 /// </summary>
-public static class TopK
+internal static class TopK
 {
     private static long Id(ReadOnlySpan<long> ids, int p) => ids.IsEmpty ? p : ids[p];
 

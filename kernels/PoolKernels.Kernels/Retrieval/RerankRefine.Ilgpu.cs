@@ -10,7 +10,7 @@ namespace PoolKernels.Kernels.Retrieval;
 /// (q, member, d)), S1, the k+1 best by S1 (select), q' (one thread per (q, d)), S, and the final order (select of all
 /// m'). Chunks keep the Gram and d' blocks under 2^24 floats each.
 /// </summary>
-public static class RerankRefineIlgpu
+internal static class RerankRefineIlgpu
 {
     /// <summary>G[c,a,b] = x_T[c,a] · x_T[c,b]; <paramref name="i"/> runs over chunk·m'·m'.</summary>
     [GpuKernel]

@@ -7,7 +7,7 @@ namespace PoolKernels.Kernels.Retrieval;
 /// the d' of the min(k+1, m') best by S1; S_i = (S1_i + q'·d'_i)/2; the output lists T by S. Every ranking is
 /// <see cref="Ranking"/> with db indices as ids. Rows are used as stored (not re-normalized).
 /// </summary>
-public static class RerankRefineReference
+internal static class RerankRefineReference
 {
     /// <summary>Runs into order [Q,m'] and scores [Q,m'].</summary>
     public static void Run(ReadOnlySpan<float> query, ReadOnlySpan<float> db, Span<long> order, Span<float> scores, int queries, int n, int dim, int m, int k, float beta)

@@ -8,7 +8,7 @@ namespace PoolKernels.Kernels.Retrieval;
 /// (TensorPrimitives.Dot) and its k' neighbours picked with a small heap; d' rows, S1, q' and S are float vectors in
 /// per-worker scratch, grown only when a call needs more than any before.
 /// </summary>
-public static unsafe class RerankRefineSimd
+internal static unsafe class RerankRefineSimd
 {
     /// <summary>Runs into order [Q,m'] and scores [Q,m'].</summary>
     public static void Run(ReadOnlySpan<float> query, ReadOnlySpan<float> db, Span<long> order, Span<float> scores, int queries, int n, int dim, int m, int k, float beta, WorkerPool pool)

@@ -6,7 +6,7 @@ using PoolKernels.Kernels.Spatial;
 namespace PoolKernels.Kernels.Retrieval;
 
 /// <summary>Parameters of <see cref="SelectIlgpu.Kernel"/>.</summary>
-public struct SelectParams
+internal struct SelectParams
 {
     /// <summary>Row length (candidates per row) and how many to select (at most the candidates available).</summary>
     public int L, K;
@@ -23,7 +23,7 @@ public struct SelectParams
 /// strictly after round t−1's pick (<see cref="Ranking"/> is a strict total order), each thread scanning a strided slice
 /// and the group reducing through shared memory. k rounds cost O(k·L / group) per row and no extra memory.
 /// </summary>
-public static class SelectIlgpu
+internal static class SelectIlgpu
 {
     /// <summary>The selection kernel: grid = rows, group = a power of two.</summary>
     [GpuKernel]
@@ -88,7 +88,7 @@ public static class SelectIlgpu
 /// computed once) fills a score block for a chunk of queries (at most 2^24 scores at a time), then
 /// <see cref="SelectIlgpu"/> takes each row's top k.
 /// </summary>
-public static class SimilarityTopkIlgpu
+internal static class SimilarityTopkIlgpu
 {
     /// <summary>Scores of queries q0.. against every db row; <paramref name="i"/> runs over chunk·N.</summary>
     [GpuKernel]

@@ -4,7 +4,7 @@ namespace PoolKernels.Kernels.Retrieval;
 /// <c>similarity_topk</c>, scalar reference (double): score = q·x (dot) or q·x / (max(‖q‖,1e-12)·max(‖x‖,1e-12))
 /// (cosine, as F.normalize then dot); the k best db rows per query by <see cref="Ranking"/> (ties: lower index).
 /// </summary>
-public static class SimilarityTopkReference
+internal static class SimilarityTopkReference
 {
     /// <summary>Runs into index [Q,k] and score [Q,k].</summary>
     public static void Run(ReadOnlySpan<float> query, ReadOnlySpan<float> db, Span<long> index, Span<float> score, int queries, int n, int dim, int k, bool cosine)

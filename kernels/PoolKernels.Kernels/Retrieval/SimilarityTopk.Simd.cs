@@ -12,7 +12,7 @@ namespace PoolKernels.Kernels.Retrieval;
 /// micro-kernel arithmetic (short tiles repeat a row), so exact ties stay exact. Cosine uses inverse norms computed once
 /// per call. Allocation happens only when a call needs larger scratch than any before it.
 /// </summary>
-public static unsafe class SimilarityTopkSimd
+internal static unsafe class SimilarityTopkSimd
 {
     private const int QBlock = 64, RTile = 128;
 

@@ -5,7 +5,7 @@ using ILGPU.Runtime;
 namespace PoolKernels.Kernels.Sequence;
 
 /// <summary>Scalar parameters of the <c>sequence_pool</c> kernel (one struct: ILGPU passes it by value).</summary>
-public struct SequencePoolParams
+internal struct SequencePoolParams
 {
     /// <summary>Shape and output width.</summary>
     public int Batch, SeqLen, Dim, Dims;
@@ -25,7 +25,7 @@ public struct SequencePoolParams
 /// read neighbouring features (coalesced) and <c>hidden</c> is read once. A second kernel, one group
 /// per row, L2-normalizes through a shared-memory reduction when asked.
 /// </summary>
-public static class SequencePoolIlgpu
+internal static class SequencePoolIlgpu
 {
     /// <summary>The pooling kernel; <paramref name="i"/> runs over Batch·Dim.</summary>
     [GpuKernel(typeof(float), typeof(F32Reader), typeof(long), typeof(I64Mask), typeof(long), typeof(I64Index))]
@@ -120,5 +120,5 @@ public static class SequencePoolIlgpu
 }
 
 /// <summary>Signature of <see cref="SequencePoolIlgpu.Launch{TRaw, TElem, TMask, TMaskOp, TIdx, TIdxOp}"/> once its types are closed.</summary>
-public delegate void SequencePoolLaunch(Accelerator accelerator, AcceleratorStream stream, ArrayView<byte> hidden, ArrayView<byte> mask,
+internal delegate void SequencePoolLaunch(Accelerator accelerator, AcceleratorStream stream, ArrayView<byte> hidden, ArrayView<byte> mask,
     ArrayView<byte> prefix, ArrayView<float> output, SequencePoolParams prm, bool normalize, int groupSize);

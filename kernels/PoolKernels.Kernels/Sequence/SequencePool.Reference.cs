@@ -2,32 +2,13 @@ using PoolKernels.Kernels;
 
 namespace PoolKernels.Kernels.Sequence;
 
-/// <summary>A sequence pooling mode (DESIGN.md §3 "Sequence pooling").</summary>
-public enum SequencePoolMode
-{
-    /// <summary>First kept token.</summary>
-    Cls,
-    /// <summary>Last kept token (correct for left, right and ragged padding).</summary>
-    LastToken,
-    /// <summary>Σx / |V|.</summary>
-    Mean,
-    /// <summary>Σx / √|V|.</summary>
-    MeanSqrtLen,
-    /// <summary>Σ(t+1)·x_t / Σ(t+1), t the absolute position.</summary>
-    WeightedMean,
-    /// <summary>Elementwise max (NaN propagates).</summary>
-    Max,
-    /// <summary>Generalized mean ((1/|V|) Σ max(x,eps)^p)^(1/p).</summary>
-    Gem,
-}
-
 /// <summary>
 /// <c>sequence_pool</c>, scalar reference: the oracle. Accumulates in double. For each batch row b,
 /// V_b = the positions with mask != 0 in order, minus the first prefix_len[b]; each mode reduces
 /// x[b, V_b, :]; the modes' vectors are concatenated, cut to <c>dims</c>, optionally L2-normalized.
 /// An empty V_b gives zeros for every mode.
 /// </summary>
-public static class SequencePoolReference
+internal static class SequencePoolReference
 {
     /// <summary>Runs the operation; row b of the result starts at output[b·outStride] (default dims).
     /// Arguments are assumed validated (see PoolKernels.SequencePooling).</summary>

@@ -8,7 +8,7 @@ namespace PoolKernels.Kernels.Sequence;
 /// its block once, updating only the accumulators its modes need (TensorPrimitives, Vector512/256),
 /// in float. The accumulators live on the stack, so a call allocates nothing.
 /// </summary>
-public static unsafe class SequencePoolSimd
+internal static unsafe class SequencePoolSimd
 {
     /// <summary>Default features per work item: 4 accumulators + 2 scratch rows of this size stay in L1.
     /// Tunable (<c>block</c>, 16..1024).</summary>

@@ -4,7 +4,7 @@ using ILGPU.Runtime;
 namespace PoolKernels.Kernels.Signal;
 
 /// <summary><c>pool1d</c>, ILGPU: one thread per (row, output), neighbouring threads on neighbouring windows.</summary>
-public static class Pool1dIlgpu
+internal static class Pool1dIlgpu
 {
     /// <summary>The kernel; <paramref name="i"/> runs over Rows·NOut.</summary>
     [GpuKernel]

@@ -1,21 +1,12 @@
 namespace PoolKernels.Kernels.Signal;
 
-/// <summary>The reduction of <c>pool1d</c>.</summary>
-public enum Pool1dMode
-{
-    /// <summary>Window mean, padded zeros counted (PyTorch avg_pool1d, count_include_pad=True).</summary>
-    Avg,
-    /// <summary>Window max over the real samples (padding never wins; NaN propagates).</summary>
-    Max,
-}
-
 /// <summary>
 /// A window of <c>pool1d</c> in stream coordinates, shared by the one-shot and the streaming forms. Output o covers
 /// stream positions [o·Stride - Padding, o·Stride - Padding + Kernel); positions outside [0, ValidEnd) are padding.
 /// The samples held are stream positions [BufStart, BufStart + BufLen) of each row; the caller guarantees that every
 /// real position of the windows O0 .. O0+NOut-1 is held.
 /// </summary>
-public struct Pool1dParams
+internal struct Pool1dParams
 {
     /// <summary>Rows (B·C), samples held per row, outputs per row.</summary>
     public int Rows, BufLen, NOut;
@@ -42,7 +33,7 @@ public struct Pool1dParams
 }
 
 /// <summary><c>pool1d</c>, scalar reference (double).</summary>
-public static class Pool1dReference
+internal static class Pool1dReference
 {
     /// <summary>out[row, i] for i &lt; NOut; x is [Rows, BufLen], out is [Rows, outStride] (default NOut).</summary>
     public static void Run(ReadOnlySpan<float> x, Span<float> output, in Pool1dParams p, int outStride = -1)

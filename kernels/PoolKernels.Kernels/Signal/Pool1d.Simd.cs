@@ -10,7 +10,7 @@ namespace PoolKernels.Kernels.Signal;
 /// inside the signal run 16 at a time (stride 2 takes the even lanes of 32 floats with one vpermt2ps). A window of 3 per
 /// TensorPrimitives call ran [32,256,1024] k3 s2 at ~2 GB/s. No allocation.
 /// </summary>
-public static unsafe class Pool1dSimd
+internal static unsafe class Pool1dSimd
 {
     /// <summary>See <see cref="Pool1dReference.Run"/>.</summary>
     public static void Run(ReadOnlySpan<float> x, Span<float> output, in Pool1dParams p, int outStride = -1, WorkerPool? pool = null)

@@ -10,7 +10,7 @@ namespace PoolKernels.Kernels.Spatial;
 /// are read once per tile instead of four times (the GEMM micro-kernel idea, for the mask_pool and similarity_topk
 /// score blocks). Without Vector512 it falls back to TensorPrimitives.Dot.
 /// </summary>
-public static unsafe class DotTile
+internal static unsafe class DotTile
 {
     /// <summary>Computes the 16 dot products into <paramref name="output"/>. Callers with fewer than four rows repeat a
     /// row (and drop the extra results), so every score of an op comes from this same arithmetic.</summary>

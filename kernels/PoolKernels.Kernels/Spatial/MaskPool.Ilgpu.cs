@@ -4,7 +4,7 @@ using ILGPU.Runtime;
 namespace PoolKernels.Kernels.Spatial;
 
 /// <summary>Scalar parameters of the <c>mask_pool</c> kernels.</summary>
-public struct MaskPoolParams
+internal struct MaskPoolParams
 {
     /// <summary>Shapes.</summary>
     public int Batch, Channels, H, W, Queries, MH, MW;
@@ -19,7 +19,7 @@ public struct MaskPoolParams
 /// computed inside it (four taps per cell, no resized mask tensor). The second is one thread per (b,q,c), neighbouring
 /// threads on neighbouring channels, accumulating Σ x·w and Σ w over the cells.
 /// </summary>
-public static class MaskPoolIlgpu
+internal static class MaskPoolIlgpu
 {
     /// <summary>Weights; <paramref name="i"/> runs over B·Q·H·W.</summary>
     [GpuKernel]

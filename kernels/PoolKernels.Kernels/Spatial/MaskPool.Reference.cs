@@ -1,20 +1,7 @@
 namespace PoolKernels.Kernels.Spatial;
 
-/// <summary>How <c>mask_pool</c> turns a (resized) mask value m into a weight.</summary>
-public enum MaskType
-{
-    /// <summary>1[m > 0].</summary>
-    BinaryLogits,
-    /// <summary>m.</summary>
-    Soft,
-    /// <summary>m·1[m > threshold].</summary>
-    Gated,
-    /// <summary>σ(m) (callers pass eps = 0).</summary>
-    SigmoidNormalized,
-}
-
 /// <summary>Bilinear sampling as F.interpolate(mode="bilinear", align_corners=False) without scale_factor.</summary>
-public static class Bilinear
+internal static class Bilinear
 {
     /// <summary>Source taps of output coordinate <paramref name="o"/> for an axis resized from <paramref name="inSize"/> to
     /// <paramref name="outSize"/>: src = (o + 0.5)·in/out − 0.5 clamped at 0, i0 = floor(src), i1 = min(i0+1, in−1),
@@ -44,7 +31,7 @@ public static class Bilinear
 /// H×W when their size differs, turned into weights w, then out[b,q,c] = Σ_hw x[b,c,hw]·w / (Σ_hw w + eps); a zero
 /// denominator (an empty mask with eps = 0) gives 0.
 /// </summary>
-public static class MaskPoolReference
+internal static class MaskPoolReference
 {
     /// <summary>Runs into output [B,Q,C].</summary>
     public static void Run(ReadOnlySpan<float> x, ReadOnlySpan<float> masks, Span<float> output, int batch, int channels, int height, int width,

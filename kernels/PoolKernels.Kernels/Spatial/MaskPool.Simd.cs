@@ -10,7 +10,7 @@ namespace PoolKernels.Kernels.Spatial;
 /// resize fused into the weight computation, no resized mask tensor), then x[b] is read once per block, 4 channel planes
 /// × 4 weight planes at a time through the <see cref="DotTile"/> register micro-kernel.
 /// </summary>
-public static unsafe class MaskPoolSimd
+internal static unsafe class MaskPoolSimd
 {
     private const int QBlock = 16;
 

@@ -9,7 +9,7 @@ namespace PoolKernels.Kernels.Spatial;
 /// on neighbouring output columns (their windows overlap, so reads hit cache). Replicate/reflect padding is an index
 /// map, not a padded copy.
 /// </summary>
-public static class Pool2dIlgpu
+internal static class Pool2dIlgpu
 {
     /// <summary>Window kernel; <paramref name="i"/> runs over B·C·OutH·OutW.</summary>
     [GpuKernel]

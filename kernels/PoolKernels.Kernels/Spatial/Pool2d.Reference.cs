@@ -1,25 +1,12 @@
 namespace PoolKernels.Kernels.Spatial;
 
-/// <summary>A windowed pooling mode of <c>pool2d</c>.</summary>
-public enum Pool2dMode
-{
-    /// <summary>avg_pool2d.</summary>
-    Avg,
-    /// <summary>max_pool2d (implicit padding is -inf, NaN propagates).</summary>
-    Max,
-    /// <summary>-max_pool2d(-x).</summary>
-    Min,
-    /// <summary>lp_pool2d: (Σ x^p)^(1/p).</summary>
-    Lp,
-}
-
 /// <summary>
 /// Geometry and options of one <c>pool2d</c> call, already validated and resolved. Pooling runs on a "data" grid of
 /// DataH × DataW cells with implicit padding ImpH/ImpW: for padding_mode zeros the data grid is x itself and
 /// the implicit padding is <c>padding</c>; for replicate/reflect the data grid is the padded input (never
 /// materialized: <see cref="PadIndex.Map"/> maps its cells back to x) and there is no implicit padding.
 /// </summary>
-public struct Pool2dParams
+internal struct Pool2dParams
 {
     /// <summary>Input shape.</summary>
     public int Batch, Channels, H, W;
@@ -52,7 +39,7 @@ public struct Pool2dParams
 /// to [−pad, in+pad) when count_include_pad, else by its cells inside the data; max/min skip cells outside the data;
 /// lp sums x^p over the cells inside the data. A window with no data cell gives 0.
 /// </summary>
-public static class Pool2dReference
+internal static class Pool2dReference
 {
     /// <summary>Runs into output [B,C,OutH,OutW].</summary>
     public static void Run(ReadOnlySpan<float> x, Span<float> output, in Pool2dParams q)
@@ -111,7 +98,7 @@ public static class Pool2dReference
 /// Output element (b, c, i, j) goes to output[b·OutStride + OutOffset + (c·OutH + i)·OutW + j], so spp writes each
 /// level straight into its slice of the concatenated row.
 /// </summary>
-public struct AdaptivePoolParams
+internal struct AdaptivePoolParams
 {
     /// <summary>Input shape.</summary>
     public int Batch, Channels, H, W;
@@ -124,7 +111,7 @@ public struct AdaptivePoolParams
 }
 
 /// <summary><c>adaptive_pool2d</c> / <c>spp</c>, scalar reference (double). An empty bin (H or W = 0) gives 0.</summary>
-public static class AdaptivePoolReference
+internal static class AdaptivePoolReference
 {
     /// <summary>Runs one level into output.</summary>
     public static void Run(ReadOnlySpan<float> x, Span<float> output, in AdaptivePoolParams q)

@@ -12,7 +12,7 @@ namespace PoolKernels.Kernels.Spatial;
 /// that row; everything else walks the window per output cell in float. Adaptive levels on planes up to 64×64 take
 /// the channels as vector lanes (see <c>AdaptiveJob.ExecuteLanes</c>).
 /// </summary>
-public static unsafe class Pool2dSimd
+internal static unsafe class Pool2dSimd
 {
     /// <summary>The built-in input floats per work item (the tunable <c>item</c>): whole planes, at least one.</summary>
     public const int DefaultItemFloats = 16384;

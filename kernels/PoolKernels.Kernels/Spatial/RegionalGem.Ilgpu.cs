@@ -6,7 +6,7 @@ namespace PoolKernels.Kernels.Spatial;
 
 /// <summary><c>regional_gem</c>, ILGPU: one thread per output cell reads its k×k reflect-mapped window directly
 /// (no padded intermediate); neighbouring threads share most of their window through the cache.</summary>
-public static class RegionalGemIlgpu
+internal static class RegionalGemIlgpu
 {
     /// <summary>The kernel; <paramref name="i"/> runs over B·C·H·W.</summary>
     [GpuKernel]

@@ -5,7 +5,7 @@ namespace PoolKernels.Kernels.Spatial;
 /// out = 0.5·((1/k²) Σ over the k×k window of the reflect-padded xc of xc^p)^(1/p) + 0.5·xc.
 /// The kernel is odd, the padding k/2 on each side (smaller than H and W).
 /// </summary>
-public static class RegionalGemReference
+internal static class RegionalGemReference
 {
     /// <summary>Runs into output [B,C,H,W].</summary>
     public static void Run(ReadOnlySpan<float> x, Span<float> output, int batch, int channels, int height, int width, float p, int kernel)

@@ -14,7 +14,7 @@ namespace PoolKernels.Kernels.Spatial;
 /// <para>[8,512,14,14] p = 2.5, k = 5: the per-plane form spent ~6 ns per element on 14-float rows (1–2% of the FMA
 /// peak, 3% of the streaming read); see the README for the channel-lane figures.</para>
 /// </summary>
-public static unsafe class RegionalGemSimd
+internal static unsafe class RegionalGemSimd
 {
     /// <summary>Largest H·W that takes the channel-lane path (3 blocks of H·W·16 floats per worker: 768 KB).</summary>
     public const int LanePlane = 4096;

@@ -9,7 +9,7 @@ namespace PoolKernels.Kernels.Spatial;
 /// (b,d) takes the max over s of x/norm. Finite p: one group reduces γ = min(x) (NaN-propagating, shared memory), then
 /// one thread per (b,d) accumulates over s.
 /// </summary>
-public static class ScaleGemIlgpu
+internal static class ScaleGemIlgpu
 {
     /// <summary>Row norms: one group per row of <paramref name="dim"/> entries; writes max(‖row‖, 1e-12).</summary>
     [GpuKernel]

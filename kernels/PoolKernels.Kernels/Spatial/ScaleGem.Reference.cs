@@ -5,7 +5,7 @@ namespace PoolKernels.Kernels.Spatial;
 /// p = +inf: out[b] = max over s of normalize(x[s,b]) (normalize = v / max(‖v‖₂, 1e-12)).
 /// Finite p: γ = min of every entry of x; out[b] = ((1/S) Σ_s (x[s,b] − γ)^p)^(1/p) + γ. S = 0 gives 0.
 /// </summary>
-public static class ScaleGemReference
+internal static class ScaleGemReference
 {
     /// <summary>Runs into output [B,D].</summary>
     public static void Run(ReadOnlySpan<float> x, Span<float> output, int scales, int batch, int dim, float p)

@@ -7,7 +7,7 @@ namespace PoolKernels.Kernels.Spatial;
 /// <c>scale_gem</c>, managed: γ (finite p) by a parallel TensorPrimitives.Min over x; then one work item per batch row
 /// accumulates its S rows vector-wise (power of the shifted row, or the row scaled by its inverse norm for p = inf).
 /// </summary>
-public static unsafe class ScaleGemSimd
+internal static unsafe class ScaleGemSimd
 {
     /// <summary>Runs into output [B,D].</summary>
     public static void Run(ReadOnlySpan<float> x, Span<float> output, int scales, int batch, int dim, float p, WorkerPool pool)

@@ -8,7 +8,7 @@ namespace PoolKernels.Kernels.Spatial;
 /// of its bytes is nonzero, which is the same as "value != 0" for every one of those types. Reading masks as raw
 /// bytes with their element size lets one kernel serve every mask dtype (no generic instantiation per type).
 /// </summary>
-public static class MaskBytes
+internal static class MaskBytes
 {
     /// <summary>True when element <paramref name="i"/> of a mask of <paramref name="size"/>-byte elements is nonzero.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -38,7 +38,7 @@ public static class MaskBytes
 }
 
 /// <summary>Maps a coordinate of a replicate- or reflect-padded axis back to the input (no padded copy is made).</summary>
-public static class PadIndex
+internal static class PadIndex
 {
     /// <summary>Padding mode codes shared by the kernels.</summary>
     public const int Zeros = 0, Replicate = 1, Reflect = 2;

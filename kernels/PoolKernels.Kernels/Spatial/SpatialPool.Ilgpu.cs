@@ -6,7 +6,7 @@ using PoolKernels.Kernels.Sequence;
 namespace PoolKernels.Kernels.Spatial;
 
 /// <summary>Scalar parameters of the <c>spatial_pool</c> kernel.</summary>
-public struct SpatialPoolParams
+internal struct SpatialPoolParams
 {
     /// <summary>Shape.</summary>
     public int Batch, Channels, HW;
@@ -25,7 +25,7 @@ public struct SpatialPoolParams
 /// neighbouring channels (coalesced); in NCHW each thread streams its own contiguous plane. The L2 normalization,
 /// when asked, is sequence_pool's one-group-per-row kernel on the [B,C] result.
 /// </summary>
-public static class SpatialPoolIlgpu
+internal static class SpatialPoolIlgpu
 {
     /// <summary>The pooling kernel; <paramref name="i"/> runs over B·C.</summary>
     [GpuKernel]

@@ -1,22 +1,11 @@
 namespace PoolKernels.Kernels.Spatial;
 
-/// <summary>A global spatial pooling mode (DESIGN.md §3 "Spatial and region pooling").</summary>
-public enum SpatialPoolMode
-{
-    /// <summary>Mean over the valid cells.</summary>
-    Avg,
-    /// <summary>Max over the valid cells (NaN propagates).</summary>
-    Max,
-    /// <summary>GeM: ((1/|V|) Σ max(x,eps)^p)^(1/p).</summary>
-    Gem,
-}
-
 /// <summary>
 /// <c>spatial_pool</c>, scalar reference (double accumulation). x is [B,C,H,W] (or [B,H,W,C] when
 /// <c>nhwc</c>); valid, when given, is [B,H,W] raw mask bytes of <c>maskSize</c>-byte elements. For each (b,c)
 /// the valid cells V are reduced by the mode; an empty V gives 0; rows are then L2-normalized when asked.
 /// </summary>
-public static class SpatialPoolReference
+internal static class SpatialPoolReference
 {
     /// <summary>Runs the operation into output [B,C]. Arguments are assumed validated.</summary>
     public static void Run(ReadOnlySpan<float> x, ReadOnlySpan<byte> valid, int maskSize, Span<float> output,

@@ -11,7 +11,7 @@ namespace PoolKernels.Kernels.Spatial;
 /// vector-wise as in sequence_pool. A valid mask is tested per cell. GeM + normalize is one pass over x followed
 /// by a pass over the tiny [B,C] result. Accumulation is float.
 /// </summary>
-public static unsafe class SpatialPoolSimd
+internal static unsafe class SpatialPoolSimd
 {
     private const int Chunk = 512, Block = 256;
 

@@ -7,7 +7,7 @@ namespace PoolKernels.Kernels.Spatial;
 /// <c>spatiotemporal_pool</c>, ILGPU: one thread per (b, output row, d) for out and one per (b, region, d) for regions;
 /// neighbouring threads read neighbouring d (coalesced).
 /// </summary>
-public static class SpatioTemporalPoolIlgpu
+internal static class SpatioTemporalPoolIlgpu
 {
     /// <summary>out; <paramref name="i"/> runs over B·(F+N)·D.</summary>
     [GpuKernel]

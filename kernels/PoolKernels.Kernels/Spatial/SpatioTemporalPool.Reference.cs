@@ -6,7 +6,7 @@ namespace PoolKernels.Kernels.Spatial;
 /// With region_masks [B,R,F,N] (raw bytes of <c>maskSize</c>-byte elements), regions [B,R,D] = the mean of x over the
 /// kept (f,n); an empty region gives 0.
 /// </summary>
-public static class SpatioTemporalPoolReference
+internal static class SpatioTemporalPoolReference
 {
     /// <summary>Runs into out and (when maskSize > 0) regions.</summary>
     public static void Run(ReadOnlySpan<float> x, ReadOnlySpan<byte> regionMasks, int maskSize, Span<float> output, Span<float> regions,

@@ -7,7 +7,7 @@ namespace PoolKernels.Kernels.Spatial;
 /// a patch: the mean of its F frame rows) and one per region (the kept rows of its mask); each accumulates whole
 /// D-rows with TensorPrimitives straight into its output row.
 /// </summary>
-public static unsafe class SpatioTemporalPoolSimd
+internal static unsafe class SpatioTemporalPoolSimd
 {
     /// <summary>Runs into out and (when maskSize > 0) regions.</summary>
     public static void Run(ReadOnlySpan<float> x, ReadOnlySpan<byte> regionMasks, int maskSize, Span<float> output, Span<float> regions,

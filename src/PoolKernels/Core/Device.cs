@@ -30,7 +30,7 @@ public sealed record DeviceInfo(string Id, string Name, BackendKind Kind, long M
 /// <summary>
 /// A backend that runs PoolKernels operations. Devices are safe to call from many threads at once.
 /// Operations are extension methods (see <see cref="SequencePooling"/>); device-resident buffers come from
-/// <see cref="Allocate"/> / <see cref="Upload(Tensor)"/> so calls can be chained without host copies.
+/// <see cref="Allocate"/> / <see cref="Upload(HostTensor)"/> so calls can be chained without host copies.
 /// </summary>
 public abstract class Device : IDisposable
 {
@@ -47,7 +47,7 @@ public abstract class Device : IDisposable
     public abstract DeviceTensor Allocate(DType dtype, params int[] shape);
 
     /// <summary>Copies a host tensor to the device.</summary>
-    public DeviceTensor Upload(Tensor tensor)
+    public DeviceTensor Upload(HostTensor tensor)
     {
         ArgumentNullException.ThrowIfNull(tensor);
         var t = Allocate(tensor.DType, (int[])tensor.Shape.Clone());
@@ -81,7 +81,7 @@ public abstract class Device : IDisposable
 public sealed class CpuDevice : Device
 {
     /// <summary>The worker pool the SIMD kernels run on.</summary>
-    public WorkerPool Pool { get; }
+    internal WorkerPool Pool { get; }
 
     internal CpuDevice(BackendKind kind, WorkerPool pool)
         : base(new DeviceInfo(kind == BackendKind.Reference ? "reference" : "simd",

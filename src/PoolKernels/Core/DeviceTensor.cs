@@ -70,9 +70,9 @@ public sealed class DeviceTensor : IDisposable
     }
 
     /// <summary>A host copy.</summary>
-    public Tensor ToTensor()
+    public HostTensor ToTensor()
     {
-        var t = Tensor.Zeros(DType, (int[])Shape.Clone());
+        var t = HostTensor.Zeros(DType, (int[])Shape.Clone());
         CopyToBytes(t.Data.Span);
         return t;
     }

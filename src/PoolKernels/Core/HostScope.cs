@@ -6,7 +6,7 @@ internal sealed class HostScope(Device device) : IDisposable
 {
     private readonly List<DeviceTensor> _owned = [];
 
-    public DeviceTensor Bind(Tensor t)
+    public DeviceTensor Bind(HostTensor t)
     {
         ArgumentNullException.ThrowIfNull(t);
         if (device is CpuDevice) return new DeviceTensor(device, t.DType, t.Shape, t.Data, null);
@@ -15,7 +15,7 @@ internal sealed class HostScope(Device device) : IDisposable
         return d;
     }
 
-    public DeviceTensor? BindOptional(Tensor? t) => t is null ? null : Bind(t);
+    public DeviceTensor? BindOptional(HostTensor? t) => t is null ? null : Bind(t);
 
     public DeviceTensor Output(DType dtype, params int[] shape)
     {
@@ -24,7 +24,7 @@ internal sealed class HostScope(Device device) : IDisposable
         return d;
     }
 
-    public Tensor Result(DeviceTensor d) => device is CpuDevice ? new Tensor(d.DType, d.Shape, d.Host) : d.ToTensor();
+    public HostTensor Result(DeviceTensor d) => device is CpuDevice ? new HostTensor(d.DType, d.Shape, d.Host) : d.ToTensor();
 
     public void Dispose()
     {

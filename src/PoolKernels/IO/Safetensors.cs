@@ -17,11 +17,11 @@ public sealed class SafetensorsFile : IDisposable
 {
     private readonly IDisposable? _owner;
     /// <summary>Tensors by name, in file order.</summary>
-    public IReadOnlyDictionary<string, Tensor> Tensors { get; }
+    public IReadOnlyDictionary<string, HostTensor> Tensors { get; }
     /// <summary>The string map under <c>__metadata__</c> (empty when absent).</summary>
     public IReadOnlyDictionary<string, string> Metadata { get; }
 
-    internal SafetensorsFile(IReadOnlyDictionary<string, Tensor> tensors, IReadOnlyDictionary<string, string> metadata, IDisposable? owner)
+    internal SafetensorsFile(IReadOnlyDictionary<string, HostTensor> tensors, IReadOnlyDictionary<string, string> metadata, IDisposable? owner)
     { Tensors = tensors; Metadata = metadata; _owner = owner; }
 
     /// <summary>Releases the mapping (tensors of a mapped file must not be used afterwards).</summary>
@@ -83,7 +83,7 @@ public static class Safetensors
         if (doc.RootElement.ValueKind != JsonValueKind.Object) throw new SafetensorsFormatException($"{name}: header is not a JSON object.");
 
         var metadata = new Dictionary<string, string>();
-        var tensors = new Dictionary<string, Tensor>();
+        var tensors = new Dictionary<string, HostTensor>();
         var spans = new List<(long Begin, long End, string Name)>();
         foreach (var prop in doc.RootElement.EnumerateObject())
         {
@@ -123,7 +123,7 @@ public static class Safetensors
             if (need != end - begin)
                 throw new SafetensorsFormatException($"{name}: tensor '{prop.Name}' {dtype.Name()}{PoolKernels.Shape.Format(shape)} needs {need} bytes but its offsets span {end - begin}.");
             if (tensors.ContainsKey(prop.Name)) throw new SafetensorsFormatException($"{name}: tensor '{prop.Name}' appears twice.");
-            tensors[prop.Name] = new Tensor(dtype, shape, data.Slice((int)begin, (int)(end - begin)));
+            tensors[prop.Name] = new HostTensor(dtype, shape, data.Slice((int)begin, (int)(end - begin)));
             spans.Add((begin, end, prop.Name));
         }
         spans.Sort((a, b) => a.Begin != b.Begin ? a.Begin.CompareTo(b.Begin) : a.End.CompareTo(b.End));
@@ -134,7 +134,7 @@ public static class Safetensors
     }
 
     /// <summary>Serializes tensors (in the order given) and metadata to bytes; the header is padded to 8 bytes.</summary>
-    public static byte[] Serialize(IEnumerable<KeyValuePair<string, Tensor>> tensors, IReadOnlyDictionary<string, string>? metadata = null)
+    public static byte[] Serialize(IEnumerable<KeyValuePair<string, HostTensor>> tensors, IReadOnlyDictionary<string, string>? metadata = null)
     {
         using var ms = new MemoryStream();
         Write(ms, tensors, metadata);
@@ -142,14 +142,14 @@ public static class Safetensors
     }
 
     /// <summary>Writes a safetensors file.</summary>
-    public static void Write(string path, IEnumerable<KeyValuePair<string, Tensor>> tensors, IReadOnlyDictionary<string, string>? metadata = null)
+    public static void Write(string path, IEnumerable<KeyValuePair<string, HostTensor>> tensors, IReadOnlyDictionary<string, string>? metadata = null)
     {
         using var fs = File.Create(path);
         Write(fs, tensors, metadata);
     }
 
     /// <summary>Writes safetensors to a stream.</summary>
-    public static void Write(Stream stream, IEnumerable<KeyValuePair<string, Tensor>> tensors, IReadOnlyDictionary<string, string>? metadata = null)
+    public static void Write(Stream stream, IEnumerable<KeyValuePair<string, HostTensor>> tensors, IReadOnlyDictionary<string, string>? metadata = null)
     {
         var list = tensors.ToList();
         var headerBuf = new ArrayBufferWriter<byte>();

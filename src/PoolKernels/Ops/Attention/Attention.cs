@@ -91,8 +91,8 @@ public static class Attention
     /// <summary><c>sdpa</c> on host tensors; returns out (q's layout, last dim Ev) and lse [B,Hq,Tq], both F32.</summary>
     /// <exception cref="ArgumentException">A shape, dtype or option is invalid (ParamName: q, k, v, attn_mask,
     /// key_padding_mask, causal, scale, window_left, window_right, layout).</exception>
-    public static (Tensor Out, Tensor Lse) Sdpa(this Device device, Tensor q, Tensor k, Tensor v, Tensor? attnMask = null,
-        Tensor? keyPaddingMask = null, SdpaOptions? options = null)
+    public static (HostTensor Out, HostTensor Lse) Sdpa(this Device device, HostTensor q, HostTensor k, HostTensor v, HostTensor? attnMask = null,
+        HostTensor? keyPaddingMask = null, SdpaOptions? options = null)
     {
         ArgumentNullException.ThrowIfNull(device);
         ArgumentNullException.ThrowIfNull(q); ArgumentNullException.ThrowIfNull(k); ArgumentNullException.ThrowIfNull(v);
@@ -182,7 +182,7 @@ public static class Attention
     /// <summary><c>sdpa_varlen</c> on host tensors: q [Nq,Hq,E], k [Nk,Hkv,E], v [Nk,Hkv,Ev] (one float dtype),
     /// cu_seqlens_q/k [B+1] (I64|I32, starting at 0, non-decreasing, ending at Nq/Nk). Returns out [Nq,Hq,Ev] and lse [Nq,Hq].
     /// Layout is ignored. A sequence with no keys gives out 0 and lse -inf.</summary>
-    public static (Tensor Out, Tensor Lse) SdpaVarlen(this Device device, Tensor q, Tensor k, Tensor v, Tensor cuSeqlensQ, Tensor cuSeqlensK,
+    public static (HostTensor Out, HostTensor Lse) SdpaVarlen(this Device device, HostTensor q, HostTensor k, HostTensor v, HostTensor cuSeqlensQ, HostTensor cuSeqlensK,
         SdpaOptions? options = null)
     {
         ArgumentNullException.ThrowIfNull(device);
@@ -303,7 +303,7 @@ public static class Attention
         return new Plan(p, bhtd, tq);
     }
 
-    internal static Plan PlanVarlen(int[] qs, DType qt, int[] ks, DType kt, int[] vs, DType vt, Tensor cuQ, Tensor cuK, SdpaOptions options) =>
+    internal static Plan PlanVarlen(int[] qs, DType qt, int[] ks, DType kt, int[] vs, DType vt, HostTensor cuQ, HostTensor cuK, SdpaOptions options) =>
         PlanVarlen(qs, qt, ks, kt, vs, vt, cuQ.Data.Span, cuQ.DType, cuQ.Shape, cuK.Data.Span, cuK.DType, cuK.Shape, options);
 
     internal static Plan PlanVarlen(int[] qs, DType qt, int[] ks, DType kt, int[] vs, DType vt, ReadOnlySpan<byte> cuQ, DType cuQt, int[] cuQs,

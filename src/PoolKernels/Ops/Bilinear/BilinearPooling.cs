@@ -6,7 +6,7 @@ using PoolKernels.Kernels.Bilinear;
 namespace PoolKernels;
 
 /// <summary>The four weights of one MFB block: wx [o·k, Dx], bx [o·k], wy [o·k, Dy], by [o·k] (F32); T is
-/// <see cref="Tensor"/> or <see cref="DeviceTensor"/>.</summary>
+/// <see cref="HostTensor"/> or <see cref="DeviceTensor"/>.</summary>
 public sealed record MfbWeights<T>(T Wx, T Bx, T Wy, T By) where T : class;
 
 /// <summary>Options of <c>mfb_pool</c> / <c>mfh_pool</c>.</summary>
@@ -53,7 +53,7 @@ public static class BilinearPooling
     // ---------------------------------------------------------------- bilinear_pool
 
     /// <summary><c>bilinear_pool</c> on host tensors; returns [B, Dx·Dy].</summary>
-    public static Tensor BilinearPool(this Device device, Tensor x, Tensor? y = null, Tensor? mask = null, bool signedSqrt = true, bool normalize = true)
+    public static HostTensor BilinearPool(this Device device, HostTensor x, HostTensor? y = null, HostTensor? mask = null, bool signedSqrt = true, bool normalize = true)
     {
         ArgumentNullException.ThrowIfNull(x);
         Check.Rank(x.Shape, 3, "x", "[B,N,Dx]");
@@ -135,17 +135,17 @@ public static class BilinearPooling
     // ---------------------------------------------------------------- mfb_pool / mfh_pool
 
     /// <summary><c>mfb_pool</c> on host tensors: x [B,Dx], y [B,Dy]; returns [B, o].</summary>
-    public static Tensor MfbPool(this Device device, Tensor x, Tensor y, MfbWeights<Tensor> weights, MfbOptions? options = null) =>
+    public static HostTensor MfbPool(this Device device, HostTensor x, HostTensor y, MfbWeights<HostTensor> weights, MfbOptions? options = null) =>
         MfCore(device, x, y, weights, null, options ?? new());
 
     /// <summary><c>mfh_pool</c> on host tensors: returns [B, 2o] = [z1; z2].</summary>
-    public static Tensor MfhPool(this Device device, Tensor x, Tensor y, MfbWeights<Tensor> block1, MfbWeights<Tensor> block2, MfbOptions? options = null)
+    public static HostTensor MfhPool(this Device device, HostTensor x, HostTensor y, MfbWeights<HostTensor> block1, MfbWeights<HostTensor> block2, MfbOptions? options = null)
     {
         ArgumentNullException.ThrowIfNull(block2);
         return MfCore(device, x, y, block1, block2, options ?? new());
     }
 
-    private static Tensor MfCore(Device device, Tensor x, Tensor y, MfbWeights<Tensor> w1, MfbWeights<Tensor>? w2, MfbOptions options)
+    private static HostTensor MfCore(Device device, HostTensor x, HostTensor y, MfbWeights<HostTensor> w1, MfbWeights<HostTensor>? w2, MfbOptions options)
     {
         ArgumentNullException.ThrowIfNull(x);
         ArgumentNullException.ThrowIfNull(w1);
@@ -156,7 +156,7 @@ public static class BilinearPooling
         int o = w1.Wx.Shape[0] / options.K;
         using var scope = new HostScope(device);
         var output = scope.Output(DType.F32, x.Shape[0], (w2 is null ? 1 : 2) * o);
-        MfbWeights<DeviceTensor> Bind(MfbWeights<Tensor> w) => new(scope.Bind(w.Wx), scope.Bind(w.Bx), scope.Bind(w.Wy), scope.Bind(w.By));
+        MfbWeights<DeviceTensor> Bind(MfbWeights<HostTensor> w) => new(scope.Bind(w.Wx), scope.Bind(w.Bx), scope.Bind(w.Wy), scope.Bind(w.By));
         if (w2 is null) device.MfbPool(scope.Bind(x), scope.Bind(y), Bind(w1), output, options);
         else device.MfhPool(scope.Bind(x), scope.Bind(y), Bind(w1), Bind(w2), output, options);
         return scope.Result(output);
@@ -245,7 +245,7 @@ public static class BilinearPooling
 
     /// <summary><c>compact_bilinear_pool</c> on host tensors: x [B,Dx], y [B,Dy] F32, hx [Dx] / hy [Dy] I64|I32 in [0, d),
     /// sx [Dx] / sy [Dy] F32 (±1); returns [B, d].</summary>
-    public static Tensor CompactBilinearPool(this Device device, Tensor x, Tensor y, Tensor hx, Tensor sx, Tensor hy, Tensor sy, int d,
+    public static HostTensor CompactBilinearPool(this Device device, HostTensor x, HostTensor y, HostTensor hx, HostTensor sx, HostTensor hy, HostTensor sy, int d,
         bool signedSqrt = false, bool normalize = false)
     {
         ArgumentNullException.ThrowIfNull(x);

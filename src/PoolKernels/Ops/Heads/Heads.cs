@@ -9,8 +9,8 @@ namespace PoolKernels;
 
 /// <summary>
 /// The fused building blocks of the trainable pooling heads (DESIGN.md §3 "Trainable pooling heads"), exposed on every
-/// backend: <see cref="LayerNorm(Device, Tensor, Tensor, Tensor, float)"/>, <see cref="Linear(Device, Tensor, Tensor, Tensor?, Tensor?)"/>
-/// (a tiled GEMM), <see cref="Geglu(Device, Tensor)"/> and <see cref="MeanRows(Device, Tensor, Tensor?, bool)"/>. All take and
+/// backend: <see cref="LayerNorm(Device, HostTensor, HostTensor, HostTensor, float)"/>, <see cref="Linear(Device, HostTensor, HostTensor, HostTensor?, HostTensor?)"/>
+/// (a tiled GEMM), <see cref="Geglu(Device, HostTensor)"/> and <see cref="MeanRows(Device, HostTensor, HostTensor?, bool)"/>. All take and
 /// return F32 tensors (the heads widen F16/BF16 inputs once, on entry) and accumulate in float (double on
 /// <c>reference</c>); the float backends differ from the reference in the last bits.
 /// </summary>
@@ -21,7 +21,7 @@ public static class Heads
     /// <summary>LayerNorm over the last dim D: y = (x - mean) / √(var + eps) · weight + bias, var the biased variance
     /// (PyTorch's <c>layer_norm</c>). x [..., D] F32, weight and bias [D] F32. Returns a new tensor of x's shape.</summary>
     /// <exception cref="ArgumentException">A shape or dtype is wrong (ParamName x, weight, bias, eps).</exception>
-    public static Tensor LayerNorm(this Device device, Tensor x, Tensor weight, Tensor bias, float eps = 1e-5f)
+    public static HostTensor LayerNorm(this Device device, HostTensor x, HostTensor weight, HostTensor bias, float eps = 1e-5f)
     {
         ArgumentNullException.ThrowIfNull(device); ArgumentNullException.ThrowIfNull(x);
         using var scope = new HostScope(device);
@@ -51,7 +51,7 @@ public static class Heads
     /// optional, residual optional with y's shape [..., N]. A tiled GEMM on every backend (SIMD: packed Vector512 panels,
     /// multi-threaded; ILGPU: shared-memory tiles). Returns a new [..., N] tensor.</summary>
     /// <exception cref="ArgumentException">A shape or dtype is wrong (ParamName x, weight, bias, residual).</exception>
-    public static Tensor Linear(this Device device, Tensor x, Tensor weight, Tensor? bias = null, Tensor? residual = null)
+    public static HostTensor Linear(this Device device, HostTensor x, HostTensor weight, HostTensor? bias = null, HostTensor? residual = null)
     {
         ArgumentNullException.ThrowIfNull(device); ArgumentNullException.ThrowIfNull(x); ArgumentNullException.ThrowIfNull(weight);
         if (x.Shape.Length == 0 || weight.Shape.Length != 2) CheckLinear(x.Shape, weight.Shape, bias?.Shape, residual?.Shape, null);
@@ -96,7 +96,7 @@ public static class Heads
 
     /// <summary>GEGLU with the exact (erf) GELU: h [..., 2F] = a‖g (a the first half) → [..., F] = a ⊙ gelu(g),
     /// gelu(g) = g/2·(1 + erf(g/√2)). NaN propagates; gelu(-inf) is NaN as in PyTorch (-inf·0).</summary>
-    public static Tensor Geglu(this Device device, Tensor h)
+    public static HostTensor Geglu(this Device device, HostTensor h)
     {
         ArgumentNullException.ThrowIfNull(device); ArgumentNullException.ThrowIfNull(h);
         if (h.Shape.Length == 0 || h.Shape[^1] % 2 != 0) throw new ArgumentException($"h must be [..., 2F] (even last dim), got {Shape.Format(h.Shape)}.", nameof(h));
@@ -125,7 +125,7 @@ public static class Heads
     /// <summary>Mean over the rows of each batch item: x [B, N, D] (F32|F16|BF16) → [B, D], over the rows whose
     /// <paramref name="mask"/> [B, N] (I64|I32|U8|BOOL, nonzero keeps) is set, all rows when null; an empty set gives 0;
     /// then v / max(‖v‖₂, 1e-12) when <paramref name="normalize"/>. This is <c>sequence_pool</c>'s <c>mean</c> (same kernels).</summary>
-    public static Tensor MeanRows(this Device device, Tensor x, Tensor? mask = null, bool normalize = false)
+    public static HostTensor MeanRows(this Device device, HostTensor x, HostTensor? mask = null, bool normalize = false)
     {
         ArgumentNullException.ThrowIfNull(device); ArgumentNullException.ThrowIfNull(x);
         Check.Rank(x.Shape, 3, nameof(x), "[B,N,D]");
@@ -133,9 +133,9 @@ public static class Heads
         return device.SequencePool(x, mask, new SequencePoolOptions(SequencePoolMode.Mean) { Normalize = normalize });
     }
 
-    internal static Tensor Ones(int b, int n)
+    internal static HostTensor Ones(int b, int n)
     {
-        var t = Tensor.Zeros(DType.U8, b, n);
+        var t = HostTensor.Zeros(DType.U8, b, n);
         t.Data.Span.Fill(1);
         return t;
     }

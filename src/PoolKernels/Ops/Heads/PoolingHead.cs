@@ -18,7 +18,7 @@ public enum LatentAttentionVariant
 /// <c>latent_attention_pool</c> / <c>multi_layer_pool</c>, loaded once by their PyTorch state-dict names, converted to F32
 /// once and kept on the device until <see cref="Dispose"/>.
 /// <para>Shapes are inferred: D and R from <c>latents</c> [R, D]; dh = rows(to_q)/heads; the FF width F = rows(net.0)/2
-/// (F = M·D for an FF multiplier M); <c>pos_emb.weight</c> [P, D] is optional (needed by <see cref="MultiLayer(Tensor, bool)"/>,
+/// (F = M·D for an FF multiplier M); <c>pos_emb.weight</c> [P, D] is optional (needed by <see cref="MultiLayer(HostTensor, bool)"/>,
 /// which reads its first L rows). Missing, extra or mis-shaped tensors raise one <see cref="ArgumentException"/> that lists
 /// all of them.</para>
 /// <para>Each call: resampler X = LN0(hidden), Lt = LNctx(latents), Q = Lt·Wqᵀ, K|V = X·Wkvᵀ, O = MHA(Q, K, V)·Woutᵀ with
@@ -62,7 +62,7 @@ public sealed class PoolingHead : IDisposable
     public int HeadDim { get; }
     /// <summary>FF inner width F (net.0 has 2F rows: a then g).</summary>
     public int FfWidth { get; }
-    /// <summary>Rows of pos_emb.weight (0 when absent): the most layers <see cref="MultiLayer(Tensor, bool)"/> accepts.</summary>
+    /// <summary>Rows of pos_emb.weight (0 when absent): the most layers <see cref="MultiLayer(HostTensor, bool)"/> accepts.</summary>
     public int PosEmbRows { get; }
 
     private readonly object _gate = new();
@@ -73,7 +73,7 @@ public sealed class PoolingHead : IDisposable
     private Workspace? _ws;
     private bool _disposed;
 
-    private PoolingHead(Device device, IReadOnlyDictionary<string, Tensor> w, int heads)
+    private PoolingHead(Device device, IReadOnlyDictionary<string, HostTensor> w, int heads)
     {
         Device = device;
         var errors = new List<string>();
@@ -126,7 +126,7 @@ public sealed class PoolingHead : IDisposable
     /// <summary>A head from tensors named by their state-dict names (F32, F16 or BF16), uploaded to <paramref name="device"/>.</summary>
     /// <exception cref="ArgumentException">Missing, extra or mis-shaped tensors (all listed; ParamName "weights"), or heads
     /// not dividing rows(to_q) (ParamName "heads").</exception>
-    public static PoolingHead FromTensors(Device device, IReadOnlyDictionary<string, Tensor> weights, int heads)
+    public static PoolingHead FromTensors(Device device, IReadOnlyDictionary<string, HostTensor> weights, int heads)
     {
         ArgumentNullException.ThrowIfNull(device); ArgumentNullException.ThrowIfNull(weights);
         return new PoolingHead(device, weights, heads);
@@ -139,16 +139,16 @@ public sealed class PoolingHead : IDisposable
         return FromTensors(device, file.Tensors, heads);
     }
 
-    /// <summary>The weights as F32 host tensors by state-dict name (to_kv re-joined), e.g. to save with <see cref="Safetensors.Write(string, IEnumerable{KeyValuePair{string, Tensor}}, IReadOnlyDictionary{string, string}?)"/>.</summary>
-    public Dictionary<string, Tensor> StateDict()
+    /// <summary>The weights as F32 host tensors by state-dict name (to_kv re-joined), e.g. to save with <see cref="Safetensors.Write(string, IEnumerable{KeyValuePair{string, HostTensor}}, IReadOnlyDictionary{string, string}?)"/>.</summary>
+    public Dictionary<string, HostTensor> StateDict()
     {
         lock (_gate)
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
             var k = _k.W.ToTensor(); var v = _v.W.ToTensor();
-            var kv = Tensor.Zeros(DType.F32, 2 * _k.N, Dim);
+            var kv = HostTensor.Zeros(DType.F32, 2 * _k.N, Dim);
             k.Data.Span.CopyTo(kv.Data.Span); v.Data.Span.CopyTo(kv.Data.Span[k.Data.Length..]);
-            var d = new Dictionary<string, Tensor>
+            var d = new Dictionary<string, HostTensor>
             {
                 [Latents] = _latents.ToTensor(), [Norm0W] = _n0w.ToTensor(), [Norm0B] = _n0b.ToTensor(), [NormCtxW] = _nCw.ToTensor(), [NormCtxB] = _nCb.ToTensor(),
                 [ToQ] = _q.W.ToTensor(), [ToKv] = kv, [ToOut] = _out.W.ToTensor(), [Norm1W] = _n1w.ToTensor(), [Norm1B] = _n1b.ToTensor(),
@@ -166,19 +166,19 @@ public sealed class PoolingHead : IDisposable
 
     /// <summary><c>latent_attention_pool</c> variant <c>resampler</c>: hidden [B,N,D] F32|F16|BF16, attentionMask [B,N] optional
     /// (masks keys; the paper passes none). Returns out [B,D] F32.</summary>
-    public Tensor Resampler(Tensor hidden, Tensor? attentionMask = null, bool normalize = true) =>
+    public HostTensor Resampler(HostTensor hidden, HostTensor? attentionMask = null, bool normalize = true) =>
         Host(hidden, attentionMask, null, normalize, LatentAttentionVariant.Resampler, false);
 
     /// <summary><c>latent_attention_pool</c> variant <c>nvembed</c>: hidden [B,N,D], attentionMask [B,N] and prefixLen [B]
     /// (I64|I32) optional, used only in the final mean. Returns out [B,D] F32.</summary>
-    public Tensor NvEmbed(Tensor hidden, Tensor? attentionMask = null, Tensor? prefixLen = null, bool normalize = true) =>
+    public HostTensor NvEmbed(HostTensor hidden, HostTensor? attentionMask = null, HostTensor? prefixLen = null, bool normalize = true) =>
         Host(hidden, attentionMask, prefixLen, normalize, LatentAttentionVariant.NvEmbed, false);
 
     /// <summary><c>multi_layer_pool</c>: layers [B,L,D] (e.g. from <c>layer_pool</c>), L ≤ rows of pos_emb.weight. Returns out [B,D] F32.</summary>
-    public Tensor MultiLayer(Tensor layers, bool normalize = true) =>
+    public HostTensor MultiLayer(HostTensor layers, bool normalize = true) =>
         Host(layers, null, null, normalize, LatentAttentionVariant.Resampler, true);
 
-    private Tensor Host(Tensor hidden, Tensor? mask, Tensor? prefix, bool normalize, LatentAttentionVariant variant, bool multiLayer)
+    private HostTensor Host(HostTensor hidden, HostTensor? mask, HostTensor? prefix, bool normalize, LatentAttentionVariant variant, bool multiLayer)
     {
         ArgumentNullException.ThrowIfNull(hidden);
         string hn = multiLayer ? "layers" : "hidden";
@@ -191,15 +191,15 @@ public sealed class PoolingHead : IDisposable
 
     // ------------------------------------------------------------------ device-tensor calls
 
-    /// <summary><see cref="Resampler(Tensor, Tensor?, bool)"/> on device tensors; output [B,D] F32.</summary>
+    /// <summary><see cref="Resampler(HostTensor, HostTensor?, bool)"/> on device tensors; output [B,D] F32.</summary>
     public void Resampler(DeviceTensor hidden, DeviceTensor? attentionMask, DeviceTensor output, bool normalize = true) =>
         Run(hidden, attentionMask, null, output, normalize, LatentAttentionVariant.Resampler, false);
 
-    /// <summary><see cref="NvEmbed(Tensor, Tensor?, Tensor?, bool)"/> on device tensors; output [B,D] F32.</summary>
+    /// <summary><see cref="NvEmbed(HostTensor, HostTensor?, HostTensor?, bool)"/> on device tensors; output [B,D] F32.</summary>
     public void NvEmbed(DeviceTensor hidden, DeviceTensor? attentionMask, DeviceTensor? prefixLen, DeviceTensor output, bool normalize = true) =>
         Run(hidden, attentionMask, prefixLen, output, normalize, LatentAttentionVariant.NvEmbed, false);
 
-    /// <summary><see cref="MultiLayer(Tensor, bool)"/> on device tensors; output [B,D] F32.</summary>
+    /// <summary><see cref="MultiLayer(HostTensor, bool)"/> on device tensors; output [B,D] F32.</summary>
     public void MultiLayer(DeviceTensor layers, DeviceTensor output, bool normalize = true) =>
         Run(layers, null, null, output, normalize, LatentAttentionVariant.Resampler, true);
 

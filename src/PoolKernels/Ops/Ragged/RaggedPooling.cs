@@ -52,7 +52,7 @@ public static class RaggedPooling
         GatherCore(device, values, null, offsets, null, output, mode);
 
     /// <summary><c>segment_pool</c> on host tensors; returns out [S, D] F32.</summary>
-    public static Tensor SegmentPool(this Device device, Tensor values, Tensor offsets, SegmentPoolMode mode)
+    public static HostTensor SegmentPool(this Device device, HostTensor values, HostTensor offsets, SegmentPoolMode mode)
     {
         ArgumentNullException.ThrowIfNull(values);
         ArgumentNullException.ThrowIfNull(offsets);
@@ -96,7 +96,7 @@ public static class RaggedPooling
     }
 
     /// <summary><c>gather_segment_pool</c> on host tensors; returns out [S, D] F32.</summary>
-    public static Tensor GatherSegmentPool(this Device device, Tensor values, Tensor index, Tensor offsets, Tensor? weights, SegmentPoolMode mode)
+    public static HostTensor GatherSegmentPool(this Device device, HostTensor values, HostTensor index, HostTensor offsets, HostTensor? weights, SegmentPoolMode mode)
     {
         ArgumentNullException.ThrowIfNull(values);
         ArgumentNullException.ThrowIfNull(offsets);
@@ -232,7 +232,7 @@ public static class RaggedPooling
     /// <paramref name="k"/> (keep min(k, n_s); k &gt;= 1). Returns index [M] I64 (global positions, segment-major, score
     /// descending, NaN first, ties to the lower index) and out_offsets [S+1] I64.
     /// </summary>
-    public static (Tensor Index, Tensor OutOffsets) SegmentTopk(this Device device, Tensor scores, Tensor offsets, double? ratio = null, int? k = null)
+    public static (HostTensor Index, HostTensor OutOffsets) SegmentTopk(this Device device, HostTensor scores, HostTensor offsets, double? ratio = null, int? k = null)
     {
         ArgumentNullException.ThrowIfNull(device);
         using var scope = new HostScope(device);
@@ -241,7 +241,7 @@ public static class RaggedPooling
     }
 
     /// <summary><c>segment_topk</c> on device tensors; returns new device tensors index [M] I64 and out_offsets [S+1] I64
-    /// (the caller disposes them). See <see cref="SegmentTopk(Device, Tensor, Tensor, double?, int?)"/>.</summary>
+    /// (the caller disposes them). See <see cref="SegmentTopk(Device, HostTensor, HostTensor, double?, int?)"/>.</summary>
     public static (DeviceTensor Index, DeviceTensor OutOffsets) SegmentTopk(this Device device, DeviceTensor scores, DeviceTensor offsets,
         double? ratio = null, int? k = null)
     {
@@ -308,7 +308,7 @@ public static class RaggedPooling
     /// member_hyperedges. Computed on the host for every backend (an O(V+E) counting sort with data-dependent
     /// output sizes; see <see cref="DualHypergraphReference"/>).
     /// </summary>
-    public static IReadOnlyDictionary<string, Tensor> DualHypergraph(this Device device, Tensor edgeIndex, int numNodes, bool addLoops = true)
+    public static IReadOnlyDictionary<string, HostTensor> DualHypergraph(this Device device, HostTensor edgeIndex, int numNodes, bool addLoops = true)
     {
         ArgumentNullException.ThrowIfNull(device);
         ArgumentNullException.ThrowIfNull(edgeIndex);
@@ -321,13 +321,13 @@ public static class RaggedPooling
             if (e[i] < 0 || e[i] >= numNodes)
                 throw new ArgumentException($"edge_index[{i / m}, {i % m}] = {e[i]} is outside [0, {numNodes}) for num_nodes = {numNodes}.", "edge_index");
         var r = DualHypergraphReference.Run(e.AsSpan(0, m), e.AsSpan(m, m), numNodes, addLoops);
-        return new Dictionary<string, Tensor>
+        return new Dictionary<string, HostTensor>
         {
-            ["hyperedge_offsets"] = Tensor.From(r.HyperedgeOffsets, r.HyperedgeOffsets.Length),
-            ["hyperedge_members"] = Tensor.From(r.HyperedgeMembers, r.HyperedgeMembers.Length),
-            ["hyperedge_node"] = Tensor.From(r.HyperedgeNode, r.HyperedgeNode.Length),
-            ["member_offsets"] = Tensor.From(r.MemberOffsets, r.MemberOffsets.Length),
-            ["member_hyperedges"] = Tensor.From(r.MemberHyperedges, r.MemberHyperedges.Length),
+            ["hyperedge_offsets"] = HostTensor.From(r.HyperedgeOffsets, r.HyperedgeOffsets.Length),
+            ["hyperedge_members"] = HostTensor.From(r.HyperedgeMembers, r.HyperedgeMembers.Length),
+            ["hyperedge_node"] = HostTensor.From(r.HyperedgeNode, r.HyperedgeNode.Length),
+            ["member_offsets"] = HostTensor.From(r.MemberOffsets, r.MemberOffsets.Length),
+            ["member_hyperedges"] = HostTensor.From(r.MemberHyperedges, r.MemberHyperedges.Length),
         };
     }
 

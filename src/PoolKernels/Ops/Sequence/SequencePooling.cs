@@ -166,7 +166,7 @@ public static class SequencePooling
     }
 
     /// <summary><c>sequence_pool</c> on host tensors of any supported dtype; returns a new [B, dims] F32 tensor.</summary>
-    public static Tensor SequencePool(this Device device, Tensor hidden, Tensor attentionMask, SequencePoolOptions options, Tensor? prefixLen = null)
+    public static HostTensor SequencePool(this Device device, HostTensor hidden, HostTensor attentionMask, SequencePoolOptions options, HostTensor? prefixLen = null)
     {
         ArgumentNullException.ThrowIfNull(hidden);
         ArgumentNullException.ThrowIfNull(options);
@@ -181,7 +181,7 @@ public static class SequencePooling
     /// <summary><c>layer_pool</c> on host tensors: hiddenStates [L,B,T,D] F32|F16|BF16, attentionMask [B,T]; pools
     /// each chosen layer with <paramref name="mode"/> (last_token or mean, the sequence_pool rules) into [B, L', D],
     /// layer order as given. <paramref name="layers"/>: null for all, else indices in [-L, L) (negative counts from the end).</summary>
-    public static Tensor LayerPool(this Device device, Tensor hiddenStates, Tensor attentionMask, SequencePoolMode mode, IReadOnlyList<int>? layers = null)
+    public static HostTensor LayerPool(this Device device, HostTensor hiddenStates, HostTensor attentionMask, SequencePoolMode mode, IReadOnlyList<int>? layers = null)
     {
         ArgumentNullException.ThrowIfNull(hiddenStates);
         Check.Rank(hiddenStates.Shape, 4, nameof(hiddenStates), "[L,B,T,D]");
@@ -193,7 +193,7 @@ public static class SequencePooling
     }
 
     /// <summary><c>layer_pool</c> on device-resident tensors: output [B, L', D] F32. See
-    /// <see cref="LayerPool(Device, Tensor, Tensor, SequencePoolMode, IReadOnlyList{int}?)"/>.</summary>
+    /// <see cref="LayerPool(Device, HostTensor, HostTensor, SequencePoolMode, IReadOnlyList{int}?)"/>.</summary>
     public static void LayerPool(this Device device, DeviceTensor hiddenStates, DeviceTensor attentionMask, DeviceTensor output,
         SequencePoolMode mode, IReadOnlyList<int>? layers = null)
     {

@@ -68,7 +68,7 @@ public static class SignalPooling
     }
 
     /// <summary><c>pool1d</c> on a host tensor x [B,C,L] F32; returns out [B,C,Lo].</summary>
-    public static Tensor Pool1d(this Device device, Tensor x, Pool1dMode mode, int kernel, int stride = -1, int padding = 0)
+    public static HostTensor Pool1d(this Device device, HostTensor x, Pool1dMode mode, int kernel, int stride = -1, int padding = 0)
     {
         ArgumentNullException.ThrowIfNull(x);
         Check.Rank(x.Shape, 3, "x", "[B,C,L]");
@@ -119,8 +119,8 @@ public static class SignalPooling
 
 /// <summary>
 /// Streaming <c>pool1d</c> (StreamiNNC): a signal [B, C, ·] pushed in chunks gives exactly the outputs of
-/// <see cref="SignalPooling.Pool1d(Device, Tensor, Pool1dMode, int, int, int)"/> over the whole stream. Each
-/// <see cref="Push(Tensor)"/> returns the windows that the samples seen so far complete ([B, C, n], n may be 0);
+/// <see cref="SignalPooling.Pool1d(Device, HostTensor, Pool1dMode, int, int, int)"/> over the whole stream. Each
+/// <see cref="Push(HostTensor)"/> returns the windows that the samples seen so far complete ([B, C, n], n may be 0);
 /// <see cref="Complete"/> returns the last ones, whose right part is padding. Only the samples still needed by a
 /// future window are kept (at most kernel + chunk per row). Every chunk's length must be a multiple of the
 /// stride, so each chunk advances the output by a whole number of hops; other lengths are rejected. Not thread-safe.
@@ -156,7 +156,7 @@ public sealed class StreamingPool1d
     /// <summary>Appends chunk [B, C, n] F32 (n a multiple of stride) and returns the newly completed windows [B, C, m].</summary>
     /// <exception cref="ArgumentException">The chunk's shape or dtype is wrong, or n is not a multiple of the stride.</exception>
     /// <exception cref="InvalidOperationException">After <see cref="Complete"/>.</exception>
-    public Tensor Push(Tensor chunk)
+    public HostTensor Push(HostTensor chunk)
     {
         ArgumentNullException.ThrowIfNull(chunk);
         if (_done) throw new InvalidOperationException("The stream was completed; start a new StreamingPool1d.");
@@ -184,7 +184,7 @@ public sealed class StreamingPool1d
 
     /// <summary>Ends the stream: returns the remaining windows [B, C, m] (their right part is padding). Pool1d's Lo
     /// outputs have then all been returned, in order.</summary>
-    public Tensor Complete()
+    public HostTensor Complete()
     {
         if (_done) throw new InvalidOperationException("The stream was already completed.");
         _done = true;
@@ -193,10 +193,10 @@ public sealed class StreamingPool1d
 
     private int Cap { get; set; }
 
-    private Tensor Emit(long upTo, long validEnd)
+    private HostTensor Emit(long upTo, long validEnd)
     {
         int count = (int)Math.Max(0, upTo - _next);
-        var result = Tensor.Zeros(DType.F32, _batch, _channels, count);
+        var result = HostTensor.Zeros(DType.F32, _batch, _channels, count);
         if (count > 0 && _rows > 0)
         {
             var p = new Pool1dParams

@@ -13,7 +13,7 @@ public static partial class SpatialPooling
     /// The reflect padding (k/2 per side) must be smaller than H and W, as F.pad requires; it is an index map in the
     /// kernels, never a padded copy.
     /// </summary>
-    public static Tensor RegionalGem(this Device device, Tensor x, float p = 2.5f, int kernel = 5)
+    public static HostTensor RegionalGem(this Device device, HostTensor x, float p = 2.5f, int kernel = 5)
     {
         ArgumentNullException.ThrowIfNull(x);
         Check.Rank(x.Shape, 4, "x", "[B,C,H,W]");
@@ -54,7 +54,7 @@ public static partial class SpatialPooling
     /// max over s of normalize(x_s) (v / max(‖v‖₂, 1e-12)). Finite p > 0: γ = the minimum of every entry of x (all scales,
     /// rows and dims, as SuperGlobal's code), out = ((1/S) Σ_s (x_s − γ)^p)^(1/p) + γ. S = 0 gives 0. NaN propagates.
     /// </summary>
-    public static Tensor ScaleGem(this Device device, Tensor x, float p = float.PositiveInfinity)
+    public static HostTensor ScaleGem(this Device device, HostTensor x, float p = float.PositiveInfinity)
     {
         ArgumentNullException.ThrowIfNull(x);
         Check.Rank(x.Shape, 3, "x", "[S,B,D]");
@@ -108,7 +108,7 @@ public static partial class SpatialPooling
     /// copy). Weights: binary_logits 1[m>0]; soft m; gated m·1[m>threshold]; sigmoid_normalized σ(m) (DESIGN.md: use
     /// eps = 0). out[b,q,:] = Σ_hw x·w / (Σ_hw w + eps); a zero denominator (an empty mask with eps = 0) gives 0.
     /// </summary>
-    public static Tensor MaskPool(this Device device, Tensor x, Tensor masks, MaskType maskType, float threshold = 0.5f, float eps = 1e-8f)
+    public static HostTensor MaskPool(this Device device, HostTensor x, HostTensor masks, MaskType maskType, float threshold = 0.5f, float eps = 1e-8f)
     {
         ArgumentNullException.ThrowIfNull(x);
         ArgumentNullException.ThrowIfNull(masks);
@@ -154,7 +154,7 @@ public static partial class SpatialPooling
     /// per-frame means over patches, then the per-patch means over frames. With regionMasks [B,R,F,N] I64|I32|U8|BOOL
     /// also regions [B,R,D] = the mean of x over the kept (f,n) (an empty region gives 0); null otherwise.
     /// </summary>
-    public static (Tensor Out, Tensor? Regions) SpatioTemporalPool(this Device device, Tensor x, Tensor? regionMasks = null)
+    public static (HostTensor Out, HostTensor? Regions) SpatioTemporalPool(this Device device, HostTensor x, HostTensor? regionMasks = null)
     {
         ArgumentNullException.ThrowIfNull(x);
         Check.Rank(x.Shape, 4, "x", "[B,F,N,D]");

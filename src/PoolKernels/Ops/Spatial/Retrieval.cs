@@ -25,7 +25,7 @@ public static class Retrieval
     /// The simd backend keeps a running k-best heap per query while streaming db (no score row is materialized); the
     /// ILGPU backends score a chunk of queries at a time and select on the device.
     /// </summary>
-    public static (Tensor Index, Tensor Score) SimilarityTopk(this Device device, Tensor query, Tensor db, int k, bool cosine = false)
+    public static (HostTensor Index, HostTensor Score) SimilarityTopk(this Device device, HostTensor query, HostTensor db, int k, bool cosine = false)
     {
         ArgumentNullException.ThrowIfNull(query);
         ArgumentNullException.ThrowIfNull(db);
@@ -70,7 +70,7 @@ public static class Retrieval
     /// order). Ties everywhere: higher score first, then lower db index. Every backend runs the whole computation itself
     /// (ILGPU: on the device, chunked over queries).
     /// </summary>
-    public static (Tensor Order, Tensor Scores) RerankRefine(this Device device, Tensor query, Tensor db, int m = 400, int k = 9, float beta = 0.15f)
+    public static (HostTensor Order, HostTensor Scores) RerankRefine(this Device device, HostTensor query, HostTensor db, int m = 400, int k = 9, float beta = 0.15f)
     {
         ArgumentNullException.ThrowIfNull(query);
         ArgumentNullException.ThrowIfNull(db);

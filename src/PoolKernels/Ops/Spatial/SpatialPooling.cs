@@ -69,7 +69,7 @@ public sealed record Pool2dOptions
     };
 
     /// <summary>Validates against an input [B,C,H,W] and resolves the kernel geometry.</summary>
-    public Pool2dParams Resolve(int batch, int channels, int h, int w)
+    internal Pool2dParams Resolve(int batch, int channels, int h, int w)
     {
         if (Mode < Pool2dMode.Avg || Mode > Pool2dMode.Lp) throw new ArgumentException($"mode {(int)Mode} is not a pool2d mode.", "mode");
         var (kh, kw) = Kernel;
@@ -127,7 +127,7 @@ public static partial class SpatialPooling
     /// normalize each row is divided by max(‖row‖₂, 1e-12) (fused: the rows are normalized right after pooling).
     /// Returns [B,C] F32.
     /// </summary>
-    public static Tensor SpatialPool(this Device device, Tensor x, SpatialPoolOptions? options = null, Tensor? valid = null)
+    public static HostTensor SpatialPool(this Device device, HostTensor x, SpatialPoolOptions? options = null, HostTensor? valid = null)
     {
         ArgumentNullException.ThrowIfNull(x);
         Check.Rank(x.Shape, 4, "x", "[B,C,H,W]");
@@ -199,7 +199,7 @@ public static partial class SpatialPooling
     /// this is the natural extension), min = -max(-x). padding_mode replicate/reflect pads the input first (as F.pad; the
     /// padded cells count as data) without a padded copy. A window with no input cell gives 0.
     /// </summary>
-    public static Tensor Pool2d(this Device device, Tensor x, Pool2dOptions options)
+    public static HostTensor Pool2d(this Device device, HostTensor x, Pool2dOptions options)
     {
         ArgumentNullException.ThrowIfNull(x);
         ArgumentNullException.ThrowIfNull(options);
@@ -269,7 +269,7 @@ public static partial class SpatialPooling
     /// output_size (oh, ow) → [B,C,oh,ow]; bin i covers [floor(i·H/oh), ceil((i+1)·H/oh)) (as PyTorch; bins may overlap
     /// and oh may exceed H). Max propagates NaN. An empty input (H or W = 0) gives 0.
     /// </summary>
-    public static Tensor AdaptivePool2d(this Device device, Tensor x, Pool2dMode mode, (int H, int W) outputSize)
+    public static HostTensor AdaptivePool2d(this Device device, HostTensor x, Pool2dMode mode, (int H, int W) outputSize)
     {
         ArgumentNullException.ThrowIfNull(x);
         Check.Rank(x.Shape, 4, "x", "[B,C,H,W]");
@@ -297,7 +297,7 @@ public static partial class SpatialPooling
     /// l×l, its [C,l,l] block flattened row-major, levels concatenated in the order given (written in place: no
     /// per-level temporaries).
     /// </summary>
-    public static Tensor Spp(this Device device, Tensor x, IReadOnlyList<int> levels, Pool2dMode mode = Pool2dMode.Max)
+    public static HostTensor Spp(this Device device, HostTensor x, IReadOnlyList<int> levels, Pool2dMode mode = Pool2dMode.Max)
     {
         ArgumentNullException.ThrowIfNull(x);
         ArgumentNullException.ThrowIfNull(levels);

@@ -3,7 +3,7 @@ using PoolKernels.Kernels.Spatial;
 using PoolKernels.Verification;
 using static PoolKernels.SpatialArgs;
 
-namespace PoolKernels;
+namespace PoolKernels.Verification;
 
 /// <summary>Spatial and region pooling in the registry: names, parameters and outputs exactly as DESIGN.md §3.</summary>
 internal sealed class SpatialFamily : IOpFamily
@@ -16,7 +16,7 @@ internal sealed class SpatialFamily : IOpFamily
         yield return new OpSpec("spp", RunSpp, SppCases) { BenchCases = OpBenches.Spp, Prepare = OpBenches.PrepareSpp };
     }
 
-    internal static Dictionary<string, Tensor> Out(Tensor t) => new() { ["out"] = t };
+    internal static Dictionary<string, HostTensor> Out(HostTensor t) => new() { ["out"] = t };
     internal static Dictionary<string, string> P(params string[] kv)
     {
         var d = new Dictionary<string, string>();
@@ -25,7 +25,7 @@ internal sealed class SpatialFamily : IOpFamily
     }
     internal static string S(int v) => v.ToString(CultureInfo.InvariantCulture);
 
-    private static IReadOnlyDictionary<string, Tensor> RunSpatialPool(Device d, OpCall c) => Out(d.SpatialPool(c.Input("x"), new SpatialPoolOptions
+    private static IReadOnlyDictionary<string, HostTensor> RunSpatialPool(Device d, OpCall c) => Out(d.SpatialPool(c.Input("x"), new SpatialPoolOptions
     {
         Mode = SpatialPoolOptions.ParseMode(c.Text("mode", "avg")), P = c.Float("p", 3f), Eps = c.Float("eps", 1e-6f),
         Normalize = c.Bool("normalize", false), Nhwc = SpatialPoolOptions.ParseLayout(c.Text("layout", "nchw")),
@@ -48,7 +48,7 @@ internal sealed class SpatialFamily : IOpFamily
         };
     }
 
-    private static IReadOnlyDictionary<string, Tensor> RunPool2d(Device d, OpCall c) => Out(d.Pool2d(c.Input("x"), Pool2dOptionsOf(c)));
+    private static IReadOnlyDictionary<string, HostTensor> RunPool2d(Device d, OpCall c) => Out(d.Pool2d(c.Input("x"), Pool2dOptionsOf(c)));
 
     private static Pool2dMode AdaptiveModeOf(string m) => m switch
     {
@@ -57,10 +57,10 @@ internal sealed class SpatialFamily : IOpFamily
         _ => throw new ArgumentException($"Unknown mode '{m}'; expected avg or max.", "mode"),
     };
 
-    private static IReadOnlyDictionary<string, Tensor> RunAdaptive(Device d, OpCall c) =>
+    private static IReadOnlyDictionary<string, HostTensor> RunAdaptive(Device d, OpCall c) =>
         Out(d.AdaptivePool2d(c.Input("x"), AdaptiveModeOf(c.Text("mode", "avg")), Pair(c.Text("output_size"), "output_size")));
 
-    private static IReadOnlyDictionary<string, Tensor> RunSpp(Device d, OpCall c) =>
+    private static IReadOnlyDictionary<string, HostTensor> RunSpp(Device d, OpCall c) =>
         Out(d.Spp(c.Input("x"), List(c.Text("levels", "1,2,4"), "levels"), AdaptiveModeOf(c.Text("mode", "max"))));
 
     private static IReadOnlyList<(string, OpCall)> SpatialPoolCases(int seed)
@@ -76,8 +76,8 @@ internal sealed class SpatialFamily : IOpFamily
             bool nhwc = i % 2 == 1;
             int[] shape = nhwc ? [b, h, w, ch] : [b, ch, h, w];
             var x = i is 3 or 8 ? r.FloatsWithSpecials(DType.F32, shape) : r.Floats(DType.F32, -1, 2, shape);
-            var inputs = new Dictionary<string, Tensor> { ["x"] = x };
-            if (i % 3 != 2 && b > 0) inputs["valid"] = r.Mask(r.MaskType(), b, h * w) is var m ? new Tensor(m.DType, [b, h, w], m.Data) : null!;
+            var inputs = new Dictionary<string, HostTensor> { ["x"] = x };
+            if (i % 3 != 2 && b > 0) inputs["valid"] = r.Mask(r.MaskType(), b, h * w) is var m ? new HostTensor(m.DType, [b, h, w], m.Data) : null!;
             var ps = P("mode", mode, "p", i % 2 == 0 ? "3" : "4.6", "eps", "1e-6", "normalize", i % 2 == 0 ? "true" : "false", "layout", nhwc ? "nhwc" : "nchw");
             cases.Add(($"{mode} {(nhwc ? "nhwc" : "nchw")} [{b},{ch},{h},{w}]{(inputs.ContainsKey("valid") ? " valid" : "")}", new OpCall(inputs, ps)));
             i++;
@@ -117,7 +117,7 @@ internal sealed class SpatialFamily : IOpFamily
             var x = i == 11 || i == 14 ? r.FloatsWithSpecials(DType.F32, shape) : r.Floats(DType.F32, mode == "lp" ? 0.1f : -2, 2, shape);
             var ps = P("mode", mode, "kernel", k, "stride", st, "padding", pd, "dilation", dil, "ceil_mode", ceil ? "true" : "false",
                 "count_include_pad", cip ? "true" : "false", "padding_mode", pm, "p", i % 2 == 0 ? "2" : "3");
-            cases.Add(($"{mode} k{k} s{st} p{pd} d{dil} ceil={ceil} cip={cip} {pm} {Shape.Format(shape)}", new OpCall(new Dictionary<string, Tensor> { ["x"] = x }, ps)));
+            cases.Add(($"{mode} k{k} s{st} p{pd} d{dil} ceil={ceil} cip={cip} {pm} {Shape.Format(shape)}", new OpCall(new Dictionary<string, HostTensor> { ["x"] = x }, ps)));
             i++;
         }
         return cases;
@@ -131,7 +131,7 @@ internal sealed class SpatialFamily : IOpFamily
             // simd: 21 channels (a group of 16 lanes and one of 5), 17 bins (a transpose tail); a 65×64 plane (per-plane path)
             ([2, 21, 11, 6], "max", "17,1"), ([1, 21, 9, 13], "avg", "4,5"), ([1, 2, 65, 64], "avg", "3,3")];
         foreach (var (shape, mode, os) in list)
-            cases.Add(($"{mode} {Shape.Format(shape)} -> {os}", new OpCall(new Dictionary<string, Tensor> { ["x"] = r.Floats(DType.F32, -2, 2, shape) }, P("mode", mode, "output_size", os))));
+            cases.Add(($"{mode} {Shape.Format(shape)} -> {os}", new OpCall(new Dictionary<string, HostTensor> { ["x"] = r.Floats(DType.F32, -2, 2, shape) }, P("mode", mode, "output_size", os))));
         return cases;
     }
 
@@ -142,7 +142,7 @@ internal sealed class SpatialFamily : IOpFamily
         (int[] S, string Mode, string L)[] list = [([2, 3, 8, 8], "max", "1,2,4"), ([1, 2, 7, 5], "avg", "3,1"), ([2, 2, 1, 1], "max", "1,2"), ([1, 4, 9, 6], "max", "4,2,1"),
             ([2, 21, 13, 13], "max", "1,2,4"), ([1, 18, 6, 7], "avg", "1,3")];
         foreach (var (shape, mode, l) in list)
-            cases.Add(($"{mode} {Shape.Format(shape)} levels {l}", new OpCall(new Dictionary<string, Tensor> { ["x"] = r.Floats(DType.F32, -2, 2, shape) }, P("mode", mode, "levels", l))));
+            cases.Add(($"{mode} {Shape.Format(shape)} levels {l}", new OpCall(new Dictionary<string, HostTensor> { ["x"] = r.Floats(DType.F32, -2, 2, shape) }, P("mode", mode, "levels", l))));
         return cases;
     }
 }

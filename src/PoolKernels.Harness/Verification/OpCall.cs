@@ -3,19 +3,19 @@ using System.Globalization;
 namespace PoolKernels.Verification;
 
 /// <summary>The named inputs and string parameters of one operation call, as a test vector stores them.</summary>
-public sealed class OpCall(IReadOnlyDictionary<string, Tensor> inputs, IReadOnlyDictionary<string, string> parameters)
+public sealed class OpCall(IReadOnlyDictionary<string, HostTensor> inputs, IReadOnlyDictionary<string, string> parameters)
 {
     /// <summary>Input tensors by DESIGN.md name.</summary>
-    public IReadOnlyDictionary<string, Tensor> Inputs { get; } = inputs;
+    public IReadOnlyDictionary<string, HostTensor> Inputs { get; } = inputs;
     /// <summary>Parameters as strings ("true", "1e-6", "1,2,4").</summary>
     public IReadOnlyDictionary<string, string> Parameters { get; } = parameters;
 
     /// <summary>A required input.</summary>
-    public Tensor Input(string name) => Inputs.TryGetValue(name, out var t) ? t
+    public HostTensor Input(string name) => Inputs.TryGetValue(name, out var t) ? t
         : throw new ArgumentException($"Missing input tensor '{name}'.", name);
 
     /// <summary>An optional input, null when absent.</summary>
-    public Tensor? Optional(string name) => Inputs.GetValueOrDefault(name);
+    public HostTensor? Optional(string name) => Inputs.GetValueOrDefault(name);
 
     /// <summary>A string parameter or its default (null default = required).</summary>
     public string Text(string name, string? fallback = null) =>
@@ -59,7 +59,7 @@ public sealed class OpCall(IReadOnlyDictionary<string, Tensor> inputs, IReadOnly
 /// <param name="RandomCases">Builds randomized cases from a seed; small shapes, since ilgpu-cpu is a slow simulator.</param>
 /// <param name="Rtol">Relative tolerance of a float backend against the reference.</param>
 /// <param name="Atol">Absolute tolerance of a float backend against the reference.</param>
-public sealed record OpSpec(string Name, Func<Device, OpCall, IReadOnlyDictionary<string, Tensor>> Run,
+public sealed record OpSpec(string Name, Func<Device, OpCall, IReadOnlyDictionary<string, HostTensor>> Run,
     Func<int, IReadOnlyList<(string Label, OpCall Call)>> RandomCases, double Rtol = 1e-4, double Atol = 1e-5)
 {
     /// <summary>Representative workloads for <c>bench</c> and <c>tune</c> on a device, smallest first (smaller on the

@@ -6,7 +6,7 @@ namespace PoolKernels;
 /// A dense, row-major host tensor: a dtype, a shape (PyTorch order) and little-endian bytes.
 /// The bytes may be a managed array or a view into a memory-mapped safetensors file.
 /// </summary>
-public sealed class Tensor
+public sealed class HostTensor
 {
     /// <summary>Element type.</summary>
     public DType DType { get; }
@@ -18,21 +18,21 @@ public sealed class Tensor
     public long Count { get; }
 
     /// <summary>Wraps <paramref name="data"/>; its length must equal the shape's byte size.</summary>
-    public Tensor(DType dtype, int[] shape, Memory<byte> data)
+    public HostTensor(DType dtype, int[] shape, Memory<byte> data)
     {
         ArgumentNullException.ThrowIfNull(shape);
         Count = PoolKernels.Shape.Count(shape);
         if (Count * dtype.Size() != data.Length)
-            throw new ArgumentException($"Tensor data has {data.Length} bytes but {dtype.Name()} {PoolKernels.Shape.Format(shape)} needs {Count * dtype.Size()}.", nameof(data));
+            throw new ArgumentException($"HostTensor data has {data.Length} bytes but {dtype.Name()} {PoolKernels.Shape.Format(shape)} needs {Count * dtype.Size()}.", nameof(data));
         DType = dtype; Shape = shape; Data = data;
     }
 
     /// <summary>A zero-filled tensor.</summary>
-    public static Tensor Zeros(DType dtype, params int[] shape) =>
+    public static HostTensor Zeros(DType dtype, params int[] shape) =>
         new(dtype, shape, new byte[checked(PoolKernels.Shape.Count(shape) * dtype.Size())]);
 
     /// <summary>A tensor over a copy of <paramref name="values"/> (bool is stored as BOOL bytes).</summary>
-    public static Tensor From<T>(ReadOnlySpan<T> values, params int[] shape) where T : unmanaged
+    public static HostTensor From<T>(ReadOnlySpan<T> values, params int[] shape) where T : unmanaged
     {
         var t = Zeros(DTypes.Of<T>(), shape);
         if (values.Length != t.Count) throw new ArgumentException($"{values.Length} values do not fill shape {PoolKernels.Shape.Format(shape)}.", nameof(values));
@@ -41,7 +41,7 @@ public sealed class Tensor
     }
 
     /// <summary>A tensor over a copy of <paramref name="values"/>.</summary>
-    public static Tensor From<T>(T[] values, params int[] shape) where T : unmanaged => From((ReadOnlySpan<T>)values, shape);
+    public static HostTensor From<T>(T[] values, params int[] shape) where T : unmanaged => From((ReadOnlySpan<T>)values, shape);
 
     /// <summary>The elements as <typeparamref name="T"/> (no copy); T must match the dtype's size.</summary>
     public Span<T> AsSpan<T>() where T : unmanaged
@@ -84,9 +84,9 @@ public sealed class Tensor
     }
 
     /// <summary>A copy converted to <paramref name="dtype"/> (floats round to nearest, as PyTorch's .to()).</summary>
-    public Tensor To(DType dtype)
+    public HostTensor To(DType dtype)
     {
-        if (dtype == DType) return new Tensor(DType, (int[])Shape.Clone(), Data.ToArray());
+        if (dtype == DType) return new HostTensor(DType, (int[])Shape.Clone(), Data.ToArray());
         var v = ToDoubles();
         var t = Zeros(dtype, (int[])Shape.Clone());
         var s = t.Data.Span;

@@ -11,7 +11,7 @@ public sealed record Comparison(bool Pass, double MaxAbsErr, double MaxRelErr, s
 public static class Compare
 {
     /// <summary>Compares <paramref name="actual"/> with <paramref name="expected"/>; shapes must be equal.</summary>
-    public static Comparison Tensors(Tensor actual, Tensor expected, double rtol, double atol, string name = "out")
+    public static Comparison Tensors(HostTensor actual, HostTensor expected, double rtol, double atol, string name = "out")
     {
         if (!actual.Shape.SequenceEqual(expected.Shape))
             return new(false, double.PositiveInfinity, double.PositiveInfinity,

@@ -5,7 +5,7 @@ using PoolKernels.Kernels.Spatial;
 using PoolKernels.Verification;
 using static PoolKernels.SpatialArgs;
 
-namespace PoolKernels;
+namespace PoolKernels.Verification;
 
 /// <summary>
 /// Bench workloads (<see cref="OpSpec.BenchCases"/>) and device-resident runs (<see cref="OpSpec.Prepare"/>) of every
@@ -25,7 +25,7 @@ internal static class OpBenches
         for (int i = 0; i + 1 < kv.Length; i += 2) d[kv[i]] = kv[i + 1];
         return d;
     }
-    private static OpCall Call(Dictionary<string, Tensor> inputs, Dictionary<string, string> ps) => new(inputs, ps);
+    private static OpCall Call(Dictionary<string, HostTensor> inputs, Dictionary<string, string> ps) => new(inputs, ps);
     private static double N(params int[] shape) => shape.Aggregate(1.0, (a, b) => a * b);
 
     /// <summary>Uploads every input, runs the host path once to learn the output shapes and dtypes (a warm-up too),
@@ -54,10 +54,10 @@ internal static class OpBenches
         {
             var kpm = new bool[B * t];
             for (int b = 0; b < B; b++) for (int j = 0; j < t; j++) kpm[b * t + j] = j < t - t / 8;
-            var inputs = new Dictionary<string, Tensor>
+            var inputs = new Dictionary<string, HostTensor>
             {
                 ["q"] = r.Floats(DType.F32, -1, 1, B, H, t, E), ["k"] = r.Floats(DType.F32, -1, 1, B, H, t, E),
-                ["v"] = r.Floats(DType.F32, -1, 1, B, H, t, E), ["key_padding_mask"] = Tensor.From(kpm, B, t),
+                ["v"] = r.Floats(DType.F32, -1, 1, B, H, t, E), ["key_padding_mask"] = HostTensor.From(kpm, B, t),
             };
             double bytes = 4 * N(B, H, t, E) * 4 + 4 * N(B, H, t) + N(B, t);
             return new BenchCase($"[{B},{H},{t},{E}] kpm", t, Call(inputs, P("causal", "none", "layout", "bhtd")), bytes, 4 * N(B, H, t, t, E), Bk((long)B * H * t, t));
@@ -86,10 +86,10 @@ internal static class OpBenches
                 pairs += len * (len + 1.0) / 2; // causal
             }
             int n = (int)cu[Seqs];
-            var inputs = new Dictionary<string, Tensor>
+            var inputs = new Dictionary<string, HostTensor>
             {
                 ["q"] = r.Floats(DType.F32, -1, 1, n, H, E), ["k"] = r.Floats(DType.F32, -1, 1, n, H, E), ["v"] = r.Floats(DType.F32, -1, 1, n, H, E),
-                ["cu_seqlens_q"] = Tensor.From(cu, cu.Length), ["cu_seqlens_k"] = Tensor.From(cu, cu.Length),
+                ["cu_seqlens_q"] = HostTensor.From(cu, cu.Length), ["cu_seqlens_k"] = HostTensor.From(cu, cu.Length),
             };
             return new BenchCase($"{Seqs}x[{t / 2}..{t}] H{H} E{E} causal", n, Call(inputs, P("causal", "bottom_right")),
                 4 * N(n, H, E) * 4 + 4 * N(n, H), 4 * pairs * H * E, Bk((long)n * H, t));
@@ -264,7 +264,7 @@ internal static class OpBenches
         }).ToList();
     }
 
-    private static Tensor Unit(RandomTensors r, int rows, int dim) => r.UnitRows(rows, dim);
+    private static HostTensor Unit(RandomTensors r, int rows, int dim) => r.UnitRows(rows, dim);
 
     public static PreparedCall PrepareRerankRefine(Device d, OpCall c) => Stage(d, c, Spec("rerank_refine"), (i, _, w) =>
         d.RerankRefine(i("query"), i("db"), w("order"), w("scores"), c.Int("m", 400), c.Int("k", 9), c.Float("beta", 0.15f)));
@@ -289,7 +289,7 @@ internal static class OpBenches
         {
             int segs = Math.Max(1, n / 64);
             return new BenchCase($"[{n},{D}] S={segs} mean", n,
-                Call(new() { ["values"] = r.Floats(DType.F32, -2, 2, n, D), ["offsets"] = Tensor.From(Offsets(r.Rng, segs, n), segs + 1) }, P("mode", "mean")),
+                Call(new() { ["values"] = r.Floats(DType.F32, -2, 2, n, D), ["offsets"] = HostTensor.From(Offsets(r.Rng, segs, n), segs + 1) }, P("mode", "mean")),
                 4 * N(n, D) + 8 * (segs + 1) + 4 * N(segs, D), N(n, D), Bk(segs, D));
         }).ToList();
     }
@@ -315,8 +315,8 @@ internal static class OpBenches
             return new BenchCase($"M{M} K{k} D{D} S={segs} weighted sum", k,
                 Call(new()
                 {
-                    ["values"] = r.Floats(DType.F32, -2, 2, M, D), ["index"] = Tensor.From(idx, k),
-                    ["offsets"] = Tensor.From(Offsets(r.Rng, segs, k), segs + 1), ["weights"] = r.Floats(DType.F32, -1, 1, k),
+                    ["values"] = r.Floats(DType.F32, -2, 2, M, D), ["index"] = HostTensor.From(idx, k),
+                    ["offsets"] = HostTensor.From(Offsets(r.Rng, segs, k), segs + 1), ["weights"] = r.Floats(DType.F32, -1, 1, k),
                 }, P("mode", "sum")),
                 4 * N(k, D) + 12.0 * k + 8 * (segs + 1) + 4 * N(segs, D), 2 * N(k, D), Bk(segs, D));
         }).ToList();
@@ -334,7 +334,7 @@ internal static class OpBenches
         {
             int segs = Math.Max(1, n / 256);
             return new BenchCase($"N{n} S={segs} ratio 0.5", n,
-                Call(new() { ["scores"] = r.Floats(DType.F32, -2, 2, n), ["offsets"] = Tensor.From(Offsets(r.Rng, segs, n), segs + 1) }, P("ratio", "0.5")),
+                Call(new() { ["scores"] = r.Floats(DType.F32, -2, 2, n), ["offsets"] = HostTensor.From(Offsets(r.Rng, segs, n), segs + 1) }, P("ratio", "0.5")),
                 4.0 * n + 8.0 * (segs + 1) + 8.0 * (n / 2) + 8.0 * (segs + 1), 0, Bk(segs, n / segs));
         }).ToList();
     }
@@ -363,7 +363,7 @@ internal static class OpBenches
             int v = Math.Max(2, e / 8);
             var ei = new long[2 * e];
             for (int j = 0; j < 2 * e; j++) ei[j] = rng.Next(v);
-            return new BenchCase($"V{v} E{e} loops", e, Call(new() { ["edge_index"] = Tensor.From(ei, 2, e) }, P("num_nodes", S(v), "add_loops", "true")),
+            return new BenchCase($"V{v} E{e} loops", e, Call(new() { ["edge_index"] = HostTensor.From(ei, 2, e) }, P("num_nodes", S(v), "add_loops", "true")),
                 16.0 * e + 2 * 16.0 * (e + v), 0, Bk(v, e));
         }).ToList();
     }
@@ -383,10 +383,10 @@ internal static class OpBenches
     public static PreparedCall PrepareBilinearPool(Device d, OpCall c) => Stage(d, c, Spec("bilinear_pool"), (i, o, w) =>
         d.BilinearPool(i("x"), o("y"), o("mask"), w("out"), c.Bool("signed_sqrt", true), c.Bool("normalize", true)));
 
-    private static Dictionary<string, Tensor> MfbInputs(RandomTensors r, int b, int dx, int dy, int o, int k, bool mfh)
+    private static Dictionary<string, HostTensor> MfbInputs(RandomTensors r, int b, int dx, int dy, int o, int k, bool mfh)
     {
         float s = 1f / MathF.Sqrt(Math.Max(dx, dy));
-        var inputs = new Dictionary<string, Tensor> { ["x"] = r.Floats(DType.F32, -1, 1, b, dx), ["y"] = r.Floats(DType.F32, -1, 1, b, dy) };
+        var inputs = new Dictionary<string, HostTensor> { ["x"] = r.Floats(DType.F32, -1, 1, b, dx), ["y"] = r.Floats(DType.F32, -1, 1, b, dy) };
         foreach (var sfx in mfh ? new[] { "1", "2" } : [""])
         {
             inputs["wx" + sfx] = r.Floats(DType.F32, -s, s, o * k, dx);
@@ -440,9 +440,9 @@ internal static class OpBenches
         (int B, int Dx, int[] Ds) = Small(d) ? (2, 12, new[] { 16, 45 }) : (32, 2048, new[] { 4000, 8000, 16000 });
         return Ds.Select(dd =>
         {
-            Tensor Hash(int len) => Tensor.From(Enumerable.Range(0, len).Select(_ => (long)r.Rng.Next(dd)).ToArray(), len);
-            Tensor Sign(int len) => Tensor.From(Enumerable.Range(0, len).Select(_ => r.Rng.Next(2) == 0 ? -1f : 1f).ToArray(), len);
-            var inputs = new Dictionary<string, Tensor>
+            HostTensor Hash(int len) => HostTensor.From(Enumerable.Range(0, len).Select(_ => (long)r.Rng.Next(dd)).ToArray(), len);
+            HostTensor Sign(int len) => HostTensor.From(Enumerable.Range(0, len).Select(_ => r.Rng.Next(2) == 0 ? -1f : 1f).ToArray(), len);
+            var inputs = new Dictionary<string, HostTensor>
             {
                 ["x"] = r.Floats(DType.F32, -1, 1, B, Dx), ["y"] = r.Floats(DType.F32, -1, 1, B, Dx),
                 ["hx"] = Hash(Dx), ["sx"] = Sign(Dx), ["hy"] = Hash(Dx), ["sy"] = Sign(Dx),

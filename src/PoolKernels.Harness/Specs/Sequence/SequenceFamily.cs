@@ -1,7 +1,7 @@
 using PoolKernels.Kernels.Sequence;
 using PoolKernels.Verification;
 
-namespace PoolKernels;
+namespace PoolKernels.Verification;
 
 /// <summary>sequence_pool and layer_pool in the registry.</summary>
 internal sealed class SequenceFamily : IOpFamily
@@ -24,7 +24,7 @@ internal sealed class SequenceFamily : IOpFamily
         (int B, int D, int[] Ts) = Simulator(d) ? (4, 64, new[] { 16, 32, 64 }) : (32, 768, new[] { 64, 128, 256, 512, 1024 });
         return Ts.Select(t =>
         {
-            var call = new OpCall(new Dictionary<string, Tensor> { ["hidden"] = r.Floats(DType.F32, -1, 1, B, t, D), ["attention_mask"] = Tensor.From(Enumerable.Repeat(1L, B * t).ToArray(), B, t) },
+            var call = new OpCall(new Dictionary<string, HostTensor> { ["hidden"] = r.Floats(DType.F32, -1, 1, B, t, D), ["attention_mask"] = HostTensor.From(Enumerable.Repeat(1L, B * t).ToArray(), B, t) },
                 new Dictionary<string, string> { ["mode"] = "mean", ["normalize"] = "true" });
             return new BenchCase($"[{B},{t},{D}] mean+normalize", t, call, 4.0 * B * t * D + 8.0 * B * t, 1.0 * B * t * D,
                 Tuning.Bucket(Tuning.Log2Bucket((long)B * t), Tuning.Log2Bucket(D)));
@@ -56,7 +56,7 @@ internal sealed class SequenceFamily : IOpFamily
         (int L, int B, int D, int[] Ts) = Simulator(d) ? (3, 2, 32, new[] { 8, 16 }) : (13, 8, 384, new[] { 64, 128, 256 });
         return Ts.Select(t =>
         {
-            var call = new OpCall(new Dictionary<string, Tensor> { ["hidden_states"] = r.Floats(DType.F32, -1, 1, L, B, t, D), ["attention_mask"] = Tensor.From(Enumerable.Repeat(1L, B * t).ToArray(), B, t) },
+            var call = new OpCall(new Dictionary<string, HostTensor> { ["hidden_states"] = r.Floats(DType.F32, -1, 1, L, B, t, D), ["attention_mask"] = HostTensor.From(Enumerable.Repeat(1L, B * t).ToArray(), B, t) },
                 new Dictionary<string, string> { ["mode"] = "mean", ["layers"] = "all" });
             return new BenchCase($"[{L},{B},{t},{D}] mean", t, call, 4.0 * L * B * t * D, 1.0 * L * B * t * D,
                 Tuning.Bucket(Tuning.Log2Bucket((long)B * t), Tuning.Log2Bucket(D)));
@@ -81,12 +81,12 @@ internal sealed class SequenceFamily : IOpFamily
             Dims = c.Parameters.TryGetValue("dims", out var dims) && dims is not ("all" or "") ? c.Int("dims", -1) : -1,
         };
 
-    private static Dictionary<string, Tensor> Out(Tensor t) => new() { ["out"] = t };
+    private static Dictionary<string, HostTensor> Out(HostTensor t) => new() { ["out"] = t };
 
-    private static IReadOnlyDictionary<string, Tensor> RunSequencePool(Device d, OpCall c) =>
+    private static IReadOnlyDictionary<string, HostTensor> RunSequencePool(Device d, OpCall c) =>
         Out(d.SequencePool(c.Input("hidden"), c.Input("attention_mask"), Options(c), c.Optional("prefix_len")));
 
-    private static IReadOnlyDictionary<string, Tensor> RunLayerPool(Device d, OpCall c) => Out(d.LayerPool(
+    private static IReadOnlyDictionary<string, HostTensor> RunLayerPool(Device d, OpCall c) => Out(d.LayerPool(
         c.Input("hidden_states"), c.Input("attention_mask"), SequencePoolOptions.ParseMode(c.Text("mode")),
         SequencePooling.ParseLayers(c.Text("layers", "all"))));
 
@@ -103,12 +103,12 @@ internal sealed class SequenceFamily : IOpFamily
             string modes = modeLists[i % modeLists.Length];
             bool specials = i == 2;
             var hidden = specials ? r.FloatsWithSpecials(dt, b, t, dim) : r.Floats(dt, -2, 2, b, t, dim);
-            var inputs = new Dictionary<string, Tensor> { ["hidden"] = hidden, ["attention_mask"] = r.Mask(r.MaskType(), b, t) };
+            var inputs = new Dictionary<string, HostTensor> { ["hidden"] = hidden, ["attention_mask"] = r.Mask(r.MaskType(), b, t) };
             if (i % 2 == 1)
             {
                 var pre = new long[b];
                 for (int k = 0; k < b; k++) pre[k] = r.Rng.Next(3);
-                inputs["prefix_len"] = i % 4 == 1 ? Tensor.From(pre, b) : Tensor.From(pre, b).To(DType.I32);
+                inputs["prefix_len"] = i % 4 == 1 ? HostTensor.From(pre, b) : HostTensor.From(pre, b).To(DType.I32);
             }
             int full = modes.Split(',').Length * dim;
             var ps = new Dictionary<string, string>
@@ -133,7 +133,7 @@ internal sealed class SequenceFamily : IOpFamily
         foreach (var (l, b, t, d, mode, layers) in shapes)
         {
             var dt = r.FloatType();
-            var inputs = new Dictionary<string, Tensor> { ["hidden_states"] = r.Floats(dt, -2, 2, l, b, t, d), ["attention_mask"] = r.Mask(r.MaskType(), b, t) };
+            var inputs = new Dictionary<string, HostTensor> { ["hidden_states"] = r.Floats(dt, -2, 2, l, b, t, d), ["attention_mask"] = r.Mask(r.MaskType(), b, t) };
             cases.Add(($"{mode} {dt.Name()} [{l},{b},{t},{d}] layers={layers}", new OpCall(inputs, new Dictionary<string, string> { ["mode"] = mode, ["layers"] = layers })));
         }
         return cases;

@@ -51,7 +51,7 @@ public static class VectorRunner
         var parameters = f.Metadata.Where(kv => kv.Key is not ("op" or "rtol" or "atol")).ToDictionary();
         var call = new OpCall(inputs, parameters);
 
-        IReadOnlyDictionary<string, Tensor> outputs;
+        IReadOnlyDictionary<string, HostTensor> outputs;
         var times = new List<double>();
         try
         {

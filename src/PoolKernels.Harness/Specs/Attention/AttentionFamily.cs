@@ -2,7 +2,7 @@ using System.Globalization;
 using PoolKernels.Kernels.Attention;
 using PoolKernels.Verification;
 
-namespace PoolKernels;
+namespace PoolKernels.Verification;
 
 /// <summary>sdpa and sdpa_varlen in the registry.</summary>
 internal sealed class AttentionFamily : IOpFamily
@@ -22,12 +22,12 @@ internal sealed class AttentionFamily : IOpFamily
         Layout = SdpaOptions.ParseLayout(c.Text("layout", "bhtd")),
     };
 
-    private static Dictionary<string, Tensor> Out((Tensor Out, Tensor Lse) r) => new() { ["out"] = r.Out, ["lse"] = r.Lse };
+    private static Dictionary<string, HostTensor> Out((HostTensor Out, HostTensor Lse) r) => new() { ["out"] = r.Out, ["lse"] = r.Lse };
 
-    private static IReadOnlyDictionary<string, Tensor> RunSdpa(Device d, OpCall c) =>
+    private static IReadOnlyDictionary<string, HostTensor> RunSdpa(Device d, OpCall c) =>
         Out(d.Sdpa(c.Input("q"), c.Input("k"), c.Input("v"), c.Optional("attn_mask"), c.Optional("key_padding_mask"), Options(c)));
 
-    private static IReadOnlyDictionary<string, Tensor> RunVarlen(Device d, OpCall c) =>
+    private static IReadOnlyDictionary<string, HostTensor> RunVarlen(Device d, OpCall c) =>
         Out(d.SdpaVarlen(c.Input("q"), c.Input("k"), c.Input("v"), c.Input("cu_seqlens_q"), c.Input("cu_seqlens_k"), Options(c)));
 
     private static string S(int x) => x.ToString(CultureInfo.InvariantCulture);
@@ -60,7 +60,7 @@ internal sealed class AttentionFamily : IOpFamily
             var dt = c.Spread > 2 ? DType.F32 : r.FloatType();
             bool bhtd = c.Layout == "bhtd";
             int[] Sh(int h, int t, int e) => bhtd ? [c.B, h, t, e] : [c.B, t, h, e];
-            var inputs = new Dictionary<string, Tensor>
+            var inputs = new Dictionary<string, HostTensor>
             {
                 ["q"] = r.Floats(dt, -c.Spread, c.Spread, Sh(c.Hq, c.Tq, c.E)),
                 ["k"] = r.Floats(dt, -c.Spread, c.Spread, Sh(c.Hkv, c.Tk, c.E)),
@@ -75,14 +75,14 @@ internal sealed class AttentionFamily : IOpFamily
                     var m = new bool[n];
                     for (int i = 0; i < n; i++) m[i] = r.Rng.Next(4) != 0;
                     if (n > c.Tk) for (int j = 0; j < c.Tk; j++) m[j] = false; // first row fully masked
-                    inputs["attn_mask"] = Tensor.From(m, mb, mh, c.Tq, c.Tk);
+                    inputs["attn_mask"] = HostTensor.From(m, mb, mh, c.Tq, c.Tk);
                 }
                 else
                 {
                     // -30, not -1e4: a row whose allowed keys all carry -1e4 is beyond float32 (ulp(1e4) = 1e-3)
                     var m = new float[n];
                     for (int i = 0; i < n; i++) m[i] = r.Rng.Next(5) switch { 0 => float.NegativeInfinity, 1 => -30f, _ => (float)(r.Rng.NextDouble() * 2 - 1) };
-                    var t = Tensor.From(m, mb, mh, c.Tq, c.Tk);
+                    var t = HostTensor.From(m, mb, mh, c.Tq, c.Tk);
                     inputs["attn_mask"] = c.Mask.StartsWith("f16", StringComparison.Ordinal) ? t.To(DType.F16) : t;
                 }
             }
@@ -117,13 +117,13 @@ internal sealed class AttentionFamily : IOpFamily
             int nq = c.Lq.Sum(), nk = c.Lk.Sum();
             long[] cq = new long[c.Lq.Length + 1], ck = new long[c.Lk.Length + 1];
             for (int i = 0; i < c.Lq.Length; i++) { cq[i + 1] = cq[i] + c.Lq[i]; ck[i + 1] = ck[i] + c.Lk[i]; }
-            var inputs = new Dictionary<string, Tensor>
+            var inputs = new Dictionary<string, HostTensor>
             {
                 ["q"] = r.Floats(dt, -2, 2, nq, c.Hq, c.E),
                 ["k"] = r.Floats(dt, -2, 2, nk, c.Hkv, c.E),
                 ["v"] = r.Floats(dt, -2, 2, nk, c.Hkv, c.Ev),
-                ["cu_seqlens_q"] = c.I32 ? Tensor.From(cq, cq.Length).To(DType.I32) : Tensor.From(cq, cq.Length),
-                ["cu_seqlens_k"] = c.I32 ? Tensor.From(ck, ck.Length).To(DType.I32) : Tensor.From(ck, ck.Length),
+                ["cu_seqlens_q"] = c.I32 ? HostTensor.From(cq, cq.Length).To(DType.I32) : HostTensor.From(cq, cq.Length),
+                ["cu_seqlens_k"] = c.I32 ? HostTensor.From(ck, ck.Length).To(DType.I32) : HostTensor.From(ck, ck.Length),
             };
             var ps = new Dictionary<string, string> { ["causal"] = c.Causal, ["window_left"] = S(c.Wl), ["window_right"] = S(c.Wr) };
             list.Add(($"{dt.Name()} Lq[{string.Join(",", c.Lq)}] Lk[{string.Join(",", c.Lk)}] Hq{c.Hq}/Hkv{c.Hkv} E{c.E}/{c.Ev} {c.Causal} w[{c.Wl},{c.Wr}]", new OpCall(inputs, ps)));

@@ -1,7 +1,7 @@
 using PoolKernels.Verification;
-using static PoolKernels.SpatialFamily;
+using static PoolKernels.Verification.SpatialFamily;
 
-namespace PoolKernels;
+namespace PoolKernels.Verification;
 
 /// <summary>similarity_topk and rerank_refine in the registry.</summary>
 internal sealed class RetrievalFamily : IOpFamily
@@ -12,19 +12,19 @@ internal sealed class RetrievalFamily : IOpFamily
         yield return new OpSpec("rerank_refine", RunRerank, RerankCases, Rtol: 1e-4, Atol: 1e-4) { BenchCases = OpBenches.RerankRefine, Prepare = OpBenches.PrepareRerankRefine };
     }
 
-    private static IReadOnlyDictionary<string, Tensor> RunTopk(Device d, OpCall c)
+    private static IReadOnlyDictionary<string, HostTensor> RunTopk(Device d, OpCall c)
     {
         var (i, s) = d.SimilarityTopk(c.Input("query"), c.Input("db"), c.Int("k", 10), Retrieval.ParseMetric(c.Text("metric", "dot")));
-        return new Dictionary<string, Tensor> { ["index"] = i, ["score"] = s };
+        return new Dictionary<string, HostTensor> { ["index"] = i, ["score"] = s };
     }
 
-    private static IReadOnlyDictionary<string, Tensor> RunRerank(Device d, OpCall c)
+    private static IReadOnlyDictionary<string, HostTensor> RunRerank(Device d, OpCall c)
     {
         var (o, s) = d.RerankRefine(c.Input("query"), c.Input("db"), c.Int("m", 400), c.Int("k", 9), c.Float("beta", 0.15f));
-        return new Dictionary<string, Tensor> { ["order"] = o, ["scores"] = s };
+        return new Dictionary<string, HostTensor> { ["order"] = o, ["scores"] = s };
     }
 
-    private static Tensor UnitRows(RandomTensors r, int rows, int dim) => r.UnitRows(rows, dim);
+    private static HostTensor UnitRows(RandomTensors r, int rows, int dim) => r.UnitRows(rows, dim);
 
     private static IReadOnlyList<(string, OpCall)> RerankCases(int seed)
     {
@@ -34,18 +34,18 @@ internal sealed class RetrievalFamily : IOpFamily
             [(2, 40, 16, 20, 3, "0.15"), (3, 30, 12, 10, 2, "0.3"), (2, 9, 8, 400, 9, "0.15"), (1, 1, 4, 5, 3, "0.15"), (2, 17, 5, 6, 0, "0.2"), (1, 12, 6, 4, 9, "0.15")];
         foreach (var (q, n, d, m, k, beta) in list)
         {
-            var inputs = new Dictionary<string, Tensor> { ["query"] = UnitRows(r, q, d), ["db"] = UnitRows(r, n, d) };
+            var inputs = new Dictionary<string, HostTensor> { ["query"] = UnitRows(r, q, d), ["db"] = UnitRows(r, n, d) };
             cases.Add(($"Q{q} N{n} D{d} m{m} k{k} beta{beta}", new OpCall(inputs, P("m", S(m), "k", S(k), "beta", beta))));
         }
         return cases;
     }
 
     /// <summary>Small integers: every dot product is exact in float, so ties are exact and must break by lower index.</summary>
-    internal static Tensor Integers(RandomTensors r, int lo, int hi, params int[] shape)
+    internal static HostTensor Integers(RandomTensors r, int lo, int hi, params int[] shape)
     {
         var v = new float[Shape.Count(shape)];
         for (int i = 0; i < v.Length; i++) v[i] = r.Rng.Next(lo, hi + 1);
-        return Tensor.From(v, shape);
+        return HostTensor.From(v, shape);
     }
 
     private static IReadOnlyList<(string, OpCall)> TopkCases(int seed)
@@ -59,7 +59,7 @@ internal sealed class RetrievalFamily : IOpFamily
         ];
         foreach (var (q, n, d, k, m, ints) in list)
         {
-            var inputs = new Dictionary<string, Tensor>
+            var inputs = new Dictionary<string, HostTensor>
             {
                 ["query"] = ints ? Integers(r, -2, 2, q, d) : r.Floats(DType.F32, -1, 1, q, d),
                 ["db"] = ints ? Integers(r, -2, 2, n, d) : r.Floats(DType.F32, -1, 1, n, d),

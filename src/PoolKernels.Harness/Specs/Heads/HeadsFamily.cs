@@ -1,7 +1,7 @@
 using System.Globalization;
 using PoolKernels.Verification;
 
-namespace PoolKernels;
+namespace PoolKernels.Verification;
 
 /// <summary>latent_attention_pool and multi_layer_pool in the registry: a vector's weights (by state-dict name) sit beside
 /// its inputs; the runner loads them into a <see cref="PoolingHead"/> on the device and runs it.</summary>
@@ -17,7 +17,7 @@ internal sealed class HeadsFamily : IOpFamily
         { BenchCases = d => OpBenches.Heads(d, true), Prepare = (d, c) => OpBenches.PrepareHead(d, c, true) };
     }
 
-    private static Dictionary<string, Tensor> Weights(OpCall c) =>
+    private static Dictionary<string, HostTensor> Weights(OpCall c) =>
         c.Inputs.Where(kv => !NonWeights.Contains(kv.Key)).ToDictionary(kv => kv.Key, kv => kv.Value);
 
     /// <summary>Parses the variant parameter: resampler or nvembed.</summary>
@@ -28,7 +28,7 @@ internal sealed class HeadsFamily : IOpFamily
         _ => throw new ArgumentException($"Unknown variant '{text}'; expected resampler or nvembed.", "variant"),
     };
 
-    private static IReadOnlyDictionary<string, Tensor> RunLatent(Device d, OpCall c)
+    private static IReadOnlyDictionary<string, HostTensor> RunLatent(Device d, OpCall c)
     {
         var variant = ParseVariant(c.Text("variant"));
         using var head = PoolingHead.FromTensors(d, Weights(c), c.Int("heads", 0));
@@ -37,22 +37,22 @@ internal sealed class HeadsFamily : IOpFamily
             ? (c.Optional("prefix_len") is null ? head.Resampler(c.Input("hidden"), c.Optional("attention_mask"), normalize)
                 : throw new ArgumentException("prefix_len applies to the nvembed variant only.", "prefix_len"))
             : head.NvEmbed(c.Input("hidden"), c.Optional("attention_mask"), c.Optional("prefix_len"), normalize);
-        return new Dictionary<string, Tensor> { ["out"] = o };
+        return new Dictionary<string, HostTensor> { ["out"] = o };
     }
 
-    private static IReadOnlyDictionary<string, Tensor> RunMultiLayer(Device d, OpCall c)
+    private static IReadOnlyDictionary<string, HostTensor> RunMultiLayer(Device d, OpCall c)
     {
         using var head = PoolingHead.FromTensors(d, Weights(c), c.Int("heads", 0));
-        return new Dictionary<string, Tensor> { ["out"] = head.MultiLayer(c.Input("layers"), c.Bool("normalize", true)) };
+        return new Dictionary<string, HostTensor> { ["out"] = head.MultiLayer(c.Input("layers"), c.Bool("normalize", true)) };
     }
 
     private static string S(int x) => x.ToString(CultureInfo.InvariantCulture);
 
     /// <summary>Random weights of a head: D, R, heads, dh, F, pos_emb rows (0 = none), dtype of the weights.</summary>
-    public static Dictionary<string, Tensor> RandomWeights(RandomTensors r, int d, int rr, int heads, int dh, int f, int posRows, DType dt = DType.F32)
+    public static Dictionary<string, HostTensor> RandomWeights(RandomTensors r, int d, int rr, int heads, int dh, int f, int posRows, DType dt = DType.F32)
     {
         float s = 1f / MathF.Sqrt(d);
-        var w = new Dictionary<string, Tensor>
+        var w = new Dictionary<string, HostTensor>
         {
             [PoolingHead.Latents] = r.Floats(dt, -1, 1, rr, d),
             [PoolingHead.Norm0W] = r.Floats(dt, 0.5f, 1.5f, d), [PoolingHead.Norm0B] = r.Floats(dt, -0.2f, 0.2f, d),
@@ -97,7 +97,7 @@ internal sealed class HeadsFamily : IOpFamily
                 {
                     var p = new long[c.B];
                     for (int i = 0; i < c.B; i++) p[i] = r.Rng.Next(3);
-                    inputs["prefix_len"] = list.Count % 2 == 0 ? Tensor.From(p, c.B) : Tensor.From(p, c.B).To(DType.I32);
+                    inputs["prefix_len"] = list.Count % 2 == 0 ? HostTensor.From(p, c.B) : HostTensor.From(p, c.B).To(DType.I32);
                 }
             }
             string label = multiLayer

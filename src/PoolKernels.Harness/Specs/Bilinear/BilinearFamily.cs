@@ -2,7 +2,7 @@ using System.Globalization;
 using PoolKernels.Kernels.Bilinear;
 using PoolKernels.Verification;
 
-namespace PoolKernels;
+namespace PoolKernels.Verification;
 
 /// <summary>bilinear_pool, mfb_pool, mfh_pool and compact_bilinear_pool in the registry. The signed square root turns
 /// float rounding near 0 (~1e-7 of the largest term) into ~3e-4 absolute, so cases that use it get atol 3e-4.</summary>
@@ -22,9 +22,9 @@ internal sealed class BilinearFamily : IOpFamily
         { BenchCases = OpBenches.CompactBilinear, Prepare = OpBenches.PrepareCompactBilinear };
     }
 
-    private static Dictionary<string, Tensor> Out(Tensor t) => new() { ["out"] = t };
+    private static Dictionary<string, HostTensor> Out(HostTensor t) => new() { ["out"] = t };
 
-    private static MfbWeights<Tensor> Weights(OpCall c, string sfx) => new(c.Input("wx" + sfx), c.Input("bx" + sfx), c.Input("wy" + sfx), c.Input("by" + sfx));
+    private static MfbWeights<HostTensor> Weights(OpCall c, string sfx) => new(c.Input("wx" + sfx), c.Input("bx" + sfx), c.Input("wy" + sfx), c.Input("by" + sfx));
 
     private static MfbOptions Options(OpCall c) => new()
     {
@@ -44,7 +44,7 @@ internal sealed class BilinearFamily : IOpFamily
              (2, 11, 25, 70, false, true, true, false), (1, 6, 12, 32, true, false, false, true)]; // the last two: 12 × 32 register tiles + edges
         foreach (var (b, n, dx, dy, self, mask, sqrt, norm) in shapes)
         {
-            var inputs = new Dictionary<string, Tensor> { ["x"] = r.Floats(DType.F32, -2, 2, b, n, dx) };
+            var inputs = new Dictionary<string, HostTensor> { ["x"] = r.Floats(DType.F32, -2, 2, b, n, dx) };
             if (!self) inputs["y"] = r.Floats(DType.F32, -2, 2, b, n, dy);
             if (mask) inputs["mask"] = r.Mask(r.MaskType(), b, n);
             cases.Add(($"[{b},{n},{dx}]x{(self ? "self" : dy.ToString(CultureInfo.InvariantCulture))} mask={mask} sqrt={sqrt} norm={norm}",
@@ -64,7 +64,7 @@ internal sealed class BilinearFamily : IOpFamily
         foreach (var (b, dx, dy, o, k, act, sqrt, norm) in shapes)
         {
             float s = 1f / MathF.Sqrt(Math.Max(dx, dy));
-            var inputs = new Dictionary<string, Tensor> { ["x"] = r.Floats(DType.F32, -1, 1, b, dx), ["y"] = r.Floats(DType.F32, -1, 1, b, dy) };
+            var inputs = new Dictionary<string, HostTensor> { ["x"] = r.Floats(DType.F32, -1, 1, b, dx), ["y"] = r.Floats(DType.F32, -1, 1, b, dy) };
             foreach (var sfx in mfh ? new[] { "1", "2" } : [""])
             {
                 inputs["wx" + sfx] = r.Floats(DType.F32, -s * 2, s * 2, o * k, dx);
@@ -88,14 +88,14 @@ internal sealed class BilinearFamily : IOpFamily
              (2, 40, 33, 100, false, true, false), (0, 3, 3, 8, false, false, false), (5, 12, 8, 45, false, false, false), (2, 64, 64, 131, false, true, false)];
         foreach (var (b, dx, dy, d, sqrt, norm, i32) in shapes)
         {
-            Tensor Hash(int len)
+            HostTensor Hash(int len)
             {
                 var h = new long[len];
                 for (int i = 0; i < len; i++) h[i] = r.Rng.Next(d);
-                return i32 ? Tensor.From(h, len).To(DType.I32) : Tensor.From(h, len);
+                return i32 ? HostTensor.From(h, len).To(DType.I32) : HostTensor.From(h, len);
             }
-            Tensor Sign(int len) => Tensor.From(Enumerable.Range(0, len).Select(_ => r.Rng.Next(2) == 0 ? -1f : 1f).ToArray(), len);
-            var inputs = new Dictionary<string, Tensor>
+            HostTensor Sign(int len) => HostTensor.From(Enumerable.Range(0, len).Select(_ => r.Rng.Next(2) == 0 ? -1f : 1f).ToArray(), len);
+            var inputs = new Dictionary<string, HostTensor>
             {
                 ["x"] = r.Floats(DType.F32, -1, 1, b, dx), ["y"] = r.Floats(DType.F32, -1, 1, b, dy),
                 ["hx"] = Hash(dx), ["sx"] = Sign(dx), ["hy"] = Hash(dy), ["sy"] = Sign(dy),

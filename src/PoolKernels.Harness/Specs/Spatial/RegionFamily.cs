@@ -1,7 +1,7 @@
 using PoolKernels.Verification;
-using static PoolKernels.SpatialFamily;
+using static PoolKernels.Verification.SpatialFamily;
 
-namespace PoolKernels;
+namespace PoolKernels.Verification;
 
 /// <summary>regional_gem, scale_gem, mask_pool and spatiotemporal_pool in the registry.</summary>
 internal sealed class RegionFamily : IOpFamily
@@ -15,10 +15,10 @@ internal sealed class RegionFamily : IOpFamily
         yield return new OpSpec("spatiotemporal_pool", RunSpatioTemporal, SpatioTemporalCases) { BenchCases = OpBenches.SpatioTemporal, Prepare = OpBenches.PrepareSpatioTemporal };
     }
 
-    private static IReadOnlyDictionary<string, Tensor> RunSpatioTemporal(Device d, OpCall c)
+    private static IReadOnlyDictionary<string, HostTensor> RunSpatioTemporal(Device d, OpCall c)
     {
         var (o, r) = d.SpatioTemporalPool(c.Input("x"), c.Optional("region_masks"));
-        var result = new Dictionary<string, Tensor> { ["out"] = o };
+        var result = new Dictionary<string, HostTensor> { ["out"] = o };
         if (r is not null) result["regions"] = r;
         return result;
     }
@@ -32,7 +32,7 @@ internal sealed class RegionFamily : IOpFamily
             // RegionalGemSimd.LanePlane takes the per-plane path
             ([2, 21, 7, 9], "2.5", "5"), ([1, 2, 65, 64], "3", "3")];
         foreach (var (s, p, k) in list)
-            cases.Add(($"p{p} k{k} {Shape.Format(s)}", new OpCall(new Dictionary<string, Tensor> { ["x"] = r.Floats(DType.F32, -1, 2, s) }, P("p", p, "kernel", k))));
+            cases.Add(($"p{p} k{k} {Shape.Format(s)}", new OpCall(new Dictionary<string, HostTensor> { ["x"] = r.Floats(DType.F32, -1, 2, s) }, P("p", p, "kernel", k))));
         return cases;
     }
 
@@ -42,7 +42,7 @@ internal sealed class RegionFamily : IOpFamily
         var cases = new List<(string, OpCall)>();
         (int[] S, string P)[] list = [([3, 2, 16], "inf"), ([4, 2, 8], "3"), ([3, 3, 12], "4.6"), ([1, 1, 1], "3"), ([2, 3, 17], "inf"), ([0, 2, 4], "3"), ([5, 2, 300], "2"), ([2, 3, 37], "3")];
         foreach (var (s, p) in list)
-            cases.Add(($"p{p} {Shape.Format(s)}", new OpCall(new Dictionary<string, Tensor> { ["x"] = r.Floats(DType.F32, -1, 2, s) }, P("p", p))));
+            cases.Add(($"p{p} {Shape.Format(s)}", new OpCall(new Dictionary<string, HostTensor> { ["x"] = r.Floats(DType.F32, -1, 2, s) }, P("p", p))));
         return cases;
     }
 
@@ -62,7 +62,7 @@ internal sealed class RegionFamily : IOpFamily
             var masks = r.Floats(DType.F32, t == "soft" ? 0 : -2, t == "soft" ? 1 : 2, x[0], q, mh, mw);
             if (i == 6) masks.AsSpan<float>()[..(mh * mw)].Fill(-1f); // an empty mask: weights all 0
             var ps = P("mask_type", t, "threshold", "0.5", "eps", t == "sigmoid_normalized" || i == 6 ? "0" : "1e-8");
-            cases.Add(($"{t} x{Shape.Format(x)} masks [{x[0]},{q},{mh},{mw}]", new OpCall(new Dictionary<string, Tensor> { ["x"] = r.Floats(DType.F32, -2, 2, x), ["masks"] = masks }, ps)));
+            cases.Add(($"{t} x{Shape.Format(x)} masks [{x[0]},{q},{mh},{mw}]", new OpCall(new Dictionary<string, HostTensor> { ["x"] = r.Floats(DType.F32, -2, 2, x), ["masks"] = masks }, ps)));
             i++;
         }
         return cases;
@@ -75,11 +75,11 @@ internal sealed class RegionFamily : IOpFamily
         (int[] X, int R)[] list = [([2, 4, 9, 16], 0), ([2, 3, 6, 8], 3), ([1, 5, 4, 12], 2), ([1, 1, 1, 1], 1), ([2, 2, 3, 300], 2), ([1, 0, 3, 4], 0)];
         foreach (var (x, rc) in list)
         {
-            var inputs = new Dictionary<string, Tensor> { ["x"] = r.Floats(DType.F32, -2, 2, x) };
+            var inputs = new Dictionary<string, HostTensor> { ["x"] = r.Floats(DType.F32, -2, 2, x) };
             if (rc > 0)
             {
                 var m = r.Mask(r.MaskType(), x[0] * rc, x[1] * x[2]);
-                inputs["region_masks"] = new Tensor(m.DType, [x[0], rc, x[1], x[2]], m.Data);
+                inputs["region_masks"] = new HostTensor(m.DType, [x[0], rc, x[1], x[2]], m.Data);
             }
             cases.Add(($"x{Shape.Format(x)} R={rc}", new OpCall(inputs, P())));
         }

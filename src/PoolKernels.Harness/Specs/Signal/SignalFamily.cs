@@ -1,13 +1,13 @@
 using PoolKernels.Verification;
 
-namespace PoolKernels;
+namespace PoolKernels.Verification;
 
 /// <summary>pool1d in the registry.</summary>
 internal sealed class SignalFamily : IOpFamily
 {
     public static IEnumerable<OpSpec> Specs()
     {
-        yield return new OpSpec("pool1d", (d, c) => new Dictionary<string, Tensor>
+        yield return new OpSpec("pool1d", (d, c) => new Dictionary<string, HostTensor>
         {
             ["out"] = d.Pool1d(c.Input("x"), SignalPooling.ParseMode(c.Text("mode")), c.Int("kernel", 0), c.Int("stride", -1), c.Int("padding", 0)),
         }, Cases) { BenchCases = OpBenches.Pool1d, Prepare = OpBenches.PreparePool1d };
@@ -27,7 +27,7 @@ internal sealed class SignalFamily : IOpFamily
         {
             var x = i == 4 || i == 9 ? r.FloatsWithSpecials(DType.F32, b, c, l) : r.Floats(DType.F32, -2, 2, b, c, l);
             var ps = new Dictionary<string, string> { ["mode"] = mode, ["kernel"] = $"{k}", ["stride"] = $"{s}", ["padding"] = $"{p}" };
-            cases.Add(($"{mode} k{k} s{s} p{p} [{b},{c},{l}]", new OpCall(new Dictionary<string, Tensor> { ["x"] = x }, ps)));
+            cases.Add(($"{mode} k{k} s{s} p{p} [{b},{c},{l}]", new OpCall(new Dictionary<string, HostTensor> { ["x"] = x }, ps)));
             i++;
         }
         return cases;

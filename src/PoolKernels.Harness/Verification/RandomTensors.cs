@@ -7,16 +7,16 @@ public sealed class RandomTensors(int seed)
     public Random Rng { get; } = new(seed);
 
     /// <summary>Uniform floats in [lo, hi), stored as <paramref name="dtype"/> (rounded once).</summary>
-    public Tensor Floats(DType dtype, float lo, float hi, params int[] shape)
+    public HostTensor Floats(DType dtype, float lo, float hi, params int[] shape)
     {
         var v = new float[Shape.Count(shape)];
         for (int i = 0; i < v.Length; i++) v[i] = lo + (float)Rng.NextDouble() * (hi - lo);
-        var t = Tensor.From(v, shape);
+        var t = HostTensor.From(v, shape);
         return dtype == DType.F32 ? t : t.To(dtype);
     }
 
     /// <summary>Floats with a few NaN, +inf and -inf planted.</summary>
-    public Tensor FloatsWithSpecials(DType dtype, params int[] shape)
+    public HostTensor FloatsWithSpecials(DType dtype, params int[] shape)
     {
         var t = Floats(DType.F32, -2, 2, shape);
         var s = t.AsSpan<float>();
@@ -27,7 +27,7 @@ public sealed class RandomTensors(int seed)
 
     /// <summary>A [B,T] mask: row kinds cycle through right padding, left padding, ragged holes, empty and full.
     /// Nonzero keep values vary (1, 2, 7) to check that any nonzero keeps.</summary>
-    public Tensor Mask(DType dtype, int batch, int seqLen)
+    public HostTensor Mask(DType dtype, int batch, int seqLen)
     {
         var m = new long[(long)batch * seqLen];
         for (int b = 0; b < batch; b++)
@@ -46,11 +46,11 @@ public sealed class RandomTensors(int seed)
                 m[b * seqLen + t] = keep ? (dtype == DType.Bool ? 1 : 1 + Rng.Next(3) * 3) : 0;
             }
         }
-        return Tensor.From(m, batch, seqLen).To(dtype);
+        return HostTensor.From(m, batch, seqLen).To(dtype);
     }
 
     /// <summary>[rows, dim] F32 rows of unit L2 norm (retrieval databases and queries).</summary>
-    public Tensor UnitRows(int rows, int dim)
+    public HostTensor UnitRows(int rows, int dim)
     {
         var t = Floats(DType.F32, -1, 1, rows, dim);
         var v = t.AsSpan<float>();

@@ -1,6 +1,6 @@
 using PoolKernels.Verification;
 
-namespace PoolKernels;
+namespace PoolKernels.Verification;
 
 /// <summary>segment_pool, gather_segment_pool, segment_topk and dual_hypergraph in the registry.</summary>
 internal sealed class RaggedFamily : IOpFamily
@@ -17,14 +17,14 @@ internal sealed class RaggedFamily : IOpFamily
         { BenchCases = OpBenches.DualHypergraph }; // no device-tensor overload: the host path is timed
     }
 
-    private static Dictionary<string, Tensor> Out(Tensor t) => new() { ["out"] = t };
+    private static Dictionary<string, HostTensor> Out(HostTensor t) => new() { ["out"] = t };
 
-    private static IReadOnlyDictionary<string, Tensor> RunTopk(Device d, OpCall c)
+    private static IReadOnlyDictionary<string, HostTensor> RunTopk(Device d, OpCall c)
     {
         double? ratio = c.Parameters.ContainsKey("ratio") ? c.Float("ratio", 0) : null;
         int? k = c.Parameters.ContainsKey("k") ? c.Int("k", 0) : null;
         var (ix, oo) = d.SegmentTopk(c.Input("scores"), c.Input("offsets"), ratio, k);
-        return new Dictionary<string, Tensor> { ["index"] = ix, ["out_offsets"] = oo };
+        return new Dictionary<string, HostTensor> { ["index"] = ix, ["out_offsets"] = oo };
     }
 
     /// <summary>Random segment lengths of the given kinds: 0 even, 1 with empty runs, 2 one huge among empties.</summary>
@@ -45,7 +45,7 @@ internal sealed class RaggedFamily : IOpFamily
         return off;
     }
 
-    private static Tensor Offsets(long[] off, bool i32) => i32 ? Tensor.From(off, off.Length).To(DType.I32) : Tensor.From(off, off.Length);
+    private static HostTensor Offsets(long[] off, bool i32) => i32 ? HostTensor.From(off, off.Length).To(DType.I32) : HostTensor.From(off, off.Length);
 
     private static readonly string[] Modes = ["sum", "mean", "max", "min"];
 
@@ -59,7 +59,7 @@ internal sealed class RaggedFamily : IOpFamily
         {
             string mode = Modes[i % 4];
             var values = i == 2 ? r.FloatsWithSpecials(DType.F32, n, dim) : r.Floats(DType.F32, -2, 2, n, dim);
-            var inputs = new Dictionary<string, Tensor> { ["values"] = values, ["offsets"] = Offsets(RandomOffsets(r.Rng, s, n, kind), i % 2 == 1) };
+            var inputs = new Dictionary<string, HostTensor> { ["values"] = values, ["offsets"] = Offsets(RandomOffsets(r.Rng, s, n, kind), i % 2 == 1) };
             cases.Add(($"{mode} [{n},{dim}] S={s} kind={kind}", new OpCall(inputs, new Dictionary<string, string> { ["mode"] = mode })));
             i++;
         }
@@ -77,10 +77,10 @@ internal sealed class RaggedFamily : IOpFamily
             string mode = Modes[(i + 1) % 4];
             var idx = new long[k];
             for (int j = 0; j < k; j++) idx[j] = j % 4 == 3 && j > 0 ? idx[j - 1] : r.Rng.Next(m); // duplicates
-            var inputs = new Dictionary<string, Tensor>
+            var inputs = new Dictionary<string, HostTensor>
             {
                 ["values"] = r.Floats(DType.F32, -2, 2, m, dim),
-                ["index"] = i % 2 == 0 ? Tensor.From(idx, k) : Tensor.From(idx, k).To(DType.I32),
+                ["index"] = i % 2 == 0 ? HostTensor.From(idx, k) : HostTensor.From(idx, k).To(DType.I32),
                 ["offsets"] = Offsets(RandomOffsets(r.Rng, s, k, kind), i % 3 == 1),
             };
             if (i % 3 != 2) inputs["weights"] = r.Floats(DType.F32, -1.5f, 1.5f, k);
@@ -104,7 +104,7 @@ internal sealed class RaggedFamily : IOpFamily
             var sc = new float[n];
             for (int j = 0; j < n; j++) sc[j] = i % 2 == 0 ? r.Rng.Next(-3, 4) * 0.25f : (float)(r.Rng.NextDouble() * 4 - 2); // ties in even cases
             if (i == 3 && n > 5) { sc[1] = float.NaN; sc[4] = float.NaN; }
-            var inputs = new Dictionary<string, Tensor> { ["scores"] = Tensor.From(sc, n), ["offsets"] = Offsets(RandomOffsets(r.Rng, s, n, kind), i % 2 == 1) };
+            var inputs = new Dictionary<string, HostTensor> { ["scores"] = HostTensor.From(sc, n), ["offsets"] = Offsets(RandomOffsets(r.Rng, s, n, kind), i % 2 == 1) };
             cases.Add(($"{p}={v} N={n} S={s} kind={kind}", new OpCall(inputs, new Dictionary<string, string> { [p] = v })));
             i++;
         }
@@ -123,7 +123,7 @@ internal sealed class RaggedFamily : IOpFamily
                 e[j] = rng.Next(nodes);
                 e[edges + j] = j % 5 == 4 ? e[j] : rng.Next(nodes); // some self-loops
             }
-            var inputs = new Dictionary<string, Tensor> { ["edge_index"] = Tensor.From(e, 2, edges) };
+            var inputs = new Dictionary<string, HostTensor> { ["edge_index"] = HostTensor.From(e, 2, edges) };
             var ps = new Dictionary<string, string> { ["num_nodes"] = nodes.ToString(System.Globalization.CultureInfo.InvariantCulture), ["add_loops"] = loops ? "true" : "false" };
             cases.Add(($"V={nodes} E={edges} loops={loops}", new OpCall(inputs, ps)));
         }
