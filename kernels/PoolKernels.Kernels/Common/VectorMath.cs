@@ -13,6 +13,11 @@ internal static class VectorMath
     /// SSE4-only x64). AVX-512 and AVX2 machines keep their own paths; without hardware intrinsics the scalar ones run.</summary>
     public static bool Narrow => !Vector256.IsHardwareAccelerated && Vector128.IsHardwareAccelerated;
 
+    /// <summary>Whether the vector multiply-add is one instruction (x64 FMA, which .NET 10 enables with AVX2; ARM64).
+    /// Without it (SSE-only x64) Vector128.Exp/Log and TensorPrimitives.Exp/Log fuse in software per lane and run ~9x
+    /// slower than scalar MathF (exp(log x) over 800K floats: 59 vs 6.3 ms, measured with DOTNET_EnableAVX2=0).</summary>
+    public static bool HardwareFma => Fma.IsSupported || AdvSimd.Arm64.IsSupported;
+
     /// <summary>The even lanes of the 8 floats lo:hi, [lo0, lo2, hi0, hi2] (NEON uzp1, SSE shufps, else lane by lane).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector128<float> Even(Vector128<float> lo, Vector128<float> hi) =>
@@ -28,7 +33,8 @@ internal static class VectorMath
     /// <summary>y = x^p for the GeM family (p &gt; 0, x ≥ 0 after clamping; NaN stays NaN, +inf stays +inf, a negative x
     /// gives NaN for non-integer p as in PyTorch); y may be x itself (the GeM kernels raise in place, no scratch): p = 1,
     /// 2, 3 exactly by multiplication ((x·x)·x), p = 0.5 by a square root, any other p as exp(p·ln x) with
-    /// TensorPrimitives' vectorized Log and Exp (relative error ~|p·ln x|·6e-8). TensorPrimitives.Pow is not
+    /// TensorPrimitives' vectorized Log and Exp (relative error ~|p·ln x|·6e-8; scalar MathF where there is no
+    /// hardware FMA, see <see cref="HardwareFma"/>). TensorPrimitives.Pow is not
     /// vectorized: 6 ns per float against 1.5 ns (800K floats, one thread).</summary>
     public static void Pow(ReadOnlySpan<float> x, float p, Span<float> y)
     {
@@ -36,6 +42,12 @@ internal static class VectorMath
         if (p == 2f) { TensorPrimitives.Multiply(x, x, y); return; }
         if (p == 3f) { Cube(x, y); return; }
         if (p == 0.5f) { TensorPrimitives.Sqrt(x, y); return; }
+        if (!HardwareFma)
+        {
+            // SSE-only x64 (and no intrinsics): scalar MathF, ~9x faster there than the software-fused vector forms
+            for (int i = 0; i < x.Length; i++) y[i] = MathF.Exp(p * MathF.Log(x[i]));
+            return;
+        }
         TensorPrimitives.Log(x, y);
         TensorPrimitives.Multiply(y, p, y);
         TensorPrimitives.Exp(y, y);
@@ -82,7 +94,7 @@ internal static class VectorMath
                     var ok = Vector256.GreaterThan(t, Vector256<float>.Zero) & Vector256.LessThan(t, Vector256.Create(float.PositiveInfinity));
                     Vector256.ConditionalSelect(ok, t - (t - xv / (t * t)) * (1f / 3), t).Store(py + i);
                 }
-            else if (Vector128.IsHardwareAccelerated)
+            else if (Vector128.IsHardwareAccelerated && HardwareFma) // NEON (not SSE: see HardwareFma)
                 for (; i + 4 <= n; i += 4)
                 {
                     var xv = Vector128.Load(px + i);
