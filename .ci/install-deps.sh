@@ -4,6 +4,8 @@
 #     which ILGPU rejects), plus the ICD loader with the unversioned libOpenCL.so ILGPU dlopens.
 #   - ptxas (CUDA 11.8) extracted from Debian's non-free nvidia-cuda-toolkit package, to assemble
 #     the PTX that ILGPU generates for sm_80 / sm_90 (no GPU needed).
+#   - QEMU user mode and the arm64 C/C++ runtimes, to run the linux-arm64 build of the CLI (the ARM64 leg,
+#     `dotnet cake --target=Arm64`); on an ARM64 machine the leg runs natively and these are not needed.
 # Everything built or downloaded is cached under $PK_CACHE (default /var/cache/poolkernels), outside
 # the checkout, so later runs reuse it. Prints the environment to export on its last lines.
 set -euo pipefail
@@ -76,6 +78,11 @@ SRC
   rm -rf "$CUDA_DIR"; mkdir -p "$CUDA_DIR"
   dpkg-deb -x "$tmp"/nvidia-cuda-toolkit_*.deb "$CUDA_DIR"
   rm -rf "$tmp"
+fi
+
+# ---- ARM64 under QEMU user emulation (dpkg -s per package: nothing is fetched when all are present) ----------------
+if [ "$(uname -m)" != "aarch64" ]; then
+  need_pkgs qemu-user-static libc6-arm64-cross libstdc++6-arm64-cross libgcc-s1-arm64-cross
 fi
 
 echo "export OCL_ICD_VENDORS=$POCL_PREFIX/etc/OpenCL/vendors"

@@ -1,11 +1,12 @@
 using System.Numerics.Tensors;
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.Arm;
 using System.Runtime.Intrinsics.X86;
 
 namespace PoolKernels.Kernels.Attention;
 
-/// <summary>The few vector operations the attention micro-kernels need, over Vector512 or Vector256, as static abstract
+/// <summary>The few vector operations the attention micro-kernels need, over Vector512, Vector256 or Vector128, as static abstract
 /// members of a struct so each micro-kernel is written once and specialized (inlined) per width by the JIT.</summary>
 internal unsafe interface IVec<TV> where TV : struct
 {
@@ -26,12 +27,12 @@ internal unsafe interface IVec<TV> where TV : struct
     static abstract float HSum(TV v);
     /// <summary>e^x in float (Cephes expf: Cody-Waite reduction, degree-6 polynomial, ~2 ulp); -inf gives exactly 0, NaN
     /// stays NaN. For x &lt;= 0 only (softmax arguments), so no overflow handling. x below -87.3 (and -inf) gives exactly 0. Vector512 scales by 2^n
-    /// with vscalefps (one instruction for the exponent add, instead of convert, add, shift and multiply); Vector256 builds 2^n
-    /// from the exponent bits.</summary>
+    /// with vscalefps (one instruction for the exponent add, instead of convert, add, shift and multiply); Vector256 and
+    /// Vector128 build 2^n from the exponent bits.</summary>
     static abstract TV Exp(TV x);
 }
 
-/// <summary>Constants of the float exp shared by both widths.</summary>
+/// <summary>Constants of the float exp shared by every width.</summary>
 internal static class ExpConst
 {
     public const float Lo = -87.33654f, Log2E = 1.44269504088896341f, C1 = -0.693359375f, C2 = 2.12194440e-4f;
@@ -68,7 +69,8 @@ internal unsafe struct V512 : IVec<Vector512<float>>
         // stays NaN. Each select below uses its own compare: one mask shared by two selects is materialized as a vector
         // (vpmovm2d + vpternlogd) and made the whole exp twice as slow (13 vs 6.7 ns per vector, measured).
         var lo = Vector512.Create(ExpConst.Lo);
-        var xc = Avx512F.Max(lo, x);
+        // (the portable forms only where Vector512 is accelerated without AVX-512F: the same values, NaN kept by the select)
+        var xc = Avx512F.IsSupported ? Avx512F.Max(lo, x) : Vector512.ConditionalSelect(Vector512.LessThan(x, lo), lo, x);
         var n = Vector512.Round(xc * ExpConst.Log2E);
         var r = Vector512.FusedMultiplyAdd(n, Vector512.Create(ExpConst.C1), xc);
         r = Vector512.FusedMultiplyAdd(n, Vector512.Create(ExpConst.C2), r);
@@ -79,7 +81,9 @@ internal unsafe struct V512 : IVec<Vector512<float>>
         p = Vector512.FusedMultiplyAdd(p, r, Vector512.Create(ExpConst.P5));
         p = Vector512.FusedMultiplyAdd(p, r, Vector512<float>.One);
         p = Vector512.FusedMultiplyAdd(p, r, Vector512<float>.One);
-        return Vector512.ConditionalSelect(Vector512.LessThan(x, lo), Vector512<float>.Zero, Avx512F.Scale(p, n)); // p·2^n
+        var scaled = Avx512F.IsSupported ? Avx512F.Scale(p, n) // p·2^n
+            : p * Vector512.ShiftLeft(Vector512.ConvertToInt32(n) + Vector512.Create(127), 23).AsSingle();
+        return Vector512.ConditionalSelect(Vector512.LessThan(x, lo), Vector512<float>.Zero, scaled);
     }
 }
 
@@ -117,7 +121,8 @@ internal unsafe struct V256 : IVec<Vector256<float>>
     public static Vector256<float> Exp(Vector256<float> x)
     {
         var lo = Vector256.Create(ExpConst.Lo);
-        var xc = Avx.Max(lo, x); // NaN stays NaN (second operand)
+        // NaN stays NaN: vmaxps returns its second operand, the portable select keeps x
+        var xc = Avx.IsSupported ? Avx.Max(lo, x) : Vector256.ConditionalSelect(Vector256.LessThan(x, lo), lo, x);
         var n = Vector256.Round(xc * ExpConst.Log2E);
         var r = Vector256.FusedMultiplyAdd(n, Vector256.Create(ExpConst.C1), xc);
         r = Vector256.FusedMultiplyAdd(n, Vector256.Create(ExpConst.C2), r);
@@ -132,6 +137,61 @@ internal unsafe struct V256 : IVec<Vector256<float>>
     }
 }
 
+/// <summary>The Vector128 width: SSE4 x64 without AVX2, ARM64 NEON, and (not accelerated, slow but correct) no hardware
+/// intrinsics at all. Fma is <c>MultiplyAddEstimate</c>: one fused fmla on NEON; a multiply and an add on an SSE-only x64
+/// (which has no FMA, where a true fused multiply-add is a software call per lane, ~5x slower), so the results are the
+/// same bits on every run of one machine but may differ between machines of this width.</summary>
+internal unsafe struct V128 : IVec<Vector128<float>>
+{
+    public static int Width => 4;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> Load(float* p) => Vector128.Load(p);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static void Store(float* p, Vector128<float> v) => v.Store(p);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> Broadcast(float x) => Vector128.Create(x);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector128<float> Fma(Vector128<float> a, Vector128<float> b, Vector128<float> c) =>
+        Vector128.MultiplyAddEstimate(a, b, c);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector128<float> Max(Vector128<float> a, Vector128<float> b) => Vector128.MaxNative(a, b);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> Sub(Vector128<float> a, Vector128<float> b) => a - b;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> Add(Vector128<float> a, Vector128<float> b) => a + b;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> Mul(Vector128<float> a, Vector128<float> b) => a * b;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector128<float> KeepKey(Vector128<float> x, int j, int* lo, int* hi)
+    {
+        var jv = Vector128.Create(j);
+        var ok = Vector128.GreaterThanOrEqual(jv, Vector128.Load(lo)) & Vector128.LessThanOrEqual(jv, Vector128.Load(hi));
+        return Vector128.ConditionalSelect(ok.AsSingle(), x, Vector128.Create(float.NegativeInfinity));
+    }
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector128<float> ZeroIfNegInf(Vector128<float> x) =>
+        Vector128.ConditionalSelect(Vector128.Equals(x, Vector128.Create(float.NegativeInfinity)), Vector128<float>.Zero, x);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float HMax(Vector128<float> v)
+    {
+        float r = v[0];
+        for (int i = 1; i < 4; i++) r = MathF.Max(r, v[i]);
+        return r;
+    }
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float HSum(Vector128<float> v) => Vector128.Sum(v);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector128<float> Exp(Vector128<float> x)
+    {
+        var lo = Vector128.Create(ExpConst.Lo);
+        var xc = Vector128.ConditionalSelect(Vector128.LessThan(x, lo), lo, x); // NaN fails the compare and stays NaN
+        var n = Vector128.Round(xc * ExpConst.Log2E);
+        var r = Fma(n, Vector128.Create(ExpConst.C1), xc);
+        r = Fma(n, Vector128.Create(ExpConst.C2), r);
+        var p = Fma(Vector128.Create(ExpConst.P0), r, Vector128.Create(ExpConst.P1));
+        p = Fma(p, r, Vector128.Create(ExpConst.P2));
+        p = Fma(p, r, Vector128.Create(ExpConst.P3));
+        p = Fma(p, r, Vector128.Create(ExpConst.P4));
+        p = Fma(p, r, Vector128.Create(ExpConst.P5));
+        var y = Fma(p, r * r, r) + Vector128<float>.One;
+        var pow = Vector128.ShiftLeft(Vector128.ConvertToInt32(n) + Vector128.Create(127), 23).AsSingle();
+        return Vector128.ConditionalSelect(Vector128.LessThan(x, lo), Vector128<float>.Zero, y * pow);
+    }
+}
+
 /// <summary>
 /// <c>sdpa</c> / <c>sdpa_varlen</c>, managed SIMD: tiled online softmax (FlashAttention-2 on a CPU), computed TRANSPOSED:
 /// a score tile is Sᵀ [keys × queries], so each vector lane is one query row and the whole softmax is vertical.
@@ -141,7 +201,8 @@ internal unsafe struct V256 : IVec<Vector256<float>>
 /// the first and last key it keeps. It then serves every query head of the GQA group: per block of <see cref="BlockQ"/>
 /// query rows, scaled q is staged transposed (Qᵀ [E × BlockQ]; F32 with AVX-512 by 16 × 16 register transposes); per tile of up to <see cref="BlockK"/> keys inside the
 /// block's causal/window key range AND inside the padding row's first..last kept key (tiles outside are never computed,
-/// the last one computes only its keys rounded up to 4): Sᵀ = K·Qᵀ by a 4-key × 4-vector (Vector512; 4 × 2 for Vector256)
+/// the last one computes only its keys rounded up to 4): Sᵀ = K·Qᵀ by a 4-key × 4-vector (Vector512, and
+/// Vector128 where there are 32 vector registers: NEON, AVX-512 hardware; 4 × 2 for Vector256 and SSE-only Vector128)
 /// broadcast-FMA micro-kernel; on a tile that a bound cuts or under an attn_mask the masks are applied to Sᵀ (bounds by
 /// per-lane key-range compares), otherwise the padding row is added on the fly; then per vector of 16 queries: the column
 /// max over the tile's keys (two chains), the new running max, alpha = exp(m_old - m_new) for 16 rows at once, P = exp(s -
@@ -174,13 +235,24 @@ internal unsafe struct V256 : IVec<Vector256<float>>
 /// </summary>
 internal static unsafe class SdpaSimd
 {
-    /// <summary>Query rows per block: the lanes of a score tile (four Vector512s, eight Vector256s).</summary>
+    /// <summary>Query rows per block: the lanes of a score tile (four Vector512s, eight Vector256s, sixteen Vector128s).</summary>
     public const int BlockQ = 64;
     /// <summary>Keys per tile (a multiple of 4, the micro-kernel's key count).</summary>
     public const int BlockK = 64;
 
     /// <summary>Tests set this to run the Vector256 micro-kernels on AVX-512 hardware too.</summary>
     internal static bool ForceVector256;
+    /// <summary>Tests set this to run the Vector128 micro-kernels (the NEON / SSE-only width) on wider hardware too.</summary>
+    internal static bool ForceVector128;
+
+    /// <summary>The vector width (floats) a call runs at: 16 where Vector512 is accelerated, 8 where Vector256 is, else 4
+    /// (Vector128: NEON, SSE4, or not accelerated at all, then slow but correct); the test switches narrow it.</summary>
+    internal static int Lanes => ForceVector128 ? 4 : Vector512.IsHardwareAccelerated && !ForceVector256 ? 16
+        : Vector256.IsHardwareAccelerated || ForceVector256 ? 8 : 4;
+
+    /// <summary>32 vector registers (NEON; AVX-512's EVEX encoding gives Vector128 xmm16-31 too): room for the Vector128
+    /// form of the 4 × 4-vector micro-kernels (16 accumulators, 4 loads, a broadcast) without spills.</summary>
+    private static bool Registers32 => AdvSimd.Arm64.IsSupported || Avx512F.VL.IsSupported;
 
     /// <summary>Runs the operation on <paramref name="pool"/> (default <see cref="WorkerPool.Shared"/>). Arguments are assumed validated.</summary>
     public static void Run<T, TBias, TMask, TIdx>(ReadOnlySpan<T> q, ReadOnlySpan<T> k, ReadOnlySpan<T> v, ReadOnlySpan<TBias> attnMask,
@@ -194,8 +266,7 @@ internal static unsafe class SdpaSimd
         {
             var job = Job<T, TBias, TMask, TIdx>.Cached ??= new();
             job.Q = qp; job.K = kp; job.V = vp; job.Mask = mp; job.KeyPadding = pp; job.CuQ = cq; job.CuK = ck; job.Out = op; job.Lse = lp; job.P = p;
-            job.Wide = Vector512.IsHardwareAccelerated && !ForceVector256;
-            int w = job.Wide ? 16 : 8;
+            int w = job.Width = Lanes;
             job.EvP = (p.Ev + 2 * w - 1) / (2 * w) * (2 * w);
             job.TkPad = (p.Tk + BlockK - 1) / BlockK * BlockK;
             // At least 16 items per worker where the query blocks allow (a worker that starts late, or a core another
@@ -215,7 +286,7 @@ internal static unsafe class SdpaSimd
         internal T* Q, K, V; internal TBias* Mask; internal TMask* KeyPadding; internal TIdx* CuQ, CuK; internal float* Out, Lse;
         internal SdpaParams P;
         internal int EvP, TkPad, Chunks;
-        internal bool Wide;
+        internal int Width;
         internal float[]?[] Scratch = [];
 
         // F32 rows are read in place only when they are contiguous (bhtd, or one head): in bthd the rows of one head lie
@@ -236,8 +307,9 @@ internal static unsafe class SdpaSimd
 
         public void Execute(int item, int worker)
         {
-            if (Wide) Execute<Vector512<float>, V512>(item, worker);
-            else Execute<Vector256<float>, V256>(item, worker);
+            if (Width == 16) Execute<Vector512<float>, V512>(item, worker);
+            else if (Width == 8) Execute<Vector256<float>, V256>(item, worker);
+            else Execute<Vector128<float>, V128>(item, worker);
         }
 
         private void Execute<TV, TOps>(int item, int worker) where TV : struct where TOps : struct, IVec<TV>
@@ -258,6 +330,7 @@ internal static unsafe class SdpaSimd
             int nb = (tq + BlockQ - 1) / BlockQ;
             if (chunk >= nb) return;
             int e = p.E, ev = p.Ev, evp = EvP, tkp = TkPad, w = TOps.Width;
+            bool tile4 = w == 16 || w == 4 && Registers32; // the 4 × 4-vector micro-kernels (else 4 × 2)
             // F32 rows in place only when contiguous (see DirectK)
             bool directK = DirectK(p), directV = DirectV(p, evp);
             long kSize = directK ? 0 : (long)tkp * e, vSize = directV ? 0 : (long)tkp * evp;
@@ -315,7 +388,7 @@ internal static unsafe class SdpaSimd
                 {
                     int i0 = blk * BlockQ, nr = Math.Min(BlockQ, tq - i0), nrp = (nr + 3) & ~3;
                     // Qᵀ [E × BlockQ], scaled; lanes nr.. zero
-                    if (typeof(T) == typeof(float) && w == 16)
+                    if (typeof(T) == typeof(float) && w != 8) // by register transposes (AVX-512, or 4 × 4 for Vector128)
                         TransposeQt((float*)(qh + p.QRow * i0), p.QRow, nr, e, p.Scale, qt);
                     else
                     {
@@ -358,7 +431,9 @@ internal static unsafe class SdpaSimd
                             int j0 = t0 + j;
                             float* k0 = kRows + kStride * Math.Min(j0, tk - 1), k1 = kRows + kStride * Math.Min(j0 + 1, tk - 1);
                             float* k2 = kRows + kStride * Math.Min(j0 + 2, tk - 1), k3 = kRows + kStride * Math.Min(j0 + 3, tk - 1);
-                            if (w == 16) ScoreBlock4<TV, TOps>(k0, k1, k2, k3, e, qt, st + j * BlockQ);
+                            if (tile4)
+                                for (int c = 0; c < BlockQ; c += 4 * w)
+                                    ScoreBlock4<TV, TOps>(k0, k1, k2, k3, e, qt + c, st + j * BlockQ + c);
                             else
                                 for (int c = 0; c < BlockQ; c += 2 * w) ScoreBlock2<TV, TOps>(k0, k1, k2, k3, e, qt + c, st + j * BlockQ + c);
                         }
@@ -381,7 +456,7 @@ internal static unsafe class SdpaSimd
                             }
                             int d = 0;
                             float* vt = vRows + vStride * (t0 + c0), pt = st + c0 * BlockQ + r;
-                            if (w == 16)
+                            if (tile4)
                                 for (; d + 4 * w <= evp; d += 4 * w)
                                     PvBlock4<TV, TOps>(pt, vt + d, vStride, c1 - c0, o + r * evp + d, evp, alpha + r);
                             for (; d < evp; d += 2 * w)
@@ -519,7 +594,7 @@ internal static unsafe class SdpaSimd
         }
     }
 
-    /// <summary>Sᵀ[4 keys × 4W queries] = K[4 × E] · Qᵀ[E × 4W] (Vector512: 16 accumulators of the 32 registers); key rows
+    /// <summary>Sᵀ[4 keys × 4W queries] = K[4 × E] · Qᵀ[E × 4W] (16 accumulators of the 32 registers); key rows
     /// are <paramref name="k0"/>..<paramref name="k3"/>, rows of Qᵀ and Sᵀ are <see cref="BlockQ"/> apart.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void ScoreBlock4<TV, TOps>(float* k0, float* k1, float* k2, float* k3, int e, float* qt, float* s) where TV : struct where TOps : struct, IVec<TV>
@@ -542,7 +617,7 @@ internal static unsafe class SdpaSimd
         TOps.Store(s, a30); TOps.Store(s + w, a31); TOps.Store(s + 2 * w, a32); TOps.Store(s + 3 * w, a33);
     }
 
-    /// <summary>Sᵀ[4 keys × 2W queries] = K[4 × E] · Qᵀ[E × 2W] (Vector256: 8 accumulators of the 16 registers).</summary>
+    /// <summary>Sᵀ[4 keys × 2W queries] = K[4 × E] · Qᵀ[E × 2W] (8 accumulators of 16 registers: AVX2, SSE).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void ScoreBlock2<TV, TOps>(float* k0, float* k1, float* k2, float* k3, int e, float* qt, float* s) where TV : struct where TOps : struct, IVec<TV>
     {
@@ -563,7 +638,7 @@ internal static unsafe class SdpaSimd
         TOps.Store(s, a30); TOps.Store(s + w, a31);
     }
 
-    /// <summary>O[4 × 4W] = alpha·O + P[4 × nk] · V[nk × 4W] (Vector512), P read from the transposed tile (element (row r, key
+    /// <summary>O[4 × 4W] = alpha·O + P[4 × nk] · V[nk × 4W] (32 registers), P read from the transposed tile (element (row r, key
     /// c) at <paramref name="pt"/>[c·BlockQ + r]); alpha[r] scales row r's accumulators as they are loaded.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void PvBlock4<TV, TOps>(float* pt, float* v, long ldv, int nk, float* o, int ldo, float* alpha) where TV : struct where TOps : struct, IVec<TV>

@@ -4,7 +4,8 @@ using System.Runtime.Intrinsics;
 namespace PoolKernels.Kernels.Bilinear;
 
 /// <summary>
-/// <c>mfb_pool</c> / <c>mfh_pool</c>, managed SIMD. With AVX-512 each projection is one <see cref="DotGemm"/>
+/// <c>mfb_pool</c> / <c>mfh_pool</c>, managed SIMD. With AVX-512 or Vector128 only (<see cref="MicroTile.Packed"/>) each
+/// projection is one <see cref="DotGemm"/>
 /// ([B, D]·[o·k, D]ᵀ, the weights read about once per call instead of once per batch row) into per-call scratch
 /// [B, o·k] (grown once, kept), then per batch row the bias, activation, product of the two projections and the
 /// sum over k in a vector pass. Otherwise work items are (batch row, 32 pooled outputs) with one TensorPrimitives.Dot
@@ -23,7 +24,7 @@ internal static unsafe class MfbSimd
         if (batch == 0 || o == 0) return;
         pool ??= WorkerPool.Shared;
         int blocks = block2.Wx.IsEmpty ? 1 : 2;
-        if (Vector512.IsHardwareAccelerated && dx > 0 && dy > 0)
+        if (MicroTile.Packed && dx > 0 && dy > 0)
         {
             RunGemm(x, y, block1, block2, output, batch, dx, dy, o, k, act, signedSqrt, blocks, pool);
             if (normalize)

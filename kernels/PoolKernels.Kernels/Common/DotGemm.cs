@@ -5,7 +5,8 @@ namespace PoolKernels.Kernels;
 
 /// <summary>
 /// The GEMM C[i,j] = Σ_t A[i,t]·B[j,t] for operands that are both rows along k (mask_pool's weights and feature
-/// planes, MFB's activations and weight rows), batched over problems. AVX-512 only (callers keep their own fallback).
+/// planes, MFB's activations and weight rows), batched over problems. Fast where <see cref="MicroTile.Packed"/> (AVX-512,
+/// and the Vector128 form on NEON / SSE4); callers keep their own fallback for AVX2 and no hardware intrinsics.
 /// Both operands are packed per k block of <see cref="KC"/> floats by 16 × 16 register transposes — A into 12-row
 /// micro-panels [t][12], B into 32-column panels [t][32] — and multiplied by the shared 12 × 32 broadcast micro-kernel
 /// (<see cref="MicroTile"/>), accumulating straight in C (edge tiles through a stack tile). Work items are (problem,
@@ -33,7 +34,8 @@ internal static unsafe class DotGemm
 
     /// <summary>For each of <paramref name="batches"/> problems p: C_p[i,j] = Σ_t A_p[i,t]·B_p[j,t], i &lt; m, j &lt; n, t &lt; k;
     /// rows of A, B and C are lda/ldb/ldc floats apart and problem p's matrices start p·batchA/batchB/batchC floats in.
-    /// <paramref name="rowSums"/> (optional, [batches·m]) receives Σ_t A_p[i,t]. Requires AVX-512.</summary>
+    /// <paramref name="rowSums"/> (optional, [batches·m]) receives Σ_t A_p[i,t]. Correct at every width; meant for
+    /// <see cref="MicroTile.Packed"/> machines.</summary>
     public static void Run(float* a, long lda, long batchA, float* b, long ldb, long batchB, float* c, long ldc, long batchC,
         int m, int n, int k, int batches, float* rowSums, WorkerPool pool)
     {

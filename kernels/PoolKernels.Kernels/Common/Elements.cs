@@ -89,6 +89,15 @@ internal static class Elements
                 Vector256.ShiftLeft(hi, 16).CopyTo(d.Slice(i + 8));
             }
         }
+        else if (Vector128.IsHardwareAccelerated)
+        {
+            for (; i + 8 <= src.Length; i += 8)
+            {
+                var (lo, hi) = Vector128.Widen(Vector128.Create(src.Slice(i, 8)));
+                Vector128.ShiftLeft(lo, 16).CopyTo(d.Slice(i));
+                Vector128.ShiftLeft(hi, 16).CopyTo(d.Slice(i + 4));
+            }
+        }
         for (; i < src.Length; i++) d[i] = (uint)src[i] << 16;
     }
 }

@@ -28,7 +28,7 @@ internal static unsafe class MachineLimits
         }
     }
 
-    /// <summary>Runs <paramref name="iterations"/> rounds of 8 independent Vector512 (or Vector256) FMA chains per
+    /// <summary>Runs <paramref name="iterations"/> rounds of 8 independent Vector512 (or Vector256, Vector128) FMA chains per
     /// worker; returns the F32 FLOPs performed (2 per lane per FMA). The work is cut into 64 items handed out
     /// dynamically, so one worker delayed by another process does not stretch the whole loop.</summary>
     public static double FmaLoop(long iterations, WorkerPool? pool = null)
@@ -37,7 +37,7 @@ internal static unsafe class MachineLimits
         var job = FmaJob.Cached ??= new FmaJob();
         job.Iterations = Math.Max(1, iterations * pool.Workers / FmaItems);
         pool.Run(job, FmaItems);
-        int lanes = Vector512.IsHardwareAccelerated ? 16 : 8;
+        int lanes = FmaLanes;
         return 2.0 * 8 * lanes * job.Iterations * FmaItems;
     }
 
@@ -46,11 +46,14 @@ internal static unsafe class MachineLimits
     public static double FmaFlops(double flops, WorkerPool? pool = null)
     {
         pool ??= WorkerPool.Shared;
-        int lanes = Vector512.IsHardwareAccelerated ? 16 : 8;
+        int lanes = FmaLanes;
         return FmaLoop((long)(flops / (2.0 * 8 * lanes * pool.Workers)), pool);
     }
 
     private const int FmaItems = 64;
+
+    /// <summary>Floats per vector of the FMA loop: the widest accelerated width (Vector128 also when none is).</summary>
+    private static int FmaLanes => Vector512.IsHardwareAccelerated ? 16 : Vector256.IsHardwareAccelerated ? 8 : 4;
 
     private sealed class SumJob : IParallelJob
     {
@@ -85,7 +88,7 @@ internal static unsafe class MachineLimits
                 }
                 Sink += Vector512.Sum(c0 + c1 + c2 + c3 + c4 + c5 + c6 + c7);
             }
-            else
+            else if (Vector256.IsHardwareAccelerated)
             {
                 var a = Vector256.Create(0.999f); var b = Vector256.Create(1e-3f);
                 Vector256<float> c0 = Vector256.Create(1f), c1 = c0, c2 = c0, c3 = c0, c4 = c0, c5 = c0, c6 = c0, c7 = c0;
@@ -97,6 +100,20 @@ internal static unsafe class MachineLimits
                     c6 = Vector256.FusedMultiplyAdd(c6, a, b); c7 = Vector256.FusedMultiplyAdd(c7, a, b);
                 }
                 Sink += Vector256.Sum(c0 + c1 + c2 + c3 + c4 + c5 + c6 + c7);
+            }
+            else
+            {
+                // Vector128 (NEON, SSE4): the multiply-add the Vector128 kernels use (fused on NEON; mul + add on SSE)
+                var a = Vector128.Create(0.999f); var b = Vector128.Create(1e-3f);
+                Vector128<float> c0 = Vector128.Create(1f), c1 = c0, c2 = c0, c3 = c0, c4 = c0, c5 = c0, c6 = c0, c7 = c0;
+                for (long i = 0; i < Iterations; i++)
+                {
+                    c0 = Vector128.MultiplyAddEstimate(c0, a, b); c1 = Vector128.MultiplyAddEstimate(c1, a, b);
+                    c2 = Vector128.MultiplyAddEstimate(c2, a, b); c3 = Vector128.MultiplyAddEstimate(c3, a, b);
+                    c4 = Vector128.MultiplyAddEstimate(c4, a, b); c5 = Vector128.MultiplyAddEstimate(c5, a, b);
+                    c6 = Vector128.MultiplyAddEstimate(c6, a, b); c7 = Vector128.MultiplyAddEstimate(c7, a, b);
+                }
+                Sink += Vector128.Sum(c0 + c1 + c2 + c3 + c4 + c5 + c6 + c7);
             }
         }
     }

@@ -1,12 +1,15 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.Arm;
 using System.Runtime.Intrinsics.X86;
 
 namespace PoolKernels.Kernels;
 
 /// <summary>
-/// 16 × 16 register transposes (AVX-512): two rounds of in-lane unpacks and two of 128-bit lane shuffles, 64 shuffles
-/// per 256 floats. Used to pack GEMM operands (<see cref="DotGemm"/>), to stage sdpa's Qᵀ, and to turn 16 planes into vectors over channels
+/// 16 × 16 register transposes: with AVX-512 two rounds of in-lane unpacks and two of 128-bit lane shuffles, 64 shuffles
+/// per 256 floats; elsewhere (AVX2, SSE, NEON, no intrinsics) sixteen 4 × 4 Vector128 transposes (zip/unpack pairs, 8
+/// shuffles per 16 floats), the same values.
+/// Used to pack GEMM operands (<see cref="DotGemm"/>), to stage sdpa's Qᵀ, and to turn 16 planes into vectors over channels
 /// for the small-plane spatial kernels (<see cref="Spatial.RegionalGemSimd"/>).
 /// </summary>
 internal static unsafe class Transpose16
@@ -15,9 +18,15 @@ internal static unsafe class Transpose16
     /// <paramref name="cols"/> vectors of 16 lanes. Rows past <paramref name="rows"/> read as 0; they are stored as 0
     /// unless <paramref name="exact"/> (then only lanes r &lt; rows are written, by masked stores). Without exact and with
     /// ld &lt; 16 each 16-float store runs into the next t's place (written after it), so dst needs 16 floats of slack.
-    /// <paramref name="sums"/> (optional, 16 floats) receives Σ_t per row. Requires AVX-512.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    /// <paramref name="sums"/> (optional, 16 floats) receives Σ_t per row (summed in another order by each width).</summary>
     public static void Pack(float* src, long lds, int rows, int cols, float* dst, long ld, float* sums = null, bool exact = false)
+    {
+        if (Avx512F.IsSupported) Pack512(src, lds, rows, cols, dst, ld, sums, exact);
+        else Pack128(src, lds, rows, cols, dst, ld, sums, exact);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Pack512(float* src, long lds, int rows, int cols, float* dst, long ld, float* sums, bool exact)
     {
         var z = Vector512<float>.Zero;
         bool masked = exact && rows < 16;
@@ -69,6 +78,12 @@ internal static unsafe class Transpose16
             if (sums != null) sum += ((c0 + c1) + (c2 + c3)) + ((c4 + c5) + (c6 + c7)) + ((c8 + c9) + (c10 + c11)) + ((c12 + c13) + (c14 + c15));
         }
         if (sums != null) sum.Store(sums);
+        Tail(src, lds, rows, cols, dst, ld, sums, exact, t);
+    }
+
+    /// <summary>Columns t.. of <see cref="Pack"/>, one float at a time (sums accumulate into what is already there).</summary>
+    private static void Tail(float* src, long lds, int rows, int cols, float* dst, long ld, float* sums, bool exact, int t)
+    {
         for (; t < cols; t++)
             for (int r = 0; r < 16; r++)
             {
@@ -76,6 +91,89 @@ internal static unsafe class Transpose16
                 if (r < ld && (r < rows || !exact)) dst[t * ld + r] = v;
                 if (sums != null && r < rows) sums[r] += v;
             }
+    }
+
+    /// <summary><see cref="Pack"/> by 4 × 4 Vector128 transposes: per 4 columns, the four row groups' transposes are held
+    /// (16 registers: NEON has 32) and stored column by column in ascending t, so with ld &lt; 16 a store running into
+    /// the next column's place is overwritten in order, as in the AVX-512 form.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Pack128(float* src, long lds, int rows, int cols, float* dst, long ld, float* sums, bool exact)
+    {
+        var s0 = Vector128<float>.Zero; var s1 = s0; var s2 = s0; var s3 = s0;
+        int t = 0;
+        for (; t + 4 <= cols; t += 4)
+        {
+            float* s = src + t;
+            Quad(s, lds, rows, out var a0, out var a1, out var a2, out var a3);
+            Quad(s + 4 * lds, lds, rows - 4, out var b0, out var b1, out var b2, out var b3);
+            Quad(s + 8 * lds, lds, rows - 8, out var c0, out var c1, out var c2, out var c3);
+            Quad(s + 12 * lds, lds, rows - 12, out var e0, out var e1, out var e2, out var e3);
+            float* d = dst + t * ld;
+            Column(d, rows, exact, a0, b0, c0, e0); Column(d + ld, rows, exact, a1, b1, c1, e1);
+            Column(d + 2 * ld, rows, exact, a2, b2, c2, e2); Column(d + 3 * ld, rows, exact, a3, b3, c3, e3);
+            if (sums != null)
+            {
+                s0 += (a0 + a1) + (a2 + a3); s1 += (b0 + b1) + (b2 + b3);
+                s2 += (c0 + c1) + (c2 + c3); s3 += (e0 + e1) + (e2 + e3);
+            }
+        }
+        if (sums != null) { s0.Store(sums); s1.Store(sums + 4); s2.Store(sums + 8); s3.Store(sums + 12); }
+        Tail(src, lds, rows, cols, dst, ld, sums, exact, t);
+    }
+
+    /// <summary>Rows 0..3 (those below <paramref name="rows"/>; the rest 0) of 4 columns at s, transposed: c_j = column j.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Quad(float* s, long lds, int rows, out Vector128<float> c0, out Vector128<float> c1,
+        out Vector128<float> c2, out Vector128<float> c3)
+    {
+        var z = Vector128<float>.Zero;
+        if (rows <= 0) { c0 = c1 = c2 = c3 = z; return; }
+        var x0 = Vector128.Load(s); var x1 = rows > 1 ? Vector128.Load(s + lds) : z;
+        var x2 = rows > 2 ? Vector128.Load(s + 2 * lds) : z; var x3 = rows > 3 ? Vector128.Load(s + 3 * lds) : z;
+        Transpose4(x0, x1, x2, x3, out c0, out c1, out c2, out c3);
+    }
+
+    /// <summary>A 4 × 4 transpose: rows x0..x3 in, columns out. NEON zip1/zip2 (.4s then .2d), SSE unpcklps/unpckhps then
+    /// unpcklpd/unpckhpd, else lane by lane.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void Transpose4(Vector128<float> x0, Vector128<float> x1, Vector128<float> x2, Vector128<float> x3,
+        out Vector128<float> c0, out Vector128<float> c1, out Vector128<float> c2, out Vector128<float> c3)
+    {
+        if (AdvSimd.Arm64.IsSupported)
+        {
+            var t0 = AdvSimd.Arm64.ZipLow(x0, x1).AsDouble(); var t1 = AdvSimd.Arm64.ZipHigh(x0, x1).AsDouble();
+            var t2 = AdvSimd.Arm64.ZipLow(x2, x3).AsDouble(); var t3 = AdvSimd.Arm64.ZipHigh(x2, x3).AsDouble();
+            c0 = AdvSimd.Arm64.ZipLow(t0, t2).AsSingle(); c1 = AdvSimd.Arm64.ZipHigh(t0, t2).AsSingle();
+            c2 = AdvSimd.Arm64.ZipLow(t1, t3).AsSingle(); c3 = AdvSimd.Arm64.ZipHigh(t1, t3).AsSingle();
+        }
+        else if (Sse2.IsSupported)
+        {
+            var t0 = Sse.UnpackLow(x0, x1).AsDouble(); var t1 = Sse.UnpackHigh(x0, x1).AsDouble();
+            var t2 = Sse.UnpackLow(x2, x3).AsDouble(); var t3 = Sse.UnpackHigh(x2, x3).AsDouble();
+            c0 = Sse2.UnpackLow(t0, t2).AsSingle(); c1 = Sse2.UnpackHigh(t0, t2).AsSingle();
+            c2 = Sse2.UnpackLow(t1, t3).AsSingle(); c3 = Sse2.UnpackHigh(t1, t3).AsSingle();
+        }
+        else
+        {
+            c0 = Vector128.Create(x0[0], x1[0], x2[0], x3[0]); c1 = Vector128.Create(x0[1], x1[1], x2[1], x3[1]);
+            c2 = Vector128.Create(x0[2], x1[2], x2[2], x3[2]); c3 = Vector128.Create(x0[3], x1[3], x2[3], x3[3]);
+        }
+    }
+
+    /// <summary>Stores one column (16 lanes as four quads) at d: all 16 lanes unless exact, else only lanes r &lt; rows.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Column(float* d, int rows, bool exact,
+        Vector128<float> q0, Vector128<float> q1, Vector128<float> q2, Vector128<float> q3)
+    {
+        if (!exact || rows >= 16) { q0.Store(d); q1.Store(d + 4); q2.Store(d + 8); q3.Store(d + 12); return; }
+        Part(d, rows, q0); Part(d + 4, rows - 4, q1); Part(d + 8, rows - 8, q2); Part(d + 12, rows - 12, q3);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Part(float* d, int n, Vector128<float> q)
+    {
+        if (n >= 4) q.Store(d);
+        else for (int i = 0; i < n; i++) d[i] = q[i];
     }
 
     /// <summary>The inverse of packing 16 rows as lanes: dst[r·ld + t] = lanes[t·16 + r] for r &lt; <paramref name="rows"/>,

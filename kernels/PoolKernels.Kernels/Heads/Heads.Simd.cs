@@ -10,7 +10,8 @@ namespace PoolKernels.Kernels.Heads;
 /// <para>GEMM (<see cref="Gemm"/>): y = x·Wᵀ (+ bias) (+ residual) with W pre-packed (<see cref="Pack"/>) into column
 /// panels of <see cref="NR"/> = 32 columns, [k][32] each, zero-padded past n: the micro-kernel then reads two
 /// consecutive Vector512 per k step and broadcasts one x element per row, 12 rows × 32 columns = 24 independent FMA
-/// accumulators (Vector256 machines: 3 rows × 4 vectors). Work items are 96-row blocks × groups of panels (as many panels
+/// accumulators (Vector256 machines: 3 rows × 4 vectors; Vector128-only machines: <see cref="MicroTile"/>'s Vector128
+/// strips). Work items are 96-row blocks × groups of panels (as many panels
 /// per item as still leave 4 items per worker); inside an item k runs in blocks of 256: the item's x rows are packed once
 /// per k block into 12-row micro-panels [t][12] by register transposes (per-worker pinned scratch, 96 KB, L2), so the micro-kernel reads x
 /// through one pointer with constant offsets. Row tile outer, panels inner: the tile's packed x (12 KB) stays in L1 while
@@ -63,7 +64,7 @@ internal static unsafe class HeadsSimd
         pool ??= WorkerPool.Shared;
         var job = GemmJob.Cached ??= new GemmJob();
         // one packed x block per worker (pinned: the kernels hold raw pointers), only where the 12-row kernel runs
-        if (Vector512.IsHardwareAccelerated) pool.EnsureScratch(ref job.APack, (long)RowBlock * KC + 16, pinned: true);
+        if (MicroTile.Packed) pool.EnsureScratch(ref job.APack, (long)RowBlock * KC + 16, pinned: true);
         job.X = x; job.Packed = packed; job.Bias = bias; job.Residual = residual; job.Y = y; job.M = m; job.N = n; job.K = k;
         int rowBlocks = job.RowBlocks = (m + RowBlock - 1) / RowBlock;
         // As many panels per item as leave >= 4 items per worker: the x block is packed once per item and k block.
@@ -115,7 +116,7 @@ internal static unsafe class HeadsSimd
             int r0 = rb * RowBlock, r1 = Math.Min(M, r0 + RowBlock);
             int panels = (N + NR - 1) / NR;
             int p0 = g * PanelsPerItem, p1 = Math.Min(panels, p0 + PanelsPerItem);
-            bool v512 = Vector512.IsHardwareAccelerated;
+            bool v512 = MicroTile.Packed; // AVX-512, or MicroTile's Vector128 form (NEON, SSE4); AVX2 runs Tile256
             int mr = v512 ? MR512 : 3;
             float* acc = stackalloc float[MR512 * NR];
             float[] aPack = v512 ? APack[worker]! : [];

@@ -101,6 +101,25 @@ internal static unsafe class SegmentPoolSimd
                 a0.Store(acc + d); a1.Store(acc + d + 8); a2.Store(acc + d + 16); a3.Store(acc + d + 24);
             }
         }
+        else if (Vector128.IsHardwareAccelerated)
+        {
+            // NEON / SSE4: 32 features in eight Vector128 accumulators
+            for (; d + 32 <= dim; d += 32)
+            {
+                float* p = rows + d;
+                Vector128<float> a0 = Vector128.Load(p), a1 = Vector128.Load(p + 4), a2 = Vector128.Load(p + 8),
+                    a3 = Vector128.Load(p + 12), a4 = Vector128.Load(p + 16), a5 = Vector128.Load(p + 20),
+                    a6 = Vector128.Load(p + 24), a7 = Vector128.Load(p + 28);
+                for (long k = 1; k < count; k++)
+                {
+                    p += dim;
+                    a0 += Vector128.Load(p); a1 += Vector128.Load(p + 4); a2 += Vector128.Load(p + 8); a3 += Vector128.Load(p + 12);
+                    a4 += Vector128.Load(p + 16); a5 += Vector128.Load(p + 20); a6 += Vector128.Load(p + 24); a7 += Vector128.Load(p + 28);
+                }
+                a0.Store(acc + d); a1.Store(acc + d + 4); a2.Store(acc + d + 8); a3.Store(acc + d + 12);
+                a4.Store(acc + d + 16); a5.Store(acc + d + 20); a6.Store(acc + d + 24); a7.Store(acc + d + 28);
+            }
+        }
         for (; d < dim; d++)
         {
             float s = 0;

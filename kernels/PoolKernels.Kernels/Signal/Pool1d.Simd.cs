@@ -7,7 +7,8 @@ namespace PoolKernels.Kernels.Signal;
 /// <summary>
 /// <c>pool1d</c>, managed SIMD: rows in parallel (groups of rows per work item); a window of 16 or more real samples
 /// is one TensorPrimitives.Sum / Max, a shorter one a scalar loop; with AVX-512 and stride 1 or 2 the windows wholly
-/// inside the signal run 16 at a time (stride 2 takes the even lanes of 32 floats with one vpermt2ps). A window of 3 per
+/// inside the signal run 16 at a time (stride 2 takes the even lanes of 32 floats with one vpermt2ps); with Vector128 only
+/// (NEON, SSE4) 4 at a time (stride 2 by uzp1 / shufps, <see cref="VectorMath.Even"/>). A window of 3 per
 /// TensorPrimitives call ran [32,256,1024] k3 s2 at ~2 GB/s. No allocation.
 /// </summary>
 internal static unsafe class Pool1dSimd
@@ -45,7 +46,8 @@ internal static unsafe class Pool1dSimd
             long s = p.Stride, k = p.Kernel;
             long lo = Math.Clamp((p.Padding + s - 1) / s - p.O0, 0, p.NOut);
             long hi = Math.Clamp((p.ValidEnd + p.Padding - k) >= 0 ? (p.ValidEnd + p.Padding - k) / s + 1 - p.O0 : 0, lo, p.NOut);
-            bool vector = Vector512.IsHardwareAccelerated && (s == 1 || s == 2);
+            bool vector = Vector512.IsHardwareAccelerated && (s == 1 || s == 2 && Avx512F.IsSupported);
+            bool narrow = VectorMath.Narrow && (s == 1 || s == 2);
             for (int row = item * PerItem; row < r1; row++)
             {
                 float* xr = X + (long)row * p.BufLen;
@@ -66,6 +68,22 @@ internal static unsafe class Pool1dSimd
                         {
                             var v = s == 1 ? Vector512.Load(w + j) : Avx512F.PermuteVar16x32x2(Vector512.Load(w + j), even, Vector512.Load(w + j + 16));
                             acc = j == 0 ? v : max ? Vector512.Max(acc, v) : acc + v;
+                        }
+                        (max ? acc : acc * vinv).Store(orow + i);
+                    }
+                }
+                else if (narrow)
+                {
+                    // 4 interior windows at a time, as above (a 5th real interior window holds the extra float of stride 2)
+                    var vinv = Vector128.Create(inv);
+                    for (; s == 1 ? i + 4 <= hi : i + 4 < hi; i += 4)
+                    {
+                        float* w = xr + ((p.O0 + i) * s - p.Padding - p.BufStart);
+                        Vector128<float> acc = default;
+                        for (int j = 0; j < k; j++)
+                        {
+                            var v = s == 1 ? Vector128.Load(w + j) : VectorMath.Even(Vector128.Load(w + j), Vector128.Load(w + j + 4));
+                            acc = j == 0 ? v : max ? Vector128.Max(acc, v) : acc + v;
                         }
                         (max ? acc : acc * vinv).Store(orow + i);
                     }

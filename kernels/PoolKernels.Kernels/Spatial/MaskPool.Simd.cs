@@ -5,7 +5,8 @@ namespace PoolKernels.Kernels.Spatial;
 
 /// <summary>
 /// <c>mask_pool</c>, managed: out[b,q,c] = Σ_p w_q[p]·x[b,c,p] / (Σ_p w_q[p] + eps), a [Q,HW]·[C,HW]ᵀ product per batch.
-/// With AVX-512 one batched <see cref="DotGemm"/> (see the comment at <c>RunDot</c>);
+/// With AVX-512 or Vector128 only (NEON, SSE4; <see cref="MicroTile.Packed"/>) one batched <see cref="DotGemm"/>
+/// (see the comment at <c>RunDot</c>);
 /// otherwise a work item is (b, block of 16 masks): the 16 weight planes are built in per-worker scratch (bilinear
 /// resize fused into the weight computation, no resized mask tensor), then x[b] is read once per block, 4 channel planes
 /// × 4 weight planes at a time through the <see cref="DotTile"/> register micro-kernel.
@@ -22,7 +23,7 @@ internal static unsafe class MaskPoolSimd
         int hw = height * width;
         fixed (float* px = x) fixed (float* pm = masks) fixed (float* po = output)
         {
-            if (Vector512.IsHardwareAccelerated && hw > 0)
+            if (MicroTile.Packed && hw > 0)
             {
                 RunDot(px, pm, po, batch, channels, height, width, queries, mh, mw, type, threshold, eps, pool);
                 return;

@@ -7,7 +7,8 @@ namespace PoolKernels.Kernels.Spatial;
 /// <summary>
 /// <c>pool2d</c>, <c>adaptive_pool2d</c> and <c>spp</c>, managed, multi-threaded over (b,c) planes. Max/min with zero
 /// padding, no dilation, stride 2 and kernel width ≤ 3 (the CNN stem case) run in one vectorized pass from the input rows
-/// (<c>StrideTwo</c>); other zero-padded max/min without dilation run separably: each output row first takes the vertical max of its
+/// (<c>StrideTwo</c> with AVX-512, <c>StrideTwo128</c> with Vector128 only: NEON, SSE4);
+/// other zero-padded max/min without dilation run separably: each output row first takes the vertical max of its
 /// KH input rows into a stack row (TensorPrimitives.Max, full-width vectors), then the horizontal strided max of
 /// that row; everything else walks the window per output cell in float. Adaptive levels on planes up to 64×64 take
 /// the channels as vector lanes (see <c>AdaptiveJob.ExecuteLanes</c>).
@@ -69,6 +70,11 @@ internal static unsafe class Pool2dSimd
             if (minmax && q.PadMode == PadIndex.Zeros && q.DH == 1 && q.DW == 1 && q.SW == 2 && q.KW <= 3 && Avx512F.IsSupported && q.W >= 34)
             {
                 StrideTwo(src, dst, mode == Pool2dMode.Max);
+                return;
+            }
+            if (minmax && q.PadMode == PadIndex.Zeros && q.DH == 1 && q.DW == 1 && q.SW == 2 && q.KW <= 3 && VectorMath.Narrow && q.W >= 10)
+            {
+                StrideTwo128(src, dst, mode == Pool2dMode.Max);
                 return;
             }
             if (minmax && q.PadMode == PadIndex.Zeros && q.DH == 1 && q.DW == 1 && q.SW <= 2 && (long)(q.OutW + q.KW) * q.SW + q.W + 2 * q.PW <= 8192)
@@ -178,6 +184,47 @@ internal static unsafe class Pool2dSimd
             }
         }
 
+        // StrideTwo with Vector128 only (NEON, SSE4): 4 outputs per step, taps 0 and 1 the even and odd lanes of the 8
+        // floats at the window start (uzp1/uzp2 or shufps), tap 2 the even lanes of the 8 floats at +2.
+        private void StrideTwo128(float* src, float* dst, bool isMax)
+        {
+            ref readonly var q = ref Q;
+            int jLo = (q.ImpW + 1) / 2;                 // first output whose window starts inside the row
+            int jLast = (q.W - 10 + q.ImpW) / 2;        // last block start whose loads (up to 2j - pad + 9) stay in the row
+            for (int oh = 0; oh < q.OutH; oh++)
+            {
+                float* o = dst + (long)oh * q.OutW;
+                int h0 = Math.Max(oh * q.SH - q.ImpH, 0), h1 = Math.Min(oh * q.SH - q.ImpH + q.KH, q.H);
+                int j = 0;
+                for (; j < Math.Min(jLo, q.OutW); j++) o[j] = Edge(src, h0, h1, j, isMax);
+                if (h0 < h1 && jLast >= jLo && q.OutW - jLo >= 4)
+                    for (int end = Math.Min(q.OutW, jLast + 4); j < end; j = Math.Min(j + 4, end))
+                    {
+                        j = Math.Min(j, end - 4); // the last block shifts left (recomputing a few outputs) to stay in the row
+                        Vector128<float> acc = default;
+                        for (int h = h0; h < h1; h++)
+                        {
+                            float* b = src + (long)h * q.W + 2 * j - q.ImpW;
+                            var lo = Vector128.Load(b); var hi = Vector128.Load(b + 4);
+                            var m = VectorMath.Even(lo, hi);
+                            if (q.KW > 1)
+                            {
+                                var t1 = VectorMath.Odd(lo, hi);
+                                m = isMax ? Vector128.Max(m, t1) : Vector128.Min(m, t1);
+                            }
+                            if (q.KW > 2)
+                            {
+                                var t2 = VectorMath.Even(Vector128.Load(b + 2), Vector128.Load(b + 6));
+                                m = isMax ? Vector128.Max(m, t2) : Vector128.Min(m, t2);
+                            }
+                            acc = h == h0 ? m : isMax ? Vector128.Max(acc, m) : Vector128.Min(acc, m);
+                        }
+                        acc.Store(o + j);
+                    }
+                for (; j < q.OutW; j++) o[j] = Edge(src, h0, h1, j, isMax);
+            }
+        }
+
         // One output of StrideTwo whose window meets the padding: max/min over its real cells (none: 0, as Window).
         private float Edge(float* src, int h0, int h1, int j, bool isMax)
         {
@@ -209,6 +256,13 @@ internal static unsafe class Pool2dSimd
                     Avx512F.PermuteVar16x32x2(lo, io, hi).Store(odd + j);
                 }
             }
+            else if (VectorMath.Narrow)
+                for (; j + 4 <= n; j += 4)
+                {
+                    var lo = Vector128.Load(r + 2 * j); var hi = Vector128.Load(r + 2 * j + 4);
+                    VectorMath.Even(lo, hi).Store(even + j);
+                    VectorMath.Odd(lo, hi).Store(odd + j);
+                }
             for (; j < n; j++) { even[j] = r[2 * j]; odd[j] = r[2 * j + 1]; }
         }
 

@@ -145,6 +145,17 @@ internal static unsafe class SpatialPoolSimd
                 }
                 s = Vector256.Sum(acc);
             }
+            else if (Vector128.IsHardwareAccelerated && n >= 4)
+            {
+                var acc = Vector128<float>.Zero; var e = Vector128.Create(Eps);
+                for (; i + 4 <= n; i += 4)
+                {
+                    var x = Vector128.Load(src + i);
+                    var v = Vector128.ConditionalSelect(Vector128.Equals(x, x), Vector128.Max(x, e), x);
+                    acc += cube ? v * v * v : v * v;
+                }
+                s = Vector128.Sum(acc);
+            }
             for (; i < n; i++) s += Pow(MathF.Max(src[i], Eps));
             return s;
         }

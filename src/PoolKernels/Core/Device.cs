@@ -3,6 +3,10 @@ using ILGPU.Runtime;
 using ILGPU.Runtime.CPU;
 using ILGPU.Runtime.Cuda;
 using ILGPU.Runtime.OpenCL;
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.Arm;
+using System.Runtime.Intrinsics.X86;
 using PoolKernels.Kernels;
 
 namespace PoolKernels;
@@ -12,7 +16,7 @@ public enum BackendKind
 {
     /// <summary>Scalar C#, double accumulation: the oracle.</summary>
     Reference,
-    /// <summary>Managed SIMD (Vector512/256, TensorPrimitives), multi-threaded.</summary>
+    /// <summary>Managed SIMD (Vector512/256/128, TensorPrimitives), multi-threaded.</summary>
     Simd,
     /// <summary>An ILGPU accelerator: CPU simulator, OpenCL or CUDA.</summary>
     Ilgpu,
@@ -85,10 +89,26 @@ public sealed class CpuDevice : Device
 
     internal CpuDevice(BackendKind kind, WorkerPool pool)
         : base(new DeviceInfo(kind == BackendKind.Reference ? "reference" : "simd",
-            kind == BackendKind.Reference ? "scalar reference (double accumulation)" : $"managed SIMD ({SimdWidth()}-bit, {pool.Workers} threads)",
+            kind == BackendKind.Reference ? "scalar reference (double accumulation)"
+                : $"managed SIMD ({SimdIsa()}, {pool.Workers} threads, {Architecture()})",
             kind, GC.GetGCMemoryInfo().TotalAvailableMemoryBytes, Environment.ProcessorCount, false)) => Pool = pool;
 
-    private static int SimdWidth() => System.Runtime.Intrinsics.Vector512.IsHardwareAccelerated ? 512 : System.Runtime.Intrinsics.Vector256.IsHardwareAccelerated ? 256 : 128;
+    /// <summary>The process architecture in lower case: x64, arm64, ...</summary>
+    internal static string Architecture() => RuntimeInformation.ProcessArchitecture.ToString().ToLowerInvariant();
+
+    /// <summary>The instruction set and vector width the simd kernels run at in this process, as the simd device's name
+    /// shows it: <c>AVX-512, 512-bit</c>, <c>AVX2, 256-bit</c>, <c>SSE4.2/Vector128, 128-bit</c> (x64 without AVX2),
+    /// <c>NEON, 128-bit</c> (ARM64) or <c>scalar, no hardware intrinsics</c> (DOTNET_EnableHWIntrinsic=0, other CPUs).
+    /// The width follows Vector512/256/128.IsHardwareAccelerated, so the DOTNET_Enable* knobs change it.</summary>
+    internal static string SimdIsa()
+    {
+        if (Vector512.IsHardwareAccelerated) return Avx512F.IsSupported ? "AVX-512, 512-bit" : "Vector512, 512-bit";
+        if (Vector256.IsHardwareAccelerated) return Avx2.IsSupported ? "AVX2, 256-bit" : "Vector256, 256-bit";
+        if (Vector128.IsHardwareAccelerated)
+            return AdvSimd.IsSupported ? "NEON, 128-bit" : Sse42.IsSupported ? "SSE4.2/Vector128, 128-bit"
+                : Sse41.IsSupported ? "SSE4.1/Vector128, 128-bit" : Sse2.IsSupported ? "SSE2/Vector128, 128-bit" : "Vector128, 128-bit";
+        return "scalar, no hardware intrinsics";
+    }
 
     /// <inheritdoc/>
     public override DeviceTensor Allocate(DType dtype, params int[] shape) =>
