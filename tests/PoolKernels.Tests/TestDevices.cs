@@ -31,7 +31,8 @@ public sealed class TestDevices
     }
 }
 
-/// <summary>Where the shared test vectors are: $POOLKERNELS_VECTORS, else ../shared/vectors beside the checkout.</summary>
+/// <summary>Where the conformance vectors are: $POOLKERNELS_VECTORS, else the repository's own copy, tests/vectors
+/// (refreshed from the upstream set by scripts/refresh-vectors.sh; a clone needs nothing outside itself).</summary>
 public static class Paths
 {
     public static string RepoRoot()
@@ -45,7 +46,7 @@ public static class Paths
     {
         var env = Environment.GetEnvironmentVariable("POOLKERNELS_VECTORS");
         if (!string.IsNullOrEmpty(env)) return env;
-        var p = Path.GetFullPath(Path.Combine(RepoRoot(), "..", "shared", "vectors"));
+        var p = Path.Combine(RepoRoot(), "tests", "vectors");
         return Directory.Exists(p) ? p : null;
     }
 }

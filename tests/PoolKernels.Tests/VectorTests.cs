@@ -3,7 +3,7 @@ using PoolKernels.Verification;
 
 namespace PoolKernels.Tests;
 
-/// <summary>Every test vector in ../shared/vectors whose operation is implemented, on every device present.</summary>
+/// <summary>Every test vector in tests/vectors whose operation is implemented, on every device present.</summary>
 public class VectorTests
 {
     public static IEnumerable<TestCaseData> Cases()
@@ -22,7 +22,7 @@ public class VectorTests
     [TestCaseSource(nameof(Cases))]
     public void Vector(string file, string device)
     {
-        Assert.That(file, Is.Not.Empty, "../shared/vectors was not found (set POOLKERNELS_VECTORS)");
+        Assert.That(file, Is.Not.Empty, "tests/vectors was not found (set POOLKERNELS_VECTORS)");
         var r = VectorRunner.Run(file, TestDevices.Get(device));
         Assert.That(r.Pass, Is.True, r.Message);
     }
