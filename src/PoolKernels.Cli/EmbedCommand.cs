@@ -1,3 +1,4 @@
+using System.CommandLine;
 using System.Diagnostics;
 using System.Globalization;
 using PoolKernels.IO;
@@ -9,24 +10,35 @@ namespace PoolKernels.Cli;
 /// Kept apart from the other commands so ONNX Runtime loads only when it is used.</summary>
 internal static class EmbedCommand
 {
-    public static int Run(Args a)
+    /// <summary>embed's options (built in <see cref="CliApp"/>).</summary>
+    internal sealed class Options
     {
-        a.RejectUnknown("file", "out", "device", "mode", "dims", "no-normalize", "model", "vocab", "pooling-config", "batch", "max-tokens",
-            "head", "heads", "layers", "layer-mode");
-        var texts = new List<string>(a.Positional);
-        if (a.Get("file") is { } file)
+        public required Option<string?> File, Out, Device, Mode, Model, Vocab, PoolingConfig, Head, Layers, LayerMode;
+        public required Option<int?> Dims, Heads;
+        public required Option<bool> NoNormalize;
+        public required Option<int> Batch, MaxTokens;
+
+        public IEnumerable<Option> All =>
+            [File, Out, Device, Mode, Dims, NoNormalize, Model, Vocab, PoolingConfig, Batch, MaxTokens, Head, Heads, Layers, LayerMode];
+    }
+
+    public static int Run(Io io, ParseResult p, string[] args, Options o)
+    {
+        var texts = new List<string>(args);
+        if (p.GetValue(o.File) is { } file)
         {
-            if (!File.Exists(file)) throw new FileNotFoundException($"No such file: {file}", file);
-            texts.AddRange(File.ReadLines(file).Where(l => l.Length > 0));
+            if (!System.IO.File.Exists(file)) throw new FileNotFoundException($"--file: no such file: {file}", file);
+            texts.AddRange(System.IO.File.ReadLines(file).Where(l => l.Length > 0));
         }
         if (texts.Count == 0) throw new ArgumentException("embed needs text arguments or --file lines.txt.");
-        var pooling = a.Get("mode") is { } mode ? SequencePoolOptions.Parse(mode) with { Normalize = true } : PoolingConfig.MiniLM;
-        if (a.Flag("no-normalize")) pooling = pooling with { Normalize = false };
-        if (a.Get("dims") is { } dims) pooling = pooling with { Dims = int.Parse(dims, CultureInfo.InvariantCulture) };
+        bool normalize = !p.GetValue(o.NoNormalize);
+        var pooling = p.GetValue(o.Mode) is { } mode ? SequencePoolOptions.Parse(mode) with { Normalize = true } : PoolingConfig.MiniLM;
+        if (!normalize) pooling = pooling with { Normalize = false };
+        if (p.GetValue(o.Dims) is { } dims) pooling = pooling with { Dims = dims };
         var options = new SentenceEmbedderOptions
         {
-            ModelPath = a.Get("model"), VocabPath = a.Get("vocab"), PoolingConfigPath = a.Get("pooling-config"), Pooling = pooling,
-            Device = a.Get("device") ?? "auto", BatchSize = a.Int("batch", 32), MaxTokens = a.Int("max-tokens", 256),
+            ModelPath = p.GetValue(o.Model), VocabPath = p.GetValue(o.Vocab), PoolingConfigPath = p.GetValue(o.PoolingConfig), Pooling = pooling,
+            Device = p.GetValue(o.Device) ?? "auto", BatchSize = p.GetValue(o.Batch), MaxTokens = p.GetValue(o.MaxTokens),
         };
         using var embedder = new SentenceEmbedder(options);
         var sw = Stopwatch.StartNew();
@@ -34,33 +46,36 @@ internal static class EmbedCommand
         {
             double rate = done / Math.Max(sw.Elapsed.TotalSeconds, 1e-9);
             int width = 30, fill = (int)(width * (double)done / texts.Count);
-            Console.Error.Write($"\r[{new string('#', fill)}{new string('.', width - fill)}] {done}/{texts.Count}  {rate:0.0} sentences/s ");
+            io.Progress($"[{new string('#', fill)}{new string('.', width - fill)}] {done}/{texts.Count}  {rate:0.0} sentences/s");
         });
         float[][] vectors;
-        if (a.Get("head") is { } headPath)
+        if (p.GetValue(o.Head) is { } headPath)
         {
             // Per-layer: every layer's hidden states -> layer_pool -> multi_layer_pool head from a state dict.
-            var heads = a.Get("heads") is { } hs ? int.Parse(hs, CultureInfo.InvariantCulture) : throw new ArgumentException("--head needs --heads N.");
+            var heads = p.GetValue(o.Heads) ?? throw new ArgumentException("--head needs --heads N.");
             using var head = PoolingHead.Load(embedder.Device, headPath, heads);
-            var layerMode = SequencePoolOptions.ParseMode(a.Get("layer-mode") ?? "mean");
-            vectors = embedder.EmbedWithHead(texts, head, layerMode, SequencePooling.ParseLayers(a.Get("layers")), !a.Flag("no-normalize"));
+            var layerMode = SequencePoolOptions.ParseMode(p.GetValue(o.LayerMode) ?? "mean");
+            vectors = embedder.EmbedWithHead(texts, head, layerMode, SequencePooling.ParseLayers(p.GetValue(o.Layers)), normalize);
             progress.Report(texts.Count);
         }
         else vectors = embedder.Embed(texts, progress);
         sw.Stop();
         int width = vectors.Length > 0 ? vectors[0].Length : embedder.Dimensions;
-        Console.Error.WriteLine($"\r{texts.Count} sentences in {sw.Elapsed.TotalSeconds:0.00} s ({texts.Count / sw.Elapsed.TotalSeconds:0.0} sentences/s) on {embedder.Device.Id}; pooling {100 * embedder.PoolingSeconds / sw.Elapsed.TotalSeconds:0.00}% of the time".PadRight(90));
-        if (a.Get("out") is { } output)
+        io.ProgressDone();
+        double seconds = sw.Elapsed.TotalSeconds;
+        io.Err.WriteLine($"{texts.Count} sentences in {seconds:0.00} s ({texts.Count / seconds:0.0} sentences/s) on {embedder.Device.Id}; "
+            + $"pooling {100 * embedder.PoolingSeconds / seconds:0.00}% of the time");
+        if (p.GetValue(o.Out) is { } output)
         {
             var flat = vectors.SelectMany(v => v).ToArray();
             Safetensors.Write(output, new Dictionary<string, HostTensor> { ["embeddings"] = HostTensor.From(flat, vectors.Length, width) },
                 new Dictionary<string, string> { ["model"] = embedder.ModelId, ["mode"] = string.Join(",", embedder.Pooling.Modes.Select(SequencePoolOptions.Name)), ["normalize"] = embedder.Pooling.Normalize ? "true" : "false", ["device"] = embedder.Device.Id });
-            Console.Error.WriteLine($"wrote [{vectors.Length}, {width}] F32 'embeddings' to {output}");
+            io.Err.WriteLine($"wrote [{vectors.Length}, {width}] F32 'embeddings' to {output}");
         }
         else
         {
             for (int i = 0; i < texts.Count; i++)
-                Output.Json(new { text = texts[i], embedding = vectors[i] });
+                Output.Json(io.Out, new { text = texts[i], embedding = vectors[i] });
         }
         return 0;
     }

@@ -10,6 +10,27 @@ public sealed class OpCall(IReadOnlyDictionary<string, HostTensor> inputs, IRead
     /// <summary>Parameters as strings ("true", "1e-6", "1,2,4").</summary>
     public IReadOnlyDictionary<string, string> Parameters { get; } = parameters;
 
+    /// <summary>The most bytes the arrays a call's size parameters ask for may take: 2^31. Test vectors are untrusted
+    /// input, so a size parameter beyond it (output_size = 100000, num_nodes = 2000000000) is rejected by
+    /// <see cref="CheckSize"/>, naming the key, before anything is allocated.</summary>
+    public const long MaxBytes = 1L << 31;
+
+    /// <summary>
+    /// Throws an <see cref="ArgumentException"/> naming <paramref name="key"/> when <paramref name="what"/>, of
+    /// <paramref name="dims"/> elements (multiplied) of <paramref name="bytesPerElement"/> bytes each, would take more than
+    /// <see cref="MaxBytes"/>. Computed in floating point, so sizes whose product overflows a long are caught too.
+    /// </summary>
+    public void CheckSize(string key, string what, double bytesPerElement, params long[] dims)
+    {
+        ArgumentNullException.ThrowIfNull(dims);
+        double bytes = bytesPerElement;
+        foreach (long d in dims) bytes *= Math.Max(d, 0);
+        if (bytes <= MaxBytes) return;
+        string value = Parameters.TryGetValue(key, out var v) ? $" = '{v}'" : "";
+        throw new ArgumentException(
+            $"Parameter {key}{value}: {what} would take {bytes / (1 << 30):0.#} GiB, over the {MaxBytes >> 30} GiB limit for a test vector.", key);
+    }
+
     /// <summary>A required input.</summary>
     public HostTensor Input(string name) => Inputs.TryGetValue(name, out var t) ? t
         : throw new ArgumentException($"Missing input tensor '{name}'.", name);

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Globalization;
 using PoolKernels.IO;
 
 namespace PoolKernels.Verification;
@@ -38,17 +39,51 @@ public static class VectorRunner
         return f.Metadata.TryGetValue("op", out var op) ? op : "";
     }
 
-    /// <summary>Runs one vector on one device <paramref name="repeat"/> times and compares every expected output.</summary>
+    /// <summary>The metadata keys the runner reads itself; every other key is an operation parameter.</summary>
+    private static readonly string[] RunnerKeys = ["op", "rtol", "atol"];
+
+    /// <summary>
+    /// Runs one vector on one device <paramref name="repeat"/> times and compares every expected output. Never throws
+    /// for a bad file: one that cannot be read, is not a test vector (no <c>__metadata__.op</c>), names an operation
+    /// that is not implemented, or has a malformed tolerance, parameter or input (the message names the key) is a
+    /// failed result; so is any exception the operation throws on this device.
+    /// </summary>
     public static VectorResult Run(string file, Device device, int repeat = 1)
     {
-        using var f = Safetensors.Read(file);
-        string op = f.Metadata.GetValueOrDefault("op", "");
+        ArgumentNullException.ThrowIfNull(device);
+        SafetensorsFile f;
+        try { f = Safetensors.Read(file); }
+        catch (Exception e) when (e is FormatException or IOException or UnauthorizedAccessException or ArgumentException)
+        {
+            return Failed(file, device, "", $"not a readable safetensors file: {e.Message}");
+        }
+        using (f) return Run(file, f, device, repeat);
+    }
+
+    private static VectorResult Failed(string file, Device device, string op, string message) =>
+        new(file, device.Id, op, false, 0, 0, 0, message);
+
+    /// <summary>A tolerance from the metadata, or its default; garbage, negative or NaN values are rejected by key.</summary>
+    private static double Tolerance(IReadOnlyDictionary<string, string> metadata, string key, double fallback)
+    {
+        if (!metadata.TryGetValue(key, out var text)) return fallback;
+        if (!double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out double v))
+            throw new FormatException($"metadata {key} = '{text}' is not a number");
+        if (!(v >= 0)) throw new FormatException($"metadata {key} = '{text}' must be >= 0");
+        return v;
+    }
+
+    private static VectorResult Run(string file, SafetensorsFile f, Device device, int repeat)
+    {
+        if (!f.Metadata.TryGetValue("op", out var op) || string.IsNullOrWhiteSpace(op))
+            return Failed(file, device, "", "not a test vector (no __metadata__.op)");
         var spec = OpRegistry.Find(op);
-        if (spec is null) return new(file, device.Id, op, false, 0, 0, 0, $"operation '{op}' is not implemented");
-        double rtol = f.Metadata.TryGetValue("rtol", out var r) ? double.Parse(r, System.Globalization.CultureInfo.InvariantCulture) : 1e-4;
-        double atol = f.Metadata.TryGetValue("atol", out var a) ? double.Parse(a, System.Globalization.CultureInfo.InvariantCulture) : 1e-5;
+        if (spec is null) return Failed(file, device, op, $"operation '{op}' is not implemented");
+        double rtol, atol;
+        try { rtol = Tolerance(f.Metadata, "rtol", 1e-4); atol = Tolerance(f.Metadata, "atol", 1e-5); }
+        catch (FormatException e) { return Failed(file, device, op, e.Message); }
         var inputs = f.Tensors.Where(kv => !kv.Key.StartsWith("expected.", StringComparison.Ordinal)).ToDictionary();
-        var parameters = f.Metadata.Where(kv => kv.Key is not ("op" or "rtol" or "atol")).ToDictionary();
+        var parameters = f.Metadata.Where(kv => !RunnerKeys.Contains(kv.Key)).ToDictionary();
         var call = new OpCall(inputs, parameters);
 
         IReadOnlyDictionary<string, HostTensor> outputs;
@@ -63,9 +98,15 @@ public static class VectorRunner
                 times.Add(Stopwatch.GetElapsedTime(t0).TotalMilliseconds);
             }
         }
-        catch (Exception e) when (e is ArgumentException or NotSupportedException or InvalidOperationException)
+        catch (Exception e) when (e is ArgumentException or FormatException or NotSupportedException or InvalidOperationException)
         {
-            return new(file, device.Id, op, false, 0, 0, 0, $"{e.GetType().Name}: {e.Message}");
+            return Failed(file, device, op, $"{e.GetType().Name}: {e.Message}");
+        }
+        catch (Exception e)
+        {
+            // Anything else (an overflow a spec let through, a backend's compiler error) is still this file's failure,
+            // never the end of the run over the other files.
+            return Failed(file, device, op, $"{e.GetType().Name}: {e.Message}");
         }
         times.Sort();
         double median = times.Count == 0 ? 0 : times[times.Count / 2];

@@ -166,8 +166,8 @@ public sealed class IlgpuDevice : Device
     }
 }
 
-/// <summary>Device discovery.</summary>
-public static class Devices
+/// <summary>Device discovery (and, in DeviceProbe.cs, why a backend is absent).</summary>
+public static partial class Devices
 {
     private static readonly Lazy<Context> SharedContext = new(() =>
         Context.Create(b => b.CPU(new CPUDevice(4, 1, 1)).Cuda().OpenCL().EnableAlgorithms().Math(MathMode.Default)));
@@ -203,7 +203,8 @@ public static class Devices
         }
         foreach (var (did, d) in IlgpuDevices())
             if (did == id) return new IlgpuDevice(Describe(did, d), d.CreateAccelerator(Context));
-        throw new ArgumentException($"Unknown or unavailable device '{id}'. Available: {string.Join(", ", List().Select(x => x.Id))}.", nameof(id));
+        throw new ArgumentException($"Unknown or unavailable device '{id}'{Unavailable(id)}. Available: {string.Join(", ", List().Select(x => x.Id))}.",
+            nameof(id));
     }
 
     private static List<(string Id, ILGPU.Runtime.Device Device)> IlgpuDevices()

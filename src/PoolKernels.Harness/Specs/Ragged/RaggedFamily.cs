@@ -13,11 +13,22 @@ internal sealed class RaggedFamily : IOpFamily
             c.Optional("weights"), RaggedPooling.ParseMode(c.Text("mode")))), GatherCases)
         { BenchCases = OpBenches.GatherSegmentPool, Prepare = OpBenches.PrepareGatherSegmentPool, Tunables = OpBenches.SegmentTunables };
         yield return new OpSpec("segment_topk", RunTopk, TopkCases) { BenchCases = OpBenches.SegmentTopk, Prepare = OpBenches.PrepareSegmentTopk };
-        yield return new OpSpec("dual_hypergraph", (d, c) => d.DualHypergraph(c.Input("edge_index"), c.Int("num_nodes", -1), c.Bool("add_loops", true)), HypergraphCases)
+        yield return new OpSpec("dual_hypergraph", RunDualHypergraph, HypergraphCases)
         { BenchCases = OpBenches.DualHypergraph }; // no device-tensor overload: the host path is timed
     }
 
     private static Dictionary<string, HostTensor> Out(HostTensor t) => new() { ["out"] = t };
+
+    /// <summary>The host path sizes its per-node arrays (counts, offsets, hyperedge ids: about three I64 per node and per
+    /// edge) by num_nodes, so a crafted num_nodes is bounded before it runs.</summary>
+    private static IReadOnlyDictionary<string, HostTensor> RunDualHypergraph(Device d, OpCall c)
+    {
+        var edges = c.Input("edge_index");
+        int nodes = c.Int("num_nodes", -1);
+        long e = edges.Shape.Length == 2 ? edges.Shape[1] : 0;
+        c.CheckSize("num_nodes", "the per-node and per-edge I64 arrays", 3 * sizeof(long), (long)nodes + e + 1);
+        return d.DualHypergraph(edges, nodes, c.Bool("add_loops", true));
+    }
 
     private static IReadOnlyDictionary<string, HostTensor> RunTopk(Device d, OpCall c)
     {

@@ -14,7 +14,10 @@ internal sealed class RetrievalFamily : IOpFamily
 
     private static IReadOnlyDictionary<string, HostTensor> RunTopk(Device d, OpCall c)
     {
-        var (i, s) = d.SimilarityTopk(c.Input("query"), c.Input("db"), c.Int("k", 10), Retrieval.ParseMetric(c.Text("metric", "dot")));
+        var query = c.Input("query");
+        int k = c.Int("k", 10);
+        c.CheckSize("k", "index [Q,k] I64 and score [Q,k] F32", 12, query.Shape.Length > 0 ? query.Shape[0] : 1, k);
+        var (i, s) = d.SimilarityTopk(query, c.Input("db"), k, Retrieval.ParseMetric(c.Text("metric", "dot")));
         return new Dictionary<string, HostTensor> { ["index"] = i, ["score"] = s };
     }
 

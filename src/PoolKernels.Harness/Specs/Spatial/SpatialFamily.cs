@@ -57,11 +57,22 @@ internal sealed class SpatialFamily : IOpFamily
         _ => throw new ArgumentException($"Unknown mode '{m}'; expected avg or max.", "mode"),
     };
 
-    private static IReadOnlyDictionary<string, HostTensor> RunAdaptive(Device d, OpCall c) =>
-        Out(d.AdaptivePool2d(c.Input("x"), AdaptiveModeOf(c.Text("mode", "avg")), Pair(c.Text("output_size"), "output_size")));
+    private static IReadOnlyDictionary<string, HostTensor> RunAdaptive(Device d, OpCall c)
+    {
+        var x = c.Input("x");
+        var size = Pair(c.Text("output_size"), "output_size");
+        if (x.Shape.Length == 4) c.CheckSize("output_size", "the F32 output [B,C,oh,ow]", 4, x.Shape[0], x.Shape[1], size.H, size.W);
+        return Out(d.AdaptivePool2d(x, AdaptiveModeOf(c.Text("mode", "avg")), size));
+    }
 
-    private static IReadOnlyDictionary<string, HostTensor> RunSpp(Device d, OpCall c) =>
-        Out(d.Spp(c.Input("x"), List(c.Text("levels", "1,2,4"), "levels"), AdaptiveModeOf(c.Text("mode", "max"))));
+    private static IReadOnlyDictionary<string, HostTensor> RunSpp(Device d, OpCall c)
+    {
+        var x = c.Input("x");
+        var levels = List(c.Text("levels", "1,2,4"), "levels");
+        if (x.Shape.Length == 4)
+            c.CheckSize("levels", "the F32 output [B, C·Σl²]", 4, x.Shape[0], x.Shape[1], (long)levels.Sum(l => (double)l * l));
+        return Out(d.Spp(x, levels, AdaptiveModeOf(c.Text("mode", "max"))));
+    }
 
     private static IReadOnlyList<(string, OpCall)> SpatialPoolCases(int seed)
     {
