@@ -92,7 +92,7 @@ public sealed class CpuDevice : Device
 
     /// <inheritdoc/>
     public override DeviceTensor Allocate(DType dtype, params int[] shape) =>
-        new(this, dtype, shape, new byte[checked(PoolKernels.Shape.Count(shape) * dtype.Size())], null);
+        new(this, dtype, shape, new byte[PoolKernels.Shape.HostBytes(dtype, shape)], null);
 }
 
 /// <summary>An ILGPU accelerator (<c>ilgpu-cpu</c>, <c>opencl:N</c>, <c>cuda:N</c>). Kernels are compiled once
@@ -130,7 +130,7 @@ public sealed class IlgpuDevice : Device
     /// <inheritdoc/>
     public override DeviceTensor Allocate(DType dtype, params int[] shape)
     {
-        long bytes = checked(PoolKernels.Shape.Count(shape) * dtype.Size());
+        long bytes = PoolKernels.Shape.Bytes(dtype, shape);
         var buffer = Accelerator.Allocate1D<byte>(Math.Max(bytes, 8));
         buffer.MemSetToZero();
         Accelerator.Synchronize();

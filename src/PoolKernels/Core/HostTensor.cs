@@ -21,15 +21,16 @@ public sealed class HostTensor
     public HostTensor(DType dtype, int[] shape, Memory<byte> data)
     {
         ArgumentNullException.ThrowIfNull(shape);
-        Count = PoolKernels.Shape.Count(shape);
-        if (Count * dtype.Size() != data.Length)
-            throw new ArgumentException($"HostTensor data has {data.Length} bytes but {dtype.Name()} {PoolKernels.Shape.Format(shape)} needs {Count * dtype.Size()}.", nameof(data));
+        long bytes = PoolKernels.Shape.Bytes(dtype, shape); // checked: a wrapped product must not match a short buffer
+        Count = bytes / dtype.Size();
+        if (bytes != data.Length)
+            throw new ArgumentException($"HostTensor data has {data.Length} bytes but {dtype.Name()} {PoolKernels.Shape.Format(shape)} needs {bytes}.", nameof(data));
         DType = dtype; Shape = shape; Data = data;
     }
 
     /// <summary>A zero-filled tensor.</summary>
     public static HostTensor Zeros(DType dtype, params int[] shape) =>
-        new(dtype, shape, new byte[checked(PoolKernels.Shape.Count(shape) * dtype.Size())]);
+        new(dtype, shape, new byte[PoolKernels.Shape.HostBytes(dtype, shape)]);
 
     /// <summary>A tensor over a copy of <paramref name="values"/> (bool is stored as BOOL bytes).</summary>
     public static HostTensor From<T>(ReadOnlySpan<T> values, params int[] shape) where T : unmanaged
