@@ -12,7 +12,7 @@ public class HeadsTests
 
     private static void Close(HostTensor actual, HostTensor expected, double rtol = 1e-4, double atol = 1e-5)
     {
-        Assert.That(actual.Shape, Is.EqualTo(expected.Shape));
+        Assert.That(actual.Shape.ToArray(), Is.EqualTo(expected.Shape.ToArray()));
         var a = actual.ToDoubles(); var e = expected.ToDoubles();
         for (int i = 0; i < a.Length; i++)
         {

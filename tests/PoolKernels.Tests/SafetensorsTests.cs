@@ -34,7 +34,7 @@ public class SafetensorsTests
         foreach (var (name, t) in tensors)
         {
             Assert.That(f.Tensors[name].DType, Is.EqualTo(t.DType), name);
-            Assert.That(f.Tensors[name].Shape, Is.EqualTo(t.Shape), name);
+            Assert.That(f.Tensors[name].Shape.ToArray(), Is.EqualTo(t.Shape.ToArray()), name);
             Assert.That(f.Tensors[name].Data.ToArray(), Is.EqualTo(t.Data.ToArray()), name);
         }
     }

@@ -34,7 +34,7 @@ internal static class OpBenches
     {
         var outs = spec.Run(d, c);
         var ins = c.Inputs.ToDictionary(kv => kv.Key, kv => d.Upload(kv.Value));
-        var os = outs.ToDictionary(kv => kv.Key, kv => d.Allocate(kv.Value.DType, (int[])kv.Value.Shape.Clone()));
+        var os = outs.ToDictionary(kv => kv.Key, kv => d.Allocate(kv.Value.DType, kv.Value.Shape.ToArray()));
         // the accessors are made once: a timed run allocates nothing of its own
         Func<string, DeviceTensor> input = n => ins[n], output = n => os[n];
         Func<string, DeviceTensor?> optional = n => ins.GetValueOrDefault(n);

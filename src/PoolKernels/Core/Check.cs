@@ -13,7 +13,7 @@ internal static class Check
         if (actual != expected) throw new ArgumentException($"{name} has {actual} elements but {what} needs {expected}.", name);
     }
 
-    public static void Rank(int[] shape, int rank, string name, string layout)
+    public static void Rank(ReadOnlySpan<int> shape, int rank, string name, string layout)
     {
         if (shape.Length != rank) throw new ArgumentException($"{name} must be {layout} (rank {rank}), got {Shape.Format(shape)}.", name);
     }

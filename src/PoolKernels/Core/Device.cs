@@ -47,14 +47,14 @@ public abstract class Device : IDisposable
 
     private protected Device(DeviceInfo info) => Info = info;
 
-    /// <summary>Allocates a zero-filled device tensor.</summary>
+    /// <summary>Allocates a zero-filled device tensor (the shape is copied).</summary>
     public abstract DeviceTensor Allocate(DType dtype, params int[] shape);
 
     /// <summary>Copies a host tensor to the device.</summary>
     public DeviceTensor Upload(HostTensor tensor)
     {
         ArgumentNullException.ThrowIfNull(tensor);
-        var t = Allocate(tensor.DType, (int[])tensor.Shape.Clone());
+        var t = Allocate(tensor.DType, tensor.ShapeArray); // Allocate copies it
         t.CopyFromBytes(tensor.Data.Span);
         return t;
     }
@@ -69,6 +69,9 @@ public abstract class Device : IDisposable
 
     /// <inheritdoc/>
     public override string ToString() => $"{Id} ({Info.Name})";
+
+    /// <summary>A private copy of a caller's shape array.</summary>
+    private protected static int[] Copy(int[] shape) => (int[])(shape ?? throw new ArgumentNullException(nameof(shape))).Clone();
 
     /// <summary>Releases the device's resources.</summary>
     public virtual void Dispose() => GC.SuppressFinalize(this);
@@ -111,8 +114,11 @@ public sealed class CpuDevice : Device
     }
 
     /// <inheritdoc/>
-    public override DeviceTensor Allocate(DType dtype, params int[] shape) =>
-        new(this, dtype, shape, new byte[checked(PoolKernels.Shape.Count(shape) * dtype.Size())], null);
+    public override DeviceTensor Allocate(DType dtype, params int[] shape)
+    {
+        var dims = Copy(shape); // validated and kept: the caller may reuse its array
+        return new(this, dtype, dims, new byte[PoolKernels.Shape.HostBytes(dtype, dims)], null);
+    }
 }
 
 /// <summary>An ILGPU accelerator (<c>ilgpu-cpu</c>, <c>opencl:N</c>, <c>cuda:N</c>). Kernels are compiled once
@@ -150,11 +156,12 @@ public sealed class IlgpuDevice : Device
     /// <inheritdoc/>
     public override DeviceTensor Allocate(DType dtype, params int[] shape)
     {
-        long bytes = checked(PoolKernels.Shape.Count(shape) * dtype.Size());
+        var dims = Copy(shape); // validated and kept: the caller may reuse its array
+        long bytes = PoolKernels.Shape.Bytes(dtype, dims);
         var buffer = Accelerator.Allocate1D<byte>(Math.Max(bytes, 8));
         buffer.MemSetToZero();
         Accelerator.Synchronize();
-        return new DeviceTensor(this, dtype, shape, default, buffer);
+        return new DeviceTensor(this, dtype, dims, default, buffer);
     }
 
     /// <inheritdoc/>

@@ -14,16 +14,23 @@ public sealed class DeviceTensor : IDisposable
     public Device Device { get; }
     /// <summary>Element type.</summary>
     public DType DType { get; }
-    /// <summary>Dimensions.</summary>
-    public int[] Shape { get; }
+    private readonly int[] _shape;
+
+    /// <summary>Dimensions, outermost first; fixed at allocation (a copy of the array given).</summary>
+    public ReadOnlySpan<int> Shape => _shape;
+    /// <summary>Number of dimensions.</summary>
+    public int Rank => _shape.Length;
+    /// <summary>The shape array itself, for code inside the library that never writes it.</summary>
+    internal int[] ShapeArray => _shape;
     /// <summary>Element count.</summary>
     public long Count { get; }
     internal Memory<byte> Host { get; }
     internal MemoryBuffer1D<byte, Stride1D.Dense>? Buffer { get; private set; }
 
+    /// <summary>Takes <paramref name="shape"/> as it is: the caller passes a copy or another tensor's (immutable) shape.</summary>
     internal DeviceTensor(Device device, DType dtype, int[] shape, Memory<byte> host, MemoryBuffer1D<byte, Stride1D.Dense>? buffer)
     {
-        Device = device; DType = dtype; Shape = shape; Count = PoolKernels.Shape.Count(shape); Host = host; Buffer = buffer;
+        Device = device; DType = dtype; _shape = shape; Count = PoolKernels.Shape.Count(shape); Host = host; Buffer = buffer;
     }
 
     /// <summary>Size in bytes.</summary>
@@ -72,7 +79,7 @@ public sealed class DeviceTensor : IDisposable
     /// <summary>A host copy.</summary>
     public HostTensor ToTensor()
     {
-        var t = HostTensor.Zeros(DType, (int[])Shape.Clone());
+        var t = HostTensor.Zeros(DType, _shape);
         CopyToBytes(t.Data.Span);
         return t;
     }

@@ -10,26 +10,37 @@ public sealed class HostTensor
 {
     /// <summary>Element type.</summary>
     public DType DType { get; }
-    /// <summary>Dimensions, outermost first.</summary>
-    public int[] Shape { get; }
+    private readonly int[] _shape;
+
+    /// <summary>Dimensions, outermost first. A copy taken at construction: changing the array the tensor was
+    /// built from does not change the tensor. Use <c>Shape.ToArray()</c> for an array of your own.</summary>
+    public ReadOnlySpan<int> Shape => _shape;
+    /// <summary>Number of dimensions.</summary>
+    public int Rank => _shape.Length;
+    /// <summary>The shape array itself, for code inside the library that never writes it.</summary>
+    internal int[] ShapeArray => _shape;
     /// <summary>The raw bytes (Count · element size of them).</summary>
     public Memory<byte> Data { get; }
     /// <summary>Number of elements.</summary>
     public long Count { get; }
 
-    /// <summary>Wraps <paramref name="data"/>; its length must equal the shape's byte size.</summary>
-    public HostTensor(DType dtype, int[] shape, Memory<byte> data)
+    /// <summary>Wraps <paramref name="data"/>; its length must equal the shape's byte size. The shape is copied.</summary>
+    public HostTensor(DType dtype, int[] shape, Memory<byte> data) : this(dtype, (int[])(shape ?? throw new ArgumentNullException(nameof(shape))).Clone(), data, owned: true) { }
+
+    /// <summary>Takes <paramref name="shape"/> as it is: the caller never writes it afterwards.</summary>
+    internal HostTensor(DType dtype, int[] shape, Memory<byte> data, bool owned)
     {
-        ArgumentNullException.ThrowIfNull(shape);
-        Count = PoolKernels.Shape.Count(shape);
-        if (Count * dtype.Size() != data.Length)
-            throw new ArgumentException($"HostTensor data has {data.Length} bytes but {dtype.Name()} {PoolKernels.Shape.Format(shape)} needs {Count * dtype.Size()}.", nameof(data));
-        DType = dtype; Shape = shape; Data = data;
+        _ = owned;
+        long bytes = PoolKernels.Shape.Bytes(dtype, shape); // checked: a wrapped product must not match a short buffer
+        Count = bytes / dtype.Size();
+        if (bytes != data.Length)
+            throw new ArgumentException($"HostTensor data has {data.Length} bytes but {dtype.Name()} {PoolKernels.Shape.Format(shape)} needs {bytes}.", nameof(data));
+        DType = dtype; _shape = shape; Data = data;
     }
 
     /// <summary>A zero-filled tensor.</summary>
     public static HostTensor Zeros(DType dtype, params int[] shape) =>
-        new(dtype, shape, new byte[checked(PoolKernels.Shape.Count(shape) * dtype.Size())]);
+        new(dtype, shape, new byte[PoolKernels.Shape.HostBytes(dtype, shape)]);
 
     /// <summary>A tensor over a copy of <paramref name="values"/> (bool is stored as BOOL bytes).</summary>
     public static HostTensor From<T>(ReadOnlySpan<T> values, params int[] shape) where T : unmanaged
@@ -86,9 +97,9 @@ public sealed class HostTensor
     /// <summary>A copy converted to <paramref name="dtype"/> (floats round to nearest, as PyTorch's .to()).</summary>
     public HostTensor To(DType dtype)
     {
-        if (dtype == DType) return new HostTensor(DType, (int[])Shape.Clone(), Data.ToArray());
+        if (dtype == DType) return new HostTensor(DType, _shape, Data.ToArray(), owned: true);
         var v = ToDoubles();
-        var t = Zeros(dtype, (int[])Shape.Clone());
+        var t = Zeros(dtype, _shape);
         var s = t.Data.Span;
         for (int i = 0; i < v.Length; i++)
         {

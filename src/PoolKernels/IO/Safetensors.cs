@@ -123,7 +123,7 @@ public static class Safetensors
             if (need != end - begin)
                 throw new SafetensorsFormatException($"{name}: tensor '{prop.Name}' {dtype.Name()}{PoolKernels.Shape.Format(shape)} needs {need} bytes but its offsets span {end - begin}.");
             if (tensors.ContainsKey(prop.Name)) throw new SafetensorsFormatException($"{name}: tensor '{prop.Name}' appears twice.");
-            tensors[prop.Name] = new HostTensor(dtype, shape, data.Slice((int)begin, (int)(end - begin)));
+            tensors[prop.Name] = new HostTensor(dtype, shape, data.Slice((int)begin, (int)(end - begin)), owned: true);
             spans.Add((begin, end, prop.Name));
         }
         spans.Sort((a, b) => a.Begin != b.Begin ? a.Begin.CompareTo(b.Begin) : a.End.CompareTo(b.End));

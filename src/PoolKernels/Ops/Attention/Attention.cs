@@ -97,7 +97,7 @@ public static class Attention
         ArgumentNullException.ThrowIfNull(device);
         ArgumentNullException.ThrowIfNull(q); ArgumentNullException.ThrowIfNull(k); ArgumentNullException.ThrowIfNull(v);
         options ??= SdpaOptions.Default;
-        var plan = PlanSdpa(q.Shape, q.DType, k.Shape, k.DType, v.Shape, v.DType, attnMask?.Shape, attnMask?.DType, keyPaddingMask?.Shape, keyPaddingMask?.DType, options);
+        var plan = PlanSdpa(q.Shape, q.DType, k.Shape, k.DType, v.Shape, v.DType, attnMask?.ShapeArray, attnMask?.DType, keyPaddingMask?.ShapeArray, keyPaddingMask?.DType, options);
         using var scope = new HostScope(device);
         var o = scope.Output(DType.F32, plan.OutShape);
         var l = scope.Output(DType.F32, plan.LseShape);
@@ -118,7 +118,7 @@ public static class Attention
         options ??= SdpaOptions.Default;
         foreach (var (name, t) in (ReadOnlySpan<(string, DeviceTensor?)>)[ ("q", q), ("k", k), ("v", v), ("out", output), ("lse", lse), ("attn_mask", attnMask), ("key_padding_mask", keyPaddingMask) ])
             Check.SameDevice(device, name, t);
-        var plan = PlanSdpa(q.Shape, q.DType, k.Shape, k.DType, v.Shape, v.DType, attnMask?.Shape, attnMask?.DType, keyPaddingMask?.Shape, keyPaddingMask?.DType, options);
+        var plan = PlanSdpa(q.Shape, q.DType, k.Shape, k.DType, v.Shape, v.DType, attnMask?.ShapeArray, attnMask?.DType, keyPaddingMask?.ShapeArray, keyPaddingMask?.DType, options);
         CheckOutputs(output, lse, plan);
         Run(device, plan.P, q, k, v, attnMask, keyPaddingMask, null, null, output, lse, 0);
     }
@@ -235,9 +235,9 @@ public static class Attention
         var p = plan.P;
         ReadOnlySpan<int> outShape = p.Varlen != 0 ? [plan.Rows, p.Hq, p.Ev] : plan.Bhtd ? [p.Batch, p.Hq, p.Tq, p.Ev] : [p.Batch, p.Tq, p.Hq, p.Ev];
         ReadOnlySpan<int> lseShape = p.Varlen != 0 ? [plan.Rows, p.Hq] : [p.Batch, p.Hq, p.Tq];
-        if (!output.Shape.AsSpan().SequenceEqual(outShape))
+        if (!output.Shape.SequenceEqual(outShape))
             throw new ArgumentException($"out must be {Shape.Format(plan.OutShape)}, got {Shape.Format(output.Shape)}.", "out");
-        if (!lse.Shape.AsSpan().SequenceEqual(lseShape))
+        if (!lse.Shape.SequenceEqual(lseShape))
             throw new ArgumentException($"lse must be {Shape.Format(plan.LseShape)}, got {Shape.Format(lse.Shape)}.", "lse");
     }
 
@@ -266,7 +266,7 @@ public static class Attention
         return p;
     }
 
-    internal static Plan PlanSdpa(int[] qs, DType qt, int[] ks, DType kt, int[] vs, DType vt, int[]? ms, DType? mt, int[]? ps, DType? pt, SdpaOptions options)
+    internal static Plan PlanSdpa(ReadOnlySpan<int> qs, DType qt, ReadOnlySpan<int> ks, DType kt, ReadOnlySpan<int> vs, DType vt, int[]? ms, DType? mt, int[]? ps, DType? pt, SdpaOptions options)
     {
         bool bhtd = options.Layout == SdpaLayout.Bhtd;
         string lay = bhtd ? "[B,H,T,E]" : "[B,T,H,E]";
@@ -277,10 +277,11 @@ public static class Attention
         int hi = bhtd ? 1 : 2, ti = bhtd ? 2 : 1;
         int b = qs[0], hq = qs[hi], tq = qs[ti], e = qs[3];
         int hkv = ks[hi], tk = ks[ti], ev = vs[3];
-        string Shapes() => $"q {Shape.Format(qs)}, k {Shape.Format(ks)}, v {Shape.Format(vs)} ({(bhtd ? "bhtd" : "bthd")})"; // only for messages
-        if (ks[0] != b) throw new ArgumentException($"k's batch differs from q's: {Shapes()}.", "k");
-        if (ks[3] != e) throw new ArgumentException($"k's head dim differs from q's: {Shapes()}.", "k");
-        if (vs[0] != b || vs[hi] != hkv || vs[ti] != tk) throw new ArgumentException($"v must match k in batch, heads and length: {Shapes()}.", "v");
+        static string Fmt(ReadOnlySpan<int> qs, ReadOnlySpan<int> ks, ReadOnlySpan<int> vs, bool bhtd) =>
+            $"q {Shape.Format(qs)}, k {Shape.Format(ks)}, v {Shape.Format(vs)} ({(bhtd ? "bhtd" : "bthd")})"; // only for messages
+        if (ks[0] != b) throw new ArgumentException($"k's batch differs from q's: {Fmt(qs, ks, vs, bhtd)}.", "k");
+        if (ks[3] != e) throw new ArgumentException($"k's head dim differs from q's: {Fmt(qs, ks, vs, bhtd)}.", "k");
+        if (vs[0] != b || vs[hi] != hkv || vs[ti] != tk) throw new ArgumentException($"v must match k in batch, heads and length: {Fmt(qs, ks, vs, bhtd)}.", "v");
         options.Validate(e);
         var p = MakeParams(b, hq, hkv, tq, tk, e, ev, options);
         if (ms is not null)
@@ -303,20 +304,21 @@ public static class Attention
         return new Plan(p, bhtd, tq);
     }
 
-    internal static Plan PlanVarlen(int[] qs, DType qt, int[] ks, DType kt, int[] vs, DType vt, HostTensor cuQ, HostTensor cuK, SdpaOptions options) =>
+    internal static Plan PlanVarlen(ReadOnlySpan<int> qs, DType qt, ReadOnlySpan<int> ks, DType kt, ReadOnlySpan<int> vs, DType vt, HostTensor cuQ, HostTensor cuK, SdpaOptions options) =>
         PlanVarlen(qs, qt, ks, kt, vs, vt, cuQ.Data.Span, cuQ.DType, cuQ.Shape, cuK.Data.Span, cuK.DType, cuK.Shape, options);
 
-    internal static Plan PlanVarlen(int[] qs, DType qt, int[] ks, DType kt, int[] vs, DType vt, ReadOnlySpan<byte> cuQ, DType cuQt, int[] cuQs,
-        ReadOnlySpan<byte> cuK, DType cuKt, int[] cuKs, SdpaOptions options)
+    internal static Plan PlanVarlen(ReadOnlySpan<int> qs, DType qt, ReadOnlySpan<int> ks, DType kt, ReadOnlySpan<int> vs, DType vt, ReadOnlySpan<byte> cuQ, DType cuQt, ReadOnlySpan<int> cuQs,
+        ReadOnlySpan<byte> cuK, DType cuKt, ReadOnlySpan<int> cuKs, SdpaOptions options)
     {
         Check.Rank(qs, 3, "q", "[Nq,Hq,E]"); Check.Rank(ks, 3, "k", "[Nk,Hkv,E]"); Check.Rank(vs, 3, "v", "[Nk,Hkv,Ev]");
         CheckFloat(qt, "q");
         if (kt != qt) throw new ArgumentException($"k has dtype {kt.Name()} but q has {qt.Name()}; q, k and v must share one dtype.", "k");
         if (vt != qt) throw new ArgumentException($"v has dtype {vt.Name()} but q has {qt.Name()}; q, k and v must share one dtype.", "v");
         int nq = qs[0], hq = qs[1], e = qs[2], nk = ks[0], hkv = ks[1], ev = vs[2];
-        string Shapes() => $"q {Shape.Format(qs)}, k {Shape.Format(ks)}, v {Shape.Format(vs)}"; // only for messages
-        if (ks[2] != e) throw new ArgumentException($"k's head dim differs from q's: {Shapes()}.", "k");
-        if (vs[0] != nk || vs[1] != hkv) throw new ArgumentException($"v must match k in rows and heads: {Shapes()}.", "v");
+        static string Fmt(ReadOnlySpan<int> qs, ReadOnlySpan<int> ks, ReadOnlySpan<int> vs) =>
+            $"q {Shape.Format(qs)}, k {Shape.Format(ks)}, v {Shape.Format(vs)}"; // only for messages
+        if (ks[2] != e) throw new ArgumentException($"k's head dim differs from q's: {Fmt(qs, ks, vs)}.", "k");
+        if (vs[0] != nk || vs[1] != hkv) throw new ArgumentException($"v must match k in rows and heads: {Fmt(qs, ks, vs)}.", "v");
         options.Validate(e);
         int maxTq = Offsets(cuQ, cuQt, cuQs, "cu_seqlens_q", nq), maxTk = Offsets(cuK, cuKt, cuKs, "cu_seqlens_k", nk);
         if (cuKs[0] != cuQs[0])
@@ -329,7 +331,7 @@ public static class Attention
 
     /// <summary>Validates cu_seqlens (I64|I32 [B+1], 0 first, non-decreasing, last = rows) read in place; returns the
     /// longest sequence.</summary>
-    private static int Offsets(ReadOnlySpan<byte> bytes, DType dt, int[] shape, string name, int rows)
+    private static int Offsets(ReadOnlySpan<byte> bytes, DType dt, ReadOnlySpan<int> shape, string name, int rows)
     {
         if (dt == DType.I64) return Offsets(MemoryMarshal.Cast<byte, long>(bytes), dt, shape, name, rows);
         if (dt == DType.I32) return Offsets(MemoryMarshal.Cast<byte, int>(bytes), dt, shape, name, rows);
@@ -337,7 +339,7 @@ public static class Attention
         return 0;
     }
 
-    private static int Offsets<T>(ReadOnlySpan<T> o, DType dt, int[] shape, string name, int rows) where T : unmanaged
+    private static int Offsets<T>(ReadOnlySpan<T> o, DType dt, ReadOnlySpan<int> shape, string name, int rows) where T : unmanaged
     {
         static long At(ReadOnlySpan<T> o, int i) => PoolKernels.Kernels.Elements.ToInt64(o[i]);
         Check.DTypeIs(dt, name, "I64|I32", dt.IsIndex());

@@ -25,7 +25,7 @@ public static class Heads
     {
         ArgumentNullException.ThrowIfNull(device); ArgumentNullException.ThrowIfNull(x);
         using var scope = new HostScope(device);
-        var y = scope.Output(DType.F32, (int[])x.Shape.Clone());
+        var y = scope.Output(DType.F32, x.Shape.ToArray());
         device.LayerNorm(scope.Bind(x), scope.Bind(weight), scope.Bind(bias), y, eps);
         return scope.Result(y);
     }
@@ -40,7 +40,7 @@ public static class Heads
         int d = x.Shape[^1];
         if (weight.Shape.Length != 1 || weight.Shape[0] != d) throw new ArgumentException($"weight must be [D] = [{d}] for x {Shape.Format(x.Shape)}, got {Shape.Format(weight.Shape)}.", nameof(weight));
         if (bias.Shape.Length != 1 || bias.Shape[0] != d) throw new ArgumentException($"bias must be [D] = [{d}] for x {Shape.Format(x.Shape)}, got {Shape.Format(bias.Shape)}.", nameof(bias));
-        if (!x.Shape.AsSpan().SequenceEqual(output.Shape)) throw new ArgumentException($"output must be {Shape.Format(x.Shape)}, got {Shape.Format(output.Shape)}.", nameof(output));
+        if (!x.Shape.SequenceEqual(output.Shape)) throw new ArgumentException($"output must be {Shape.Format(x.Shape)}, got {Shape.Format(output.Shape)}.", nameof(output));
         if (!(eps >= 0) || float.IsInfinity(eps)) throw new ArgumentException($"eps must be finite and >= 0, got {eps}.", nameof(eps));
         HeadKernels.LayerNorm(device, x, weight, bias, output, d == 0 ? 0 : (int)(x.Count / d), d, eps);
     }
@@ -54,8 +54,8 @@ public static class Heads
     public static HostTensor Linear(this Device device, HostTensor x, HostTensor weight, HostTensor? bias = null, HostTensor? residual = null)
     {
         ArgumentNullException.ThrowIfNull(device); ArgumentNullException.ThrowIfNull(x); ArgumentNullException.ThrowIfNull(weight);
-        if (x.Shape.Length == 0 || weight.Shape.Length != 2) CheckLinear(x.Shape, weight.Shape, bias?.Shape, residual?.Shape, null);
-        var outShape = (int[])x.Shape.Clone(); outShape[^1] = weight.Shape[0];
+        if (x.Shape.Length == 0 || weight.Shape.Length != 2) CheckLinear(x.Shape, weight.Shape, bias?.ShapeArray, residual?.ShapeArray, null);
+        var outShape = x.Shape.ToArray(); outShape[^1] = weight.Shape[0];
         using var scope = new HostScope(device);
         var y = scope.Output(DType.F32, outShape);
         device.Linear(scope.Bind(x), scope.Bind(weight), scope.BindOptional(bias), y, scope.BindOptional(residual));
@@ -72,20 +72,20 @@ public static class Heads
             Check.SameDevice(device, n, t);
             if (t is not null) F32(t, n);
         }
-        CheckLinear(x.Shape, weight.Shape, bias?.Shape, residual?.Shape, output.Shape);
+        CheckLinear(x.Shape, weight.Shape, bias?.ShapeArray, residual?.ShapeArray, output.ShapeArray);
         int k = weight.Shape[1], n2 = weight.Shape[0];
         int m = (int)(k == 0 ? Shape.Count(x.Shape[..^1]) : x.Count / k);
         HeadKernels.Linear(device, x, LinearWeight.Unpacked(weight, bias), residual, output, m);
     }
 
-    private static void CheckLinear(int[] x, int[] w, int[]? bias, int[]? residual, int[]? output)
+    private static void CheckLinear(ReadOnlySpan<int> x, ReadOnlySpan<int> w, int[]? bias, int[]? residual, int[]? output)
     {
         if (x.Length == 0) throw new ArgumentException($"x must be [..., K], got {Shape.Format(x)}.", "x");
         if (w.Length != 2 || w[1] != x[^1])
             throw new ArgumentException($"weight must be [N, K] with K = {x[^1]} (x {Shape.Format(x)}), got {Shape.Format(w)}.", "weight");
         if (bias is not null && (bias.Length != 1 || bias[0] != w[0]))
             throw new ArgumentException($"bias must be [N] = [{w[0]}] for weight {Shape.Format(w)}, got {Shape.Format(bias)}.", "bias");
-        var y = (int[])x.Clone(); y[^1] = w[0];
+        var y = x.ToArray(); y[^1] = w[0];
         if (residual is not null && !residual.AsSpan().SequenceEqual(y))
             throw new ArgumentException($"residual must be {Shape.Format(y)} (x {Shape.Format(x)}, weight {Shape.Format(w)}), got {Shape.Format(residual)}.", "residual");
         if (output is not null && !output.AsSpan().SequenceEqual(y))
@@ -100,7 +100,7 @@ public static class Heads
     {
         ArgumentNullException.ThrowIfNull(device); ArgumentNullException.ThrowIfNull(h);
         if (h.Shape.Length == 0 || h.Shape[^1] % 2 != 0) throw new ArgumentException($"h must be [..., 2F] (even last dim), got {Shape.Format(h.Shape)}.", nameof(h));
-        var outShape = (int[])h.Shape.Clone(); outShape[^1] /= 2;
+        var outShape = h.Shape.ToArray(); outShape[^1] /= 2;
         using var scope = new HostScope(device);
         var y = scope.Output(DType.F32, outShape);
         device.Geglu(scope.Bind(h), y);
@@ -114,8 +114,8 @@ public static class Heads
         Check.SameDevice(device, nameof(h), h); Check.SameDevice(device, nameof(output), output);
         F32(h, nameof(h)); F32(output, nameof(output));
         if (h.Shape.Length == 0 || h.Shape[^1] % 2 != 0) throw new ArgumentException($"h must be [..., 2F] (even last dim), got {Shape.Format(h.Shape)}.", nameof(h));
-        var y = (int[])h.Shape.Clone(); y[^1] /= 2;
-        if (!output.Shape.AsSpan().SequenceEqual(y)) throw new ArgumentException($"output must be {Shape.Format(y)} for h {Shape.Format(h.Shape)}, got {Shape.Format(output.Shape)}.", nameof(output));
+        var y = h.Shape.ToArray(); y[^1] /= 2;
+        if (!output.Shape.SequenceEqual(y)) throw new ArgumentException($"output must be {Shape.Format(y)} for h {Shape.Format(h.Shape)}, got {Shape.Format(output.Shape)}.", nameof(output));
         int f = y[^1];
         HeadKernels.Geglu(device, h, output, f == 0 ? 0 : (int)(output.Count / f), f);
     }

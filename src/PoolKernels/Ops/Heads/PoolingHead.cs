@@ -84,7 +84,7 @@ public sealed class PoolingHead : IDisposable
         foreach (var (name, t) in w)
             if (Names.Contains(name) && t.DType is not (DType.F32 or DType.F16 or DType.BF16)) errors.Add($"'{name}' has dtype {t.DType.Name()}; expected F32, F16 or BF16");
         if (heads <= 0) throw new ArgumentException($"heads must be >= 1, got {heads}.", nameof(heads));
-        int[] S(string n) => w.TryGetValue(n, out var t) ? t.Shape : [];
+        int[] S(string n) => w.TryGetValue(n, out var t) ? t.ShapeArray : [];
         int d = 0, r = 0, hd = 0, f = 0;
         if (S(Latents) is [int r0, int d0] && d0 > 0 && r0 > 0) { r = r0; d = d0; }
         else if (w.ContainsKey(Latents)) errors.Add($"'{Latents}' must be [R, D] with R, D >= 1, got {Shape.Format(S(Latents))}");
@@ -93,7 +93,7 @@ public sealed class PoolingHead : IDisposable
         if (hd % heads != 0) throw new ArgumentException($"heads = {heads} does not divide rows(to_q) = {hd}.", nameof(heads));
         void Expect(string n, params int[] shape)
         {
-            if (w.TryGetValue(n, out var t) && !t.Shape.AsSpan().SequenceEqual(shape))
+            if (w.TryGetValue(n, out var t) && !t.Shape.SequenceEqual(shape))
                 errors.Add($"'{n}' must be {Shape.Format(shape)}, got {Shape.Format(t.Shape)}");
         }
         if (d > 0)
@@ -111,7 +111,7 @@ public sealed class PoolingHead : IDisposable
         Dim = d; LatentCount = r; HeadCount = heads; HeadDim = hd / heads; FfWidth = f;
         PosEmbRows = w.TryGetValue(PosEmb, out var p) ? p.Shape[0] : 0;
         float[] A(string n) => w[n].DType == DType.F32 ? w[n].AsSpan<float>().ToArray() : w[n].To(DType.F32).AsSpan<float>().ToArray();
-        DeviceTensor Up(string n) => device.Upload<float>(A(n), (int[])w[n].Shape.Clone());
+        DeviceTensor Up(string n) => device.Upload<float>(A(n), w[n].Shape.ToArray());
         _latents = Up(Latents); _n0w = Up(Norm0W); _n0b = Up(Norm0B); _nCw = Up(NormCtxW); _nCb = Up(NormCtxB); _n1w = Up(Norm1W); _n1b = Up(Norm1B);
         _posEmb = PosEmbRows > 0 ? Up(PosEmb) : null;
         var kv = A(ToKv);

@@ -259,7 +259,7 @@ public static class SequencePooling
 
     private static readonly SequencePoolOptions LayerMean = new(SequencePoolMode.Mean), LayerLast = new(SequencePoolMode.LastToken);
 
-    private static void CheckMaskShape(int[] mask, int b, int t, int[] hidden)
+    private static void CheckMaskShape(ReadOnlySpan<int> mask, int b, int t, ReadOnlySpan<int> hidden)
     {
         if (mask.Length != 2 || mask[0] != b || mask[1] != t)
             throw new ArgumentException($"attention_mask must be [B,T] = [{b}, {t}] for hidden {Shape.Format(hidden)}, got {Shape.Format(mask)}.", "attention_mask");

@@ -18,7 +18,7 @@ public static partial class SpatialPooling
         ArgumentNullException.ThrowIfNull(x);
         Check.Rank(x.Shape, 4, "x", "[B,C,H,W]");
         using var scope = new HostScope(device);
-        var o = scope.Output(DType.F32, (int[])x.Shape.Clone());
+        var o = scope.Output(DType.F32, x.Shape.ToArray());
         device.RegionalGem(scope.Bind(x), o, p, kernel);
         return scope.Result(o);
     }

@@ -212,7 +212,7 @@ public static partial class SpatialPooling
     }
 
     /// <summary>The output shape [B,C,Ho,Wo] of <c>pool2d</c> on x (validates the options).</summary>
-    public static int[] Pool2dShape(int[] x, Pool2dOptions options)
+    public static int[] Pool2dShape(ReadOnlySpan<int> x, Pool2dOptions options)
     {
         Check.Rank(x, 4, "x", "[B,C,H,W]");
         var q = options.Resolve(x[0], x[1], x[2], x[3]);

@@ -1,0 +1,123 @@
+using NUnit.Framework;
+
+namespace PoolKernels.Tests;
+
+/// <summary>Memory safety whatever the caller does (issue 14): each test is a hostile call that used to crash the process,
+/// touch memory outside a buffer or hang, and must now be a clear exception or a correct result on every device.</summary>
+public class SafetyTests
+{
+    private static void ThrowsArg(string param, Action call, string because = "")
+    {
+        var e = Assert.Throws(Is.InstanceOf<ArgumentException>(), call, because);
+        Assert.That(((ArgumentException)e!).ParamName, Is.EqualTo(param), e.Message);
+    }
+
+    // ---- 2. size arithmetic is checked ----
+
+    [Test]
+    public void HostTensorWhoseByteSizeWrapsIsRejected()
+    {
+        // 2^62 elements × 4 bytes = 2^64, which wraps to 0 and used to match the empty buffer
+        ThrowsArg("shape", () => new HostTensor(DType.F32, [1, 4, 1 << 30, 1 << 30], Memory<byte>.Empty));
+        ThrowsArg("shape", () => new HostTensor(DType.F64, [1 << 30, 1 << 30, 1 << 30], Memory<byte>.Empty));
+        ThrowsArg("shape", () => HostTensor.Zeros(DType.F32, 1 << 30, 4));
+        ThrowsArg("dtype", () => new HostTensor((DType)99, [1], new byte[1]));
+        Assert.That(new HostTensor(DType.F32, [0, 1 << 30, 1 << 30, 1 << 30], Memory<byte>.Empty).Count, Is.Zero);
+    }
+
+    [TestCaseSource(typeof(TestDevices), nameof(TestDevices.All))]
+    public void AllocateWhoseByteSizeOverflowsIsRejected(string id)
+    {
+        var d = TestDevices.Get(id);
+        ThrowsArg("shape", () => d.Allocate(DType.F32, 1, 4, 1 << 30, 1 << 30).Dispose(), id);
+        ThrowsArg("shape", () => d.Allocate(DType.F32, -1, 4).Dispose(), id);
+        ThrowsArg("shape", () => d.Upload(new float[4], 1, 4, 1 << 30, 1 << 30).Dispose(), id);
+        if (d is CpuDevice) ThrowsArg("shape", () => d.Allocate(DType.F32, 1 << 30, 4).Dispose(), id);
+    }
+
+    // ---- 1. shapes are copied at construction and immutable ----
+
+    private static float[] Floats(int n, int seed = 1) { var r = new Random(seed); return Enumerable.Range(0, n).Select(_ => (float)(r.NextDouble() * 2 - 1)).ToArray(); }
+
+    [Test]
+    public void HostTensorShapeIsACopyOfTheCallersArray()
+    {
+        int[] shape = [2, 8];
+        var t = new HostTensor(DType.F32, shape, new byte[64]);
+        int[] zs = [3, 5];
+        var z = HostTensor.Zeros(DType.F32, zs);
+        int[] fs = [2, 2];
+        var f = HostTensor.From(new float[4], fs);
+        shape[1] = 1 << 20; zs[0] = 1 << 20; fs[0] = 1 << 20;
+        Assert.That(t.Shape.ToArray(), Is.EqualTo(new[] { 2, 8 }));
+        Assert.That(z.Shape.ToArray(), Is.EqualTo(new[] { 3, 5 }));
+        Assert.That(f.Shape.ToArray(), Is.EqualTo(new[] { 2, 2 }));
+        Assert.That((t.Shape.Length, t.Count, t.ToString()), Is.EqualTo((2, 16L, "F32[2, 8]")));
+    }
+
+    [TestCaseSource(typeof(TestDevices), nameof(TestDevices.All))]
+    public void DeviceTensorShapeIsACopyOfTheCallersArray(string id)
+    {
+        var d = TestDevices.Get(id);
+        int[] shape = [2, 3, 4];
+        using var a = d.Allocate(DType.F32, shape);
+        int[] us = [2, 3, 4];
+        using var u = d.Upload<float>(Floats(24), us);
+        var ht = HostTensor.From(Floats(24), 2, 3, 4);
+        using var up = d.Upload(ht);
+        shape[2] = 1 << 20; us[2] = 1 << 20;
+        Assert.That(a.Shape.ToArray(), Is.EqualTo(new[] { 2, 3, 4 }), id);
+        Assert.That(u.Shape.ToArray(), Is.EqualTo(new[] { 2, 3, 4 }), id);
+        Assert.That((a.Shape.Length, a.Count, a.Bytes), Is.EqualTo((3, 24L, 96L)), id);
+        Assert.That(up.ToTensor().Shape.ToArray(), Is.EqualTo(new[] { 2, 3, 4 }), id);
+    }
+
+    /// <summary>The ops the issue saw read or write out of bounds once the caller changed its shape array after construction
+    /// (simd segment_pool and sdpa, spatial_pool, ilgpu-cpu): with the arrays reused for something larger, every op gives the
+    /// answer of the original shapes.</summary>
+    [TestCaseSource(typeof(TestDevices), nameof(TestDevices.All))]
+    public void ReusingShapeArraysAfterConstructionChangesNothing(string id)
+    {
+        var d = TestDevices.Get(id);
+        // sequence_pool on host and device tensors
+        int[] hs = [2, 3, 4], ms = [2, 3];
+        var hidden = new HostTensor(DType.F32, hs, System.Runtime.InteropServices.MemoryMarshal.AsBytes(Floats(24).AsSpan()).ToArray());
+        var mask = new HostTensor(DType.I64, ms, System.Runtime.InteropServices.MemoryMarshal.AsBytes(new long[] { 1, 1, 0, 1, 0, 0 }.AsSpan()).ToArray());
+        var expected = d.SequencePool(HostTensor.From(hidden.AsSpan<float>().ToArray(), 2, 3, 4), HostTensor.From(new long[] { 1, 1, 0, 1, 0, 0 }, 2, 3), new(SequencePoolMode.Mean));
+        hs[1] = 1 << 16; hs[2] = 1 << 10; ms[1] = 1 << 16;
+        Assert.That(hidden.Shape.ToArray(), Is.EqualTo(new[] { 2, 3, 4 }), id);
+        Assert.That(d.SequencePool(hidden, mask, new(SequencePoolMode.Mean)).AsSpan<float>().ToArray(), Is.EqualTo(expected.AsSpan<float>().ToArray()), id);
+        int[] os = [2, 4];
+        using (var dh = d.Upload(hidden))
+        using (var dm = d.Upload(mask))
+        using (var dout = d.Allocate(DType.F32, os))
+        {
+            os[1] = 1 << 20;
+            d.SequencePool(dh, dm, dout, new(SequencePoolMode.Mean));
+            Assert.That(dout.ToTensor().AsSpan<float>().ToArray(), Is.EqualTo(expected.AsSpan<float>().ToArray()), id);
+        }
+
+        // spatial_pool: a 16-byte x whose shape array then claims 128 KiB
+        int[] xs = [1, 4, 1, 1];
+        var x = new HostTensor(DType.F32, xs, System.Runtime.InteropServices.MemoryMarshal.AsBytes(new float[] { 1, 2, 3, 4 }.AsSpan()).ToArray());
+        xs[2] = 64; xs[3] = 128;
+        Assert.That(d.SpatialPool(x, new() { Mode = SpatialPoolMode.Avg }).AsSpan<float>().ToArray(), Is.EqualTo(new[] { 1f, 2, 3, 4 }), id);
+
+        // segment_pool
+        int[] vs = [3, 2], offs = [3];
+        var values = new HostTensor(DType.F32, vs, System.Runtime.InteropServices.MemoryMarshal.AsBytes(new float[] { 1, 2, 3, 4, 5, 6 }.AsSpan()).ToArray());
+        var offsets = new HostTensor(DType.I64, offs, System.Runtime.InteropServices.MemoryMarshal.AsBytes(new long[] { 0, 1, 3 }.AsSpan()).ToArray());
+        vs[0] = 1 << 20; offs[0] = 1 << 10;
+        Assert.That(d.SegmentPool(values, offsets, SegmentPoolMode.Sum).AsSpan<float>().ToArray(), Is.EqualTo(new[] { 1f, 2, 8, 10 }), id);
+
+        // sdpa: one query, two keys with equal scores -> the mean of the values
+        int[] qs = [1, 1, 1, 2], ks = [1, 1, 2, 2];
+        var q = new HostTensor(DType.F32, qs, new byte[8]);
+        var k = new HostTensor(DType.F32, ks, new byte[16]);
+        var v = new HostTensor(DType.F32, (int[])ks.Clone(), System.Runtime.InteropServices.MemoryMarshal.AsBytes(new float[] { 1, 2, 3, 4 }.AsSpan()).ToArray());
+        qs[2] = 1 << 12; ks[2] = 1 << 12; qs[3] = ks[3] = 1 << 8;
+        var (o, lse) = d.Sdpa(q, k, v);
+        Assert.That(o.AsSpan<float>().ToArray(), Is.EqualTo(new[] { 2f, 3 }).Within(1e-6f), id);
+        Assert.That(lse.AsSpan<float>()[0], Is.EqualTo(MathF.Log(2)).Within(1e-6f), id);
+    }
+}
