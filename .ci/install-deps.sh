@@ -48,10 +48,19 @@ SRC
   POCL_SRC=$(find "$SRC_DIR" -mindepth 1 -maxdepth 1 -type d -name 'pocl-6*' | head -n1)
   log "building PoCL 6.0 from $POCL_SRC (a few minutes)"
   cd "$SRC_DIR"
+  # LLVM 15 does not know newer CPUs (an AMD EPYC here reads "Host CPU: (unknown)" and PoCL's configure stops):
+  # then name the x86-64 feature level the CPU has instead (PoCL takes that or its "distro" variants, not both).
+  llc_cpu=(-DKERNELLIB_HOST_CPU_VARIANTS=distro)
+  if llc-15 --version | grep -q 'Host CPU: (unknown)'; then
+    if grep -qw avx512f /proc/cpuinfo; then llc_cpu=(-DLLC_HOST_CPU=x86-64-v4)
+    elif grep -qw avx2 /proc/cpuinfo; then llc_cpu=(-DLLC_HOST_CPU=x86-64-v3)
+    else llc_cpu=(-DLLC_HOST_CPU=x86-64-v2); fi
+    log "LLVM does not recognize this CPU: ${llc_cpu[*]}"
+  fi
   cmake -S "$POCL_SRC" -B "$SRC_DIR/build" -G Ninja -DCMAKE_BUILD_TYPE=Release \
     -DCMAKE_INSTALL_PREFIX="$POCL_PREFIX" -DWITH_LLVM_CONFIG="$(command -v llvm-config-15)" \
     -DENABLE_ICD=ON -DENABLE_TESTS=OFF -DENABLE_EXAMPLES=OFF -DENABLE_SPIRV=OFF -DENABLE_LEVEL0=OFF \
-    -DENABLE_HOST_CPU_DEVICES=ON -DKERNELLIB_HOST_CPU_VARIANTS=distro -DENABLE_POCL_BUILDING=ON >&2
+    -DENABLE_HOST_CPU_DEVICES=ON -DENABLE_POCL_BUILDING=ON "${llc_cpu[@]}" >&2
   cmake --build "$SRC_DIR/build" >&2
   cmake --install "$SRC_DIR/build" >&2
   cd /
