@@ -291,6 +291,19 @@ public class CliTests
     }
 
     [Test]
+    public void ProgressGoesToStderrNeverIntoJsonStdout()
+    {
+        WriteGoodVector(Path.Combine(_dir, "a.safetensors"));
+        WriteGoodVector(Path.Combine(_dir, "b.safetensors"));
+        using var stdout = new StringWriter();
+        using var stderr = new StringWriter();
+        int code = CliApp.Run(["check", _dir, "--device", "simd", "--json"], stdout, stderr, showProgress: true);
+        Assert.That(code, Is.EqualTo(CliApp.ExitPass), stderr.ToString());
+        Assert.That(JsonLines(stdout.ToString()), Has.Count.EqualTo(2), "stdout is JSON lines only");
+        Assert.That(stderr.ToString(), Does.Contain("[1/2] simd").And.Contain("[2/2] simd"));
+    }
+
+    [Test]
     public void CheckOfAFolderWithoutVectorsIsAUsageError()
     {
         File.WriteAllText(Path.Combine(_dir, "notes.txt"), "no vectors here");
