@@ -191,7 +191,7 @@ public class HeadsTests
     [TestCaseSource(typeof(TestDevices), nameof(TestDevices.All))]
     public void ResamplerRowWithNoKeptKeyEqualsNoTokens(string id)
     {
-        // DESIGN.md: a resampler row whose mask keeps nothing gets O = 0, so it pools latents + FF(latents): the same as N = 0.
+        // docs/operations.md: a resampler row whose mask keeps nothing gets O = 0, so it pools latents + FF(latents): the same as N = 0.
         var d = TestDevices.Get(id);
         using var head = PoolingHead.FromTensors(d, Weights(2), 2);
         var r = new RandomTensors(4);

@@ -1,6 +1,6 @@
 namespace PoolKernels;
 
-/// <summary>Causal mode of <c>sdpa</c> (DESIGN.md §3 "Masked attention").</summary>
+/// <summary>Causal mode of <c>sdpa</c> (docs/operations.md "Masked attention").</summary>
 public enum SdpaCausal
 {
     /// <summary>No causal mask; windows (if any) are relative to the diagonal i.</summary>

@@ -1,6 +1,6 @@
 namespace PoolKernels;
 
-/// <summary>A sequence pooling mode (DESIGN.md §3 "Sequence pooling").</summary>
+/// <summary>A sequence pooling mode (docs/operations.md "Sequence pooling").</summary>
 public enum SequencePoolMode
 {
     /// <summary>First kept token.</summary>

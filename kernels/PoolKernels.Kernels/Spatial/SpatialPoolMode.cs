@@ -1,6 +1,6 @@
 namespace PoolKernels;
 
-/// <summary>A global spatial pooling mode (DESIGN.md §3 "Spatial and region pooling").</summary>
+/// <summary>A global spatial pooling mode (docs/operations.md "Spatial and region pooling").</summary>
 public enum SpatialPoolMode
 {
     /// <summary>Mean over the valid cells.</summary>

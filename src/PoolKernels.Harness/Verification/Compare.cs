@@ -7,7 +7,7 @@ namespace PoolKernels.Verification;
 /// <param name="Message">Why it failed (first offending element), or empty.</param>
 public sealed record Comparison(bool Pass, double MaxAbsErr, double MaxRelErr, string Message);
 
-/// <summary>Element-wise comparison: |a - e| &lt;= atol + rtol·|e| (DESIGN.md §4).</summary>
+/// <summary>Element-wise comparison: |a - e| &lt;= atol + rtol·|e| (docs/operations.md (test vectors)).</summary>
 public static class Compare
 {
     /// <summary>Compares <paramref name="actual"/> with <paramref name="expected"/>; shapes must be equal.</summary>

@@ -5,7 +5,7 @@ namespace PoolKernels.Verification;
 /// <summary>The named inputs and string parameters of one operation call, as a test vector stores them.</summary>
 public sealed class OpCall(IReadOnlyDictionary<string, HostTensor> inputs, IReadOnlyDictionary<string, string> parameters)
 {
-    /// <summary>Input tensors by DESIGN.md name.</summary>
+    /// <summary>Input tensors by docs/operations.md name.</summary>
     public IReadOnlyDictionary<string, HostTensor> Inputs { get; } = inputs;
     /// <summary>Parameters as strings ("true", "1e-6", "1,2,4").</summary>
     public IReadOnlyDictionary<string, string> Parameters { get; } = parameters;
@@ -75,7 +75,7 @@ public sealed class OpCall(IReadOnlyDictionary<string, HostTensor> inputs, IRead
 
 /// <summary>One operation as the harness sees it: run by name on host tensors, and randomized cases for
 /// <c>verify</c> (the op × backend conformance table, ggml's test-backend-ops in spirit).</summary>
-/// <param name="Name">DESIGN.md name.</param>
+/// <param name="Name">docs/operations.md name.</param>
 /// <param name="Run">Runs the op on a device; returns outputs by name (without the "expected." prefix).</param>
 /// <param name="RandomCases">Builds randomized cases from a seed; small shapes, since ilgpu-cpu is a slow simulator.</param>
 /// <param name="Rtol">Relative tolerance of a float backend against the reference.</param>

@@ -10,7 +10,7 @@ public interface IOpFamily
     static abstract IEnumerable<OpSpec> Specs();
 }
 
-/// <summary>Every implemented operation, by DESIGN.md name: what <c>check</c>, <c>verify</c> and the tests run.</summary>
+/// <summary>Every implemented operation, by docs/operations.md name: what <c>check</c>, <c>verify</c> and the tests run.</summary>
 public static class OpRegistry
 {
     /// <summary>The specs, by name, sorted.</summary>

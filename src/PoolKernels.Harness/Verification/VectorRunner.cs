@@ -15,7 +15,7 @@ namespace PoolKernels.Verification;
 /// <param name="Message">Why it failed, or empty.</param>
 public sealed record VectorResult(string File, string Device, string Op, bool Pass, double MaxAbsErr, double MaxRelErr, double MedianMs, string Message);
 
-/// <summary>Runs safetensors test vectors (DESIGN.md §4) on a device.</summary>
+/// <summary>Runs safetensors test vectors (docs/operations.md (test vectors)) on a device.</summary>
 public static class VectorRunner
 {
     /// <summary>Every .safetensors file under the given files or folders, sorted.</summary>

@@ -1,6 +1,6 @@
 namespace PoolKernels;
 
-/// <summary>Element types of tensors and test vectors (DESIGN.md §4 names).</summary>
+/// <summary>Element types of tensors and test vectors (docs/operations.md (test vectors) names).</summary>
 public enum DType
 {
     /// <summary>IEEE binary64.</summary>

@@ -5,7 +5,7 @@ using static PoolKernels.SpatialArgs;
 
 namespace PoolKernels.Verification;
 
-/// <summary>Spatial and region pooling in the registry: names, parameters and outputs exactly as DESIGN.md §3.</summary>
+/// <summary>Spatial and region pooling in the registry: names, parameters and outputs exactly as docs/operations.md.</summary>
 internal sealed class SpatialFamily : IOpFamily
 {
     public static IEnumerable<OpSpec> Specs()

@@ -24,7 +24,7 @@ public enum SdpaLayout
 /// <param name="Ev">Head dim of v and out.</param>
 public readonly record struct SdpaDims(int Batch, int Hq, int Hkv, int Tq, int Tk, int E, int Ev);
 
-/// <summary>Parameters of <c>sdpa</c> and <c>sdpa_varlen</c> (DESIGN.md §3 "Masked attention").</summary>
+/// <summary>Parameters of <c>sdpa</c> and <c>sdpa_varlen</c> (docs/operations.md "Masked attention").</summary>
 public sealed record SdpaOptions
 {
     /// <summary>none, top_left (j &lt;= i) or bottom_right (j &lt;= i + Tk - Tq).</summary>
@@ -40,7 +40,7 @@ public sealed record SdpaOptions
 
     internal static readonly SdpaOptions Default = new();
 
-    /// <summary>Parses DESIGN.md's causal names: none, top_left, bottom_right.</summary>
+    /// <summary>Parses docs/operations.md's causal names: none, top_left, bottom_right.</summary>
     public static SdpaCausal ParseCausal(string text) => text switch
     {
         "none" or "" or "false" => SdpaCausal.None,
@@ -70,7 +70,7 @@ public sealed record SdpaOptions
 }
 
 /// <summary>
-/// Masked scaled-dot-product attention, forward, on every backend (DESIGN.md §3 "Masked attention").
+/// Masked scaled-dot-product attention, forward, on every backend (docs/operations.md "Masked attention").
 /// <para>For query row i of head h: out_i = Σ_j softmax_j(scale·q_i·k_j + bias_ij)·v_j over the allowed keys j, and
 /// lse_i = ln Σ_j exp(scale·q_i·k_j + bias_ij) (natural log). Key j is allowed iff every mask given allows it:
 /// attn_mask [B|1, Hq|1, Tq, Tk] BOOL/U8 true (or F32/F16/BF16 added to the score; -inf = not allowed),

@@ -33,7 +33,7 @@ public sealed record MfbOptions
 }
 
 /// <summary>
-/// Bilinear pooling on every backend (DESIGN.md §3 "Ragged, graph and bilinear pooling"):
+/// Bilinear pooling on every backend (docs/operations.md "Ragged, graph and bilinear pooling"):
 /// <list type="bullet">
 /// <item><c>bilinear_pool</c>: x [B,N,Dx], y? [B,N,Dy] (absent: y = x), mask? [B,N] (I64|I32|U8|BOOL, nonzero keeps) →
 /// [B, Dx·Dy] = vec(mean over valid n of x_n·y_nᵀ) (row-major, index i·Dy + j), then sign(z)·√|z|, then L2

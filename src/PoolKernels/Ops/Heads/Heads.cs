@@ -8,7 +8,7 @@ using PoolKernels.Kernels.Sequence;
 namespace PoolKernels;
 
 /// <summary>
-/// The fused building blocks of the trainable pooling heads (DESIGN.md §3 "Trainable pooling heads"), exposed on every
+/// The fused building blocks of the trainable pooling heads (docs/operations.md "Trainable pooling heads"), exposed on every
 /// backend: <see cref="LayerNorm(Device, HostTensor, HostTensor, HostTensor, float)"/>, <see cref="Linear(Device, HostTensor, HostTensor, HostTensor?, HostTensor?)"/>
 /// (a tiled GEMM), <see cref="Geglu(Device, HostTensor)"/> and <see cref="MeanRows(Device, HostTensor, HostTensor?, bool)"/>. All take and
 /// return F32 tensors (the heads widen F16/BF16 inputs once, on entry) and accumulate in float (double on

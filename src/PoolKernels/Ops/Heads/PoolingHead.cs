@@ -14,7 +14,7 @@ public enum LatentAttentionVariant
 }
 
 /// <summary>
-/// A trainable pooling head (DESIGN.md §3 "Trainable pooling heads") on one device: the weights of
+/// A trainable pooling head (docs/operations.md "Trainable pooling heads") on one device: the weights of
 /// <c>latent_attention_pool</c> / <c>multi_layer_pool</c>, loaded once by their PyTorch state-dict names, converted to F32
 /// once and kept on the device until <see cref="Dispose"/>.
 /// <para>Shapes are inferred: D and R from <c>latents</c> [R, D]; dh = rows(to_q)/heads; the FF width F = rows(net.0)/2
@@ -37,7 +37,7 @@ public enum LatentAttentionVariant
 /// </summary>
 public sealed class PoolingHead : IDisposable
 {
-    /// <summary>State-dict names, in the order of DESIGN.md's table.</summary>
+    /// <summary>State-dict names, in the order of docs/operations.md's table.</summary>
     public const string Latents = "latents", PosEmb = "pos_emb.weight",
         Norm0W = "cross_attend_blocks.0.norm.weight", Norm0B = "cross_attend_blocks.0.norm.bias",
         NormCtxW = "cross_attend_blocks.0.norm_context.weight", NormCtxB = "cross_attend_blocks.0.norm_context.bias",

@@ -7,7 +7,7 @@ namespace PoolKernels;
 
 /// <summary>
 /// Ragged and graph pooling on every backend: <c>segment_pool</c>, <c>gather_segment_pool</c>, <c>segment_topk</c>
-/// and <c>dual_hypergraph</c> (DESIGN.md §3 "Ragged, graph and bilinear pooling").
+/// and <c>dual_hypergraph</c> (docs/operations.md "Ragged, graph and bilinear pooling").
 /// <para>Segments are CSR: <c>offsets [S+1]</c> (I64|I32), offsets[0] = 0, non-decreasing, last = the entry count;
 /// segment s holds the entries [offsets[s], offsets[s+1]). Reductions: sum, mean (÷ entry count), max and min
 /// (NaN propagates); an empty segment gives a zero row. Work is split by rows, not by segment, so one huge

@@ -24,7 +24,7 @@ public sealed record SequencePoolOptions
     /// <summary>Options for the given modes.</summary>
     public SequencePoolOptions(params SequencePoolMode[] modes) => Modes = modes;
 
-    /// <summary>Parses a mode list such as "mean" or "cls,mean,max" (names as in DESIGN.md: cls, last_token,
+    /// <summary>Parses a mode list such as "mean" or "cls,mean,max" (names as in docs/operations.md: cls, last_token,
     /// mean, mean_sqrt_len, weighted_mean, max, gem).</summary>
     public static SequencePoolOptions Parse(string modes) => new(ParseModes(modes));
 
@@ -48,7 +48,7 @@ public sealed record SequencePoolOptions
         _ => throw new ArgumentException($"Unknown sequence pooling mode '{name}'; expected cls, last_token, mean, mean_sqrt_len, weighted_mean, max or gem.", "mode"),
     };
 
-    /// <summary>The DESIGN.md name of a mode.</summary>
+    /// <summary>The docs/operations.md name of a mode.</summary>
     public static string Name(SequencePoolMode m) => m switch
     {
         SequencePoolMode.Cls => "cls", SequencePoolMode.LastToken => "last_token", SequencePoolMode.Mean => "mean",

@@ -105,7 +105,7 @@ public static partial class SpatialPooling
     /// <summary>
     /// <c>mask_pool</c> (FC-CLIP / Mask-Adapter): x [B,C,H,W] F32, masks [B,Q,Hm,Wm] F32 → [B,Q,C]. Masks of another size
     /// are first resized bilinearly to H×W (F.interpolate, align_corners=False; computed inside the kernel, no resized
-    /// copy). Weights: binary_logits 1[m>0]; soft m; gated m·1[m>threshold]; sigmoid_normalized σ(m) (DESIGN.md: use
+    /// copy). Weights: binary_logits 1[m>0]; soft m; gated m·1[m>threshold]; sigmoid_normalized σ(m) (docs/operations.md: use
     /// eps = 0). out[b,q,:] = Σ_hw x·w / (Σ_hw w + eps); a zero denominator (an empty mask with eps = 0) gives 0.
     /// </summary>
     public static HostTensor MaskPool(this Device device, HostTensor x, HostTensor masks, MaskType maskType, float threshold = 0.5f, float eps = 1e-8f)

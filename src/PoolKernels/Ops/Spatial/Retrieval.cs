@@ -6,7 +6,7 @@ using static PoolKernels.SpatialArgs;
 namespace PoolKernels;
 
 /// <summary>
-/// Retrieval on every backend (DESIGN.md §3, end of "Spatial and region pooling"): <c>similarity_topk</c> and SuperGlobal's
+/// Retrieval on every backend (docs/operations.md end of "Spatial and region pooling"): <c>similarity_topk</c> and SuperGlobal's
 /// <c>rerank_refine</c>. Ranking everywhere: higher score first, equal scores by lower db index, NaN scores last.
 /// </summary>
 public static class Retrieval

@@ -113,7 +113,7 @@ public sealed record Pool2dOptions
 }
 
 /// <summary>
-/// Spatial and region pooling (DESIGN.md §3 "Spatial and region pooling") on every backend. Inputs are F32.
+/// Spatial and region pooling (docs/operations.md "Spatial and region pooling") on every backend. Inputs are F32.
 /// Float backends may differ from the reference in the last bits (float vs double accumulation).
 /// </summary>
 public static partial class SpatialPooling
