@@ -120,4 +120,58 @@ public class SafetyTests
         Assert.That(o.AsSpan<float>().ToArray(), Is.EqualTo(new[] { 2f, 3 }).Within(1e-6f), id);
         Assert.That(lse.AsSpan<float>()[0], Is.EqualTo(MathF.Log(2)).Within(1e-6f), id);
     }
+
+    // ---- 6. parameters near int.MaxValue are bad input, not a hang, a wrap or an OverflowException ----
+
+    [Test]
+    public void ParseLayersRejectsHugeRangesQuickly()
+    {
+        ThrowsArg("layers", () => SequencePooling.ParseLayers("0..2147483647"));
+        ThrowsArg("layers", () => SequencePooling.ParseLayers("-2147483648..2147483647"));
+        ThrowsArg("layers", () => SequencePooling.ParseLayers("2147483647..2147483647,0..100000"));
+        Assert.That(SequencePooling.ParseLayers("2147483646..2147483647"), Is.EqualTo(new[] { 2147483646, 2147483647 }), "a range ending at int.MaxValue ends");
+        Assert.That(SequencePooling.ParseLayers("0,4..6,-1"), Is.EqualTo(new[] { 0, 4, 5, 6, -1 }));
+    }
+
+    [TestCaseSource(typeof(TestDevices), nameof(TestDevices.All))]
+    public void RerankRefineWithHugeKUsesEveryOtherCandidate(string id)
+    {
+        var d = TestDevices.Get(id);
+        var r = new Verification.RandomTensors(5);
+        var q = r.Floats(DType.F32, -1, 1, 2, 8);
+        var db = r.Floats(DType.F32, -1, 1, 6, 8);
+        // k >= m' - 1 means every other member of T: int.MaxValue must give what k = m' gives (k + 1 used to wrap)
+        var (o1, s1) = d.RerankRefine(q, db, m: 4, k: 4);
+        var (o2, s2) = d.RerankRefine(q, db, m: 4, k: int.MaxValue);
+        Assert.That(o2.ToInt64s(), Is.EqualTo(o1.ToInt64s()), id);
+        Assert.That(s2.AsSpan<float>().ToArray(), Is.EqualTo(s1.AsSpan<float>().ToArray()), id);
+    }
+
+    [TestCaseSource(typeof(TestDevices), nameof(TestDevices.All))]
+    public void Pool2dPaddingNearIntMaxIsRejected(string id)
+    {
+        var d = TestDevices.Get(id);
+        var x = HostTensor.From(Floats(2 * 10 * 10), 1, 2, 10, 10);
+        foreach (var mode in new[] { "replicate", "reflect", "zeros" })
+            foreach (var pad in new[] { int.MaxValue, int.MaxValue / 2 + 1, 1 << 30 })
+            {
+                var opt = new Pool2dOptions { Mode = Pool2dMode.Max, Kernel = (2, 2), Padding = (pad, 0), PaddingMode = mode };
+                ThrowsArg("padding", () => d.Pool2d(x, opt), $"{id} {mode} {pad}");
+            }
+    }
+
+    [TestCaseSource(typeof(TestDevices), nameof(TestDevices.All))]
+    public void AdaptivePoolAndSppSizesThatOverflowAreRejected(string id)
+    {
+        var d = TestDevices.Get(id);
+        var x = HostTensor.From(Floats(2 * 3 * 4 * 4), 2, 3, 4, 4);
+        ThrowsArg("output_size", () => d.AdaptivePool2d(x, Pool2dMode.Avg, (int.MaxValue, int.MaxValue)), id);
+        ThrowsArg("output_size", () => d.AdaptivePool2d(x, Pool2dMode.Max, (1 << 16, 1 << 16)), id);
+        ThrowsArg("levels", () => d.Spp(x, [1, 1 << 16]), id);
+        ThrowsArg("levels", () => d.Spp(x, [int.MaxValue]), id);
+        // a device output of batch 0 can hold any bin count: the per-batch stride must not wrap either
+        using var x0 = d.Allocate(DType.F32, 0, 3, 4, 4);
+        using var o0 = d.Allocate(DType.F32, 0, 3, 1 << 16, 1 << 16);
+        ThrowsArg("output_size", () => d.AdaptivePool2d(x0, o0, Pool2dMode.Avg, (1 << 16, 1 << 16)), id);
+    }
 }

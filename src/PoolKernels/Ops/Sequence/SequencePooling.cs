@@ -222,24 +222,32 @@ public static class SequencePooling
     }
 
     /// <summary>Parses a layer selection: "" or "all" for every layer, a comma list "0,3,-1", or a range "a..b"
-    /// (both ends included), or a mix ("0,4..7").</summary>
-    public static int[]? ParseLayers(string? text)
+    /// (both ends included), or a mix ("0,4..7"). At most <see cref="MaxParsedLayers"/> entries in all (the layers are
+    /// checked against L when the selection is used).</summary>
+    /// <exception cref="ArgumentException">An entry is not an integer, a range ends before it starts, or the selection
+    /// names more than <see cref="MaxParsedLayers"/> layers (ParamName "layers").</exception>
+    public static int[]? ParseLayers(string? layers)
     {
-        if (string.IsNullOrWhiteSpace(text) || text == "all") return null;
+        if (string.IsNullOrWhiteSpace(layers) || layers == "all") return null;
         var r = new List<int>();
-        foreach (var part in text.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries))
+        foreach (var part in layers.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries))
         {
             int dots = part.IndexOf("..", StringComparison.Ordinal);
             if (dots < 0) { r.Add(ParseInt(part)); continue; }
             int a = ParseInt(part[..dots]), z = ParseInt(part[(dots + 2)..]);
-            if (z < a) throw new ArgumentException($"layers range '{part}' is empty (end before start).", "layers");
-            for (int i = a; i <= z; i++) r.Add(i);
+            if (z < a) throw new ArgumentException($"layers range '{part}' is empty (end before start).", nameof(layers));
+            if ((long)z - a + 1 > MaxParsedLayers - r.Count)
+                throw new ArgumentException($"layers '{layers}' names more than {MaxParsedLayers} layers (range '{part}' alone has {(long)z - a + 1}).", nameof(layers));
+            for (long i = a; i <= z; i++) r.Add((int)i); // long: a range ending at int.MaxValue must end
         }
         return r.ToArray();
 
         static int ParseInt(string s) => int.TryParse(s, System.Globalization.NumberStyles.AllowLeadingSign, System.Globalization.CultureInfo.InvariantCulture, out int v)
-            ? v : throw new ArgumentException($"layers entry '{s}' is not an integer.", "layers");
+            ? v : throw new ArgumentException($"layers entry '{s}' is not an integer.", nameof(layers));
     }
+
+    /// <summary>The most layers <see cref="ParseLayers"/> accepts (models have a few hundred at most).</summary>
+    public const int MaxParsedLayers = 4096;
 
     /// <summary>Validates the layer selection; returns how many layers it picks (all L when null).</summary>
     private static int CheckLayers(IReadOnlyList<int>? layers, int l)

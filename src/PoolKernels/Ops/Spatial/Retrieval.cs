@@ -93,6 +93,7 @@ public static class Retrieval
         if (k < 0) throw new ArgumentException($"k must be >= 0, got {k}.", "k");
         if (!float.IsFinite(beta)) throw new ArgumentException($"beta must be finite, got {beta}.", "beta");
         int mp = Math.Min(m, n);
+        k = Math.Min(k, m); // k >= m' - 1 already means "every other member of T"; capping keeps k + 1 from wrapping
         ArgumentNullException.ThrowIfNull(order);
         ArgumentNullException.ThrowIfNull(scores);
         Check.DTypeIs(order.DType, "order", "I64", order.DType == DType.I64);

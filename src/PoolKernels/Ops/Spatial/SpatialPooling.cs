@@ -99,10 +99,15 @@ public sealed record Pool2dOptions
         if (padMode == PadIndex.Replicate && (ph > 0 || pw > 0) && (h == 0 || w == 0))
             throw new ArgumentException($"replicate padding needs a non-empty input, got {Xs()}.", "x");
         bool zeros = padMode == PadIndex.Zeros;
+        // The kernels index the padded axes and windows in int: every coordinate they form must fit.
+        if ((long)h + 2L * ph > int.MaxValue || (long)w + 2L * pw > int.MaxValue)
+            throw new ArgumentException($"padding ({ph}, {pw}) makes the padded input of {Xs()} larger than {int.MaxValue} cells per axis.", "padding");
         int dataH = zeros ? h : h + 2 * ph, dataW = zeros ? w : w + 2 * pw, impH = zeros ? ph : 0, impW = zeros ? pw : 0;
         long oh = Pool2dParams.OutputSize(dataH, kh, impH, sh, dh, CeilMode), ow = Pool2dParams.OutputSize(dataW, kw, impW, sw, dw, CeilMode);
         if (oh <= 0 || ow <= 0)
             throw new ArgumentException($"kernel ({kh}, {kw}) with dilation ({dh}, {dw}) and padding ({ph}, {pw}) gives an empty output ({oh}, {ow}) for {Xs()}.", "kernel");
+        if ((oh - 1) * sh + (long)(kh - 1) * dh + 1 > int.MaxValue - (long)ph || (ow - 1) * sw + (long)(kw - 1) * dw + 1 > int.MaxValue - (long)pw)
+            throw new ArgumentException($"kernel ({kh}, {kw}) with stride ({sh}, {sw}) and dilation ({dh}, {dw}) spans more than {int.MaxValue} cells for {Xs()}.", "kernel");
         return new Pool2dParams
         {
             Batch = batch, Channels = channels, H = h, W = w, OutH = (int)oh, OutW = (int)ow, KH = kh, KW = kw, SH = sh, SW = sw, DH = dh, DW = dw,
@@ -273,8 +278,12 @@ public static partial class SpatialPooling
     {
         ArgumentNullException.ThrowIfNull(x);
         Check.Rank(x.Shape, 4, "x", "[B,C,H,W]");
+        AdaptiveMode(mode);
+        AdaptiveStride(x.Shape[1], outputSize);
+        if ((long)x.Shape[0] * x.Shape[1] * outputSize.H * outputSize.W > Array.MaxLength / sizeof(float))
+            throw new ArgumentException($"output_size ({outputSize.H}, {outputSize.W}) makes the output of x {Shape.Format(x.Shape)} larger than a host tensor can be.", "output_size");
         using var scope = new HostScope(device);
-        var o = scope.Output(DType.F32, x.Shape[0], x.Shape[1], Math.Max(outputSize.H, 0), Math.Max(outputSize.W, 0));
+        var o = scope.Output(DType.F32, x.Shape[0], x.Shape[1], outputSize.H, outputSize.W);
         device.AdaptivePool2d(scope.Bind(x), o, mode, outputSize);
         return scope.Result(o);
     }
@@ -286,10 +295,10 @@ public static partial class SpatialPooling
         F32(x, "x");
         Check.Rank(x.Shape, 4, "x", "[B,C,H,W]");
         AdaptiveMode(mode);
-        if (outputSize.H <= 0 || outputSize.W <= 0) throw new ArgumentException($"output_size must be > 0, got ({outputSize.H}, {outputSize.W}).", "output_size");
         int b = x.Shape[0], c = x.Shape[1];
+        int stride = AdaptiveStride(c, outputSize);
         Output(output, b, c, outputSize.H, outputSize.W);
-        RunAdaptive(device, x, output, [(outputSize.H, outputSize.W, 0)], mode, c * outputSize.H * outputSize.W);
+        RunAdaptive(device, x, output, [(outputSize.H, outputSize.W, 0)], mode, stride);
     }
 
     /// <summary>
@@ -333,9 +342,20 @@ public static partial class SpatialPooling
         for (int i = 0; i < levels.Count; i++)
         {
             if (levels[i] <= 0) throw new ArgumentException($"levels[{i}] = {levels[i]} must be > 0.", "levels");
-            w += (long)levels[i] * levels[i] * c;
+            long cells = (long)levels[i] * levels[i]; // < 2^62: no wrap; then bounded before multiplying by C
+            if (cells > int.MaxValue || (w += cells * c) > int.MaxValue) throw new ArgumentException($"levels give C·Σl² > {int.MaxValue} features for C = {c} (the kernels index an output row in int).", "levels");
         }
-        return checked((int)w);
+        return (int)w;
+    }
+
+    /// <summary>The per-batch output stride C·oh·ow of adaptive_pool2d, checked to be > 0 per axis and to fit in int.</summary>
+    private static int AdaptiveStride(int c, (int H, int W) outputSize)
+    {
+        if (outputSize.H <= 0 || outputSize.W <= 0) throw new ArgumentException($"output_size must be > 0, got ({outputSize.H}, {outputSize.W}).", "output_size");
+        long bins = (long)outputSize.H * outputSize.W, s = bins * c; // bins < 2^62; s is only used once bins <= int.MaxValue
+        if (bins > int.MaxValue || s > int.MaxValue)
+            throw new ArgumentException($"output_size ({outputSize.H}, {outputSize.W}) gives C·oh·ow = {s} > {int.MaxValue} outputs per batch for C = {c}.", "output_size");
+        return (int)s;
     }
 
     private static void AdaptiveMode(Pool2dMode mode)
