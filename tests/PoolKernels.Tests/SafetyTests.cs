@@ -174,4 +174,63 @@ public class SafetyTests
         using var o0 = d.Allocate(DType.F32, 0, 3, 1 << 16, 1 << 16);
         ThrowsArg("output_size", () => d.AdaptivePool2d(x0, o0, Pool2dMode.Avg, (1 << 16, 1 << 16)), id);
     }
+
+    // ---- 7. the oracle follows PyTorch on NaN and infinite data ----
+
+    /// <summary>torch.sign(z)·sqrt(|z|) is NaN for NaN z: no backend may throw (the reference's Math.Sign did).</summary>
+    [TestCaseSource(typeof(TestDevices), nameof(TestDevices.All))]
+    public void SignedSqrtPropagatesNaN(string id)
+    {
+        var d = TestDevices.Get(id);
+        var x = HostTensor.From(new float[] { float.NaN, 1, 2, 3 }, 2, 2);
+        var y = HostTensor.From(new float[] { 1, 2, 3, 4 }, 2, 2);
+        foreach (bool normalize in new[] { false, true })
+        {
+            var b = d.BilinearPool(HostTensor.From(x.AsSpan<float>().ToArray(), 2, 1, 2), HostTensor.From(y.AsSpan<float>().ToArray(), 2, 1, 2),
+                signedSqrt: true, normalize: normalize).AsSpan<float>().ToArray();
+            Assert.That(b[..2], Has.All.NaN, $"{id} bilinear row 0");
+            Assert.That(b[4..], Has.None.NaN, $"{id} bilinear row 1");
+            if (!normalize) Assert.That(b[4], Is.EqualTo(MathF.Sqrt(6)).Within(1e-5f), id);
+        }
+        var w = new MfbWeights<HostTensor>(HostTensor.From(new float[] { 2, -1, 1, 1 }, 2, 2), HostTensor.Zeros(DType.F32, 2),
+            HostTensor.From(new float[] { 1, 3, 1, 1 }, 2, 2), HostTensor.Zeros(DType.F32, 2));
+        var opt = new MfbOptions { K = 2, SignedSqrt = true, Normalize = true };
+        var mfb = d.MfbPool(x, y, w, opt).AsSpan<float>().ToArray();
+        Assert.That(float.IsNaN(mfb[0]) && !float.IsNaN(mfb[1]), $"{id} mfb [{string.Join(", ", mfb)}]");
+        var mfh = d.MfhPool(x, y, w, w, opt).AsSpan<float>().ToArray();
+        Assert.That(mfh[..2], Has.All.NaN, $"{id} mfh row 0");
+        Assert.That(mfh[2..], Has.None.NaN, $"{id} mfh row 1");
+        var mcb = d.CompactBilinearPool(x, y, HostTensor.From(new long[] { 0, 1 }, 2), HostTensor.From(new float[] { 1, -1 }, 2),
+            HostTensor.From(new long[] { 0, 2 }, 2), HostTensor.From(new float[] { 1, 1 }, 2), 3, signedSqrt: true).AsSpan<float>().ToArray();
+        Assert.That(mcb[..3], Has.Some.NaN, $"{id} compact_bilinear row 0");
+        Assert.That(mcb[3..], Has.None.NaN, $"{id} compact_bilinear row 1");
+    }
+
+    /// <summary>sdpa with an infinite score (from the data, not a mask), as PyTorch's softmax: −inf weighs 0 (the softmax
+    /// over the other keys), +inf gives NaN (exp(inf − inf)).</summary>
+    [TestCaseSource(typeof(TestDevices), nameof(TestDevices.All))]
+    public void SdpaInfiniteScoresFollowPyTorch(string id)
+    {
+        var d = TestDevices.Get(id);
+        var q = HostTensor.From(new float[] { 1 }, 1, 1, 1, 1);
+        var v = HostTensor.From(new float[] { 10, 20, 30 }, 1, 1, 3, 1);
+        var opt = new SdpaOptions { Scale = 1 };
+        foreach (var at in new[] { 0, 1, 2 })
+        {
+            var kv = new float[] { 1, 2, 3 };
+            kv[at] = float.NegativeInfinity;
+            var (o, lse) = d.Sdpa(q, HostTensor.From(kv, 1, 1, 3, 1), v, options: opt);
+            double s = 0, a = 0;
+            for (int j = 0; j < 3; j++) if (j != at) { s += Math.Exp(kv[j]); a += Math.Exp(kv[j]) * (10 * (j + 1)); }
+            Assert.That(o.AsSpan<float>()[0], Is.EqualTo((float)(a / s)).Within(1e-4f), $"{id} -inf at key {at}");
+            Assert.That(lse.AsSpan<float>()[0], Is.EqualTo((float)Math.Log(s)).Within(1e-5f), $"{id} -inf at key {at}");
+
+            kv[at] = float.PositiveInfinity;
+            (o, lse) = d.Sdpa(q, HostTensor.From(kv, 1, 1, 3, 1), v, options: opt);
+            Assert.That(o.AsSpan<float>()[0], Is.NaN, $"{id} +inf at key {at}");
+        }
+        // every score -inf: no key has weight, as a row whose keys are all masked (out 0, lse -inf)
+        var (o0, l0) = d.Sdpa(q, HostTensor.From(new[] { float.NegativeInfinity, float.NegativeInfinity, float.NegativeInfinity }, 1, 1, 3, 1), v, options: opt);
+        Assert.That((o0.AsSpan<float>()[0], l0.AsSpan<float>()[0]), Is.EqualTo((0f, float.NegativeInfinity)), id);
+    }
 }
