@@ -233,4 +233,33 @@ public class SafetyTests
         var (o0, l0) = d.Sdpa(q, HostTensor.From(new[] { float.NegativeInfinity, float.NegativeInfinity, float.NegativeInfinity }, 1, 1, 3, 1), v, options: opt);
         Assert.That((o0.AsSpan<float>()[0], l0.AsSpan<float>()[0]), Is.EqualTo((0f, float.NegativeInfinity)), id);
     }
+
+    // ---- 5. outputs are checked by shape, not by element count ----
+
+    [TestCaseSource(typeof(TestDevices), nameof(TestDevices.All))]
+    public void OutputsWithTheRightCountButTheWrongShapeAreRejected(string id)
+    {
+        var d = TestDevices.Get(id);
+        using var hidden = d.Upload<float>(Floats(2 * 3 * 8), 2, 3, 8);
+        using var mask = d.Upload<long>([1, 1, 0, 1, 0, 0], 2, 3);
+        var opt = new SequencePoolOptions(SequencePoolMode.Mean);
+        using (var wrong = d.Allocate(DType.F32, 8, 2))
+            ThrowsArg("output", () => d.SequencePool(hidden, mask, wrong, opt), id);
+        using (var wrong3 = d.Allocate(DType.F32, 2, 8, 1))
+            ThrowsArg("output", () => d.SequencePool(hidden, mask, wrong3, opt), id);
+        using (var good = d.Allocate(DType.F32, 2, 8))
+        {
+            using var prefix2d = d.Upload<long>([0, 0], 1, 2);
+            ThrowsArg("prefixLen", () => d.SequencePool(hidden, mask, good, opt, prefix2d), id);
+            d.SequencePool(hidden, mask, good, opt); // the right shape still runs
+        }
+        // a TensorSpan output of [4,4] for [2,8]
+        var h = Floats(2 * 3 * 8);
+        var m = new long[] { 1, 1, 0, 1, 0, 0 };
+        var o = new float[16];
+        ThrowsArg("output", () => d.SequencePool<float, long>(new System.Numerics.Tensors.ReadOnlyTensorSpan<float>(h, [2, 3, 8], default),
+            new System.Numerics.Tensors.ReadOnlyTensorSpan<long>(m, [2, 3], default), new System.Numerics.Tensors.TensorSpan<float>(o, [4, 4], default), opt), id);
+        d.SequencePool<float, long>(new System.Numerics.Tensors.ReadOnlyTensorSpan<float>(h, [2, 3, 8], default),
+            new System.Numerics.Tensors.ReadOnlyTensorSpan<long>(m, [2, 3], default), new System.Numerics.Tensors.TensorSpan<float>(o, [2, 8], default), opt);
+    }
 }
