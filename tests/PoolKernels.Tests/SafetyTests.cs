@@ -262,4 +262,44 @@ public class SafetyTests
         d.SequencePool<float, long>(new System.Numerics.Tensors.ReadOnlyTensorSpan<float>(h, [2, 3, 8], default),
             new System.Numerics.Tensors.ReadOnlyTensorSpan<long>(m, [2, 3], default), new System.Numerics.Tensors.TensorSpan<float>(o, [2, 8], default), opt);
     }
+
+    // ---- 3. memory-mapped safetensors: writable copy-on-write views, ObjectDisposedException after Dispose ----
+
+    [Test]
+    public void MappedSafetensorsAreCopyOnWriteAndThrowAfterDispose()
+    {
+        var path = Path.Combine(Path.GetTempPath(), $"pk-safety-{Guid.NewGuid():N}.safetensors");
+        try
+        {
+            int n = (int)(IO.Safetensors.MapThreshold / 4) + 16;
+            var big = HostTensor.Zeros(DType.F32, n);
+            big.AsSpan<float>()[5] = 3;
+            IO.Safetensors.Write(path, new Dictionary<string, HostTensor> { ["x"] = HostTensor.From(new float[] { 1, 2, 3, 4 }, 1, 4, 1, 1), ["big"] = big });
+            HostTensor x, b;
+            using (var f = IO.Safetensors.Read(path))
+            {
+                x = f.Tensors["x"]; b = f.Tensors["big"];
+                // writing used to fault on the read-only mapping; now it changes this copy only
+                b.AsSpan<float>()[5] = 42;
+                x.AsSpan<float>()[0] = 10;
+                Assert.That(b.AsSpan<float>()[5], Is.EqualTo(42f));
+                foreach (var id in TestDevices.All())
+                    Assert.That(TestDevices.Get(id).SpatialPool(x, new() { Mode = SpatialPoolMode.Avg }).AsSpan<float>().ToArray(), Is.EqualTo(new[] { 10f, 2, 3, 4 }), id);
+            }
+            using (var again = IO.Safetensors.Read(path))
+                Assert.That((again.Tensors["big"].AsSpan<float>()[5], again.Tensors["x"].AsSpan<float>()[0]), Is.EqualTo((3f, 1f)), "the file is unchanged");
+            // use after Dispose: ObjectDisposedException, not an access violation
+            Assert.Throws<ObjectDisposedException>(() => _ = b.AsSpan<float>()[0]);
+            Assert.Throws<ObjectDisposedException>(() => _ = x.Data.Span.Length);
+            Assert.Throws<ObjectDisposedException>(() => x.Data.Pin().Dispose());
+            Assert.Throws<ObjectDisposedException>(() => _ = x.ToDoubles());
+            foreach (var id in TestDevices.All())
+            {
+                var d = TestDevices.Get(id);
+                Assert.Throws<ObjectDisposedException>(() => d.SpatialPool(x, new() { Mode = SpatialPoolMode.Avg }), id);
+                Assert.Throws<ObjectDisposedException>(() => d.Upload(x).Dispose(), id);
+            }
+        }
+        finally { File.Delete(path); }
+    }
 }
