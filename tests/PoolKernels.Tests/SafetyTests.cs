@@ -302,4 +302,79 @@ public class SafetyTests
         }
         finally { File.Delete(path); }
     }
+
+    // ---- 4. use after Dispose is ObjectDisposedException; dispose during a call waits or throws, never crashes ----
+
+    private static readonly SequencePoolOptions Mean = new(SequencePoolMode.Mean);
+
+    [TestCaseSource(typeof(TestDevices), nameof(TestDevices.All))]
+    public void UseAfterDisposeThrowsObjectDisposed(string id)
+    {
+        // a device of its own: the shared ones stay open for the other tests
+        var d = Device.Open(id);
+        var hidden = d.Upload<float>(Floats(2 * 3 * 4), 2, 3, 4);
+        var mask = d.Upload<long>([1, 1, 0, 1, 0, 0], 2, 3);
+        var output = d.Allocate(DType.F32, 2, 4);
+        var gone = d.Allocate(DType.F32, 2, 3, 4);
+        d.SequencePool(hidden, mask, output, Mean);
+
+        gone.Dispose();
+        gone.Dispose(); // twice is fine
+        Assert.That(gone.IsDisposed, id);
+        Assert.Throws<ObjectDisposedException>(() => d.SequencePool(gone, mask, output, Mean), id);
+        Assert.Throws<ObjectDisposedException>(() => gone.ToTensor(), id);
+        Assert.Throws<ObjectDisposedException>(() => gone.CopyFrom<float>(new float[24]), id);
+
+        d.Dispose();
+        d.Dispose();
+        Assert.That((d.IsDisposed, hidden.IsDisposed), Is.EqualTo((true, true)), id);
+        Assert.Throws<ObjectDisposedException>(() => d.SequencePool(hidden, mask, output, Mean), id);
+        Assert.Throws<ObjectDisposedException>(() => output.ToTensor(), id);
+        Assert.Throws<ObjectDisposedException>(() => hidden.CopyFrom<float>(new float[24]), id);
+        Assert.Throws<ObjectDisposedException>(() => d.Allocate(DType.F32, 2).Dispose(), id);
+        Assert.Throws<ObjectDisposedException>(() => d.Upload(HostTensor.Zeros(DType.F32, 2)).Dispose(), id);
+        Assert.Throws<ObjectDisposedException>(() => d.SequencePool(HostTensor.Zeros(DType.F32, 2, 3, 4), HostTensor.Zeros(DType.I64, 2, 3), Mean), id);
+        if (d.Kind != BackendKind.Reference)
+            Assert.Throws<ObjectDisposedException>(() => d.SequencePool<float, long>(new float[24], new long[6], new float[8], 2, 3, 4, Mean), id);
+        // tensors of a disposed device may still be disposed (the accelerator already freed their buffers)
+        hidden.Dispose(); mask.Dispose(); output.Dispose();
+    }
+
+    /// <summary>A device or tensor disposed while another thread runs a kernel on it: the call either completes or throws
+    /// ObjectDisposedException; the process never crashes (it was an access violation).</summary>
+    [TestCaseSource(typeof(TestDevices), nameof(TestDevices.All))]
+    public void DisposeDuringACallNeverCrashes(string id)
+    {
+        foreach (bool disposeDevice in new[] { false, true })
+            for (int round = 0; round < 3; round++)
+            {
+                var d = Device.Open(id);
+                int b = id == "simd" ? 64 : 8, t = 128, dim = 256;
+                var hidden = d.Upload<float>(Floats(b * t * dim, round), b, t, dim);
+                var mask = d.Upload<long>(Enumerable.Repeat(1L, b * t).ToArray(), b, t);
+                var output = d.Allocate(DType.F32, b, dim);
+                d.SequencePool(hidden, mask, output, Mean); // compile / warm up
+                Exception? failure = null;
+                int calls = 0;
+                using var started = new ManualResetEventSlim();
+                var worker = new Thread(() =>
+                {
+                    try
+                    {
+                        for (int i = 0; i < 10_000; i++) { d.SequencePool(hidden, mask, output, Mean); calls++; started.Set(); }
+                    }
+                    catch (ObjectDisposedException) { }
+                    catch (Exception e) { failure = e; }
+                    finally { started.Set(); }
+                });
+                worker.Start();
+                started.Wait();
+                Thread.Sleep(round);
+                if (disposeDevice) d.Dispose(); else hidden.Dispose();
+                Assert.That(worker.Join(TimeSpan.FromSeconds(60)), $"{id}: the call loop ends after Dispose");
+                Assert.That(failure, Is.Null, $"{id} dispose {(disposeDevice ? "device" : "tensor")} round {round}: only ObjectDisposedException may escape");
+                Assert.That(calls, Is.LessThan(10_000), $"{id}: calls after Dispose must throw");
+                d.Dispose();
+            }
+    }
 }
