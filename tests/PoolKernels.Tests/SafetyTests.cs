@@ -377,4 +377,31 @@ public class SafetyTests
                 d.Dispose();
             }
     }
+
+    // ---- 8. options print readably; null options are ArgumentNullException and every overload validates alike ----
+
+    [Test]
+    public void SequencePoolOptionsPrintTheirModes()
+    {
+        var o = new SequencePoolOptions(SequencePoolMode.Mean, SequencePoolMode.Max) { Dims = 64, Normalize = true };
+        Assert.That(o.ToString(), Is.EqualTo("SequencePoolOptions { Modes = [mean, max], P = 3, Eps = 1E-06, Dims = 64, Normalize = True }"));
+        Assert.That(new SequencePoolOptions { Modes = null! }.ToString(), Does.StartWith("SequencePoolOptions { Modes = []"));
+    }
+
+    [TestCaseSource(typeof(TestDevices), nameof(TestDevices.All))]
+    public void SpatialPoolSpanOverloadValidatesLikeTheOthers(string id)
+    {
+        var d = TestDevices.Get(id);
+        var x = new float[2 * 3 * 2 * 2];
+        var o = new float[6];
+        var e = Assert.Throws<ArgumentNullException>(() => d.SpatialPool(x, o, 2, 3, 2, 2, null!), id);
+        Assert.That(e!.ParamName, Is.EqualTo("options"), id);
+        ThrowsArg("mode", () => d.SpatialPool(x, o, 2, 3, 2, 2, new SpatialPoolOptions { Mode = (SpatialPoolMode)99 }), id);
+        ThrowsArg("eps", () => d.SpatialPool(x, o, 2, 3, 2, 2, new SpatialPoolOptions { Mode = SpatialPoolMode.Gem, Eps = float.NaN }), id);
+        ThrowsArg("p", () => d.SpatialPool(x, o, 2, 3, 2, 2, new SpatialPoolOptions { Mode = SpatialPoolMode.Gem, P = 0 }), id);
+        using var xt = d.Allocate(DType.F32, 2, 3, 2, 2);
+        using var ot = d.Allocate(DType.F32, 2, 3);
+        ThrowsArg("mode", () => d.SpatialPool(xt, ot, new SpatialPoolOptions { Mode = (SpatialPoolMode)99 }), id);
+        Assert.That(Assert.Throws<ArgumentNullException>(() => SpatialPooling.Pool2dShape([1, 1, 4, 4], null!))!.ParamName, Is.EqualTo("options"));
+    }
 }

@@ -24,6 +24,18 @@ public sealed record SequencePoolOptions
     /// <summary>Options for the given modes.</summary>
     public SequencePoolOptions(params SequencePoolMode[] modes) => Modes = modes;
 
+    /// <summary>Prints the modes by their docs/operations.md names: <c>SequencePoolOptions { Modes = [mean, max], P = 3, ... }</c>
+    /// (the generated record printer would show the list's type name).</summary>
+    private bool PrintMembers(System.Text.StringBuilder builder)
+    {
+        builder.Append("Modes = [");
+        if (Modes is not null)
+            for (int i = 0; i < Modes.Count; i++) builder.Append(i == 0 ? "" : ", ").Append(Name(Modes[i]));
+        builder.Append(']');
+        builder.Append(System.Globalization.CultureInfo.InvariantCulture, $", P = {P}, Eps = {Eps}, Dims = {Dims}, Normalize = {Normalize}");
+        return true;
+    }
+
     /// <summary>Parses a mode list such as "mean" or "cls,mean,max" (names as in docs/operations.md: cls, last_token,
     /// mean, mean_sqrt_len, weighted_mean, max, gem).</summary>
     public static SequencePoolOptions Parse(string modes) => new(ParseModes(modes));
