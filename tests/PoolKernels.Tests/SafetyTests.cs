@@ -174,4 +174,234 @@ public class SafetyTests
         using var o0 = d.Allocate(DType.F32, 0, 3, 1 << 16, 1 << 16);
         ThrowsArg("output_size", () => d.AdaptivePool2d(x0, o0, Pool2dMode.Avg, (1 << 16, 1 << 16)), id);
     }
+
+    // ---- 7. the oracle follows PyTorch on NaN and infinite data ----
+
+    /// <summary>torch.sign(z)·sqrt(|z|) is NaN for NaN z: no backend may throw (the reference's Math.Sign did).</summary>
+    [TestCaseSource(typeof(TestDevices), nameof(TestDevices.All))]
+    public void SignedSqrtPropagatesNaN(string id)
+    {
+        var d = TestDevices.Get(id);
+        var x = HostTensor.From(new float[] { float.NaN, 1, 2, 3 }, 2, 2);
+        var y = HostTensor.From(new float[] { 1, 2, 3, 4 }, 2, 2);
+        foreach (bool normalize in new[] { false, true })
+        {
+            var b = d.BilinearPool(HostTensor.From(x.AsSpan<float>().ToArray(), 2, 1, 2), HostTensor.From(y.AsSpan<float>().ToArray(), 2, 1, 2),
+                signedSqrt: true, normalize: normalize).AsSpan<float>().ToArray();
+            Assert.That(b[..2], Has.All.NaN, $"{id} bilinear row 0");
+            Assert.That(b[4..], Has.None.NaN, $"{id} bilinear row 1");
+            if (!normalize) Assert.That(b[4], Is.EqualTo(MathF.Sqrt(6)).Within(1e-5f), id);
+        }
+        var w = new MfbWeights<HostTensor>(HostTensor.From(new float[] { 2, -1, 1, 1 }, 2, 2), HostTensor.Zeros(DType.F32, 2),
+            HostTensor.From(new float[] { 1, 3, 1, 1 }, 2, 2), HostTensor.Zeros(DType.F32, 2));
+        var opt = new MfbOptions { K = 2, SignedSqrt = true, Normalize = true };
+        var mfb = d.MfbPool(x, y, w, opt).AsSpan<float>().ToArray();
+        Assert.That(float.IsNaN(mfb[0]) && !float.IsNaN(mfb[1]), $"{id} mfb [{string.Join(", ", mfb)}]");
+        var mfh = d.MfhPool(x, y, w, w, opt).AsSpan<float>().ToArray();
+        Assert.That(mfh[..2], Has.All.NaN, $"{id} mfh row 0");
+        Assert.That(mfh[2..], Has.None.NaN, $"{id} mfh row 1");
+        var mcb = d.CompactBilinearPool(x, y, HostTensor.From(new long[] { 0, 1 }, 2), HostTensor.From(new float[] { 1, -1 }, 2),
+            HostTensor.From(new long[] { 0, 2 }, 2), HostTensor.From(new float[] { 1, 1 }, 2), 3, signedSqrt: true).AsSpan<float>().ToArray();
+        Assert.That(mcb[..3], Has.Some.NaN, $"{id} compact_bilinear row 0");
+        Assert.That(mcb[3..], Has.None.NaN, $"{id} compact_bilinear row 1");
+    }
+
+    /// <summary>sdpa with an infinite score (from the data, not a mask), as PyTorch's softmax: −inf weighs 0 (the softmax
+    /// over the other keys), +inf gives NaN (exp(inf − inf)).</summary>
+    [TestCaseSource(typeof(TestDevices), nameof(TestDevices.All))]
+    public void SdpaInfiniteScoresFollowPyTorch(string id)
+    {
+        var d = TestDevices.Get(id);
+        var q = HostTensor.From(new float[] { 1 }, 1, 1, 1, 1);
+        var v = HostTensor.From(new float[] { 10, 20, 30 }, 1, 1, 3, 1);
+        var opt = new SdpaOptions { Scale = 1 };
+        foreach (var at in new[] { 0, 1, 2 })
+        {
+            var kv = new float[] { 1, 2, 3 };
+            kv[at] = float.NegativeInfinity;
+            var (o, lse) = d.Sdpa(q, HostTensor.From(kv, 1, 1, 3, 1), v, options: opt);
+            double s = 0, a = 0;
+            for (int j = 0; j < 3; j++) if (j != at) { s += Math.Exp(kv[j]); a += Math.Exp(kv[j]) * (10 * (j + 1)); }
+            Assert.That(o.AsSpan<float>()[0], Is.EqualTo((float)(a / s)).Within(1e-4f), $"{id} -inf at key {at}");
+            Assert.That(lse.AsSpan<float>()[0], Is.EqualTo((float)Math.Log(s)).Within(1e-5f), $"{id} -inf at key {at}");
+
+            kv[at] = float.PositiveInfinity;
+            (o, lse) = d.Sdpa(q, HostTensor.From(kv, 1, 1, 3, 1), v, options: opt);
+            Assert.That(o.AsSpan<float>()[0], Is.NaN, $"{id} +inf at key {at}");
+        }
+        // every score -inf: no key has weight, as a row whose keys are all masked (out 0, lse -inf)
+        var (o0, l0) = d.Sdpa(q, HostTensor.From(new[] { float.NegativeInfinity, float.NegativeInfinity, float.NegativeInfinity }, 1, 1, 3, 1), v, options: opt);
+        Assert.That((o0.AsSpan<float>()[0], l0.AsSpan<float>()[0]), Is.EqualTo((0f, float.NegativeInfinity)), id);
+    }
+
+    // ---- 5. outputs are checked by shape, not by element count ----
+
+    [TestCaseSource(typeof(TestDevices), nameof(TestDevices.All))]
+    public void OutputsWithTheRightCountButTheWrongShapeAreRejected(string id)
+    {
+        var d = TestDevices.Get(id);
+        using var hidden = d.Upload<float>(Floats(2 * 3 * 8), 2, 3, 8);
+        using var mask = d.Upload<long>([1, 1, 0, 1, 0, 0], 2, 3);
+        var opt = new SequencePoolOptions(SequencePoolMode.Mean);
+        using (var wrong = d.Allocate(DType.F32, 8, 2))
+            ThrowsArg("output", () => d.SequencePool(hidden, mask, wrong, opt), id);
+        using (var wrong3 = d.Allocate(DType.F32, 2, 8, 1))
+            ThrowsArg("output", () => d.SequencePool(hidden, mask, wrong3, opt), id);
+        using (var good = d.Allocate(DType.F32, 2, 8))
+        {
+            using var prefix2d = d.Upload<long>([0, 0], 1, 2);
+            ThrowsArg("prefixLen", () => d.SequencePool(hidden, mask, good, opt, prefix2d), id);
+            d.SequencePool(hidden, mask, good, opt); // the right shape still runs
+        }
+        // a TensorSpan output of [4,4] for [2,8]
+        var h = Floats(2 * 3 * 8);
+        var m = new long[] { 1, 1, 0, 1, 0, 0 };
+        var o = new float[16];
+        ThrowsArg("output", () => d.SequencePool<float, long>(new System.Numerics.Tensors.ReadOnlyTensorSpan<float>(h, [2, 3, 8], default),
+            new System.Numerics.Tensors.ReadOnlyTensorSpan<long>(m, [2, 3], default), new System.Numerics.Tensors.TensorSpan<float>(o, [4, 4], default), opt), id);
+        d.SequencePool<float, long>(new System.Numerics.Tensors.ReadOnlyTensorSpan<float>(h, [2, 3, 8], default),
+            new System.Numerics.Tensors.ReadOnlyTensorSpan<long>(m, [2, 3], default), new System.Numerics.Tensors.TensorSpan<float>(o, [2, 8], default), opt);
+    }
+
+    // ---- 3. memory-mapped safetensors: writable copy-on-write views, ObjectDisposedException after Dispose ----
+
+    [Test]
+    public void MappedSafetensorsAreCopyOnWriteAndThrowAfterDispose()
+    {
+        var path = Path.Combine(Path.GetTempPath(), $"pk-safety-{Guid.NewGuid():N}.safetensors");
+        try
+        {
+            int n = (int)(IO.Safetensors.MapThreshold / 4) + 16;
+            var big = HostTensor.Zeros(DType.F32, n);
+            big.AsSpan<float>()[5] = 3;
+            IO.Safetensors.Write(path, new Dictionary<string, HostTensor> { ["x"] = HostTensor.From(new float[] { 1, 2, 3, 4 }, 1, 4, 1, 1), ["big"] = big });
+            HostTensor x, b;
+            using (var f = IO.Safetensors.Read(path))
+            {
+                x = f.Tensors["x"]; b = f.Tensors["big"];
+                // writing used to fault on the read-only mapping; now it changes this copy only
+                b.AsSpan<float>()[5] = 42;
+                x.AsSpan<float>()[0] = 10;
+                Assert.That(b.AsSpan<float>()[5], Is.EqualTo(42f));
+                foreach (var id in TestDevices.All())
+                    Assert.That(TestDevices.Get(id).SpatialPool(x, new() { Mode = SpatialPoolMode.Avg }).AsSpan<float>().ToArray(), Is.EqualTo(new[] { 10f, 2, 3, 4 }), id);
+            }
+            using (var again = IO.Safetensors.Read(path))
+                Assert.That((again.Tensors["big"].AsSpan<float>()[5], again.Tensors["x"].AsSpan<float>()[0]), Is.EqualTo((3f, 1f)), "the file is unchanged");
+            // use after Dispose: ObjectDisposedException, not an access violation
+            Assert.Throws<ObjectDisposedException>(() => _ = b.AsSpan<float>()[0]);
+            Assert.Throws<ObjectDisposedException>(() => _ = x.Data.Span.Length);
+            Assert.Throws<ObjectDisposedException>(() => x.Data.Pin().Dispose());
+            Assert.Throws<ObjectDisposedException>(() => _ = x.ToDoubles());
+            foreach (var id in TestDevices.All())
+            {
+                var d = TestDevices.Get(id);
+                Assert.Throws<ObjectDisposedException>(() => d.SpatialPool(x, new() { Mode = SpatialPoolMode.Avg }), id);
+                Assert.Throws<ObjectDisposedException>(() => d.Upload(x).Dispose(), id);
+            }
+        }
+        finally { File.Delete(path); }
+    }
+
+    // ---- 4. use after Dispose is ObjectDisposedException; dispose during a call waits or throws, never crashes ----
+
+    private static readonly SequencePoolOptions Mean = new(SequencePoolMode.Mean);
+
+    [TestCaseSource(typeof(TestDevices), nameof(TestDevices.All))]
+    public void UseAfterDisposeThrowsObjectDisposed(string id)
+    {
+        // a device of its own: the shared ones stay open for the other tests
+        var d = Device.Open(id);
+        var hidden = d.Upload<float>(Floats(2 * 3 * 4), 2, 3, 4);
+        var mask = d.Upload<long>([1, 1, 0, 1, 0, 0], 2, 3);
+        var output = d.Allocate(DType.F32, 2, 4);
+        var gone = d.Allocate(DType.F32, 2, 3, 4);
+        d.SequencePool(hidden, mask, output, Mean);
+
+        gone.Dispose();
+        gone.Dispose(); // twice is fine
+        Assert.That(gone.IsDisposed, id);
+        Assert.Throws<ObjectDisposedException>(() => d.SequencePool(gone, mask, output, Mean), id);
+        Assert.Throws<ObjectDisposedException>(() => gone.ToTensor(), id);
+        Assert.Throws<ObjectDisposedException>(() => gone.CopyFrom<float>(new float[24]), id);
+
+        d.Dispose();
+        d.Dispose();
+        Assert.That((d.IsDisposed, hidden.IsDisposed), Is.EqualTo((true, true)), id);
+        Assert.Throws<ObjectDisposedException>(() => d.SequencePool(hidden, mask, output, Mean), id);
+        Assert.Throws<ObjectDisposedException>(() => output.ToTensor(), id);
+        Assert.Throws<ObjectDisposedException>(() => hidden.CopyFrom<float>(new float[24]), id);
+        Assert.Throws<ObjectDisposedException>(() => d.Allocate(DType.F32, 2).Dispose(), id);
+        Assert.Throws<ObjectDisposedException>(() => d.Upload(HostTensor.Zeros(DType.F32, 2)).Dispose(), id);
+        Assert.Throws<ObjectDisposedException>(() => d.SequencePool(HostTensor.Zeros(DType.F32, 2, 3, 4), HostTensor.Zeros(DType.I64, 2, 3), Mean), id);
+        if (d.Kind != BackendKind.Reference)
+            Assert.Throws<ObjectDisposedException>(() => d.SequencePool<float, long>(new float[24], new long[6], new float[8], 2, 3, 4, Mean), id);
+        // tensors of a disposed device may still be disposed (the accelerator already freed their buffers)
+        hidden.Dispose(); mask.Dispose(); output.Dispose();
+    }
+
+    /// <summary>A device or tensor disposed while another thread runs a kernel on it: the call either completes or throws
+    /// ObjectDisposedException; the process never crashes (it was an access violation).</summary>
+    [TestCaseSource(typeof(TestDevices), nameof(TestDevices.All))]
+    public void DisposeDuringACallNeverCrashes(string id)
+    {
+        foreach (bool disposeDevice in new[] { false, true })
+            for (int round = 0; round < 3; round++)
+            {
+                var d = Device.Open(id);
+                int b = id == "simd" ? 64 : 8, t = 128, dim = 256;
+                var hidden = d.Upload<float>(Floats(b * t * dim, round), b, t, dim);
+                var mask = d.Upload<long>(Enumerable.Repeat(1L, b * t).ToArray(), b, t);
+                var output = d.Allocate(DType.F32, b, dim);
+                d.SequencePool(hidden, mask, output, Mean); // compile / warm up
+                Exception? failure = null;
+                int calls = 0;
+                using var started = new ManualResetEventSlim();
+                var worker = new Thread(() =>
+                {
+                    try
+                    {
+                        for (int i = 0; i < 10_000; i++) { d.SequencePool(hidden, mask, output, Mean); calls++; started.Set(); }
+                    }
+                    catch (ObjectDisposedException) { }
+                    catch (Exception e) { failure = e; }
+                    finally { started.Set(); }
+                });
+                worker.Start();
+                started.Wait();
+                Thread.Sleep(round);
+                if (disposeDevice) d.Dispose(); else hidden.Dispose();
+                Assert.That(worker.Join(TimeSpan.FromSeconds(60)), $"{id}: the call loop ends after Dispose");
+                Assert.That(failure, Is.Null, $"{id} dispose {(disposeDevice ? "device" : "tensor")} round {round}: only ObjectDisposedException may escape");
+                Assert.That(calls, Is.LessThan(10_000), $"{id}: calls after Dispose must throw");
+                d.Dispose();
+            }
+    }
+
+    // ---- 8. options print readably; null options are ArgumentNullException and every overload validates alike ----
+
+    [Test]
+    public void SequencePoolOptionsPrintTheirModes()
+    {
+        var o = new SequencePoolOptions(SequencePoolMode.Mean, SequencePoolMode.Max) { Dims = 64, Normalize = true };
+        Assert.That(o.ToString(), Is.EqualTo("SequencePoolOptions { Modes = [mean, max], P = 3, Eps = 1E-06, Dims = 64, Normalize = True }"));
+        Assert.That(new SequencePoolOptions { Modes = null! }.ToString(), Does.StartWith("SequencePoolOptions { Modes = []"));
+    }
+
+    [TestCaseSource(typeof(TestDevices), nameof(TestDevices.All))]
+    public void SpatialPoolSpanOverloadValidatesLikeTheOthers(string id)
+    {
+        var d = TestDevices.Get(id);
+        var x = new float[2 * 3 * 2 * 2];
+        var o = new float[6];
+        var e = Assert.Throws<ArgumentNullException>(() => d.SpatialPool(x, o, 2, 3, 2, 2, null!), id);
+        Assert.That(e!.ParamName, Is.EqualTo("options"), id);
+        ThrowsArg("mode", () => d.SpatialPool(x, o, 2, 3, 2, 2, new SpatialPoolOptions { Mode = (SpatialPoolMode)99 }), id);
+        ThrowsArg("eps", () => d.SpatialPool(x, o, 2, 3, 2, 2, new SpatialPoolOptions { Mode = SpatialPoolMode.Gem, Eps = float.NaN }), id);
+        ThrowsArg("p", () => d.SpatialPool(x, o, 2, 3, 2, 2, new SpatialPoolOptions { Mode = SpatialPoolMode.Gem, P = 0 }), id);
+        using var xt = d.Allocate(DType.F32, 2, 3, 2, 2);
+        using var ot = d.Allocate(DType.F32, 2, 3);
+        ThrowsArg("mode", () => d.SpatialPool(xt, ot, new SpatialPoolOptions { Mode = (SpatialPoolMode)99 }), id);
+        Assert.That(Assert.Throws<ArgumentNullException>(() => SpatialPooling.Pool2dShape([1, 1, 4, 4], null!))!.ParamName, Is.EqualTo("options"));
+    }
 }

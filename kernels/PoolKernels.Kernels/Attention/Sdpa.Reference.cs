@@ -75,13 +75,16 @@ internal static class SdpaReference
                         double dot = 0;
                         for (int e = 0; e < p.E; e++) dot += (double)Elements.ToFloat(q[(int)(qr + e)]) * Elements.ToFloat(k[(int)(kr + e)]);
                         double x = (double)p.Scale * dot + bias;
+                        // PyTorch's softmax: a score of -inf weighs exp(-inf - max) = 0 (a row of only -inf has no key,
+                        // as when masked); +inf gives exp(inf - inf) = NaN for the whole row.
+                        if (double.IsNegativeInfinity(x)) continue;
                         double w;
                         if (x > m)
                         {
                             double c = Math.Exp(m - x); // 0 when m = -inf
                             s *= c;
                             for (int d = 0; d < acc.Length; d++) acc[d] *= c;
-                            m = x; w = 1;
+                            m = x; w = double.IsPositiveInfinity(x) ? double.NaN : 1;
                         }
                         else w = Math.Exp(x - m); // NaN x lands here and poisons the row, as in PyTorch
                         s += w;

@@ -33,7 +33,8 @@ internal static class BilinearPoolReference
     /// <summary>Signed square root and L2 normalization in double, then stored as float.</summary>
     public static void Finish(Span<double> z, Span<float> dst, bool signedSqrt, bool normalize)
     {
-        if (signedSqrt) for (int f = 0; f < z.Length; f++) z[f] = Math.Sign(z[f]) * Math.Sqrt(Math.Abs(z[f]));
+        // torch.sign(z)·sqrt(|z|): NaN stays NaN (Math.Sign throws on NaN)
+        if (signedSqrt) for (int f = 0; f < z.Length; f++) z[f] = double.IsNaN(z[f]) ? z[f] : Math.Sign(z[f]) * Math.Sqrt(Math.Abs(z[f]));
         double scale = 1;
         if (normalize)
         {

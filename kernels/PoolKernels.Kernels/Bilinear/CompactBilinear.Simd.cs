@@ -52,7 +52,31 @@ internal static unsafe class CompactBilinearSimd
             Sketch(b0, z0r, z0i);
             Plan.Forward(z0r, z0i, scratch);
             if (two) { Sketch(b0 + 1, z1r, z1i); Plan.Forward(z1r, z1i, scratch); }
-            // Q = conj(P_b0 + i·P_b1): the inverse FFT is then conj(FFT(conj Q'))/d with Q' = P_b0 + i P_b1.
+            float inv = 1f / d;
+            // A NaN or infinity in a row's sketch reaches its DC bin (a plain sum); paired, it would reach the other row
+            // through the shared inverse FFT, so such a pair is inverted one row at a time (rows stay independent).
+            if (two && float.IsFinite(z0r[0]) && float.IsFinite(z0i[0]) && float.IsFinite(z1r[0]) && float.IsFinite(z1i[0]))
+            {
+                Combine(z0r, z0i, z1r, z1i, true, qr, qi, d);
+                Plan.Forward(qr, qi, scratch);
+                Finish(new Span<float>(Out + (long)b0 * d, d), qr, inv, z0r);
+                TensorPrimitives.Negate(qi, qi);
+                Finish(new Span<float>(Out + (long)(b0 + 1) * d, d), qi, inv, z0r);
+                return;
+            }
+            Combine(z0r, z0i, default, default, false, qr, qi, d);
+            Plan.Forward(qr, qi, scratch);
+            Finish(new Span<float>(Out + (long)b0 * d, d), qr, inv, z0r);
+            if (!two) return;
+            Combine(z1r, z1i, default, default, false, qr, qi, d);
+            Plan.Forward(qr, qi, scratch);
+            Finish(new Span<float>(Out + (long)(b0 + 1) * d, d), qr, inv, z0r);
+        }
+
+        /// <summary>Q = conj(P_0 + i·P_1) (P_1 = 0 unless <paramref name="two"/>): the inverse FFT is then
+        /// conj(FFT(conj Q'))/d with Q' = P_0 + i P_1, row 0 in its real part and row 1 in minus its imaginary part.</summary>
+        private static void Combine(Span<float> z0r, Span<float> z0i, Span<float> z1r, Span<float> z1i, bool two, Span<float> qr, Span<float> qi, int d)
+        {
             for (int k = 0; k < d; k++)
             {
                 int km = k == 0 ? 0 : d - k;
@@ -61,14 +85,6 @@ internal static unsafe class CompactBilinearSimd
                 if (two) Product(z1r[k], z1i[k], z1r[km], z1i[km], out p1r, out p1i);
                 qr[k] = p0r - p1i;          // Re(P0 + i P1)
                 qi[k] = -(p0i + p1r);       // -Im(P0 + i P1)
-            }
-            Plan.Forward(qr, qi, scratch);
-            float inv = 1f / d;
-            Finish(new Span<float>(Out + (long)b0 * d, d), qr, inv, z0r);
-            if (two)
-            {
-                TensorPrimitives.Negate(qi, qi);
-                Finish(new Span<float>(Out + (long)(b0 + 1) * d, d), qi, inv, z0r);
             }
         }
 

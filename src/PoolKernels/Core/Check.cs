@@ -18,6 +18,14 @@ internal static class Check
         if (shape.Length != rank) throw new ArgumentException($"{name} must be {layout} (rank {rank}), got {Shape.Format(shape)}.", name);
     }
 
+    /// <summary>The tensor's shape must equal <paramref name="expected"/> exactly (same rank, same dims): an output of the
+    /// right element count but another shape ([8,2] for [2,8]) is rejected.</summary>
+    public static void ShapeIs(ReadOnlySpan<int> actual, ReadOnlySpan<int> expected, string name, string layout)
+    {
+        if (!actual.SequenceEqual(expected))
+            throw new ArgumentException($"{name} must be {layout} = {Shape.Format(expected)}, got {Shape.Format(actual)}.", name);
+    }
+
     public static void DTypeIs(DType actual, string name, string allowed, bool ok)
     {
         if (!ok) throw new ArgumentException($"{name} has dtype {actual.Name()}; expected {allowed}.", name);

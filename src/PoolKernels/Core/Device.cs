@@ -73,8 +73,24 @@ public abstract class Device : IDisposable
     /// <summary>A private copy of a caller's shape array.</summary>
     private protected static int[] Copy(int[] shape) => (int[])(shape ?? throw new ArgumentNullException(nameof(shape))).Clone();
 
-    /// <summary>Releases the device's resources.</summary>
-    public virtual void Dispose() => GC.SuppressFinalize(this);
+    private volatile bool _disposed;
+
+    /// <summary>True once the device is disposed: every later use of it, or of a tensor on it, throws
+    /// <see cref="ObjectDisposedException"/>.</summary>
+    public bool IsDisposed => _disposed;
+
+    internal void ThrowIfDisposed()
+    {
+        if (_disposed) throw new ObjectDisposedException(GetType().Name, $"The device {Id} was disposed.");
+    }
+
+    /// <summary>Marks the device disposed (subclasses free their resources after calling this under their lock).</summary>
+    private protected void MarkDisposed() => _disposed = true;
+
+    /// <summary>Releases the device's resources. Later calls on the device or its tensors throw
+    /// <see cref="ObjectDisposedException"/>; a call running on another thread finishes first (ILGPU devices) or
+    /// keeps its managed buffers alive until it ends (CPU devices).</summary>
+    public virtual void Dispose() { MarkDisposed(); GC.SuppressFinalize(this); }
 
     /// <summary>Lists every usable backend: reference, simd, then the ILGPU accelerators found.</summary>
     public static IReadOnlyList<DeviceInfo> List() => Devices.List();
@@ -88,13 +104,14 @@ public abstract class Device : IDisposable
 public sealed class CpuDevice : Device
 {
     /// <summary>The worker pool the SIMD kernels run on.</summary>
-    internal WorkerPool Pool { get; }
+    internal WorkerPool Pool { get { ThrowIfDisposed(); return _pool; } }
+    private readonly WorkerPool _pool;
 
     internal CpuDevice(BackendKind kind, WorkerPool pool)
         : base(new DeviceInfo(kind == BackendKind.Reference ? "reference" : "simd",
             kind == BackendKind.Reference ? "scalar reference (double accumulation)"
                 : $"managed SIMD ({SimdIsa()}, {pool.Workers} threads, {Architecture()})",
-            kind, GC.GetGCMemoryInfo().TotalAvailableMemoryBytes, Environment.ProcessorCount, false)) => Pool = pool;
+            kind, GC.GetGCMemoryInfo().TotalAvailableMemoryBytes, Environment.ProcessorCount, false)) => _pool = pool;
 
     /// <summary>The process architecture in lower case: x64, arm64, ...</summary>
     internal static string Architecture() => RuntimeInformation.ProcessArchitecture.ToString().ToLowerInvariant();
@@ -116,6 +133,7 @@ public sealed class CpuDevice : Device
     /// <inheritdoc/>
     public override DeviceTensor Allocate(DType dtype, params int[] shape)
     {
+        ThrowIfDisposed();
         var dims = Copy(shape); // validated and kept: the caller may reuse its array
         return new(this, dtype, dims, new byte[PoolKernels.Shape.HostBytes(dtype, dims)], null);
     }
@@ -125,12 +143,14 @@ public sealed class CpuDevice : Device
 /// per device and cached; calls are serialized on the accelerator's stream.</summary>
 public sealed class IlgpuDevice : Device
 {
-    /// <summary>The ILGPU accelerator.</summary>
-    public Accelerator Accelerator { get; }
+    private readonly Accelerator _accelerator;
+
+    /// <summary>The ILGPU accelerator; throws <see cref="ObjectDisposedException"/> once the device is disposed.</summary>
+    public Accelerator Accelerator { get { ThrowIfDisposed(); return _accelerator; } }
     internal readonly object Gate = new();
     private MemoryBuffer1D<byte, Stride1D.Dense>? _dummy;
 
-    internal IlgpuDevice(DeviceInfo info, Accelerator accelerator) : base(info) => Accelerator = accelerator;
+    internal IlgpuDevice(DeviceInfo info, Accelerator accelerator) : base(info) => _accelerator = accelerator;
 
     /// <summary>A small zeroed buffer passed for absent optional inputs.</summary>
     internal MemoryBuffer1D<byte, Stride1D.Dense> Dummy
@@ -139,6 +159,7 @@ public sealed class IlgpuDevice : Device
         {
             lock (Gate)
             {
+                ThrowIfDisposed();
                 if (_dummy is null) { _dummy = Accelerator.Allocate1D<byte>(64); _dummy.MemSetToZero(); Accelerator.Synchronize(); }
                 return _dummy;
             }
@@ -158,17 +179,27 @@ public sealed class IlgpuDevice : Device
     {
         var dims = Copy(shape); // validated and kept: the caller may reuse its array
         long bytes = PoolKernels.Shape.Bytes(dtype, dims);
-        var buffer = Accelerator.Allocate1D<byte>(Math.Max(bytes, 8));
-        buffer.MemSetToZero();
-        Accelerator.Synchronize();
-        return new DeviceTensor(this, dtype, dims, default, buffer);
+        lock (Gate) // not while Dispose runs
+        {
+            var buffer = Accelerator.Allocate1D<byte>(Math.Max(bytes, 8));
+            buffer.MemSetToZero();
+            Accelerator.Synchronize();
+            return new DeviceTensor(this, dtype, dims, default, buffer);
+        }
     }
 
     /// <inheritdoc/>
     public override void Dispose()
     {
-        _dummy?.Dispose();
-        Accelerator.Dispose();
+        // Every ILGPU call holds Gate while it uses the accelerator: taking it here waits for a running call, and every
+        // later one finds the device disposed (ObjectDisposedException from Accelerator, a tensor's View or Buffer).
+        lock (Gate)
+        {
+            if (IsDisposed) return;
+            MarkDisposed();
+            _dummy?.Dispose();
+            _accelerator.Dispose();
+        }
         base.Dispose();
     }
 }

@@ -24,13 +24,28 @@ public sealed class DeviceTensor : IDisposable
     internal int[] ShapeArray => _shape;
     /// <summary>Element count.</summary>
     public long Count { get; }
-    internal Memory<byte> Host { get; }
-    internal MemoryBuffer1D<byte, Stride1D.Dense>? Buffer { get; private set; }
+    private readonly Memory<byte> _host;
+    private MemoryBuffer1D<byte, Stride1D.Dense>? _buffer;
+    private volatile bool _disposed;
+
+    /// <summary>The host bytes (CPU devices). Throws <see cref="ObjectDisposedException"/> once the tensor or its device is disposed.</summary>
+    internal Memory<byte> Host { get { ThrowIfDisposed(); return _host; } }
+    /// <summary>The accelerator buffer (null on CPU devices). Throws once the tensor or its device is disposed.</summary>
+    internal MemoryBuffer1D<byte, Stride1D.Dense>? Buffer { get { ThrowIfDisposed(); return _buffer; } }
+    /// <summary>True once <see cref="Dispose"/> ran or the device was disposed.</summary>
+    public bool IsDisposed => _disposed || Device.IsDisposed;
+
+    internal void ThrowIfDisposed()
+    {
+        if (_disposed) throw new ObjectDisposedException(nameof(DeviceTensor), $"The device tensor {this} was disposed.");
+        if (Device.IsDisposed) throw new ObjectDisposedException(nameof(DeviceTensor), $"The device {Device.Id} of tensor {this} was disposed.");
+    }
 
     /// <summary>Takes <paramref name="shape"/> as it is: the caller passes a copy or another tensor's (immutable) shape.</summary>
     internal DeviceTensor(Device device, DType dtype, int[] shape, Memory<byte> host, MemoryBuffer1D<byte, Stride1D.Dense>? buffer)
     {
-        Device = device; DType = dtype; _shape = shape; Count = PoolKernels.Shape.Count(shape); Host = host; Buffer = buffer;
+        device.ThrowIfDisposed();
+        Device = device; DType = dtype; _shape = shape; Count = PoolKernels.Shape.Count(shape); _host = host; _buffer = buffer;
     }
 
     /// <summary>Size in bytes.</summary>
@@ -47,9 +62,8 @@ public sealed class DeviceTensor : IDisposable
     {
         if (bytes.Length != Bytes) throw new ArgumentException($"Expected {Bytes} bytes for {this}, got {bytes.Length}.", nameof(bytes));
         if (Buffer is null) { bytes.CopyTo(Host.Span); return; }
-        if (Bytes == 0) return;
         var dev = (IlgpuDevice)Device;
-        lock (dev.Gate) { View.CopyFromCPU(dev.Accelerator.DefaultStream, bytes); dev.Accelerator.Synchronize(); }
+        lock (dev.Gate) { if (Bytes == 0) { ThrowIfDisposed(); return; } View.CopyFromCPU(dev.Accelerator.DefaultStream, bytes); dev.Accelerator.Synchronize(); }
     }
 
     /// <summary>Copies values in; their count must equal <see cref="Count"/>.</summary>
@@ -64,9 +78,8 @@ public sealed class DeviceTensor : IDisposable
     {
         if (bytes.Length != Bytes) throw new ArgumentException($"Expected {Bytes} bytes for {this}, got {bytes.Length}.", nameof(bytes));
         if (Buffer is null) { Host.Span.CopyTo(bytes); return; }
-        if (Bytes == 0) return;
         var dev = (IlgpuDevice)Device;
-        lock (dev.Gate) { View.CopyToCPU(dev.Accelerator.DefaultStream, bytes); dev.Accelerator.Synchronize(); }
+        lock (dev.Gate) { if (Bytes == 0) { ThrowIfDisposed(); return; } View.CopyToCPU(dev.Accelerator.DefaultStream, bytes); dev.Accelerator.Synchronize(); }
     }
 
     /// <summary>Copies values out; the span's length must equal <see cref="Count"/>.</summary>
@@ -89,8 +102,24 @@ public sealed class DeviceTensor : IDisposable
         if (System.Runtime.CompilerServices.Unsafe.SizeOf<T>() != DType.Size()) throw new ArgumentException($"{typeof(T).Name} does not match {this}.");
     }
 
-    /// <summary>Frees the accelerator buffer.</summary>
-    public void Dispose() { Buffer?.Dispose(); Buffer = null; }
+    /// <summary>Frees the accelerator buffer; afterwards every use of the tensor throws <see cref="ObjectDisposedException"/>
+    /// (on every backend). On an ILGPU device it waits for a call running on the device to finish first; once the device
+    /// itself is disposed there is nothing left to free (the accelerator released its buffers).</summary>
+    public void Dispose()
+    {
+        if (_disposed) return;
+        if (Device is IlgpuDevice g)
+        {
+            lock (g.Gate)
+            {
+                if (_disposed) return;
+                _disposed = true;
+                if (!g.IsDisposed) _buffer?.Dispose();
+                _buffer = null;
+            }
+        }
+        else _disposed = true;
+    }
 
     /// <inheritdoc/>
     public override string ToString() => $"{DType.Name()}{PoolKernels.Shape.Format(Shape)} on {Device.Id}";

@@ -11,7 +11,10 @@ public sealed class SafetensorsFormatException(string message) : FormatException
 
 /// <summary>
 /// The tensors and <c>__metadata__</c> of a safetensors file. Files above <see cref="Safetensors.MapThreshold"/>
-/// are memory-mapped and their tensors are views into the mapping: dispose the file when done.
+/// are memory-mapped copy-on-write and their tensors are views into the mapping: writing a tensor changes this
+/// process's copy only (never the file); dispose the file when done. After <see cref="Dispose"/> the tensors of a
+/// mapped file throw <see cref="ObjectDisposedException"/> when their data is read (Data.Span, AsSpan, any operation);
+/// disposing while another thread still uses a span of the mapping is the caller's race (as for any unmanaged memory).
 /// </summary>
 public sealed class SafetensorsFile : IDisposable
 {
@@ -47,7 +50,9 @@ public static class Safetensors
         var info = new FileInfo(path);
         if (!info.Exists) throw new FileNotFoundException($"Safetensors file not found: {path}", path);
         if (info.Length < MapThreshold) return Parse(File.ReadAllBytes(path), null, path);
-        var mmf = MemoryMappedFile.CreateFromFile(path, FileMode.Open, null, 0, MemoryMappedFileAccess.Read);
+        // Copy-on-write: the tensors are handed out as writable Memory<byte>; a write must land in private pages, not fault
+        // on read-only ones (and never reach the file).
+        var mmf = MemoryMappedFile.CreateFromFile(path, FileMode.Open, null, 0, MemoryMappedFileAccess.CopyOnWrite);
         try
         {
             var manager = new MappedMemory(mmf, info.Length);
@@ -199,18 +204,33 @@ public static class Safetensors
         {
             if (length > int.MaxValue) throw new SafetensorsFormatException($"File of {length} bytes exceeds the 2 GiB that one mapping view supports here.");
             _file = file;
-            _view = file.CreateViewAccessor(0, length, MemoryMappedFileAccess.Read);
+            _view = file.CreateViewAccessor(0, length, MemoryMappedFileAccess.CopyOnWrite);
             byte* p = null;
             _view.SafeMemoryMappedViewHandle.AcquirePointer(ref p);
             _ptr = p + _view.PointerOffset;
             _length = (int)length;
         }
 
-        public override Span<byte> GetSpan() => new(_ptr, _length);
-        public override MemoryHandle Pin(int elementIndex = 0) => new(_ptr + elementIndex);
+        private int _disposed;
+
+        public override Span<byte> GetSpan()
+        {
+            ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
+            return new(_ptr, _length);
+        }
+
+        public override MemoryHandle Pin(int elementIndex = 0)
+        {
+            ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
+            if ((uint)elementIndex > (uint)_length) throw new ArgumentOutOfRangeException(nameof(elementIndex));
+            return new(_ptr + elementIndex);
+        }
+
         public override void Unpin() { }
+
         protected override void Dispose(bool disposing)
         {
+            if (Interlocked.Exchange(ref _disposed, 1) != 0) return; // once: a second Dispose must not release twice
             _view.SafeMemoryMappedViewHandle.ReleasePointer();
             _view.Dispose();
             _file.Dispose();

@@ -24,6 +24,18 @@ public sealed record SequencePoolOptions
     /// <summary>Options for the given modes.</summary>
     public SequencePoolOptions(params SequencePoolMode[] modes) => Modes = modes;
 
+    /// <summary>Prints the modes by their docs/operations.md names: <c>SequencePoolOptions { Modes = [mean, max], P = 3, ... }</c>
+    /// (the generated record printer would show the list's type name).</summary>
+    private bool PrintMembers(System.Text.StringBuilder builder)
+    {
+        builder.Append("Modes = [");
+        if (Modes is not null)
+            for (int i = 0; i < Modes.Count; i++) builder.Append(i == 0 ? "" : ", ").Append(Name(Modes[i]));
+        builder.Append(']');
+        builder.Append(System.Globalization.CultureInfo.InvariantCulture, $", P = {P}, Eps = {Eps}, Dims = {Dims}, Normalize = {Normalize}");
+        return true;
+    }
+
     /// <summary>Parses a mode list such as "mean" or "cls,mean,max" (names as in docs/operations.md: cls, last_token,
     /// mean, mean_sqrt_len, weighted_mean, max, gem).</summary>
     public static SequencePoolOptions Parse(string modes) => new(ParseModes(modes));
@@ -137,6 +149,8 @@ public static class SequencePooling
         Check.Rank(ms, 2, nameof(attentionMask), "[B,T]");
         Check.Rank(os, 2, nameof(output), "[B,dims]");
         if (ms[0] != hs[0] || ms[1] != hs[1]) throw new ArgumentException($"attentionMask {Shape.Format(ms)} does not match hidden {Shape.Format(hs)}.", nameof(attentionMask));
+        ArgumentNullException.ThrowIfNull(options);
+        Check.ShapeIs(os, [hs[0], options.Validate(hs[2])], nameof(output), "[B,dims]");
         device.SequencePool(h, m, o, hs[0], hs[1], hs[2], options);
     }
 
@@ -156,12 +170,16 @@ public static class SequencePooling
         Check.DTypeIs(hidden.DType, nameof(hidden), "F32|F16|BF16", hidden.DType.IsFloatInput());
         Check.DTypeIs(attentionMask.DType, nameof(attentionMask), "I64|I32|U8|BOOL", attentionMask.DType.IsMask());
         Check.DTypeIs(output.DType, nameof(output), "F32", output.DType == DType.F32);
-        if (prefixLen is not null) Check.DTypeIs(prefixLen.DType, nameof(prefixLen), "I64|I32", prefixLen.DType.IsIndex());
         int b = hidden.Shape[0], t = hidden.Shape[1], d = hidden.Shape[2];
+        if (prefixLen is not null)
+        {
+            Check.DTypeIs(prefixLen.DType, nameof(prefixLen), "I64|I32", prefixLen.DType.IsIndex());
+            Check.ShapeIs(prefixLen.Shape, [b], nameof(prefixLen), "[B]");
+        }
         CheckMaskShape(attentionMask.Shape, b, t, hidden.Shape);
         long[] prefixValues = prefixLen is null ? [] : prefixLen.ToTensor().ToInt64s();
         int dims = Validate(b, t, d, hidden.Count, attentionMask.Count, prefixValues.Length, prefixValues, output.Count, options);
-        Check.Rank(output.Shape, 2, nameof(output), "[B,dims]");
+        Check.ShapeIs(output.Shape, [b, dims], nameof(output), "[B,dims]");
         Run(device, hidden, attentionMask, prefixLen, output, b, t, d, dims, options, 0, dims, 0);
     }
 

@@ -154,9 +154,7 @@ public static partial class SpatialPooling
         if (options.Nhwc) { h = x.Shape[1]; w = x.Shape[2]; c = x.Shape[3]; }
         else { c = x.Shape[1]; h = x.Shape[2]; w = x.Shape[3]; }
         if (valid is not null) { MaskDType(valid, "valid"); Shaped(valid, "valid", "[B,H,W]", b, h, w); }
-        if (options.Mode < SpatialPoolMode.Avg || options.Mode > SpatialPoolMode.Gem) throw new ArgumentException($"mode {(int)options.Mode} is not a spatial_pool mode.", "mode");
-        if (options.Mode == SpatialPoolMode.Gem) PositiveFinite(options.P, "p");
-        if (float.IsNaN(options.Eps)) throw new ArgumentException("eps must not be NaN.", "eps");
+        ValidateSpatial(options);
         Output(output, b, c);
         int ms = valid is null ? 0 : valid.DType.Size();
         switch (device)
@@ -179,12 +177,13 @@ public static partial class SpatialPooling
     public static void SpatialPool(this Device device, ReadOnlySpan<float> x, Span<float> output, int batch, int channels, int height, int width, SpatialPoolOptions options)
     {
         ArgumentNullException.ThrowIfNull(device);
+        ArgumentNullException.ThrowIfNull(options);
+        ValidateSpatial(options); // exactly the checks of the other overloads (this one used to skip mode and eps on simd)
         Check.NonNegative(batch, "batch"); Check.NonNegative(channels, "channels"); Check.NonNegative(height, "height"); Check.NonNegative(width, "width");
         if (x.Length != (long)batch * channels * height * width) Check.Length(x.Length, (long)batch * channels * height * width, "x", $"[B,C,H,W] = [{batch}, {channels}, {height}, {width}]");
         if (output.Length != (long)batch * channels) Check.Length(output.Length, (long)batch * channels, "output", $"[B,C] = [{batch}, {channels}]");
         if (device is CpuDevice { Kind: BackendKind.Simd } cpu)
         {
-            if (options.Mode == SpatialPoolMode.Gem) PositiveFinite(options.P, "p");
             SpatialPoolSimd.Run(x, default, 0, output, batch, channels, height, width, options.Nhwc, options.Mode, options.P, options.Eps, options.Normalize, cpu.Pool);
             return;
         }
@@ -193,6 +192,13 @@ public static partial class SpatialPooling
         using var o = device.Allocate(DType.F32, batch, channels);
         device.SpatialPool(xt, o, options);
         o.CopyTo(output);
+    }
+
+    private static void ValidateSpatial(SpatialPoolOptions options)
+    {
+        if (options.Mode < SpatialPoolMode.Avg || options.Mode > SpatialPoolMode.Gem) throw new ArgumentException($"mode {(int)options.Mode} is not a spatial_pool mode.", "mode");
+        if (options.Mode == SpatialPoolMode.Gem) PositiveFinite(options.P, "p");
+        if (float.IsNaN(options.Eps)) throw new ArgumentException("eps must not be NaN.", "eps");
     }
 
     // ---------------------------------------------------------------- pool2d
@@ -219,6 +225,7 @@ public static partial class SpatialPooling
     /// <summary>The output shape [B,C,Ho,Wo] of <c>pool2d</c> on x (validates the options).</summary>
     public static int[] Pool2dShape(ReadOnlySpan<int> x, Pool2dOptions options)
     {
+        ArgumentNullException.ThrowIfNull(options);
         Check.Rank(x, 4, "x", "[B,C,H,W]");
         var q = options.Resolve(x[0], x[1], x[2], x[3]);
         return [q.Batch, q.Channels, q.OutH, q.OutW];
