@@ -43,9 +43,11 @@ internal static class SdpaHost
 /// </summary>
 internal static class SdpaReference
 {
-    /// <summary>Runs the operation. Arguments are assumed validated (see PoolKernels.Attention).</summary>
+    /// <summary>Runs the operation. Arguments are assumed validated (see PoolKernels.Attention). mods is the modifier
+    /// buffer: alibi_slopes from 0 (when p.HasAlibi), sinks from p.SinkBase (when p.HasSinks).</summary>
     public static void Run<T, TBias, TMask, TIdx>(ReadOnlySpan<T> q, ReadOnlySpan<T> k, ReadOnlySpan<T> v, ReadOnlySpan<TBias> attnMask,
-        ReadOnlySpan<TMask> keyPadding, ReadOnlySpan<TIdx> cuQ, ReadOnlySpan<TIdx> cuK, Span<float> output, Span<float> lse, in SdpaParams p)
+        ReadOnlySpan<TMask> keyPadding, ReadOnlySpan<TIdx> cuQ, ReadOnlySpan<TIdx> cuK, ReadOnlySpan<float> mods, Span<float> output, Span<float> lse,
+        in SdpaParams p)
     {
         var acc = new double[p.Ev];
         if (p.Hkv == 0) return;
@@ -55,7 +57,9 @@ internal static class SdpaReference
             SdpaHost.Sequence(p, cuQ, cuK, b, out int tq, out int tk, out long qb, out long kb, out long vb, out long ob, out long lb);
             for (int h = 0; h < p.Hq; h++)
             {
-                int hk = h / group;
+                int hk = h / group, o = p.Offset(tq, tk);
+                double slope = p.HasAlibi != 0 ? mods[p.AlibiBatch * b + h] : 0;
+                double sink = p.HasSinks != 0 ? mods[p.SinkBase + h] : double.NegativeInfinity;
                 for (int i = 0; i < tq; i++)
                 {
                     long qr = qb + p.QHead * h + p.QRow * i;
@@ -74,7 +78,9 @@ internal static class SdpaReference
                         long kr = kb + p.KHead * hk + p.KRow * j;
                         double dot = 0;
                         for (int e = 0; e < p.E; e++) dot += (double)Elements.ToFloat(q[(int)(qr + e)]) * Elements.ToFloat(k[(int)(kr + e)]);
-                        double x = (double)p.Scale * dot + bias;
+                        double x = (double)p.Scale * dot;
+                        if (p.Softcap > 0) x = p.Softcap * Math.Tanh(x / p.Softcap);
+                        x += bias - slope * Math.Abs((long)i + o - j);
                         // PyTorch's softmax: a score of -inf weighs exp(-inf - max) = 0 (a row of only -inf has no key,
                         // as when masked); +inf gives exp(inf - inf) = NaN for the whole row.
                         if (double.IsNegativeInfinity(x)) continue;
@@ -93,6 +99,15 @@ internal static class SdpaReference
                     }
                     long or = ob + p.OHead * h + p.ORow * i;
                     bool any = s > 0 || double.IsNaN(s);
+                    if (p.HasSinks != 0)
+                    {
+                        // the sink joins the denominator: rescale to M = max(m, sink) so neither exponent overflows
+                        double mm = any ? Math.Max(m, sink) : sink, c = any ? Math.Exp(m - mm) : 0;
+                        double den = s * c + Math.Exp(sink - mm);
+                        for (int d = 0; d < acc.Length; d++) output[(int)(or + d)] = any ? (float)(acc[d] * c / den) : 0f;
+                        lse[(int)(lb + p.LHead * h + p.LRow * i)] = (float)(mm + Math.Log(den));
+                        continue;
+                    }
                     for (int d = 0; d < acc.Length; d++) output[(int)(or + d)] = any ? (float)(acc[d] / s) : 0f;
                     lse[(int)(lb + p.LHead * h + p.LRow * i)] = any ? (float)(m + Math.Log(s)) : float.NegativeInfinity;
                 }

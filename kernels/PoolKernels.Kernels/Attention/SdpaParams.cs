@@ -30,6 +30,23 @@ internal struct SdpaParams
     public long MaskBatch, MaskHead;
     /// <summary>1 when key_padding_mask [B, Tk] is given.</summary>
     public int HasKeyPadding;
+    /// <summary>Score modifiers (docs/operations.md "Masked attention"): softcap (0 = off) turns s into
+    /// softcap·tanh(s/softcap) before any bias; ALiBi adds -slope·|i + o - j| with the slopes at mods[AlibiBatch·b + h]
+    /// (AlibiBatch = Hq for [B,Hq] slopes, 0 for [Hq]); a sink adds e^{mods[SinkBase + h]} to the softmax denominator.</summary>
+    public float Softcap;
+    /// <summary>1 when alibi_slopes are given (in the modifier buffer from offset 0).</summary>
+    public int HasAlibi;
+    /// <summary>Element stride of alibi_slopes over the batch: Hq for [B,Hq], 0 for [Hq].</summary>
+    public int AlibiBatch;
+    /// <summary>1 when sinks [Hq] are given, at offset <see cref="SinkBase"/> of the modifier buffer.</summary>
+    public int HasSinks, SinkBase;
+
+    /// <summary>True when a modifier changes the scores themselves (softcap or ALiBi; sinks only change the denominator).</summary>
+    public readonly bool ModifiesScores => Softcap > 0 || HasAlibi != 0;
+
+    /// <summary>The diagonal offset o of query row i: Tk - Tq for bottom_right, else 0 (windows and ALiBi use it).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public readonly int Offset(int tq, int tk) => Causal == 2 ? tk - tq : 0;
 
     /// <summary>ILGPU tiling (set by the launcher): query rows per group, keys per tile, row stride of the K tile in
     /// shared memory (E rounded up to odd, against bank conflicts), query blocks per (sequence, head).</summary>
