@@ -102,7 +102,11 @@ internal static class SdpaIlgpu
 
         int tq = p.Tq, tk = p.Tk;
         long qb = p.QBatch * b, kb = p.KBatch * b, vb = p.VBatch * b, ob = p.OBatch * b, lb = p.LBatch * b;
-        if (p.Varlen != 0)
+        if (p.Paged != 0)
+        {
+            tk = (int)default(TIdxOp).Get(cuQ[b]); kb = 0; vb = 0; // cuQ = seq_lens, cuK = block_table
+        }
+        else if (p.Varlen != 0)
         {
             long q0 = default(TIdxOp).Get(cuQ[b]), k0 = default(TIdxOp).Get(cuK[b]);
             tq = (int)(default(TIdxOp).Get(cuQ[b + 1]) - q0); tk = (int)(default(TIdxOp).Get(cuK[b + 1]) - k0);
@@ -134,12 +138,14 @@ internal static class SdpaIlgpu
             for (int idx = tid; idx < nc * e; idx += g)
             {
                 int c = idx / e, d = idx - c * e;
-                sm[sK + c * ks + d] = default(TElem).ToFloat(k[kBase + p.KRow * (kt + c) + d]);
+                long jr = p.Paged == 0 ? kt + c : p.PagedRow(default(TIdxOp).Get(cuK[(long)b * p.TableStride + (kt + c) / p.PageSize]), kt + c);
+                sm[sK + c * ks + d] = default(TElem).ToFloat(k[kBase + p.KRow * jr + d]);
             }
             for (int idx = tid; idx < nc * ev; idx += g)
             {
                 int c = idx / ev, d = idx - c * ev;
-                sm[sV + idx] = default(TElem).ToFloat(v[vBase + p.VRow * (kt + c) + d]);
+                long jr = p.Paged == 0 ? kt + c : p.PagedRow(default(TIdxOp).Get(cuK[(long)b * p.TableStride + (kt + c) / p.PageSize]), kt + c);
+                sm[sV + idx] = default(TElem).ToFloat(v[vBase + p.VRow * jr + d]);
             }
             Group.Barrier();
 

@@ -23,6 +23,12 @@ internal static class SdpaHost
     public static void Sequence<TIdx>(in SdpaParams p, ReadOnlySpan<TIdx> cuQ, ReadOnlySpan<TIdx> cuK, int b,
         out int tq, out int tk, out long q, out long k, out long v, out long o, out long l)
     {
+        if (p.Paged != 0)
+        {
+            tq = p.Tq; tk = (int)Elements.ToInt64(cuQ[b]); // cuQ = seq_lens; rows come from the block table (cuK)
+            q = p.QBatch * b; k = 0; v = 0; o = p.OBatch * b; l = p.LBatch * b;
+            return;
+        }
         if (p.Varlen == 0)
         {
             tq = p.Tq; tk = p.Tk;
@@ -75,7 +81,8 @@ internal static class SdpaReference
                             bias = SdpaHost.Bias(attnMask[(int)(p.MaskBatch * b + p.MaskHead * h + (long)i * tk + j)]);
                             if (double.IsNegativeInfinity(bias)) continue;
                         }
-                        long kr = kb + p.KHead * hk + p.KRow * j;
+                        long jr = p.Paged != 0 ? p.PagedRow(Elements.ToInt64(cuK[b * p.TableStride + j / p.PageSize]), j) : j;
+                        long kr = kb + p.KHead * hk + p.KRow * jr;
                         double dot = 0;
                         for (int e = 0; e < p.E; e++) dot += (double)Elements.ToFloat(q[(int)(qr + e)]) * Elements.ToFloat(k[(int)(kr + e)]);
                         double x = (double)p.Scale * dot;
@@ -94,7 +101,7 @@ internal static class SdpaReference
                         }
                         else w = Math.Exp(x - m); // NaN x lands here and poisons the row, as in PyTorch
                         s += w;
-                        long vr = vb + p.VHead * hk + p.VRow * j;
+                        long vr = vb + p.VHead * hk + p.VRow * jr;
                         for (int d = 0; d < acc.Length; d++) acc[d] += w * Elements.ToFloat(v[(int)(vr + d)]);
                     }
                     long or = ob + p.OHead * h + p.ORow * i;

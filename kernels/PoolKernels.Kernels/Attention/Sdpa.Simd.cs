@@ -348,8 +348,13 @@ internal static unsafe class SdpaSimd
         // F32 rows are read in place only when they are contiguous (bhtd, or one head): in bthd the rows of one head lie
         // Hkv·E floats apart — 4 KB for 8 heads of 128 — and a tile's rows then fall into the same few L1 sets (the
         // resampler's bthd dh = 128 attention ran at 48% of the FMA loop read in place, 61% staged; E = 64 bthd 41-49% -> 61%)
-        internal static bool DirectK(in SdpaParams p) => typeof(T) == typeof(float) && p.KRow == p.E;
-        internal static bool DirectV(in SdpaParams p, int evp) => typeof(T) == typeof(float) && p.Ev == evp && p.VRow == p.Ev;
+        internal static bool DirectK(in SdpaParams p) => typeof(T) == typeof(float) && p.KRow == p.E && p.Paged == 0;
+        internal static bool DirectV(in SdpaParams p, int evp) => typeof(T) == typeof(float) && p.Ev == evp && p.VRow == p.Ev && p.Paged == 0;
+
+        /// <summary>The row of key j of sequence b in k/v: j, or its cache row through the block table (sdpa_paged).</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        private long KeyRow(in SdpaParams p, int b, int j) =>
+            p.Paged == 0 ? j : p.PagedRow(Elements.ToInt64(CuK[(long)b * p.TableStride + j / p.PageSize]), j);
 
         /// <summary>Floats of one worker's scratch (64-byte aligned, every part a multiple of 16 floats): K [TkPad·E] unless
         /// direct | V [TkPad·EvP] unless direct | kp [TkPad] | Qᵀ [E·BQ] | Sᵀ [BK·BQ] | O [BQ·EvP] | M, L, Alpha, Lo, Hi [BQ] |
@@ -373,7 +378,11 @@ internal static unsafe class SdpaSimd
             ref readonly var p = ref P;
             int chunk = item % Chunks, bhk = item / Chunks, hk = bhk % p.Hkv, b = bhk / p.Hkv;
             int tq, tk; long qb, kb, vb, ob, lb;
-            if (p.Varlen == 0)
+            if (p.Paged != 0)
+            {
+                tq = p.Tq; tk = (int)Elements.ToInt64(CuQ[b]); qb = p.QBatch * b; kb = 0; vb = 0; ob = p.OBatch * b; lb = p.LBatch * b;
+            }
+            else if (p.Varlen == 0)
             {
                 tq = p.Tq; tk = p.Tk; qb = p.QBatch * b; kb = p.KBatch * b; vb = p.VBatch * b; ob = p.OBatch * b; lb = p.LBatch * b;
             }
@@ -407,7 +416,7 @@ internal static unsafe class SdpaSimd
                 for (int j = 0; j < tk; j++)
                 {
                     var dst = new Span<float>(kf + (long)j * e, e);
-                    Elements.AsFloats(new ReadOnlySpan<T>(kh + p.KRow * j, e), dst).CopyTo(dst);
+                    Elements.AsFloats(new ReadOnlySpan<T>(kh + p.KRow * KeyRow(p, b, j), e), dst).CopyTo(dst);
                 }
                 new Span<float>(kf + (long)tk * e, (tkp - tk) * e).Clear();
             }
@@ -419,7 +428,7 @@ internal static unsafe class SdpaSimd
                 for (int j = 0; j < tk; j++)
                 {
                     var dst = new Span<float>(vf + (long)j * evp, evp);
-                    Elements.AsFloats(new ReadOnlySpan<T>(vh + p.VRow * j, ev), dst).CopyTo(dst);
+                    Elements.AsFloats(new ReadOnlySpan<T>(vh + p.VRow * KeyRow(p, b, j), ev), dst).CopyTo(dst);
                     dst[ev..].Clear();
                 }
             }

@@ -16,6 +16,12 @@ internal struct SdpaParams
     public int Tq, Tk;
     /// <summary>1 for sdpa_varlen: per-sequence offsets and lengths from cu_seqlens.</summary>
     public int Varlen;
+    /// <summary>1 for sdpa_paged: key/value row j of sequence b is row <see cref="PagedRow"/> of the caches [P,S,Hkv,E]
+    /// (the kernels get seq_lens where sdpa_varlen gets cu_seqlens_q and block_table where it gets cu_seqlens_k); Tk holds
+    /// the longest sequence (grid sizing only).</summary>
+    public int Paged;
+    /// <summary>sdpa_paged: slots per page (S) and the row stride of block_table (its maxPages).</summary>
+    public int PageSize, TableStride;
     /// <summary>Element strides of q, k, v, out and lse (lse's row/head strides; its "e" does not exist).</summary>
     public long QBatch, QHead, QRow, KBatch, KHead, KRow, VBatch, VHead, VRow, OBatch, OHead, ORow, LBatch, LHead, LRow;
     /// <summary>0 none, 1 top_left, 2 bottom_right (<see cref="SdpaCausal"/>).</summary>
@@ -51,6 +57,10 @@ internal struct SdpaParams
     /// <summary>ILGPU tiling (set by the launcher): query rows per group, keys per tile, row stride of the K tile in
     /// shared memory (E rounded up to odd, against bank conflicts), query blocks per (sequence, head).</summary>
     public int BlockQ, BlockK, KStride, QBlocks;
+
+    /// <summary>The cache row of key j of sequence b: block_table[b, j / S]·S + j % S (the table entry given as a long).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public readonly long PagedRow(long tableEntry, int j) => tableEntry * PageSize + j % PageSize;
 
     /// <summary>Query heads per key/value head (Hq / Hkv).</summary>
     public readonly int Group => Hq / Hkv;

@@ -134,7 +134,7 @@ public sealed record SdpaOptions
 /// <para><c>sdpa_varlen</c> is the same over packed sequences: q [Nq,Hq,E], k [Nk,Hkv,E], v [Nk,Hkv,Ev] with sequence b at rows
 /// cu_seqlens[b] .. cu_seqlens[b+1]-1; the bottom_right offset is per sequence (Tk_b - Tq_b).</para>
 /// </summary>
-public static class Attention
+public static partial class Attention
 {
     // ---------------------------------------------------------------- sdpa: host tensors
 
@@ -419,7 +419,7 @@ public static class Attention
             CuQ = cuQ is null ? default : cuQ.Host.Span, CuK = cuK is null ? default : cuK.Host.Span,
             Output = MemoryMarshal.Cast<byte, float>(output.Host.Span), Lse = MemoryMarshal.Cast<byte, float>(lse.Host.Span),
         };
-        if (p.Varlen != 0)
+        if (p.Varlen != 0 || p.Paged != 0) // sdpa_paged: seq_lens and block_table travel where cu_seqlens do
         {
             runner.Varlen = true;
             TypeDispatch.Run(ref runner, q.DType, cuQ!.DType, cuK!.DType);
