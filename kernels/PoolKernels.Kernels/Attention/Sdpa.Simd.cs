@@ -296,6 +296,8 @@ internal static unsafe class SdpaSimd
 
     /// <summary>Tests set this to run the Vector256 micro-kernels on AVX-512 hardware too.</summary>
     internal static bool ForceVector256;
+    /// <summary>Tests set this to run the tiled kernel where <see cref="SdpaDecodeSimd"/> would serve the call.</summary>
+    internal static bool ForceTiled;
     /// <summary>Tests set this to run the Vector128 micro-kernels (the NEON / SSE-only width) on wider hardware too.</summary>
     internal static bool ForceVector128;
 
@@ -316,6 +318,11 @@ internal static unsafe class SdpaSimd
     {
         if (p.Hkv == 0 || p.Batch == 0 || p.Tq == 0) return;
         pool ??= WorkerPool.Shared;
+        if (SdpaDecodeSimd.Serves(p) && !ForceTiled) // decode: few query rows, split over keys
+        {
+            SdpaDecodeSimd.Run(q, k, v, keyPadding, cuQ, cuK, mods, output, lse, p, pool);
+            return;
+        }
         fixed (T* qp = q) fixed (T* kp = k) fixed (T* vp = v) fixed (TBias* mp = attnMask) fixed (TMask* pp = keyPadding)
         fixed (TIdx* cq = cuQ) fixed (TIdx* ck = cuK) fixed (float* op = output) fixed (float* lp = lse) fixed (float* mo = mods)
         {

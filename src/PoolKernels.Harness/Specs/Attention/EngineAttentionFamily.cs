@@ -70,6 +70,7 @@ internal sealed class EngineAttentionFamily : IOpFamily
             ([0, 0], 2, 1, 3, 8, 8, 4, "bottom_right", -1, 0, false, true),           // no keys at all: out 0, lse = sink
             ([30, 3], 4, 4, 2, 24, 16, 8, "top_left", 10, 2, true, false),
             ([], 2, 2, 1, 8, 8, 4, "bottom_right", -1, 0, false, false),              // B = 0
+            ([40, 19], 4, 2, 20, 16, 16, 7, "bottom_right", -1, 3, true, true),       // Tq·group > 16: the tiled kernel on simd
         ];
         var list = new List<(string, OpCall)>();
         foreach (var c in cases)
