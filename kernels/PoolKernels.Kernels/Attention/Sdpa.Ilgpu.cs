@@ -62,14 +62,14 @@ internal static class SdpaIlgpu
     [GpuKernel(typeof(ushort), typeof(F16Reader), typeof(float), typeof(F32Reader), typeof(byte), typeof(U8Mask), typeof(int), typeof(I32Index))]
     [GpuKernel(typeof(ushort), typeof(Bf16Reader), typeof(ushort), typeof(F16Reader), typeof(int), typeof(I32Mask), typeof(long), typeof(I64Index))]
     public static void Kernel<TRaw, TElem, TBRaw, TBias, TMask, TMaskOp, TIdx, TIdxOp>(ArrayView<TRaw> q, ArrayView<TRaw> k, ArrayView<TRaw> v,
-        ArrayView<TBRaw> attnMask, ArrayView<TMask> keyPadding, ArrayView<TIdx> cuQ, ArrayView<TIdx> cuK, ArrayView<float> output,
-        ArrayView<float> lse, SdpaParams p)
+        ArrayView<TBRaw> attnMask, ArrayView<TMask> keyPadding, ArrayView<TIdx> cuQ, ArrayView<TIdx> cuK, ArrayView<float> mods,
+        ArrayView<float> output, ArrayView<float> lse, SdpaParams p)
         where TRaw : unmanaged where TElem : struct, IElementReader<TRaw>
         where TBRaw : unmanaged where TBias : struct, IElementReader<TBRaw>
         where TMask : unmanaged where TMaskOp : struct, IMaskReader<TMask>
         where TIdx : unmanaged where TIdxOp : struct, IIndexReader<TIdx>
     {
-        Body<TRaw, TElem, TBRaw, TBias, TMask, TMaskOp, TIdx, TIdxOp>(q, k, v, attnMask, keyPadding, cuQ, cuK, output, lse, p, SharedMemory.GetDynamic<float>());
+        Body<TRaw, TElem, TBRaw, TBias, TMask, TMaskOp, TIdx, TIdxOp>(q, k, v, attnMask, keyPadding, cuQ, cuK, mods, output, lse, p, SharedMemory.GetDynamic<float>());
     }
 
     /// <summary>The same kernel with a static <see cref="SharedFloats"/> block, for OpenCL (PoCL computed wrong results with ILGPU's
@@ -78,19 +78,19 @@ internal static class SdpaIlgpu
     [GpuKernel(typeof(ushort), typeof(F16Reader), typeof(float), typeof(F32Reader), typeof(byte), typeof(U8Mask), typeof(int), typeof(I32Index))]
     [GpuKernel(typeof(ushort), typeof(Bf16Reader), typeof(ushort), typeof(F16Reader), typeof(int), typeof(I32Mask), typeof(long), typeof(I64Index))]
     public static void KernelStatic<TRaw, TElem, TBRaw, TBias, TMask, TMaskOp, TIdx, TIdxOp>(ArrayView<TRaw> q, ArrayView<TRaw> k, ArrayView<TRaw> v,
-        ArrayView<TBRaw> attnMask, ArrayView<TMask> keyPadding, ArrayView<TIdx> cuQ, ArrayView<TIdx> cuK, ArrayView<float> output,
-        ArrayView<float> lse, SdpaParams p)
+        ArrayView<TBRaw> attnMask, ArrayView<TMask> keyPadding, ArrayView<TIdx> cuQ, ArrayView<TIdx> cuK, ArrayView<float> mods,
+        ArrayView<float> output, ArrayView<float> lse, SdpaParams p)
         where TRaw : unmanaged where TElem : struct, IElementReader<TRaw>
         where TBRaw : unmanaged where TBias : struct, IElementReader<TBRaw>
         where TMask : unmanaged where TMaskOp : struct, IMaskReader<TMask>
         where TIdx : unmanaged where TIdxOp : struct, IIndexReader<TIdx>
     {
-        Body<TRaw, TElem, TBRaw, TBias, TMask, TMaskOp, TIdx, TIdxOp>(q, k, v, attnMask, keyPadding, cuQ, cuK, output, lse, p, SharedMemory.Allocate<float>(SharedFloats));
+        Body<TRaw, TElem, TBRaw, TBias, TMask, TMaskOp, TIdx, TIdxOp>(q, k, v, attnMask, keyPadding, cuQ, cuK, mods, output, lse, p, SharedMemory.Allocate<float>(SharedFloats));
     }
 
     private static void Body<TRaw, TElem, TBRaw, TBias, TMask, TMaskOp, TIdx, TIdxOp>(ArrayView<TRaw> q, ArrayView<TRaw> k, ArrayView<TRaw> v,
-        ArrayView<TBRaw> attnMask, ArrayView<TMask> keyPadding, ArrayView<TIdx> cuQ, ArrayView<TIdx> cuK, ArrayView<float> output,
-        ArrayView<float> lse, SdpaParams p, ArrayView<float> sm)
+        ArrayView<TBRaw> attnMask, ArrayView<TMask> keyPadding, ArrayView<TIdx> cuQ, ArrayView<TIdx> cuK, ArrayView<float> mods,
+        ArrayView<float> output, ArrayView<float> lse, SdpaParams p, ArrayView<float> sm)
         where TRaw : unmanaged where TElem : struct, IElementReader<TRaw>
         where TBRaw : unmanaged where TBias : struct, IElementReader<TBRaw>
         where TMask : unmanaged where TMaskOp : struct, IMaskReader<TMask>
@@ -102,7 +102,11 @@ internal static class SdpaIlgpu
 
         int tq = p.Tq, tk = p.Tk;
         long qb = p.QBatch * b, kb = p.KBatch * b, vb = p.VBatch * b, ob = p.OBatch * b, lb = p.LBatch * b;
-        if (p.Varlen != 0)
+        if (p.Paged != 0)
+        {
+            tk = (int)default(TIdxOp).Get(cuQ[b]); kb = 0; vb = 0; // cuQ = seq_lens, cuK = block_table
+        }
+        else if (p.Varlen != 0)
         {
             long q0 = default(TIdxOp).Get(cuQ[b]), k0 = default(TIdxOp).Get(cuK[b]);
             tq = (int)(default(TIdxOp).Get(cuQ[b + 1]) - q0); tk = (int)(default(TIdxOp).Get(cuK[b + 1]) - k0);
@@ -111,7 +115,8 @@ internal static class SdpaIlgpu
         int i0 = qblk * p.BlockQ;
         if (i0 >= tq) return; // uniform over the group
         int nr = XMath.Min(p.BlockQ, tq - i0);
-        int e = p.E, ev = p.Ev, bk = p.BlockK, ks = p.KStride, bq = p.BlockQ;
+        int e = p.E, ev = p.Ev, bk = p.BlockK, ks = p.KStride, bq = p.BlockQ, off = p.Offset(tq, tk);
+        float slope = p.HasAlibi != 0 ? mods[p.AlibiBatch * b + h] : 0f, cap = p.Softcap;
 
         // shared layout: Q [bq·E] | K [bk·KStride] | V [bk·Ev] | S [bq·bk] | O [bq·Ev] | M [bq] | L [bq] | A [bq]
         int sQ = 0, sK = bq * e, sV = sK + bk * ks, sS = sV + bk * ev, sO = sS + bq * bk, sM = sO + bq * ev, sL = sM + bq, sA = sL + bq;
@@ -133,12 +138,14 @@ internal static class SdpaIlgpu
             for (int idx = tid; idx < nc * e; idx += g)
             {
                 int c = idx / e, d = idx - c * e;
-                sm[sK + c * ks + d] = default(TElem).ToFloat(k[kBase + p.KRow * (kt + c) + d]);
+                long jr = p.Paged == 0 ? kt + c : p.PagedRow(default(TIdxOp).Get(cuK[(long)b * p.TableStride + (kt + c) / p.PageSize]), kt + c);
+                sm[sK + c * ks + d] = default(TElem).ToFloat(k[kBase + p.KRow * jr + d]);
             }
             for (int idx = tid; idx < nc * ev; idx += g)
             {
                 int c = idx / ev, d = idx - c * ev;
-                sm[sV + idx] = default(TElem).ToFloat(v[vBase + p.VRow * (kt + c) + d]);
+                long jr = p.Paged == 0 ? kt + c : p.PagedRow(default(TIdxOp).Get(cuK[(long)b * p.TableStride + (kt + c) / p.PageSize]), kt + c);
+                sm[sV + idx] = default(TElem).ToFloat(v[vBase + p.VRow * jr + d]);
             }
             Group.Barrier();
 
@@ -160,7 +167,24 @@ internal static class SdpaIlgpu
                 {
                     float dot = 0f;
                     for (int d = 0; d < e; d++) dot += sm[sQ + r * e + d] * sm[sK + c * ks + d];
+                    if (cap > 0f) // cap·tanh(dot/cap) as the SIMD kernel (Cephes tanhf: a polynomial near 0, exp(-2|y|) <= 1 beyond)
+                    {
+                        float y = dot / cap, a = XMath.Abs(y), t;
+                        if (a < 0.625f)
+                        {
+                            float z = y * y;
+                            t = ((((TanhConst.T0 * z + TanhConst.T1) * z + TanhConst.T2) * z + TanhConst.T3) * z + TanhConst.T4) * z * y + y;
+                        }
+                        else
+                        {
+                            float ex = XMath.Exp(-2f * a);
+                            t = (1f - ex) / (1f + ex);
+                            if (y < 0f) t = -t;
+                        }
+                        dot = cap * t;
+                    }
                     s = dot + bias;
+                    if (p.HasAlibi != 0) s -= slope * XMath.Abs((float)((long)i + off - j));
                 }
                 sm[sS + idx] = s;
             }
@@ -203,6 +227,27 @@ internal static class SdpaIlgpu
         }
 
         long oBase = ob + p.OHead * h;
+        if (p.HasSinks != 0)
+        {
+            // the sink joins the denominator, rescaled to max(m, sink); a row without keys gives out 0, lse = sink
+            float sink = mods[p.SinkBase + h];
+            for (int idx = tid; idx < nr * ev; idx += g)
+            {
+                int r = idx / ev, d = idx - r * ev;
+                float l = sm[sL + r], m = sm[sM + r];
+                bool any = l > 0f || float.IsNaN(l);
+                float mm = any ? XMath.Max(m, sink) : sink, c = any ? XMath.Exp(m - mm) : 0f;
+                output[oBase + p.ORow * (i0 + r) + d] = any ? sm[sO + idx] * c / (l * c + XMath.Exp(sink - mm)) : 0f;
+            }
+            for (int r = tid; r < nr; r += g)
+            {
+                float l = sm[sL + r], m = sm[sM + r];
+                bool any = l > 0f || float.IsNaN(l);
+                float mm = any ? XMath.Max(m, sink) : sink, c = any ? XMath.Exp(m - mm) : 0f;
+                lse[lb + p.LHead * h + p.LRow * (i0 + r)] = mm + XMath.Log(l * c + XMath.Exp(sink - mm));
+            }
+            return;
+        }
         for (int idx = tid; idx < nr * ev; idx += g)
         {
             int r = idx / ev, d = idx - r * ev;
@@ -220,7 +265,7 @@ internal static class SdpaIlgpu
     /// kernel's storage types. <paramref name="p"/>.Tq must be the longest sequence (varlen).</summary>
     public static void Launch<TRaw, TElem, TBRaw, TBias, TMask, TMaskOp, TIdx, TIdxOp>(Accelerator accelerator, AcceleratorStream stream,
         ArrayView<byte> q, ArrayView<byte> k, ArrayView<byte> v, ArrayView<byte> attnMask, ArrayView<byte> keyPadding,
-        ArrayView<byte> cuQ, ArrayView<byte> cuK, ArrayView<float> output, ArrayView<float> lse, SdpaParams p)
+        ArrayView<byte> cuQ, ArrayView<byte> cuK, ArrayView<float> mods, ArrayView<float> output, ArrayView<float> lse, SdpaParams p)
         where TRaw : unmanaged where TElem : struct, IElementReader<TRaw>
         where TBRaw : unmanaged where TBias : struct, IElementReader<TBRaw>
         where TMask : unmanaged where TMaskOp : struct, IMaskReader<TMask>
@@ -233,16 +278,17 @@ internal static class SdpaIlgpu
         bool dynamic = accelerator.AcceleratorType != AcceleratorType.OpenCL;
         var kernel = KernelCache.Get(accelerator, (typeof(Action<TRaw, TElem, TBRaw, TBias, TMask, TMaskOp, TIdx, TIdxOp>), "sdpa"),
             a => a.LoadKernel<ArrayView<TRaw>, ArrayView<TRaw>, ArrayView<TRaw>, ArrayView<TBRaw>, ArrayView<TMask>, ArrayView<TIdx>, ArrayView<TIdx>,
-                ArrayView<float>, ArrayView<float>, SdpaParams>(dynamic ? Kernel<TRaw, TElem, TBRaw, TBias, TMask, TMaskOp, TIdx, TIdxOp>
+                ArrayView<float>, ArrayView<float>, ArrayView<float>, SdpaParams>(dynamic ? Kernel<TRaw, TElem, TBRaw, TBias, TMask, TMaskOp, TIdx, TIdxOp>
                     : KernelStatic<TRaw, TElem, TBRaw, TBias, TMask, TMaskOp, TIdx, TIdxOp>));
         var config = dynamic
             ? new KernelConfig(new Index1D(checked((int)groups)), new Index1D(GroupReduce.GroupSize(accelerator, 128)), SharedMemoryConfig.RequestDynamic<float>(SharedNeed(p)))
             : new KernelConfig(checked((int)groups), GroupReduce.GroupSize(accelerator, 128));
         kernel(stream, config,
-            q.Cast<TRaw>(), k.Cast<TRaw>(), v.Cast<TRaw>(), attnMask.Cast<TBRaw>(), keyPadding.Cast<TMask>(), cuQ.Cast<TIdx>(), cuK.Cast<TIdx>(), output, lse, p);
+            q.Cast<TRaw>(), k.Cast<TRaw>(), v.Cast<TRaw>(), attnMask.Cast<TBRaw>(), keyPadding.Cast<TMask>(), cuQ.Cast<TIdx>(), cuK.Cast<TIdx>(), mods, output, lse, p);
     }
 }
 
 /// <summary>Signature of <see cref="SdpaIlgpu.Launch{TRaw, TElem, TBRaw, TBias, TMask, TMaskOp, TIdx, TIdxOp}"/> once its types are closed.</summary>
 internal delegate void SdpaLaunch(Accelerator accelerator, AcceleratorStream stream, ArrayView<byte> q, ArrayView<byte> k, ArrayView<byte> v,
-    ArrayView<byte> attnMask, ArrayView<byte> keyPadding, ArrayView<byte> cuQ, ArrayView<byte> cuK, ArrayView<float> output, ArrayView<float> lse, SdpaParams p);
+    ArrayView<byte> attnMask, ArrayView<byte> keyPadding, ArrayView<byte> cuQ, ArrayView<byte> cuK, ArrayView<float> mods, ArrayView<float> output,
+    ArrayView<float> lse, SdpaParams p);

@@ -23,6 +23,12 @@ internal static class SdpaHost
     public static void Sequence<TIdx>(in SdpaParams p, ReadOnlySpan<TIdx> cuQ, ReadOnlySpan<TIdx> cuK, int b,
         out int tq, out int tk, out long q, out long k, out long v, out long o, out long l)
     {
+        if (p.Paged != 0)
+        {
+            tq = p.Tq; tk = (int)Elements.ToInt64(cuQ[b]); // cuQ = seq_lens; rows come from the block table (cuK)
+            q = p.QBatch * b; k = 0; v = 0; o = p.OBatch * b; l = p.LBatch * b;
+            return;
+        }
         if (p.Varlen == 0)
         {
             tq = p.Tq; tk = p.Tk;
@@ -43,9 +49,11 @@ internal static class SdpaHost
 /// </summary>
 internal static class SdpaReference
 {
-    /// <summary>Runs the operation. Arguments are assumed validated (see PoolKernels.Attention).</summary>
+    /// <summary>Runs the operation. Arguments are assumed validated (see PoolKernels.Attention). mods is the modifier
+    /// buffer: alibi_slopes from 0 (when p.HasAlibi), sinks from p.SinkBase (when p.HasSinks).</summary>
     public static void Run<T, TBias, TMask, TIdx>(ReadOnlySpan<T> q, ReadOnlySpan<T> k, ReadOnlySpan<T> v, ReadOnlySpan<TBias> attnMask,
-        ReadOnlySpan<TMask> keyPadding, ReadOnlySpan<TIdx> cuQ, ReadOnlySpan<TIdx> cuK, Span<float> output, Span<float> lse, in SdpaParams p)
+        ReadOnlySpan<TMask> keyPadding, ReadOnlySpan<TIdx> cuQ, ReadOnlySpan<TIdx> cuK, ReadOnlySpan<float> mods, Span<float> output, Span<float> lse,
+        in SdpaParams p)
     {
         var acc = new double[p.Ev];
         if (p.Hkv == 0) return;
@@ -55,7 +63,9 @@ internal static class SdpaReference
             SdpaHost.Sequence(p, cuQ, cuK, b, out int tq, out int tk, out long qb, out long kb, out long vb, out long ob, out long lb);
             for (int h = 0; h < p.Hq; h++)
             {
-                int hk = h / group;
+                int hk = h / group, o = p.Offset(tq, tk);
+                double slope = p.HasAlibi != 0 ? mods[p.AlibiBatch * b + h] : 0;
+                double sink = p.HasSinks != 0 ? mods[p.SinkBase + h] : double.NegativeInfinity;
                 for (int i = 0; i < tq; i++)
                 {
                     long qr = qb + p.QHead * h + p.QRow * i;
@@ -71,10 +81,13 @@ internal static class SdpaReference
                             bias = SdpaHost.Bias(attnMask[(int)(p.MaskBatch * b + p.MaskHead * h + (long)i * tk + j)]);
                             if (double.IsNegativeInfinity(bias)) continue;
                         }
-                        long kr = kb + p.KHead * hk + p.KRow * j;
+                        long jr = p.Paged != 0 ? p.PagedRow(Elements.ToInt64(cuK[b * p.TableStride + j / p.PageSize]), j) : j;
+                        long kr = kb + p.KHead * hk + p.KRow * jr;
                         double dot = 0;
                         for (int e = 0; e < p.E; e++) dot += (double)Elements.ToFloat(q[(int)(qr + e)]) * Elements.ToFloat(k[(int)(kr + e)]);
-                        double x = (double)p.Scale * dot + bias;
+                        double x = (double)p.Scale * dot;
+                        if (p.Softcap > 0) x = p.Softcap * Math.Tanh(x / p.Softcap);
+                        x += bias - slope * Math.Abs((long)i + o - j);
                         // PyTorch's softmax: a score of -inf weighs exp(-inf - max) = 0 (a row of only -inf has no key,
                         // as when masked); +inf gives exp(inf - inf) = NaN for the whole row.
                         if (double.IsNegativeInfinity(x)) continue;
@@ -88,11 +101,20 @@ internal static class SdpaReference
                         }
                         else w = Math.Exp(x - m); // NaN x lands here and poisons the row, as in PyTorch
                         s += w;
-                        long vr = vb + p.VHead * hk + p.VRow * j;
+                        long vr = vb + p.VHead * hk + p.VRow * jr;
                         for (int d = 0; d < acc.Length; d++) acc[d] += w * Elements.ToFloat(v[(int)(vr + d)]);
                     }
                     long or = ob + p.OHead * h + p.ORow * i;
                     bool any = s > 0 || double.IsNaN(s);
+                    if (p.HasSinks != 0)
+                    {
+                        // the sink joins the denominator: rescale to M = max(m, sink) so neither exponent overflows
+                        double mm = any ? Math.Max(m, sink) : sink, c = any ? Math.Exp(m - mm) : 0;
+                        double den = s * c + Math.Exp(sink - mm);
+                        for (int d = 0; d < acc.Length; d++) output[(int)(or + d)] = any ? (float)(acc[d] * c / den) : 0f;
+                        lse[(int)(lb + p.LHead * h + p.LRow * i)] = (float)(mm + Math.Log(den));
+                        continue;
+                    }
                     for (int d = 0; d < acc.Length; d++) output[(int)(or + d)] = any ? (float)(acc[d] / s) : 0f;
                     lse[(int)(lb + p.LHead * h + p.LRow * i)] = any ? (float)(m + Math.Log(s)) : float.NegativeInfinity;
                 }

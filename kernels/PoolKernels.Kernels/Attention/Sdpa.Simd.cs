@@ -30,6 +30,18 @@ internal unsafe interface IVec<TV> where TV : struct
     /// with vscalefps (one instruction for the exponent add, instead of convert, add, shift and multiply); Vector256 and
     /// Vector128 build 2^n from the exponent bits.</summary>
     static abstract TV Exp(TV x);
+    /// <summary>The lane indices 0, 1, ..., Width - 1 as floats.</summary>
+    static abstract TV Iota { get; }
+    static abstract TV Abs(TV x);
+    /// <summary>cap·tanh(x/cap) (softcap) as Cephes tanhf: for |y| = |x/cap| &lt; 0.625 an odd polynomial (no cancellation
+    /// near 0), else sign(y)·(1 - e)/(1 + e) with e = exp(-2|y|) ≤ 1, so exp never overflows; NaN stays NaN, ±inf gives ±cap.</summary>
+    static abstract TV SoftCap(TV x, float cap);
+}
+
+/// <summary>Cephes tanhf's polynomial for |x| &lt; 0.625: tanh x = x + x·z·(((((T0·z + T1)·z + T2)·z + T3)·z + T4), z = x².</summary>
+internal static class TanhConst
+{
+    public const float T0 = -5.70498872745E-3f, T1 = 2.06390887954E-2f, T2 = -5.37397155531E-2f, T3 = 1.33314422036E-1f, T4 = -3.33332819422E-1f;
 }
 
 /// <summary>Constants of the float exp shared by every width.</summary>
@@ -62,6 +74,20 @@ internal unsafe struct V512 : IVec<Vector512<float>>
         Vector512.ConditionalSelect(Vector512.Equals(x, Vector512.Create(float.NegativeInfinity)), Vector512<float>.Zero, x);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float HMax(Vector512<float> v) => V256.HMax(Vector256.MaxNative(v.GetLower(), v.GetUpper()));
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float HSum(Vector512<float> v) => Vector512.Sum(v);
+    public static Vector512<float> Iota => Vector512<float>.Indices;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Abs(Vector512<float> x) => Vector512.Abs(x);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> SoftCap(Vector512<float> x, float cap)
+    {
+        var y = x * (1f / cap);
+        var a = Vector512.Abs(y);
+        var e = Exp(a * -2f);
+        var far = Vector512.CopySign((Vector512<float>.One - e) / (Vector512<float>.One + e), y);
+        var z = y * y;
+        var poly = Fma(Fma(Fma(Fma(Fma(Vector512.Create(TanhConst.T0), z, Vector512.Create(TanhConst.T1)), z, Vector512.Create(TanhConst.T2)), z,
+            Vector512.Create(TanhConst.T3)), z, Vector512.Create(TanhConst.T4)), z * y, y);
+        return Vector512.ConditionalSelect(Vector512.LessThan(a, Vector512.Create(0.625f)), poly, far) * cap;
+    }
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector512<float> Exp(Vector512<float> x)
     {
@@ -117,6 +143,20 @@ internal unsafe struct V256 : IVec<Vector256<float>>
         return r;
     }
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float HSum(Vector256<float> v) => Vector256.Sum(v);
+    public static Vector256<float> Iota => Vector256<float>.Indices;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Abs(Vector256<float> x) => Vector256.Abs(x);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> SoftCap(Vector256<float> x, float cap)
+    {
+        var y = x * (1f / cap);
+        var a = Vector256.Abs(y);
+        var e = Exp(a * -2f);
+        var far = Vector256.CopySign((Vector256<float>.One - e) / (Vector256<float>.One + e), y);
+        var z = y * y;
+        var poly = Fma(Fma(Fma(Fma(Fma(Vector256.Create(TanhConst.T0), z, Vector256.Create(TanhConst.T1)), z, Vector256.Create(TanhConst.T2)), z,
+            Vector256.Create(TanhConst.T3)), z, Vector256.Create(TanhConst.T4)), z * y, y);
+        return Vector256.ConditionalSelect(Vector256.LessThan(a, Vector256.Create(0.625f)), poly, far) * cap;
+    }
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector256<float> Exp(Vector256<float> x)
     {
@@ -173,6 +213,20 @@ internal unsafe struct V128 : IVec<Vector128<float>>
         return r;
     }
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float HSum(Vector128<float> v) => Vector128.Sum(v);
+    public static Vector128<float> Iota => Vector128<float>.Indices;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> Abs(Vector128<float> x) => Vector128.Abs(x);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector128<float> SoftCap(Vector128<float> x, float cap)
+    {
+        var y = x * (1f / cap);
+        var a = Vector128.Abs(y);
+        var e = Exp(a * -2f);
+        var far = Vector128.CopySign((Vector128<float>.One - e) / (Vector128<float>.One + e), y);
+        var z = y * y;
+        var poly = Fma(Fma(Fma(Fma(Fma(Vector128.Create(TanhConst.T0), z, Vector128.Create(TanhConst.T1)), z, Vector128.Create(TanhConst.T2)), z,
+            Vector128.Create(TanhConst.T3)), z, Vector128.Create(TanhConst.T4)), z * y, y);
+        return Vector128.ConditionalSelect(Vector128.LessThan(a, Vector128.Create(0.625f)), poly, far) * cap;
+    }
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector128<float> Exp(Vector128<float> x)
     {
@@ -242,6 +296,8 @@ internal static unsafe class SdpaSimd
 
     /// <summary>Tests set this to run the Vector256 micro-kernels on AVX-512 hardware too.</summary>
     internal static bool ForceVector256;
+    /// <summary>Tests set this to run the tiled kernel where <see cref="SdpaDecodeSimd"/> would serve the call.</summary>
+    internal static bool ForceTiled;
     /// <summary>Tests set this to run the Vector128 micro-kernels (the NEON / SSE-only width) on wider hardware too.</summary>
     internal static bool ForceVector128;
 
@@ -256,16 +312,23 @@ internal static unsafe class SdpaSimd
 
     /// <summary>Runs the operation on <paramref name="pool"/> (default <see cref="WorkerPool.Shared"/>). Arguments are assumed validated.</summary>
     public static void Run<T, TBias, TMask, TIdx>(ReadOnlySpan<T> q, ReadOnlySpan<T> k, ReadOnlySpan<T> v, ReadOnlySpan<TBias> attnMask,
-        ReadOnlySpan<TMask> keyPadding, ReadOnlySpan<TIdx> cuQ, ReadOnlySpan<TIdx> cuK, Span<float> output, Span<float> lse, in SdpaParams p, WorkerPool? pool = null)
+        ReadOnlySpan<TMask> keyPadding, ReadOnlySpan<TIdx> cuQ, ReadOnlySpan<TIdx> cuK, ReadOnlySpan<float> mods, Span<float> output, Span<float> lse,
+        in SdpaParams p, WorkerPool? pool = null)
         where T : unmanaged where TBias : unmanaged where TMask : unmanaged where TIdx : unmanaged
     {
         if (p.Hkv == 0 || p.Batch == 0 || p.Tq == 0) return;
         pool ??= WorkerPool.Shared;
+        if (SdpaDecodeSimd.Serves(p) && !ForceTiled) // decode: few query rows, split over keys
+        {
+            SdpaDecodeSimd.Run(q, k, v, keyPadding, cuQ, cuK, mods, output, lse, p, pool);
+            return;
+        }
         fixed (T* qp = q) fixed (T* kp = k) fixed (T* vp = v) fixed (TBias* mp = attnMask) fixed (TMask* pp = keyPadding)
-        fixed (TIdx* cq = cuQ) fixed (TIdx* ck = cuK) fixed (float* op = output) fixed (float* lp = lse)
+        fixed (TIdx* cq = cuQ) fixed (TIdx* ck = cuK) fixed (float* op = output) fixed (float* lp = lse) fixed (float* mo = mods)
         {
             var job = Job<T, TBias, TMask, TIdx>.Cached ??= new();
             job.Q = qp; job.K = kp; job.V = vp; job.Mask = mp; job.KeyPadding = pp; job.CuQ = cq; job.CuK = ck; job.Out = op; job.Lse = lp; job.P = p;
+            job.Mods = mo;
             int w = job.Width = Lanes;
             job.EvP = (p.Ev + 2 * w - 1) / (2 * w) * (2 * w);
             job.TkPad = (p.Tk + BlockK - 1) / BlockK * BlockK;
@@ -276,14 +339,14 @@ internal static unsafe class SdpaSimd
             job.Chunks = Math.Max(1, Math.Min(qBlocks, (16 * pool.Workers + heads - 1) / heads));
             pool.EnsureScratch(ref job.Scratch, Job<T, TBias, TMask, TIdx>.ScratchFloats(p, job.EvP, job.TkPad), pinned: true);
             pool.Run(job, heads * job.Chunks);
-            job.Q = null; job.K = null; job.V = null; job.Out = null; job.Lse = null;
+            job.Q = null; job.K = null; job.V = null; job.Out = null; job.Lse = null; job.Mods = null;
         }
     }
 
     private sealed class Job<T, TBias, TMask, TIdx> : IParallelJob where T : unmanaged where TBias : unmanaged where TMask : unmanaged where TIdx : unmanaged
     {
         [ThreadStatic] internal static Job<T, TBias, TMask, TIdx>? Cached;
-        internal T* Q, K, V; internal TBias* Mask; internal TMask* KeyPadding; internal TIdx* CuQ, CuK; internal float* Out, Lse;
+        internal T* Q, K, V; internal TBias* Mask; internal TMask* KeyPadding; internal TIdx* CuQ, CuK; internal float* Out, Lse, Mods;
         internal SdpaParams P;
         internal int EvP, TkPad, Chunks;
         internal int Width;
@@ -292,8 +355,13 @@ internal static unsafe class SdpaSimd
         // F32 rows are read in place only when they are contiguous (bhtd, or one head): in bthd the rows of one head lie
         // Hkv·E floats apart — 4 KB for 8 heads of 128 — and a tile's rows then fall into the same few L1 sets (the
         // resampler's bthd dh = 128 attention ran at 48% of the FMA loop read in place, 61% staged; E = 64 bthd 41-49% -> 61%)
-        internal static bool DirectK(in SdpaParams p) => typeof(T) == typeof(float) && p.KRow == p.E;
-        internal static bool DirectV(in SdpaParams p, int evp) => typeof(T) == typeof(float) && p.Ev == evp && p.VRow == p.Ev;
+        internal static bool DirectK(in SdpaParams p) => typeof(T) == typeof(float) && p.KRow == p.E && p.Paged == 0;
+        internal static bool DirectV(in SdpaParams p, int evp) => typeof(T) == typeof(float) && p.Ev == evp && p.VRow == p.Ev && p.Paged == 0;
+
+        /// <summary>The row of key j of sequence b in k/v: j, or its cache row through the block table (sdpa_paged).</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        private long KeyRow(in SdpaParams p, int b, int j) =>
+            p.Paged == 0 ? j : p.PagedRow(Elements.ToInt64(CuK[(long)b * p.TableStride + j / p.PageSize]), j);
 
         /// <summary>Floats of one worker's scratch (64-byte aligned, every part a multiple of 16 floats): K [TkPad·E] unless
         /// direct | V [TkPad·EvP] unless direct | kp [TkPad] | Qᵀ [E·BQ] | Sᵀ [BK·BQ] | O [BQ·EvP] | M, L, Alpha, Lo, Hi [BQ] |
@@ -317,7 +385,11 @@ internal static unsafe class SdpaSimd
             ref readonly var p = ref P;
             int chunk = item % Chunks, bhk = item / Chunks, hk = bhk % p.Hkv, b = bhk / p.Hkv;
             int tq, tk; long qb, kb, vb, ob, lb;
-            if (p.Varlen == 0)
+            if (p.Paged != 0)
+            {
+                tq = p.Tq; tk = (int)Elements.ToInt64(CuQ[b]); qb = p.QBatch * b; kb = 0; vb = 0; ob = p.OBatch * b; lb = p.LBatch * b;
+            }
+            else if (p.Varlen == 0)
             {
                 tq = p.Tq; tk = p.Tk; qb = p.QBatch * b; kb = p.KBatch * b; vb = p.VBatch * b; ob = p.OBatch * b; lb = p.LBatch * b;
             }
@@ -351,7 +423,7 @@ internal static unsafe class SdpaSimd
                 for (int j = 0; j < tk; j++)
                 {
                     var dst = new Span<float>(kf + (long)j * e, e);
-                    Elements.AsFloats(new ReadOnlySpan<T>(kh + p.KRow * j, e), dst).CopyTo(dst);
+                    Elements.AsFloats(new ReadOnlySpan<T>(kh + p.KRow * KeyRow(p, b, j), e), dst).CopyTo(dst);
                 }
                 new Span<float>(kf + (long)tk * e, (tkp - tk) * e).Clear();
             }
@@ -363,7 +435,7 @@ internal static unsafe class SdpaSimd
                 for (int j = 0; j < tk; j++)
                 {
                     var dst = new Span<float>(vf + (long)j * evp, evp);
-                    Elements.AsFloats(new ReadOnlySpan<T>(vh + p.VRow * j, ev), dst).CopyTo(dst);
+                    Elements.AsFloats(new ReadOnlySpan<T>(vh + p.VRow * KeyRow(p, b, j), ev), dst).CopyTo(dst);
                     dst[ev..].Clear();
                 }
             }
@@ -384,6 +456,8 @@ internal static unsafe class SdpaSimd
             for (int h = hk * group; h < (hk + 1) * group; h++)
             {
                 T* qh = Q + qb + p.QHead * h;
+                float slope = p.HasAlibi != 0 ? Mods[p.AlibiBatch * b + h] : 0f;
+                float sink = p.HasSinks != 0 ? Mods[p.SinkBase + h] : float.NegativeInfinity;
                 for (int blk = chunk; blk < nb; blk += Chunks)
                 {
                     int i0 = blk * BlockQ, nr = Math.Min(BlockQ, tq - i0), nrp = (nr + 3) & ~3;
@@ -437,6 +511,7 @@ internal static unsafe class SdpaSimd
                             else
                                 for (int c = 0; c < BlockQ; c += 2 * w) ScoreBlock2<TV, TOps>(k0, k1, k2, k3, e, qt + c, st + j * BlockQ + c);
                         }
+                        if (p.ModifiesScores) ModifyTile<TV, TOps>(st, nk, i0 + p.Offset(tq, tk) - t0, slope);
                         bool plain = p.HasAttnMask == 0 && firstLo <= t0 && lastHi >= t0 + nk - 1;
                         if (!plain) MaskTile<TV, TOps>(st, nk, nr, i0, t0, b, h, tk, kpb, loI, hiI, bounded);
                         Softmax<TV, TOps>(st, nk, plain && p.HasKeyPadding != 0 ? kpb + t0 : null, m, l, alpha);
@@ -467,12 +542,19 @@ internal static unsafe class SdpaSimd
                     float* oh = Out + ob + p.OHead * h;
                     for (int r = 0; r < nr; r++)
                     {
-                        float sum = l[r];
+                        float sum = l[r], mr = m[r], c = 1f;
                         bool any = sum > 0 || float.IsNaN(sum);
+                        if (p.HasSinks != 0)
+                        {
+                            // the sink joins the denominator, rescaled to max(m, sink) so neither exponent overflows
+                            float mm = any ? MathF.Max(mr, sink) : sink;
+                            c = any ? MathF.Exp(mr - mm) : 0f;
+                            sum = sum * c + MathF.Exp(sink - mm); mr = mm;
+                        }
                         var dst = new Span<float>(oh + p.ORow * (i0 + r), ev);
-                        if (any) TensorPrimitives.Multiply(new ReadOnlySpan<float>(o + r * evp, ev), 1f / sum, dst);
+                        if (any) TensorPrimitives.Multiply(new ReadOnlySpan<float>(o + r * evp, ev), c / sum, dst);
                         else dst.Clear();
-                        Lse[lb + p.LHead * h + p.LRow * (i0 + r)] = any ? m[r] + MathF.Log(sum) : float.NegativeInfinity;
+                        Lse[lb + p.LHead * h + p.LRow * (i0 + r)] = any || p.HasSinks != 0 ? mr + MathF.Log(sum) : float.NegativeInfinity;
                     }
                 }
             }
@@ -489,6 +571,28 @@ internal static unsafe class SdpaSimd
                 Transpose16.Pack(q0 + Math.Min(r0, nr) * qRow, qRow, Math.Clamp(nr - r0, 0, 16), e, qt + r0, BlockQ);
             var all = new Span<float>(qt, e * BlockQ);
             TensorPrimitives.Multiply(all, scale, all);
+        }
+
+        /// <summary>The score modifiers on Sᵀ [nk × BlockQ] (keys t0.., already scale·q·k), before any mask: softcap, then
+        /// ALiBi's -slope·|i + o - j|, which for lane r of key row j is -slope·|d0 + r - j| with d0 = i0 + o - t0.</summary>
+        private void ModifyTile<TV, TOps>(float* st, int nk, int d0, float slope) where TV : struct where TOps : struct, IVec<TV>
+        {
+            ref readonly var p = ref P;
+            int w = TOps.Width;
+            float cap = p.Softcap;
+            bool alibi = p.HasAlibi != 0;
+            var negSlope = TOps.Broadcast(-slope);
+            for (int j = 0; j < nk; j++)
+            {
+                float* row = st + j * BlockQ;
+                for (int g = 0; g < BlockQ; g += w)
+                {
+                    var x = TOps.Load(row + g);
+                    if (cap > 0) x = TOps.SoftCap(x, cap);
+                    if (alibi) x = TOps.Fma(negSlope, TOps.Abs(TOps.Add(TOps.Iota, TOps.Broadcast(d0 + g - j))), x);
+                    TOps.Store(row + g, x);
+                }
+            }
         }
 
         /// <summary>Applies to Sᵀ [nk × BlockQ] (keys t0..) everything that may remove a key: the padding row, the per-row

@@ -16,6 +16,12 @@ internal struct SdpaParams
     public int Tq, Tk;
     /// <summary>1 for sdpa_varlen: per-sequence offsets and lengths from cu_seqlens.</summary>
     public int Varlen;
+    /// <summary>1 for sdpa_paged: key/value row j of sequence b is row <see cref="PagedRow"/> of the caches [P,S,Hkv,E]
+    /// (the kernels get seq_lens where sdpa_varlen gets cu_seqlens_q and block_table where it gets cu_seqlens_k); Tk holds
+    /// the longest sequence (grid sizing only).</summary>
+    public int Paged;
+    /// <summary>sdpa_paged: slots per page (S) and the row stride of block_table (its maxPages).</summary>
+    public int PageSize, TableStride;
     /// <summary>Element strides of q, k, v, out and lse (lse's row/head strides; its "e" does not exist).</summary>
     public long QBatch, QHead, QRow, KBatch, KHead, KRow, VBatch, VHead, VRow, OBatch, OHead, ORow, LBatch, LHead, LRow;
     /// <summary>0 none, 1 top_left, 2 bottom_right (<see cref="SdpaCausal"/>).</summary>
@@ -30,10 +36,31 @@ internal struct SdpaParams
     public long MaskBatch, MaskHead;
     /// <summary>1 when key_padding_mask [B, Tk] is given.</summary>
     public int HasKeyPadding;
+    /// <summary>Score modifiers (docs/operations.md "Masked attention"): softcap (0 = off) turns s into
+    /// softcap·tanh(s/softcap) before any bias; ALiBi adds -slope·|i + o - j| with the slopes at mods[AlibiBatch·b + h]
+    /// (AlibiBatch = Hq for [B,Hq] slopes, 0 for [Hq]); a sink adds e^{mods[SinkBase + h]} to the softmax denominator.</summary>
+    public float Softcap;
+    /// <summary>1 when alibi_slopes are given (in the modifier buffer from offset 0).</summary>
+    public int HasAlibi;
+    /// <summary>Element stride of alibi_slopes over the batch: Hq for [B,Hq], 0 for [Hq].</summary>
+    public int AlibiBatch;
+    /// <summary>1 when sinks [Hq] are given, at offset <see cref="SinkBase"/> of the modifier buffer.</summary>
+    public int HasSinks, SinkBase;
+
+    /// <summary>True when a modifier changes the scores themselves (softcap or ALiBi; sinks only change the denominator).</summary>
+    public readonly bool ModifiesScores => Softcap > 0 || HasAlibi != 0;
+
+    /// <summary>The diagonal offset o of query row i: Tk - Tq for bottom_right, else 0 (windows and ALiBi use it).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public readonly int Offset(int tq, int tk) => Causal == 2 ? tk - tq : 0;
 
     /// <summary>ILGPU tiling (set by the launcher): query rows per group, keys per tile, row stride of the K tile in
     /// shared memory (E rounded up to odd, against bank conflicts), query blocks per (sequence, head).</summary>
     public int BlockQ, BlockK, KStride, QBlocks;
+
+    /// <summary>The cache row of key j of sequence b: block_table[b, j / S]·S + j % S (the table entry given as a long).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public readonly long PagedRow(long tableEntry, int j) => tableEntry * PageSize + j % PageSize;
 
     /// <summary>Query heads per key/value head (Hq / Hkv).</summary>
     public readonly int Group => Hq / Hkv;

@@ -20,7 +20,13 @@ internal sealed class AttentionFamily : IOpFamily
         WindowLeft = c.Int("window_left", -1),
         WindowRight = c.Int("window_right", -1),
         Layout = SdpaOptions.ParseLayout(c.Text("layout", "bhtd")),
+        Softcap = c.Float("softcap", 0),
+        AlibiSlopes = Floats(c.Optional("alibi_slopes")),
+        Sinks = Floats(c.Optional("sinks")),
     };
+
+    /// <summary>A modifier tensor (alibi_slopes [Hq] or [B,Hq], sinks [Hq]) as its F32 values; absent = empty.</summary>
+    private static float[] Floats(HostTensor? t) => t is null ? [] : t.To(DType.F32).AsSpan<float>().ToArray();
 
     private static Dictionary<string, HostTensor> Out((HostTensor Out, HostTensor Lse) r) => new() { ["out"] = r.Out, ["lse"] = r.Lse };
 
@@ -33,7 +39,7 @@ internal sealed class AttentionFamily : IOpFamily
     private static string S(int x) => x.ToString(CultureInfo.InvariantCulture);
 
     private record struct Case(int B, int Hq, int Hkv, int Tq, int Tk, int E, int Ev, string Causal, int Wl, int Wr, string Layout,
-        string Mask, bool Kpm, float Spread = 2);
+        string Mask, bool Kpm, float Spread = 2, float Softcap = 0, string Alibi = "", bool Sinks = false);
 
     private static IReadOnlyList<(string, OpCall)> SdpaCases(int seed)
     {
@@ -53,6 +59,13 @@ internal sealed class AttentionFamily : IOpFamily
             new(1, 2, 2, 4, 11, 16, 8, "none", -1, -1, "bhtd", "", false, 60),
             new(0, 2, 2, 4, 5, 8, 8, "none", -1, -1, "bhtd", "", true),
             new(2, 2, 2, 3, 0, 8, 8, "top_left", -1, -1, "bthd", "", false),
+            // score modifiers: softcap, ALiBi ([Hq] and [B,Hq]), sinks, alone and with every mask form
+            new(2, 2, 2, 6, 9, 16, 8, "top_left", -1, -1, "bhtd", "", false, 4, Softcap: 3),
+            new(2, 4, 2, 5, 12, 16, 16, "bottom_right", 4, -1, "bthd", "bool_h", true, Alibi: "h"),
+            new(2, 2, 1, 7, 7, 8, 8, "none", 2, 3, "bhtd", "f32_b", false, Alibi: "bh", Sinks: true),
+            new(2, 2, 2, 6, 9, 8, 8, "none", -1, -1, "bhtd", "bool", true, Sinks: true),
+            new(1, 8, 2, 70, 75, 24, 16, "bottom_right", 30, -1, "bthd", "f16", true, 3, Softcap: 5, Alibi: "bh", Sinks: true),
+            new(2, 2, 2, 3, 0, 8, 8, "none", -1, -1, "bhtd", "", false, Softcap: 2, Alibi: "h", Sinks: true),
         ];
         var list = new List<(string, OpCall)>();
         foreach (var c in cases)
@@ -92,23 +105,38 @@ internal sealed class AttentionFamily : IOpFamily
                 ["causal"] = c.Causal, ["window_left"] = S(c.Wl), ["window_right"] = S(c.Wr), ["layout"] = c.Layout,
             };
             if (list.Count % 2 == 1) ps["scale"] = "0.3";
-            string label = $"{dt.Name()} B{c.B} Hq{c.Hq}/Hkv{c.Hkv} Tq{c.Tq} Tk{c.Tk} E{c.E}/{c.Ev} {c.Causal} w[{c.Wl},{c.Wr}] {c.Layout} mask={c.Mask} kpm={c.Kpm}";
+            Modifiers(r, inputs, ps, c.B, c.Hq, c.Softcap, c.Alibi, c.Sinks);
+            string label = $"{dt.Name()} B{c.B} Hq{c.Hq}/Hkv{c.Hkv} Tq{c.Tq} Tk{c.Tk} E{c.E}/{c.Ev} {c.Causal} w[{c.Wl},{c.Wr}] {c.Layout} mask={c.Mask} kpm={c.Kpm}"
+                + (c.Softcap > 0 ? $" softcap={c.Softcap}" : "") + (c.Alibi != "" ? $" alibi={c.Alibi}" : "") + (c.Sinks ? " sinks" : "");
             list.Add((label, new OpCall(inputs, ps)));
         }
         return list;
     }
 
+    /// <summary>Adds the score modifiers of a case: softcap as a parameter, alibi_slopes ("h" = [Hq], "bh" = [B,Hq]) and
+    /// sinks [Hq] as F32 inputs.</summary>
+    private static void Modifiers(RandomTensors r, Dictionary<string, HostTensor> inputs, Dictionary<string, string> ps, int b, int hq,
+        float softcap, string alibi, bool sinks)
+    {
+        if (softcap > 0) ps["softcap"] = softcap.ToString(CultureInfo.InvariantCulture);
+        if (alibi == "h") inputs["alibi_slopes"] = r.Floats(DType.F32, 0.05f, 1f, hq);
+        else if (alibi == "bh") inputs["alibi_slopes"] = r.Floats(DType.F32, 0.05f, 1f, b, hq);
+        if (sinks) inputs["sinks"] = r.Floats(DType.F32, -2f, 2f, hq);
+    }
+
     private static IReadOnlyList<(string, OpCall)> VarlenCases(int seed)
     {
         var r = new RandomTensors(seed);
-        (int[] Lq, int[] Lk, int Hq, int Hkv, int E, int Ev, string Causal, int Wl, int Wr, bool I32)[] cases =
+        (int[] Lq, int[] Lk, int Hq, int Hkv, int E, int Ev, string Causal, int Wl, int Wr, bool I32, float Cap, string Alibi, bool Sinks)[] cases =
         [
-            ([3, 1, 5], [4, 0, 6], 2, 2, 8, 8, "none", -1, -1, false),
-            ([2, 4, 6], [5, 4, 3], 4, 2, 16, 12, "bottom_right", -1, -1, true),
-            ([7, 3], [7, 5], 2, 1, 9, 8, "top_left", 3, -1, false),
-            ([1, 35], [1, 70], 1, 1, 40, 33, "none", 2, 5, true),
-            ([], [], 2, 2, 8, 8, "none", -1, -1, false),
-            ([0, 2], [3, 0], 1, 1, 4, 4, "bottom_right", -1, -1, true),
+            ([3, 1, 5], [4, 0, 6], 2, 2, 8, 8, "none", -1, -1, false, 0, "", false),
+            ([2, 4, 6], [5, 4, 3], 4, 2, 16, 12, "bottom_right", -1, -1, true, 0, "", false),
+            ([7, 3], [7, 5], 2, 1, 9, 8, "top_left", 3, -1, false, 0, "", false),
+            ([1, 35], [1, 70], 1, 1, 40, 33, "none", 2, 5, true, 0, "", false),
+            ([], [], 2, 2, 8, 8, "none", -1, -1, false, 0, "", false),
+            ([0, 2], [3, 0], 1, 1, 4, 4, "bottom_right", -1, -1, true, 0, "", false),
+            ([3, 5, 2], [6, 0, 9], 4, 2, 8, 8, "bottom_right", 3, -1, false, 0, "h", true),
+            ([4, 6], [8, 6], 2, 2, 16, 8, "none", -1, -1, true, 2, "bh", false),
         ];
         var list = new List<(string, OpCall)>();
         foreach (var c in cases)
@@ -126,7 +154,9 @@ internal sealed class AttentionFamily : IOpFamily
                 ["cu_seqlens_k"] = c.I32 ? HostTensor.From(ck, ck.Length).To(DType.I32) : HostTensor.From(ck, ck.Length),
             };
             var ps = new Dictionary<string, string> { ["causal"] = c.Causal, ["window_left"] = S(c.Wl), ["window_right"] = S(c.Wr) };
-            list.Add(($"{dt.Name()} Lq[{string.Join(",", c.Lq)}] Lk[{string.Join(",", c.Lk)}] Hq{c.Hq}/Hkv{c.Hkv} E{c.E}/{c.Ev} {c.Causal} w[{c.Wl},{c.Wr}]", new OpCall(inputs, ps)));
+            Modifiers(r, inputs, ps, c.Lq.Length, c.Hq, c.Cap, c.Alibi, c.Sinks);
+            list.Add(($"{dt.Name()} Lq[{string.Join(",", c.Lq)}] Lk[{string.Join(",", c.Lk)}] Hq{c.Hq}/Hkv{c.Hkv} E{c.E}/{c.Ev} {c.Causal} "
+                + $"w[{c.Wl},{c.Wr}] softcap={c.Cap} alibi={c.Alibi} sinks={c.Sinks}", new OpCall(inputs, ps)));
         }
         return list;
     }

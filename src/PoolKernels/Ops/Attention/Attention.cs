@@ -37,6 +37,56 @@ public sealed record SdpaOptions
     public int WindowRight { get; init; } = -1;
     /// <summary>bhtd or bthd (sdpa only; sdpa_varlen is always [N, H, E]).</summary>
     public SdpaLayout Layout { get; init; }
+    /// <summary>Score soft-capping (Gemma 2, FlashAttention's <c>softcap</c>): s = softcap·tanh(s/softcap) on the scaled
+    /// score, before any mask or ALiBi; 0 (the default) turns it off; must be finite and >= 0.</summary>
+    public float Softcap { get; init; }
+    /// <summary>ALiBi slopes, Hq values (one per query head) or B·Hq (row-major [B,Hq]); empty (the default) = no ALiBi.
+    /// Adds -slope·|i + o - j| to the score of query i and key j (o = Tk - Tq for bottom_right, else 0). Copied on init.</summary>
+    public ReadOnlyMemory<float> AlibiSlopes { get => _alibi; init { _alibi = value.ToArray(); _mods = null; } }
+    /// <summary>Attention sinks, Hq finite logits (one per query head) that join each softmax denominator and attend to
+    /// nothing: out_i = Σ_j e^{s_ij}·v_j / (e^{sink} + Σ_j e^{s_ij}), lse_i = ln(e^{sink} + Σ_j e^{s_ij}); a row with no
+    /// allowed key gives out 0 and lse = sink. Empty (the default) = no sinks. Copied on init.</summary>
+    public ReadOnlyMemory<float> Sinks { get => _sinks; init { _sinks = value.ToArray(); _mods = null; } }
+
+    private float[] _alibi = [], _sinks = [];
+    private float[]? _mods;
+
+    /// <summary>The kernels' modifier buffer: alibi slopes, then sinks (built once per options object).</summary>
+    internal float[] Mods => _mods ??= [.. _alibi, .. _sinks];
+
+    private bool PrintMembers(System.Text.StringBuilder builder)
+    {
+        var inv = System.Globalization.CultureInfo.InvariantCulture;
+        builder.Append(inv, $"Causal = {Causal}, Scale = {Scale?.ToString(inv) ?? "1/sqrt(E)"}, WindowLeft = {WindowLeft}, ");
+        builder.Append(inv, $"WindowRight = {WindowRight}, Layout = {Layout}, Softcap = {Softcap}");
+        builder.Append(", AlibiSlopes = [").AppendJoin(", ", _alibi.Select(x => x.ToString(inv))).Append(']');
+        builder.Append(", Sinks = [").AppendJoin(", ", _sinks.Select(x => x.ToString(inv))).Append(']');
+        return true;
+    }
+
+    /// <summary>Checks the modifiers against a call's batch and query heads and sets them in <paramref name="p"/>.</summary>
+    internal void ApplyModifiers(ref SdpaParams p, int batch, int hq)
+    {
+        if (!(Softcap >= 0 && float.IsFinite(Softcap)))
+            throw new ArgumentException($"softcap must be finite and >= 0 (0 = off), got {Softcap}.", nameof(Softcap));
+        if (_alibi.Length != 0)
+        {
+            if (_alibi.Length != hq && _alibi.Length != (long)batch * hq)
+                throw new ArgumentException($"alibi_slopes must have Hq = {hq} or B·Hq = {(long)batch * hq} values ([Hq] or [B,Hq]), got {_alibi.Length}.",
+                    nameof(AlibiSlopes));
+            foreach (var x in _alibi)
+                if (!float.IsFinite(x)) throw new ArgumentException($"alibi_slopes must be finite, got {x}.", nameof(AlibiSlopes));
+            p.HasAlibi = 1; p.AlibiBatch = _alibi.Length == hq ? 0 : hq;
+        }
+        if (_sinks.Length != 0)
+        {
+            if (_sinks.Length != hq) throw new ArgumentException($"sinks must have Hq = {hq} values, got {_sinks.Length}.", nameof(Sinks));
+            foreach (var x in _sinks)
+                if (!float.IsFinite(x)) throw new ArgumentException($"sinks must be finite, got {x}.", nameof(Sinks));
+            p.HasSinks = 1; p.SinkBase = _alibi.Length;
+        }
+        p.Softcap = Softcap;
+    }
 
     internal static readonly SdpaOptions Default = new();
 
@@ -84,7 +134,7 @@ public sealed record SdpaOptions
 /// <para><c>sdpa_varlen</c> is the same over packed sequences: q [Nq,Hq,E], k [Nk,Hkv,E], v [Nk,Hkv,Ev] with sequence b at rows
 /// cu_seqlens[b] .. cu_seqlens[b+1]-1; the bottom_right offset is per sequence (Tk_b - Tq_b).</para>
 /// </summary>
-public static class Attention
+public static partial class Attention
 {
     // ---------------------------------------------------------------- sdpa: host tensors
 
@@ -120,7 +170,7 @@ public static class Attention
             Check.SameDevice(device, name, t);
         var plan = PlanSdpa(q.Shape, q.DType, k.Shape, k.DType, v.Shape, v.DType, attnMask?.ShapeArray, attnMask?.DType, keyPaddingMask?.ShapeArray, keyPaddingMask?.DType, options);
         CheckOutputs(output, lse, plan);
-        Run(device, plan.P, q, k, v, attnMask, keyPaddingMask, null, null, output, lse, 0);
+        Run(device, plan.P, q, k, v, attnMask, keyPaddingMask, null, null, output, lse, 0, options.Mods);
     }
 
     // ---------------------------------------------------------------- sdpa: spans
@@ -158,7 +208,7 @@ public static class Attention
         switch (device)
         {
             case CpuDevice cpu:
-                RunCpu<T, byte, TMask, long>(cpu, q, k, v, default, keyPaddingMask, default, default, output, lse, p);
+                RunCpu<T, byte, TMask, long>(cpu, q, k, v, default, keyPaddingMask, default, default, options.Mods, output, lse, p);
                 break;
             case IlgpuDevice g:
                 int[] qs = options.Layout == SdpaLayout.Bhtd ? [b, hq, tq, e] : [b, tq, hq, e];
@@ -169,7 +219,7 @@ public static class Attention
                 using (var o = g.Allocate(DType.F32, (int)output.Length))
                 using (var l = g.Allocate(DType.F32, (int)lse.Length))
                 {
-                    Run(g, p, dq, dk, dv, null, dm, null, null, o, l, 0);
+                    Run(g, p, dq, dk, dv, null, dm, null, null, o, l, 0, options.Mods);
                     o.CopyTo(output);
                     l.CopyTo(lse);
                 }
@@ -193,7 +243,7 @@ public static class Attention
         using var scope = new HostScope(device);
         var o = scope.Output(DType.F32, plan.OutShape);
         var l = scope.Output(DType.F32, plan.LseShape);
-        RunVarlen(device, plan, scope.Bind(q), scope.Bind(k), scope.Bind(v), scope.Bind(cuSeqlensQ), scope.Bind(cuSeqlensK), o, l);
+        RunVarlen(device, plan, scope.Bind(q), scope.Bind(k), scope.Bind(v), scope.Bind(cuSeqlensQ), scope.Bind(cuSeqlensK), o, l, options.Mods);
         return (scope.Result(o), scope.Result(l));
     }
 
@@ -211,12 +261,12 @@ public static class Attention
         var plan = PlanVarlen(q.Shape, q.DType, k.Shape, k.DType, v.Shape, v.DType, RaggedPooling.HostBytes(cuSeqlensQ, out _), cuSeqlensQ.DType, cuSeqlensQ.Shape,
             RaggedPooling.HostBytes(cuSeqlensK, out _), cuSeqlensK.DType, cuSeqlensK.Shape, options);
         CheckOutputs(output, lse, plan);
-        RunVarlen(device, plan, q, k, v, cuSeqlensQ, cuSeqlensK, output, lse);
+        RunVarlen(device, plan, q, k, v, cuSeqlensQ, cuSeqlensK, output, lse, options.Mods);
     }
 
     private static void RunVarlen(Device device, Plan plan, DeviceTensor q, DeviceTensor k, DeviceTensor v, DeviceTensor cuQ, DeviceTensor cuK,
-        DeviceTensor output, DeviceTensor lse) =>
-        Run(device, plan.P, q, k, v, null, null, cuQ, cuK, output, lse, plan.MaxTq);
+        DeviceTensor output, DeviceTensor lse, float[] mods) =>
+        Run(device, plan.P, q, k, v, null, null, cuQ, cuK, output, lse, plan.MaxTq, mods);
 
     // ---------------------------------------------------------------- validation
 
@@ -255,6 +305,7 @@ public static class Attention
             QBatch = (long)hq * tq * e, KBatch = (long)hkv * tk * e, VBatch = (long)hkv * tk * ev, OBatch = (long)hq * tq * ev,
             LBatch = (long)hq * tq, LHead = tq, LRow = 1,
         };
+        options.ApplyModifiers(ref p, b, hq);
         if (bhtd)
         {
             p.QHead = (long)tq * e; p.QRow = e; p.KHead = (long)tk * e; p.KRow = e; p.VHead = (long)tk * ev; p.VRow = ev; p.OHead = (long)tq * ev; p.ORow = ev;
@@ -358,17 +409,17 @@ public static class Attention
     // ---------------------------------------------------------------- dispatch
 
     private static void Run(Device device, SdpaParams p, DeviceTensor q, DeviceTensor k, DeviceTensor v, DeviceTensor? attnMask, DeviceTensor? keyPadding,
-        DeviceTensor? cuQ, DeviceTensor? cuK, DeviceTensor output, DeviceTensor lse, int maxTq)
+        DeviceTensor? cuQ, DeviceTensor? cuK, DeviceTensor output, DeviceTensor lse, int maxTq, float[] mods)
     {
-        if (device is IlgpuDevice g) { AttentionIlgpu.Run(g, p, q, k, v, attnMask, keyPadding, cuQ, cuK, output, lse); return; }
+        if (device is IlgpuDevice g) { AttentionIlgpu.Run(g, p, q, k, v, attnMask, keyPadding, cuQ, cuK, output, lse, mods); return; }
         var runner = new CpuRunner
         {
-            Cpu = (CpuDevice)device, P = p, Q = q.Host.Span, K = k.Host.Span, V = v.Host.Span,
+            Cpu = (CpuDevice)device, P = p, Mods = mods, Q = q.Host.Span, K = k.Host.Span, V = v.Host.Span,
             Mask = attnMask is null ? default : attnMask.Host.Span, KeyPadding = keyPadding is null ? default : keyPadding.Host.Span,
             CuQ = cuQ is null ? default : cuQ.Host.Span, CuK = cuK is null ? default : cuK.Host.Span,
             Output = MemoryMarshal.Cast<byte, float>(output.Host.Span), Lse = MemoryMarshal.Cast<byte, float>(lse.Host.Span),
         };
-        if (p.Varlen != 0)
+        if (p.Varlen != 0 || p.Paged != 0) // sdpa_paged: seq_lens and block_table travel where cu_seqlens do
         {
             runner.Varlen = true;
             TypeDispatch.Run(ref runner, q.DType, cuQ!.DType, cuK!.DType);
@@ -380,6 +431,7 @@ public static class Attention
     {
         public CpuDevice Cpu;
         public SdpaParams P;
+        public float[] Mods;
         public bool Varlen;
         public ReadOnlySpan<byte> Q, K, V, Mask, KeyPadding, CuQ, CuK;
         public Span<float> Output, Lse;
@@ -390,15 +442,15 @@ public static class Attention
             {
                 // T2 = T3 = the offsets' type (cu_seqlens_q and _k may differ: widen the second through long).
                 if (typeof(T2) == typeof(T3))
-                    RunCpu<T1, byte, byte, T2>(Cpu, Cast<T1>(Q), Cast<T1>(K), Cast<T1>(V), default, default, Cast<T2>(CuQ), Cast<T2>(CuK), Output, Lse, P);
+                    RunCpu<T1, byte, byte, T2>(Cpu, Cast<T1>(Q), Cast<T1>(K), Cast<T1>(V), default, default, Cast<T2>(CuQ), Cast<T2>(CuK), Mods, Output, Lse, P);
                 else
                 {
                     var cq = Widen<T2>(CuQ); var ck = Widen<T3>(CuK);
-                    RunCpu<T1, byte, byte, long>(Cpu, Cast<T1>(Q), Cast<T1>(K), Cast<T1>(V), default, default, cq, ck, Output, Lse, P);
+                    RunCpu<T1, byte, byte, long>(Cpu, Cast<T1>(Q), Cast<T1>(K), Cast<T1>(V), default, default, cq, ck, Mods, Output, Lse, P);
                 }
             }
             else
-                RunCpu<T1, T2, T3, long>(Cpu, Cast<T1>(Q), Cast<T1>(K), Cast<T1>(V), Cast<T2>(Mask), Cast<T3>(KeyPadding), default, default, Output, Lse, P);
+                RunCpu<T1, T2, T3, long>(Cpu, Cast<T1>(Q), Cast<T1>(K), Cast<T1>(V), Cast<T2>(Mask), Cast<T3>(KeyPadding), default, default, Mods, Output, Lse, P);
         }
 
         private static ReadOnlySpan<T> Cast<T>(ReadOnlySpan<byte> s) where T : unmanaged => MemoryMarshal.Cast<byte, T>(s);
@@ -413,10 +465,11 @@ public static class Attention
     }
 
     private static void RunCpu<T, TBias, TMask, TIdx>(CpuDevice cpu, ReadOnlySpan<T> q, ReadOnlySpan<T> k, ReadOnlySpan<T> v, ReadOnlySpan<TBias> mask,
-        ReadOnlySpan<TMask> keyPadding, ReadOnlySpan<TIdx> cuQ, ReadOnlySpan<TIdx> cuK, Span<float> output, Span<float> lse, in SdpaParams p)
+        ReadOnlySpan<TMask> keyPadding, ReadOnlySpan<TIdx> cuQ, ReadOnlySpan<TIdx> cuK, ReadOnlySpan<float> mods, Span<float> output, Span<float> lse,
+        in SdpaParams p)
         where T : unmanaged where TBias : unmanaged where TMask : unmanaged where TIdx : unmanaged
     {
-        if (cpu.Kind == BackendKind.Reference) SdpaReference.Run(q, k, v, mask, keyPadding, cuQ, cuK, output, lse, p);
-        else SdpaSimd.Run(q, k, v, mask, keyPadding, cuQ, cuK, output, lse, p, cpu.Pool);
+        if (cpu.Kind == BackendKind.Reference) SdpaReference.Run(q, k, v, mask, keyPadding, cuQ, cuK, mods, output, lse, p);
+        else SdpaSimd.Run(q, k, v, mask, keyPadding, cuQ, cuK, mods, output, lse, p, cpu.Pool);
     }
 }

@@ -1,0 +1,295 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
+
+namespace PoolKernels.Kernels.Attention;
+
+/// <summary>
+/// <c>sdpa</c> / <c>sdpa_varlen</c> / <c>sdpa_paged</c> with few query rows (decode: Tq ≤ <see cref="MaxRows"/> rows per
+/// head group), managed SIMD, split over keys (flash-decoding). Decode reads every key and value once and does little
+/// arithmetic per byte, so it is bound by reading K and V: the tiled kernel would compute 64 query lanes for one row.
+/// <para>Work items are (sequence b, key/value head, split of <see cref="SplitKeys"/> keys). An item serves all R = group·Tq
+/// query rows of its key/value head together (GQA: each K and V row is read once for the whole group): scaled q rows are
+/// staged as float; per block of <see cref="BlockK"/> keys it computes R×16 scores with a vector dot per (row, key) over E,
+/// applies softcap, ALiBi, causal/window bounds and key padding, takes the block max, one rescale of the row's
+/// accumulator, P = exp(s - m) by one vector exp, then acc += P·V row by row. F32 rows are read in place from q/k/v or the
+/// paged cache (rows with E or Ev not a multiple of the vector width are copied to a zero-padded row first); F16/BF16 rows
+/// are widened into a small buffer.</para>
+/// <para>Each item writes its partial (m, l, acc) per row; a second pass merges the splits of a (sequence, head) in split
+/// order (the attention_combine rule) and adds the sink. The split size is fixed, not derived from the worker count, so a
+/// result has the same bits for every thread count and batch position. Scratch (kept between calls): per worker the q rows
+/// and two staging rows, and the partials (items·R·(Ev + 2) floats); a steady-state call allocates nothing, and no score
+/// matrix exists.</para>
+/// </summary>
+internal static unsafe class SdpaDecodeSimd
+{
+    /// <summary>Query rows (group·Tq) an item serves at most; beyond that the tiled kernel is used.</summary>
+    public const int MaxRows = 16;
+    /// <summary>Keys per split (fixed: results do not depend on the thread count).</summary>
+    public const int SplitKeys = 512;
+    /// <summary>Keys per block of scores.</summary>
+    public const int BlockK = 16;
+
+    /// <summary>True when the decode kernel serves <paramref name="p"/>: at most <see cref="MaxRows"/> rows per key/value
+    /// head and no attn_mask (a [Tq,Tk] mask per head is the tiled kernel's case).</summary>
+    public static bool Serves(in SdpaParams p) => p.HasAttnMask == 0 && p.Hkv > 0 && (long)p.Tq * p.Group <= MaxRows;
+
+    /// <summary>Runs the operation on <paramref name="pool"/>. Arguments are assumed validated; <see cref="Serves"/> holds.</summary>
+    public static void Run<T, TMask, TIdx>(ReadOnlySpan<T> q, ReadOnlySpan<T> k, ReadOnlySpan<T> v, ReadOnlySpan<TMask> keyPadding,
+        ReadOnlySpan<TIdx> cuQ, ReadOnlySpan<TIdx> cuK, ReadOnlySpan<float> mods, Span<float> output, Span<float> lse, in SdpaParams p, WorkerPool pool)
+        where T : unmanaged where TMask : unmanaged where TIdx : unmanaged
+    {
+        if (p.Batch == 0 || p.Tq == 0) return;
+        fixed (T* qp = q) fixed (T* kp = k) fixed (T* vp = v) fixed (TMask* pp = keyPadding) fixed (TIdx* cq = cuQ) fixed (TIdx* ck = cuK)
+        fixed (float* op = output) fixed (float* lp = lse) fixed (float* mo = mods)
+        {
+            var job = Job<T, TMask, TIdx>.Cached ??= new();
+            job.Q = qp; job.K = kp; job.V = vp; job.KeyPadding = pp; job.CuQ = cq; job.CuK = ck; job.Out = op; job.Lse = lp; job.Mods = mo; job.P = p;
+            int w = job.Width = SdpaSimd.Lanes;
+            job.EP = (p.E + w - 1) / w * w; job.EvP = (p.Ev + w - 1) / w * w;
+            job.Rows = p.Tq * p.Group;
+            job.Splits = Math.Max(1, (p.Tk + SplitKeys - 1) / SplitKeys);
+            int items = checked(p.Batch * p.Hkv * job.Splits);
+            long partial = (long)job.Rows * (job.EvP + 2);
+            long need = items * partial + 16;
+            if (job.Partials.Length < need) job.Partials = GC.AllocateUninitializedArray<float>(checked((int)need), pinned: true);
+            pool.EnsureScratch(ref job.Scratch, job.Rows * (job.EP + BlockK) + job.EP + job.EvP + 64, pinned: true);
+            pool.Run(job, items);
+            job.Merge = true;
+            pool.Run(job, p.Batch * p.Hkv);
+            job.Merge = false;
+            job.Q = null; job.K = null; job.V = null; job.Out = null; job.Lse = null; job.Mods = null;
+        }
+    }
+
+    private sealed class Job<T, TMask, TIdx> : IParallelJob where T : unmanaged where TMask : unmanaged where TIdx : unmanaged
+    {
+        [ThreadStatic] internal static Job<T, TMask, TIdx>? Cached;
+        internal T* Q, K, V; internal TMask* KeyPadding; internal TIdx* CuQ, CuK; internal float* Out, Lse, Mods;
+        internal SdpaParams P;
+        internal int Width, EP, EvP, Rows, Splits;
+        internal bool Merge;
+        internal float[] Partials = [];
+        internal float[]?[] Scratch = [];
+
+        public void Execute(int item, int worker)
+        {
+            if (Merge) { MergeSplits(item); return; }
+            if (Width == 16) Execute<Vector512<float>, V512>(item, worker);
+            else if (Width == 8) Execute<Vector256<float>, V256>(item, worker);
+            else Execute<Vector128<float>, V128>(item, worker);
+        }
+
+        /// <summary>Where sequence b lives (see SdpaHost.Sequence).</summary>
+        private void Sequence(int b, out int tq, out int tk, out long qb, out long kb, out long vb, out long ob, out long lb)
+        {
+            ref readonly var p = ref P;
+            if (p.Paged != 0)
+            {
+                tq = p.Tq; tk = (int)Elements.ToInt64(CuQ[b]); qb = p.QBatch * b; kb = 0; vb = 0; ob = p.OBatch * b; lb = p.LBatch * b;
+            }
+            else if (p.Varlen == 0)
+            {
+                tq = p.Tq; tk = p.Tk; qb = p.QBatch * b; kb = p.KBatch * b; vb = p.VBatch * b; ob = p.OBatch * b; lb = p.LBatch * b;
+            }
+            else
+            {
+                long q0 = Elements.ToInt64(CuQ[b]), k0 = Elements.ToInt64(CuK[b]);
+                tq = (int)(Elements.ToInt64(CuQ[b + 1]) - q0); tk = (int)(Elements.ToInt64(CuK[b + 1]) - k0);
+                qb = q0 * p.QRow; kb = k0 * p.KRow; vb = k0 * p.VRow; ob = q0 * p.ORow; lb = q0 * p.LRow;
+            }
+        }
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        private long KeyRow(in SdpaParams p, int b, int j) =>
+            p.Paged == 0 ? j : p.PagedRow(Elements.ToInt64(CuK[(long)b * p.TableStride + j / p.PageSize]), j);
+
+        /// <summary>A row of <paramref name="n"/> elements as floats padded with zeros to <paramref name="np"/>: in place for
+        /// F32 when n = np, else widened or copied into <paramref name="buf"/>.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        private static float* Row(T* src, int n, int np, float* buf)
+        {
+            if (typeof(T) == typeof(float) && n == np) return (float*)src;
+            var dst = new Span<float>(buf, np);
+            Elements.AsFloats(new ReadOnlySpan<T>(src, n), dst).CopyTo(dst);
+            dst[n..].Clear();
+            return buf;
+        }
+
+        private void Execute<TV, TOps>(int item, int worker) where TV : struct where TOps : struct, IVec<TV>
+        {
+            ref readonly var p = ref P;
+            int split = item % Splits, bhk = item / Splits, hk = bhk % p.Hkv, b = bhk / p.Hkv;
+            Sequence(b, out int tq, out int tk, out long qb, out long kb, out long vb, out _, out _);
+            int rows = Rows, group = p.Group, e = p.E, ev = p.Ev, ep = EP, evp = EvP, w = TOps.Width;
+            float* part = (float*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(Partials)) + (long)item * rows * (evp + 2);
+            float* acc = part, m = part + (long)rows * evp, l = m + rows;
+            new Span<float>(acc, rows * evp).Clear();
+            new Span<float>(m, rows).Fill(float.NegativeInfinity);
+            new Span<float>(l, rows).Clear();
+            int j0 = split * SplitKeys, j1 = Math.Min(tk, j0 + SplitKeys);
+            if (j0 >= j1) return;
+
+            float* qf = WorkerPool.Aligned64(Scratch[worker]!), s = qf + (long)rows * ep, kbuf = s + rows * BlockK, vbuf = kbuf + ep;
+            // the rows this item serves: r = g·tq + i for query head hk·group + g and query row i (rows past tq are empty)
+            int lo = int.MaxValue, hi = int.MinValue;
+            Span<int> rLo = stackalloc int[MaxRows], rHi = stackalloc int[MaxRows];
+            Span<float> slope = stackalloc float[MaxRows];
+            for (int g = 0; g < group; g++)
+                for (int i = 0; i < p.Tq; i++)
+                {
+                    int r = g * p.Tq + i, h = hk * group + g;
+                    if (i < tq)
+                    {
+                        p.KeyRange(i, tq, tk, out rLo[r], out rHi[r]);
+                        float sc = p.Scale;
+                        T* qr = Q + qb + p.QHead * h + p.QRow * i;
+                        var dst = new Span<float>(qf + (long)r * ep, ep);
+                        Elements.AsFloats(new ReadOnlySpan<T>(qr, e), dst).CopyTo(dst);
+                        dst[e..].Clear();
+                        for (int d = 0; d < e; d++) dst[d] *= sc;
+                    }
+                    else { rLo[r] = 0; rHi[r] = -1; new Span<float>(qf + (long)r * ep, ep).Clear(); }
+                    if (rHi[r] >= rLo[r]) { lo = Math.Min(lo, rLo[r]); hi = Math.Max(hi, rHi[r]); }
+                    slope[r] = p.HasAlibi != 0 ? Mods[p.AlibiBatch * b + h] : 0f;
+                }
+            j0 = Math.Max(j0, lo); j1 = Math.Min(j1, hi + 1);
+            int off = p.Offset(tq, tk);
+            T* kh = K + kb + p.KHead * hk, vh = V + vb + p.VHead * hk;
+            for (int t0 = j0; t0 < j1; t0 += BlockK)
+            {
+                int nk = Math.Min(BlockK, j1 - t0);
+                // scores s[r, jj] = scale·q_r·k_j (lanes past nk and masked keys -inf)
+                for (int jj = 0; jj < nk; jj++)
+                {
+                    int j = t0 + jj;
+                    bool keep = p.HasKeyPadding == 0 || Elements.Keep(KeyPadding[(long)b * tk + j]);
+                    if (!keep) { for (int r = 0; r < rows; r++) s[r * BlockK + jj] = float.NegativeInfinity; continue; }
+                    float* kr = Row(kh + p.KRow * KeyRow(p, b, j), e, ep, kbuf);
+                    for (int r = 0; r < rows; r++)
+                    {
+                        if (j < rLo[r] || j > rHi[r]) { s[r * BlockK + jj] = float.NegativeInfinity; continue; }
+                        float* qr = qf + (long)r * ep;
+                        TV d0 = default, d1 = default;
+                        int c = 0;
+                        for (; c + 2 * w <= ep; c += 2 * w)
+                        {
+                            d0 = TOps.Fma(TOps.Load(qr + c), TOps.Load(kr + c), d0);
+                            d1 = TOps.Fma(TOps.Load(qr + c + w), TOps.Load(kr + c + w), d1);
+                        }
+                        if (c < ep) d0 = TOps.Fma(TOps.Load(qr + c), TOps.Load(kr + c), d0);
+                        float x = TOps.HSum(TOps.Add(d0, d1));
+                        if (p.Softcap > 0) x = SoftCap(x, p.Softcap);
+                        if (p.HasAlibi != 0) x -= slope[r] * MathF.Abs((float)((long)(r % p.Tq) + off - j));
+                        s[r * BlockK + jj] = x;
+                    }
+                }
+                for (int r = 0; r < rows; r++)
+                    for (int jj = nk; jj < BlockK; jj++) s[r * BlockK + jj] = float.NegativeInfinity;
+                // online softmax per row: block max, one rescale, P = exp(s - m)
+                for (int r = 0; r < rows; r++)
+                {
+                    float* sr = s + r * BlockK;
+                    float mx = m[r];
+                    for (int jj = 0; jj < nk; jj++) mx = MathF.Max(mx, sr[jj]); // NaN propagates (MathF.Max)
+                    if (mx == float.NegativeInfinity) { new Span<float>(sr, BlockK).Clear(); continue; } // nothing allowed yet: P = 0
+                    if (mx != m[r])
+                    {
+                        float c = MathF.Exp(m[r] - mx); // 0 when m = -inf
+                        TensorScale(acc + (long)r * evp, evp, c);
+                        l[r] *= c; m[r] = mx;
+                    }
+                    var mv = TOps.Broadcast(mx);
+                    TV sum = default;
+                    for (int jj = 0; jj < BlockK; jj += w)
+                    {
+                        var pv = TOps.Exp(TOps.Sub(TOps.Load(sr + jj), mv));
+                        TOps.Store(sr + jj, pv);
+                        sum = TOps.Add(sum, pv);
+                    }
+                    l[r] += TOps.HSum(sum);
+                }
+                // acc_r += Σ_j P[r, j]·v_j
+                for (int jj = 0; jj < nk; jj++)
+                {
+                    int j = t0 + jj;
+                    if (p.HasKeyPadding != 0 && !Elements.Keep(KeyPadding[(long)b * tk + j])) continue;
+                    float* vr = Row(vh + p.VRow * KeyRow(p, b, j), ev, evp, vbuf);
+                    for (int r = 0; r < rows; r++)
+                    {
+                        float pr = s[r * BlockK + jj];
+                        if (pr == 0f) continue;
+                        var pv = TOps.Broadcast(pr);
+                        float* ar = acc + (long)r * evp;
+                        for (int c = 0; c < evp; c += w) TOps.Store(ar + c, TOps.Fma(pv, TOps.Load(vr + c), TOps.Load(ar + c)));
+                    }
+                }
+            }
+        }
+
+        private static void TensorScale(float* x, int n, float c) => System.Numerics.Tensors.TensorPrimitives.Multiply(new ReadOnlySpan<float>(x, n), c,
+            new Span<float>(x, n));
+
+        /// <summary>cap·tanh(x/cap) as the vector form (Cephes tanhf).</summary>
+        private static float SoftCap(float x, float cap)
+        {
+            float y = x / cap, a = MathF.Abs(y), t;
+            if (a < 0.625f)
+            {
+                float z = y * y;
+                t = ((((TanhConst.T0 * z + TanhConst.T1) * z + TanhConst.T2) * z + TanhConst.T3) * z + TanhConst.T4) * z * y + y;
+            }
+            else
+            {
+                float ex = MathF.Exp(-2f * a);
+                t = (1f - ex) / (1f + ex);
+                if (y < 0f) t = -t;
+            }
+            return cap * t;
+        }
+
+        /// <summary>Merges the splits of (sequence, key/value head) <paramref name="bhk"/> in split order, adds the sink and
+        /// writes out and lse of its rows.</summary>
+        private void MergeSplits(int bhk)
+        {
+            ref readonly var p = ref P;
+            int hk = bhk % p.Hkv, b = bhk / p.Hkv, rows = Rows, evp = EvP, ev = p.Ev, group = p.Group;
+            Sequence(b, out int tq, out _, out _, out _, out _, out long ob, out long lb);
+            float* parts = (float*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(Partials));
+            long stride = (long)rows * (evp + 2);
+            for (int r = 0; r < rows; r++)
+            {
+                int g = r / p.Tq, i = r % p.Tq, h = hk * group + g;
+                if (i >= tq) continue;
+                float mm = float.NegativeInfinity;
+                for (int sp = 0; sp < Splits; sp++) mm = MathF.Max(mm, parts[(bhk * Splits + sp) * stride + (long)rows * evp + r]);
+                float sink = p.HasSinks != 0 ? Mods[p.SinkBase + h] : float.NegativeInfinity;
+                float total = 0f;
+                bool any = mm != float.NegativeInfinity;
+                var dst = new Span<float>(Out + ob + p.OHead * h + p.ORow * i, ev);
+                dst.Clear();
+                if (any)
+                    for (int sp = 0; sp < Splits; sp++)
+                    {
+                        float* part = parts + (bhk * Splits + sp) * stride;
+                        float ms = part[(long)rows * evp + r], ls = part[(long)rows * evp + rows + r];
+                        if (ms == float.NegativeInfinity) continue;
+                        float c = MathF.Exp(ms - mm);
+                        total += ls * c;
+                        System.Numerics.Tensors.TensorPrimitives.MultiplyAdd(new ReadOnlySpan<float>(part + (long)r * evp, ev), c, dst, dst);
+                    }
+                float top = mm, scale = 1f;
+                if (p.HasSinks != 0)
+                {
+                    top = any ? MathF.Max(mm, sink) : sink;
+                    scale = any ? MathF.Exp(mm - top) : 0f;
+                    total = total * scale + MathF.Exp(sink - top);
+                }
+                bool rowAny = any && (total > 0 || float.IsNaN(total));
+                if (rowAny) System.Numerics.Tensors.TensorPrimitives.Multiply(dst, scale / total, dst);
+                else dst.Clear();
+                Lse[lb + p.LHead * h + p.LRow * i] = rowAny || p.HasSinks != 0 ? top + MathF.Log(total) : float.NegativeInfinity;
+            }
+        }
+    }
+}

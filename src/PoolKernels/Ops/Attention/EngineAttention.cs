@@ -1,0 +1,339 @@
+using System.Buffers;
+using System.Runtime.InteropServices;
+using PoolKernels.Kernels;
+using PoolKernels.Kernels.Attention;
+
+namespace PoolKernels;
+
+/// <summary>
+/// Attention for inference engines (docs/operations.md "Masked attention"): <c>sdpa_paged</c> over a paged KV cache with
+/// a block table, <c>kv_cache_write</c> into that cache, and <c>attention_combine</c> of partial results over disjoint key
+/// sets (split-KV decode, chunked long documents), on every backend.
+/// <para>Cache layout (vLLM / FlashAttention <c>block_table</c>): k_cache [P, S, Hkv, E] and v_cache [P, S, Hkv, Ev] hold P
+/// pages of S slots; sequence b's position t lives in page block_table[b, t / S], slot t % S, for t &lt; seq_lens[b].
+/// Entries of block_table past the pages in use are ignored (they may be -1).</para>
+/// </summary>
+public static partial class Attention
+{
+    /// <summary>The options <c>sdpa_paged</c> uses when none are given: causal bottom_right (a new query row i sees the
+    /// keys up to position seq_len - Tq + i), scale 1/√E.</summary>
+    public static SdpaOptions PagedDefaults { get; } = new() { Causal = SdpaCausal.BottomRight };
+
+    // ---------------------------------------------------------------- sdpa_paged
+
+    /// <summary><c>sdpa_paged</c> on host tensors: q [B,Hq,Tq,E] (F32|F16|BF16), k_cache [P,S,Hkv,E] and v_cache [P,S,Hkv,Ev]
+    /// (q's dtype), block_table [B,maxPages] and seq_lens [B] (I32|I64). Exactly <c>sdpa</c> (bhtd) with Tk = seq_lens[b]
+    /// per sequence and every score modifier; no attn_mask or key_padding_mask. Returns out [B,Hq,Tq,Ev] and lse [B,Hq,Tq].
+    /// <paramref name="options"/> defaults to <see cref="PagedDefaults"/> (bottom_right); its layout must be bhtd.</summary>
+    /// <exception cref="ArgumentException">A shape or dtype is invalid, a seq_len is negative or needs more pages than the
+    /// table has, or a block_table entry in use is not a page of the cache.</exception>
+    public static (HostTensor Out, HostTensor Lse) SdpaPaged(this Device device, HostTensor q, HostTensor kCache, HostTensor vCache,
+        HostTensor blockTable, HostTensor seqLens, SdpaOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(device);
+        ArgumentNullException.ThrowIfNull(q); ArgumentNullException.ThrowIfNull(kCache); ArgumentNullException.ThrowIfNull(vCache);
+        ArgumentNullException.ThrowIfNull(blockTable); ArgumentNullException.ThrowIfNull(seqLens);
+        options ??= PagedDefaults;
+        var plan = PlanPaged(q.Shape, q.DType, kCache.Shape, kCache.DType, vCache.Shape, vCache.DType,
+            blockTable.Data.Span, blockTable.DType, blockTable.Shape, seqLens.Data.Span, seqLens.DType, seqLens.Shape, options);
+        using var scope = new HostScope(device);
+        var o = scope.Output(DType.F32, plan.OutShape);
+        var l = scope.Output(DType.F32, plan.LseShape);
+        Run(device, plan.P, scope.Bind(q), scope.Bind(kCache), scope.Bind(vCache), null, null, scope.Bind(seqLens), scope.Bind(blockTable),
+            o, l, plan.MaxTq, options.Mods);
+        return (scope.Result(o), scope.Result(l));
+    }
+
+    /// <summary><c>sdpa_paged</c> on device-resident tensors (an engine's decode step: the caches stay on the device);
+    /// output [B,Hq,Tq,Ev] and lse [B,Hq,Tq] F32. block_table and seq_lens are checked on the host before the kernel: on a GPU
+    /// that reads them back (B·(maxPages + 1) integers).</summary>
+    public static void SdpaPaged(this Device device, DeviceTensor q, DeviceTensor kCache, DeviceTensor vCache, DeviceTensor blockTable,
+        DeviceTensor seqLens, DeviceTensor output, DeviceTensor lse, SdpaOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(device);
+        ArgumentNullException.ThrowIfNull(q); ArgumentNullException.ThrowIfNull(kCache); ArgumentNullException.ThrowIfNull(vCache);
+        ArgumentNullException.ThrowIfNull(blockTable); ArgumentNullException.ThrowIfNull(seqLens);
+        ArgumentNullException.ThrowIfNull(output); ArgumentNullException.ThrowIfNull(lse);
+        options ??= PagedDefaults;
+        foreach (var (name, t) in (ReadOnlySpan<(string, DeviceTensor?)>)[ (nameof(q), q), (nameof(kCache), kCache), (nameof(vCache), vCache),
+            (nameof(blockTable), blockTable), (nameof(seqLens), seqLens), (nameof(output), output), (nameof(lse), lse) ])
+            Check.SameDevice(device, name, t);
+        var plan = PlanPaged(q.Shape, q.DType, kCache.Shape, kCache.DType, vCache.Shape, vCache.DType,
+            RaggedPooling.HostBytes(blockTable, out _), blockTable.DType, blockTable.Shape, RaggedPooling.HostBytes(seqLens, out _),
+            seqLens.DType, seqLens.Shape, options);
+        CheckOutputs(output, lse, plan);
+        Run(device, plan.P, q, kCache, vCache, null, null, seqLens, blockTable, output, lse, plan.MaxTq, options.Mods);
+    }
+
+    internal static Plan PlanPaged(ReadOnlySpan<int> qs, DType qt, ReadOnlySpan<int> ks, DType kt, ReadOnlySpan<int> vs, DType vt,
+        ReadOnlySpan<byte> table, DType tableType, ReadOnlySpan<int> tableShape, ReadOnlySpan<byte> lens, DType lensType, ReadOnlySpan<int> lensShape,
+        SdpaOptions options)
+    {
+        Check.Rank(qs, 4, "q", "[B,Hq,Tq,E]"); Check.Rank(ks, 4, "kCache", "[P,S,Hkv,E]"); Check.Rank(vs, 4, "vCache", "[P,S,Hkv,Ev]");
+        CheckFloat(qt, "q");
+        if (kt != qt) throw new ArgumentException($"k_cache has dtype {kt.Name()} but q has {qt.Name()}; q and the caches must share one dtype.", "kCache");
+        if (vt != qt) throw new ArgumentException($"v_cache has dtype {vt.Name()} but q has {qt.Name()}; q and the caches must share one dtype.", "vCache");
+        int b = qs[0], hq = qs[1], tq = qs[2], e = qs[3], pages = ks[0], s = ks[1], hkv = ks[2], ev = vs[3];
+        if (ks[3] != e) throw new ArgumentException($"k_cache {Shape.Format(ks)} must end in q's head dim E = {e}.", "kCache");
+        if (vs[0] != pages || vs[1] != s || vs[2] != hkv)
+            throw new ArgumentException($"v_cache {Shape.Format(vs)} must match k_cache {Shape.Format(ks)} in pages, slots and heads.", "vCache");
+        if (s < 1) throw new ArgumentException($"pages must have at least one slot, got k_cache {Shape.Format(ks)}.", "kCache");
+        if (options.Layout != SdpaLayout.Bhtd) throw new ArgumentException("sdpa_paged supports layout bhtd only (q [B,Hq,Tq,E]).", "layout");
+        options.Validate(e);
+        int maxLen = PagedLengths(table, tableType, tableShape, lens, lensType, lensShape, b, pages, s);
+        var p = MakeParams(b, hq, hkv, tq, maxLen, e, ev, options);
+        p.KBatch = 0; p.KHead = e; p.KRow = (long)hkv * e;
+        p.VBatch = 0; p.VHead = ev; p.VRow = (long)hkv * ev;
+        p.Paged = 1; p.PageSize = s; p.TableStride = tableShape[1];
+        return new Plan(p, true, tq);
+    }
+
+    /// <summary>Checks block_table [B, maxPages] and seq_lens [B] (I32|I64, read in place) against a cache of
+    /// <paramref name="pages"/> pages of <paramref name="slots"/> slots; returns the longest sequence.</summary>
+    private static int PagedLengths(ReadOnlySpan<byte> table, DType tableType, ReadOnlySpan<int> tableShape, ReadOnlySpan<byte> lens, DType lensType,
+        ReadOnlySpan<int> lensShape, int b, int pages, int slots)
+    {
+        Check.DTypeIs(tableType, "blockTable", "I32|I64", tableType.IsIndex());
+        Check.DTypeIs(lensType, "seqLens", "I32|I64", lensType.IsIndex());
+        if (tableShape.Length != 2 || tableShape[0] != b)
+            throw new ArgumentException($"block_table must be [B, maxPages] with B = {b}, got {Shape.Format(tableShape)}.", "blockTable");
+        if (lensShape.Length != 1 || lensShape[0] != b)
+            throw new ArgumentException($"seq_lens must be [B] = [{b}], got {Shape.Format(lensShape)}.", "seqLens");
+        int maxPages = tableShape[1];
+        long longest = 0;
+        for (int i = 0; i < b; i++)
+        {
+            long len = Index(lens, lensType, i);
+            if (len < 0) throw new ArgumentException($"seq_lens[{i}] = {len} is negative.", "seqLens");
+            if (len > (long)maxPages * slots)
+                throw new ArgumentException($"seq_lens[{i}] = {len} needs {(len + slots - 1) / slots} pages but block_table has {maxPages} per sequence "
+                    + $"(pages of {slots} slots).", "seqLens");
+            for (long j = 0; j < (len + slots - 1) / slots; j++)
+            {
+                long page = Index(table, tableType, (long)i * maxPages + j);
+                if (page < 0 || page >= pages)
+                    throw new ArgumentException($"block_table[{i}, {j}] = {page} is not a page of the cache (0..{pages - 1}); sequence {i} uses "
+                        + $"{(len + slots - 1) / slots} pages.", "blockTable");
+            }
+            longest = Math.Max(longest, len);
+        }
+        if (longest > int.MaxValue) throw new ArgumentException($"seq_lens up to {longest} exceed int.MaxValue keys.", "seqLens");
+        return (int)longest;
+    }
+
+    private static long Index(ReadOnlySpan<byte> bytes, DType t, long i) =>
+        t == DType.I64 ? MemoryMarshal.Cast<byte, long>(bytes)[(int)i] : MemoryMarshal.Cast<byte, int>(bytes)[(int)i];
+
+    // ---------------------------------------------------------------- kv_cache_write
+
+    /// <summary><c>kv_cache_write</c> in place on host caches: writes k_new [B,Tn,Hkv,E] and v_new [B,Tn,Hkv,Ev] at positions
+    /// seq_lens[b] + t (seq_lens = the lengths before the write) of k_cache [P,S,Hkv,E] and v_cache [P,S,Hkv,Ev], through
+    /// block_table [B,maxPages] (I32|I64). k_new/v_new have the caches' dtype (F32|F16|BF16); every other slot keeps its
+    /// contents. seq_lens is not advanced (the caller adds Tn).</summary>
+    /// <exception cref="ArgumentException">A shape or dtype is invalid, a position falls outside the pages the table gives
+    /// (or the table names a page the cache does not have), or two writes target one slot — all checked before any write.</exception>
+    public static void KvCacheWrite(this Device device, HostTensor kNew, HostTensor vNew, HostTensor kCache, HostTensor vCache,
+        HostTensor blockTable, HostTensor seqLens)
+    {
+        ArgumentNullException.ThrowIfNull(device);
+        ArgumentNullException.ThrowIfNull(kNew); ArgumentNullException.ThrowIfNull(vNew); ArgumentNullException.ThrowIfNull(kCache);
+        ArgumentNullException.ThrowIfNull(vCache); ArgumentNullException.ThrowIfNull(blockTable); ArgumentNullException.ThrowIfNull(seqLens);
+        using var scope = new HostScope(device);
+        var kc = scope.Bind(kCache);
+        var vc = scope.Bind(vCache);
+        device.KvCacheWrite(scope.Bind(kNew), scope.Bind(vNew), kc, vc, scope.Bind(blockTable), scope.Bind(seqLens));
+        if (device is IlgpuDevice) { kc.CopyToBytes(kCache.Data.Span); vc.CopyToBytes(vCache.Data.Span); }
+    }
+
+    /// <summary><c>kv_cache_write</c> in place on device-resident caches (see the host overload). The slots are resolved
+    /// and checked on the host: on a GPU that reads block_table and seq_lens back and uploads B·Tn slot indices.</summary>
+    public static void KvCacheWrite(this Device device, DeviceTensor kNew, DeviceTensor vNew, DeviceTensor kCache, DeviceTensor vCache,
+        DeviceTensor blockTable, DeviceTensor seqLens)
+    {
+        ArgumentNullException.ThrowIfNull(device);
+        ArgumentNullException.ThrowIfNull(kNew); ArgumentNullException.ThrowIfNull(vNew); ArgumentNullException.ThrowIfNull(kCache);
+        ArgumentNullException.ThrowIfNull(vCache); ArgumentNullException.ThrowIfNull(blockTable); ArgumentNullException.ThrowIfNull(seqLens);
+        foreach (var (name, t) in (ReadOnlySpan<(string, DeviceTensor?)>)[ (nameof(kNew), kNew), (nameof(vNew), vNew), (nameof(kCache), kCache),
+            (nameof(vCache), vCache), (nameof(blockTable), blockTable), (nameof(seqLens), seqLens) ])
+            Check.SameDevice(device, name, t);
+        ReadOnlySpan<int> kn = kNew.Shape, vn = vNew.Shape, kc = kCache.Shape, vc = vCache.Shape;
+        Check.Rank(kn, 4, nameof(kNew), "[B,Tn,Hkv,E]"); Check.Rank(vn, 4, nameof(vNew), "[B,Tn,Hkv,Ev]");
+        Check.Rank(kc, 4, nameof(kCache), "[P,S,Hkv,E]"); Check.Rank(vc, 4, nameof(vCache), "[P,S,Hkv,Ev]");
+        CheckFloat(kCache.DType, nameof(kCache));
+        if (vCache.DType != kCache.DType)
+            throw new ArgumentException($"v_cache has dtype {vCache.DType.Name()} but k_cache has {kCache.DType.Name()}.", nameof(vCache));
+        if (kNew.DType != kCache.DType)
+            throw new ArgumentException($"k_new has dtype {kNew.DType.Name()} but k_cache has {kCache.DType.Name()}; they must match.", nameof(kNew));
+        if (vNew.DType != vCache.DType)
+            throw new ArgumentException($"v_new has dtype {vNew.DType.Name()} but v_cache has {vCache.DType.Name()}; they must match.", nameof(vNew));
+        if (vc[0] != kc[0] || vc[1] != kc[1] || vc[2] != kc[2])
+            throw new ArgumentException($"v_cache {Shape.Format(vc)} must match k_cache {Shape.Format(kc)} in pages, slots and heads.", nameof(vCache));
+        if (kc[1] < 1) throw new ArgumentException($"pages must have at least one slot, got k_cache {Shape.Format(kc)}.", nameof(kCache));
+        if (kn[2] != kc[2] || kn[3] != kc[3])
+            throw new ArgumentException($"k_new {Shape.Format(kn)} must be [B,Tn,Hkv,E] with k_cache's Hkv and E ({Shape.Format(kc)}).", nameof(kNew));
+        if (vn[0] != kn[0] || vn[1] != kn[1] || vn[2] != vc[2] || vn[3] != vc[3])
+            throw new ArgumentException($"v_new {Shape.Format(vn)} must be [B,Tn,Hkv,Ev] = [{kn[0]},{kn[1]},{vc[2]},{vc[3]}].", nameof(vNew));
+        int b = kn[0], tn = kn[1], pages = kc[0], slots = kc[1];
+        var table = RaggedPooling.HostBytes(blockTable, out _);
+        var lens = RaggedPooling.HostBytes(seqLens, out _);
+        PagedLengths(table, blockTable.DType, blockTable.Shape, lens, seqLens.DType, seqLens.Shape, b, pages, slots);
+        int count = checked(b * tn);
+        var slotBuf = ArrayPool<long>.Shared.Rent(Math.Max(1, 2 * count));
+        try
+        {
+            var slotSpan = slotBuf.AsSpan(0, count);
+            int maxPages = blockTable.Shape[1];
+            for (int i = 0; i < b; i++)
+                for (int t = 0; t < tn; t++)
+                {
+                    long pos = Index(lens, seqLens.DType, i) + t, pi = pos / slots;
+                    if (pi >= maxPages)
+                        throw new ArgumentException($"position {pos} of sequence {i} (seq_lens[{i}] + {t}) needs page {pi}, but block_table has "
+                            + $"{maxPages} per sequence.", nameof(blockTable));
+                    long page = Index(table, blockTable.DType, (long)i * maxPages + pi);
+                    if (page < 0 || page >= pages)
+                        throw new ArgumentException($"block_table[{i}, {pi}] = {page} (position {pos} of sequence {i}) is not a page of the cache "
+                            + $"(0..{pages - 1}).", nameof(blockTable));
+                    slotSpan[i * tn + t] = page * slots + pos % slots;
+                }
+            var sorted = slotBuf.AsSpan(count, count);
+            slotSpan.CopyTo(sorted);
+            sorted.Sort();
+            for (int i = 1; i < count; i++)
+                if (sorted[i] == sorted[i - 1])
+                    throw new ArgumentException($"two writes target cache slot {sorted[i]} (page {sorted[i] / slots}, slot {sorted[i] % slots}): "
+                        + "block_table gives one page to two positions.", nameof(blockTable));
+            if (count == 0) return;
+            int kRow = checked(kc[2] * kc[3] * kCache.DType.Size()), vRow = checked(vc[2] * vc[3] * vCache.DType.Size());
+            switch (device)
+            {
+                case CpuDevice cpu:
+                    if (cpu.Kind == BackendKind.Reference)
+                    {
+                        KvCacheWriteReference.Run(kNew.Host.Span, kCache.Host.Span, slotSpan, kRow);
+                        KvCacheWriteReference.Run(vNew.Host.Span, vCache.Host.Span, slotSpan, vRow);
+                    }
+                    else
+                    {
+                        KvCacheWriteSimd.Run(kNew.Host.Span, kCache.Host.Span, slotSpan, kRow, cpu.Pool);
+                        KvCacheWriteSimd.Run(vNew.Host.Span, vCache.Host.Span, slotSpan, vRow, cpu.Pool);
+                    }
+                    break;
+                case IlgpuDevice g:
+                    using (var ds = g.Upload<long>(slotSpan, count))
+                        lock (g.Gate)
+                        {
+                            var stream = g.Accelerator.DefaultStream;
+                            KvCacheWriteIlgpu.Launch(g.Accelerator, stream, g.Bytes(kNew), g.Bytes(kCache), g.Bytes(ds).Cast<long>(), count, kRow);
+                            KvCacheWriteIlgpu.Launch(g.Accelerator, stream, g.Bytes(vNew), g.Bytes(vCache), g.Bytes(ds).Cast<long>(), count, vRow);
+                            g.Accelerator.Synchronize();
+                        }
+                    break;
+            }
+        }
+        finally { ArrayPool<long>.Shared.Return(slotBuf); }
+    }
+
+    // ---------------------------------------------------------------- attention_combine
+
+    /// <summary><c>attention_combine</c> on host tensors: outs [N, ..., Ev] and lses [N, ...] F32 (N partial results over
+    /// disjoint key sets, e.g. [N,B,Hq,Tq,Ev] and [N,B,Hq,Tq], made without sinks) → out [..., Ev], lse [...]:
+    /// lse = ln Σ_n e^{lse_n}, out = Σ_n e^{lse_n - lse}·out_n. A partial with lse_n = -inf weighs 0 whatever its out holds;
+    /// all -inf gives out 0 and lse -inf. Combining sdpa over disjoint key sets gives sdpa over their union.</summary>
+    public static (HostTensor Out, HostTensor Lse) AttentionCombine(this Device device, HostTensor outs, HostTensor lses)
+    {
+        ArgumentNullException.ThrowIfNull(device);
+        ArgumentNullException.ThrowIfNull(outs); ArgumentNullException.ThrowIfNull(lses);
+        CombineShapes(outs.Shape, outs.DType, lses.Shape, lses.DType, out _, out _, out _);
+        using var scope = new HostScope(device);
+        var o = scope.Output(DType.F32, outs.ShapeArray[1..]);
+        var l = scope.Output(DType.F32, lses.ShapeArray[1..]);
+        device.AttentionCombine(scope.Bind(outs), scope.Bind(lses), o, l);
+        return (scope.Result(o), scope.Result(l));
+    }
+
+    /// <summary><c>attention_combine</c> on device-resident tensors: output = outs' shape without N, lse = lses' shape
+    /// without N, both F32.</summary>
+    public static void AttentionCombine(this Device device, DeviceTensor outs, DeviceTensor lses, DeviceTensor output, DeviceTensor lse)
+    {
+        ArgumentNullException.ThrowIfNull(device);
+        ArgumentNullException.ThrowIfNull(outs); ArgumentNullException.ThrowIfNull(lses);
+        ArgumentNullException.ThrowIfNull(output); ArgumentNullException.ThrowIfNull(lse);
+        foreach (var (name, t) in (ReadOnlySpan<(string, DeviceTensor?)>)[ (nameof(outs), outs), (nameof(lses), lses), (nameof(output), output),
+            (nameof(lse), lse) ])
+            Check.SameDevice(device, name, t);
+        CombineShapes(outs.Shape, outs.DType, lses.Shape, lses.DType, out int n, out int rows, out int ev);
+        Check.DTypeIs(output.DType, nameof(output), "F32", output.DType == DType.F32);
+        Check.DTypeIs(lse.DType, nameof(lse), "F32", lse.DType == DType.F32);
+        if (!output.Shape.SequenceEqual(outs.Shape[1..]))
+            throw new ArgumentException($"output must be {Shape.Format(outs.Shape[1..])} (outs without N), got {Shape.Format(output.Shape)}.", nameof(output));
+        if (!lse.Shape.SequenceEqual(lses.Shape[1..]))
+            throw new ArgumentException($"lse must be {Shape.Format(lses.Shape[1..])} (lses without N), got {Shape.Format(lse.Shape)}.", nameof(lse));
+        switch (device)
+        {
+            case CpuDevice cpu:
+                RunCombine(cpu, MemoryMarshal.Cast<byte, float>(outs.Host.Span), MemoryMarshal.Cast<byte, float>(lses.Host.Span),
+                    MemoryMarshal.Cast<byte, float>(output.Host.Span), MemoryMarshal.Cast<byte, float>(lse.Host.Span), n, rows, ev);
+                break;
+            case IlgpuDevice g:
+                lock (g.Gate)
+                {
+                    AttentionCombineIlgpu.Launch(g.Accelerator, g.Accelerator.DefaultStream, g.Bytes(outs).Cast<float>(), g.Bytes(lses).Cast<float>(),
+                        g.Bytes(output).Cast<float>(), g.Bytes(lse).Cast<float>(), n, rows, ev);
+                    g.Accelerator.Synchronize();
+                }
+                break;
+        }
+    }
+
+    /// <summary><c>attention_combine</c> over host spans: outs [N, rows, Ev], lses [N, rows], output [rows, Ev], lse [rows]
+    /// (rows = B·Hq·Tq). On reference and simd nothing is allocated.</summary>
+    public static void AttentionCombine(this Device device, ReadOnlySpan<float> outs, ReadOnlySpan<float> lses, Span<float> output, Span<float> lse,
+        int splits, int rows, int ev)
+    {
+        ArgumentNullException.ThrowIfNull(device);
+        if ((splits | rows | ev) < 0) throw new ArgumentException($"splits, rows and ev must be >= 0, got {splits}, {rows}, {ev}.", nameof(splits));
+        if (outs.Length != (long)splits * rows * ev) Check.Length(outs.Length, (long)splits * rows * ev, nameof(outs), "[N,rows,Ev]");
+        if (lses.Length != (long)splits * rows) Check.Length(lses.Length, (long)splits * rows, nameof(lses), "[N,rows]");
+        if (output.Length != (long)rows * ev) Check.Length(output.Length, (long)rows * ev, nameof(output), "[rows,Ev]");
+        if (lse.Length != rows) Check.Length(lse.Length, rows, nameof(lse), "[rows]");
+        switch (device)
+        {
+            case CpuDevice cpu:
+                RunCombine(cpu, outs, lses, output, lse, splits, rows, ev);
+                break;
+            case IlgpuDevice g:
+                using (var o = g.Upload(outs, splits, rows, ev))
+                using (var l = g.Upload(lses, splits, rows))
+                using (var ro = g.Allocate(DType.F32, rows, ev))
+                using (var rl = g.Allocate(DType.F32, rows))
+                {
+                    device.AttentionCombine(o, l, ro, rl);
+                    ro.CopyTo(output);
+                    rl.CopyTo(lse);
+                }
+                break;
+        }
+    }
+
+    private static void RunCombine(CpuDevice cpu, ReadOnlySpan<float> outs, ReadOnlySpan<float> lses, Span<float> output, Span<float> lse,
+        int n, int rows, int ev)
+    {
+        if (cpu.Kind == BackendKind.Reference) AttentionCombineReference.Run(outs, lses, output, lse, n, rows, ev);
+        else AttentionCombineSimd.Run(outs, lses, output, lse, n, rows, ev, cpu.Pool);
+    }
+
+    private static void CombineShapes(ReadOnlySpan<int> os, DType ot, ReadOnlySpan<int> ls, DType lt, out int n, out int rows, out int ev)
+    {
+        Check.DTypeIs(ot, "outs", "F32", ot == DType.F32);
+        Check.DTypeIs(lt, "lses", "F32", lt == DType.F32);
+        if (os.Length < 2) throw new ArgumentException($"outs must be [N, ..., Ev] (rank >= 2, e.g. [N,B,Hq,Tq,Ev]), got {Shape.Format(os)}.", "outs");
+        if (ls.Length != os.Length - 1 || !ls.SequenceEqual(os[..^1]))
+            throw new ArgumentException($"lses must be outs' shape without Ev: {Shape.Format(os[..^1])}, got {Shape.Format(ls)}.", "lses");
+        n = os[0]; ev = os[^1];
+        long r = 1;
+        for (int i = 1; i < ls.Length; i++) r *= ls[i];
+        if (r > int.MaxValue) throw new ArgumentException($"lses {Shape.Format(ls)} has more than int.MaxValue rows.", "lses");
+        rows = (int)r;
+    }
+}
