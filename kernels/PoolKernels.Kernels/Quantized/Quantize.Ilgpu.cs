@@ -18,7 +18,7 @@ internal static class QuantizeIlgpu
         for (int r = 0; r < rows; r++)
         {
             float x = data[(long)r * dim + d];
-            if (!(x - x == 0)) bad = 1; // NaN or ±inf
+            if ((Interop.FloatAsInt(x) & 0x7FFFFFFFu) >= 0x7F800000u) bad = 1; // NaN or ±inf, tested on the bits (fast-math proof)
             if (x < lo) lo = x;
             if (x > hi) hi = x;
         }
@@ -33,9 +33,10 @@ internal static class QuantizeIlgpu
         double start = ranges[d];
         double step = ((double)ranges[dim + d] - start) / 255.0;
         int q = 0;
-        if (step != 0)
+        float xi = x[i];
+        if (step != 0 && (Interop.FloatAsInt(xi) & 0x7FFFFFFFu) <= 0x7F800000u) // NaN gives 0 (bits: some OpenCL compilers assume no NaN)
         {
-            double t = ((double)x[i] - start) / step;
+            double t = ((double)xi - start) / step;
             q = t >= 255.0 ? 255 : t > 0 ? (int)t : 0;
         }
         output[i] = (byte)(q ^ flip);
@@ -50,9 +51,17 @@ internal static class QuantizeIlgpu
         for (int j = 0; j < 8; j++)
         {
             int d = b * 8 + j;
-            if (d < dim && x[row * dim + d] > 0) v |= 0x80 >> j;
+            if (d < dim && Positive(x[row * dim + d])) v |= 0x80 >> j;
         }
         output[i] = (byte)(v ^ flip);
+    }
+
+    /// <summary>x &gt; 0 on the bits: +0 &lt; bits &lt;= +inf (−0, negatives and NaN are not; a positive subnormal is), whatever
+    /// the device compiler assumes about NaN or denormals.</summary>
+    private static bool Positive(float x)
+    {
+        int b = (int)Interop.FloatAsInt(x);
+        return b > 0 && b <= 0x7F800000;
     }
 
     /// <summary>Per-dimension ranges of [rows, dim] into <paramref name="ranges"/> (3·dim floats).</summary>

@@ -34,24 +34,24 @@ internal static class QuantizeMath
 /// </summary>
 internal static class QuantizeReference
 {
-    /// <summary>Per-dimension min and max over rows [rows, dim]; returns false when any of them is not finite (a NaN or
-    /// an infinity in the data).</summary>
-    public static bool Ranges(ReadOnlySpan<float> data, int rows, int dim, Span<float> start, Span<float> end)
+    /// <summary>Per-dimension min and max over rows [rows, dim]; returns the first dimension holding a NaN or an infinity
+    /// (its range is not finite), or −1.</summary>
+    public static int Ranges(ReadOnlySpan<float> data, int rows, int dim, Span<float> start, Span<float> end)
     {
-        bool finite = true;
+        int bad = -1;
         for (int d = 0; d < dim; d++)
         {
             float lo = float.PositiveInfinity, hi = float.NegativeInfinity;
             for (int r = 0; r < rows; r++)
             {
                 float x = data[r * dim + d];
-                if (!float.IsFinite(x)) finite = false;
+                if (!float.IsFinite(x) && bad < 0) bad = d;
                 if (x < lo) lo = x;
                 if (x > hi) hi = x;
             }
             start[d] = lo; end[d] = hi;
         }
-        return finite;
+        return bad;
     }
 
     /// <summary>int8/uint8 levels into out [N,D] (bytes; int8 as two's complement).</summary>

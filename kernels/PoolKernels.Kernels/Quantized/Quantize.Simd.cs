@@ -13,23 +13,23 @@ internal static unsafe class QuantizeSimd
     private static readonly byte[] Rev = Enumerable.Range(0, 256).Select(b => QuantizeMath.Reverse((uint)b)).ToArray();
 
     /// <summary>Per-dimension ranges of [rows, dim] (see <see cref="QuantizeReference.Ranges"/>).</summary>
-    public static bool Ranges(ReadOnlySpan<float> data, int rows, int dim, Span<float> start, Span<float> end)
+    public static int Ranges(ReadOnlySpan<float> data, int rows, int dim, Span<float> start, Span<float> end)
     {
-        if (rows == 0) { start.Slice(0, dim).Clear(); end.Slice(0, dim).Clear(); return true; }
+        if (rows == 0) { start.Slice(0, dim).Clear(); end.Slice(0, dim).Clear(); return -1; }
         data.Slice(0, dim).CopyTo(start); data.Slice(0, dim).CopyTo(end);
-        bool finite = true;
+        int bad = dim;
         for (int r = 0; r < rows; r++)
         {
             var row = data.Slice(r * dim, dim);
             for (int d = 0; d < dim; d++)
             {
                 float x = row[d];
-                if (!float.IsFinite(x)) finite = false;
+                if (!float.IsFinite(x) && d < bad) bad = d;
                 if (x < start[d]) start[d] = x;
                 if (x > end[d]) end[d] = x;
             }
         }
-        return finite;
+        return bad == dim ? -1 : bad;
     }
 
     /// <summary>int8/uint8 (<paramref name="pack"/> false) or binary/ubinary (true) of x [N,D] into output.</summary>

@@ -164,8 +164,8 @@ internal sealed class QuantizedFamily : IOpFamily
         var r = new RandomTensors(40);
         (int D, int[] Ns) = Small(d) ? (40, new[] { 8, 32 }) : (1024, new[] { 10_000, 100_000 });
         var list = new List<BenchCase>();
-        foreach (var prec in new[] { "int8", "binary" })
-            foreach (int n in Ns)
+        foreach (int n in Ns) // smallest first
+            foreach (var prec in new[] { "int8", "binary" })
             {
                 var inputs = new Dictionary<string, HostTensor> { ["embeddings"] = r.Floats(DType.F32, -1, 1, n, D) };
                 if (prec == "int8")

@@ -93,7 +93,7 @@ public static class Quantization
         var dtype = OutputDType(precision);
         bool pack = IsBinary(precision), signed = dtype == DType.I8;
         ArgumentNullException.ThrowIfNull(output);
-        Check.DTypeIs(output.DType, "output", dtype.Name(), output.DType == dtype);
+        Check.DTypeIs(output.DType, "output", dtype == DType.I8 ? "I8" : "U8", output.DType == dtype);
         Shaped(output, "output", pack ? "[N, ceil(D/8)]" : "[N,D]", n, OutputWidth(precision, d));
         if (!pack)
         {
@@ -134,10 +134,10 @@ public static class Quantization
             if (ranges is not null) { F(ranges).Slice(0, d).CopyTo(start); F(ranges).Slice(d, d).CopyTo(end); CheckRanges(start, end, null); }
             else
             {
-                bool finite = cd.Kind == BackendKind.Reference
+                int bad = cd.Kind == BackendKind.Reference
                     ? QuantizeReference.Ranges(F(source), source.Shape[0], d, start, end)
                     : QuantizeSimd.Ranges(F(source), source.Shape[0], d, start, end);
-                if (!finite) CheckRanges(start, end, name);
+                if (bad >= 0) CheckRanges(start, end, name, bad);
             }
             if (cd.Kind == BackendKind.Reference) QuantizeReference.Levels(F(embeddings), start, end, output.Host.Span, n, d, signed);
             else QuantizeSimd.Run(F(embeddings), start, end, output.Host.Span, n, d, false, signed, cd.Pool);
