@@ -36,7 +36,11 @@ internal static unsafe class BinarySearchSimd
             if (!rescore)
             {
                 for (int q = 0; q < queries; q++)
-                    for (int j = 0; j < k; j++) { pi[(long)q * k + j] = ci[(long)q * c + j]; ps[(long)q * k + j] = dim - 2 * cd[(long)q * c + j]; }
+                    for (int j = 0; j < k; j++)
+                    {
+                        pi[(long)q * k + j] = ci[(long)q * c + j];
+                        ps[(long)q * k + j] = dim - 2 * cd[(long)q * c + j];
+                    }
                 return;
             }
             job.Q = pq; job.Db = pd; job.Index = pi; job.Score = ps; job.Cand = ci;

@@ -28,7 +28,8 @@ internal static class HammingTopkIlgpu
     /// <summary>Most distance bins the histogram kernel holds (W &lt;= 1024 bytes): 32 KB of shared memory.</summary>
     public const int MaxBins = 8193;
 
-    private static int Dist(ArrayView<byte> q, ArrayView<byte> db, ArrayView<uint> q4, ArrayView<uint> db4, long qo, long ro, HammingParams p)
+    private static int Dist(ArrayView<byte> q, ArrayView<byte> db, ArrayView<uint> q4, ArrayView<uint> db4, long qo, long ro,
+        HammingParams p)
     {
         int d = 0;
         if (p.Words4 != 0)
@@ -134,7 +135,8 @@ internal static class HammingTopkIlgpu
 
     /// <summary>Runs into index [Q,k] and distance [Q,k]; <paramref name="dummy"/> is any small buffer (the word views when
     /// W is not a multiple of 4).</summary>
-    public static void Launch(Accelerator accelerator, AcceleratorStream stream, ArrayView<byte> query, ArrayView<byte> db, ArrayView<long> index,
+    public static void Launch(Accelerator accelerator, AcceleratorStream stream, ArrayView<byte> query, ArrayView<byte> db,
+        ArrayView<long> index,
         ArrayView<int> distance, ArrayView<byte> dummy, int queries, int n, int w, int k)
     {
         if (queries == 0 || k == 0) return;
@@ -143,7 +145,8 @@ internal static class HammingTopkIlgpu
         var d4 = p.Words4 != 0 ? db.Cast<uint>() : dummy.Cast<uint>();
         bool hist = p.Bins <= MaxBins;
         var kernel = KernelCache.Get(accelerator, hist ? nameof(HistogramKernel) : nameof(RoundsKernel),
-            a => a.LoadKernel<ArrayView<byte>, ArrayView<byte>, ArrayView<uint>, ArrayView<uint>, ArrayView<long>, ArrayView<int>, HammingParams>(
+            a => a.LoadKernel<ArrayView<byte>, ArrayView<byte>, ArrayView<uint>, ArrayView<uint>, ArrayView<long>, ArrayView<int>,
+                HammingParams>(
                 hist ? HistogramKernel : RoundsKernel));
         kernel(stream, new KernelConfig(queries, GroupReduce.GroupSize(accelerator)), query, db, q4, d4, index, distance, p);
     }
@@ -175,7 +178,8 @@ internal static class BinarySearchIlgpu
 
     /// <summary>No rescoring: the first k of c candidates, score = D − 2·distance.</summary>
     [GpuKernel]
-    public static void FirstKernel(Index1D i, ArrayView<long> cand, ArrayView<int> dist, ArrayView<long> index, ArrayView<float> score, int c, int k, int dim)
+    public static void FirstKernel(Index1D i, ArrayView<long> cand, ArrayView<int> dist, ArrayView<long> index, ArrayView<float> score,
+        int c, int k, int dim)
     {
         long q = i / k, j = i % k;
         index[i] = cand[q * c + j];
@@ -184,7 +188,8 @@ internal static class BinarySearchIlgpu
 
     /// <summary>Runs into index [Q,k] (long) and score [Q,k].</summary>
     public static void Launch(Accelerator accelerator, AcceleratorStream stream, ArrayView<float> query, ArrayView<byte> db, bool dbSigned,
-        ArrayView<long> index, ArrayView<float> score, ArrayView<byte> dummy, int queries, int n, int dim, int k, int multiplier, bool rescore)
+        ArrayView<long> index, ArrayView<float> score, ArrayView<byte> dummy, int queries, int n, int dim, int k, int multiplier,
+            bool rescore)
     {
         if (queries == 0 || k == 0) return;
         int w = (dim + 7) / 8;
@@ -193,18 +198,21 @@ internal static class BinarySearchIlgpu
         using var cand = accelerator.Allocate1D<long>((long)queries * c);
         using var dist = accelerator.Allocate1D<int>((long)queries * c);
         QuantizeIlgpu.Launch(accelerator, stream, query, default, packed.View, queries, dim, pack: true, signed: dbSigned);
-        HammingTopkIlgpu.Launch(accelerator, stream, packed.View.SubView(0, (long)queries * w), db, cand.View, dist.View, dummy, queries, n, w, c);
+        HammingTopkIlgpu.Launch(accelerator, stream, packed.View.SubView(0, (long)queries * w), db, cand.View, dist.View, dummy,
+            queries, n, w, c);
         if (!rescore)
         {
             var fk = KernelCache.Get(accelerator, nameof(FirstKernel),
-                a => a.LoadAutoGroupedKernel<Index1D, ArrayView<long>, ArrayView<int>, ArrayView<long>, ArrayView<float>, int, int, int>(FirstKernel));
+                a => a.LoadAutoGroupedKernel<Index1D, ArrayView<long>, ArrayView<int>, ArrayView<long>, ArrayView<float>, int, int,
+                    int>(FirstKernel));
             fk(stream, queries * k, cand.View, dist.View, index, score, c, k, dim);
             stream.Synchronize();
             return;
         }
         using var scores = accelerator.Allocate1D<float>((long)queries * c);
         var rk = KernelCache.Get(accelerator, nameof(RescoreKernel),
-            a => a.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<byte>, ArrayView<long>, ArrayView<float>, int, int, int, int>(RescoreKernel));
+            a => a.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<byte>, ArrayView<long>, ArrayView<float>, int, int, int,
+                int>(RescoreKernel));
         rk(stream, queries * c, query, db, cand.View, scores.View, c, dim, w, dbSigned ? 0x80 : 0);
         SelectIlgpu.Launch(accelerator, stream, queries, scores.View, cand.View, index, score, dummy.Cast<int>(),
             new SelectParams { L = c, K = k, HasIds = 1, IdsDiv = 1 });

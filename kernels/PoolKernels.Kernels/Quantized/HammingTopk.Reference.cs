@@ -18,7 +18,8 @@ internal static class HammingTopkReference
     }
 
     /// <summary>Runs into index [Q,k] and distance [Q,k].</summary>
-    public static void Run(ReadOnlySpan<byte> query, ReadOnlySpan<byte> db, Span<long> index, Span<int> distance, int queries, int n, int w, int k)
+    public static void Run(ReadOnlySpan<byte> query, ReadOnlySpan<byte> db, Span<long> index, Span<int> distance, int queries, int n,
+        int w, int k)
     {
         var s = new double[n];
         for (int q = 0; q < queries; q++)

@@ -74,7 +74,8 @@ internal static unsafe class HammingTopkSimd
     public static long TileHeapLimit { get; set; } = 1 << 22;
 
     /// <summary>Runs into index [Q,k] (long) and distance [Q,k] (int).</summary>
-    public static void Run(ReadOnlySpan<byte> query, ReadOnlySpan<byte> db, Span<long> index, Span<int> distance, int queries, int n, int w, int k, WorkerPool pool)
+    public static void Run(ReadOnlySpan<byte> query, ReadOnlySpan<byte> db, Span<long> index, Span<int> distance, int queries, int n,
+        int w, int k, WorkerPool pool)
     {
         fixed (byte* pq = query) fixed (byte* pd = db) fixed (long* pi = index) fixed (int* pdist = distance)
             Run(pq, pd, pi, pdist, queries, n, w, k, pool);
@@ -89,7 +90,8 @@ internal static unsafe class HammingTopkSimd
         job.Db = db; job.N = n; job.W = w; job.Nf = nf; job.Tail = tail; job.Nw = nw; job.K = k; job.Queries = queries;
         job.Index = index; job.Distance = distance;
         job.TileRows = Math.Clamp(16384 / Math.Max(w, 1), 16, 1024) & ~1;
-        if (job.QWords.Length < (long)(queries + 3) * nw) job.QWords = GC.AllocateUninitializedArray<ulong>((queries + 3) * nw, pinned: true);
+        if (job.QWords.Length < (long)(queries + 3) * nw) job.QWords = GC.AllocateUninitializedArray<ulong>((queries + 3) * nw,
+            pinned: true);
         fixed (ulong* qw = job.QWords)
         {
             for (int q = 0; q < queries; q++)
@@ -142,7 +144,8 @@ internal static unsafe class HammingTopkSimd
 
         internal void Ensure(int workers, int slots, int k)
         {
-            if (_hd.Length < workers) { Array.Resize(ref _hd, workers); Array.Resize(ref _hr, workers); Array.Resize(ref _counts, workers); Array.Resize(ref _worst, workers); }
+            if (_hd.Length < workers) { Array.Resize(ref _hd, workers); Array.Resize(ref _hr, workers); Array.Resize(ref _counts,
+                workers); Array.Resize(ref _worst, workers); }
             for (int i = 0; i < workers; i++)
             {
                 if (_hd[i] is null || _hd[i].Length < (long)slots * k)
@@ -156,7 +159,8 @@ internal static unsafe class HammingTopkSimd
                     _worst[i] = GC.AllocateUninitializedArray<int>(Math.Max(slots, 1), pinned: true);
                 }
             }
-            if (_md.Length < k) { _md = GC.AllocateUninitializedArray<int>(k, pinned: true); _mr = GC.AllocateUninitializedArray<int>(k, pinned: true); }
+            if (_md.Length < k) { _md = GC.AllocateUninitializedArray<int>(k,
+                pinned: true); _mr = GC.AllocateUninitializedArray<int>(k, pinned: true); }
         }
 
         public void Execute(int item, int worker)

@@ -65,7 +65,8 @@ internal static class QuantizeIlgpu
     }
 
     /// <summary>Per-dimension ranges of [rows, dim] into <paramref name="ranges"/> (3·dim floats).</summary>
-    public static void Ranges(Accelerator accelerator, AcceleratorStream stream, ArrayView<float> data, ArrayView<float> ranges, int rows, int dim)
+    public static void Ranges(Accelerator accelerator, AcceleratorStream stream, ArrayView<float> data, ArrayView<float> ranges,
+        int rows, int dim)
     {
         var k = KernelCache.Get(accelerator, nameof(RangesKernel),
             a => a.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, int, int>(RangesKernel));
@@ -73,7 +74,8 @@ internal static class QuantizeIlgpu
     }
 
     /// <summary>Quantizes x [N,D] into output: levels with ranges [2,D] (F32), or packed bits.</summary>
-    public static void Launch(Accelerator accelerator, AcceleratorStream stream, ArrayView<float> x, ArrayView<float> ranges, ArrayView<byte> output,
+    public static void Launch(Accelerator accelerator, AcceleratorStream stream, ArrayView<float> x, ArrayView<float> ranges,
+        ArrayView<byte> output,
         int n, int dim, bool pack, bool signed)
     {
         if (n == 0 || dim == 0) return;

@@ -55,7 +55,8 @@ internal static class QuantizeReference
     }
 
     /// <summary>int8/uint8 levels into out [N,D] (bytes; int8 as two's complement).</summary>
-    public static void Levels(ReadOnlySpan<float> x, ReadOnlySpan<float> start, ReadOnlySpan<float> end, Span<byte> output, int n, int dim, bool signed)
+    public static void Levels(ReadOnlySpan<float> x, ReadOnlySpan<float> start, ReadOnlySpan<float> end, Span<byte> output, int n,
+        int dim, bool signed)
     {
         for (int i = 0; i < n; i++)
             for (int d = 0; d < dim; d++)

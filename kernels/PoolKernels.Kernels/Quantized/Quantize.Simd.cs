@@ -4,7 +4,8 @@ namespace PoolKernels.Kernels.Quantized;
 
 /// <summary>
 /// <c>quantize</c>, managed and multi-threaded over blocks of 64 rows. int8/uint8 use <see cref="QuantizeMath.Level"/>
-/// (double arithmetic: the same bits as every other backend); binary packing compares 8 dimensions at a time (Vector256 x &gt; 0, the lane mask bit-reversed into numpy
+/// (double arithmetic: the same bits as every other backend); binary packing compares 8 dimensions at a time (Vector256 x &gt; 0, the
+/// lane mask bit-reversed into numpy
 /// packbits order). Allocates only when a call needs more range scratch than any before it.
 /// </summary>
 internal static unsafe class QuantizeSimd
@@ -70,7 +71,8 @@ internal static unsafe class QuantizeSimd
                 int b = 0;
                 if (Vector256.IsHardwareAccelerated)
                     for (; b < full; b++)
-                        o[b] = (byte)(Rev[Vector256.GreaterThan(Vector256.Load(row + b * 8), Vector256<float>.Zero).ExtractMostSignificantBits()] ^ flip);
+                        o[b] = (byte)(Rev[Vector256.GreaterThan(Vector256.Load(row + b * 8),
+                            Vector256<float>.Zero).ExtractMostSignificantBits()] ^ flip);
                 for (; b < w; b++)
                 {
                     int v = 0;

@@ -20,10 +20,12 @@ internal static class DbElementsIlgpu
     }
 
     /// <summary>Widens <paramref name="count"/> elements.</summary>
-    public static void Widen(Accelerator accelerator, AcceleratorStream stream, ArrayView<byte> raw, ArrayView<float> dst, long count, int kind)
+    public static void Widen(Accelerator accelerator, AcceleratorStream stream, ArrayView<byte> raw, ArrayView<float> dst, long count,
+        int kind)
     {
         if (count == 0) return;
-        var k = KernelCache.Get(accelerator, nameof(WidenKernel), a => a.LoadAutoGroupedKernel<Index1D, ArrayView<byte>, ArrayView<float>, int>(WidenKernel));
+        var k = KernelCache.Get(accelerator, nameof(WidenKernel), a => a.LoadAutoGroupedKernel<Index1D, ArrayView<byte>,
+            ArrayView<float>, int>(WidenKernel));
         k(stream, checked((int)count), raw, dst, kind);
     }
 }

@@ -22,15 +22,16 @@ internal static unsafe class SimilarityTopkSimd
 
     /// <summary>Runs into index [Q,k] and score [Q,k].</summary>
     public static void Run(ReadOnlySpan<float> query, ReadOnlySpan<float> db, Span<long> index, Span<float> score, int queries, int n, int dim, int k, bool cosine, WorkerPool pool)
-        => Run(query, System.Runtime.InteropServices.MemoryMarshal.AsBytes(db), DbElements.F32, index, score, queries, n, dim, k, cosine, pool);
+        => Run(query, System.Runtime.InteropServices.MemoryMarshal.AsBytes(db), DbElements.F32, index, score, queries, n, dim, k, cosine,
+            pool);
 
     [ThreadStatic] private static float[]? _wide;
 
     /// <summary>Runs over a db stored as <paramref name="kind"/> (<see cref="DbElements"/>). The db-tile path widens each
     /// 32-row tile to float32 while transposing it (once per tile, for every query), so a 1-byte corpus streams a quarter of
     /// the bytes; the query-block path widens the db once into scratch.</summary>
-    public static void Run(ReadOnlySpan<float> query, ReadOnlySpan<byte> dbRaw, int kind, Span<long> index, Span<float> score, int queries, int n, int dim,
-        int k, bool cosine, WorkerPool pool)
+    public static void Run(ReadOnlySpan<float> query, ReadOnlySpan<byte> dbRaw, int kind, Span<long> index, Span<float> score, int queries,
+        int n, int dim, int k, bool cosine, WorkerPool pool)
     {
         if (queries == 0 || k == 0) return;
         bool tiles = Vector512.IsHardwareAccelerated && (long)queries * k * pool.Workers <= TileHeapLimit;
@@ -84,8 +85,8 @@ internal static unsafe class SimilarityTopkSimd
     // 8 broadcasts; no horizontal sums). Each worker keeps a
     // bounded heap per query for the rows it saw (in increasing order, so a candidate equal to the heap's worst already
     // loses the tie); the heaps are merged per query at the end. Memory: Q·k per worker, never a score row.
-    private static void RunTiles(float* q, float* db, byte* raw, int kind, Span<long> index, Span<float> score, int queries, int n, int dim, int k, bool cosine,
-        WorkerPool pool, float[] invNorm)
+    private static void RunTiles(float* q, float* db, byte* raw, int kind, Span<long> index, Span<float> score, int queries, int n, int dim,
+        int k, bool cosine, WorkerPool pool, float[] invNorm)
     {
         var job = TileJob.Cached ??= new();
         int w = pool.Workers;

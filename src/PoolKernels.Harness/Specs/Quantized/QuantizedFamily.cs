@@ -13,7 +13,8 @@ internal sealed class QuantizedFamily : IOpFamily
     {
         yield return new OpSpec("quantize", RunQuantize, QuantizeCases) { BenchCases = QuantizeBench, Prepare = PrepareQuantize };
         yield return new OpSpec("hamming_topk", RunHamming, HammingCases) { BenchCases = HammingBench, Prepare = PrepareHamming };
-        yield return new OpSpec("binary_search", RunBinarySearch, BinarySearchCases) { BenchCases = BinarySearchBench, Prepare = PrepareBinarySearch };
+        yield return new OpSpec("binary_search", RunBinarySearch, BinarySearchCases) { BenchCases = BinarySearchBench,
+            Prepare = PrepareBinarySearch };
     }
 
     private static Dictionary<string, string> P(params string[] kv)
@@ -29,7 +30,8 @@ internal sealed class QuantizedFamily : IOpFamily
 
     private static IReadOnlyDictionary<string, HostTensor> RunQuantize(Device d, OpCall c) => new Dictionary<string, HostTensor>
     {
-        ["out"] = d.Quantize(c.Input("embeddings"), Quantization.ParsePrecision(c.Text("precision")), c.Optional("ranges"), c.Optional("calibration")),
+        ["out"] = d.Quantize(c.Input("embeddings"), Quantization.ParsePrecision(c.Text("precision")), c.Optional("ranges"),
+            c.Optional("calibration")),
     };
 
     private static IReadOnlyDictionary<string, HostTensor> RunHamming(Device d, OpCall c)
@@ -85,7 +87,8 @@ internal sealed class QuantizedFamily : IOpFamily
         [
             (5, 16, "int8", "ranges"), (4, 13, "uint8", "ranges"), (6, 24, "uint8", "calibration"), (3, 13, "int8", "calibration"),
             (7, 9, "int8", "self"), (6, 24, "uint8", "self-const"), (4, 16, "binary", "self"), (3, 385, "binary", "zeros"),
-            (5, 13, "ubinary", "zeros"), (2, 1, "ubinary", "self"), (2, 7, "binary", "self"), (0, 5, "int8", "self"), (3, 0, "binary", "self"),
+            (5, 13, "ubinary", "zeros"), (2, 1, "ubinary", "self"), (2, 7, "binary", "self"), (0, 5, "int8", "self"), (3, 0, "binary",
+                "self"),
         ];
         foreach (var (n, d, prec, src) in list)
         {
@@ -98,7 +101,11 @@ internal sealed class QuantizedFamily : IOpFamily
             {
                 // narrower than the data, so both clamps are exercised
                 var rg = new float[2 * d];
-                for (int j = 0; j < d; j++) { rg[j] = -1.5f + (float)r.Rng.NextDouble(); rg[d + j] = rg[j] + 0.5f + 2 * (float)r.Rng.NextDouble(); }
+                for (int j = 0; j < d; j++)
+                {
+                    rg[j] = -1.5f + (float)r.Rng.NextDouble();
+                    rg[d + j] = rg[j] + 0.5f + 2 * (float)r.Rng.NextDouble();
+                }
                 inputs["ranges"] = HostTensor.From(rg, 2, d);
             }
             if (src == "calibration") inputs["calibration"] = r.Floats(DType.F32, -1.5f, 1.5f, 10, d);
@@ -113,10 +120,14 @@ internal sealed class QuantizedFamily : IOpFamily
         var cases = new List<(string, OpCall)>();
         (int Q, int N, int W, int K, DType Qt, DType Dt, int Unique)[] list =
         [
-            (3, 40, 1, 5, DType.U8, DType.U8, int.MaxValue), (2, 20, 16, 20, DType.I8, DType.I8, int.MaxValue), (4, 64, 48, 10, DType.U8, DType.U8, 16),
-            (2, 50, 13, 7, DType.U8, DType.I8, int.MaxValue), (3, 33, 6, 33, DType.I8, DType.U8, 11), (1, 1, 3, 1, DType.U8, DType.U8, int.MaxValue),
-            (2, 5, 4, 0, DType.U8, DType.U8, int.MaxValue), (0, 5, 4, 2, DType.U8, DType.U8, int.MaxValue), (2, 6, 0, 3, DType.U8, DType.U8, int.MaxValue),
-            (5, 300, 32, 17, DType.U8, DType.U8, 100), (2, 12, 1032, 5, DType.U8, DType.U8, 6), (2, 9, 1031, 9, DType.I8, DType.U8, int.MaxValue),
+            (3, 40, 1, 5, DType.U8, DType.U8, int.MaxValue), (2, 20, 16, 20, DType.I8, DType.I8, int.MaxValue), (4, 64, 48, 10,
+                DType.U8, DType.U8, 16),
+            (2, 50, 13, 7, DType.U8, DType.I8, int.MaxValue), (3, 33, 6, 33, DType.I8, DType.U8, 11), (1, 1, 3, 1, DType.U8, DType.U8,
+                int.MaxValue),
+            (2, 5, 4, 0, DType.U8, DType.U8, int.MaxValue), (0, 5, 4, 2, DType.U8, DType.U8, int.MaxValue), (2, 6, 0, 3, DType.U8,
+                DType.U8, int.MaxValue),
+            (5, 300, 32, 17, DType.U8, DType.U8, 100), (2, 12, 1032, 5, DType.U8, DType.U8, 6), (2, 9, 1031, 9, DType.I8, DType.U8,
+                int.MaxValue),
         ];
         foreach (var (q, n, w, k, qt, dt, unique) in list)
         {
@@ -126,7 +137,8 @@ internal sealed class QuantizedFamily : IOpFamily
             var query = Bytes(r, qt, q, w);
             if (q > 1 && n > 0) b.Slice(0, w).CopyTo(query.Data.Span.Slice(w, w)); // a query equal to row 0: distance 0
             var inputs = new Dictionary<string, HostTensor> { ["query"] = query, ["db"] = db };
-            cases.Add(($"Q{q} N{n} W{w} k{k} {qt.Name()}/{dt.Name()}{(unique < n ? " duplicates" : "")}", new OpCall(inputs, P("k", S(k)))));
+            cases.Add(($"Q{q} N{n} W{w} k{k} {qt.Name()}/{dt.Name()}{(unique < n ? " duplicates" : "")}", new OpCall(inputs, P("k",
+                S(k)))));
         }
         return cases;
     }
@@ -139,8 +151,10 @@ internal sealed class QuantizedFamily : IOpFamily
         [
             (3, 13, 50, 6, 4, false, true, false, int.MaxValue), (2, 24, 30, 8, 10, true, false, false, int.MaxValue),
             (3, 20, 40, 4, 1, true, true, false, int.MaxValue), (3, 64, 100, 5, 4, true, false, false, int.MaxValue),
-            (3, 16, 60, 7, 3, true, false, true, 12), (2, 1, 9, 9, 2, true, true, true, int.MaxValue), (2, 9, 25, 25, 4, true, false, true, 5),
-            (2, 8, 5, 0, 4, true, false, false, int.MaxValue), (0, 8, 5, 2, 4, true, false, false, int.MaxValue), (4, 37, 200, 10, 4, false, false, false, 50),
+            (3, 16, 60, 7, 3, true, false, true, 12), (2, 1, 9, 9, 2, true, true, true, int.MaxValue), (2, 9, 25, 25, 4, true, false,
+                true, 5),
+            (2, 8, 5, 0, 4, true, false, false, int.MaxValue), (0, 8, 5, 2, 4, true, false, false, int.MaxValue), (4, 37, 200, 10, 4,
+                false, false, false, 50),
         ];
         foreach (var (q, d, n, k, m, rescore, signed, ints, unique) in list)
         {
@@ -187,9 +201,11 @@ internal sealed class QuantizedFamily : IOpFamily
     private static IReadOnlyList<BenchCase> HammingBench(Device d)
     {
         var r = new RandomTensors(41);
-        (int Q, int N, int W)[] shapes = Small(d) ? [(2, 100, 4), (3, 400, 16)] : [(256, 100_000, 32), (1000, 100_000, 128), (1000, 1_000_000, 128)];
+        (int Q, int N, int W)[] shapes = Small(d) ? [(2, 100, 4), (3, 400, 16)] : [(256, 100_000, 32), (1000, 100_000, 128), (1000,
+            1_000_000, 128)];
         return shapes.Select(s => new BenchCase($"Q{s.Q} N{s.N} W{s.W} ({8 * s.W} bits) k10", s.N,
-            new OpCall(new Dictionary<string, HostTensor> { ["query"] = Bytes(r, DType.U8, s.Q, s.W), ["db"] = Bytes(r, DType.U8, s.N, s.W) }, P("k", "10")),
+            new OpCall(new Dictionary<string, HostTensor> { ["query"] = Bytes(r, DType.U8, s.Q, s.W), ["db"] = Bytes(r, DType.U8, s.N,
+                s.W) }, P("k", "10")),
             (double)s.N * s.W + (double)s.Q * s.W + 12.0 * s.Q * 10, 2.0 * s.Q * s.N * Math.Max(1, s.W / 8), Bk(s.Q, s.N))).ToList();
     }
 
@@ -200,13 +216,15 @@ internal sealed class QuantizedFamily : IOpFamily
         var r = new RandomTensors(42);
         (int Q, int N, int D)[] shapes = Small(d) ? [(2, 100, 32), (3, 400, 100)] : [(256, 100_000, 256), (1000, 1_000_000, 1024)];
         return shapes.Select(s => new BenchCase($"Q{s.Q} N{s.N} D{s.D} k10 m4", s.N,
-            new OpCall(new Dictionary<string, HostTensor> { ["query"] = r.Floats(DType.F32, -1, 1, s.Q, s.D), ["db"] = Packed(r, s.N, s.D, false) },
+            new OpCall(new Dictionary<string, HostTensor> { ["query"] = r.Floats(DType.F32, -1, 1, s.Q, s.D), ["db"] = Packed(r, s.N,
+                s.D, false) },
                 P("k", "10", "rescore_multiplier", "4", "rescore", "true")),
             (double)s.N * ((s.D + 7) / 8) + 4.0 * s.Q * s.D + 12.0 * s.Q * 10,
             2.0 * s.Q * s.N * Math.Max(1, s.D / 64) + 2.0 * s.Q * 40 * s.D, Bk(s.Q, s.N))).ToList();
     }
 
-    private static PreparedCall Stage(Device d, OpCall c, string op, Action<Func<string, DeviceTensor>, Func<string, DeviceTensor?>, Func<string, DeviceTensor>> launch)
+    private static PreparedCall Stage(Device d, OpCall c, string op, Action<Func<string, DeviceTensor>, Func<string, DeviceTensor?>,
+        Func<string, DeviceTensor>> launch)
     {
         var outs = OpRegistry.Find(op)!.Run(d, c);
         var ins = c.Inputs.ToDictionary(kv => kv.Key, kv => d.Upload(kv.Value));
@@ -223,5 +241,6 @@ internal sealed class QuantizedFamily : IOpFamily
         d.HammingTopk(i("query"), i("db"), w("index"), w("distance"), c.Int("k", 10)));
 
     private static PreparedCall PrepareBinarySearch(Device d, OpCall c) => Stage(d, c, "binary_search", (i, _, w) =>
-        d.BinarySearch(i("query"), i("db"), w("index"), w("score"), c.Int("k", 10), c.Int("rescore_multiplier", 4), c.Bool("rescore", true)));
+        d.BinarySearch(i("query"), i("db"), w("index"), w("score"), c.Int("k", 10), c.Int("rescore_multiplier", 4), c.Bool("rescore",
+            true)));
 }

@@ -107,7 +107,8 @@ public static class Quantization
                 F32(calibration, "calibration");
                 Check.Rank(calibration.Shape, 2, "calibration", "[M,D]");
                 if (calibration.Shape[1] != d || calibration.Shape[0] == 0)
-                    throw new ArgumentException($"calibration must be [M,D] with M >= 1 and D = {d} (embeddings {Shape.Format(embeddings.Shape)}), " +
+                    throw new ArgumentException($"calibration must be [M,D] with M >= 1 and D = {d} (embeddings " +
+                        $"{Shape.Format(embeddings.Shape)}), " +
                         $"got {Shape.Format(calibration.Shape)}.", "calibration");
             }
         }
@@ -116,11 +117,14 @@ public static class Quantization
         {
             switch (device)
             {
-                case CpuDevice { Kind: BackendKind.Reference }: QuantizeReference.Pack(F(embeddings), output.Host.Span, n, d, signed); break;
-                case CpuDevice cpu: QuantizeSimd.Run(F(embeddings), default, default, output.Host.Span, n, d, true, signed, cpu.Pool); break;
+                case CpuDevice { Kind: BackendKind.Reference }: QuantizeReference.Pack(F(embeddings), output.Host.Span, n, d,
+                    signed); break;
+                case CpuDevice cpu: QuantizeSimd.Run(F(embeddings), default, default, output.Host.Span, n, d, true, signed,
+                    cpu.Pool); break;
                 case IlgpuDevice g:
                     OnGpu(g, (embeddings, output, n, d, signed), static (g, s) =>
-                        QuantizeIlgpu.Launch(g.Accelerator, g.Accelerator.DefaultStream, V(g, s.embeddings), default, g.Bytes(s.output), s.n, s.d, true, s.signed));
+                        QuantizeIlgpu.Launch(g.Accelerator, g.Accelerator.DefaultStream, V(g, s.embeddings), default,
+                            g.Bytes(s.output), s.n, s.d, true, s.signed));
                     break;
             }
             return;
@@ -131,7 +135,8 @@ public static class Quantization
         {
             var buf = _ranges is { } r0 && r0.Length >= 2 * d ? r0 : (_ranges = new float[2 * d]);
             Span<float> start = buf.AsSpan(0, d), end = buf.AsSpan(d, d);
-            if (ranges is not null) { F(ranges).Slice(0, d).CopyTo(start); F(ranges).Slice(d, d).CopyTo(end); CheckRanges(start, end, null); }
+            if (ranges is not null) { F(ranges).Slice(0, d).CopyTo(start); F(ranges).Slice(d, d).CopyTo(end); CheckRanges(start, end,
+                null); }
             else
             {
                 int bad = cd.Kind == BackendKind.Reference
@@ -150,7 +155,8 @@ public static class Quantization
             ranges.CopyTo<float>(host.AsSpan(0, 2 * d));
             CheckRanges(host.AsSpan(0, d), host.AsSpan(d, d), null);
             OnGpu(gpu, (embeddings, ranges, output, n, d, signed), static (g, s) =>
-                QuantizeIlgpu.Launch(g.Accelerator, g.Accelerator.DefaultStream, V(g, s.embeddings), V(g, s.ranges), g.Bytes(s.output), s.n, s.d, false, s.signed));
+                QuantizeIlgpu.Launch(g.Accelerator, g.Accelerator.DefaultStream, V(g, s.embeddings), V(g, s.ranges), g.Bytes(s.output),
+                    s.n, s.d, false, s.signed));
             return;
         }
         using var scratch = gpu.Accelerator.Allocate1D<float>(3L * d);
@@ -159,7 +165,8 @@ public static class Quantization
         lock (gpu.Gate) { scratch.View.CopyToCPU(gpu.Accelerator.DefaultStream, host); gpu.Accelerator.Synchronize(); }
         for (int i = 0; i < d; i++) if (host[2 * d + i] != 0) CheckRanges(host.AsSpan(0, d), host.AsSpan(d, d), name, i);
         OnGpu(gpu, (embeddings, scratch.View, output, n, d, signed), static (g, s) =>
-            QuantizeIlgpu.Launch(g.Accelerator, g.Accelerator.DefaultStream, V(g, s.embeddings), s.View.SubView(0, 2L * s.d), g.Bytes(s.output), s.n, s.d, false, s.signed));
+            QuantizeIlgpu.Launch(g.Accelerator, g.Accelerator.DefaultStream, V(g, s.embeddings), s.View.SubView(0, 2L * s.d),
+                g.Bytes(s.output), s.n, s.d, false, s.signed));
     }
 
     // throws for the first dimension whose range is not finite or has end < start; derivedFrom names the data a computed
@@ -171,8 +178,10 @@ public static class Quantization
             bool bad = i == known || !float.IsFinite(start[i]) || !float.IsFinite(end[i]) || (derivedFrom is null && end[i] < start[i]);
             if (!bad) continue;
             if (derivedFrom is null)
-                throw new ArgumentException($"ranges [2,D] must be finite with end >= start; dimension {i} has start {start[i]}, end {end[i]}.", "ranges");
-            throw new ArgumentException($"{derivedFrom}: dimension {i} holds a NaN or infinite value, so its quantize range is not finite.", derivedFrom);
+                throw new ArgumentException($"ranges [2,D] must be finite with end >= start; dimension {i} has start " +
+                    $"{start[i]}, end {end[i]}.", "ranges");
+            throw new ArgumentException($"{derivedFrom}: dimension {i} holds a NaN or infinite value, so its quantize " +
+                $"range is not finite.", derivedFrom);
         }
     }
 
@@ -200,23 +209,28 @@ public static class Quantization
     }
 
     /// <summary><c>hamming_topk</c> on device tensors: index [Q,k] I64, distance [Q,k] I32.</summary>
-    public static void HammingTopk(this Device device, DeviceTensor query, DeviceTensor db, DeviceTensor index, DeviceTensor distance, int k)
+    public static void HammingTopk(this Device device, DeviceTensor query, DeviceTensor db, DeviceTensor index, DeviceTensor distance,
+        int k)
     {
         Devices(device, "query", query, "db", db, "index", index, "distance", distance);
         var (q, n, w) = PackedArgs(query, db, k, "[Q,W]", "[N,W]");
         if (db.Shape[1] != w)
-            throw new ArgumentException($"db {Shape.Format(db.Shape)} must have the same W (bytes per row) as query {Shape.Format(query.Shape)}.", "db");
+            throw new ArgumentException($"db {Shape.Format(db.Shape)} must have the same W (bytes per row) as query " +
+                $"{Shape.Format(query.Shape)}.", "db");
         Outputs(index, "index", distance, "distance", DType.I32, "I32", q, k);
         if (q == 0 || k == 0) return;
         switch (device)
         {
             case CpuDevice { Kind: BackendKind.Reference }:
-                HammingTopkReference.Run(query.Host.Span, db.Host.Span, L(index), MemoryMarshal.Cast<byte, int>(distance.Host.Span), q, n, w, k); break;
+                HammingTopkReference.Run(query.Host.Span, db.Host.Span, L(index), MemoryMarshal.Cast<byte, int>(distance.Host.Span), q,
+                    n, w, k); break;
             case CpuDevice cpu:
-                HammingTopkSimd.Run(query.Host.Span, db.Host.Span, L(index), MemoryMarshal.Cast<byte, int>(distance.Host.Span), q, n, w, k, cpu.Pool); break;
+                HammingTopkSimd.Run(query.Host.Span, db.Host.Span, L(index), MemoryMarshal.Cast<byte, int>(distance.Host.Span), q, n,
+                    w, k, cpu.Pool); break;
             case IlgpuDevice g:
                 OnGpu(g, (query, db, index, distance, q, n, w, k), static (g, s) =>
-                    HammingTopkIlgpu.Launch(g.Accelerator, g.Accelerator.DefaultStream, g.Bytes(s.query), g.Bytes(s.db), g.Bytes(s.index).Cast<long>(),
+                    HammingTopkIlgpu.Launch(g.Accelerator, g.Accelerator.DefaultStream, g.Bytes(s.query), g.Bytes(s.db),
+                        g.Bytes(s.index).Cast<long>(),
                         g.Bytes(s.distance).Cast<int>(), g.Dummy.View, s.q, s.n, s.w, s.k));
                 break;
         }
@@ -260,13 +274,16 @@ public static class Quantization
         Check.Rank(db.Shape, 2, "db", "[N, ceil(D/8)]");
         int q = query.Shape[0], d = query.Shape[1], n = db.Shape[0], w = (int)(((long)d + 7) / 8);
         if (db.Shape[1] != w)
-            throw new ArgumentException($"db {Shape.Format(db.Shape)} must be [N, ceil(D/8)] = [{n}, {w}] for query {Shape.Format(query.Shape)}.", "db");
+            throw new ArgumentException($"db {Shape.Format(db.Shape)} must be [N, ceil(D/8)] = [{n}, {w}] for query " +
+                $"{Shape.Format(query.Shape)}.", "db");
         if (k < 0 || k > n) throw new ArgumentException($"k must be in [0, N] = [0, {n}] for db {Shape.Format(db.Shape)}, got {k}.", "k");
         if (rescoreMultiplier < 1)
-            throw new ArgumentException($"rescoreMultiplier (rescore_multiplier) must be >= 1, got {rescoreMultiplier}.", nameof(rescoreMultiplier));
+            throw new ArgumentException($"rescoreMultiplier (rescore_multiplier) must be >= 1, got {rescoreMultiplier}.",
+                nameof(rescoreMultiplier));
         long c = Math.Min(n, (long)k * rescoreMultiplier);
         if (c * Math.Max(q, 1) > int.MaxValue)
-            throw new ArgumentException($"Q·min(N, k·rescore_multiplier) = {q}·{c} candidates exceed 2^31 (query {Shape.Format(query.Shape)}, k {k}).",
+            throw new ArgumentException($"Q·min(N, k·rescore_multiplier) = {q}·{c} candidates exceed 2^31 (query " +
+                $"{Shape.Format(query.Shape)}, k {k}).",
                 nameof(rescoreMultiplier));
         Outputs(index, "index", score, "score", DType.F32, "F32", q, k);
         if (q == 0 || k == 0) return;
@@ -274,12 +291,15 @@ public static class Quantization
         switch (device)
         {
             case CpuDevice { Kind: BackendKind.Reference }:
-                BinarySearchReference.Run(F(query), db.Host.Span, signed, L(index), FOut(score), q, n, d, k, rescoreMultiplier, rescore); break;
+                BinarySearchReference.Run(F(query), db.Host.Span, signed, L(index), FOut(score), q, n, d, k, rescoreMultiplier,
+                    rescore); break;
             case CpuDevice cpu:
-                BinarySearchSimd.Run(F(query), db.Host.Span, signed, L(index), FOut(score), q, n, d, k, rescoreMultiplier, rescore, cpu.Pool); break;
+                BinarySearchSimd.Run(F(query), db.Host.Span, signed, L(index), FOut(score), q, n, d, k, rescoreMultiplier, rescore,
+                    cpu.Pool); break;
             case IlgpuDevice g:
                 OnGpu(g, (query, db, index, score, q, n, d, k, rescoreMultiplier, rescore, signed), static (g, s) =>
-                    BinarySearchIlgpu.Launch(g.Accelerator, g.Accelerator.DefaultStream, V(g, s.query), g.Bytes(s.db), s.signed, g.Bytes(s.index).Cast<long>(),
+                    BinarySearchIlgpu.Launch(g.Accelerator, g.Accelerator.DefaultStream, V(g, s.query), g.Bytes(s.db), s.signed,
+                        g.Bytes(s.index).Cast<long>(),
                         V(g, s.score), g.Dummy.View, s.q, s.n, s.d, s.k, s.rescoreMultiplier, s.rescore));
                 break;
         }
@@ -300,7 +320,8 @@ public static class Quantization
         return (query.Shape[0], n, query.Shape[1]);
     }
 
-    private static void Outputs(DeviceTensor index, string indexName, DeviceTensor second, string secondName, DType secondType, string secondTypeName, int q, int k)
+    private static void Outputs(DeviceTensor index, string indexName, DeviceTensor second, string secondName, DType secondType,
+        string secondTypeName, int q, int k)
     {
         ArgumentNullException.ThrowIfNull(index, indexName);
         ArgumentNullException.ThrowIfNull(second, secondName);

@@ -51,19 +51,25 @@ public static class Retrieval
         switch (device)
         {
             case CpuDevice { Kind: BackendKind.Reference }:
-                SimilarityTopkReference.Run(F(query), db.DType == DType.F32 ? F(db) : new HostTensor(db.DType, db.ShapeArray, db.Host).To(DType.F32).AsSpan<float>(),
-                    MemoryMarshal.Cast<byte, long>(index.Host.Span), FOut(score), q, n, d, k, cosine); break;
+                var wideDb = db.DType == DType.F32 ? F(db) : new HostTensor(db.DType, db.ShapeArray, db.Host).To(DType.F32).AsSpan<float>();
+                SimilarityTopkReference.Run(F(query), wideDb, MemoryMarshal.Cast<byte, long>(index.Host.Span), FOut(score), q, n, d, k,
+                    cosine);
+                break;
             case CpuDevice cpu:
-                SimilarityTopkSimd.Run(F(query), db.Host.Span, DbKind(db.DType), MemoryMarshal.Cast<byte, long>(index.Host.Span), FOut(score), q, n, d, k, cosine, cpu.Pool);
+                SimilarityTopkSimd.Run(F(query), db.Host.Span, DbKind(db.DType), MemoryMarshal.Cast<byte, long>(index.Host.Span),
+                    FOut(score), q, n, d, k, cosine, cpu.Pool);
                 break;
             case IlgpuDevice g:
                 OnGpu(g, (query, db, index, score, q, n, d, k, cosine), static (g, s) =>
                 {
                     // the ILGPU kernels read float rows: a narrower corpus is widened on the device first
                     using var wide = s.db.DType == DType.F32 ? null : g.Accelerator.Allocate1D<float>(Math.Max((long)s.n * s.d, 1));
-                    if (wide is not null) DbElementsIlgpu.Widen(g.Accelerator, g.Accelerator.DefaultStream, g.Bytes(s.db), wide.View, (long)s.n * s.d, DbKind(s.db.DType));
-                    SimilarityTopkIlgpu.Launch(g.Accelerator, g.Accelerator.DefaultStream, V(g, s.query), wide?.View ?? V(g, s.db), g.Bytes(s.index).Cast<long>(),
-                        V(g, s.score), ((ArrayView<byte>)g.Dummy.View).Cast<long>(), s.q, s.n, s.d, s.k, s.cosine);
+                    if (wide is not null)
+                        DbElementsIlgpu.Widen(g.Accelerator, g.Accelerator.DefaultStream, g.Bytes(s.db), wide.View, (long)s.n * s.d,
+                            DbKind(s.db.DType));
+                    SimilarityTopkIlgpu.Launch(g.Accelerator, g.Accelerator.DefaultStream, V(g, s.query), wide?.View ?? V(g, s.db),
+                        g.Bytes(s.index).Cast<long>(), V(g, s.score), ((ArrayView<byte>)g.Dummy.View).Cast<long>(), s.q, s.n, s.d, s.k,
+                        s.cosine);
                 });
                 break;
         }
@@ -124,7 +130,8 @@ public static class Retrieval
 
     private static int DbKind(DType t) => t switch
     {
-        DType.F16 => DbElements.F16, DType.BF16 => DbElements.BF16, DType.I8 => DbElements.I8, DType.U8 => DbElements.U8, _ => DbElements.F32,
+        DType.F16 => DbElements.F16, DType.BF16 => DbElements.BF16, DType.I8 => DbElements.I8, DType.U8 => DbElements.U8,
+        _ => DbElements.F32,
     };
 
     internal static (int Q, int N, int D) QueryDb(DeviceTensor query, DeviceTensor db, bool anyDb = false)
