@@ -22,20 +22,51 @@ internal static unsafe class SimilarityTopkSimd
 
     /// <summary>Runs into index [Q,k] and score [Q,k].</summary>
     public static void Run(ReadOnlySpan<float> query, ReadOnlySpan<float> db, Span<long> index, Span<float> score, int queries, int n, int dim, int k, bool cosine, WorkerPool pool)
+        => Run(query, System.Runtime.InteropServices.MemoryMarshal.AsBytes(db), DbElements.F32, index, score, queries, n, dim, k, cosine,
+            pool);
+
+    [ThreadStatic] private static float[]? _wide;
+
+    /// <summary>Runs over a db stored as <paramref name="kind"/> (<see cref="DbElements"/>). The db-tile path widens each
+    /// 32-row tile to float32 while transposing it (once per tile, for every query), so a 1-byte corpus streams a quarter of
+    /// the bytes; the query-block path widens the db once into scratch.</summary>
+    public static void Run(ReadOnlySpan<float> query, ReadOnlySpan<byte> dbRaw, int kind, Span<long> index, Span<float> score, int queries,
+        int n, int dim, int k, bool cosine, WorkerPool pool)
     {
         if (queries == 0 || k == 0) return;
-        fixed (float* pq = query) fixed (float* pd = db) fixed (long* pi = index) fixed (float* ps = score)
+        bool tiles = Vector512.IsHardwareAccelerated && (long)queries * k * pool.Workers <= TileHeapLimit;
+        if (kind != DbElements.F32 && !tiles)
+        {
+            long count = (long)n * dim;
+            var wide = _wide is { } w0 && w0.Length >= count ? w0 : (_wide = new float[count]);
+            fixed (byte* raw = dbRaw) fixed (float* pw = wide) DbElements.Widen(raw, kind, 0, checked((int)count), pw);
+            Run(query, new ReadOnlySpan<float>(wide, 0, (int)count), index, score, queries, n, dim, k, cosine, pool);
+            return;
+        }
+        var db = kind == DbElements.F32 ? System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(dbRaw) : default;
+        fixed (float* pq = query) fixed (float* pd = db) fixed (byte* praw = dbRaw) fixed (long* pi = index) fixed (float* ps = score)
         {
             var job = Job.Cached ??= new();
             job.Q = pq; job.Db = pd; job.Index = pi; job.Score = ps; job.Queries = queries; job.N = n; job.D = dim; job.K = k; job.Cosine = cosine;
             if (cosine)
             {
                 if (job.InvNorm.Length < n) job.InvNorm = new float[n];
-                for (int i = 0; i < n; i++) job.InvNorm[i] = 1f / MathF.Max(TensorPrimitives.Norm(db.Slice(i * dim, dim)), 1e-12f);
+                if (kind == DbElements.F32)
+                    for (int i = 0; i < n; i++) job.InvNorm[i] = 1f / MathF.Max(TensorPrimitives.Norm(db.Slice(i * dim, dim)), 1e-12f);
+                else
+                {
+                    if (job.Row.Length < dim) job.Row = new float[dim];
+                    fixed (float* row = job.Row)
+                        for (int i = 0; i < n; i++)
+                        {
+                            DbElements.Widen(praw, kind, (long)i * dim, dim, row);
+                            job.InvNorm[i] = 1f / MathF.Max(TensorPrimitives.Norm(new ReadOnlySpan<float>(row, dim)), 1e-12f);
+                        }
+                }
             }
-            if (Vector512.IsHardwareAccelerated && (long)queries * k * pool.Workers <= TileHeapLimit)
+            if (tiles)
             {
-                RunTiles(pq, pd, index, score, queries, n, dim, k, cosine, pool, job.InvNorm);
+                RunTiles(pq, pd, praw, kind, index, score, queries, n, dim, k, cosine, pool, job.InvNorm);
                 return;
             }
             // large k: fewer queries per block, so the heaps stay small
@@ -54,10 +85,12 @@ internal static unsafe class SimilarityTopkSimd
     // 8 broadcasts; no horizontal sums). Each worker keeps a
     // bounded heap per query for the rows it saw (in increasing order, so a candidate equal to the heap's worst already
     // loses the tie); the heaps are merged per query at the end. Memory: Q·k per worker, never a score row.
-    private static void RunTiles(float* q, float* db, Span<long> index, Span<float> score, int queries, int n, int dim, int k, bool cosine, WorkerPool pool, float[] invNorm)
+    private static void RunTiles(float* q, float* db, byte* raw, int kind, Span<long> index, Span<float> score, int queries, int n, int dim,
+        int k, bool cosine, WorkerPool pool, float[] invNorm)
     {
         var job = TileJob.Cached ??= new();
         int w = pool.Workers;
+        job.Raw = raw; job.Kind = kind;
         job.Q = q; job.Db = db; job.Queries = queries; job.N = n; job.D = dim; job.K = k; job.Cosine = cosine; job.InvNorm = invNorm;
         if (job.QScale.Length < queries) job.QScale = new float[queries];
         for (int i = 0; i < queries; i++)
@@ -87,7 +120,7 @@ internal static unsafe class SimilarityTopkSimd
     private sealed class TileJob : IParallelJob
     {
         [ThreadStatic] internal static TileJob? Cached;
-        internal float* Q, Db; internal int Queries, N, D, K; internal bool Cosine;
+        internal float* Q, Db; internal byte* Raw; internal int Kind; internal int Queries, N, D, K; internal bool Cosine;
         internal float[] InvNorm = [], QScale = [], MS = [];
         internal int[] MP = [];
         internal float[][] HS = [], Worst = [], TileT = [];
@@ -100,7 +133,12 @@ internal static unsafe class SimilarityTopkSimd
             {
                 for (int r = 0; r < Tile; r++)
                 {
-                    if (r < nr) { float* src = Db + (long)(r0 + r) * D; for (int d = 0; d < D; d++) tt[d * Tile + r] = src[d]; }
+                    if (r < nr && Kind != DbElements.F32)
+                    {
+                        long o = (long)(r0 + r) * D;
+                        for (int d = 0; d < D; d++) tt[d * Tile + r] = DbElements.Get(Raw, Kind, o + d);
+                    }
+                    else if (r < nr) { float* src = Db + (long)(r0 + r) * D; for (int d = 0; d < D; d++) tt[d * Tile + r] = src[d]; }
                     else for (int d = 0; d < D; d++) tt[d * Tile + r] = 0;
                 }
                 float* sc = stackalloc float[8 * Tile];
@@ -177,7 +215,7 @@ internal static unsafe class SimilarityTopkSimd
     {
         [ThreadStatic] internal static Job? Cached;
         internal float* Q, Db, Score; internal long* Index; internal int Queries, N, D, K, QB; internal bool Cosine;
-        internal float[] InvNorm = [];
+        internal float[] InvNorm = [], Row = [];
         internal float[]?[] HeapS = []; internal int[]?[] HeapP = [];
 
         private float* QRow(int q) => Q + (long)q * D;

@@ -16,7 +16,7 @@ public static class Compare
         if (!actual.Shape.SequenceEqual(expected.Shape))
             return new(false, double.PositiveInfinity, double.PositiveInfinity,
                 $"{name}: shape {Shape.Format(actual.Shape)} != expected {Shape.Format(expected.Shape)}");
-        bool integer = expected.DType is DType.I64 or DType.I32 or DType.U8 or DType.Bool;
+        bool integer = expected.DType.IsInteger();
         if (integer)
         {
             var a = actual.ToInt64s(); var e = expected.ToInt64s();

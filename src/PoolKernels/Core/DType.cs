@@ -19,6 +19,8 @@ public enum DType
     U8,
     /// <summary>Boolean, one byte, nonzero = true.</summary>
     Bool,
+    /// <summary>Signed byte (two's complement; <c>quantize</c> int8/binary outputs, int8 corpora).</summary>
+    I8,
 }
 
 /// <summary>Helpers for <see cref="DType"/>.</summary>
@@ -48,6 +50,7 @@ public static class DTypes
             case "I64": t = DType.I64; return true;
             case "I32": t = DType.I32; return true;
             case "U8": t = DType.U8; return true;
+            case "I8": t = DType.I8; return true;
             case "BOOL": t = DType.Bool; return true;
             default: t = default; return false;
         }
@@ -57,7 +60,7 @@ public static class DTypes
     public static DType Of<T>() =>
         typeof(T) == typeof(float) ? DType.F32 : typeof(T) == typeof(Half) ? DType.F16 : typeof(T) == typeof(BFloat16) ? DType.BF16 :
         typeof(T) == typeof(double) ? DType.F64 : typeof(T) == typeof(long) ? DType.I64 : typeof(T) == typeof(int) ? DType.I32 :
-        typeof(T) == typeof(byte) ? DType.U8 : typeof(T) == typeof(bool) ? DType.Bool :
+        typeof(T) == typeof(byte) ? DType.U8 : typeof(T) == typeof(bool) ? DType.Bool : typeof(T) == typeof(sbyte) ? DType.I8 :
         throw new ArgumentException($"Element type {typeof(T).Name} is not supported.", nameof(T));
 
     /// <summary>True for F32, F16 and BF16: the inputs that "F32|F16|BF16" accepts.</summary>
@@ -66,4 +69,6 @@ public static class DTypes
     public static bool IsMask(this DType t) => t is DType.I64 or DType.I32 or DType.U8 or DType.Bool;
     /// <summary>True for the index types I64, I32.</summary>
     public static bool IsIndex(this DType t) => t is DType.I64 or DType.I32;
+    /// <summary>True for the integer dtypes (I64, I32, I8, U8, BOOL): compared exactly by the test vectors.</summary>
+    public static bool IsInteger(this DType t) => t is DType.I64 or DType.I32 or DType.I8 or DType.U8 or DType.Bool;
 }

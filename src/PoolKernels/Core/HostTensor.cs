@@ -74,6 +74,7 @@ public sealed class HostTensor
             case DType.BF16: { var v = MemoryMarshal.Cast<byte, ushort>(s); for (int i = 0; i < r.Length; i++) r[i] = Numerics.Bf16BitsToFloat(v[i]); break; }
             case DType.I64: { var v = MemoryMarshal.Cast<byte, long>(s); for (int i = 0; i < r.Length; i++) r[i] = v[i]; break; }
             case DType.I32: { var v = MemoryMarshal.Cast<byte, int>(s); for (int i = 0; i < r.Length; i++) r[i] = v[i]; break; }
+            case DType.I8: for (int i = 0; i < r.Length; i++) r[i] = (sbyte)s[i]; break;
             default: for (int i = 0; i < r.Length; i++) r[i] = s[i]; break;
         }
         return r;
@@ -89,6 +90,7 @@ public sealed class HostTensor
         {
             case DType.I64: MemoryMarshal.Cast<byte, long>(s).CopyTo(r); break;
             case DType.I32: { var v = MemoryMarshal.Cast<byte, int>(s); for (int i = 0; i < r.Length; i++) r[i] = v[i]; break; }
+            case DType.I8: for (int i = 0; i < r.Length; i++) r[i] = (sbyte)s[i]; break;
             default: for (int i = 0; i < r.Length; i++) r[i] = s[i]; break;
         }
         return r;
@@ -112,6 +114,7 @@ public sealed class HostTensor
                 case DType.I64: MemoryMarshal.Cast<byte, long>(s)[i] = (long)v[i]; break;
                 case DType.I32: MemoryMarshal.Cast<byte, int>(s)[i] = (int)v[i]; break;
                 case DType.U8: s[i] = (byte)v[i]; break;
+                case DType.I8: s[i] = (byte)(sbyte)v[i]; break;
                 default: s[i] = v[i] != 0 ? (byte)1 : (byte)0; break;
             }
         }

@@ -48,7 +48,7 @@ public static class Shape
     /// <summary>Rejects a dtype value that is not a member of <see cref="DType"/>.</summary>
     internal static void CheckDType(DType dtype)
     {
-        if ((uint)dtype > (uint)DType.Bool) throw new ArgumentException($"dtype {(int)dtype} is not a DType.", nameof(dtype));
+        if ((uint)dtype > (uint)DType.I8) throw new ArgumentException($"dtype {(int)dtype} is not a DType.", nameof(dtype));
     }
 
     /// <summary>"[2, 3, 4]".</summary>

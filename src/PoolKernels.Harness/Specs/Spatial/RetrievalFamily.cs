@@ -69,6 +69,26 @@ internal sealed class RetrievalFamily : IOpFamily
             };
             cases.Add(($"{m} Q{q} N{n} D{d} k{k}{(ints ? " integer ties" : "")}", new OpCall(inputs, P("k", S(k), "metric", m))));
         }
+        // corpora stored as F16 / BF16 / I8 / U8 (an int8-quantized db scores as its integers; I8/U8 rows repeat: exact ties)
+        (DType Db, int Q, int N, int D, int K, string M)[] typed =
+            [(DType.F16, 3, 50, 16, 5, "dot"), (DType.BF16, 3, 40, 24, 8, "cosine"), (DType.I8, 3, 60, 13, 10, "dot"),
+             (DType.U8, 2, 50, 12, 50, "cosine"), (DType.I8, 4, 70, 33, 7, "cosine")];
+        foreach (var (dt, q, n, d, k, m) in typed)
+        {
+            HostTensor db;
+            if (dt is DType.I8 or DType.U8)
+            {
+                var b = new byte[n * d];
+                r.Rng.NextBytes(b);
+                for (int i = n / 2; i < n; i++) Array.Copy(b, (i - n / 2) * d, b, i * d, d);
+                // I8 values in [-64, 63]: the float sums stay exact
+                if (dt == DType.I8) for (int i = 0; i < b.Length; i++) b[i] = (byte)(sbyte)((sbyte)b[i] / 2);
+                db = new HostTensor(dt, [n, d], b);
+            }
+            else db = r.Floats(dt, -1, 1, n, d);
+            var inputs = new Dictionary<string, HostTensor> { ["query"] = Integers(r, -2, 2, q, d), ["db"] = db };
+            cases.Add(($"{m} {dt.Name()} db Q{q} N{n} D{d} k{k}", new OpCall(inputs, P("k", S(k), "metric", m))));
+        }
         return cases;
     }
 }

@@ -20,7 +20,8 @@ public static class Retrieval
     };
 
     /// <summary>
-    /// <c>similarity_topk</c>: query [Q,D] F32, db [N,D] F32, 0 &lt;= k &lt;= N → index [Q,k] I64 and score [Q,k] F32, best
+    /// <c>similarity_topk</c>: query [Q,D] F32, db [N,D] F32|F16|BF16|I8|U8 (values taken as numbers: an int8-quantized corpus
+    /// scores as its integers; accumulated in float32), 0 &lt;= k &lt;= N → index [Q,k] I64 and score [Q,k] F32, best
     /// first (ties: lower index). dot: q·x; cosine: q·x / (max(‖q‖,1e-12)·max(‖x‖,1e-12)) (F.normalize then dot).
     /// The simd backend keeps a running k-best heap per query while streaming db (no score row is materialized); the
     /// ILGPU backends score a chunk of queries at a time and select on the device.
@@ -41,7 +42,7 @@ public static class Retrieval
     public static void SimilarityTopk(this Device device, DeviceTensor query, DeviceTensor db, DeviceTensor index, DeviceTensor score, int k, bool cosine = false)
     {
         Devices(device, "query", query, "db", db, "index", index, "score", score);
-        var (q, n, d) = QueryDb(query, db);
+        var (q, n, d) = QueryDb(query, db, anyDb: true);
         if (k < 0 || k > n) throw new ArgumentException($"k must be in [0, N] = [0, {n}] for db {Shape.Format(db.Shape)}, got {k}.", "k");
         ArgumentNullException.ThrowIfNull(index);
         Check.DTypeIs(index.DType, "index", "I64", index.DType == DType.I64);
@@ -50,13 +51,26 @@ public static class Retrieval
         switch (device)
         {
             case CpuDevice { Kind: BackendKind.Reference }:
-                SimilarityTopkReference.Run(F(query), F(db), MemoryMarshal.Cast<byte, long>(index.Host.Span), FOut(score), q, n, d, k, cosine); break;
+                var wideDb = db.DType == DType.F32 ? F(db) : new HostTensor(db.DType, db.ShapeArray, db.Host).To(DType.F32).AsSpan<float>();
+                SimilarityTopkReference.Run(F(query), wideDb, MemoryMarshal.Cast<byte, long>(index.Host.Span), FOut(score), q, n, d, k,
+                    cosine);
+                break;
             case CpuDevice cpu:
-                SimilarityTopkSimd.Run(F(query), F(db), MemoryMarshal.Cast<byte, long>(index.Host.Span), FOut(score), q, n, d, k, cosine, cpu.Pool); break;
+                SimilarityTopkSimd.Run(F(query), db.Host.Span, DbKind(db.DType), MemoryMarshal.Cast<byte, long>(index.Host.Span),
+                    FOut(score), q, n, d, k, cosine, cpu.Pool);
+                break;
             case IlgpuDevice g:
                 OnGpu(g, (query, db, index, score, q, n, d, k, cosine), static (g, s) =>
-                    SimilarityTopkIlgpu.Launch(g.Accelerator, g.Accelerator.DefaultStream, V(g, s.query), V(g, s.db), g.Bytes(s.index).Cast<long>(), V(g, s.score),
-                        ((ArrayView<byte>)g.Dummy.View).Cast<long>(), s.q, s.n, s.d, s.k, s.cosine));
+                {
+                    // the ILGPU kernels read float rows: a narrower corpus is widened on the device first
+                    using var wide = s.db.DType == DType.F32 ? null : g.Accelerator.Allocate1D<float>(Math.Max((long)s.n * s.d, 1));
+                    if (wide is not null)
+                        DbElementsIlgpu.Widen(g.Accelerator, g.Accelerator.DefaultStream, g.Bytes(s.db), wide.View, (long)s.n * s.d,
+                            DbKind(s.db.DType));
+                    SimilarityTopkIlgpu.Launch(g.Accelerator, g.Accelerator.DefaultStream, V(g, s.query), wide?.View ?? V(g, s.db),
+                        g.Bytes(s.index).Cast<long>(), V(g, s.score), ((ArrayView<byte>)g.Dummy.View).Cast<long>(), s.q, s.n, s.d, s.k,
+                        s.cosine);
+                });
                 break;
         }
     }
@@ -114,9 +128,21 @@ public static class Retrieval
         }
     }
 
-    internal static (int Q, int N, int D) QueryDb(DeviceTensor query, DeviceTensor db)
+    private static int DbKind(DType t) => t switch
     {
-        F32(query, "query"); F32(db, "db");
+        DType.F16 => DbElements.F16, DType.BF16 => DbElements.BF16, DType.I8 => DbElements.I8, DType.U8 => DbElements.U8,
+        _ => DbElements.F32,
+    };
+
+    internal static (int Q, int N, int D) QueryDb(DeviceTensor query, DeviceTensor db, bool anyDb = false)
+    {
+        F32(query, "query");
+        if (!anyDb) F32(db, "db");
+        else
+        {
+            ArgumentNullException.ThrowIfNull(db, "db");
+            Check.DTypeIs(db.DType, "db", "F32|F16|BF16|I8|U8", db.DType is DType.F32 or DType.F16 or DType.BF16 or DType.I8 or DType.U8);
+        }
         Check.Rank(query.Shape, 2, "query", "[Q,D]");
         Check.Rank(db.Shape, 2, "db", "[N,D]");
         if (db.Shape[1] != query.Shape[1])
