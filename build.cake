@@ -183,7 +183,8 @@ Task("Pack").Does(() =>
 {
     var output = artifacts.Combine("packages");
     foreach (var project in new[] { "./kernels/PoolKernels.Kernels/PoolKernels.Kernels.csproj", "./src/PoolKernels/PoolKernels.csproj",
-                                    "./src/PoolKernels.Onnx/PoolKernels.Onnx.csproj", "./src/PoolKernels.Cli/PoolKernels.Cli.csproj" })
+                                    "./src/PoolKernels.Onnx/PoolKernels.Onnx.csproj", "./src/PoolKernels.Onnx.MiniLM/PoolKernels.Onnx.MiniLM.csproj",
+                                    "./src/PoolKernels.Cli/PoolKernels.Cli.csproj" })
         DotNetPack(project, new DotNetPackSettings { Configuration = "Release", OutputDirectory = output });
     Information($"Packages: {output}");
 });
