@@ -1,4 +1,4 @@
-// PoolKernels build script: dotnet tool restore && dotnet cake --target=<Build|Test|Arm64|Verify|Bench|Pack>
+// PoolKernels build script: dotnet tool restore && dotnet cake --target=<Build|Test|Arm64|PackageSmoke|Verify|Bench|Pack>
 var target = Argument("target", "Test");
 var configuration = Argument("configuration", "Release");
 var filter = Argument("filter", "");            // dotnet test --filter expression
@@ -77,11 +77,11 @@ Task("Arm64").Does(() =>
         if (!required)
         {
             Warning($"ARM64 leg skipped: {why}; set POOLKERNELS_REQUIRE_ARM64=1 to make this a failure.");
-            WriteTrx(trx, steps, skipped: 1);
+            WriteTrx(trx, "arm64", steps, skipped: 1);
             return;
         }
         steps.Add(("qemu present", false, why));
-        WriteTrx(trx, steps, skipped: 0);
+        WriteTrx(trx, "arm64", steps, skipped: 0);
         throw new Exception("ARM64 leg: " + why);
     }
     var clock = System.Diagnostics.Stopwatch.StartNew();
@@ -138,22 +138,23 @@ Task("Arm64").Does(() =>
     }
     int good = steps.Count(s => s.Passed);
     Information($"ARM64 leg: {good} passed, {steps.Count - good} failed in {clock.Elapsed.TotalSeconds:0} s");
-    WriteTrx(trx, steps, skipped: 0);
+    WriteTrx(trx, "arm64", steps, skipped: 0);
     if (good < steps.Count)
         throw new Exception("ARM64 leg failed: " + string.Join("; ", steps.Where(s => !s.Passed).Select(s => $"{s.Name}: {s.Detail}")));
 });
 
 // A minimal TRX (the Counters that .ci/run sums, one result per step) for a leg that is not a dotnet test run.
-void WriteTrx(FilePath path, List<(string Name, bool Passed, string Detail)> steps, int skipped)
+void WriteTrx(FilePath path, string leg, List<(string Name, bool Passed, string Detail)> steps, int skipped)
 {
     string Esc(string s) => System.Security.SecurityElement.Escape(s) ?? "";
     int passed = steps.Count(s => s.Passed), failed = steps.Count - passed;
     var sb = new System.Text.StringBuilder();
     sb.AppendLine("<?xml version=\"1.0\" encoding=\"UTF-8\"?>");
-    sb.AppendLine($"<TestRun id=\"{Guid.NewGuid()}\" name=\"arm64\" xmlns=\"http://microsoft.com/schemas/VisualStudio/TeamTest/2010\">");
+    sb.AppendLine($"<TestRun id=\"{Guid.NewGuid()}\" name=\"{Esc(leg)}\" "
+        + "xmlns=\"http://microsoft.com/schemas/VisualStudio/TeamTest/2010\">");
     sb.AppendLine("  <Results>");
     foreach (var s in steps)
-        sb.AppendLine($"    <UnitTestResult testName=\"arm64 {Esc(s.Name)}\" outcome=\"{(s.Passed ? "Passed" : "Failed")}\">"
+        sb.AppendLine($"    <UnitTestResult testName=\"{Esc(leg)} {Esc(s.Name)}\" outcome=\"{(s.Passed ? "Passed" : "Failed")}\">"
             + $"<Output><StdOut>{Esc(s.Detail)}</StdOut></Output></UnitTestResult>");
     sb.AppendLine("  </Results>");
     sb.AppendLine($"  <ResultSummary outcome=\"{(failed > 0 ? "Failed" : "Completed")}\">");
@@ -163,6 +164,30 @@ void WriteTrx(FilePath path, List<(string Name, bool Passed, string Detail)> ste
     sb.AppendLine("</TestRun>");
     System.IO.File.WriteAllText(path.FullPath, sb.ToString());
 }
+
+// The packages as a stranger gets them (scripts/consume-packages.sh): every package packed into a temporary feed under a
+// unique prerelease version, a fresh console app outside the repository restores PoolKernels and PoolKernels.Onnx from
+// it and runs a sequence_pool; the tool package is installed and runs --version and devices. One test result in
+// artifacts/test-results/results-package-smoke.trx (summed by .ci/run). About 70 s on 2 cores with the build up to date.
+Task("PackageSmoke").Does(() =>
+{
+    var results = artifacts.Combine("test-results");
+    EnsureDirectoryExists(results);
+    var clock = System.Diagnostics.Stopwatch.StartNew();
+    int rc = StartProcess("bash", new ProcessSettings
+    {
+        Arguments = "scripts/consume-packages.sh", RedirectStandardOutput = true, RedirectStandardError = true,
+    }, out IEnumerable<string> stdout, out IEnumerable<string> stderr);
+    var lines = stdout.Concat(stderr).ToList();
+    foreach (var line in lines) Information($"  [smoke] {line}");
+    bool ok = rc == 0 && lines.Contains("package smoke: passed");
+    string detail = ok ? $"passed in {clock.Elapsed.TotalSeconds:0} s"
+        : lines.LastOrDefault(l => l.StartsWith("package smoke: FAILED", StringComparison.Ordinal)) ?? $"exit {rc}";
+    WriteTrx(results.CombineWithFilePath("results-package-smoke.trx"), "package-smoke",
+        new List<(string, bool, string)> { ("packed packages in a fresh console app and the installed tool", ok, detail) }, skipped: 0);
+    Information($"Package smoke: {(ok ? "passed" : "FAILED")} ({detail})");
+    if (!ok) throw new Exception("package smoke failed: " + detail);
+});
 
 Task("Verify").IsDependentOn("Build").Does(() =>
 {
@@ -183,7 +208,9 @@ Task("Pack").Does(() =>
 {
     var output = artifacts.Combine("packages");
     foreach (var project in new[] { "./kernels/PoolKernels.Kernels/PoolKernels.Kernels.csproj", "./src/PoolKernels/PoolKernels.csproj",
-                                    "./src/PoolKernels.Onnx/PoolKernels.Onnx.csproj", "./src/PoolKernels.Cli/PoolKernels.Cli.csproj" })
+                                    "./src/PoolKernels.Onnx/PoolKernels.Onnx.csproj",
+                                    "./src/PoolKernels.Onnx.MiniLM/PoolKernels.Onnx.MiniLM.csproj",
+                                    "./src/PoolKernels.Cli/PoolKernels.Cli.csproj" })
         DotNetPack(project, new DotNetPackSettings { Configuration = "Release", OutputDirectory = output });
     Information($"Packages: {output}");
 });

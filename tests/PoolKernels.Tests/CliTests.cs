@@ -332,4 +332,20 @@ public class CliTests
         Assert.That(output.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries),
             Is.EqualTo(PoolKernels.Verification.OpRegistry.All.Keys.ToArray()));
     }
+
+    [Test]
+    public void EmbedUsesTheBuiltInModelOfPoolKernelsOnnxMiniLM()
+    {
+        var (code, output, err) = Run("embed", "hello world", "--device", "simd", "--dims", "4");
+        Assert.That(code, Is.EqualTo(CliApp.ExitPass), err);
+        var line = JsonLines(output).Single();
+        Assert.That(line.GetProperty("text").GetString(), Is.EqualTo("hello world"));
+        var got = line.GetProperty("embedding").EnumerateArray().Select(v => v.GetSingle()).ToArray();
+        using var embedder = new PoolKernels.Onnx.SentenceEmbedder(new PoolKernels.Onnx.SentenceEmbedderOptions
+        {
+            Model = PoolKernels.Onnx.BuiltInModels.AllMiniLML6V2, Device = "simd",
+            Pooling = PoolKernels.Onnx.PoolingConfig.MiniLM with { Dims = 4 },
+        });
+        Assert.That(got, Is.EqualTo(embedder.Embed("hello world")).Within(1e-6f));
+    }
 }

@@ -141,6 +141,56 @@ public class EmbeddingTests
         Assert.Throws<FileNotFoundException>(() => new SentenceEmbedder(new SentenceEmbedderOptions { ModelPath = "/nonexistent/model.onnx" }));
 
     [Test]
+    public void OptionsNamingNoModelUseTheBuiltInOneOfPoolKernelsOnnxMiniLM()
+    {
+        // PoolKernels.Onnx finds PoolKernels.Onnx.MiniLM by name (it does not reference it); named explicitly, the same model.
+        Assert.That(EmbeddingModel.BuiltIn, Is.SameAs(BuiltInModels.AllMiniLML6V2));
+        Assert.That(Embedder("simd").ModelId, Is.EqualTo("all-MiniLM-L6-v2"));
+        using var explicitModel = new SentenceEmbedder(new SentenceEmbedderOptions { Model = BuiltInModels.AllMiniLML6V2 },
+            TestDevices.Get("simd"));
+        AssertClose(explicitModel.Embed(Sentences[0]), Embedder("simd").Embed(Sentences[0]), 0, "explicit = default");
+    }
+
+    [Test]
+    public void WithoutPoolKernelsOnnxMiniLMTheErrorSaysWhatToDo()
+    {
+        var e = Assert.Throws<InvalidOperationException>(() => EmbeddingModel.FindBuiltIn("PoolKernels.Onnx.NoSuchModel"));
+        Assert.That(e!.Message, Does.Contain("ModelPath").And.Contain("add the package PoolKernels.Onnx.MiniLM"));
+        Assert.Throws<ArgumentException>(() => new SentenceEmbedder(new SentenceEmbedderOptions
+        {
+            Model = BuiltInModels.AllMiniLML6V2, ModelPath = "model.onnx",
+        }));
+    }
+
+    [Test]
+    public void PoolKernelsOnnxDependsOnNeitherTheBuiltInModelNorMicrosoftML()
+    {
+        // Its users carry ONNX Runtime, not the 87 MB model DLL and ML.NET (the package PoolKernels.Onnx.MiniLM has those).
+        var names = typeof(SentenceEmbedder).Assembly.GetReferencedAssemblies().Select(a => a.Name!).ToList();
+        Assert.That(names, Has.None.StartsWith("SentenceTransformers"));
+        Assert.That(names.Where(n => n.StartsWith("Microsoft.ML", StringComparison.Ordinal)),
+            Is.EqualTo(new[] { "Microsoft.ML.OnnxRuntime" }));
+    }
+
+    [Test]
+    public void AModelOnDiskIsReadByPath()
+    {
+        var dir = Directory.CreateTempSubdirectory("pk-model").FullName;
+        try
+        {
+            var model = Path.Combine(dir, "mini.onnx");
+            File.WriteAllBytes(model, BuiltInModels.AllMiniLML6V2.ReadOnnx());
+            File.WriteAllText(Path.Combine(dir, "vocab.txt"), BuiltInModels.AllMiniLML6V2.ReadVocab());
+            using var e = new SentenceEmbedder(new SentenceEmbedderOptions { ModelPath = model }, TestDevices.Get("simd"));
+            Assert.That(e.ModelId, Is.EqualTo("mini"));
+            AssertClose(e.Embed(Sentences[1]), Embedder("simd").Embed(Sentences[1]), 0, "same model by path");
+            File.Delete(Path.Combine(dir, "vocab.txt"));
+            Assert.Throws<FileNotFoundException>(() => new SentenceEmbedder(new SentenceEmbedderOptions { ModelPath = model }));
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+
+    [Test]
     public void MismatchedVocabIsRejected()
     {
         var dir = Directory.CreateTempSubdirectory("pk-model").FullName;

