@@ -216,14 +216,6 @@ public sealed class IlgpuDevice : Device
     /// <summary>A small zeroed buffer passed for absent optional inputs.</summary>
     internal MemoryBuffer1D<byte, Stride1D.Dense> Dummy { get { ThrowIfDisposed(); return _dummy; } }
 
-    /// <summary>The bytes [offset, offset+length) of <paramref name="t"/>, or the dummy buffer when that range is empty.
-    /// (Used by operations not yet converted to <see cref="Dispatch"/>.)</summary>
-    internal ArrayView<byte> Bytes(DeviceTensor t, long offset = 0, long length = -1)
-    {
-        if (length < 0) length = t.Bytes - offset;
-        return length == 0 ? (ArrayView<byte>)Dummy.View : t.View.SubView(offset, length);
-    }
-
     /// <summary>How many times the library waited for this accelerator (tests count them).</summary>
     internal long Synchronizations => Interlocked.Read(ref _synchronizations);
 

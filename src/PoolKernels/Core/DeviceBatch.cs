@@ -60,7 +60,7 @@ public sealed class DeviceBatch : IDisposable
         _ended = true;
         t_innermost = _outer;
         if (!ReferenceEquals(_root, this)) return; // joined an outer batch: that one synchronizes
-        if (Device is IlgpuDevice g) g.EndBatch(_kept);
+        Device.EndBatch(_kept);
         _kept = null;
     }
 }
