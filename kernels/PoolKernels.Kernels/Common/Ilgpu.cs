@@ -56,7 +56,8 @@ internal readonly struct I32Index : IIndexReader<int> { /// <inheritdoc/>
 /// over its type arguments) and a variant (e.g. a group size): each kernel is compiled once per device.</summary>
 internal static class KernelCache
 {
-    private static readonly ConditionalWeakTable<Accelerator, ConcurrentDictionary<(MethodInfo Kernel, int Variant), object>> Kernels = new();
+    private static readonly ConditionalWeakTable<Accelerator, ConcurrentDictionary<(MethodInfo Kernel, int Variant),
+        object>> Kernels = new();
     private static readonly ConditionalWeakTable<Accelerator, ConcurrentDictionary<(Type Type, int Key), object>> States = new();
 
     /// <summary>The loaded form of <paramref name="kernel"/> on <paramref name="accelerator"/>, loaded by <paramref name="load"/>
@@ -66,7 +67,8 @@ internal static class KernelCache
 
     /// <summary>The loaded form of <paramref name="kernel"/> for <paramref name="variant"/> (a launch parameter baked into the
     /// loaded kernel, such as an implicit group size).</summary>
-    public static TKernel Get<TKernel>(Accelerator accelerator, Delegate kernel, int variant, Func<Accelerator, TKernel> load) where TKernel : class
+    public static TKernel Get<TKernel>(Accelerator accelerator, Delegate kernel, int variant, Func<Accelerator, TKernel> load)
+        where TKernel : class
     {
         var table = Kernels.GetValue(accelerator, static _ => new());
         return (TKernel)table.GetOrAdd((kernel.Method, variant), static (_, x) => x.load(x.accelerator), (load, accelerator));

@@ -34,7 +34,8 @@ internal static class MachineLimitsIlgpu
     /// <summary>Launches the streaming read over <paramref name="data"/> with one partial per element of <paramref name="partial"/>.</summary>
     public static void StreamRead(Accelerator accelerator, ArrayView<float> data, ArrayView<float> partial)
     {
-        var k = KernelCache.Get(accelerator, StreamReadKernel, a => a.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>>(StreamReadKernel));
+        var k = KernelCache.Get(accelerator, StreamReadKernel, a => a.LoadAutoGroupedKernel<Index1D, ArrayView<float>,
+            ArrayView<float>>(StreamReadKernel));
         k(accelerator.DefaultStream, (int)partial.Length, data, partial);
     }
 

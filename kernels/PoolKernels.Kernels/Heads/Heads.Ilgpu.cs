@@ -126,7 +126,8 @@ internal static class HeadsIlgpu
     public static void Geglu(Accelerator accelerator, AcceleratorStream stream, ArrayView<float> h, ArrayView<float> y, int rows, int f)
     {
         if (rows == 0 || f == 0) return;
-        var kernel = KernelCache.Get(accelerator, GegluKernel, a => a.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, int>(GegluKernel));
+        var kernel = KernelCache.Get(accelerator, GegluKernel, a => a.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>,
+            int>(GegluKernel));
         kernel(stream, checked(rows * f), h, y, f);
     }
 
@@ -147,7 +148,8 @@ internal static class HeadsIlgpu
     {
         long count = (long)batch * rows * dim;
         if (count == 0) return;
-        var kernel = KernelCache.Get(accelerator, AddRowsKernel<TRaw, TElem>, a => a.LoadAutoGroupedKernel<Index1D, ArrayView<TRaw>, ArrayView<float>,
+        var kernel = KernelCache.Get(accelerator, AddRowsKernel<TRaw, TElem>, a => a.LoadAutoGroupedKernel<Index1D, ArrayView<TRaw>,
+            ArrayView<float>,
             ArrayView<float>, int, int, int>(AddRowsKernel<TRaw, TElem>));
         kernel(stream, checked((int)count), x.Cast<TRaw>(), add, y, rows, dim, hasAdd ? 1 : 0);
     }

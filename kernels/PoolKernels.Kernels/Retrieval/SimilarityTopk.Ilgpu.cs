@@ -107,7 +107,8 @@ internal static class SimilarityTopkIlgpu
     public static void Norms(Accelerator accelerator, AcceleratorStream stream, ArrayView<float> rows, ArrayView<float> norms, int count, int dim)
     {
         if (count == 0) return;
-        var nk = KernelCache.Get(accelerator, ScaleGemIlgpu.NormKernel, a => a.LoadKernel<ArrayView<float>, ArrayView<float>, int>(ScaleGemIlgpu.NormKernel));
+        var nk = KernelCache.Get(accelerator, ScaleGemIlgpu.NormKernel, a => a.LoadKernel<ArrayView<float>, ArrayView<float>,
+            int>(ScaleGemIlgpu.NormKernel));
         nk(stream, new KernelConfig(count, GroupReduce.GroupSize(accelerator)), rows, norms, dim);
     }
 

@@ -119,7 +119,8 @@ public static class Attention
             Check.SameDevice(device, name, t);
         var plan = PlanSdpa(q.Shape, q.DType, k.Shape, k.DType, v.Shape, v.DType, attnMask?.ShapeArray, attnMask?.DType, keyPaddingMask?.ShapeArray, keyPaddingMask?.DType, options);
         CheckOutputs(output, lse, plan);
-        var call = new Call(plan.P, q.DType, In.Of(q), In.Of(k), In.Of(v), In.Of(attnMask), attnMask?.DType ?? DType.U8, In.Of(keyPaddingMask),
+        var call = new Call(plan.P, q.DType, In.Of(q), In.Of(k), In.Of(v), In.Of(attnMask), attnMask?.DType ?? DType.U8,
+            In.Of(keyPaddingMask),
             keyPaddingMask?.DType ?? DType.U8, default, default, DType.I64, Out.Of(output), Out.Of(lse));
         Dispatch.Run(device, ref call);
     }
@@ -202,7 +203,8 @@ public static class Attention
         if (cuSeqlensQ.DType == cuSeqlensK.DType)
         {
             // one index type: the kernels read the tensors in place
-            var call = new Call(plan.P, q.DType, In.Of(q), In.Of(k), In.Of(v), default, DType.U8, default, DType.U8, In.Of(cuSeqlensQ), In.Of(cuSeqlensK),
+            var call = new Call(plan.P, q.DType, In.Of(q), In.Of(k), In.Of(v), default, DType.U8, default, DType.U8, In.Of(cuSeqlensQ),
+                In.Of(cuSeqlensK),
                 cuSeqlensQ.DType, Out.Of(output), Out.Of(lse));
             Dispatch.Run(device, ref call);
         }
@@ -211,7 +213,8 @@ public static class Attention
 
     /// <summary>Runs sdpa_varlen with validated cu_seqlens given as host bytes (one index type per kernel: mixed I64/I32
     /// offsets are widened to I64, B+1 values each).</summary>
-    private static void RunVarlen(Device device, Plan plan, DeviceTensor q, DeviceTensor k, DeviceTensor v, ReadOnlySpan<byte> cuQ, DType cuQt,
+    private static void RunVarlen(Device device, Plan plan, DeviceTensor q, DeviceTensor k, DeviceTensor v, ReadOnlySpan<byte> cuQ,
+        DType cuQt,
         ReadOnlySpan<byte> cuK, DType cuKt, DeviceTensor output, DeviceTensor lse)
     {
         long[]? wq = null, wk = null;
@@ -403,7 +406,8 @@ public static class Attention
         {
             var o = s.Out<float>(_out);
             var l = s.Out<float>(_lse);
-            Launcher(qt, maskT, keyPaddingT, cuT)(s.Accelerator, s.Stream, s.In<byte>(_q), s.In<byte>(_k), s.In<byte>(_v), s.In<byte>(_mask),
+            Launcher(qt, maskT, keyPaddingT, cuT)(s.Accelerator, s.Stream, s.In<byte>(_q), s.In<byte>(_k), s.In<byte>(_v),
+                s.In<byte>(_mask),
                 s.In<byte>(_kpm), s.In<byte>(_cuQ), s.In<byte>(_cuK), o, l, _p);
             s.Download(o, _out);
             s.Download(l, _lse);
@@ -429,7 +433,8 @@ public static class Attention
     };
 
     private static SdpaLaunch Launcher<TRaw, TElem, TBRaw, TBias>(DType mask, DType index)
-        where TRaw : unmanaged where TElem : struct, IElementReader<TRaw> where TBRaw : unmanaged where TBias : struct, IElementReader<TBRaw> => mask switch
+        where TRaw : unmanaged where TElem : struct, IElementReader<TRaw> where TBRaw : unmanaged where TBias : struct,
+            IElementReader<TBRaw> => mask switch
     {
         DType.I64 => Launcher<TRaw, TElem, TBRaw, TBias, long, I64Mask>(index),
         DType.I32 => Launcher<TRaw, TElem, TBRaw, TBias, int, I32Mask>(index),
@@ -437,7 +442,8 @@ public static class Attention
     };
 
     private static SdpaLaunch Launcher<TRaw, TElem, TBRaw, TBias, TMask, TMaskOp>(DType index)
-        where TRaw : unmanaged where TElem : struct, IElementReader<TRaw> where TBRaw : unmanaged where TBias : struct, IElementReader<TBRaw>
+        where TRaw : unmanaged where TElem : struct, IElementReader<TRaw> where TBRaw : unmanaged where TBias : struct,
+            IElementReader<TBRaw>
         where TMask : unmanaged where TMaskOp : struct, IMaskReader<TMask> =>
         index == DType.I32 ? SdpaIlgpu.Launch<TRaw, TElem, TBRaw, TBias, TMask, TMaskOp, int, I32Index>
             : SdpaIlgpu.Launch<TRaw, TElem, TBRaw, TBias, TMask, TMaskOp, long, I64Index>;

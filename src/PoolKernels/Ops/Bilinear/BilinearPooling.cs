@@ -126,7 +126,8 @@ public static class BilinearPooling
                 DType.I32 => BilinearPoolIlgpu.Launch<int, I32Mask>,
                 _ => BilinearPoolIlgpu.Launch<byte, U8Mask>,
             };
-            launch(s.Accelerator, s.Stream, s.View<float>(x), s.View<float>(y ?? x), s.View<byte>(mask), s.View<float>(output), p, normalize);
+            launch(s.Accelerator, s.Stream, s.View<float>(x), s.View<float>(y ?? x), s.View<byte>(mask), s.View<float>(output), p,
+                normalize);
         }
     }
 
@@ -201,19 +202,25 @@ public static class BilinearPooling
         Dispatch.Run(device, ref plan);
     }
 
-    private readonly struct MfbPlan(DeviceTensor x, DeviceTensor y, MfbWeights<DeviceTensor> w1, MfbWeights<DeviceTensor>? w2, DeviceTensor output,
+    private readonly struct MfbPlan(DeviceTensor x, DeviceTensor y, MfbWeights<DeviceTensor> w1, MfbWeights<DeviceTensor>? w2,
+        DeviceTensor output,
         MfbParams p, MfbOptions opt) : IPlan
     {
-        private static MfbBlock Block(MfbWeights<DeviceTensor>? w) => w is null ? default : new MfbBlock(F(w.Wx), F(w.Bx), F(w.Wy), F(w.By));
+        private static MfbBlock Block(MfbWeights<DeviceTensor>? w) => w is null ? default : new MfbBlock(F(w.Wx), F(w.Bx), F(w.Wy),
+            F(w.By));
 
-        public void Reference() => MfbReference.Run(F(x), F(y), Block(w1), Block(w2), FOut(output), p.Batch, p.Dx, p.Dy, p.O, p.K, opt.Activation,
+        public void Reference() => MfbReference.Run(F(x), F(y), Block(w1), Block(w2), FOut(output), p.Batch, p.Dx, p.Dy, p.O, p.K,
+            opt.Activation,
             opt.SignedSqrt, opt.Normalize);
 
-        public void Simd(CpuDevice cpu) => MfbSimd.Run(F(x), F(y), Block(w1), Block(w2), FOut(output), p.Batch, p.Dx, p.Dy, p.O, p.K, opt.Activation,
+        public void Simd(CpuDevice cpu) => MfbSimd.Run(F(x), F(y), Block(w1), Block(w2), FOut(output), p.Batch, p.Dx, p.Dy, p.O, p.K,
+            opt.Activation,
             opt.SignedSqrt, opt.Normalize, cpu.Pool);
 
-        public void Ilgpu(IlgpuScope s) => MfbIlgpu.Launch(s.Accelerator, s.Stream, s.View<float>(x), s.View<float>(y), s.View<float>(w1.Wx),
-            s.View<float>(w1.Bx), s.View<float>(w1.Wy), s.View<float>(w1.By), s.View<float>(w2?.Wx), s.View<float>(w2?.Bx), s.View<float>(w2?.Wy),
+        public void Ilgpu(IlgpuScope s) => MfbIlgpu.Launch(s.Accelerator, s.Stream, s.View<float>(x), s.View<float>(y),
+            s.View<float>(w1.Wx),
+            s.View<float>(w1.Bx), s.View<float>(w1.Wy), s.View<float>(w1.By), s.View<float>(w2?.Wx), s.View<float>(w2?.Bx),
+                s.View<float>(w2?.Wy),
             s.View<float>(w2?.By), s.View<float>(output), p, opt.Normalize);
     }
 
@@ -277,7 +284,8 @@ public static class BilinearPooling
         Sign(sx, "sx", dx);
         Sign(sy, "sy", dy);
         if (b == 0) return;
-        var plan = new CompactPlan(x, y, hxv, sx, hyv, sy, output, new McbParams { Batch = b, Dx = dx, Dy = dy, D = d, SignedSqrt = signedSqrt ? 1 : 0 },
+        var plan = new CompactPlan(x, y, hxv, sx, hyv, sy, output, new McbParams { Batch = b, Dx = dx, Dy = dy, D = d,
+            SignedSqrt = signedSqrt ? 1 : 0 },
             normalize);
         Dispatch.Run(device, ref plan);
     }
@@ -295,7 +303,8 @@ public static class BilinearPooling
             CompactBilinearSimd.Run(F(x), F(y), _hx, F(sx), _hy, F(sy), FOut(output), p.Batch, p.D, p.SignedSqrt != 0, normalize, cpu.Pool);
 
         public void Ilgpu(IlgpuScope s) => CompactBilinearIlgpu.Launch(s.Accelerator, s.Stream, s.View<float>(x), s.View<float>(y),
-            s.Upload<int>(CompactBilinearIlgpu.Bins(_hx, p.D)), s.Upload<int>(CompactBilinearIlgpu.Bins(_hy, p.D)), s.View<float>(sx), s.View<float>(sy),
+            s.Upload<int>(CompactBilinearIlgpu.Bins(_hx, p.D)), s.Upload<int>(CompactBilinearIlgpu.Bins(_hy, p.D)), s.View<float>(sx),
+                s.View<float>(sy),
             s.View<float>(output), p, normalize);
     }
 

@@ -207,7 +207,8 @@ internal static unsafe class HeadKernels
         Dispatch.Run(device, ref plan);
     }
 
-    private readonly struct LayerNormPlan(DeviceTensor x, DeviceTensor w, DeviceTensor b, DeviceTensor y, int rows, int dim, float eps) : IPlan
+    private readonly struct LayerNormPlan(DeviceTensor x, DeviceTensor w, DeviceTensor b, DeviceTensor y, int rows, int dim,
+        float eps) : IPlan
     {
         public void Reference() => HeadsReference.LayerNorm(F(x), F(w), F(b), F(y), rows, dim, eps);
 
@@ -218,7 +219,8 @@ internal static unsafe class HeadKernels
         }
 
         public void Ilgpu(IlgpuScope s) =>
-            HeadsIlgpu.LayerNorm(s.Accelerator, s.Stream, s.View<float>(x), s.View<float>(w), s.View<float>(b), s.View<float>(y), rows, dim, eps);
+            HeadsIlgpu.LayerNorm(s.Accelerator, s.Stream, s.View<float>(x), s.View<float>(w), s.View<float>(b), s.View<float>(y), rows,
+                dim, eps);
     }
 
     public static void Linear(Device device, DeviceTensor x, LinearWeight lw, DeviceTensor? residual, DeviceTensor y, int m)
@@ -231,14 +233,16 @@ internal static unsafe class HeadKernels
     private readonly struct LinearPlan(DeviceTensor x, LinearWeight lw, DeviceTensor? residual, DeviceTensor y, int m) : IPlan
     {
         public void Reference() =>
-            HeadsReference.Linear(F(x), F(lw.W), lw.Bias is null ? default : F(lw.Bias), residual is null ? default : F(residual), F(y), m, lw.N, lw.K);
+            HeadsReference.Linear(F(x), F(lw.W), lw.Bias is null ? default : F(lw.Bias), residual is null ? default : F(residual), F(y),
+                m, lw.N, lw.K);
 
         public void Simd(CpuDevice cpu)
         {
             int n = lw.N, k = lw.K;
             if (lw.Packed is null)
             {
-                HeadsSimd.Linear(F(x), F(lw.W), lw.Bias is null ? default : F(lw.Bias), residual is null ? default : F(residual), F(y), m, n, k, cpu.Pool);
+                HeadsSimd.Linear(F(x), F(lw.W), lw.Bias is null ? default : F(lw.Bias), residual is null ? default : F(residual), F(y),
+                    m, n, k, cpu.Pool);
                 return;
             }
             fixed (float* px = F(x)) fixed (float* pp = &lw.Packed[HeadsSimd.AlignedOffset(lw.Packed)]) fixed (float* py = F(y))
@@ -249,7 +253,8 @@ internal static unsafe class HeadKernels
         public void Ilgpu(IlgpuScope s)
         {
             bool empty = lw.K == 0; // nothing to read: the dummy view
-            HeadsIlgpu.Gemm(s.Accelerator, s.Stream, s.View<float>(empty ? null : x), s.View<float>(empty ? null : lw.W), s.View<float>(lw.Bias),
+            HeadsIlgpu.Gemm(s.Accelerator, s.Stream, s.View<float>(empty ? null : x), s.View<float>(empty ? null : lw.W),
+                s.View<float>(lw.Bias),
                 s.View<float>(residual), s.View<float>(y), m, lw.N, lw.K, lw.Bias is not null, residual is not null);
         }
     }
@@ -299,7 +304,8 @@ internal static unsafe class HeadKernels
         }
 
         public readonly void Ilgpu(IlgpuScope s) =>
-            AddRowsLauncher(x.DType)(s.Accelerator, s.Stream, s.Bytes(x), s.View<float>(add), s.View<float>(y), batch, rows, dim, add is not null);
+            AddRowsLauncher(x.DType)(s.Accelerator, s.Stream, s.Bytes(x), s.View<float>(add), s.View<float>(y), batch, rows, dim,
+                add is not null);
     }
 
     private static AddRowsLaunch AddRowsLauncher(DType x) => x switch

@@ -13,7 +13,8 @@ namespace PoolKernels;
 /// segment beside millions of empty ones runs as fast as even segments.</para>
 /// Offsets and indices are validated on the host before any kernel runs, so no kernel ever reads outside its buffers.
 /// Device-resident offsets and indices are copied back to the host for that (the ILGPU forms also split the work and size
-/// segment_topk's output by the offsets): a DeviceTensor call on an accelerator reads them back once, before any kernel. Float backends accumulate in float, the reference in double.
+/// segment_topk's output by the offsets): a DeviceTensor call on an accelerator reads them back once, before any kernel. Float backends
+/// accumulate in float, the reference in double.
 /// </summary>
 public static class RaggedPooling
 {
@@ -45,7 +46,8 @@ public static class RaggedPooling
         int segs = offsets.Length - 1;
         if (output.Length != (long)segs * dim) Check.Length(output.Length, (long)segs * dim, "output", $"[S, D] = [{segs}, {dim}]");
         if (segs == 0) return;
-        var plan = new SegmentPlanCall(In.Of(values), dim, default, DType.I32, default, In.Of(offsets), DTypes.Of<TOff>(), MemoryMarshal.AsBytes(offsets),
+        var plan = new SegmentPlanCall(In.Of(values), dim, default, DType.I32, default, In.Of(offsets), DTypes.Of<TOff>(),
+            MemoryMarshal.AsBytes(offsets),
             Out.Of(output), mode, gather: false);
         Dispatch.Run(device, ref plan);
     }
@@ -88,7 +90,8 @@ public static class RaggedPooling
         int segs = offsets.Length - 1;
         if (output.Length != (long)segs * dim) Check.Length(output.Length, (long)segs * dim, "output", $"[S, D] = [{segs}, {dim}]");
         if (segs == 0) return;
-        var plan = new SegmentPlanCall(In.Of(values), dim, In.Of(index), DTypes.Of<TIdx>(), In.Of(weights), In.Of(offsets), DTypes.Of<TOff>(),
+        var plan = new SegmentPlanCall(In.Of(values), dim, In.Of(index), DTypes.Of<TIdx>(), In.Of(weights), In.Of(offsets),
+            DTypes.Of<TOff>(),
             MemoryMarshal.AsBytes(offsets), Out.Of(output), mode, gather: true);
         Dispatch.Run(device, ref plan);
     }
@@ -155,7 +158,8 @@ public static class RaggedPooling
         if (output.DType != DType.F32 || output.Shape.Length != 2 || output.Shape[0] != segs || output.Shape[1] != dim)
             throw new ArgumentException($"output must be F32 [S, D] = [{segs}, {dim}], got {output}.", "output");
         if (segs == 0 || dim == 0) return;
-        var plan = new SegmentPlanCall(In.Of(values), dim, In.Of(index), index?.DType ?? DType.I32, In.Of(weights), In.Of(offsets), offsets.DType, ob,
+        var plan = new SegmentPlanCall(In.Of(values), dim, In.Of(index), index?.DType ?? DType.I32, In.Of(weights), In.Of(offsets),
+            offsets.DType, ob,
             Out.Of(output), mode, gather: index is not null);
         Dispatch.Run(device, ref plan);
     }
@@ -198,7 +202,8 @@ public static class RaggedPooling
             else plan.Build(MemoryMarshal.Cast<byte, int>(_hostOffsets), rowsPerItem, 16, 256);
             var prm = new SegmentPoolParams { Dim = dim, Mode = (int)mode, HasIndex = gather ? 1 : 0, HasWeights = _weights.Given ? 1 : 0 };
             var output = s.Out<float>(_out);
-            SegmentLauncher(offsetsT, indexT)(s.Accelerator, s.Stream, plan, s.In<byte>(_offsets), s.In<byte>(_index), s.In<float>(_weights),
+            SegmentLauncher(offsetsT, indexT)(s.Accelerator, s.Stream, plan, s.In<byte>(_offsets), s.In<byte>(_index),
+                s.In<float>(_weights),
                 s.In<float>(_values), output, prm);
             s.Download(output, _out);
         }
@@ -282,8 +287,11 @@ public static class RaggedPooling
             int segs = off.Length - 1;
             long longest = 0;
             for (int i = 0; i < segs; i++) longest = Math.Max(longest, off[i + 1] - off[i]);
-            SegmentTopkLaunch launch = offsets.DType == DType.I64 ? SegmentTopkIlgpu.Launch<long, I64Index> : SegmentTopkIlgpu.Launch<int, I32Index>;
-            launch(s.Accelerator, s.Stream, s.View<float>(scores), s.Bytes(offsets), s.View<long>(outOffsets), s.View<long>(index), (int)scores.Count,
+            SegmentTopkLaunch launch = offsets.DType == DType.I64
+                ? SegmentTopkIlgpu.Launch<long, I64Index>
+                : SegmentTopkIlgpu.Launch<int, I32Index>;
+            launch(s.Accelerator, s.Stream, s.View<float>(scores), s.Bytes(offsets), s.View<long>(outOffsets), s.View<long>(index),
+                (int)scores.Count,
                 segs, longest, s.Upload<long>(off));
         }
     }

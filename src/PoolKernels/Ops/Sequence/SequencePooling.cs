@@ -118,7 +118,8 @@ public static class SequencePooling
         Check.FloatInput<T>(nameof(hidden));
         Check.Mask<TMask>(nameof(attentionMask));
         int dims = Validate(batch, seqLen, dim, hidden.Length, attentionMask.Length, prefixLen.Length, prefixLen, output.Length, options);
-        var plan = new Plan(In.Of(hidden), DTypes.Of<T>(), In.Of(attentionMask), DTypes.Of<TMask>(), In.Of(prefixLen), DType.I64, Out.Of(output),
+        var plan = new Plan(In.Of(hidden), DTypes.Of<T>(), In.Of(attentionMask), DTypes.Of<TMask>(), In.Of(prefixLen), DType.I64,
+            Out.Of(output),
             batch, seqLen, dim, dims, options, dims, 0);
         Dispatch.Run(device, ref plan);
     }
@@ -167,7 +168,8 @@ public static class SequencePooling
         // the row's kept tokens gives an empty row), so no host round trip and no allocation
         int dims = Validate(b, t, d, hidden.Count, attentionMask.Count, prefixLen is null ? 0 : b, default, output.Count, options);
         Check.ShapeIs(output.Shape, [b, dims], nameof(output), "[B,dims]");
-        var plan = new Plan(In.Of(hidden), hidden.DType, In.Of(attentionMask), attentionMask.DType, In.Of(prefixLen), prefixLen?.DType ?? DType.I64,
+        var plan = new Plan(In.Of(hidden), hidden.DType, In.Of(attentionMask), attentionMask.DType, In.Of(prefixLen),
+            prefixLen?.DType ?? DType.I64,
             Out.Of(output), b, t, d, dims, options, dims, 0);
         Dispatch.Run(device, ref plan);
     }
@@ -233,7 +235,8 @@ public static class SequencePooling
         using var batch = device.BeginBatch(); // one synchronization for all layers
         for (int i = 0; i < chosen; i++)
         {
-            var plan = new Plan(In.Of(hiddenStates).Slice(Layer(layers, i, l) * layerBytes, layerBytes), hiddenStates.DType, In.Of(attentionMask),
+            var plan = new Plan(In.Of(hiddenStates).Slice(Layer(layers, i, l) * layerBytes, layerBytes), hiddenStates.DType,
+                In.Of(attentionMask),
                 attentionMask.DType, default, DType.I64, Out.Of(output), b, t, d, d, options, chosen * d, (long)i * d);
             Dispatch.Run(device, ref plan);
         }
@@ -350,7 +353,8 @@ public static class SequencePooling
             for (int i = 0; i < options.Modes.Count; i++) modes |= (int)options.Modes[i] << (4 * i);
             var prm = new SequencePoolParams
             {
-                Batch = batch, SeqLen = seqLen, Dim = dim, Dims = dims, OutStride = outStride, ModeCount = options.Modes.Count, Modes = modes,
+                Batch = batch, SeqLen = seqLen, Dim = dim, Dims = dims, OutStride = outStride, ModeCount = options.Modes.Count,
+                    Modes = modes,
                 P = options.P, Eps = options.Eps, HasPrefix = _prefix.Given ? 1 : 0,
             };
             var output = s.Out<float>(_output);
@@ -379,7 +383,8 @@ public static class SequencePooling
     };
 
     private static SequencePoolLaunch Launcher<TRaw, TElem, TMask, TMaskOp>(DType prefix)
-        where TRaw : unmanaged where TElem : struct, IElementReader<TRaw> where TMask : unmanaged where TMaskOp : struct, IMaskReader<TMask> =>
+        where TRaw : unmanaged where TElem : struct, IElementReader<TRaw> where TMask : unmanaged where TMaskOp : struct,
+            IMaskReader<TMask> =>
         prefix == DType.I32 ? SequencePoolIlgpu.Launch<TRaw, TElem, TMask, TMaskOp, int, I32Index>
             : SequencePoolIlgpu.Launch<TRaw, TElem, TMask, TMaskOp, long, I64Index>;
 }

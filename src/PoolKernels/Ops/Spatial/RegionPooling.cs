@@ -49,7 +49,8 @@ public static partial class SpatialPooling
         public void Simd(CpuDevice cpu) => RegionalGemSimd.Run(F(x), FOut(output), b, c, h, w, p, kernel, cpu.Pool);
 
         public void Ilgpu(IlgpuScope s) =>
-            RegionalGemIlgpu.Launch(s.Accelerator, s.Stream, s.View<float>(x), s.View<float>(output), checked((int)x.Count), h, w, p, kernel);
+            RegionalGemIlgpu.Launch(s.Accelerator, s.Stream, s.View<float>(x), s.View<float>(output), checked((int)x.Count), h, w, p,
+                kernel);
     }
 
     // ---------------------------------------------------------------- scale_gem
@@ -151,13 +152,16 @@ public static partial class SpatialPooling
     private readonly struct MaskPoolPlan(DeviceTensor x, DeviceTensor masks, DeviceTensor output, MaskPoolParams q) : IPlan
     {
         public void Reference() =>
-            MaskPoolReference.Run(F(x), F(masks), FOut(output), q.Batch, q.Channels, q.H, q.W, q.Queries, q.MH, q.MW, (MaskType)q.Type, q.Threshold, q.Eps);
+            MaskPoolReference.Run(F(x), F(masks), FOut(output), q.Batch, q.Channels, q.H, q.W, q.Queries, q.MH, q.MW, (MaskType)q.Type,
+                q.Threshold, q.Eps);
 
         public void Simd(CpuDevice cpu) =>
-            MaskPoolSimd.Run(F(x), F(masks), FOut(output), q.Batch, q.Channels, q.H, q.W, q.Queries, q.MH, q.MW, (MaskType)q.Type, q.Threshold, q.Eps,
+            MaskPoolSimd.Run(F(x), F(masks), FOut(output), q.Batch, q.Channels, q.H, q.W, q.Queries, q.MH, q.MW, (MaskType)q.Type,
+                q.Threshold, q.Eps,
                 cpu.Pool);
 
-        public void Ilgpu(IlgpuScope s) => MaskPoolIlgpu.Launch(s.Accelerator, s.Stream, s.View<float>(x), s.View<float>(masks), s.View<float>(output), q);
+        public void Ilgpu(IlgpuScope s) => MaskPoolIlgpu.Launch(s.Accelerator, s.Stream, s.View<float>(x), s.View<float>(masks),
+            s.View<float>(output), q);
     }
 
     // ---------------------------------------------------------------- spatiotemporal_pool
@@ -208,7 +212,8 @@ public static partial class SpatialPooling
         public void Reference() => SpatioTemporalPoolReference.Run(F(x), masks is null ? default : masks.Host.Span, MaskSize, FOut(output),
             regions is null ? default : FOut(regions), b, f, n, d, r);
 
-        public void Simd(CpuDevice cpu) => SpatioTemporalPoolSimd.Run(F(x), masks is null ? default : masks.Host.Span, MaskSize, FOut(output),
+        public void Simd(CpuDevice cpu) => SpatioTemporalPoolSimd.Run(F(x), masks is null ? default : masks.Host.Span, MaskSize,
+            FOut(output),
             regions is null ? default : FOut(regions), b, f, n, d, r, cpu.Pool);
 
         public void Ilgpu(IlgpuScope s) => SpatioTemporalPoolIlgpu.Launch(s.Accelerator, s.Stream, s.View<float>(x), s.View<byte>(masks),

@@ -50,14 +50,16 @@ public static class Retrieval
         Dispatch.Run(device, ref plan);
     }
 
-    private readonly struct TopkPlan(DeviceTensor query, DeviceTensor db, DeviceTensor index, DeviceTensor score, int q, int n, int d, int k,
+    private readonly struct TopkPlan(DeviceTensor query, DeviceTensor db, DeviceTensor index, DeviceTensor score, int q, int n, int d,
+        int k,
         bool cosine) : IPlan
     {
         public void Reference() =>
             SimilarityTopkReference.Run(F(query), F(db), MemoryMarshal.Cast<byte, long>(index.Host.Span), FOut(score), q, n, d, k, cosine);
 
         public void Simd(CpuDevice cpu) =>
-            SimilarityTopkSimd.Run(F(query), F(db), MemoryMarshal.Cast<byte, long>(index.Host.Span), FOut(score), q, n, d, k, cosine, cpu.Pool);
+            SimilarityTopkSimd.Run(F(query), F(db), MemoryMarshal.Cast<byte, long>(index.Host.Span), FOut(score), q, n, d, k, cosine,
+                cpu.Pool);
 
         public void Ilgpu(IlgpuScope s) => SimilarityTopkIlgpu.Launch(s.Accelerator, s.Stream, s.View<float>(query), s.View<float>(db),
             s.View<long>(index), s.View<float>(score), s.Dummy.Cast<long>(), q, n, d, k, cosine);
@@ -106,14 +108,16 @@ public static class Retrieval
         Dispatch.Run(device, ref plan);
     }
 
-    private readonly struct RerankPlan(DeviceTensor query, DeviceTensor db, DeviceTensor order, DeviceTensor scores, int q, int n, int d, int m,
+    private readonly struct RerankPlan(DeviceTensor query, DeviceTensor db, DeviceTensor order, DeviceTensor scores, int q, int n,
+        int d, int m,
         int k, float beta) : IPlan
     {
         public void Reference() =>
             RerankRefineReference.Run(F(query), F(db), MemoryMarshal.Cast<byte, long>(order.Host.Span), FOut(scores), q, n, d, m, k, beta);
 
         public void Simd(CpuDevice cpu) =>
-            RerankRefineSimd.Run(F(query), F(db), MemoryMarshal.Cast<byte, long>(order.Host.Span), FOut(scores), q, n, d, m, k, beta, cpu.Pool);
+            RerankRefineSimd.Run(F(query), F(db), MemoryMarshal.Cast<byte, long>(order.Host.Span), FOut(scores), q, n, d, m, k, beta,
+                cpu.Pool);
 
         public void Ilgpu(IlgpuScope s) => RerankRefineIlgpu.Launch(s.Accelerator, s.Stream, s.View<float>(query), s.View<float>(db),
             s.View<long>(order), s.View<float>(scores), s.Dummy.Cast<long>(), q, n, d, m, k, beta);

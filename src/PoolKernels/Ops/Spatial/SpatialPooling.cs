@@ -175,16 +175,19 @@ public static partial class SpatialPooling
 
     /// <summary>A validated spatial_pool call: x [B,C,H,W] or [B,H,W,C], valid absent or [B,H,W] (mask bytes of
     /// <c>maskSize</c> each), output [B,C].</summary>
-    private readonly ref struct SpatialPlan(In x, In valid, int maskSize, Out output, int b, int c, int h, int w, SpatialPoolOptions o) : IPlan
+    private readonly ref struct SpatialPlan(In x, In valid, int maskSize, Out output, int b, int c, int h, int w,
+        SpatialPoolOptions o) : IPlan
     {
         private readonly In _x = x, _valid = valid;
         private readonly Out _out = output;
 
         public void Reference() =>
-            SpatialPoolReference.Run(_x.As<float>(), _valid.Host, maskSize, _out.As<float>(), b, c, h, w, o.Nhwc, o.Mode, o.P, o.Eps, o.Normalize);
+            SpatialPoolReference.Run(_x.As<float>(), _valid.Host, maskSize, _out.As<float>(), b, c, h, w, o.Nhwc, o.Mode, o.P, o.Eps,
+                o.Normalize);
 
         public void Simd(CpuDevice cpu) =>
-            SpatialPoolSimd.Run(_x.As<float>(), _valid.Host, maskSize, _out.As<float>(), b, c, h, w, o.Nhwc, o.Mode, o.P, o.Eps, o.Normalize,
+            SpatialPoolSimd.Run(_x.As<float>(), _valid.Host, maskSize, _out.As<float>(), b, c, h, w, o.Nhwc, o.Mode, o.P, o.Eps,
+                o.Normalize,
                 cpu.Pool);
 
         public void Ilgpu(IlgpuScope s)
@@ -258,7 +261,8 @@ public static partial class SpatialPooling
         if (x.Length != (long)batch * channels * height * width) Check.Length(x.Length, (long)batch * channels * height * width, "x", $"[B,C,H,W] = [{batch}, {channels}, {height}, {width}]");
         var q = options.Resolve(batch, channels, height, width);
         if (output.Length != (long)batch * channels * q.OutH * q.OutW)
-            Check.Length(output.Length, (long)batch * channels * q.OutH * q.OutW, "output", $"[B,C,Ho,Wo] = [{batch}, {channels}, {q.OutH}, {q.OutW}]");
+            Check.Length(output.Length, (long)batch * channels * q.OutH * q.OutW, "output",
+                $"[B,C,Ho,Wo] = [{batch}, {channels}, {q.OutH}, {q.OutW}]");
         var plan = new Pool2dPlan(In.Of(x), Out.Of(output), q);
         Dispatch.Run(device, ref plan);
     }
@@ -412,7 +416,8 @@ public static partial class SpatialPooling
 
         public void Ilgpu(IlgpuScope s)
         {
-            for (int i = 0; i < _levels.Length; i++) Pool2dIlgpu.LaunchAdaptive(s.Accelerator, s.Stream, s.View<float>(x), s.View<float>(output), Level(i));
+            for (int i = 0; i < _levels.Length; i++) Pool2dIlgpu.LaunchAdaptive(s.Accelerator, s.Stream, s.View<float>(x),
+                s.View<float>(output), Level(i));
         }
     }
 }
