@@ -238,6 +238,73 @@ public class HeadsTests
         Close(o.ToTensor(), head.MultiLayer(x), 0, 0);
     }
 
+    /// <summary>The ILGPU devices present (ilgpu-cpu, opencl:N, cuda:N).</summary>
+    public static IEnumerable<string> Accelerators() => TestDevices.All().Where(id => TestDevices.Get(id) is IlgpuDevice);
+
+    [TestCaseSource(nameof(Accelerators))]
+    public void PoolingHeadSynchronizesOncePerCall(string id)
+    {
+        var g = (IlgpuDevice)TestDevices.Get(id);
+        using var head = PoolingHead.FromTensors(g, Weights(9), 2);
+        var r = new RandomTensors(9);
+        var x = r.Floats(DType.F32, -2, 2, 2, 5, 16); var m = r.Mask(DType.Bool, 2, 5);
+        using var dx = g.Upload(x); using var dm = g.Upload(m); using var o = g.Allocate(DType.F32, 2, 16);
+        using var o2 = g.Allocate(DType.F32, 2, 16);
+        head.Resampler(dx, dm, o); head.NvEmbed(dx, dm, null, o); head.MultiLayer(dx, o); // first calls build the workspaces
+        foreach (var (name, call) in new (string, Action)[]
+        {
+            ("resampler", () => head.Resampler(dx, dm, o)),
+            ("nvembed", () => head.NvEmbed(dx, dm, null, o)),
+            ("multi_layer", () => head.MultiLayer(dx, o)),
+        })
+        {
+            call(); // the workspace follows the variant: build it outside the count
+            long before = g.Synchronizations;
+            call();
+            Assert.That(g.Synchronizations - before, Is.EqualTo(1), $"{name}: synchronizations of one call");
+            before = g.Synchronizations;
+            using (g.BeginBatch())
+            {
+                call();
+                Assert.That(g.Synchronizations - before, Is.Zero, $"{name}: inside a batch the call only enqueues");
+            }
+            Assert.That(g.Synchronizations - before, Is.EqualTo(1), $"{name}: one call in a batch, one synchronization at its end");
+        }
+        // the results of a batch are the synchronous ones
+        head.Resampler(dx, dm, o);
+        using (g.BeginBatch()) { head.Resampler(dx, dm, o2); head.Resampler(dx, dm, o2); }
+        Close(o2.ToTensor(), o.ToTensor(), 0, 0);
+    }
+
+    [TestCaseSource(nameof(Accelerators))]
+    public void BatchedCallsSynchronizeAtTheEndOrAtAHostRead(string id)
+    {
+        var g = (IlgpuDevice)TestDevices.Get(id);
+        var r = new RandomTensors(4);
+        var x = r.Floats(DType.F32, -1, 1, 3, 8); var w = r.Floats(DType.F32, -1, 1, 8); var b = r.Floats(DType.F32, -1, 1, 8);
+        var expected = Ref.LayerNorm(x, w, b);
+        using var dx = g.Upload(x); using var dw = g.Upload(w); using var db = g.Upload(b);
+        using var y = g.Allocate(DType.F32, 3, 8);
+        using var z = g.Allocate(DType.F32, 3, 8);
+        long before = g.Synchronizations;
+        using (var batch = g.BeginBatch())
+        {
+            Assert.That(batch.Device, Is.SameAs(g));
+            g.LayerNorm(dx, dw, db, y);
+            using (g.BeginBatch()) g.LayerNorm(y, dw, db, z); // a nested batch joins the outer one
+            Assert.That(g.Synchronizations - before, Is.Zero);
+            Close(y.ToTensor(), expected); // a host read waits for what was enqueued before it
+            Assert.That(g.Synchronizations - before, Is.EqualTo(1));
+            g.LayerNorm(dx, dw, db, z);
+        }
+        Assert.That(g.Synchronizations - before, Is.EqualTo(2));
+        Close(z.ToTensor(), expected);
+        var outer = g.BeginBatch();
+        var inner = g.BeginBatch();
+        Assert.That(() => outer.Dispose(), Throws.InvalidOperationException, "batches end in reverse order");
+        inner.Dispose(); outer.Dispose();
+    }
+
     [TestCaseSource(typeof(TestDevices), nameof(TestDevices.All))]
     public void BadHeadInputNamesTheArgument(string id)
     {

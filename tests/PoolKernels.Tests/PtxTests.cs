@@ -44,7 +44,10 @@ public class PtxTests
             if (TestDevices.Required("POOLKERNELS_REQUIRE_PTXAS")) Assert.Fail("POOLKERNELS_REQUIRE_PTXAS is set but no ptxas was found ($POOLKERNELS_PTXAS or PATH).");
             Assert.Ignore("ptxas not found: set POOLKERNELS_PTXAS (see .ci/install-deps.sh) to assemble the generated PTX.");
         }
-        using var context = Context.Create(b => b.Default().EnableAlgorithms());
+        // The library's shared context (rooted for the process): a context per test case enumerated every OpenCL/CUDA device
+        // again, and one whose creation or Dispose failed was left to its finalizer (ILGPU's Context finalizer can throw
+        // NullReferenceException from ExtensionBase.Dispose, which kills the test host).
+        var context = Devices.Context;
         bool explicitGroup = kernel.GetParameters().FirstOrDefault()?.ParameterType is not { } p || !p.Name!.StartsWith("Index", StringComparison.Ordinal);
         foreach (var (arch, name) in new[] { (CudaArchitecture.SM_80, "sm_80"), (CudaArchitecture.SM_90, "sm_90") })
         {

@@ -24,7 +24,7 @@ internal static class KvCacheWriteIlgpu
     {
         long total = (long)count * (rowBytes / 2);
         if (total == 0) return;
-        var kernel = KernelCache.Get(accelerator, typeof(KvCacheWriteIlgpu),
+        var kernel = KernelCache.Get(accelerator, Kernel,
             a => a.LoadAutoGroupedKernel<Index1D, ArrayView<ushort>, ArrayView<ushort>, ArrayView<long>, int>(Kernel));
         kernel(stream, checked((int)total), rows.Cast<ushort>(), cache.Cast<ushort>(), slots, rowBytes / 2);
     }

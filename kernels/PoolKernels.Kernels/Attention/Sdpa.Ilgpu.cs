@@ -276,7 +276,8 @@ internal static class SdpaIlgpu
         long groups = (long)p.Batch * p.Hq * p.QBlocks;
         if (groups == 0) return;
         bool dynamic = accelerator.AcceleratorType != AcceleratorType.OpenCL;
-        var kernel = KernelCache.Get(accelerator, (typeof(Action<TRaw, TElem, TBRaw, TBias, TMask, TMaskOp, TIdx, TIdxOp>), "sdpa"),
+        var kernel = KernelCache.Get(accelerator, dynamic ? Kernel<TRaw, TElem, TBRaw, TBias, TMask, TMaskOp, TIdx, TIdxOp>
+            : KernelStatic<TRaw, TElem, TBRaw, TBias, TMask, TMaskOp, TIdx, TIdxOp>,
             a => a.LoadKernel<ArrayView<TRaw>, ArrayView<TRaw>, ArrayView<TRaw>, ArrayView<TBRaw>, ArrayView<TMask>, ArrayView<TIdx>, ArrayView<TIdx>,
                 ArrayView<float>, ArrayView<float>, ArrayView<float>, SdpaParams>(dynamic ? Kernel<TRaw, TElem, TBRaw, TBias, TMask, TMaskOp, TIdx, TIdxOp>
                     : KernelStatic<TRaw, TElem, TBRaw, TBias, TMask, TMaskOp, TIdx, TIdxOp>));

@@ -50,7 +50,7 @@ internal static class BilinearPoolIlgpu
     {
         long total = (long)p.Batch * p.Dx * p.Dy;
         if (total == 0) return;
-        var k = KernelCache.Get(accelerator, typeof(Action<BilinearParams, TMask, TMaskOp>),
+        var k = KernelCache.Get(accelerator, Kernel<TMask, TMaskOp>,
             a => a.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<TMask>, ArrayView<float>, BilinearParams>(Kernel<TMask, TMaskOp>));
         k(stream, (int)total, x, y, mask.Cast<TMask>(), output, p);
         if (normalize) Sequence.SequencePoolIlgpu.NormalizeRows(accelerator, stream, output, p.Batch, p.Dx * p.Dy, p.Dx * p.Dy);

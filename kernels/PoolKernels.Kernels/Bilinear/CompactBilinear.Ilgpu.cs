@@ -76,11 +76,14 @@ internal static class CompactBilinearIlgpu
         using var work = a.Allocate1D<float>(4 * sz + big);
         var v = work.View;
         ArrayView<float> re = v.SubView(0, sz), im = v.SubView(sz, sz), r2 = v.SubView(2 * sz, sz), i2 = v.SubView(3 * sz, sz), bigView = v.SubView(4 * sz, big);
-        var sketch = KernelCache.Get(a, nameof(SketchKernel), acc => acc.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<int>,
+        var sketch = KernelCache.Get(a, SketchKernel, acc => acc.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>,
+            ArrayView<int>,
             ArrayView<int>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, McbParams>(SketchKernel));
-        var product = KernelCache.Get(a, nameof(ProductKernel), acc => acc.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>,
+        var product = KernelCache.Get(a, ProductKernel, acc => acc.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>,
+            ArrayView<float>,
             ArrayView<float>, McbParams>(ProductKernel));
-        var finish = KernelCache.Get(a, nameof(FinishKernel), acc => acc.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, McbParams>(FinishKernel));
+        var finish = KernelCache.Get(a, FinishKernel, acc => acc.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>,
+            McbParams>(FinishKernel));
         sketch(stream, (int)sz, x, y, binsX, binsY, sx, sy, re, im, p);
         FftIlgpu.Forward(a, stream, plan, re, im, r2, i2, bigView, p.Batch);
         product(stream, (int)sz, re, im, r2, i2, p);

@@ -31,7 +31,7 @@ internal sealed class FftDevicePlan
 
     /// <summary>The plan of length <paramref name="n"/> on <paramref name="accelerator"/>.</summary>
     public static FftDevicePlan Get(Accelerator accelerator, int n) =>
-        KernelCache.Get(accelerator, (typeof(FftDevicePlan), n), a => new FftDevicePlan(a, FftPlan.Get(n)));
+        KernelCache.State(accelerator, n, a => new FftDevicePlan(a, FftPlan.Get(n)));
 }
 
 /// <summary>
@@ -117,11 +117,14 @@ internal static class FftIlgpu
             int m = inner.Plan.Length;
             long sz = (long)rows * m;
             var ar = big.SubView(0, sz); var ai = big.SubView(sz, sz); var br = big.SubView(2 * sz, sz); var bi = big.SubView(3 * sz, sz);
-            var cin = KernelCache.Get(a, nameof(ChirpInKernel), acc => acc.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>,
+            var cin = KernelCache.Get(a, ChirpInKernel, acc => acc.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>,
+                ArrayView<float>,
                 ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int>(ChirpInKernel));
-            var mul = KernelCache.Get(a, nameof(KernelMulKernel), acc => acc.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>,
+            var mul = KernelCache.Get(a, KernelMulKernel, acc => acc.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>,
+                ArrayView<float>,
                 ArrayView<float>, int, int>(KernelMulKernel));
-            var cout = KernelCache.Get(a, nameof(ChirpOutKernel), acc => acc.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>,
+            var cout = KernelCache.Get(a, ChirpOutKernel, acc => acc.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>,
+                ArrayView<float>,
                 ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int>(ChirpOutKernel));
             cin(stream, (int)sz, re, im, ar, ai, plan.ChirpRe!.View, plan.ChirpIm!.View, n, m, rows);
             Forward(a, stream, inner, ar, ai, br, bi, default, rows);
@@ -130,7 +133,8 @@ internal static class FftIlgpu
             cout(stream, rows * n, ar, ai, re, im, plan.ChirpRe.View, plan.ChirpIm.View, n, m, rows);
             return;
         }
-        var stage = KernelCache.Get(a, nameof(StageKernel), acc => acc.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>,
+        var stage = KernelCache.Get(a, StageKernel, acc => acc.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>,
+            ArrayView<float>,
             ArrayView<float>, ArrayView<float>, ArrayView<float>, FftStageParams>(StageKernel));
         ArrayView<float> xr = re, xi = im, yr = sr, yi = si;
         int ns = 1;

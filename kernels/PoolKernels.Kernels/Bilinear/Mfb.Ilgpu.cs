@@ -62,7 +62,8 @@ internal static class MfbIlgpu
         ArrayView<float> output, MfbParams p, bool normalize)
     {
         if (p.Batch == 0 || p.O == 0) return;
-        var k = KernelCache.Get(accelerator, nameof(MfbIlgpu), a => a.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>,
+        var k = KernelCache.Get(accelerator, Kernel, a => a.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>,
+            ArrayView<float>,
             ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, MfbParams>(Kernel));
         k(stream, p.Batch * p.O, x, y, wx1, bx1, wy1, by1, wx2, bx2, wy2, by2, output, p);
         if (!normalize) return;

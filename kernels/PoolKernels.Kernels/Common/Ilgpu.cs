@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using System.Reflection;
 using System.Runtime.CompilerServices;
 using ILGPU;
 using ILGPU.Runtime;
@@ -51,16 +52,34 @@ internal readonly struct I64Index : IIndexReader<long> { /// <inheritdoc/>
 internal readonly struct I32Index : IIndexReader<int> { /// <inheritdoc/>
     public long Get(int raw) => raw; }
 
-/// <summary>Per-accelerator cache of loaded kernels: each kernel is compiled once per device.</summary>
+/// <summary>Per-accelerator cache of loaded kernels, keyed by the kernel method itself (its <see cref="MethodInfo"/>, closed
+/// over its type arguments) and a variant (e.g. a group size): each kernel is compiled once per device.</summary>
 internal static class KernelCache
 {
-    private static readonly ConditionalWeakTable<Accelerator, ConcurrentDictionary<object, object>> Tables = new();
+    private static readonly ConditionalWeakTable<Accelerator, ConcurrentDictionary<(MethodInfo Kernel, int Variant),
+        object>> Kernels = new();
+    private static readonly ConditionalWeakTable<Accelerator, ConcurrentDictionary<(Type Type, int Key), object>> States = new();
 
-    /// <summary>Returns the kernel stored under <paramref name="key"/> for <paramref name="accelerator"/>, loading it on first use.</summary>
-    public static TKernel Get<TKernel>(Accelerator accelerator, object key, Func<Accelerator, TKernel> load) where TKernel : class
+    /// <summary>The loaded form of <paramref name="kernel"/> on <paramref name="accelerator"/>, loaded by <paramref name="load"/>
+    /// on first use.</summary>
+    public static TKernel Get<TKernel>(Accelerator accelerator, Delegate kernel, Func<Accelerator, TKernel> load) where TKernel : class =>
+        Get(accelerator, kernel, 0, load);
+
+    /// <summary>The loaded form of <paramref name="kernel"/> for <paramref name="variant"/> (a launch parameter baked into the
+    /// loaded kernel, such as an implicit group size).</summary>
+    public static TKernel Get<TKernel>(Accelerator accelerator, Delegate kernel, int variant, Func<Accelerator, TKernel> load)
+        where TKernel : class
     {
-        var table = Tables.GetValue(accelerator, _ => new ConcurrentDictionary<object, object>());
-        return (TKernel)table.GetOrAdd(key, _ => load(accelerator));
+        var table = Kernels.GetValue(accelerator, static _ => new());
+        return (TKernel)table.GetOrAdd((kernel.Method, variant), static (_, x) => x.load(x.accelerator), (load, accelerator));
+    }
+
+    /// <summary>Per-accelerator state of type <typeparamref name="T"/> (device-resident tables such as FFT twiddles), one per
+    /// <paramref name="key"/>.</summary>
+    public static T State<T>(Accelerator accelerator, int key, Func<Accelerator, T> create) where T : class
+    {
+        var table = States.GetValue(accelerator, static _ => new());
+        return (T)table.GetOrAdd((typeof(T), key), static (_, x) => x.create(x.accelerator), (create, accelerator));
     }
 }
 

@@ -34,14 +34,15 @@ internal static class MachineLimitsIlgpu
     /// <summary>Launches the streaming read over <paramref name="data"/> with one partial per element of <paramref name="partial"/>.</summary>
     public static void StreamRead(Accelerator accelerator, ArrayView<float> data, ArrayView<float> partial)
     {
-        var k = KernelCache.Get(accelerator, nameof(StreamReadKernel), a => a.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>>(StreamReadKernel));
+        var k = KernelCache.Get(accelerator, StreamReadKernel, a => a.LoadAutoGroupedKernel<Index1D, ArrayView<float>,
+            ArrayView<float>>(StreamReadKernel));
         k(accelerator.DefaultStream, (int)partial.Length, data, partial);
     }
 
     /// <summary>Launches the FMA loop on <paramref name="output"/>.Length threads; returns the FLOPs it performs.</summary>
     public static double Fma(Accelerator accelerator, ArrayView<float> output, int iterations)
     {
-        var k = KernelCache.Get(accelerator, nameof(FmaKernel), a => a.LoadAutoGroupedKernel<Index1D, ArrayView<float>, int>(FmaKernel));
+        var k = KernelCache.Get(accelerator, FmaKernel, a => a.LoadAutoGroupedKernel<Index1D, ArrayView<float>, int>(FmaKernel));
         k(accelerator.DefaultStream, (int)output.Length, output, iterations);
         return 2.0 * 8 * iterations * output.Length;
     }

@@ -84,7 +84,7 @@ internal static class HeadsIlgpu
     {
         if (m == 0 || n == 0) return;
         int t = TileSide(accelerator);
-        var kernel = KernelCache.Get(accelerator, nameof(GemmKernel), a => a.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>,
+        var kernel = KernelCache.Get(accelerator, GemmKernel, a => a.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>,
             ArrayView<float>, ArrayView<float>, int, int, int, int, int, int>(GemmKernel));
         var grid = new Index2D((m + t * RowsPerThread - 1) / (t * RowsPerThread), (n + t - 1) / t);
         kernel(stream, new KernelConfig(grid, new Index2D(t * t, 1)), x, w, bias, residual, y, m, n, k, t, hasBias ? 1 : 0, hasResidual ? 1 : 0);
@@ -109,7 +109,7 @@ internal static class HeadsIlgpu
         ArrayView<float> y, int rows, int dim, float eps)
     {
         if (rows == 0 || dim == 0) return;
-        var kernel = KernelCache.Get(accelerator, nameof(LayerNormKernel), a => a.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>,
+        var kernel = KernelCache.Get(accelerator, LayerNormKernel, a => a.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>,
             ArrayView<float>, int, float>(LayerNormKernel));
         kernel(stream, new KernelConfig(rows, GroupReduce.GroupSize(accelerator)), x, w, b, y, dim, eps);
     }
@@ -126,7 +126,8 @@ internal static class HeadsIlgpu
     public static void Geglu(Accelerator accelerator, AcceleratorStream stream, ArrayView<float> h, ArrayView<float> y, int rows, int f)
     {
         if (rows == 0 || f == 0) return;
-        var kernel = KernelCache.Get(accelerator, nameof(GegluKernel), a => a.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, int>(GegluKernel));
+        var kernel = KernelCache.Get(accelerator, GegluKernel, a => a.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>,
+            int>(GegluKernel));
         kernel(stream, checked(rows * f), h, y, f);
     }
 
@@ -147,7 +148,8 @@ internal static class HeadsIlgpu
     {
         long count = (long)batch * rows * dim;
         if (count == 0) return;
-        var kernel = KernelCache.Get(accelerator, typeof(Action<TRaw, TElem>), a => a.LoadAutoGroupedKernel<Index1D, ArrayView<TRaw>, ArrayView<float>,
+        var kernel = KernelCache.Get(accelerator, AddRowsKernel<TRaw, TElem>, a => a.LoadAutoGroupedKernel<Index1D, ArrayView<TRaw>,
+            ArrayView<float>,
             ArrayView<float>, int, int, int>(AddRowsKernel<TRaw, TElem>));
         kernel(stream, checked((int)count), x.Cast<TRaw>(), add, y, rows, dim, hasAdd ? 1 : 0);
     }

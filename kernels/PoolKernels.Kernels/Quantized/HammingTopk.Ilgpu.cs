@@ -144,7 +144,7 @@ internal static class HammingTopkIlgpu
         var q4 = p.Words4 != 0 ? query.Cast<uint>() : dummy.Cast<uint>();
         var d4 = p.Words4 != 0 ? db.Cast<uint>() : dummy.Cast<uint>();
         bool hist = p.Bins <= MaxBins;
-        var kernel = KernelCache.Get(accelerator, hist ? nameof(HistogramKernel) : nameof(RoundsKernel),
+        var kernel = KernelCache.Get(accelerator, hist ? (Delegate)HistogramKernel : RoundsKernel,
             a => a.LoadKernel<ArrayView<byte>, ArrayView<byte>, ArrayView<uint>, ArrayView<uint>, ArrayView<long>, ArrayView<int>,
                 HammingParams>(
                 hist ? HistogramKernel : RoundsKernel));
@@ -202,7 +202,7 @@ internal static class BinarySearchIlgpu
             queries, n, w, c);
         if (!rescore)
         {
-            var fk = KernelCache.Get(accelerator, nameof(FirstKernel),
+            var fk = KernelCache.Get(accelerator, FirstKernel,
                 a => a.LoadAutoGroupedKernel<Index1D, ArrayView<long>, ArrayView<int>, ArrayView<long>, ArrayView<float>, int, int,
                     int>(FirstKernel));
             fk(stream, queries * k, cand.View, dist.View, index, score, c, k, dim);
@@ -210,7 +210,7 @@ internal static class BinarySearchIlgpu
             return;
         }
         using var scores = accelerator.Allocate1D<float>((long)queries * c);
-        var rk = KernelCache.Get(accelerator, nameof(RescoreKernel),
+        var rk = KernelCache.Get(accelerator, RescoreKernel,
             a => a.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<byte>, ArrayView<long>, ArrayView<float>, int, int, int,
                 int>(RescoreKernel));
         rk(stream, queries * c, query, db, cand.View, scores.View, c, dim, w, dbSigned ? 0x80 : 0);

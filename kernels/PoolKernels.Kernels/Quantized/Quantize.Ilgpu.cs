@@ -68,7 +68,7 @@ internal static class QuantizeIlgpu
     public static void Ranges(Accelerator accelerator, AcceleratorStream stream, ArrayView<float> data, ArrayView<float> ranges,
         int rows, int dim)
     {
-        var k = KernelCache.Get(accelerator, nameof(RangesKernel),
+        var k = KernelCache.Get(accelerator, RangesKernel,
             a => a.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, int, int>(RangesKernel));
         k(stream, dim, data, ranges, rows, dim);
     }
@@ -83,13 +83,13 @@ internal static class QuantizeIlgpu
         if (pack)
         {
             int w = (dim + 7) / 8;
-            var pk = KernelCache.Get(accelerator, nameof(PackKernel),
+            var pk = KernelCache.Get(accelerator, PackKernel,
                 a => a.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<byte>, int, int, int>(PackKernel));
             pk(stream, (int)((long)n * w), x, output, dim, w, flip);
         }
         else
         {
-            var lk = KernelCache.Get(accelerator, nameof(LevelsKernel),
+            var lk = KernelCache.Get(accelerator, LevelsKernel,
                 a => a.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<byte>, int, int>(LevelsKernel));
             lk(stream, (int)((long)n * dim), x, ranges, output, dim, flip);
         }

@@ -97,7 +97,7 @@ internal static class SegmentPoolIlgpu
         where TIdx : unmanaged where TIdxOp : struct, IIndexReader<TIdx>
     {
         if (plan.ItemCount == 0 || prm.Dim == 0) return;
-        var pass = KernelCache.Get(accelerator, typeof(Action<SegmentItem, TOff, TOffOp, TIdx, TIdxOp>),
+        var pass = KernelCache.Get(accelerator, PassKernel<TOff, TOffOp, TIdx, TIdxOp>,
             a => a.LoadAutoGroupedKernel<Index1D, ArrayView<SegmentItem>, ArrayView<TOff>, ArrayView<TIdx>, ArrayView<float>, ArrayView<float>,
                 ArrayView<float>, ArrayView<float>, SegmentPoolParams>(PassKernel<TOff, TOffOp, TIdx, TIdxOp>));
         using var items = accelerator.Allocate1D(plan.Items.AsSpan(0, plan.ItemCount).ToArray());
@@ -105,7 +105,7 @@ internal static class SegmentPoolIlgpu
         pass(stream, (int)((long)plan.ItemCount * prm.Dim), items.View, offsets.Cast<TOff>(), index.Cast<TIdx>(), weights, values, output, partials.View, prm);
         if (plan.LongCount > 0)
         {
-            var fix = KernelCache.Get(accelerator, typeof(Action<LongSegment, TOff, TOffOp>),
+            var fix = KernelCache.Get(accelerator, FixupKernel<TOff, TOffOp>,
                 a => a.LoadAutoGroupedKernel<Index1D, ArrayView<LongSegment>, ArrayView<TOff>, ArrayView<float>, ArrayView<float>, SegmentPoolParams>(
                     FixupKernel<TOff, TOffOp>));
             using var longs = accelerator.Allocate1D(plan.Longs.AsSpan(0, plan.LongCount).ToArray());

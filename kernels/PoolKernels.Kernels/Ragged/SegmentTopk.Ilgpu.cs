@@ -120,17 +120,17 @@ internal static class SegmentTopkIlgpu
         if (entries == 0 || segs == 0) return;
         if (longest <= RankLimit)
         {
-            var k = KernelCache.Get(accelerator, typeof(Action<SegmentItem, TOff, TOffOp, long>),
+            var k = KernelCache.Get(accelerator, RankKernel<TOff, TOffOp>,
                 a => a.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<TOff>, ArrayView<long>, ArrayView<long>, int>(RankKernel<TOff, TOffOp>));
             k(stream, entries, scores, offsets.Cast<TOff>(), outOffsets, index, segs);
             stream.Synchronize();
             return;
         }
-        var ids = KernelCache.Get(accelerator, typeof(Action<SegmentItem, TOff, TOffOp, int>),
+        var ids = KernelCache.Get(accelerator, SegmentIdKernel<TOff, TOffOp>,
             a => a.LoadAutoGroupedKernel<Index1D, ArrayView<TOff>, ArrayView<int>, ArrayView<long>, int>(SegmentIdKernel<TOff, TOffOp>));
-        var merge = KernelCache.Get(accelerator, nameof(MergePassKernel),
+        var merge = KernelCache.Get(accelerator, MergePassKernel,
             a => a.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<int>, ArrayView<long>, ArrayView<long>, long, long>(MergePassKernel));
-        var select = KernelCache.Get(accelerator, nameof(SelectKernel),
+        var select = KernelCache.Get(accelerator, SelectKernel,
             a => a.LoadAutoGroupedKernel<Index1D, ArrayView<long>, ArrayView<int>, ArrayView<long>, ArrayView<long>, ArrayView<long>>(SelectKernel));
         using var seg = accelerator.Allocate1D<int>(entries);
         using var bufA = accelerator.Allocate1D<long>(entries);

@@ -24,7 +24,7 @@ internal static class DbElementsIlgpu
         int kind)
     {
         if (count == 0) return;
-        var k = KernelCache.Get(accelerator, nameof(WidenKernel), a => a.LoadAutoGroupedKernel<Index1D, ArrayView<byte>,
+        var k = KernelCache.Get(accelerator, WidenKernel, a => a.LoadAutoGroupedKernel<Index1D, ArrayView<byte>,
             ArrayView<float>, int>(WidenKernel));
         k(stream, checked((int)count), raw, dst, kind);
     }

@@ -85,13 +85,13 @@ internal static class RerankRefineIlgpu
         using var qp = acc.Allocate1D<float>(Math.Max(1, (long)chunk * dim));
         using var sf = acc.Allocate1D<float>((long)chunk * mp);
 
-        var gk = KernelCache.Get(acc, nameof(GramKernel),
+        var gk = KernelCache.Get(acc, GramKernel,
             a => a.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<long>, ArrayView<float>, int, int>(GramKernel));
-        var rk = KernelCache.Get(acc, nameof(RefineKernel),
+        var rk = KernelCache.Get(acc, RefineKernel,
             a => a.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<long>, ArrayView<int>, ArrayView<float>, ArrayView<float>, int, int, int, float>(RefineKernel));
-        var dk = KernelCache.Get(acc, nameof(RowDotKernel),
+        var dk = KernelCache.Get(acc, RowDotKernel,
             a => a.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int>(RowDotKernel));
-        var qk = KernelCache.Get(acc, nameof(QPrimeKernel),
+        var qk = KernelCache.Get(acc, QPrimeKernel,
             a => a.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<int>, ArrayView<float>, int, int, int>(QPrimeKernel));
 
         for (int q0 = 0; q0 < queries; q0 += chunk)

@@ -77,7 +77,7 @@ internal static class SelectIlgpu
         ArrayView<long> outId, ArrayView<float> outScore, ArrayView<int> outPos, SelectParams q)
     {
         if (rows == 0 || q.K == 0) return;
-        var k = KernelCache.Get(accelerator, nameof(SelectIlgpu),
+        var k = KernelCache.Get(accelerator, Kernel,
             a => a.LoadKernel<ArrayView<float>, ArrayView<long>, ArrayView<long>, ArrayView<float>, ArrayView<int>, SelectParams>(Kernel));
         k(stream, new KernelConfig(rows, GroupReduce.GroupSize(accelerator)), scores, ids, outId, outScore, outPos, q);
     }
@@ -107,7 +107,8 @@ internal static class SimilarityTopkIlgpu
     public static void Norms(Accelerator accelerator, AcceleratorStream stream, ArrayView<float> rows, ArrayView<float> norms, int count, int dim)
     {
         if (count == 0) return;
-        var nk = KernelCache.Get(accelerator, nameof(ScaleGemIlgpu.NormKernel), a => a.LoadKernel<ArrayView<float>, ArrayView<float>, int>(ScaleGemIlgpu.NormKernel));
+        var nk = KernelCache.Get(accelerator, ScaleGemIlgpu.NormKernel, a => a.LoadKernel<ArrayView<float>, ArrayView<float>,
+            int>(ScaleGemIlgpu.NormKernel));
         nk(stream, new KernelConfig(count, GroupReduce.GroupSize(accelerator)), rows, norms, dim);
     }
 
@@ -121,7 +122,7 @@ internal static class SimilarityTopkIlgpu
         if (cosine) { Norms(accelerator, stream, query, qn.View, queries, dim); Norms(accelerator, stream, db, dn.View, n, dim); }
         int chunk = (int)Math.Max(1, Math.Min(queries, (1L << 24) / Math.Max(1, n)));
         using var scores = accelerator.Allocate1D<float>((long)chunk * n);
-        var sk = KernelCache.Get(accelerator, nameof(ScoreKernel),
+        var sk = KernelCache.Get(accelerator, ScoreKernel,
             a => a.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int>(ScoreKernel));
         for (int q0 = 0; q0 < queries; q0 += chunk)
         {

@@ -95,7 +95,7 @@ internal static class SequencePoolIlgpu
     public static void NormalizeRows(Accelerator accelerator, AcceleratorStream stream, ArrayView<float> data, int rows, int width, int stride)
     {
         if (rows == 0 || width == 0) return;
-        var k = KernelCache.Get(accelerator, nameof(NormalizeRowsKernel),
+        var k = KernelCache.Get(accelerator, NormalizeRowsKernel,
             a => a.LoadKernel<ArrayView<float>, int, int>(NormalizeRowsKernel));
         k(stream, new KernelConfig(rows, GroupReduce.GroupSize(accelerator)), data, width, stride);
     }
@@ -111,7 +111,7 @@ internal static class SequencePoolIlgpu
     {
         if (prm.Batch == 0 || prm.Dims == 0) return;
         groupSize = GroupReduce.GroupSize(accelerator, groupSize);
-        var k = KernelCache.Get(accelerator, (typeof(Action<Index1D, ArrayView<TRaw>, TElem, TMask, TMaskOp, TIdx, TIdxOp>), groupSize),
+        var k = KernelCache.Get(accelerator, Kernel<TRaw, TElem, TMask, TMaskOp, TIdx, TIdxOp>, groupSize,
             a => a.LoadImplicitlyGroupedKernel<Index1D, ArrayView<TRaw>, ArrayView<TMask>, ArrayView<TIdx>, ArrayView<float>, SequencePoolParams>(
                 Kernel<TRaw, TElem, TMask, TMaskOp, TIdx, TIdxOp>, groupSize));
         k(stream, (int)((long)prm.Batch * prm.Dim), hidden.Cast<TRaw>(), mask.Cast<TMask>(), prefix.Cast<TIdx>(), output, prm);

@@ -29,7 +29,7 @@ internal static class Pool1dIlgpu
     public static void Launch(Accelerator accelerator, AcceleratorStream stream, ArrayView<float> x, ArrayView<float> output, Pool1dParams p, int outStride)
     {
         if (p.Rows == 0 || p.NOut == 0) return;
-        var k = KernelCache.Get(accelerator, nameof(Pool1dIlgpu),
+        var k = KernelCache.Get(accelerator, Kernel,
             a => a.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, Pool1dParams, int>(Kernel));
         k(stream, (int)((long)p.Rows * p.NOut), x, output, p, outStride);
     }

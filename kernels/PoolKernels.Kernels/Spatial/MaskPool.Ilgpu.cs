@@ -68,11 +68,11 @@ internal static class MaskPoolIlgpu
         using var weights = accelerator.Allocate1D<float>(Math.Max(wCount, 1));
         if (wCount > 0)
         {
-            var wk = KernelCache.Get(accelerator, nameof(WeightKernel),
+            var wk = KernelCache.Get(accelerator, WeightKernel,
                 a => a.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, MaskPoolParams>(WeightKernel));
             wk(stream, checked((int)wCount), masks, weights.View, q);
         }
-        var pk = KernelCache.Get(accelerator, nameof(PoolKernel),
+        var pk = KernelCache.Get(accelerator, PoolKernel,
             a => a.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, MaskPoolParams>(PoolKernel));
         pk(stream, checked((int)outCount), x, weights.View, output, q);
         stream.Synchronize();

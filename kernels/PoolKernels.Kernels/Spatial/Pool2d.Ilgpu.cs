@@ -91,7 +91,7 @@ internal static class Pool2dIlgpu
     {
         long n = (long)q.Batch * q.Channels * q.OutH * q.OutW;
         if (n == 0) return;
-        var k = KernelCache.Get(accelerator, nameof(Pool2dIlgpu),
+        var k = KernelCache.Get(accelerator, Kernel,
             a => a.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, Pool2dParams>(Kernel));
         k(stream, checked((int)n), x, output, q);
     }
@@ -101,7 +101,7 @@ internal static class Pool2dIlgpu
     {
         long n = (long)q.Batch * q.Channels * q.OutH * q.OutW;
         if (n == 0) return;
-        var k = KernelCache.Get(accelerator, nameof(AdaptiveKernel),
+        var k = KernelCache.Get(accelerator, AdaptiveKernel,
             a => a.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, AdaptivePoolParams>(AdaptiveKernel));
         k(stream, checked((int)n), x, output, q);
     }

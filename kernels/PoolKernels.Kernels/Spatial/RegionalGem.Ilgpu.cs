@@ -30,7 +30,7 @@ internal static class RegionalGemIlgpu
     public static void Launch(Accelerator accelerator, AcceleratorStream stream, ArrayView<float> x, ArrayView<float> output, int count, int height, int width, float p, int kernel)
     {
         if (count == 0) return;
-        var k = KernelCache.Get(accelerator, nameof(RegionalGemIlgpu),
+        var k = KernelCache.Get(accelerator, Kernel,
             a => a.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, int, int, float, int>(Kernel));
         k(stream, count, x, output, height, width, p, kernel);
     }

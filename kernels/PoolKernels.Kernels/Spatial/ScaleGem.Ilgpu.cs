@@ -67,15 +67,15 @@ internal static class ScaleGemIlgpu
         int group = GroupReduce.GroupSize(accelerator);
         if (inf)
         {
-            var nk = KernelCache.Get(accelerator, nameof(NormKernel), a => a.LoadKernel<ArrayView<float>, ArrayView<float>, int>(NormKernel));
+            var nk = KernelCache.Get(accelerator, NormKernel, a => a.LoadKernel<ArrayView<float>, ArrayView<float>, int>(NormKernel));
             nk(stream, new KernelConfig(scales * batch, group), x, aux.View, dim);
         }
         else
         {
-            var mk = KernelCache.Get(accelerator, nameof(MinKernel), a => a.LoadKernel<ArrayView<float>, ArrayView<float>, long>(MinKernel));
+            var mk = KernelCache.Get(accelerator, MinKernel, a => a.LoadKernel<ArrayView<float>, ArrayView<float>, long>(MinKernel));
             mk(stream, new KernelConfig(1, group), x, aux.View, (long)scales * batch * dim);
         }
-        var k = KernelCache.Get(accelerator, nameof(ScaleGemIlgpu),
+        var k = KernelCache.Get(accelerator, Kernel,
             a => a.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, float>(Kernel));
         k(stream, batch * dim, x, aux.View, output, scales, batch, dim, p);
         stream.Synchronize();

@@ -60,7 +60,7 @@ internal static class SpatialPoolIlgpu
         ArrayView<float> output, SpatialPoolParams prm, bool normalize)
     {
         if (prm.Batch == 0 || prm.Channels == 0) return;
-        var k = KernelCache.Get(accelerator, nameof(SpatialPoolIlgpu),
+        var k = KernelCache.Get(accelerator, Kernel,
             a => a.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<byte>, ArrayView<float>, SpatialPoolParams>(Kernel));
         k(stream, prm.Batch * prm.Channels, x, valid, output, prm);
         if (normalize) SequencePoolIlgpu.NormalizeRows(accelerator, stream, output, prm.Batch, prm.Channels, prm.Channels);

@@ -49,14 +49,14 @@ internal static class SpatioTemporalPoolIlgpu
         long n = (long)batch * (frames + patches) * dim;
         if (n > 0)
         {
-            var k = KernelCache.Get(accelerator, nameof(OutKernel),
+            var k = KernelCache.Get(accelerator, OutKernel,
                 a => a.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, int, int, int>(OutKernel));
             k(stream, checked((int)n), x, output, frames, patches, dim);
         }
         long m = (long)batch * regionCount * dim;
         if (maskSize > 0 && m > 0)
         {
-            var k = KernelCache.Get(accelerator, nameof(RegionKernel),
+            var k = KernelCache.Get(accelerator, RegionKernel,
                 a => a.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<byte>, ArrayView<float>, int, int, int, int, int>(RegionKernel));
             k(stream, checked((int)m), x, masks, regions, frames, patches, dim, regionCount, maskSize);
         }

@@ -16,13 +16,13 @@ internal static class AdamWIlgpu
         m[i] = mi; v[i] = vi;
     }
 
-    /// <summary>Launches <see cref="Kernel"/> on <paramref name="stream"/>.</summary>
+    /// <summary>Launches <see cref="Kernel"/> on <paramref name="stream"/> for the first <paramref name="count"/> elements.</summary>
     public static void Launch(Accelerator acc, AcceleratorStream stream, ArrayView<float> param, ArrayView<float> grad, ArrayView<float> m,
-        ArrayView<float> v, AdamWParams p)
+        ArrayView<float> v, AdamWParams p, int count)
     {
-        if (param.Length == 0) return;
-        var kernel = KernelCache.Get(acc, typeof(AdamWIlgpu),
+        if (count == 0) return;
+        var kernel = KernelCache.Get(acc, Kernel,
             x => x.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, AdamWParams>(Kernel));
-        kernel(stream, checked((int)param.Length), param, grad, m, v, p);
+        kernel(stream, count, param, grad, m, v, p);
     }
 }

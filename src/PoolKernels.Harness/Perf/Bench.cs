@@ -1,3 +1,4 @@
+using ILGPU;
 using System.Diagnostics;
 using ILGPU.Runtime;
 using PoolKernels.Kernels;
@@ -37,42 +38,77 @@ public static class Bench
     public static DeviceLimits MeasureLimits(Device device, int repeats = 5)
     {
         double gbps = ReadBandwidth(device, device.Id == "ilgpu-cpu" ? 1L << 20 : 256L << 20, repeats);
-        if (device is CpuDevice cpu)
-        {
-            double flops = 0;
-            var fma = Time(() => flops = MachineLimits.FmaLoop(2_000_000, cpu.Pool), repeats);
-            return new(gbps, flops / (fma.Median * 1e6));
-        }
-        var g = (IlgpuDevice)device;
-        var acc = g.Accelerator;
-        bool simulator = acc.AcceleratorType == AcceleratorType.CPU;
-        int threads = simulator ? 64 : acc.NumMultiprocessors * acc.MaxNumThreadsPerMultiprocessor;
-        using var output = acc.Allocate1D<float>(threads);
-        double f = 0;
-        var fm = Time(() => { lock (g.Gate) { f = MachineLimitsIlgpu.Fma(acc, output.View, simulator ? 1000 : 20000); acc.Synchronize(); } }, repeats);
-        return new(gbps, f / (fm.Median * 1e6));
+        var fma = new FmaPlan(repeats);
+        Dispatch.Run(device, ref fma);
+        return new(gbps, fma.Gflops);
     }
 
     /// <summary>Streaming-read bandwidth (GB/s) over a buffer of <paramref name="bytes"/> bytes: the same amount of data
     /// an operation reads, so cache effects are the same for both.</summary>
     public static double ReadBandwidth(Device device, long bytes, int repeats = 5)
     {
-        long n = Math.Max(1024, bytes / 4);
-        if (device is CpuDevice cpu)
+        var read = new ReadPlan(Math.Max(1024, bytes / 4), repeats);
+        Dispatch.Run(device, ref read);
+        return read.Gbps;
+    }
+
+    /// <summary>The FMA peak, timed inside one dispatch (on an accelerator: each run synchronizes).</summary>
+    private struct FmaPlan(int repeats) : IPlan
+    {
+        public double Gflops;
+
+        public void Reference() => Cpu(WorkerPool.Shared);
+
+        public void Simd(CpuDevice cpu) => Cpu(cpu.Pool);
+
+        private void Cpu(WorkerPool pool)
+        {
+            double flops = 0;
+            var fma = Time(() => flops = MachineLimits.FmaLoop(2_000_000, pool), repeats);
+            Gflops = flops / (fma.Median * 1e6);
+        }
+
+        public void Ilgpu(IlgpuScope s)
+        {
+            var acc = s.Accelerator;
+            bool simulator = acc.AcceleratorType == AcceleratorType.CPU;
+            int threads = simulator ? 64 : acc.NumMultiprocessors * acc.MaxNumThreadsPerMultiprocessor;
+            var output = s.Temp<float>(threads);
+            var g = s.Device;
+            double f = 0;
+            var fm = Time(() => { f = MachineLimitsIlgpu.Fma(acc, output, simulator ? 1000 : 20000); g.Synchronize(); }, repeats);
+            Gflops = f / (fm.Median * 1e6);
+        }
+    }
+
+    /// <summary>The streaming-read bandwidth over <paramref name="n"/> floats, timed inside one dispatch.</summary>
+    private struct ReadPlan(long n, int repeats) : IPlan
+    {
+        public double Gbps;
+
+        public void Reference() => Cpu(WorkerPool.Shared);
+
+        public void Simd(CpuDevice cpu) => Cpu(cpu.Pool);
+
+        private void Cpu(WorkerPool pool)
         {
             var data = new float[n];
             for (int i = 0; i < data.Length; i++) data[i] = i % 7 * 0.5f;
-            var read = Time(() => MachineLimits.StreamingSum(data, cpu.Pool), repeats);
-            return n * 4.0 / (read.Median * 1e6);
+            var read = Time(() => MachineLimits.StreamingSum(data, pool), repeats);
+            Gbps = n * 4.0 / (read.Median * 1e6);
         }
-        var g = (IlgpuDevice)device;
-        var acc = g.Accelerator;
-        int threads = acc.AcceleratorType == AcceleratorType.CPU ? 64 : acc.NumMultiprocessors * acc.MaxNumThreadsPerMultiprocessor;
-        using var buf = acc.Allocate1D<float>(n);
-        using var partial = acc.Allocate1D<float>(threads);
-        buf.MemSetToZero();
-        var r = Time(() => { lock (g.Gate) { MachineLimitsIlgpu.StreamRead(acc, buf.View, partial.View); acc.Synchronize(); } }, repeats);
-        return n * 4.0 / (r.Median * 1e6);
+
+        public void Ilgpu(IlgpuScope s)
+        {
+            var acc = s.Accelerator;
+            int threads = acc.AcceleratorType == AcceleratorType.CPU ? 64 : acc.NumMultiprocessors * acc.MaxNumThreadsPerMultiprocessor;
+            var buf = s.Temp<float>(n);
+            var partial = s.Temp<float>(threads);
+            buf.MemSetToZero(s.Stream);
+            var g = s.Device;
+            var r = Time(() => { MachineLimitsIlgpu.StreamRead(acc, buf, partial); g.Synchronize(); }, repeats);
+            Gbps = n * 4.0 / (r.Median * 1e6);
+        }
     }
 
     /// <summary>Times one workload of <paramref name="spec"/> on <paramref name="device"/>; % bandwidth is against a streaming

@@ -92,6 +92,39 @@ public abstract class Device : IDisposable
     /// keeps its managed buffers alive until it ends (CPU devices).</summary>
     public virtual void Dispose() { MarkDisposed(); GC.SuppressFinalize(this); }
 
+    /// <summary>Begins a batch of chained calls on this device: until the returned scope is disposed, operations on
+    /// <see cref="DeviceTensor"/>s are enqueued without waiting for the accelerator, and the scope's end waits once.
+    /// Outside a batch every call is synchronous. See <see cref="DeviceBatch"/>.</summary>
+    /// <example><code>
+    /// using (device.BeginBatch())
+    /// {
+    ///     device.LayerNorm(x, w, b, y);
+    ///     device.Linear(y, weight, null, z);
+    /// }   // one synchronization here
+    /// z.CopyTo(result);
+    /// </code></example>
+    public virtual DeviceBatch BeginBatch() => new(this, inert: false);
+
+    /// <summary>Ends the outermost batch of this device (waits for its calls, frees their temporaries).</summary>
+    internal virtual void EndBatch(List<MemoryBuffer>? kept) { }
+
+    /// <summary>A device tensor over <paramref name="t"/> for one call of a host-tensor overload: a zero-copy wrapper on
+    /// the CPU devices, an upload on ILGPU devices.</summary>
+    internal abstract DeviceTensor Bind(HostTensor t);
+
+    /// <summary>The result of a host-tensor overload as a host tensor: the bytes themselves on the CPU devices, a copy on
+    /// ILGPU devices.</summary>
+    internal abstract HostTensor ToHost(DeviceTensor t);
+
+    /// <summary>Copies <paramref name="bytes"/> (t.Bytes of them) into <paramref name="t"/>.</summary>
+    internal abstract void Write(DeviceTensor t, ReadOnlySpan<byte> bytes);
+
+    /// <summary>Copies <paramref name="t"/> into <paramref name="bytes"/> (t.Bytes of them), after every call enqueued before.</summary>
+    internal abstract void Read(DeviceTensor t, Span<byte> bytes);
+
+    /// <summary>Frees <paramref name="t"/>'s memory (once; after any call still using it).</summary>
+    internal abstract void Free(DeviceTensor t);
+
     /// <summary>Lists every usable backend: reference, simd, then the ILGPU accelerators found.</summary>
     public static IReadOnlyList<DeviceInfo> List() => Devices.List();
 
@@ -137,6 +170,26 @@ public sealed class CpuDevice : Device
         var dims = Copy(shape); // validated and kept: the caller may reuse its array
         return new(this, dtype, dims, new byte[PoolKernels.Shape.HostBytes(dtype, dims)], null);
     }
+
+    private DeviceBatch? _batch;
+
+    /// <summary>Calls on a CPU device are synchronous: the batch does nothing (one shared instance, nothing allocated).</summary>
+    public override DeviceBatch BeginBatch()
+    {
+        ThrowIfDisposed();
+        return _batch ??= new DeviceBatch(this, inert: true);
+    }
+
+    internal override DeviceTensor Bind(HostTensor t) => new(this, t.DType, t.ShapeArray, t.Data, null);
+
+    internal override HostTensor ToHost(DeviceTensor t) => new(t.DType, t.ShapeArray, t.Host, owned: true);
+
+    internal override void Write(DeviceTensor t, ReadOnlySpan<byte> bytes) => bytes.CopyTo(t.Host.Span);
+
+    internal override void Read(DeviceTensor t, Span<byte> bytes) => t.Host.Span.CopyTo(bytes);
+
+    // managed memory: a call still running on another thread keeps it alive
+    internal override void Free(DeviceTensor t) => t.MarkDisposed();
 }
 
 /// <summary>An ILGPU accelerator (<c>ilgpu-cpu</c>, <c>opencl:N</c>, <c>cuda:N</c>). Kernels are compiled once
@@ -147,31 +200,34 @@ public sealed class IlgpuDevice : Device
 
     /// <summary>The ILGPU accelerator; throws <see cref="ObjectDisposedException"/> once the device is disposed.</summary>
     public Accelerator Accelerator { get { ThrowIfDisposed(); return _accelerator; } }
+    /// <summary>Held by every use of the accelerator (calls, copies, allocation, Dispose).</summary>
     internal readonly object Gate = new();
-    private MemoryBuffer1D<byte, Stride1D.Dense>? _dummy;
+    private readonly MemoryBuffer1D<byte, Stride1D.Dense> _dummy;
+    private long _synchronizations;
 
-    internal IlgpuDevice(DeviceInfo info, Accelerator accelerator) : base(info) => _accelerator = accelerator;
-
-    /// <summary>A small zeroed buffer passed for absent optional inputs.</summary>
-    internal MemoryBuffer1D<byte, Stride1D.Dense> Dummy
+    internal IlgpuDevice(DeviceInfo info, Accelerator accelerator) : base(info)
     {
-        get
-        {
-            lock (Gate)
-            {
-                ThrowIfDisposed();
-                if (_dummy is null) { _dummy = Accelerator.Allocate1D<byte>(64); _dummy.MemSetToZero(); Accelerator.Synchronize(); }
-                return _dummy;
-            }
-        }
+        _accelerator = accelerator;
+        _dummy = accelerator.Allocate1D<byte>(64);
+        _dummy.MemSetToZero();
+        accelerator.Synchronize();
     }
 
-    /// <summary>The bytes [offset, offset+length) of <paramref name="t"/>, or the dummy buffer when that range is empty
-    /// (a kernel given an empty range never reads it).</summary>
-    internal ArrayView<byte> Bytes(DeviceTensor t, long offset = 0, long length = -1)
+    /// <summary>A small zeroed buffer passed for absent optional inputs.</summary>
+    internal MemoryBuffer1D<byte, Stride1D.Dense> Dummy { get { ThrowIfDisposed(); return _dummy; } }
+
+    /// <summary>How many times the library waited for this accelerator (tests count them).</summary>
+    internal long Synchronizations => Interlocked.Read(ref _synchronizations);
+
+    /// <summary>True while work enqueued by a batched call may still be running (read and written under <see cref="Gate"/>).</summary>
+    internal bool Pending { get; set; }
+
+    /// <summary>Waits for the accelerator's stream (under <see cref="Gate"/>).</summary>
+    internal void Synchronize()
     {
-        if (length < 0) length = t.Bytes - offset;
-        return length == 0 ? (ArrayView<byte>)Dummy.View : t.View.SubView(offset, length);
+        _accelerator.Synchronize();
+        Pending = false;
+        Interlocked.Increment(ref _synchronizations);
     }
 
     /// <inheritdoc/>
@@ -182,9 +238,59 @@ public sealed class IlgpuDevice : Device
         lock (Gate) // not while Dispose runs
         {
             var buffer = Accelerator.Allocate1D<byte>(Math.Max(bytes, 8));
-            buffer.MemSetToZero();
-            Accelerator.Synchronize();
+            buffer.MemSetToZero(); // on the stream: ordered before every later call
+            if (DeviceBatch.Current(this) is null) Synchronize();
+            else Pending = true;
             return new DeviceTensor(this, dtype, dims, default, buffer);
+        }
+    }
+
+    internal override DeviceTensor Bind(HostTensor t) => Upload(t);
+
+    internal override HostTensor ToHost(DeviceTensor t) => t.ToTensor();
+
+    internal override void Write(DeviceTensor t, ReadOnlySpan<byte> bytes)
+    {
+        lock (Gate)
+        {
+            t.ThrowIfDisposed();
+            if (bytes.IsEmpty) return;
+            t.View.CopyFromCPU(Accelerator.DefaultStream, bytes);
+            Synchronize(); // the caller's memory may go away when this returns
+        }
+    }
+
+    internal override void Read(DeviceTensor t, Span<byte> bytes)
+    {
+        lock (Gate)
+        {
+            t.ThrowIfDisposed();
+            if (bytes.IsEmpty) return;
+            t.View.CopyToCPU(Accelerator.DefaultStream, bytes);
+            Synchronize();
+        }
+    }
+
+    // Every ILGPU call holds Gate while it uses the accelerator: taking it here waits for a running call; a batched call
+    // may still be running on the stream, so wait for that too before the memory goes.
+    internal override void Free(DeviceTensor t)
+    {
+        lock (Gate)
+        {
+            var buffer = t.MarkDisposed();
+            if (IsDisposed || buffer is null) return; // the accelerator released its buffers
+            if (Pending) Synchronize();
+            buffer.Dispose();
+        }
+    }
+
+    internal override void EndBatch(List<MemoryBuffer>? kept)
+    {
+        lock (Gate)
+        {
+            if (IsDisposed) return; // the accelerator released everything
+            if (Pending) Synchronize();
+            if (kept is not null) foreach (var b in kept) b.Dispose();
         }
     }
 
@@ -196,8 +302,13 @@ public sealed class IlgpuDevice : Device
         lock (Gate)
         {
             if (IsDisposed) return;
+            if (Pending)
+            {
+                try { Synchronize(); }
+                catch (Exception) { /* disposing anyway */ }
+            }
             MarkDisposed();
-            _dummy?.Dispose();
+            _dummy.Dispose();
             _accelerator.Dispose();
         }
         base.Dispose();

@@ -61,9 +61,8 @@ public sealed class DeviceTensor : IDisposable
     public void CopyFromBytes(ReadOnlySpan<byte> bytes)
     {
         if (bytes.Length != Bytes) throw new ArgumentException($"Expected {Bytes} bytes for {this}, got {bytes.Length}.", nameof(bytes));
-        if (Buffer is null) { bytes.CopyTo(Host.Span); return; }
-        var dev = (IlgpuDevice)Device;
-        lock (dev.Gate) { if (Bytes == 0) { ThrowIfDisposed(); return; } View.CopyFromCPU(dev.Accelerator.DefaultStream, bytes); dev.Accelerator.Synchronize(); }
+        ThrowIfDisposed();
+        Device.Write(this, bytes);
     }
 
     /// <summary>Copies values in; their count must equal <see cref="Count"/>.</summary>
@@ -77,12 +76,12 @@ public sealed class DeviceTensor : IDisposable
     public void CopyToBytes(Span<byte> bytes)
     {
         if (bytes.Length != Bytes) throw new ArgumentException($"Expected {Bytes} bytes for {this}, got {bytes.Length}.", nameof(bytes));
-        if (Buffer is null) { Host.Span.CopyTo(bytes); return; }
-        var dev = (IlgpuDevice)Device;
-        lock (dev.Gate) { if (Bytes == 0) { ThrowIfDisposed(); return; } View.CopyToCPU(dev.Accelerator.DefaultStream, bytes); dev.Accelerator.Synchronize(); }
+        ThrowIfDisposed();
+        Device.Read(this, bytes);
     }
 
-    /// <summary>Copies values out; the span's length must equal <see cref="Count"/>.</summary>
+    /// <summary>Copies values out; the span's length must equal <see cref="Count"/>. Waits for every call enqueued on
+    /// the device before (inside a <see cref="DeviceBatch"/> too).</summary>
     public void CopyTo<T>(Span<T> values) where T : unmanaged
     {
         CheckType<T>();
@@ -108,17 +107,17 @@ public sealed class DeviceTensor : IDisposable
     public void Dispose()
     {
         if (_disposed) return;
-        if (Device is IlgpuDevice g)
-        {
-            lock (g.Gate)
-            {
-                if (_disposed) return;
-                _disposed = true;
-                if (!g.IsDisposed) _buffer?.Dispose();
-                _buffer = null;
-            }
-        }
-        else _disposed = true;
+        Device.Free(this);
+    }
+
+    /// <summary>Marks the tensor disposed and hands back its buffer the first time (null afterwards, and on CPU devices).</summary>
+    internal MemoryBuffer1D<byte, Stride1D.Dense>? MarkDisposed()
+    {
+        if (_disposed) return null;
+        _disposed = true;
+        var b = _buffer;
+        _buffer = null;
+        return b;
     }
 
     /// <inheritdoc/>

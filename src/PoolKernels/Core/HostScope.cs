@@ -9,8 +9,7 @@ internal sealed class HostScope(Device device) : IDisposable
     public DeviceTensor Bind(HostTensor t)
     {
         ArgumentNullException.ThrowIfNull(t);
-        if (device is CpuDevice) return new DeviceTensor(device, t.DType, t.ShapeArray, t.Data, null);
-        var d = device.Upload(t);
+        var d = device.Bind(t);
         _owned.Add(d);
         return d;
     }
@@ -24,7 +23,14 @@ internal sealed class HostScope(Device device) : IDisposable
         return d;
     }
 
-    public HostTensor Result(DeviceTensor d) => device is CpuDevice ? new HostTensor(d.DType, d.ShapeArray, d.Host, owned: true) : d.ToTensor();
+    public HostTensor Result(DeviceTensor d) => device.ToHost(d);
+
+    /// <summary>Copies an in-place result back into the host tensor it was bound from (nothing when the binding is the host
+    /// memory itself, as on the CPU devices).</summary>
+    public static void WriteBack(DeviceTensor bound, HostTensor host)
+    {
+        if (bound.Buffer is not null) bound.CopyToBytes(host.Data.Span);
+    }
 
     public void Dispose()
     {

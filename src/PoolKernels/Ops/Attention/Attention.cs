@@ -1,6 +1,5 @@
 using System.Runtime.InteropServices;
-using ILGPU;
-using ILGPU.Runtime;
+using PoolKernels.Kernels;
 using PoolKernels.Kernels.Attention;
 
 namespace PoolKernels;
@@ -37,6 +36,7 @@ public sealed record SdpaOptions
     public int WindowRight { get; init; } = -1;
     /// <summary>bhtd or bthd (sdpa only; sdpa_varlen is always [N, H, E]).</summary>
     public SdpaLayout Layout { get; init; }
+
     /// <summary>Score soft-capping (Gemma 2, FlashAttention's <c>softcap</c>): s = softcap·tanh(s/softcap) on the scaled
     /// score, before any mask or ALiBi; 0 (the default) turns it off; must be finite and >= 0.</summary>
     public float Softcap { get; init; }
@@ -170,7 +170,10 @@ public static partial class Attention
             Check.SameDevice(device, name, t);
         var plan = PlanSdpa(q.Shape, q.DType, k.Shape, k.DType, v.Shape, v.DType, attnMask?.ShapeArray, attnMask?.DType, keyPaddingMask?.ShapeArray, keyPaddingMask?.DType, options);
         CheckOutputs(output, lse, plan);
-        Run(device, plan.P, q, k, v, attnMask, keyPaddingMask, null, null, output, lse, 0, options.Mods);
+        var call = new Call(plan.P, q.DType, In.Of(q), In.Of(k), In.Of(v), In.Of(attnMask), attnMask?.DType ?? DType.U8,
+            In.Of(keyPaddingMask),
+            keyPaddingMask?.DType ?? DType.U8, default, default, DType.I64, Out.Of(output), Out.Of(lse), options.Mods);
+        Dispatch.Run(device, ref call);
     }
 
     // ---------------------------------------------------------------- sdpa: spans
@@ -205,26 +208,9 @@ public static partial class Attention
         if (output.Length != (long)b * hq * tq * ev) Check.Length(output.Length, (long)b * hq * tq * ev, "out", "[B,Hq,Tq,Ev]");
         if (lse.Length != (long)b * hq * tq) Check.Length(lse.Length, (long)b * hq * tq, "lse", "[B,Hq,Tq]");
         p.HasKeyPadding = hasKeyPadding ? 1 : 0;
-        switch (device)
-        {
-            case CpuDevice cpu:
-                RunCpu<T, byte, TMask, long>(cpu, q, k, v, default, keyPaddingMask, default, default, options.Mods, output, lse, p);
-                break;
-            case IlgpuDevice g:
-                int[] qs = options.Layout == SdpaLayout.Bhtd ? [b, hq, tq, e] : [b, tq, hq, e];
-                using (var dq = g.Upload(q, qs))
-                using (var dk = g.Upload(k, options.Layout == SdpaLayout.Bhtd ? [b, hkv, tk, e] : [b, tk, hkv, e]))
-                using (var dv = g.Upload(v, options.Layout == SdpaLayout.Bhtd ? [b, hkv, tk, ev] : [b, tk, hkv, ev]))
-                using (var dm = hasKeyPadding ? g.Upload(keyPaddingMask, b, tk) : null)
-                using (var o = g.Allocate(DType.F32, (int)output.Length))
-                using (var l = g.Allocate(DType.F32, (int)lse.Length))
-                {
-                    Run(g, p, dq, dk, dv, null, dm, null, null, o, l, 0, options.Mods);
-                    o.CopyTo(output);
-                    l.CopyTo(lse);
-                }
-                break;
-        }
+        var call = new Call(p, DTypes.Of<T>(), In.Of(q), In.Of(k), In.Of(v), default, DType.U8, In.Of(keyPaddingMask),
+            hasKeyPadding ? DTypes.Of<TMask>() : DType.U8, default, default, DType.I64, Out.Of(output), Out.Of(lse), options.Mods);
+        Dispatch.Run(device, ref call);
     }
 
     // ---------------------------------------------------------------- sdpa_varlen
@@ -243,7 +229,8 @@ public static partial class Attention
         using var scope = new HostScope(device);
         var o = scope.Output(DType.F32, plan.OutShape);
         var l = scope.Output(DType.F32, plan.LseShape);
-        RunVarlen(device, plan, scope.Bind(q), scope.Bind(k), scope.Bind(v), scope.Bind(cuSeqlensQ), scope.Bind(cuSeqlensK), o, l, options.Mods);
+        RunVarlen(device, plan, scope.Bind(q), scope.Bind(k), scope.Bind(v), cuSeqlensQ.Data.Span, cuSeqlensQ.DType, cuSeqlensK.Data.Span,
+            cuSeqlensK.DType, o, l, options.Mods);
         return (scope.Result(o), scope.Result(l));
     }
 
@@ -258,15 +245,39 @@ public static partial class Attention
         options ??= SdpaOptions.Default;
         foreach (var (name, t) in (ReadOnlySpan<(string, DeviceTensor?)>)[ ("q", q), ("k", k), ("v", v), ("cu_seqlens_q", cuSeqlensQ), ("cu_seqlens_k", cuSeqlensK), ("out", output), ("lse", lse) ])
             Check.SameDevice(device, name, t);
-        var plan = PlanVarlen(q.Shape, q.DType, k.Shape, k.DType, v.Shape, v.DType, RaggedPooling.HostBytes(cuSeqlensQ, out _), cuSeqlensQ.DType, cuSeqlensQ.Shape,
-            RaggedPooling.HostBytes(cuSeqlensK, out _), cuSeqlensK.DType, cuSeqlensK.Shape, options);
+        // cu_seqlens decide the grid (the longest sequence) and are validated: read on the host (a copy from an accelerator)
+        var cuQ = RaggedPooling.HostBytes(cuSeqlensQ, out _);
+        var cuK = RaggedPooling.HostBytes(cuSeqlensK, out _);
+        var plan = PlanVarlen(q.Shape, q.DType, k.Shape, k.DType, v.Shape, v.DType, cuQ, cuSeqlensQ.DType, cuSeqlensQ.Shape,
+            cuK, cuSeqlensK.DType, cuSeqlensK.Shape, options);
         CheckOutputs(output, lse, plan);
-        RunVarlen(device, plan, q, k, v, cuSeqlensQ, cuSeqlensK, output, lse, options.Mods);
+        if (cuSeqlensQ.DType == cuSeqlensK.DType)
+        {
+            // one index type: the kernels read the tensors in place
+            var call = new Call(plan.P, q.DType, In.Of(q), In.Of(k), In.Of(v), default, DType.U8, default, DType.U8, In.Of(cuSeqlensQ),
+                In.Of(cuSeqlensK),
+                cuSeqlensQ.DType, Out.Of(output), Out.Of(lse), options.Mods);
+            Dispatch.Run(device, ref call);
+        }
+        else RunVarlen(device, plan, q, k, v, cuQ, cuSeqlensQ.DType, cuK, cuSeqlensK.DType, output, lse, options.Mods);
     }
 
-    private static void RunVarlen(Device device, Plan plan, DeviceTensor q, DeviceTensor k, DeviceTensor v, DeviceTensor cuQ, DeviceTensor cuK,
-        DeviceTensor output, DeviceTensor lse, float[] mods) =>
-        Run(device, plan.P, q, k, v, null, null, cuQ, cuK, output, lse, plan.MaxTq, mods);
+    /// <summary>Runs sdpa_varlen with validated cu_seqlens given as host bytes (one index type per kernel: mixed I64/I32
+    /// offsets are widened to I64, B+1 values each).</summary>
+    private static void RunVarlen(Device device, Plan plan, DeviceTensor q, DeviceTensor k, DeviceTensor v, ReadOnlySpan<byte> cuQ,
+        DType cuQt,
+        ReadOnlySpan<byte> cuK, DType cuKt, DeviceTensor output, DeviceTensor lse, float[] mods)
+    {
+        long[]? wq = null, wk = null;
+        if (cuQt != cuKt) { wq = Widen(cuQ, cuQt); wk = Widen(cuK, cuKt); }
+        var call = new Call(plan.P, q.DType, In.Of(q), In.Of(k), In.Of(v), default, DType.U8, default, DType.U8,
+            wq is null ? In.Of(cuQ) : In.Of<long>(wq), wk is null ? In.Of(cuK) : In.Of<long>(wk), wq is null ? cuQt : DType.I64,
+            Out.Of(output), Out.Of(lse), mods);
+        Dispatch.Run(device, ref call);
+
+        static long[] Widen(ReadOnlySpan<byte> b, DType t) => t == DType.I64 ? MemoryMarshal.Cast<byte, long>(b).ToArray()
+            : Array.ConvertAll(MemoryMarshal.Cast<byte, int>(b).ToArray(), x => (long)x);
+    }
 
     // ---------------------------------------------------------------- validation
 
@@ -408,68 +419,105 @@ public static partial class Attention
 
     // ---------------------------------------------------------------- dispatch
 
-    private static void Run(Device device, SdpaParams p, DeviceTensor q, DeviceTensor k, DeviceTensor v, DeviceTensor? attnMask, DeviceTensor? keyPadding,
-        DeviceTensor? cuQ, DeviceTensor? cuK, DeviceTensor output, DeviceTensor lse, int maxTq, float[] mods)
+    /// <summary>A validated sdpa / sdpa_varlen call: q, k, v of one float dtype; the optional attn_mask (bool or additive),
+    /// key_padding_mask and, for varlen, cu_seqlens_q/k of one index type.</summary>
+    private ref struct Call(SdpaParams p, DType qt, In q, In k, In v, In mask, DType maskT, In keyPadding, DType keyPaddingT,
+        In cuQ, In cuK, DType cuT, Out output, Out lse, float[] mods) : IPlan, ITypedRunner
     {
-        if (device is IlgpuDevice g) { AttentionIlgpu.Run(g, p, q, k, v, attnMask, keyPadding, cuQ, cuK, output, lse, mods); return; }
-        var runner = new CpuRunner
-        {
-            Cpu = (CpuDevice)device, P = p, Mods = mods, Q = q.Host.Span, K = k.Host.Span, V = v.Host.Span,
-            Mask = attnMask is null ? default : attnMask.Host.Span, KeyPadding = keyPadding is null ? default : keyPadding.Host.Span,
-            CuQ = cuQ is null ? default : cuQ.Host.Span, CuK = cuK is null ? default : cuK.Host.Span,
-            Output = MemoryMarshal.Cast<byte, float>(output.Host.Span), Lse = MemoryMarshal.Cast<byte, float>(lse.Host.Span),
-        };
-        if (p.Varlen != 0 || p.Paged != 0) // sdpa_paged: seq_lens and block_table travel where cu_seqlens do
-        {
-            runner.Varlen = true;
-            TypeDispatch.Run(ref runner, q.DType, cuQ!.DType, cuK!.DType);
-        }
-        else TypeDispatch.Run(ref runner, q.DType, attnMask?.DType ?? DType.U8, keyPadding?.DType ?? DType.U8);
-    }
+        private readonly In _q = q, _k = k, _v = v, _mask = mask, _kpm = keyPadding, _cuQ = cuQ, _cuK = cuK;
+        private readonly float[] _mods = mods; // alibi slopes, then sinks (SdpaOptions.Mods)
+        private readonly Out _out = output, _lse = lse;
+        private readonly SdpaParams _p = p;
+        private CpuDevice? _simd;
 
-    private ref struct CpuRunner : ITypedRunner
-    {
-        public CpuDevice Cpu;
-        public SdpaParams P;
-        public float[] Mods;
-        public bool Varlen;
-        public ReadOnlySpan<byte> Q, K, V, Mask, KeyPadding, CuQ, CuK;
-        public Span<float> Output, Lse;
+        public void Reference() { _simd = null; Types(); }
+
+        public void Simd(CpuDevice cpu) { _simd = cpu; Types(); }
+
+        private void Types()
+        {
+            if (_p.Varlen != 0 || _p.Paged != 0) TypeDispatch.Run(ref this, qt, cuT, cuT); // paged: seq_lens, block_table
+            else TypeDispatch.Run(ref this, qt, maskT, keyPaddingT);
+        }
 
         public readonly void Run<T1, T2, T3>() where T1 : unmanaged where T2 : unmanaged where T3 : unmanaged
         {
-            if (Varlen)
-            {
-                // T2 = T3 = the offsets' type (cu_seqlens_q and _k may differ: widen the second through long).
-                if (typeof(T2) == typeof(T3))
-                    RunCpu<T1, byte, byte, T2>(Cpu, Cast<T1>(Q), Cast<T1>(K), Cast<T1>(V), default, default, Cast<T2>(CuQ), Cast<T2>(CuK), Mods, Output, Lse, P);
-                else
-                {
-                    var cq = Widen<T2>(CuQ); var ck = Widen<T3>(CuK);
-                    RunCpu<T1, byte, byte, long>(Cpu, Cast<T1>(Q), Cast<T1>(K), Cast<T1>(V), default, default, cq, ck, Mods, Output, Lse, P);
-                }
-            }
-            else
-                RunCpu<T1, T2, T3, long>(Cpu, Cast<T1>(Q), Cast<T1>(K), Cast<T1>(V), Cast<T2>(Mask), Cast<T3>(KeyPadding), default, default, Mods, Output, Lse, P);
+            if (_p.Varlen != 0 || _p.Paged != 0) Cpu<T1, byte, byte, T2>(_cuQ.As<T2>(), _cuK.As<T2>()); // T2 = T3 = the offsets' type
+            else Cpu<T1, T2, T3, long>(default, default);
         }
 
-        private static ReadOnlySpan<T> Cast<T>(ReadOnlySpan<byte> s) where T : unmanaged => MemoryMarshal.Cast<byte, T>(s);
-
-        private static long[] Widen<T>(ReadOnlySpan<byte> s) where T : unmanaged
+        private readonly void Cpu<T, TBias, TMask, TIdx>(ReadOnlySpan<TIdx> cuQ, ReadOnlySpan<TIdx> cuK)
+            where T : unmanaged where TBias : unmanaged where TMask : unmanaged where TIdx : unmanaged
         {
-            var src = MemoryMarshal.Cast<byte, T>(s);
-            var r = new long[src.Length];
-            for (int i = 0; i < r.Length; i++) r[i] = Kernels.Elements.ToInt64(src[i]);
-            return r;
+            ReadOnlySpan<T> q = _q.As<T>(), k = _k.As<T>(), v = _v.As<T>();
+            Span<float> o = _out.As<float>(), l = _lse.As<float>();
+            if (_simd is { } cpu) SdpaSimd.Run(q, k, v, _mask.As<TBias>(), _kpm.As<TMask>(), cuQ, cuK, _mods, o, l, _p, cpu.Pool);
+            else SdpaReference.Run(q, k, v, _mask.As<TBias>(), _kpm.As<TMask>(), cuQ, cuK, _mods, o, l, _p);
+        }
+
+        public readonly void Ilgpu(IlgpuScope s)
+        {
+            var o = s.Out<float>(_out);
+            var l = s.Out<float>(_lse);
+            Launcher(qt, maskT, keyPaddingT, cuT)(s.Accelerator, s.Stream, s.In<byte>(_q), s.In<byte>(_k), s.In<byte>(_v),
+                s.In<byte>(_mask),
+                s.In<byte>(_kpm), s.In<byte>(_cuQ), s.In<byte>(_cuK), s.Upload<float>(_mods), o, l, _p);
+            s.Download(o, _out);
+            s.Download(l, _lse);
         }
     }
 
-    private static void RunCpu<T, TBias, TMask, TIdx>(CpuDevice cpu, ReadOnlySpan<T> q, ReadOnlySpan<T> k, ReadOnlySpan<T> v, ReadOnlySpan<TBias> mask,
-        ReadOnlySpan<TMask> keyPadding, ReadOnlySpan<TIdx> cuQ, ReadOnlySpan<TIdx> cuK, ReadOnlySpan<float> mods, Span<float> output, Span<float> lse,
-        in SdpaParams p)
-        where T : unmanaged where TBias : unmanaged where TMask : unmanaged where TIdx : unmanaged
+    /// <summary>Runs a validated sdpa_paged call: seq_lens and block_table travel where sdpa_varlen's cu_seqlens do (one
+    /// index type per kernel: mixed I32/I64 tables and lengths are widened to I64 on the host).</summary>
+    private static void RunPaged(Device device, Plan plan, DType qt, In q, In kCache, In vCache, ReadOnlySpan<byte> table, DType tableT,
+        ReadOnlySpan<byte> lens, DType lensT, In tableIn, In lensIn, Out output, Out lse, float[] mods)
     {
-        if (cpu.Kind == BackendKind.Reference) SdpaReference.Run(q, k, v, mask, keyPadding, cuQ, cuK, mods, output, lse, p);
-        else SdpaSimd.Run(q, k, v, mask, keyPadding, cuQ, cuK, mods, output, lse, p, cpu.Pool);
+        if (tableT == lensT)
+        {
+            var call = new Call(plan.P, qt, q, kCache, vCache, default, DType.U8, default, DType.U8, lensIn, tableIn, tableT, output, lse, mods);
+            Dispatch.Run(device, ref call);
+            return;
+        }
+        long[] wl = Widen(lens, lensT), wt = Widen(table, tableT);
+        var wide = new Call(plan.P, qt, q, kCache, vCache, default, DType.U8, default, DType.U8, In.Of<long>(wl), In.Of<long>(wt), DType.I64, output,
+            lse, mods);
+        Dispatch.Run(device, ref wide);
+
+        static long[] Widen(ReadOnlySpan<byte> b, DType t) => t == DType.I64 ? MemoryMarshal.Cast<byte, long>(b).ToArray()
+            : Array.ConvertAll(MemoryMarshal.Cast<byte, int>(b).ToArray(), x => (long)x);
     }
+
+    // The ILGPU launcher closed over the dtypes' storage and reader types (cached static method groups; the kernel caches
+    // its compiled form per accelerator). attn_mask: BOOL/U8 select keys, a float dtype is added to the score.
+    private static SdpaLaunch Launcher(DType q, DType bias, DType mask, DType index) => q switch
+    {
+        DType.F32 => Launcher<float, F32Reader>(bias, mask, index),
+        DType.F16 => Launcher<ushort, F16Reader>(bias, mask, index),
+        _ => Launcher<ushort, Bf16Reader>(bias, mask, index),
+    };
+
+    private static SdpaLaunch Launcher<TRaw, TElem>(DType bias, DType mask, DType index)
+        where TRaw : unmanaged where TElem : struct, IElementReader<TRaw> => bias switch
+    {
+        DType.F32 => Launcher<TRaw, TElem, float, F32Reader>(mask, index),
+        DType.F16 => Launcher<TRaw, TElem, ushort, F16Reader>(mask, index),
+        DType.BF16 => Launcher<TRaw, TElem, ushort, Bf16Reader>(mask, index),
+        _ => Launcher<TRaw, TElem, byte, BoolBias>(mask, index),
+    };
+
+    private static SdpaLaunch Launcher<TRaw, TElem, TBRaw, TBias>(DType mask, DType index)
+        where TRaw : unmanaged where TElem : struct, IElementReader<TRaw> where TBRaw : unmanaged where TBias : struct,
+            IElementReader<TBRaw> => mask switch
+    {
+        DType.I64 => Launcher<TRaw, TElem, TBRaw, TBias, long, I64Mask>(index),
+        DType.I32 => Launcher<TRaw, TElem, TBRaw, TBias, int, I32Mask>(index),
+        _ => Launcher<TRaw, TElem, TBRaw, TBias, byte, U8Mask>(index),
+    };
+
+    private static SdpaLaunch Launcher<TRaw, TElem, TBRaw, TBias, TMask, TMaskOp>(DType index)
+        where TRaw : unmanaged where TElem : struct, IElementReader<TRaw> where TBRaw : unmanaged where TBias : struct,
+            IElementReader<TBRaw>
+        where TMask : unmanaged where TMaskOp : struct, IMaskReader<TMask> =>
+        index == DType.I32 ? SdpaIlgpu.Launch<TRaw, TElem, TBRaw, TBias, TMask, TMaskOp, int, I32Index>
+            : SdpaIlgpu.Launch<TRaw, TElem, TBRaw, TBias, TMask, TMaskOp, long, I64Index>;
 }

@@ -39,8 +39,9 @@ public static partial class Attention
         using var scope = new HostScope(device);
         var o = scope.Output(DType.F32, plan.OutShape);
         var l = scope.Output(DType.F32, plan.LseShape);
-        Run(device, plan.P, scope.Bind(q), scope.Bind(kCache), scope.Bind(vCache), null, null, scope.Bind(seqLens), scope.Bind(blockTable),
-            o, l, plan.MaxTq, options.Mods);
+        RunPaged(device, plan, q.DType, In.Of(scope.Bind(q)), In.Of(scope.Bind(kCache)), In.Of(scope.Bind(vCache)), blockTable.Data.Span,
+            blockTable.DType, seqLens.Data.Span, seqLens.DType, In.Of<byte>(blockTable.Data.Span), In.Of<byte>(seqLens.Data.Span), Out.Of(o),
+            Out.Of(l), options.Mods);
         return (scope.Result(o), scope.Result(l));
     }
 
@@ -58,11 +59,13 @@ public static partial class Attention
         foreach (var (name, t) in (ReadOnlySpan<(string, DeviceTensor?)>)[ (nameof(q), q), (nameof(kCache), kCache), (nameof(vCache), vCache),
             (nameof(blockTable), blockTable), (nameof(seqLens), seqLens), (nameof(output), output), (nameof(lse), lse) ])
             Check.SameDevice(device, name, t);
-        var plan = PlanPaged(q.Shape, q.DType, kCache.Shape, kCache.DType, vCache.Shape, vCache.DType,
-            RaggedPooling.HostBytes(blockTable, out _), blockTable.DType, blockTable.Shape, RaggedPooling.HostBytes(seqLens, out _),
-            seqLens.DType, seqLens.Shape, options);
+        var table = RaggedPooling.HostBytes(blockTable, out _);
+        var lens = RaggedPooling.HostBytes(seqLens, out _);
+        var plan = PlanPaged(q.Shape, q.DType, kCache.Shape, kCache.DType, vCache.Shape, vCache.DType, table, blockTable.DType, blockTable.Shape,
+            lens, seqLens.DType, seqLens.Shape, options);
         CheckOutputs(output, lse, plan);
-        Run(device, plan.P, q, kCache, vCache, null, null, seqLens, blockTable, output, lse, plan.MaxTq, options.Mods);
+        RunPaged(device, plan, q.DType, In.Of(q), In.Of(kCache), In.Of(vCache), table, blockTable.DType, lens, seqLens.DType, In.Of(blockTable),
+            In.Of(seqLens), Out.Of(output), Out.Of(lse), options.Mods);
     }
 
     internal static Plan PlanPaged(ReadOnlySpan<int> qs, DType qt, ReadOnlySpan<int> ks, DType kt, ReadOnlySpan<int> vs, DType vt,
@@ -142,7 +145,7 @@ public static partial class Attention
         var kc = scope.Bind(kCache);
         var vc = scope.Bind(vCache);
         device.KvCacheWrite(scope.Bind(kNew), scope.Bind(vNew), kc, vc, scope.Bind(blockTable), scope.Bind(seqLens));
-        if (device is IlgpuDevice) { kc.CopyToBytes(kCache.Data.Span); vc.CopyToBytes(vCache.Data.Span); }
+        HostScope.WriteBack(kc, kCache); HostScope.WriteBack(vc, vCache);
     }
 
     /// <summary><c>kv_cache_write</c> in place on device-resident caches (see the host overload). The slots are resolved
@@ -205,33 +208,36 @@ public static partial class Attention
                         + "block_table gives one page to two positions.", nameof(blockTable));
             if (count == 0) return;
             int kRow = checked(kc[2] * kc[3] * kCache.DType.Size()), vRow = checked(vc[2] * vc[3] * vCache.DType.Size());
-            switch (device)
-            {
-                case CpuDevice cpu:
-                    if (cpu.Kind == BackendKind.Reference)
-                    {
-                        KvCacheWriteReference.Run(kNew.Host.Span, kCache.Host.Span, slotSpan, kRow);
-                        KvCacheWriteReference.Run(vNew.Host.Span, vCache.Host.Span, slotSpan, vRow);
-                    }
-                    else
-                    {
-                        KvCacheWriteSimd.Run(kNew.Host.Span, kCache.Host.Span, slotSpan, kRow, cpu.Pool);
-                        KvCacheWriteSimd.Run(vNew.Host.Span, vCache.Host.Span, slotSpan, vRow, cpu.Pool);
-                    }
-                    break;
-                case IlgpuDevice g:
-                    using (var ds = g.Upload<long>(slotSpan, count))
-                        lock (g.Gate)
-                        {
-                            var stream = g.Accelerator.DefaultStream;
-                            KvCacheWriteIlgpu.Launch(g.Accelerator, stream, g.Bytes(kNew), g.Bytes(kCache), g.Bytes(ds).Cast<long>(), count, kRow);
-                            KvCacheWriteIlgpu.Launch(g.Accelerator, stream, g.Bytes(vNew), g.Bytes(vCache), g.Bytes(ds).Cast<long>(), count, vRow);
-                            g.Accelerator.Synchronize();
-                        }
-                    break;
-            }
+            var plan = new WritePlan(In.Of(kNew), In.Of(vNew), kCache, vCache, In.Of<long>(slotSpan), count, kRow, vRow);
+            Dispatch.Run(device, ref plan);
         }
         finally { ArrayPool<long>.Shared.Return(slotBuf); }
+    }
+
+    /// <summary>A validated kv_cache_write: rows of k_new/v_new to the resolved, distinct slots of the caches (in place).</summary>
+    private readonly ref struct WritePlan(In kNew, In vNew, DeviceTensor kCache, DeviceTensor vCache, In slots, int count, int kRow, int vRow)
+        : IPlan
+    {
+        private readonly In _kNew = kNew, _vNew = vNew, _slots = slots;
+
+        public void Reference()
+        {
+            KvCacheWriteReference.Run(_kNew.Host, kCache.Host.Span, _slots.As<long>(), kRow);
+            KvCacheWriteReference.Run(_vNew.Host, vCache.Host.Span, _slots.As<long>(), vRow);
+        }
+
+        public void Simd(CpuDevice cpu)
+        {
+            KvCacheWriteSimd.Run(_kNew.Host, kCache.Host.Span, _slots.As<long>(), kRow, cpu.Pool);
+            KvCacheWriteSimd.Run(_vNew.Host, vCache.Host.Span, _slots.As<long>(), vRow, cpu.Pool);
+        }
+
+        public void Ilgpu(IlgpuScope s)
+        {
+            var slots = s.In<long>(_slots);
+            KvCacheWriteIlgpu.Launch(s.Accelerator, s.Stream, s.In<byte>(_kNew), s.Bytes(kCache), slots, count, kRow);
+            KvCacheWriteIlgpu.Launch(s.Accelerator, s.Stream, s.In<byte>(_vNew), s.Bytes(vCache), slots, count, vRow);
+        }
     }
 
     // ---------------------------------------------------------------- attention_combine
@@ -269,21 +275,8 @@ public static partial class Attention
             throw new ArgumentException($"output must be {Shape.Format(outs.Shape[1..])} (outs without N), got {Shape.Format(output.Shape)}.", nameof(output));
         if (!lse.Shape.SequenceEqual(lses.Shape[1..]))
             throw new ArgumentException($"lse must be {Shape.Format(lses.Shape[1..])} (lses without N), got {Shape.Format(lse.Shape)}.", nameof(lse));
-        switch (device)
-        {
-            case CpuDevice cpu:
-                RunCombine(cpu, MemoryMarshal.Cast<byte, float>(outs.Host.Span), MemoryMarshal.Cast<byte, float>(lses.Host.Span),
-                    MemoryMarshal.Cast<byte, float>(output.Host.Span), MemoryMarshal.Cast<byte, float>(lse.Host.Span), n, rows, ev);
-                break;
-            case IlgpuDevice g:
-                lock (g.Gate)
-                {
-                    AttentionCombineIlgpu.Launch(g.Accelerator, g.Accelerator.DefaultStream, g.Bytes(outs).Cast<float>(), g.Bytes(lses).Cast<float>(),
-                        g.Bytes(output).Cast<float>(), g.Bytes(lse).Cast<float>(), n, rows, ev);
-                    g.Accelerator.Synchronize();
-                }
-                break;
-        }
+        var plan = new CombinePlan(In.Of(outs), In.Of(lses), Out.Of(output), Out.Of(lse), n, rows, ev);
+        Dispatch.Run(device, ref plan);
     }
 
     /// <summary><c>attention_combine</c> over host spans: outs [N, rows, Ev], lses [N, rows], output [rows, Ev], lse [rows]
@@ -297,30 +290,29 @@ public static partial class Attention
         if (lses.Length != (long)splits * rows) Check.Length(lses.Length, (long)splits * rows, nameof(lses), "[N,rows]");
         if (output.Length != (long)rows * ev) Check.Length(output.Length, (long)rows * ev, nameof(output), "[rows,Ev]");
         if (lse.Length != rows) Check.Length(lse.Length, rows, nameof(lse), "[rows]");
-        switch (device)
-        {
-            case CpuDevice cpu:
-                RunCombine(cpu, outs, lses, output, lse, splits, rows, ev);
-                break;
-            case IlgpuDevice g:
-                using (var o = g.Upload(outs, splits, rows, ev))
-                using (var l = g.Upload(lses, splits, rows))
-                using (var ro = g.Allocate(DType.F32, rows, ev))
-                using (var rl = g.Allocate(DType.F32, rows))
-                {
-                    device.AttentionCombine(o, l, ro, rl);
-                    ro.CopyTo(output);
-                    rl.CopyTo(lse);
-                }
-                break;
-        }
+        var plan = new CombinePlan(In.Of(outs), In.Of(lses), Out.Of(output), Out.Of(lse), splits, rows, ev);
+        Dispatch.Run(device, ref plan);
     }
 
-    private static void RunCombine(CpuDevice cpu, ReadOnlySpan<float> outs, ReadOnlySpan<float> lses, Span<float> output, Span<float> lse,
-        int n, int rows, int ev)
+    /// <summary>A validated attention_combine: outs [N, rows, Ev], lses [N, rows] → out [rows, Ev], lse [rows].</summary>
+    private readonly ref struct CombinePlan(In outs, In lses, Out output, Out lse, int n, int rows, int ev) : IPlan
     {
-        if (cpu.Kind == BackendKind.Reference) AttentionCombineReference.Run(outs, lses, output, lse, n, rows, ev);
-        else AttentionCombineSimd.Run(outs, lses, output, lse, n, rows, ev, cpu.Pool);
+        private readonly In _outs = outs, _lses = lses;
+        private readonly Out _out = output, _lse = lse;
+
+        public void Reference() => AttentionCombineReference.Run(_outs.As<float>(), _lses.As<float>(), _out.As<float>(), _lse.As<float>(), n, rows, ev);
+
+        public void Simd(CpuDevice cpu) =>
+            AttentionCombineSimd.Run(_outs.As<float>(), _lses.As<float>(), _out.As<float>(), _lse.As<float>(), n, rows, ev, cpu.Pool);
+
+        public void Ilgpu(IlgpuScope s)
+        {
+            var o = s.Out<float>(_out);
+            var l = s.Out<float>(_lse);
+            AttentionCombineIlgpu.Launch(s.Accelerator, s.Stream, s.In<float>(_outs), s.In<float>(_lses), o, l, n, rows, ev);
+            s.Download(o, _out);
+            s.Download(l, _lse);
+        }
     }
 
     private static void CombineShapes(ReadOnlySpan<int> os, DType ot, ReadOnlySpan<int> ls, DType lt, out int n, out int rows, out int ev)

@@ -1,6 +1,5 @@
 using System.Runtime.InteropServices;
-using ILGPU;
-using ILGPU.Runtime;
+using PoolKernels.Kernels;
 using PoolKernels.Kernels.Bilinear;
 
 namespace PoolKernels;
@@ -90,45 +89,45 @@ public static class BilinearPooling
         if (output.DType != DType.F32 || output.Shape.Length != 2 || output.Shape[0] != b || output.Shape[1] != (long)dx * dy)
             throw new ArgumentException($"output must be F32 [B, Dx·Dy] = [{b}, {(long)dx * dy}], got {output}.", "output");
         if (b == 0 || dx == 0 || dy == 0) return;
-        if (device is CpuDevice cpu)
+        var plan = new BilinearPlan(x, y, mask, output, new BilinearParams
         {
-            var r = new BilinearRunner
-            {
-                Cpu = cpu, X = F(x), Y = y is null ? default : F(y), Mask = mask is null ? default : mask.Host.Span, Out = MemoryMarshal.Cast<byte, float>(output.Host.Span),
-                B = b, N = n, Dx = dx, Dy = dy, SignedSqrt = signedSqrt, Normalize = normalize,
-            };
-            TypeDispatch.Run(ref r, mask?.DType ?? DType.U8, DType.I32, DType.I32);
-            return;
-        }
-        var g = (IlgpuDevice)device;
-        var launch = IlgpuTypes.Get<BilinearLaunch>(BilinearLaunchDefinition, IlgpuTypes.Mask(mask?.DType ?? DType.U8));
-        var prm = new BilinearParams { Batch = b, N = n, Dx = dx, Dy = dy, HasMask = mask is null ? 0 : 1, SignedSqrt = signedSqrt ? 1 : 0 };
-        lock (g.Gate)
-        {
-            launch(g.Accelerator, g.Accelerator.DefaultStream, g.Bytes(x).Cast<float>(), g.Bytes(y ?? x).Cast<float>(), mask is null ? g.Dummy.View : g.Bytes(mask),
-                output.ViewAs<float>(), prm, normalize);
-            g.Accelerator.Synchronize();
-        }
+            Batch = b, N = n, Dx = dx, Dy = dy, HasMask = mask is null ? 0 : 1, SignedSqrt = signedSqrt ? 1 : 0,
+        }, normalize);
+        Dispatch.Run(device, ref plan);
     }
-
-    private static readonly System.Reflection.MethodInfo BilinearLaunchDefinition = typeof(BilinearPoolIlgpu).GetMethod(nameof(BilinearPoolIlgpu.Launch))!;
 
     private static ReadOnlySpan<float> F(DeviceTensor t) => MemoryMarshal.Cast<byte, float>(t.Host.Span);
 
-    private ref struct BilinearRunner : ITypedRunner
+    private static Span<float> FOut(DeviceTensor t) => MemoryMarshal.Cast<byte, float>(t.Host.Span);
+
+    private struct BilinearPlan(DeviceTensor x, DeviceTensor? y, DeviceTensor? mask, DeviceTensor output, BilinearParams p, bool normalize)
+        : IPlan, ITypedRunner
     {
-        public CpuDevice Cpu;
-        public ReadOnlySpan<float> X, Y;
-        public ReadOnlySpan<byte> Mask;
-        public Span<float> Out;
-        public int B, N, Dx, Dy;
-        public bool SignedSqrt, Normalize;
+        private CpuDevice? _simd;
+
+        public void Reference() { _simd = null; TypeDispatch.Run(ref this, mask?.DType ?? DType.U8, DType.I32, DType.I32); }
+
+        public void Simd(CpuDevice cpu) { _simd = cpu; TypeDispatch.Run(ref this, mask?.DType ?? DType.U8, DType.I32, DType.I32); }
 
         public readonly void Run<TMask, T2, T3>() where TMask : unmanaged where T2 : unmanaged where T3 : unmanaged
         {
-            var m = MemoryMarshal.Cast<byte, TMask>(Mask);
-            if (Cpu.Kind == BackendKind.Reference) BilinearPoolReference.Run(X, Y, m, Out, B, N, Dx, Dy, SignedSqrt, Normalize);
-            else BilinearPoolSimd.Run(X, Y, m, Out, B, N, Dx, Dy, SignedSqrt, Normalize, Cpu.Pool);
+            var m = mask is null ? default : MemoryMarshal.Cast<byte, TMask>(mask.Host.Span);
+            var ys = y is null ? default : F(y);
+            bool sq = p.SignedSqrt != 0;
+            if (_simd is { } cpu) BilinearPoolSimd.Run(F(x), ys, m, FOut(output), p.Batch, p.N, p.Dx, p.Dy, sq, normalize, cpu.Pool);
+            else BilinearPoolReference.Run(F(x), ys, m, FOut(output), p.Batch, p.N, p.Dx, p.Dy, sq, normalize);
+        }
+
+        public readonly void Ilgpu(IlgpuScope s)
+        {
+            BilinearLaunch launch = mask?.DType switch
+            {
+                DType.I64 => BilinearPoolIlgpu.Launch<long, I64Mask>,
+                DType.I32 => BilinearPoolIlgpu.Launch<int, I32Mask>,
+                _ => BilinearPoolIlgpu.Launch<byte, U8Mask>,
+            };
+            launch(s.Accelerator, s.Stream, s.View<float>(x), s.View<float>(y ?? x), s.View<byte>(mask), s.View<float>(output), p,
+                normalize);
         }
     }
 
@@ -198,24 +197,31 @@ public static class BilinearPooling
         if (output.DType != DType.F32 || output.Shape.Length != 2 || output.Shape[0] != b || output.Shape[1] != blocks * o)
             throw new ArgumentException($"output must be F32 [B, {(blocks == 1 ? "o" : "2o")}] = [{b}, {blocks * o}], got {output}.", "output");
         if (b == 0 || o == 0) return;
-        if (device is CpuDevice cpu)
-        {
-            var blk1 = new MfbBlock(F(w1.Wx), F(w1.Bx), F(w1.Wy), F(w1.By));
-            var blk2 = w2 is null ? default : new MfbBlock(F(w2.Wx), F(w2.Bx), F(w2.Wy), F(w2.By));
-            var outSpan = MemoryMarshal.Cast<byte, float>(output.Host.Span);
-            if (cpu.Kind == BackendKind.Reference) MfbReference.Run(F(x), F(y), blk1, blk2, outSpan, b, dx, dy, o, opt.K, opt.Activation, opt.SignedSqrt, opt.Normalize);
-            else MfbSimd.Run(F(x), F(y), blk1, blk2, outSpan, b, dx, dy, o, opt.K, opt.Activation, opt.SignedSqrt, opt.Normalize, cpu.Pool);
-            return;
-        }
-        var g = (IlgpuDevice)device;
         var prm = new MfbParams { Batch = b, Dx = dx, Dy = dy, O = o, K = opt.K, Blocks = blocks, Act = (int)opt.Activation, SignedSqrt = opt.SignedSqrt ? 1 : 0 };
-        lock (g.Gate)
-        {
-            ArrayView<float> V(DeviceTensor? t) => t is null ? ((ArrayView<byte>)g.Dummy.View).Cast<float>() : g.Bytes(t).Cast<float>();
-            MfbIlgpu.Launch(g.Accelerator, g.Accelerator.DefaultStream, V(x), V(y), V(w1.Wx), V(w1.Bx), V(w1.Wy), V(w1.By),
-                V(w2?.Wx), V(w2?.Bx), V(w2?.Wy), V(w2?.By), output.ViewAs<float>(), prm, opt.Normalize);
-            g.Accelerator.Synchronize();
-        }
+        var plan = new MfbPlan(x, y, w1, w2, output, prm, opt);
+        Dispatch.Run(device, ref plan);
+    }
+
+    private readonly struct MfbPlan(DeviceTensor x, DeviceTensor y, MfbWeights<DeviceTensor> w1, MfbWeights<DeviceTensor>? w2,
+        DeviceTensor output,
+        MfbParams p, MfbOptions opt) : IPlan
+    {
+        private static MfbBlock Block(MfbWeights<DeviceTensor>? w) => w is null ? default : new MfbBlock(F(w.Wx), F(w.Bx), F(w.Wy),
+            F(w.By));
+
+        public void Reference() => MfbReference.Run(F(x), F(y), Block(w1), Block(w2), FOut(output), p.Batch, p.Dx, p.Dy, p.O, p.K,
+            opt.Activation,
+            opt.SignedSqrt, opt.Normalize);
+
+        public void Simd(CpuDevice cpu) => MfbSimd.Run(F(x), F(y), Block(w1), Block(w2), FOut(output), p.Batch, p.Dx, p.Dy, p.O, p.K,
+            opt.Activation,
+            opt.SignedSqrt, opt.Normalize, cpu.Pool);
+
+        public void Ilgpu(IlgpuScope s) => MfbIlgpu.Launch(s.Accelerator, s.Stream, s.View<float>(x), s.View<float>(y),
+            s.View<float>(w1.Wx),
+            s.View<float>(w1.Bx), s.View<float>(w1.Wy), s.View<float>(w1.By), s.View<float>(w2?.Wx), s.View<float>(w2?.Bx),
+                s.View<float>(w2?.Wy),
+            s.View<float>(w2?.By), s.View<float>(output), p, opt.Normalize);
     }
 
     private static readonly string[] WeightNames = ["wx", "bx", "wy", "by"], WeightNames1 = ["wx1", "bx1", "wy1", "by1"], WeightNames2 = ["wx2", "bx2", "wy2", "by2"];
@@ -278,23 +284,28 @@ public static class BilinearPooling
         Sign(sx, "sx", dx);
         Sign(sy, "sy", dy);
         if (b == 0) return;
-        if (device is CpuDevice cpu)
-        {
-            var outSpan = MemoryMarshal.Cast<byte, float>(output.Host.Span);
-            if (cpu.Kind == BackendKind.Reference) CompactBilinearReference.Run(F(x), F(y), hxv, F(sx), hyv, F(sy), outSpan, b, d, signedSqrt, normalize);
-            else CompactBilinearSimd.Run(F(x), F(y), hxv, F(sx), hyv, F(sy), outSpan, b, d, signedSqrt, normalize, cpu.Pool);
-            return;
-        }
-        var g = (IlgpuDevice)device;
-        var a = g.Accelerator;
-        lock (g.Gate)
-        {
-            using var bx = a.Allocate1D(CompactBilinearIlgpu.Bins(hxv, d));
-            using var by = a.Allocate1D(CompactBilinearIlgpu.Bins(hyv, d));
-            CompactBilinearIlgpu.Launch(a, a.DefaultStream, g.Bytes(x).Cast<float>(), g.Bytes(y).Cast<float>(), bx.View, by.View, g.Bytes(sx).Cast<float>(),
-                g.Bytes(sy).Cast<float>(), output.ViewAs<float>(), new McbParams { Batch = b, Dx = dx, Dy = dy, D = d, SignedSqrt = signedSqrt ? 1 : 0 }, normalize);
-            a.Synchronize();
-        }
+        var plan = new CompactPlan(x, y, hxv, sx, hyv, sy, output, new McbParams { Batch = b, Dx = dx, Dy = dy, D = d,
+            SignedSqrt = signedSqrt ? 1 : 0 },
+            normalize);
+        Dispatch.Run(device, ref plan);
+    }
+
+    /// <summary>A validated compact_bilinear_pool call; the hash indices are validated host copies (I64).</summary>
+    private readonly ref struct CompactPlan(DeviceTensor x, DeviceTensor y, ReadOnlySpan<long> hx, DeviceTensor sx, ReadOnlySpan<long> hy,
+        DeviceTensor sy, DeviceTensor output, McbParams p, bool normalize) : IPlan
+    {
+        private readonly ReadOnlySpan<long> _hx = hx, _hy = hy;
+
+        public void Reference() =>
+            CompactBilinearReference.Run(F(x), F(y), _hx, F(sx), _hy, F(sy), FOut(output), p.Batch, p.D, p.SignedSqrt != 0, normalize);
+
+        public void Simd(CpuDevice cpu) =>
+            CompactBilinearSimd.Run(F(x), F(y), _hx, F(sx), _hy, F(sy), FOut(output), p.Batch, p.D, p.SignedSqrt != 0, normalize, cpu.Pool);
+
+        public void Ilgpu(IlgpuScope s) => CompactBilinearIlgpu.Launch(s.Accelerator, s.Stream, s.View<float>(x), s.View<float>(y),
+            s.Upload<int>(CompactBilinearIlgpu.Bins(_hx, p.D)), s.Upload<int>(CompactBilinearIlgpu.Bins(_hy, p.D)), s.View<float>(sx),
+                s.View<float>(sy),
+            s.View<float>(output), p, normalize);
     }
 
     /// <summary>The validated hash indices as I64: on a CPU device an I64 tensor is read in place and an I32 one widened

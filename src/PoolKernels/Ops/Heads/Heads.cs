@@ -160,19 +160,31 @@ internal sealed class LinearWeight : IDisposable
     /// <summary>Uploads W (and bias) to <paramref name="device"/> once; on simd also packs W.</summary>
     public static LinearWeight Create(Device device, float[] w, int n, int k, float[]? bias)
     {
-        float[]? packed = null;
-        if (device.Kind == BackendKind.Simd)
-        {
-            packed = HeadsSimd.AllocatePacked(HeadsSimd.PackedLength(n, k));
-            HeadsSimd.Pack(w, n, k, packed.AsSpan(HeadsSimd.AlignedOffset(packed)));
-        }
+        var pack = new PackPlan(w, n, k);
+        Dispatch.Run(device, ref pack);
         return new LinearWeight
         {
             W = device.Upload<float>(w, n, k),
             Bias = bias is null ? null : device.Upload<float>(bias, n),
-            Packed = packed,
+            Packed = pack.Packed,
             Owned = true,
         };
+    }
+
+    /// <summary>The packed form of W: the simd GEMM's panels; the other backends read W as it is.</summary>
+    private struct PackPlan(float[] w, int n, int k) : IPlan
+    {
+        public float[]? Packed;
+
+        public readonly void Reference() { }
+
+        public void Simd(CpuDevice cpu)
+        {
+            Packed = HeadsSimd.AllocatePacked(HeadsSimd.PackedLength(n, k));
+            HeadsSimd.Pack(w, n, k, Packed.AsSpan(HeadsSimd.AlignedOffset(Packed)));
+        }
+
+        public readonly void Ilgpu(IlgpuScope s) { }
     }
 
     public void Dispose()
@@ -182,7 +194,8 @@ internal sealed class LinearWeight : IDisposable
     }
 }
 
-/// <summary>Dispatch of the head kernels to the backends, on validated device tensors (F32).</summary>
+/// <summary>The head kernels as plans, on validated device tensors (F32). Inside a <see cref="DeviceBatch"/> (as every
+/// <see cref="PoolingHead"/> call runs) they are enqueued on an accelerator without synchronizing.</summary>
 internal static unsafe class HeadKernels
 {
     private static Span<float> F(DeviceTensor t) => MemoryMarshal.Cast<byte, float>(t.Host.Span);
@@ -190,130 +203,138 @@ internal static unsafe class HeadKernels
     public static void LayerNorm(Device device, DeviceTensor x, DeviceTensor w, DeviceTensor b, DeviceTensor y, int rows, int dim, float eps)
     {
         if (rows == 0 || dim == 0) return;
-        switch (device)
+        var plan = new LayerNormPlan(x, w, b, y, rows, dim, eps);
+        Dispatch.Run(device, ref plan);
+    }
+
+    private readonly struct LayerNormPlan(DeviceTensor x, DeviceTensor w, DeviceTensor b, DeviceTensor y, int rows, int dim,
+        float eps) : IPlan
+    {
+        public void Reference() => HeadsReference.LayerNorm(F(x), F(w), F(b), F(y), rows, dim, eps);
+
+        public void Simd(CpuDevice cpu)
         {
-            case IlgpuDevice g:
-                lock (g.Gate)
-                {
-                    HeadsIlgpu.LayerNorm(g.Accelerator, g.Accelerator.DefaultStream, x.ViewAs<float>(), w.ViewAs<float>(), b.ViewAs<float>(), y.ViewAs<float>(), rows, dim, eps);
-                    g.Accelerator.Synchronize();
-                }
-                break;
-            case CpuDevice { Kind: BackendKind.Reference }:
-                HeadsReference.LayerNorm(F(x), F(w), F(b), F(y), rows, dim, eps);
-                break;
-            case CpuDevice cpu:
-                fixed (float* px = F(x)) fixed (float* pw = F(w)) fixed (float* pb = F(b)) fixed (float* py = F(y))
-                    HeadsSimd.LayerNorm(px, pw, pb, py, rows, dim, eps, cpu.Pool);
-                break;
+            fixed (float* px = F(x)) fixed (float* pw = F(w)) fixed (float* pb = F(b)) fixed (float* py = F(y))
+                HeadsSimd.LayerNorm(px, pw, pb, py, rows, dim, eps, cpu.Pool);
         }
+
+        public void Ilgpu(IlgpuScope s) =>
+            HeadsIlgpu.LayerNorm(s.Accelerator, s.Stream, s.View<float>(x), s.View<float>(w), s.View<float>(b), s.View<float>(y), rows,
+                dim, eps);
     }
 
     public static void Linear(Device device, DeviceTensor x, LinearWeight lw, DeviceTensor? residual, DeviceTensor y, int m)
     {
-        int n = lw.N, k = lw.K;
-        if (m == 0 || n == 0) return;
-        switch (device)
+        if (m == 0 || lw.N == 0) return;
+        var plan = new LinearPlan(x, lw, residual, y, m);
+        Dispatch.Run(device, ref plan);
+    }
+
+    private readonly struct LinearPlan(DeviceTensor x, LinearWeight lw, DeviceTensor? residual, DeviceTensor y, int m) : IPlan
+    {
+        public void Reference() =>
+            HeadsReference.Linear(F(x), F(lw.W), lw.Bias is null ? default : F(lw.Bias), residual is null ? default : F(residual), F(y),
+                m, lw.N, lw.K);
+
+        public void Simd(CpuDevice cpu)
         {
-            case IlgpuDevice g:
-                lock (g.Gate)
-                {
-                    var dummy = ((ArrayView<byte>)g.Dummy.View).Cast<float>();
-                    HeadsIlgpu.Gemm(g.Accelerator, g.Accelerator.DefaultStream, k == 0 ? dummy : x.ViewAs<float>(), k == 0 ? dummy : lw.W.ViewAs<float>(),
-                        lw.Bias?.ViewAs<float>() ?? dummy, residual?.ViewAs<float>() ?? dummy, y.ViewAs<float>(), m, n, k, lw.Bias is not null, residual is not null);
-                    g.Accelerator.Synchronize();
-                }
-                break;
-            case CpuDevice { Kind: BackendKind.Reference }:
-                HeadsReference.Linear(F(x), F(lw.W), lw.Bias is null ? default : F(lw.Bias), residual is null ? default : F(residual), F(y), m, n, k);
-                break;
-            case CpuDevice cpu:
-                if (lw.Packed is null)
-                {
-                    HeadsSimd.Linear(F(x), F(lw.W), lw.Bias is null ? default : F(lw.Bias), residual is null ? default : F(residual), F(y), m, n, k, cpu.Pool);
-                    break;
-                }
-                fixed (float* px = F(x)) fixed (float* pp = &lw.Packed[HeadsSimd.AlignedOffset(lw.Packed)]) fixed (float* py = F(y))
-                fixed (float* pb = lw.Bias is null ? default : F(lw.Bias)) fixed (float* pr = residual is null ? default : F(residual))
-                    HeadsSimd.Gemm(px, pp, lw.Bias is null ? null : pb, residual is null ? null : pr, py, m, n, k, cpu.Pool);
-                break;
+            int n = lw.N, k = lw.K;
+            if (lw.Packed is null)
+            {
+                HeadsSimd.Linear(F(x), F(lw.W), lw.Bias is null ? default : F(lw.Bias), residual is null ? default : F(residual), F(y),
+                    m, n, k, cpu.Pool);
+                return;
+            }
+            fixed (float* px = F(x)) fixed (float* pp = &lw.Packed[HeadsSimd.AlignedOffset(lw.Packed)]) fixed (float* py = F(y))
+            fixed (float* pb = lw.Bias is null ? default : F(lw.Bias)) fixed (float* pr = residual is null ? default : F(residual))
+                HeadsSimd.Gemm(px, pp, lw.Bias is null ? null : pb, residual is null ? null : pr, py, m, n, k, cpu.Pool);
+        }
+
+        public void Ilgpu(IlgpuScope s)
+        {
+            bool empty = lw.K == 0; // nothing to read: the dummy view
+            HeadsIlgpu.Gemm(s.Accelerator, s.Stream, s.View<float>(empty ? null : x), s.View<float>(empty ? null : lw.W),
+                s.View<float>(lw.Bias),
+                s.View<float>(residual), s.View<float>(y), m, lw.N, lw.K, lw.Bias is not null, residual is not null);
         }
     }
 
     public static void Geglu(Device device, DeviceTensor h, DeviceTensor y, int rows, int f)
     {
         if (rows == 0 || f == 0) return;
-        switch (device)
-        {
-            case IlgpuDevice g:
-                lock (g.Gate)
-                {
-                    HeadsIlgpu.Geglu(g.Accelerator, g.Accelerator.DefaultStream, h.ViewAs<float>(), y.ViewAs<float>(), rows, f);
-                    g.Accelerator.Synchronize();
-                }
-                break;
-            case CpuDevice { Kind: BackendKind.Reference }:
-                HeadsReference.Geglu(F(h), F(y), rows, f);
-                break;
-            case CpuDevice cpu:
-                fixed (float* ph = F(h)) fixed (float* py = F(y))
-                    HeadsSimd.Geglu(ph, py, rows, f, cpu.Pool);
-                break;
-        }
+        var plan = new GegluPlan(h, y, rows, f);
+        Dispatch.Run(device, ref plan);
     }
 
-    private static readonly System.Reflection.MethodInfo AddRowsDefinition = typeof(HeadsIlgpu).GetMethod(nameof(HeadsIlgpu.AddRows))!;
+    private readonly struct GegluPlan(DeviceTensor h, DeviceTensor y, int rows, int f) : IPlan
+    {
+        public void Reference() => HeadsReference.Geglu(F(h), F(y), rows, f);
+
+        public void Simd(CpuDevice cpu)
+        {
+            fixed (float* ph = F(h)) fixed (float* py = F(y))
+                HeadsSimd.Geglu(ph, py, rows, f, cpu.Pool);
+        }
+
+        public void Ilgpu(IlgpuScope s) => HeadsIlgpu.Geglu(s.Accelerator, s.Stream, s.View<float>(h), s.View<float>(y), rows, f);
+    }
 
     /// <summary>y [B,R,D] F32 = x [B,R,D] (F32|F16|BF16) + add [R,D] (optional).</summary>
     public static void AddRows(Device device, DeviceTensor x, DeviceTensor? add, DeviceTensor y, int batch, int rows, int dim)
     {
         if ((long)batch * rows * dim == 0) return;
-        switch (device)
-        {
-            case IlgpuDevice g:
-                var launch = IlgpuTypes.Get<AddRowsLaunch>(AddRowsDefinition, IlgpuTypes.Element(x.DType));
-                lock (g.Gate)
-                {
-                    launch(g.Accelerator, g.Accelerator.DefaultStream, g.Bytes(x), add?.ViewAs<float>() ?? ((ArrayView<byte>)g.Dummy.View).Cast<float>(), y.ViewAs<float>(), batch, rows, dim, add is not null);
-                    g.Accelerator.Synchronize();
-                }
-                break;
-            default:
-                var runner = new AddRunner { Simd = device.Kind == BackendKind.Simd, X = x.Host.Span, Add = add is null ? default : F(add), Y = F(y), Batch = batch, Rows = rows, Dim = dim };
-                TypeDispatch.Run(ref runner, x.DType, DType.F32, DType.F32);
-                break;
-        }
+        var plan = new AddRowsPlan(x, add, y, batch, rows, dim);
+        Dispatch.Run(device, ref plan);
     }
 
-    private ref struct AddRunner : ITypedRunner
+    private struct AddRowsPlan(DeviceTensor x, DeviceTensor? add, DeviceTensor y, int batch, int rows, int dim) : IPlan, ITypedRunner
     {
-        public bool Simd;
-        public ReadOnlySpan<byte> X;
-        public ReadOnlySpan<float> Add;
-        public Span<float> Y;
-        public int Batch, Rows, Dim;
+        private bool _simd;
+
+        public void Reference() { _simd = false; TypeDispatch.Run(ref this, x.DType, DType.F32, DType.F32); }
+
+        public void Simd(CpuDevice cpu) { _simd = true; TypeDispatch.Run(ref this, x.DType, DType.F32, DType.F32); }
 
         public readonly void Run<T, T2, T3>() where T : unmanaged where T2 : unmanaged where T3 : unmanaged
         {
-            var x = MemoryMarshal.Cast<byte, T>(X);
-            if (Simd) HeadsSimd.AddRows(x, Add, Y, Batch, Rows, Dim);
-            else HeadsReference.AddRows(x, Add, Y, Batch, Rows, Dim);
+            var xs = MemoryMarshal.Cast<byte, T>(x.Host.Span);
+            var a = add is null ? default : F(add);
+            if (_simd) HeadsSimd.AddRows<T>(xs, a, F(y), batch, rows, dim);
+            else HeadsReference.AddRows<T>(xs, a, F(y), batch, rows, dim);
         }
+
+        public readonly void Ilgpu(IlgpuScope s) =>
+            AddRowsLauncher(x.DType)(s.Accelerator, s.Stream, s.Bytes(x), s.View<float>(add), s.View<float>(y), batch, rows, dim,
+                add is not null);
     }
+
+    private static AddRowsLaunch AddRowsLauncher(DType x) => x switch
+    {
+        DType.F32 => HeadsIlgpu.AddRows<float, F32Reader>,
+        DType.F16 => HeadsIlgpu.AddRows<ushort, F16Reader>,
+        _ => HeadsIlgpu.AddRows<ushort, Bf16Reader>,
+    };
 
     /// <summary>dst (count·src.Count elements) = src repeated <paramref name="count"/> times, on the device.</summary>
     public static void Repeat(Device device, DeviceTensor src, DeviceTensor dst, int count)
     {
         if (src.Bytes == 0) return;
-        if (device is IlgpuDevice g)
+        var plan = new RepeatPlan(src, dst, count);
+        Dispatch.Run(device, ref plan);
+    }
+
+    private readonly struct RepeatPlan(DeviceTensor src, DeviceTensor dst, int count) : IPlan
+    {
+        public void Reference() => Simd(null!);
+
+        public void Simd(CpuDevice cpu)
         {
-            lock (g.Gate)
-            {
-                for (int i = 0; i < count; i++) src.View.CopyTo(g.Accelerator.DefaultStream, dst.View.SubView(i * src.Bytes, src.Bytes));
-                g.Accelerator.Synchronize();
-            }
-            return;
+            for (int i = 0; i < count; i++) src.Host.Span.CopyTo(dst.Host.Span.Slice((int)(i * src.Bytes), (int)src.Bytes));
         }
-        for (int i = 0; i < count; i++) src.Host.Span.CopyTo(dst.Host.Span.Slice((int)(i * src.Bytes), (int)src.Bytes));
+
+        public void Ilgpu(IlgpuScope s)
+        {
+            for (int i = 0; i < count; i++) src.View.CopyTo(s.Stream, dst.View.SubView(i * src.Bytes, src.Bytes));
+        }
     }
 }

@@ -183,6 +183,12 @@ public sealed class PoolingHead : IDisposable
         ArgumentNullException.ThrowIfNull(hidden);
         string hn = multiLayer ? "layers" : "hidden";
         Check.Rank(hidden.Shape, 3, hn, multiLayer ? "[B,L,D]" : "[B,N,D]");
+        if (prefix is not null && prefix.DType.IsIndex())
+        {
+            var pv = prefix.ToInt64s();
+            for (int i = 0; i < pv.Length; i++)
+                if (pv[i] < 0) throw new ArgumentException($"prefix_len[{i}] = {pv[i]} is negative.", "prefix_len");
+        }
         using var scope = new HostScope(Device);
         var o = scope.Output(DType.F32, hidden.Shape[0], Dim);
         Run(scope.Bind(hidden), scope.BindOptional(mask), scope.BindOptional(prefix), o, normalize, variant, multiLayer);
@@ -226,9 +232,7 @@ public sealed class PoolingHead : IDisposable
             Check.DTypeIs(prefix.DType, "prefix_len", "I64|I32", prefix.DType.IsIndex());
             if (prefix.Shape.Length != 1 || prefix.Shape[0] != b)
                 throw new ArgumentException($"prefix_len must be [B] = [{b}], got {Shape.Format(prefix.Shape)}.", "prefix_len");
-            var pv = prefix.ToTensor().ToInt64s();
-            for (int i = 0; i < pv.Length; i++)
-                if (pv[i] < 0) throw new ArgumentException($"prefix_len[{i}] = {pv[i]} is negative.", "prefix_len");
+            // the values stay on the device (sequence_pool's rule: an entry <= 0 skips nothing); the host overload checks them
         }
         Check.DTypeIs(output.DType, "output", "F32", output.DType == DType.F32);
         if (output.Shape.Length != 2 || output.Shape[0] != b || output.Shape[1] != Dim)
@@ -237,6 +241,7 @@ public sealed class PoolingHead : IDisposable
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
             if (b == 0) return;
+            using var batch = Device.BeginBatch(); // the ~15 kernels of a call share one synchronization (at its end)
             if (variant == LatentAttentionVariant.Resampler) RunResampler(hidden, mask, output, normalize, multiLayer, b, n);
             else RunNvEmbed(hidden, mask, prefix, output, normalize, b, n);
         }

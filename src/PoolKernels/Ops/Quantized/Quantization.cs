@@ -115,58 +115,84 @@ public static class Quantization
         if (n == 0 || d == 0) return;
         if (pack)
         {
-            switch (device)
-            {
-                case CpuDevice { Kind: BackendKind.Reference }: QuantizeReference.Pack(F(embeddings), output.Host.Span, n, d,
-                    signed); break;
-                case CpuDevice cpu: QuantizeSimd.Run(F(embeddings), default, default, output.Host.Span, n, d, true, signed,
-                    cpu.Pool); break;
-                case IlgpuDevice g:
-                    OnGpu(g, (embeddings, output, n, d, signed), static (g, s) =>
-                        QuantizeIlgpu.Launch(g.Accelerator, g.Accelerator.DefaultStream, V(g, s.embeddings), default,
-                            g.Bytes(s.output), s.n, s.d, true, s.signed));
-                    break;
-            }
+            var packPlan = new LevelsPlan(In.Of(embeddings), default, Out.Of(output), n, d, true, signed);
+            Dispatch.Run(device, ref packPlan);
             return;
         }
-        var source = ranges ?? calibration ?? embeddings;
-        string name = ranges is not null ? "ranges" : calibration is not null ? "calibration" : "embeddings";
-        if (device is CpuDevice cd)
-        {
-            var buf = _ranges is { } r0 && r0.Length >= 2 * d ? r0 : (_ranges = new float[2 * d]);
-            Span<float> start = buf.AsSpan(0, d), end = buf.AsSpan(d, d);
-            if (ranges is not null) { F(ranges).Slice(0, d).CopyTo(start); F(ranges).Slice(d, d).CopyTo(end); CheckRanges(start, end,
-                null); }
-            else
-            {
-                int bad = cd.Kind == BackendKind.Reference
-                    ? QuantizeReference.Ranges(F(source), source.Shape[0], d, start, end)
-                    : QuantizeSimd.Ranges(F(source), source.Shape[0], d, start, end);
-                if (bad >= 0) CheckRanges(start, end, name, bad);
-            }
-            if (cd.Kind == BackendKind.Reference) QuantizeReference.Levels(F(embeddings), start, end, output.Host.Span, n, d, signed);
-            else QuantizeSimd.Run(F(embeddings), start, end, output.Host.Span, n, d, false, signed, cd.Pool);
-            return;
-        }
-        var gpu = (IlgpuDevice)device;
-        var host = new float[3 * d];
+        // the ranges [start | end] (and one NaN flag per dimension) on the host: given, or computed by a plan, then checked
+        // on the host before any output is written (on a GPU that is a read-back of 3·D floats)
+        var buf = _ranges is { } r0 && r0.Length >= 3 * d ? r0 : (_ranges = new float[3 * d]);
+        Span<float> start = buf.AsSpan(0, d), end = buf.AsSpan(d, d), flags = buf.AsSpan(2 * d, d);
         if (ranges is not null)
         {
-            ranges.CopyTo<float>(host.AsSpan(0, 2 * d));
-            CheckRanges(host.AsSpan(0, d), host.AsSpan(d, d), null);
-            OnGpu(gpu, (embeddings, ranges, output, n, d, signed), static (g, s) =>
-                QuantizeIlgpu.Launch(g.Accelerator, g.Accelerator.DefaultStream, V(g, s.embeddings), V(g, s.ranges), g.Bytes(s.output),
-                    s.n, s.d, false, s.signed));
-            return;
+            ranges.CopyTo<float>(buf.AsSpan(0, 2 * d));
+            CheckRanges(start, end, null);
         }
-        using var scratch = gpu.Accelerator.Allocate1D<float>(3L * d);
-        OnGpu(gpu, (source, scratch.View, d), static (g, s) =>
-            QuantizeIlgpu.Ranges(g.Accelerator, g.Accelerator.DefaultStream, V(g, s.source), s.View, s.source.Shape[0], s.d));
-        lock (gpu.Gate) { scratch.View.CopyToCPU(gpu.Accelerator.DefaultStream, host); gpu.Accelerator.Synchronize(); }
-        for (int i = 0; i < d; i++) if (host[2 * d + i] != 0) CheckRanges(host.AsSpan(0, d), host.AsSpan(d, d), name, i);
-        OnGpu(gpu, (embeddings, scratch.View, output, n, d, signed), static (g, s) =>
-            QuantizeIlgpu.Launch(g.Accelerator, g.Accelerator.DefaultStream, V(g, s.embeddings), s.View.SubView(0, 2L * s.d),
-                g.Bytes(s.output), s.n, s.d, false, s.signed));
+        else
+        {
+            var source = calibration ?? embeddings;
+            var rangesPlan = new RangesPlan(In.Of(source), Out.Of(buf.AsSpan(0, 3 * d)), source.Shape[0], d);
+            Dispatch.Run(device, ref rangesPlan);
+            string name = calibration is not null ? "calibration" : "embeddings";
+            for (int i = 0; i < d; i++) if (flags[i] != 0) CheckRanges(start, end, name, i);
+        }
+        var plan = new LevelsPlan(In.Of(embeddings), In.Of<float>(buf.AsSpan(0, 2 * d)), Out.Of(output), n, d, false, signed);
+        Dispatch.Run(device, ref plan);
+    }
+
+    /// <summary>Per-dimension min and max of data [rows, D] into [start | end | NaN flag] (3·D floats).</summary>
+    private readonly ref struct RangesPlan(In data, Out result, int rows, int d) : IPlan
+    {
+        private readonly In _data = data;
+        private readonly Out _result = result;
+
+        public void Reference() => Flag(QuantizeReference.Ranges(_data.As<float>(), rows, d, Start, End));
+
+        public void Simd(CpuDevice cpu) => Flag(QuantizeSimd.Ranges(_data.As<float>(), rows, d, Start, End));
+
+        private Span<float> Start => _result.As<float>()[..d];
+        private Span<float> End => _result.As<float>().Slice(d, d);
+
+        private void Flag(int bad)
+        {
+            var flags = _result.As<float>().Slice(2 * d, d);
+            flags.Clear();
+            if (bad >= 0) flags[bad] = 1;
+        }
+
+        public void Ilgpu(IlgpuScope s)
+        {
+            var r = s.Out<float>(_result);
+            QuantizeIlgpu.Ranges(s.Accelerator, s.Stream, s.In<float>(_data), r, rows, d);
+            s.Download(r, _result);
+        }
+    }
+
+    /// <summary>int8/uint8 levels from ranges [start | end] (2·D floats), or binary/ubinary packing (no ranges).</summary>
+    private readonly ref struct LevelsPlan(In x, In ranges, Out output, int n, int d, bool pack, bool signed) : IPlan
+    {
+        private readonly In _x = x, _ranges = ranges;
+        private readonly Out _out = output;
+
+        public void Reference()
+        {
+            if (pack) QuantizeReference.Pack(_x.As<float>(), _out.Host, n, d, signed);
+            else QuantizeReference.Levels(_x.As<float>(), _ranges.As<float>()[..d], _ranges.As<float>().Slice(d, d), _out.Host, n, d, signed);
+        }
+
+        public void Simd(CpuDevice cpu)
+        {
+            if (pack) QuantizeSimd.Run(_x.As<float>(), default, default, _out.Host, n, d, true, signed, cpu.Pool);
+            else QuantizeSimd.Run(_x.As<float>(), _ranges.As<float>()[..d], _ranges.As<float>().Slice(d, d), _out.Host, n, d, false, signed,
+                cpu.Pool);
+        }
+
+        public void Ilgpu(IlgpuScope s)
+        {
+            var o = s.Out<byte>(_out);
+            QuantizeIlgpu.Launch(s.Accelerator, s.Stream, s.In<float>(_x), pack ? default : s.In<float>(_ranges), o, n, d, pack, signed);
+            s.Download(o, _out);
+        }
     }
 
     // throws for the first dimension whose range is not finite or has end < start; derivedFrom names the data a computed
@@ -219,21 +245,21 @@ public static class Quantization
                 $"{Shape.Format(query.Shape)}.", "db");
         Outputs(index, "index", distance, "distance", DType.I32, "I32", q, k);
         if (q == 0 || k == 0) return;
-        switch (device)
-        {
-            case CpuDevice { Kind: BackendKind.Reference }:
-                HammingTopkReference.Run(query.Host.Span, db.Host.Span, L(index), MemoryMarshal.Cast<byte, int>(distance.Host.Span), q,
-                    n, w, k); break;
-            case CpuDevice cpu:
-                HammingTopkSimd.Run(query.Host.Span, db.Host.Span, L(index), MemoryMarshal.Cast<byte, int>(distance.Host.Span), q, n,
-                    w, k, cpu.Pool); break;
-            case IlgpuDevice g:
-                OnGpu(g, (query, db, index, distance, q, n, w, k), static (g, s) =>
-                    HammingTopkIlgpu.Launch(g.Accelerator, g.Accelerator.DefaultStream, g.Bytes(s.query), g.Bytes(s.db),
-                        g.Bytes(s.index).Cast<long>(),
-                        g.Bytes(s.distance).Cast<int>(), g.Dummy.View, s.q, s.n, s.w, s.k));
-                break;
-        }
+        var plan = new HammingPlan(query, db, index, distance, q, n, w, k);
+        Dispatch.Run(device, ref plan);
+    }
+
+    private readonly struct HammingPlan(DeviceTensor query, DeviceTensor db, DeviceTensor index, DeviceTensor distance, int q, int n, int w,
+        int k) : IPlan
+    {
+        public void Reference() =>
+            HammingTopkReference.Run(query.Host.Span, db.Host.Span, L(index), MemoryMarshal.Cast<byte, int>(distance.Host.Span), q, n, w, k);
+
+        public void Simd(CpuDevice cpu) =>
+            HammingTopkSimd.Run(query.Host.Span, db.Host.Span, L(index), MemoryMarshal.Cast<byte, int>(distance.Host.Span), q, n, w, k, cpu.Pool);
+
+        public void Ilgpu(IlgpuScope s) => HammingTopkIlgpu.Launch(s.Accelerator, s.Stream, s.Bytes(query), s.Bytes(db), s.View<long>(index),
+            s.View<int>(distance), s.Dummy, q, n, w, k);
     }
 
     // ------------------------------------------------------------------------------------------------ binary_search
@@ -288,21 +314,21 @@ public static class Quantization
         Outputs(index, "index", score, "score", DType.F32, "F32", q, k);
         if (q == 0 || k == 0) return;
         bool signed = db.DType == DType.I8;
-        switch (device)
-        {
-            case CpuDevice { Kind: BackendKind.Reference }:
-                BinarySearchReference.Run(F(query), db.Host.Span, signed, L(index), FOut(score), q, n, d, k, rescoreMultiplier,
-                    rescore); break;
-            case CpuDevice cpu:
-                BinarySearchSimd.Run(F(query), db.Host.Span, signed, L(index), FOut(score), q, n, d, k, rescoreMultiplier, rescore,
-                    cpu.Pool); break;
-            case IlgpuDevice g:
-                OnGpu(g, (query, db, index, score, q, n, d, k, rescoreMultiplier, rescore, signed), static (g, s) =>
-                    BinarySearchIlgpu.Launch(g.Accelerator, g.Accelerator.DefaultStream, V(g, s.query), g.Bytes(s.db), s.signed,
-                        g.Bytes(s.index).Cast<long>(),
-                        V(g, s.score), g.Dummy.View, s.q, s.n, s.d, s.k, s.rescoreMultiplier, s.rescore));
-                break;
-        }
+        var plan = new SearchPlan(query, db, index, score, q, n, d, k, rescoreMultiplier, rescore, signed);
+        Dispatch.Run(device, ref plan);
+    }
+
+    private readonly struct SearchPlan(DeviceTensor query, DeviceTensor db, DeviceTensor index, DeviceTensor score, int q, int n, int d, int k,
+        int multiplier, bool rescore, bool signed) : IPlan
+    {
+        public void Reference() =>
+            BinarySearchReference.Run(F(query), db.Host.Span, signed, L(index), FOut(score), q, n, d, k, multiplier, rescore);
+
+        public void Simd(CpuDevice cpu) =>
+            BinarySearchSimd.Run(F(query), db.Host.Span, signed, L(index), FOut(score), q, n, d, k, multiplier, rescore, cpu.Pool);
+
+        public void Ilgpu(IlgpuScope s) => BinarySearchIlgpu.Launch(s.Accelerator, s.Stream, s.View<float>(query), s.Bytes(db), signed,
+            s.View<long>(index), s.View<float>(score), s.Dummy, q, n, d, k, multiplier, rescore);
     }
 
     private static Span<long> L(DeviceTensor t) => MemoryMarshal.Cast<byte, long>(t.Host.Span);

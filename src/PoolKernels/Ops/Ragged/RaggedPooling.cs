@@ -1,6 +1,5 @@
 using System.Runtime.InteropServices;
-using ILGPU;
-using ILGPU.Runtime;
+using PoolKernels.Kernels;
 using PoolKernels.Kernels.Ragged;
 
 namespace PoolKernels;
@@ -12,8 +11,10 @@ namespace PoolKernels;
 /// segment s holds the entries [offsets[s], offsets[s+1]). Reductions: sum, mean (÷ entry count), max and min
 /// (NaN propagates); an empty segment gives a zero row. Work is split by rows, not by segment, so one huge
 /// segment beside millions of empty ones runs as fast as even segments.</para>
-/// Offsets and indices are validated on the host before any kernel runs (device-resident ones are copied back
-/// for that), so no kernel ever reads outside its buffers. Float backends accumulate in float, the reference in double.
+/// Offsets and indices are validated on the host before any kernel runs, so no kernel ever reads outside its buffers.
+/// Device-resident offsets and indices are copied back to the host for that (the ILGPU forms also split the work and size
+/// segment_topk's output by the offsets): a DeviceTensor call on an accelerator reads them back once, before any kernel. Float backends
+/// accumulate in float, the reference in double.
 /// </summary>
 public static class RaggedPooling
 {
@@ -44,10 +45,15 @@ public static class RaggedPooling
         CheckOffsets(offsets, n, "values rows N");
         int segs = offsets.Length - 1;
         if (output.Length != (long)segs * dim) Check.Length(output.Length, (long)segs * dim, "output", $"[S, D] = [{segs}, {dim}]");
-        RunSpans<TOff, int>(device, values, dim, default, default, offsets, output, mode);
+        if (segs == 0) return;
+        var plan = new SegmentPlanCall(In.Of(values), dim, default, DType.I32, default, In.Of(offsets), DTypes.Of<TOff>(),
+            MemoryMarshal.AsBytes(offsets),
+            Out.Of(output), mode, gather: false);
+        Dispatch.Run(device, ref plan);
     }
 
-    /// <summary><c>segment_pool</c> on device tensors: values [N,D] F32, offsets [S+1] I64|I32, output [S,D] F32.</summary>
+    /// <summary><c>segment_pool</c> on device tensors: values [N,D] F32, offsets [S+1] I64|I32, output [S,D] F32. On an
+    /// accelerator the offsets are copied to the host once to be validated (and to split the work).</summary>
     public static void SegmentPool(this Device device, DeviceTensor values, DeviceTensor offsets, DeviceTensor output, SegmentPoolMode mode) =>
         GatherCore(device, values, null, offsets, null, output, mode);
 
@@ -83,11 +89,16 @@ public static class RaggedPooling
         if (!weights.IsEmpty && weights.Length != index.Length) Check.Length(weights.Length, index.Length, "weights", $"[K] for index [{index.Length}]");
         int segs = offsets.Length - 1;
         if (output.Length != (long)segs * dim) Check.Length(output.Length, (long)segs * dim, "output", $"[S, D] = [{segs}, {dim}]");
-        RunSpans(device, values, dim, index, weights, offsets, output, mode, gather: true);
+        if (segs == 0) return;
+        var plan = new SegmentPlanCall(In.Of(values), dim, In.Of(index), DTypes.Of<TIdx>(), In.Of(weights), In.Of(offsets),
+            DTypes.Of<TOff>(),
+            MemoryMarshal.AsBytes(offsets), Out.Of(output), mode, gather: true);
+        Dispatch.Run(device, ref plan);
     }
 
     /// <summary><c>gather_segment_pool</c> on device tensors: values [M,D] F32, index [K] I64|I32, offsets [S+1] I64|I32,
-    /// weights null or [K] F32, output [S,D] F32.</summary>
+    /// weights null or [K] F32, output [S,D] F32. On an accelerator the index and offsets are copied to the host once to be
+    /// validated (no kernel may read outside values).</summary>
     public static void GatherSegmentPool(this Device device, DeviceTensor values, DeviceTensor index, DeviceTensor offsets, DeviceTensor? weights,
         DeviceTensor output, SegmentPoolMode mode)
     {
@@ -147,33 +158,10 @@ public static class RaggedPooling
         if (output.DType != DType.F32 || output.Shape.Length != 2 || output.Shape[0] != segs || output.Shape[1] != dim)
             throw new ArgumentException($"output must be F32 [S, D] = [{segs}, {dim}], got {output}.", "output");
         if (segs == 0 || dim == 0) return;
-
-        if (device is CpuDevice cpu)
-        {
-            var r = new CpuRunner
-            {
-                Cpu = cpu, Values = MemoryMarshal.Cast<byte, float>(values.Host.Span), Dim = dim,
-                Index = index is null ? default : index.Host.Span, Weights = weights is null ? default : MemoryMarshal.Cast<byte, float>(weights.Host.Span),
-                Offsets = offsets.Host.Span, Output = MemoryMarshal.Cast<byte, float>(output.Host.Span), Mode = mode,
-            };
-            TypeDispatch.Run(ref r, offsets.DType, index?.DType ?? DType.I32, DType.I32);
-            return;
-        }
-        var g = (IlgpuDevice)device;
-        var plan = t_plan ??= new SegmentPlan();
-        // one (item, feature) thread each: ~1K features of work per item keeps threads busy without long tails
-        long rowsPerItem = Math.Max(1, 1024 / dim);
-        if (offsets.DType == DType.I64) plan.Build(MemoryMarshal.Cast<byte, long>(ob), rowsPerItem, 16, 256);
-        else plan.Build(MemoryMarshal.Cast<byte, int>(ob), rowsPerItem, 16, 256);
-        var prm = new SegmentPoolParams { Dim = dim, Mode = (int)mode, HasIndex = index is null ? 0 : 1, HasWeights = weights is null ? 0 : 1 };
-        var launch = IlgpuTypes.Get<SegmentPoolLaunch>(SegmentLaunchDefinition, IlgpuTypes.Index(offsets.DType), IlgpuTypes.Index(index?.DType ?? DType.I32));
-        lock (g.Gate)
-        {
-            ArrayView<float> w = weights is null ? ((ArrayView<byte>)g.Dummy.View).Cast<float>() : g.Bytes(weights).Cast<float>();
-            launch(g.Accelerator, g.Accelerator.DefaultStream, plan, g.Bytes(offsets), index is null ? g.Dummy.View : g.Bytes(index), w,
-                g.Bytes(values).Cast<float>(), output.ViewAs<float>(), prm);
-            g.Accelerator.Synchronize();
-        }
+        var plan = new SegmentPlanCall(In.Of(values), dim, In.Of(index), index?.DType ?? DType.I32, In.Of(weights), In.Of(offsets),
+            offsets.DType, ob,
+            Out.Of(output), mode, gather: index is not null);
+        Dispatch.Run(device, ref plan);
     }
 
     /// <summary>The simd work-item size (tunable <c>item</c>, per op, bucketed by segments × dim).</summary>
@@ -181,48 +169,53 @@ public static class RaggedPooling
         Tuning.Get(cpu, plain ? "segment_pool" : "gather_segment_pool", segs, dim, "item", SegmentPoolSimd.DefaultItemFloats);
 
     [ThreadStatic] private static SegmentPlan? t_plan;
-    private static readonly System.Reflection.MethodInfo SegmentLaunchDefinition = typeof(SegmentPoolIlgpu).GetMethod(nameof(SegmentPoolIlgpu.Launch))!;
 
-    private ref struct CpuRunner : ITypedRunner
+    /// <summary>A validated segment_pool / gather_segment_pool call. <paramref name="hostOffsets"/> are the offsets' bytes on
+    /// the host (validated): the ILGPU form splits the work by them.</summary>
+    private ref struct SegmentPlanCall(In values, int dim, In index, DType indexT, In weights, In offsets, DType offsetsT,
+        ReadOnlySpan<byte> hostOffsets, Out output, SegmentPoolMode mode, bool gather) : IPlan, ITypedRunner
     {
-        public CpuDevice Cpu;
-        public ReadOnlySpan<float> Values, Weights;
-        public ReadOnlySpan<byte> Index, Offsets;
-        public Span<float> Output;
-        public int Dim;
-        public SegmentPoolMode Mode;
+        private readonly In _values = values, _index = index, _weights = weights, _offsets = offsets;
+        private readonly ReadOnlySpan<byte> _hostOffsets = hostOffsets;
+        private readonly Out _out = output;
+        private CpuDevice? _simd;
+
+        public void Reference() { _simd = null; TypeDispatch.Run(ref this, offsetsT, indexT, DType.I32); }
+
+        public void Simd(CpuDevice cpu) { _simd = cpu; TypeDispatch.Run(ref this, offsetsT, indexT, DType.I32); }
 
         public readonly void Run<TOff, TIdx, T3>() where TOff : unmanaged where TIdx : unmanaged where T3 : unmanaged
         {
-            var idx = MemoryMarshal.Cast<byte, TIdx>(Index);
-            var off = MemoryMarshal.Cast<byte, TOff>(Offsets);
-            if (Cpu.Kind == BackendKind.Reference) SegmentPoolReference.Run(Values, Dim, idx, Weights, off, Output, Mode);
-            else SegmentPoolSimd.Run(Values, Dim, idx, Weights, off, Output, Mode, Cpu.Pool, ItemFloats(Cpu, idx.IsEmpty, off.Length - 1, Dim));
+            ReadOnlySpan<TIdx> idx = _index.As<TIdx>();
+            ReadOnlySpan<TOff> off = _offsets.As<TOff>();
+            ReadOnlySpan<float> v = _values.As<float>(), w = _weights.As<float>();
+            if (_simd is not { } cpu) SegmentPoolReference.Run(v, dim, idx, w, off, _out.As<float>(), mode);
+            else SegmentPoolSimd.Run(v, dim, idx, w, off, _out.As<float>(), mode, cpu.Pool, ItemFloats(cpu, !gather, off.Length - 1, dim));
+        }
+
+        public readonly void Ilgpu(IlgpuScope s)
+        {
+            var plan = t_plan ??= new SegmentPlan();
+            // one (item, feature) thread each: ~1K features of work per item keeps threads busy without long tails
+            long rowsPerItem = Math.Max(1, 1024 / dim);
+            if (offsetsT == DType.I64) plan.Build(MemoryMarshal.Cast<byte, long>(_hostOffsets), rowsPerItem, 16, 256);
+            else plan.Build(MemoryMarshal.Cast<byte, int>(_hostOffsets), rowsPerItem, 16, 256);
+            var prm = new SegmentPoolParams { Dim = dim, Mode = (int)mode, HasIndex = gather ? 1 : 0, HasWeights = _weights.Given ? 1 : 0 };
+            var output = s.Out<float>(_out);
+            SegmentLauncher(offsetsT, indexT)(s.Accelerator, s.Stream, plan, s.In<byte>(_offsets), s.In<byte>(_index),
+                s.In<float>(_weights),
+                s.In<float>(_values), output, prm);
+            s.Download(output, _out);
         }
     }
 
-    private static void RunSpans<TOff, TIdx>(Device device, ReadOnlySpan<float> values, int dim, ReadOnlySpan<TIdx> index, ReadOnlySpan<float> weights,
-        ReadOnlySpan<TOff> offsets, Span<float> output, SegmentPoolMode mode, bool gather = false) where TOff : unmanaged where TIdx : unmanaged
+    private static SegmentPoolLaunch SegmentLauncher(DType offsets, DType index) => (offsets, index) switch
     {
-        int segs = offsets.Length - 1;
-        if (segs == 0) return;
-        switch (device)
-        {
-            case CpuDevice { Kind: BackendKind.Reference }: SegmentPoolReference.Run(values, dim, index, weights, offsets, output, mode); break;
-            case CpuDevice cpu: SegmentPoolSimd.Run(values, dim, index, weights, offsets, output, mode, cpu.Pool, ItemFloats(cpu, !gather, segs, dim)); break;
-            case IlgpuDevice g:
-                using (var v = g.Upload(values, values.Length / dim, dim))
-                using (var ix = gather ? g.Upload(index, index.Length) : null)
-                using (var w = weights.IsEmpty ? null : g.Upload(weights, weights.Length))
-                using (var off = g.Upload(offsets, offsets.Length))
-                using (var o = g.Allocate(DType.F32, segs, dim))
-                {
-                    GatherCore(g, v, ix, off, w, o, mode);
-                    o.CopyTo(output);
-                }
-                break;
-        }
-    }
+        (DType.I64, DType.I64) => SegmentPoolIlgpu.Launch<long, I64Index, long, I64Index>,
+        (DType.I64, _) => SegmentPoolIlgpu.Launch<long, I64Index, int, I32Index>,
+        (_, DType.I64) => SegmentPoolIlgpu.Launch<int, I32Index, long, I64Index>,
+        _ => SegmentPoolIlgpu.Launch<int, I32Index, int, I32Index>,
+    };
 
     // ---------------------------------------------------------------- segment_topk
 
@@ -241,7 +234,8 @@ public static class RaggedPooling
     }
 
     /// <summary><c>segment_topk</c> on device tensors; returns new device tensors index [M] I64 and out_offsets [S+1] I64
-    /// (the caller disposes them). See <see cref="SegmentTopk(Device, HostTensor, HostTensor, double?, int?)"/>.</summary>
+    /// (the caller disposes them). See <see cref="SegmentTopk(Device, HostTensor, HostTensor, double?, int?)"/>. On an accelerator the
+    /// offsets are copied to the host once: they are validated and give the output's size.</summary>
     public static (DeviceTensor Index, DeviceTensor OutOffsets) SegmentTopk(this Device device, DeviceTensor scores, DeviceTensor offsets,
         double? ratio = null, int? k = null)
     {
@@ -271,31 +265,36 @@ public static class RaggedPooling
         var index = device.Allocate(DType.I64, checked((int)outOff[segs]));
         var outOffsets = device.Upload<long>(outOff, segs + 1);
         if (outOff[segs] == 0) return (index, outOffsets);
-        switch (device)
-        {
-            case CpuDevice cpu:
-                var sc = MemoryMarshal.Cast<byte, float>(scores.Host.Span);
-                var ix = MemoryMarshal.Cast<byte, long>(index.Host.Span);
-                if (cpu.Kind == BackendKind.Reference) SegmentTopkReference.Run<long>(sc, off, outOff, ix);
-                else SegmentTopkSimd.Run<long>(sc, off, outOff, ix, cpu.Pool);
-                break;
-            case IlgpuDevice g:
-                var launch = IlgpuTypes.Get<SegmentTopkLaunch>(TopkLaunchDefinition, IlgpuTypes.Index(offsets.DType));
-                long longest = 0;
-                for (int s = 0; s < segs; s++) longest = Math.Max(longest, off[s + 1] - off[s]);
-                lock (g.Gate)
-                {
-                    using var segStart = g.Accelerator.Allocate1D(off);
-                    launch(g.Accelerator, g.Accelerator.DefaultStream, g.Bytes(scores).Cast<float>(), g.Bytes(offsets), outOffsets.ViewAs<long>(),
-                        index.ViewAs<long>(), (int)scores.Count, segs, longest, segStart.View);
-                    g.Accelerator.Synchronize();
-                }
-                break;
-        }
+        var plan = new TopkPlan(scores, offsets, off, outOff, index, outOffsets);
+        Dispatch.Run(device, ref plan);
         return (index, outOffsets);
     }
 
-    private static readonly System.Reflection.MethodInfo TopkLaunchDefinition = typeof(SegmentTopkIlgpu).GetMethod(nameof(SegmentTopkIlgpu.Launch))!;
+    /// <summary>A validated segment_topk call: <paramref name="off"/> and <paramref name="outOff"/> are the input and output
+    /// offsets on the host (they size the output).</summary>
+    private readonly struct TopkPlan(DeviceTensor scores, DeviceTensor offsets, long[] off, long[] outOff, DeviceTensor index,
+        DeviceTensor outOffsets) : IPlan
+    {
+        private ReadOnlySpan<float> Scores => MemoryMarshal.Cast<byte, float>(scores.Host.Span);
+        private Span<long> Index => MemoryMarshal.Cast<byte, long>(index.Host.Span);
+
+        public void Reference() => SegmentTopkReference.Run<long>(Scores, off, outOff, Index);
+
+        public void Simd(CpuDevice cpu) => SegmentTopkSimd.Run<long>(Scores, off, outOff, Index, cpu.Pool);
+
+        public void Ilgpu(IlgpuScope s)
+        {
+            int segs = off.Length - 1;
+            long longest = 0;
+            for (int i = 0; i < segs; i++) longest = Math.Max(longest, off[i + 1] - off[i]);
+            SegmentTopkLaunch launch = offsets.DType == DType.I64
+                ? SegmentTopkIlgpu.Launch<long, I64Index>
+                : SegmentTopkIlgpu.Launch<int, I32Index>;
+            launch(s.Accelerator, s.Stream, s.View<float>(scores), s.Bytes(offsets), s.View<long>(outOffsets), s.View<long>(index),
+                (int)scores.Count,
+                segs, longest, s.Upload<long>(off));
+        }
+    }
 
     // ---------------------------------------------------------------- dual_hypergraph
 

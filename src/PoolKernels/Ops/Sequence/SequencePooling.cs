@@ -1,7 +1,6 @@
 using System.Numerics.Tensors;
 using System.Runtime.InteropServices;
-using ILGPU;
-using ILGPU.Runtime;
+using PoolKernels.Kernels;
 using PoolKernels.Kernels.Sequence;
 
 namespace PoolKernels;
@@ -119,22 +118,10 @@ public static class SequencePooling
         Check.FloatInput<T>(nameof(hidden));
         Check.Mask<TMask>(nameof(attentionMask));
         int dims = Validate(batch, seqLen, dim, hidden.Length, attentionMask.Length, prefixLen.Length, prefixLen, output.Length, options);
-        switch (device)
-        {
-            case CpuDevice cpu:
-                RunCpu(cpu, hidden, attentionMask, prefixLen, output, batch, seqLen, dim, dims, options, dims);
-                break;
-            case IlgpuDevice g:
-                using (var h = g.Upload(hidden, batch, seqLen, dim))
-                using (var m = g.Upload(attentionMask, batch, seqLen))
-                using (var p = prefixLen.IsEmpty ? null : g.Upload(prefixLen, batch))
-                using (var o = g.Allocate(DType.F32, batch, dims))
-                {
-                    RunIlgpu(g, h, m, p, o, batch, seqLen, dim, dims, options, 0, dims, 0);
-                    o.CopyTo(output);
-                }
-                break;
-        }
+        var plan = new Plan(In.Of(hidden), DTypes.Of<T>(), In.Of(attentionMask), DTypes.Of<TMask>(), In.Of(prefixLen), DType.I64,
+            Out.Of(output),
+            batch, seqLen, dim, dims, options, dims, 0);
+        Dispatch.Run(device, ref plan);
     }
 
     /// <summary><c>sequence_pool</c> over tensor spans: hidden [B,T,D], attentionMask [B,T], output [B,dims];
@@ -177,10 +164,14 @@ public static class SequencePooling
             Check.ShapeIs(prefixLen.Shape, [b], nameof(prefixLen), "[B]");
         }
         CheckMaskShape(attentionMask.Shape, b, t, hidden.Shape);
-        long[] prefixValues = prefixLen is null ? [] : prefixLen.ToTensor().ToInt64s();
-        int dims = Validate(b, t, d, hidden.Count, attentionMask.Count, prefixValues.Length, prefixValues, output.Count, options);
+        // prefixLen stays on the device: its values are not read here (every kernel treats an entry <= 0 as 0, and one past
+        // the row's kept tokens gives an empty row), so no host round trip and no allocation
+        int dims = Validate(b, t, d, hidden.Count, attentionMask.Count, prefixLen is null ? 0 : b, default, output.Count, options);
         Check.ShapeIs(output.Shape, [b, dims], nameof(output), "[B,dims]");
-        Run(device, hidden, attentionMask, prefixLen, output, b, t, d, dims, options, 0, dims, 0);
+        var plan = new Plan(In.Of(hidden), hidden.DType, In.Of(attentionMask), attentionMask.DType, In.Of(prefixLen),
+            prefixLen?.DType ?? DType.I64,
+            Out.Of(output), b, t, d, dims, options, dims, 0);
+        Dispatch.Run(device, ref plan);
     }
 
     /// <summary><c>sequence_pool</c> on host tensors of any supported dtype; returns a new [B, dims] F32 tensor.</summary>
@@ -190,6 +181,12 @@ public static class SequencePooling
         ArgumentNullException.ThrowIfNull(options);
         Check.Rank(hidden.Shape, 3, nameof(hidden), "[B,T,D]");
         int dims = options.Validate(hidden.Shape[2]);
+        if (prefixLen is not null && prefixLen.DType.IsIndex())
+        {
+            var pv = prefixLen.ToInt64s(); // host data: checked here (the DeviceTensor overload does not read it)
+            for (int i = 0; i < pv.Length; i++)
+                if (pv[i] < 0) throw new ArgumentException($"prefix_len[{i}] = {pv[i]} is negative.", "prefix_len");
+        }
         using var scope = new HostScope(device);
         var o = scope.Output(DType.F32, hidden.Shape[0], dims);
         device.SequencePool(scope.Bind(hidden), scope.Bind(attentionMask), o, options, prefixLen is null ? null : scope.Bind(prefixLen));
@@ -234,9 +231,15 @@ public static class SequencePooling
             throw new ArgumentException($"output must be [B, L', D] = [{b}, {chosen}, {d}], got {Shape.Format(output.Shape)}.", nameof(output));
         if (b == 0 || d == 0) return;
         var options = mode == SequencePoolMode.Mean ? LayerMean : LayerLast;
-        long layerElems = (long)b * t * d;
+        long layerBytes = (long)b * t * d * hiddenStates.DType.Size();
+        using var batch = device.BeginBatch(); // one synchronization for all layers
         for (int i = 0; i < chosen; i++)
-            Run(device, hiddenStates, attentionMask, null, output, b, t, d, d, options, Layer(layers, i, l) * layerElems, chosen * d, (long)i * d);
+        {
+            var plan = new Plan(In.Of(hiddenStates).Slice(Layer(layers, i, l) * layerBytes, layerBytes), hiddenStates.DType,
+                In.Of(attentionMask),
+                attentionMask.DType, default, DType.I64, Out.Of(output), b, t, d, d, options, chosen * d, (long)i * d);
+            Dispatch.Run(device, ref plan);
+        }
     }
 
     /// <summary>Parses a layer selection: "" or "all" for every layer, a comma list "0,3,-1", or a range "a..b"
@@ -312,79 +315,76 @@ public static class SequencePooling
         static string Shape3(int b, int t, int d) => $"[B,T,D] = [{b}, {t}, {d}]";
     }
 
-    private static void RunCpu<T, TMask, TIdx>(CpuDevice cpu, ReadOnlySpan<T> hidden, ReadOnlySpan<TMask> mask, ReadOnlySpan<TIdx> prefix,
-        Span<float> output, int batch, int seqLen, int dim, int dims, SequencePoolOptions o, int outStride)
-        where T : unmanaged where TMask : unmanaged where TIdx : unmanaged
+    /// <summary>A validated call: hidden [B,T,D], mask [B,T], prefix absent or [B]; output row b starts at element
+    /// <c>outOffset + b·outStride</c>.</summary>
+    private ref struct Plan(In hidden, DType hiddenType, In mask, DType maskType, In prefix, DType prefixType, Out output,
+        int batch, int seqLen, int dim, int dims, SequencePoolOptions options, int outStride, long outOffset) : IPlan, ITypedRunner
     {
-        Span<SequencePoolMode> modes = stackalloc SequencePoolMode[o.Modes.Count];
-        for (int i = 0; i < modes.Length; i++) modes[i] = o.Modes[i];
-        if (cpu.Kind == BackendKind.Reference)
-            SequencePoolReference.Run(hidden, mask, prefix, output, batch, seqLen, dim, modes, o.P, o.Eps, dims, o.Normalize, outStride);
-        else
+        private readonly In _hidden = hidden, _mask = mask, _prefix = prefix;
+        private readonly Out _output = output;
+        private CpuDevice? _simd;
+
+        public void Reference() { _simd = null; TypeDispatch.Run(ref this, hiddenType, maskType, prefixType); }
+
+        public void Simd(CpuDevice cpu) { _simd = cpu; TypeDispatch.Run(ref this, hiddenType, maskType, prefixType); }
+
+        public readonly void Run<T, TMask, TIdx>() where T : unmanaged where TMask : unmanaged where TIdx : unmanaged
         {
-            long bt = (long)batch * seqLen;
-            int block = Tuning.Get(cpu, "sequence_pool", bt, dim, "block", SequencePoolSimd.DefaultBlock);
-            int threads = Tuning.Get(cpu, "sequence_pool", bt, dim, "threads", cpu.Pool.Workers);
-            SequencePoolSimd.Run(hidden, mask, prefix, output, batch, seqLen, dim, modes, o.P, o.Eps, dims, o.Normalize, cpu.Pool, outStride, block, threads);
+            if (batch == 0 || dims == 0) return;
+            Span<SequencePoolMode> modes = stackalloc SequencePoolMode[options.Modes.Count];
+            for (int i = 0; i < modes.Length; i++) modes[i] = options.Modes[i];
+            var h = _hidden.As<T>(); var m = _mask.As<TMask>(); var p = _prefix.As<TIdx>();
+            var o = _output.As<float>()[(int)outOffset..];
+            var (pw, eps, norm) = (options.P, options.Eps, options.Normalize);
+            if (_simd is not { } cpu) SequencePoolReference.Run(h, m, p, o, batch, seqLen, dim, modes, pw, eps, dims, norm, outStride);
+            else
+            {
+                long bt = (long)batch * seqLen;
+                int block = Tuning.Get(cpu, "sequence_pool", bt, dim, "block", SequencePoolSimd.DefaultBlock);
+                int threads = Tuning.Get(cpu, "sequence_pool", bt, dim, "threads", cpu.Pool.Workers);
+                SequencePoolSimd.Run(h, m, p, o, batch, seqLen, dim, modes, pw, eps, dims, norm, cpu.Pool, outStride, block, threads);
+            }
+        }
+
+        public readonly void Ilgpu(IlgpuScope s)
+        {
+            if (batch == 0 || dims == 0) return;
+            int modes = 0;
+            for (int i = 0; i < options.Modes.Count; i++) modes |= (int)options.Modes[i] << (4 * i);
+            var prm = new SequencePoolParams
+            {
+                Batch = batch, SeqLen = seqLen, Dim = dim, Dims = dims, OutStride = outStride, ModeCount = options.Modes.Count,
+                    Modes = modes,
+                P = options.P, Eps = options.Eps, HasPrefix = _prefix.Given ? 1 : 0,
+            };
+            var output = s.Out<float>(_output);
+            int group = s.Tune("sequence_pool", (long)batch * seqLen, dim, "group", 128);
+            Launcher(hiddenType, maskType, prefixType)(s.Accelerator, s.Stream, s.In<byte>(_hidden), s.In<byte>(_mask), s.In<byte>(_prefix),
+                output.SubView(outOffset, (long)(batch - 1) * outStride + dims), prm, options.Normalize, group);
+            s.Download(output, _output);
         }
     }
 
-    /// <summary>Runs on validated device tensors. hidden starts at element <paramref name="hiddenOffset"/>; output row b
-    /// starts at element <paramref name="outOffset"/> + b·<paramref name="outStride"/>.</summary>
-    private static void Run(Device device, DeviceTensor hidden, DeviceTensor mask, DeviceTensor? prefix, DeviceTensor output,
-        int batch, int seqLen, int dim, int dims, SequencePoolOptions options, long hiddenOffset, int outStride, long outOffset)
+    // The ILGPU launcher closed over the storage and reader types of the dtypes (a static method group: the compiler caches
+    // each closed delegate; the kernel caches its compiled form per accelerator).
+    private static SequencePoolLaunch Launcher(DType hidden, DType mask, DType prefix) => hidden switch
     {
-        if (device is IlgpuDevice g) { RunIlgpu(g, hidden, mask, prefix, output, batch, seqLen, dim, dims, options, hiddenOffset, outStride, outOffset); return; }
-        int es = hidden.DType.Size();
-        var runner = new CpuRunner
-        {
-            Cpu = (CpuDevice)device,
-            Hidden = hidden.Host.Span.Slice((int)(hiddenOffset * es), (int)((long)batch * seqLen * dim * es)),
-            Mask = mask.Host.Span,
-            Prefix = prefix is null ? default : prefix.Host.Span,
-            Output = MemoryMarshal.Cast<byte, float>(output.Host.Span)[(int)outOffset..],
-            Batch = batch, SeqLen = seqLen, Dim = dim, Dims = dims, Options = options, OutStride = outStride,
-        };
-        TypeDispatch.Run(ref runner, hidden.DType, mask.DType, prefix?.DType ?? DType.I64);
-    }
+        DType.F32 => Launcher<float, F32Reader>(mask, prefix),
+        DType.F16 => Launcher<ushort, F16Reader>(mask, prefix),
+        _ => Launcher<ushort, Bf16Reader>(mask, prefix),
+    };
 
-    private ref struct CpuRunner : ITypedRunner
+    private static SequencePoolLaunch Launcher<TRaw, TElem>(DType mask, DType prefix)
+        where TRaw : unmanaged where TElem : struct, IElementReader<TRaw> => mask switch
     {
-        public CpuDevice Cpu;
-        public ReadOnlySpan<byte> Hidden, Mask, Prefix;
-        public Span<float> Output;
-        public int Batch, SeqLen, Dim, Dims, OutStride;
-        public SequencePoolOptions Options;
+        DType.I64 => Launcher<TRaw, TElem, long, I64Mask>(prefix),
+        DType.I32 => Launcher<TRaw, TElem, int, I32Mask>(prefix),
+        _ => Launcher<TRaw, TElem, byte, U8Mask>(prefix),
+    };
 
-        public readonly void Run<T, TMask, TIdx>() where T : unmanaged where TMask : unmanaged where TIdx : unmanaged =>
-            RunCpu(Cpu, MemoryMarshal.Cast<byte, T>(Hidden), MemoryMarshal.Cast<byte, TMask>(Mask), MemoryMarshal.Cast<byte, TIdx>(Prefix),
-                Output, Batch, SeqLen, Dim, Dims, Options, OutStride);
-    }
-
-    private static readonly System.Reflection.MethodInfo LaunchDefinition = typeof(SequencePoolIlgpu).GetMethod(nameof(SequencePoolIlgpu.Launch))!;
-
-    private static void RunIlgpu(IlgpuDevice g, DeviceTensor hidden, DeviceTensor mask, DeviceTensor? prefix, DeviceTensor output,
-        int batch, int seqLen, int dim, int dims, SequencePoolOptions o, long hiddenOffset, int outStride, long outOffset)
-    {
-        if (batch == 0 || dims == 0) return;
-        int modes = 0;
-        for (int i = 0; i < o.Modes.Count; i++) modes |= (int)o.Modes[i] << (4 * i);
-        var prm = new SequencePoolParams
-        {
-            Batch = batch, SeqLen = seqLen, Dim = dim, Dims = dims, OutStride = outStride, ModeCount = o.Modes.Count, Modes = modes,
-            P = o.P, Eps = o.Eps, HasPrefix = prefix is null ? 0 : 1,
-        };
-        var launch = IlgpuTypes.Get<SequencePoolLaunch>(LaunchDefinition, IlgpuTypes.Element(hidden.DType), IlgpuTypes.Mask(mask.DType),
-            IlgpuTypes.Index(prefix?.DType ?? DType.I64));
-        int es = hidden.DType.Size();
-        lock (g.Gate)
-        {
-            var hv = g.Bytes(hidden, hiddenOffset * es, (long)batch * seqLen * dim * es);
-            var outView = output.ViewAs<float>().SubView(outOffset, (long)(batch - 1) * outStride + dims);
-            ArrayView<byte> pv = prefix is null ? g.Dummy.View : g.Bytes(prefix);
-            int group = Tuning.Get(g, "sequence_pool", (long)batch * seqLen, dim, "group", 128);
-            launch(g.Accelerator, g.Accelerator.DefaultStream, hv, g.Bytes(mask), pv, outView, prm, o.Normalize, group);
-            g.Accelerator.Synchronize();
-        }
-    }
+    private static SequencePoolLaunch Launcher<TRaw, TElem, TMask, TMaskOp>(DType prefix)
+        where TRaw : unmanaged where TElem : struct, IElementReader<TRaw> where TMask : unmanaged where TMaskOp : struct,
+            IMaskReader<TMask> =>
+        prefix == DType.I32 ? SequencePoolIlgpu.Launch<TRaw, TElem, TMask, TMaskOp, int, I32Index>
+            : SequencePoolIlgpu.Launch<TRaw, TElem, TMask, TMaskOp, long, I64Index>;
 }

@@ -1,4 +1,3 @@
-using System.Runtime.InteropServices;
 using PoolKernels.Kernels.Signal;
 
 namespace PoolKernels;
@@ -51,20 +50,8 @@ public static class SignalPooling
         var p = Pool1dParams.Whole(b * c, l, kernel, stride, padding, mode);
         if (output.DType != DType.F32 || output.Shape.Length != 3 || output.Shape[0] != b || output.Shape[1] != c || output.Shape[2] != p.NOut)
             throw new ArgumentException($"output must be F32 [B,C,Lo] = [{b}, {c}, {p.NOut}], got {output}.", "output");
-        if (p.Rows == 0 || p.NOut == 0) return;
-        switch (device)
-        {
-            case CpuDevice cpu:
-                RunCpu(cpu, MemoryMarshal.Cast<byte, float>(x.Host.Span), MemoryMarshal.Cast<byte, float>(output.Host.Span), p);
-                break;
-            case IlgpuDevice g:
-                lock (g.Gate)
-                {
-                    Pool1dIlgpu.Launch(g.Accelerator, g.Accelerator.DefaultStream, g.Bytes(x).Cast<float>(), output.ViewAs<float>(), p, p.NOut);
-                    g.Accelerator.Synchronize();
-                }
-                break;
-        }
+        var plan = new Plan(In.Of(x), Out.Of(output), p);
+        Dispatch.Run(device, ref plan);
     }
 
     /// <summary><c>pool1d</c> on a host tensor x [B,C,L] F32; returns out [B,C,Lo].</summary>
@@ -88,32 +75,36 @@ public static class SignalPooling
         if (padding < 0 || padding > kernel / 2) throw new ArgumentException($"padding must be in [0, kernel/2] = [0, {kernel / 2}], got {padding}.", "padding");
     }
 
-    /// <summary>Runs validated windows on host memory (uploading for ILGPU devices).</summary>
+    /// <summary>Runs validated windows on host memory (uploaded and downloaded on ILGPU devices, one synchronization).</summary>
     internal static void Run(Device device, ReadOnlySpan<float> x, Span<float> output, in Pool1dParams p)
     {
-        if (p.Rows == 0 || p.NOut == 0) return;
-        switch (device)
-        {
-            case CpuDevice cpu: RunCpu(cpu, x, output, p); break;
-            case IlgpuDevice g:
-                using (var xd = g.Upload(x, x.Length))
-                using (var od = g.Allocate(DType.F32, p.Rows * p.NOut))
-                {
-                    lock (g.Gate)
-                    {
-                        Pool1dIlgpu.Launch(g.Accelerator, g.Accelerator.DefaultStream, g.Bytes(xd).Cast<float>(), od.ViewAs<float>(), p, p.NOut);
-                        g.Accelerator.Synchronize();
-                    }
-                    od.CopyTo(output[..(p.Rows * p.NOut)]);
-                }
-                break;
-        }
+        var plan = new Plan(In.Of(x), Out.Of(output[..(p.Rows * p.NOut)]), p);
+        Dispatch.Run(device, ref plan);
     }
 
-    private static void RunCpu(CpuDevice cpu, ReadOnlySpan<float> x, Span<float> output, in Pool1dParams p)
+    /// <summary>A validated pool1d call: rows of x (BufLen apart), output [rows, NOut].</summary>
+    private readonly ref struct Plan(In x, Out output, Pool1dParams p) : IPlan
     {
-        if (cpu.Kind == BackendKind.Reference) Pool1dReference.Run(x, output, p);
-        else Pool1dSimd.Run(x, output, p, -1, cpu.Pool);
+        private readonly In _x = x;
+        private readonly Out _out = output;
+
+        public void Reference()
+        {
+            if (p.Rows > 0 && p.NOut > 0) Pool1dReference.Run(_x.As<float>(), _out.As<float>(), p);
+        }
+
+        public void Simd(CpuDevice cpu)
+        {
+            if (p.Rows > 0 && p.NOut > 0) Pool1dSimd.Run(_x.As<float>(), _out.As<float>(), p, -1, cpu.Pool);
+        }
+
+        public void Ilgpu(IlgpuScope s)
+        {
+            if (p.Rows == 0 || p.NOut == 0) return;
+            var output = s.Out<float>(_out);
+            Pool1dIlgpu.Launch(s.Accelerator, s.Stream, s.In<float>(_x), output, p, p.NOut);
+            s.Download(output, _out);
+        }
     }
 }
 

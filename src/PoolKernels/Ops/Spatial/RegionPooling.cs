@@ -1,3 +1,5 @@
+using ILGPU;
+using ILGPU.Runtime;
 using PoolKernels.Kernels.Spatial;
 using static PoolKernels.SpatialArgs;
 
@@ -36,15 +38,19 @@ public static partial class SpatialPooling
         if (pad > 0 && (long)b * c * h * w > 0 && (pad >= h || pad >= w))
             throw new ArgumentException($"kernel {kernel} needs reflect padding {pad}, which must be smaller than H and W of x {Shape.Format(x.Shape)}.", "kernel");
         Output(output, b, c, h, w);
-        switch (device)
-        {
-            case CpuDevice { Kind: BackendKind.Reference }: RegionalGemReference.Run(F(x), FOut(output), b, c, h, w, p, kernel); break;
-            case CpuDevice cpu: RegionalGemSimd.Run(F(x), FOut(output), b, c, h, w, p, kernel, cpu.Pool); break;
-            case IlgpuDevice g:
-                OnGpu(g, (x, output, n: checked((int)x.Count), h, w, p, kernel), static (g, s) =>
-                    RegionalGemIlgpu.Launch(g.Accelerator, g.Accelerator.DefaultStream, V(g, s.x), V(g, s.output), s.n, s.h, s.w, s.p, s.kernel));
-                break;
-        }
+        var plan = new RegionalGemPlan(x, output, b, c, h, w, p, kernel);
+        Dispatch.Run(device, ref plan);
+    }
+
+    private readonly struct RegionalGemPlan(DeviceTensor x, DeviceTensor output, int b, int c, int h, int w, float p, int kernel) : IPlan
+    {
+        public void Reference() => RegionalGemReference.Run(F(x), FOut(output), b, c, h, w, p, kernel);
+
+        public void Simd(CpuDevice cpu) => RegionalGemSimd.Run(F(x), FOut(output), b, c, h, w, p, kernel, cpu.Pool);
+
+        public void Ilgpu(IlgpuScope s) =>
+            RegionalGemIlgpu.Launch(s.Accelerator, s.Stream, s.View<float>(x), s.View<float>(output), checked((int)x.Count), h, w, p,
+                kernel);
     }
 
     // ---------------------------------------------------------------- scale_gem
@@ -73,20 +79,21 @@ public static partial class SpatialPooling
         if (!(p > 0)) throw new ArgumentException($"p must be > 0 (or inf), got {p}.", "p");
         int s = x.Shape[0], b = x.Shape[1], d = x.Shape[2];
         Output(output, b, d);
-        switch (device)
+        var plan = new ScaleGemPlan(x, output, s, b, d, p);
+        Dispatch.Run(device, ref plan);
+    }
+
+    private readonly struct ScaleGemPlan(DeviceTensor x, DeviceTensor output, int scales, int b, int d, float p) : IPlan
+    {
+        public void Reference() => ScaleGemReference.Run(F(x), FOut(output), scales, b, d, p);
+
+        public void Simd(CpuDevice cpu) => ScaleGemSimd.Run(F(x), FOut(output), scales, b, d, p, cpu.Pool);
+
+        public void Ilgpu(IlgpuScope s)
         {
-            case CpuDevice { Kind: BackendKind.Reference }: ScaleGemReference.Run(F(x), FOut(output), s, b, d, p); break;
-            case CpuDevice cpu: ScaleGemSimd.Run(F(x), FOut(output), s, b, d, p, cpu.Pool); break;
-            case IlgpuDevice g:
-                if (s == 0)
-                {
-                    // Allocate zero-fills, but the caller may reuse a buffer: clear it explicitly.
-                    output.CopyFromBytes(new byte[output.Bytes]);
-                    break;
-                }
-                OnGpu(g, (x, output, s, b, d, p), static (g, t) =>
-                    ScaleGemIlgpu.Launch(g.Accelerator, g.Accelerator.DefaultStream, V(g, t.x), V(g, t.output), t.s, t.b, t.d, t.p));
-                break;
+            // S = 0 gives 0: the output may be a reused buffer, so clear it
+            if (scales == 0) s.View<float>(output).MemSetToZero(s.Stream);
+            else ScaleGemIlgpu.Launch(s.Accelerator, s.Stream, s.View<float>(x), s.View<float>(output), scales, b, d, p);
         }
     }
 
@@ -135,16 +142,26 @@ public static partial class SpatialPooling
         if (!(eps >= 0) || float.IsInfinity(eps)) throw new ArgumentException($"eps must be a finite number >= 0, got {eps}.", "eps");
         if (float.IsNaN(threshold)) throw new ArgumentException("threshold must not be NaN.", "threshold");
         Output(output, b, q, c);
-        switch (device)
+        var plan = new MaskPoolPlan(x, masks, output, new MaskPoolParams
         {
-            case CpuDevice { Kind: BackendKind.Reference }: MaskPoolReference.Run(F(x), F(masks), FOut(output), b, c, h, w, q, mh, mw, maskType, threshold, eps); break;
-            case CpuDevice cpu: MaskPoolSimd.Run(F(x), F(masks), FOut(output), b, c, h, w, q, mh, mw, maskType, threshold, eps, cpu.Pool); break;
-            case IlgpuDevice g:
-                var prm = new MaskPoolParams { Batch = b, Channels = c, H = h, W = w, Queries = q, MH = mh, MW = mw, Type = (int)maskType, Threshold = threshold, Eps = eps };
-                OnGpu(g, (x, masks, output, prm), static (g, s) =>
-                    MaskPoolIlgpu.Launch(g.Accelerator, g.Accelerator.DefaultStream, V(g, s.x), V(g, s.masks), V(g, s.output), s.prm));
-                break;
-        }
+            Batch = b, Channels = c, H = h, W = w, Queries = q, MH = mh, MW = mw, Type = (int)maskType, Threshold = threshold, Eps = eps,
+        });
+        Dispatch.Run(device, ref plan);
+    }
+
+    private readonly struct MaskPoolPlan(DeviceTensor x, DeviceTensor masks, DeviceTensor output, MaskPoolParams q) : IPlan
+    {
+        public void Reference() =>
+            MaskPoolReference.Run(F(x), F(masks), FOut(output), q.Batch, q.Channels, q.H, q.W, q.Queries, q.MH, q.MW, (MaskType)q.Type,
+                q.Threshold, q.Eps);
+
+        public void Simd(CpuDevice cpu) =>
+            MaskPoolSimd.Run(F(x), F(masks), FOut(output), q.Batch, q.Channels, q.H, q.W, q.Queries, q.MH, q.MW, (MaskType)q.Type,
+                q.Threshold, q.Eps,
+                cpu.Pool);
+
+        public void Ilgpu(IlgpuScope s) => MaskPoolIlgpu.Launch(s.Accelerator, s.Stream, s.View<float>(x), s.View<float>(masks),
+            s.View<float>(output), q);
     }
 
     // ---------------------------------------------------------------- spatiotemporal_pool
@@ -183,20 +200,23 @@ public static partial class SpatialPooling
             Shaped(regions, "regions", "[B,R,D]", b, r, d);
         }
         Output(output, b, f + n, d);
-        int ms = regionMasks is null ? 0 : regionMasks.DType.Size();
-        switch (device)
-        {
-            case CpuDevice { Kind: BackendKind.Reference }:
-                SpatioTemporalPoolReference.Run(F(x), regionMasks is null ? default : regionMasks.Host.Span, ms, FOut(output), regions is null ? default : FOut(regions), b, f, n, d, r);
-                break;
-            case CpuDevice cpu:
-                SpatioTemporalPoolSimd.Run(F(x), regionMasks is null ? default : regionMasks.Host.Span, ms, FOut(output), regions is null ? default : FOut(regions), b, f, n, d, r, cpu.Pool);
-                break;
-            case IlgpuDevice g:
-                OnGpu(g, (x, regionMasks, output, regions, b, f, n, d, r, ms), static (g, s) =>
-                    SpatioTemporalPoolIlgpu.Launch(g.Accelerator, g.Accelerator.DefaultStream, V(g, s.x), s.regionMasks is null ? g.Dummy.View : g.Bytes(s.regionMasks),
-                        V(g, s.output), s.regions is null ? ((ILGPU.ArrayView<byte>)g.Dummy.View).Cast<float>() : V(g, s.regions), s.b, s.f, s.n, s.d, s.r, s.ms));
-                break;
-        }
+        var plan = new SpatioTemporalPlan(x, regionMasks, output, regions, b, f, n, d, r);
+        Dispatch.Run(device, ref plan);
+    }
+
+    private readonly struct SpatioTemporalPlan(DeviceTensor x, DeviceTensor? masks, DeviceTensor output, DeviceTensor? regions,
+        int b, int f, int n, int d, int r) : IPlan
+    {
+        private int MaskSize => masks is null ? 0 : masks.DType.Size();
+
+        public void Reference() => SpatioTemporalPoolReference.Run(F(x), masks is null ? default : masks.Host.Span, MaskSize, FOut(output),
+            regions is null ? default : FOut(regions), b, f, n, d, r);
+
+        public void Simd(CpuDevice cpu) => SpatioTemporalPoolSimd.Run(F(x), masks is null ? default : masks.Host.Span, MaskSize,
+            FOut(output),
+            regions is null ? default : FOut(regions), b, f, n, d, r, cpu.Pool);
+
+        public void Ilgpu(IlgpuScope s) => SpatioTemporalPoolIlgpu.Launch(s.Accelerator, s.Stream, s.View<float>(x), s.View<byte>(masks),
+            s.View<float>(output), s.View<float>(regions), b, f, n, d, r, MaskSize);
     }
 }

@@ -1,5 +1,4 @@
 using System.Runtime.InteropServices;
-using ILGPU;
 using PoolKernels.Kernels.Retrieval;
 using static PoolKernels.SpatialArgs;
 
@@ -48,30 +47,31 @@ public static class Retrieval
         Check.DTypeIs(index.DType, "index", "I64", index.DType == DType.I64);
         Shaped(index, "index", "[Q,k]", q, k);
         Output(score, q, k);
-        switch (device)
+        var plan = new TopkPlan(query, db, index, score, q, n, d, k, cosine);
+        Dispatch.Run(device, ref plan);
+    }
+
+    private readonly struct TopkPlan(DeviceTensor query, DeviceTensor db, DeviceTensor index, DeviceTensor score, int q, int n, int d,
+        int k,
+        bool cosine) : IPlan
+    {
+        public void Reference()
         {
-            case CpuDevice { Kind: BackendKind.Reference }:
-                var wideDb = db.DType == DType.F32 ? F(db) : new HostTensor(db.DType, db.ShapeArray, db.Host).To(DType.F32).AsSpan<float>();
-                SimilarityTopkReference.Run(F(query), wideDb, MemoryMarshal.Cast<byte, long>(index.Host.Span), FOut(score), q, n, d, k,
-                    cosine);
-                break;
-            case CpuDevice cpu:
-                SimilarityTopkSimd.Run(F(query), db.Host.Span, DbKind(db.DType), MemoryMarshal.Cast<byte, long>(index.Host.Span),
-                    FOut(score), q, n, d, k, cosine, cpu.Pool);
-                break;
-            case IlgpuDevice g:
-                OnGpu(g, (query, db, index, score, q, n, d, k, cosine), static (g, s) =>
-                {
-                    // the ILGPU kernels read float rows: a narrower corpus is widened on the device first
-                    using var wide = s.db.DType == DType.F32 ? null : g.Accelerator.Allocate1D<float>(Math.Max((long)s.n * s.d, 1));
-                    if (wide is not null)
-                        DbElementsIlgpu.Widen(g.Accelerator, g.Accelerator.DefaultStream, g.Bytes(s.db), wide.View, (long)s.n * s.d,
-                            DbKind(s.db.DType));
-                    SimilarityTopkIlgpu.Launch(g.Accelerator, g.Accelerator.DefaultStream, V(g, s.query), wide?.View ?? V(g, s.db),
-                        g.Bytes(s.index).Cast<long>(), V(g, s.score), ((ArrayView<byte>)g.Dummy.View).Cast<long>(), s.q, s.n, s.d, s.k,
-                        s.cosine);
-                });
-                break;
+            var wideDb = db.DType == DType.F32 ? F(db) : new HostTensor(db.DType, db.ShapeArray, db.Host).To(DType.F32).AsSpan<float>();
+            SimilarityTopkReference.Run(F(query), wideDb, MemoryMarshal.Cast<byte, long>(index.Host.Span), FOut(score), q, n, d, k, cosine);
+        }
+
+        public void Simd(CpuDevice cpu) =>
+            SimilarityTopkSimd.Run(F(query), db.Host.Span, DbKind(db.DType), MemoryMarshal.Cast<byte, long>(index.Host.Span), FOut(score), q, n,
+                d, k, cosine, cpu.Pool);
+
+        public void Ilgpu(IlgpuScope s)
+        {
+            // the ILGPU kernels read float rows: a narrower corpus is widened on the device first
+            var wide = db.DType == DType.F32 ? s.View<float>(db) : s.Temp<float>(Math.Max((long)n * d, 1));
+            if (db.DType != DType.F32) DbElementsIlgpu.Widen(s.Accelerator, s.Stream, s.Bytes(db), wide, (long)n * d, DbKind(db.DType));
+            SimilarityTopkIlgpu.Launch(s.Accelerator, s.Stream, s.View<float>(query), wide, s.View<long>(index), s.View<float>(score),
+                s.Dummy.Cast<long>(), q, n, d, k, cosine);
         }
     }
 
@@ -114,18 +114,23 @@ public static class Retrieval
         Shaped(order, "order", "[Q,min(m,N)]", q, mp);
         Check.DTypeIs(scores.DType, "scores", "F32", scores.DType == DType.F32);
         Shaped(scores, "scores", "[Q,min(m,N)]", q, mp);
-        switch (device)
-        {
-            case CpuDevice { Kind: BackendKind.Reference }:
-                RerankRefineReference.Run(F(query), F(db), MemoryMarshal.Cast<byte, long>(order.Host.Span), FOut(scores), q, n, d, m, k, beta); break;
-            case CpuDevice cpu:
-                RerankRefineSimd.Run(F(query), F(db), MemoryMarshal.Cast<byte, long>(order.Host.Span), FOut(scores), q, n, d, m, k, beta, cpu.Pool); break;
-            case IlgpuDevice g:
-                OnGpu(g, (query, db, order, scores, q, n, d, m, k, beta), static (g, s) =>
-                    RerankRefineIlgpu.Launch(g.Accelerator, g.Accelerator.DefaultStream, V(g, s.query), V(g, s.db), g.Bytes(s.order).Cast<long>(), V(g, s.scores),
-                        ((ArrayView<byte>)g.Dummy.View).Cast<long>(), s.q, s.n, s.d, s.m, s.k, s.beta));
-                break;
-        }
+        var plan = new RerankPlan(query, db, order, scores, q, n, d, m, k, beta);
+        Dispatch.Run(device, ref plan);
+    }
+
+    private readonly struct RerankPlan(DeviceTensor query, DeviceTensor db, DeviceTensor order, DeviceTensor scores, int q, int n,
+        int d, int m,
+        int k, float beta) : IPlan
+    {
+        public void Reference() =>
+            RerankRefineReference.Run(F(query), F(db), MemoryMarshal.Cast<byte, long>(order.Host.Span), FOut(scores), q, n, d, m, k, beta);
+
+        public void Simd(CpuDevice cpu) =>
+            RerankRefineSimd.Run(F(query), F(db), MemoryMarshal.Cast<byte, long>(order.Host.Span), FOut(scores), q, n, d, m, k, beta,
+                cpu.Pool);
+
+        public void Ilgpu(IlgpuScope s) => RerankRefineIlgpu.Launch(s.Accelerator, s.Stream, s.View<float>(query), s.View<float>(db),
+            s.View<long>(order), s.View<float>(scores), s.Dummy.Cast<long>(), q, n, d, m, k, beta);
     }
 
     private static int DbKind(DType t) => t switch

@@ -1,6 +1,5 @@
 using System.Globalization;
 using System.Runtime.InteropServices;
-using ILGPU;
 
 namespace PoolKernels;
 
@@ -9,7 +8,6 @@ internal static class SpatialArgs
 {
     public static ReadOnlySpan<float> F(DeviceTensor t) => MemoryMarshal.Cast<byte, float>(t.Host.Span);
     public static Span<float> FOut(DeviceTensor t) => MemoryMarshal.Cast<byte, float>(t.Host.Span);
-    public static ArrayView<float> V(IlgpuDevice g, DeviceTensor t) => g.Bytes(t).Cast<float>();
 
     // fixed arity, no params array: a steady-state call allocates nothing
     public static void Devices(Device device, string n1, DeviceTensor? t1, string n2, DeviceTensor? t2,
@@ -65,13 +63,4 @@ internal static class SpatialArgs
 
     private static int Int(string s, string name) => int.TryParse(s, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out int v)
         ? v : throw new ArgumentException($"{name} entry '{s}' is not an integer.", name);
-
-    public static void OnGpu<TState>(IlgpuDevice g, TState state, Action<IlgpuDevice, TState> launch)
-    {
-        lock (g.Gate)
-        {
-            launch(g, state);
-            g.Accelerator.Synchronize();
-        }
-    }
 }

@@ -156,21 +156,8 @@ public static partial class SpatialPooling
         if (valid is not null) { MaskDType(valid, "valid"); Shaped(valid, "valid", "[B,H,W]", b, h, w); }
         ValidateSpatial(options);
         Output(output, b, c);
-        int ms = valid is null ? 0 : valid.DType.Size();
-        switch (device)
-        {
-            case CpuDevice { Kind: BackendKind.Reference }:
-                SpatialPoolReference.Run(F(x), valid is null ? default : valid.Host.Span, ms, FOut(output), b, c, h, w, options.Nhwc, options.Mode, options.P, options.Eps, options.Normalize);
-                break;
-            case CpuDevice cpu:
-                SpatialPoolSimd.Run(F(x), valid is null ? default : valid.Host.Span, ms, FOut(output), b, c, h, w, options.Nhwc, options.Mode, options.P, options.Eps, options.Normalize, cpu.Pool);
-                break;
-            case IlgpuDevice g:
-                var prm = new SpatialPoolParams { Batch = b, Channels = c, HW = h * w, Nhwc = options.Nhwc ? 1 : 0, MaskSize = ms, Mode = (int)options.Mode, P = options.P, Eps = options.Eps };
-                OnGpu(g, (x, valid, output, prm, options.Normalize), static (g, s) =>
-                    SpatialPoolIlgpu.Launch(g.Accelerator, g.Accelerator.DefaultStream, V(g, s.x), s.valid is null ? g.Dummy.View : g.Bytes(s.valid), V(g, s.output), s.prm, s.Normalize));
-                break;
-        }
+        var plan = new SpatialPlan(In.Of(x), In.Of(valid), valid is null ? 0 : valid.DType.Size(), Out.Of(output), b, c, h, w, options);
+        Dispatch.Run(device, ref plan);
     }
 
     /// <summary><c>spatial_pool</c> over host spans: x [B,C,H,W] (or [B,H,W,C]), output [B,C]; no valid mask.</summary>
@@ -182,16 +169,37 @@ public static partial class SpatialPooling
         Check.NonNegative(batch, "batch"); Check.NonNegative(channels, "channels"); Check.NonNegative(height, "height"); Check.NonNegative(width, "width");
         if (x.Length != (long)batch * channels * height * width) Check.Length(x.Length, (long)batch * channels * height * width, "x", $"[B,C,H,W] = [{batch}, {channels}, {height}, {width}]");
         if (output.Length != (long)batch * channels) Check.Length(output.Length, (long)batch * channels, "output", $"[B,C] = [{batch}, {channels}]");
-        if (device is CpuDevice { Kind: BackendKind.Simd } cpu)
+        var plan = new SpatialPlan(In.Of(x), default, 0, Out.Of(output), batch, channels, height, width, options);
+        Dispatch.Run(device, ref plan);
+    }
+
+    /// <summary>A validated spatial_pool call: x [B,C,H,W] or [B,H,W,C], valid absent or [B,H,W] (mask bytes of
+    /// <c>maskSize</c> each), output [B,C].</summary>
+    private readonly ref struct SpatialPlan(In x, In valid, int maskSize, Out output, int b, int c, int h, int w,
+        SpatialPoolOptions o) : IPlan
+    {
+        private readonly In _x = x, _valid = valid;
+        private readonly Out _out = output;
+
+        public void Reference() =>
+            SpatialPoolReference.Run(_x.As<float>(), _valid.Host, maskSize, _out.As<float>(), b, c, h, w, o.Nhwc, o.Mode, o.P, o.Eps,
+                o.Normalize);
+
+        public void Simd(CpuDevice cpu) =>
+            SpatialPoolSimd.Run(_x.As<float>(), _valid.Host, maskSize, _out.As<float>(), b, c, h, w, o.Nhwc, o.Mode, o.P, o.Eps,
+                o.Normalize,
+                cpu.Pool);
+
+        public void Ilgpu(IlgpuScope s)
         {
-            SpatialPoolSimd.Run(x, default, 0, output, batch, channels, height, width, options.Nhwc, options.Mode, options.P, options.Eps, options.Normalize, cpu.Pool);
-            return;
+            var prm = new SpatialPoolParams
+            {
+                Batch = b, Channels = c, HW = h * w, Nhwc = o.Nhwc ? 1 : 0, MaskSize = maskSize, Mode = (int)o.Mode, P = o.P, Eps = o.Eps,
+            };
+            var output = s.Out<float>(_out);
+            SpatialPoolIlgpu.Launch(s.Accelerator, s.Stream, s.In<float>(_x), s.In<byte>(_valid), output, prm, o.Normalize);
+            s.Download(output, _out);
         }
-        int[] shape = options.Nhwc ? [batch, height, width, channels] : [batch, channels, height, width];
-        using var xt = device.Upload(x, shape);
-        using var o = device.Allocate(DType.F32, batch, channels);
-        device.SpatialPool(xt, o, options);
-        o.CopyTo(output);
     }
 
     private static void ValidateSpatial(SpatialPoolOptions options)
@@ -240,14 +248,8 @@ public static partial class SpatialPooling
         Check.Rank(x.Shape, 4, "x", "[B,C,H,W]");
         var q = options.Resolve(x.Shape[0], x.Shape[1], x.Shape[2], x.Shape[3]);
         Output(output, q.Batch, q.Channels, q.OutH, q.OutW);
-        switch (device)
-        {
-            case CpuDevice { Kind: BackendKind.Reference }: Pool2dReference.Run(F(x), FOut(output), q); break;
-            case CpuDevice cpu: Pool2dSimd.Run(F(x), FOut(output), q, cpu.Pool, Pool2dItem(cpu, q)); break;
-            case IlgpuDevice g:
-                OnGpu(g, (x, output, q), static (g, s) => Pool2dIlgpu.Launch(g.Accelerator, g.Accelerator.DefaultStream, V(g, s.x), V(g, s.output), s.q));
-                break;
-        }
+        var plan = new Pool2dPlan(In.Of(x), Out.Of(output), q);
+        Dispatch.Run(device, ref plan);
     }
 
     /// <summary><c>pool2d</c> over host spans: x [B,C,H,W], output [B,C,Ho,Wo] (see <see cref="Pool2dShape"/>).</summary>
@@ -258,19 +260,28 @@ public static partial class SpatialPooling
         Check.NonNegative(batch, "batch"); Check.NonNegative(channels, "channels"); Check.NonNegative(height, "height"); Check.NonNegative(width, "width");
         if (x.Length != (long)batch * channels * height * width) Check.Length(x.Length, (long)batch * channels * height * width, "x", $"[B,C,H,W] = [{batch}, {channels}, {height}, {width}]");
         var q = options.Resolve(batch, channels, height, width);
-        if (output.Length != (long)batch * channels * q.OutH * q.OutW) Check.Length(output.Length, (long)batch * channels * q.OutH * q.OutW, "output", $"[B,C,Ho,Wo] = [{batch}, {channels}, {q.OutH}, {q.OutW}]");
-        switch (device)
+        if (output.Length != (long)batch * channels * q.OutH * q.OutW)
+            Check.Length(output.Length, (long)batch * channels * q.OutH * q.OutW, "output",
+                $"[B,C,Ho,Wo] = [{batch}, {channels}, {q.OutH}, {q.OutW}]");
+        var plan = new Pool2dPlan(In.Of(x), Out.Of(output), q);
+        Dispatch.Run(device, ref plan);
+    }
+
+    /// <summary>A validated pool2d call: x [B,C,H,W], output [B,C,Ho,Wo].</summary>
+    private readonly ref struct Pool2dPlan(In x, Out output, Pool2dParams q) : IPlan
+    {
+        private readonly In _x = x;
+        private readonly Out _out = output;
+
+        public void Reference() => Pool2dReference.Run(_x.As<float>(), _out.As<float>(), q);
+
+        public void Simd(CpuDevice cpu) => Pool2dSimd.Run(_x.As<float>(), _out.As<float>(), q, cpu.Pool, Pool2dItem(cpu, q));
+
+        public void Ilgpu(IlgpuScope s)
         {
-            case CpuDevice { Kind: BackendKind.Reference }: Pool2dReference.Run(x, output, q); break;
-            case CpuDevice cpu: Pool2dSimd.Run(x, output, q, cpu.Pool, Pool2dItem(cpu, q)); break;
-            default:
-                using (var xt = device.Upload(x, batch, channels, height, width))
-                using (var o = device.Allocate(DType.F32, batch, channels, q.OutH, q.OutW))
-                {
-                    device.Pool2d(xt, o, options);
-                    o.CopyTo(output);
-                }
-                break;
+            var output = s.Out<float>(_out);
+            Pool2dIlgpu.Launch(s.Accelerator, s.Stream, s.In<float>(_x), output, q);
+            s.Download(output, _out);
         }
     }
 
@@ -374,23 +385,39 @@ public static partial class SpatialPooling
     private static int Pool2dItem(CpuDevice cpu, in Pool2dParams q) =>
         Tuning.Get(cpu, "pool2d", (long)q.Batch * q.Channels, (long)q.H * q.W, "item", Pool2dSimd.DefaultItemFloats);
 
-    private static void RunAdaptive(Device device, DeviceTensor x, DeviceTensor output, ReadOnlySpan<(int OH, int OW, int Offset)> plan, Pool2dMode mode, int outStride)
+    private static void RunAdaptive(Device device, DeviceTensor x, DeviceTensor output, ReadOnlySpan<(int OH, int OW, int Offset)> levels,
+        Pool2dMode mode, int outStride)
     {
-        foreach (var p in plan)
+        var plan = new AdaptivePlan(x, output, levels, mode, outStride);
+        Dispatch.Run(device, ref plan);
+    }
+
+    /// <summary>adaptive_pool2d / spp: one adaptive pooling per level, written at its offset of each output row.</summary>
+    private readonly ref struct AdaptivePlan(DeviceTensor x, DeviceTensor output, ReadOnlySpan<(int OH, int OW, int Offset)> levels,
+        Pool2dMode mode, int outStride) : IPlan
+    {
+        private readonly ReadOnlySpan<(int OH, int OW, int Offset)> _levels = levels;
+
+        private AdaptivePoolParams Level(int i) => new()
         {
-            var q = new AdaptivePoolParams
-            {
-                Batch = x.Shape[0], Channels = x.Shape[1], H = x.Shape[2], W = x.Shape[3], OutH = p.OH, OutW = p.OW,
-                OutStride = outStride, OutOffset = p.Offset, Mode = (int)mode,
-            };
-            switch (device)
-            {
-                case CpuDevice { Kind: BackendKind.Reference }: AdaptivePoolReference.Run(F(x), FOut(output), q); break;
-                case CpuDevice cpu: Pool2dSimd.RunAdaptive(F(x), FOut(output), q, cpu.Pool); break;
-                case IlgpuDevice g:
-                    OnGpu(g, (x, output, q), static (g, s) => Pool2dIlgpu.LaunchAdaptive(g.Accelerator, g.Accelerator.DefaultStream, V(g, s.x), V(g, s.output), s.q));
-                    break;
-            }
+            Batch = x.Shape[0], Channels = x.Shape[1], H = x.Shape[2], W = x.Shape[3], OutH = _levels[i].OH, OutW = _levels[i].OW,
+            OutStride = outStride, OutOffset = _levels[i].Offset, Mode = (int)mode,
+        };
+
+        public void Reference()
+        {
+            for (int i = 0; i < _levels.Length; i++) AdaptivePoolReference.Run(F(x), FOut(output), Level(i));
+        }
+
+        public void Simd(CpuDevice cpu)
+        {
+            for (int i = 0; i < _levels.Length; i++) Pool2dSimd.RunAdaptive(F(x), FOut(output), Level(i), cpu.Pool);
+        }
+
+        public void Ilgpu(IlgpuScope s)
+        {
+            for (int i = 0; i < _levels.Length; i++) Pool2dIlgpu.LaunchAdaptive(s.Accelerator, s.Stream, s.View<float>(x),
+                s.View<float>(output), Level(i));
         }
     }
 }

@@ -81,40 +81,34 @@ public static class Training
             (nameof(loss), loss), (nameof(dAnchors), dAnchors), (nameof(dCandidates), dCandidates) ])
             Check.SameDevice(device, name, t);
         var (b, n, d) = CheckInfoNce(anchors.Shape, anchors.DType, candidates.Shape, candidates.DType, scale, similarity);
-        Out(loss, nameof(loss), [1], "[1]");
-        Out(dAnchors, nameof(dAnchors), [b, d], "[B,D]");
-        Out(dCandidates, nameof(dCandidates), [n, d], "[N,D]");
-        bool cosine = similarity == InfoNceSimilarity.Cosine;
-        switch (device)
-        {
-            case CpuDevice cpu:
-                var a = F(anchors.Host.Span); var c = F(candidates.Host.Span);
-                if (cpu.Kind == BackendKind.Reference)
-                    InfoNceReference.Run(a, c, b, n, d, scale, cosine, FW(loss.Host.Span), FW(dAnchors.Host.Span), FW(dCandidates.Host.Span));
-                else InfoNceSimd.Run(a, c, b, n, d, scale, cosine, FW(loss.Host.Span), FW(dAnchors.Host.Span), FW(dCandidates.Host.Span), cpu.Pool);
-                break;
-            case IlgpuDevice g:
-                using (var norms = g.Allocate(DType.F32, Math.Max(1, b + n)))
-                using (var gm = g.Allocate(DType.F32, Math.Max(1, checked(b * n))))
-                using (var dhat = g.Allocate(DType.F32, Math.Max(1, checked((b + n) * d))))
-                using (var rows = g.Allocate(DType.F32, Math.Max(1, b)))
-                    lock (g.Gate)
-                    {
-                        InfoNceIlgpu.Launch(g.Accelerator, g.Accelerator.DefaultStream, V(g, anchors), V(g, candidates), V(g, loss), V(g, dAnchors),
-                            V(g, dCandidates), V(g, norms), V(g, gm), V(g, dhat), V(g, rows), b, n, d, scale, cosine);
-                        g.Accelerator.Synchronize();
-                    }
-                break;
-        }
+        Output(loss, nameof(loss), [1], "[1]");
+        Output(dAnchors, nameof(dAnchors), [b, d], "[B,D]");
+        Output(dCandidates, nameof(dCandidates), [n, d], "[N,D]");
+        var plan = new InfoNcePlan(anchors, candidates, loss, dAnchors, dCandidates, b, n, d, scale, similarity == InfoNceSimilarity.Cosine);
+        Dispatch.Run(device, ref plan);
     }
 
-    private static void Out(DeviceTensor t, string name, ReadOnlySpan<int> shape, string layout)
+    /// <summary>A validated info_nce call on device-resident tensors.</summary>
+    private readonly struct InfoNcePlan(DeviceTensor a, DeviceTensor c, DeviceTensor loss, DeviceTensor da, DeviceTensor dc, int b, int n, int d,
+        float scale, bool cosine) : IPlan
+    {
+        public void Reference() =>
+            InfoNceReference.Run(F(a.Host.Span), F(c.Host.Span), b, n, d, scale, cosine, FW(loss.Host.Span), FW(da.Host.Span), FW(dc.Host.Span));
+
+        public void Simd(CpuDevice cpu) => InfoNceSimd.Run(F(a.Host.Span), F(c.Host.Span), b, n, d, scale, cosine, FW(loss.Host.Span),
+            FW(da.Host.Span), FW(dc.Host.Span), cpu.Pool);
+
+        public void Ilgpu(IlgpuScope s) => InfoNceIlgpu.Launch(s.Accelerator, s.Stream, s.View<float>(a), s.View<float>(c), s.View<float>(loss),
+            s.View<float>(da), s.View<float>(dc), s.Temp<float>(b + n), s.Temp<float>((long)b * n), s.Temp<float>((long)(b + n) * d),
+            s.Temp<float>(b), b, n, d, scale, cosine);
+    }
+
+    private static void Output(DeviceTensor t, string name, ReadOnlySpan<int> shape, string layout)
     {
         Check.DTypeIs(t.DType, name, "F32", t.DType == DType.F32);
         Check.ShapeIs(t.Shape, shape, name, layout);
     }
 
-    private static ILGPU.ArrayView<float> V(IlgpuDevice g, DeviceTensor t) => (t.Bytes == 0 ? g.Dummy.View.AsContiguous() : g.Bytes(t)).Cast<float>();
     private static ReadOnlySpan<float> F(Span<byte> s) => MemoryMarshal.Cast<byte, float>(s);
     private static Span<float> FW(Span<byte> s) => MemoryMarshal.Cast<byte, float>(s);
 
@@ -157,7 +151,7 @@ public static class Training
         using var scope = new HostScope(device);
         DeviceTensor x = scope.Bind(param), m = scope.Bind(expAvg), v = scope.Bind(expAvgSq);
         device.AdamWStep(x, scope.Bind(grad), m, v, step, options);
-        if (device is IlgpuDevice) { x.CopyToBytes(param.Data.Span); m.CopyToBytes(expAvg.Data.Span); v.CopyToBytes(expAvgSq.Data.Span); }
+        HostScope.WriteBack(x, param); HostScope.WriteBack(m, expAvg); HostScope.WriteBack(v, expAvgSq);
     }
 
     /// <summary><c>adamw_step</c> in place on device-resident tensors (the optimizer state stays on the device).</summary>
@@ -172,25 +166,11 @@ public static class Training
             Check.SameDevice(device, name, t);
         var p = (options ?? Default).Params(step);
         Check.DTypeIs(param.DType, nameof(param), "F32", param.DType == DType.F32);
-        Out(grad, nameof(grad), param.Shape, "param's shape");
-        Out(expAvg, nameof(expAvg), param.Shape, "param's shape");
-        Out(expAvgSq, nameof(expAvgSq), param.Shape, "param's shape");
-        switch (device)
-        {
-            case CpuDevice cpu:
-                if (cpu.Kind == BackendKind.Reference)
-                    AdamWReference.Run(FW(param.Host.Span), F(grad.Host.Span), FW(expAvg.Host.Span), FW(expAvgSq.Host.Span), p);
-                else AdamWSimd.Run(FW(param.Host.Span), F(grad.Host.Span), FW(expAvg.Host.Span), FW(expAvgSq.Host.Span), p, cpu.Pool);
-                break;
-            case IlgpuDevice g:
-                if (param.Bytes == 0) return;
-                lock (g.Gate)
-                {
-                    AdamWIlgpu.Launch(g.Accelerator, g.Accelerator.DefaultStream, V(g, param), V(g, grad), V(g, expAvg), V(g, expAvgSq), p);
-                    g.Accelerator.Synchronize();
-                }
-                break;
-        }
+        Output(grad, nameof(grad), param.Shape, "param's shape");
+        Output(expAvg, nameof(expAvg), param.Shape, "param's shape");
+        Output(expAvgSq, nameof(expAvgSq), param.Shape, "param's shape");
+        var plan = new AdamWPlan(Out.Of(param), In.Of(grad), Out.Of(expAvg), Out.Of(expAvgSq), p);
+        Dispatch.Run(device, ref plan);
     }
 
     /// <summary><c>adamw_step</c> in place over host spans of one length. On reference and simd nothing is allocated.</summary>
@@ -203,23 +183,30 @@ public static class Training
         if (grad.Length != n) Check.Length(grad.Length, n, nameof(grad), "param's length");
         if (expAvg.Length != n) Check.Length(expAvg.Length, n, nameof(expAvg), "param's length");
         if (expAvgSq.Length != n) Check.Length(expAvgSq.Length, n, nameof(expAvgSq), "param's length");
-        switch (device)
+        var plan = new AdamWPlan(Out.Of(param), In.Of(grad), Out.Of(expAvg), Out.Of(expAvgSq), p);
+        Dispatch.Run(device, ref plan);
+    }
+
+    /// <summary>A validated adamw_step: param, exp_avg and exp_avg_sq updated in place (host spans or device tensors).</summary>
+    private readonly ref struct AdamWPlan(Out param, In grad, Out m, Out v, AdamWParams p) : IPlan
+    {
+        private readonly Out _x = param, _m = m, _v = v;
+        private readonly In _g = grad;
+
+        public void Reference() => AdamWReference.Run(_x.As<float>(), _g.As<float>(), _m.As<float>(), _v.As<float>(), p);
+
+        public void Simd(CpuDevice cpu) => AdamWSimd.Run(_x.As<float>(), _g.As<float>(), _m.As<float>(), _v.As<float>(), p, cpu.Pool);
+
+        public void Ilgpu(IlgpuScope s)
         {
-            case CpuDevice cpu:
-                if (cpu.Kind == BackendKind.Reference) AdamWReference.Run(param, grad, expAvg, expAvgSq, p);
-                else AdamWSimd.Run(param, grad, expAvg, expAvgSq, p, cpu.Pool);
-                break;
-            case IlgpuDevice g:
-                using (var x = g.Upload<float>(param, n))
-                using (var gr = g.Upload(grad, n))
-                using (var m = g.Upload<float>(expAvg, n))
-                using (var v = g.Upload<float>(expAvgSq, n))
-                {
-                    device.AdamWStep(x, gr, m, v, step, options);
-                    x.CopyTo(param); m.CopyTo(expAvg); v.CopyTo(expAvgSq);
-                }
-                break;
+            // in place: a host span is uploaded, stepped and copied back; a device tensor is stepped where it is
+            var x = InOut(s, _x); var m = InOut(s, _m); var v = InOut(s, _v);
+            AdamWIlgpu.Launch(s.Accelerator, s.Stream, x, s.In<float>(_g), m, v, p, _g.Tensor?.Count is { } c ? checked((int)c) : _g.Host.Length / 4);
+            s.Download(x, _x); s.Download(m, _m); s.Download(v, _v);
         }
+
+        private static ILGPU.ArrayView<float> InOut(IlgpuScope s, in Out o) =>
+            o.Tensor is not null ? s.Out<float>(o) : s.Upload<float>(o.As<float>());
     }
 
     private static readonly AdamWOptions Default = new();
