@@ -8,9 +8,12 @@ internal sealed class EngineAttentionFamily : IOpFamily
 {
     public static IEnumerable<OpSpec> Specs()
     {
-        yield return new OpSpec("sdpa_paged", RunPaged, PagedCases, Rtol: 2e-4, Atol: 2e-5) { BenchCases = PagedBench };
-        yield return new OpSpec("kv_cache_write", RunWrite, WriteCases, Rtol: 0, Atol: 0);
-        yield return new OpSpec("attention_combine", RunCombine, CombineCases, Rtol: 1e-5, Atol: 1e-6);
+        yield return new OpSpec("sdpa_paged", RunPaged, PagedCases, Rtol: 2e-4, Atol: 2e-5) { BenchCases = PagedBench, Prepare = PreparePaged };
+        yield return new OpSpec("kv_cache_write", RunWrite, WriteCases, Rtol: 0, Atol: 0) { BenchCases = WriteBench, Prepare = PrepareWrite };
+        yield return new OpSpec("attention_combine", RunCombine, CombineCases, Rtol: 1e-5, Atol: 1e-6)
+        {
+            BenchCases = CombineBench, Prepare = PrepareCombine,
+        };
     }
 
     private static SdpaOptions PagedOptions(OpCall c) =>
@@ -174,5 +177,73 @@ internal sealed class EngineAttentionFamily : IOpFamily
                 new OpCall(inputs, new Dictionary<string, string> { ["causal"] = "bottom_right" }), bytes, flops, ""));
         }
         return list;
+    }
+
+    /// <summary>The device-resident decode step: inputs uploaded once, outputs reused.</summary>
+    private static PreparedCall PreparePaged(Device d, OpCall c)
+    {
+        var q = d.Upload(c.Input("q")); var k = d.Upload(c.Input("k_cache")); var v = d.Upload(c.Input("v_cache"));
+        var t = d.Upload(c.Input("block_table")); var l = d.Upload(c.Input("seq_lens"));
+        var shape = c.Input("q").ShapeArray;
+        var o = d.Allocate(DType.F32, shape[0], shape[1], shape[2], c.Input("v_cache").Shape[3]);
+        var lse = d.Allocate(DType.F32, shape[0], shape[1], shape[2]);
+        var options = PagedOptions(c);
+        return new PreparedCall(() => d.SdpaPaged(q, k, v, t, l, o, lse, options), q, k, v, t, l, o, lse);
+    }
+
+    /// <summary>A decode step's cache write (Tn = 1 for every sequence of the decode workload) and a prefill chunk.</summary>
+    private static IReadOnlyList<BenchCase> WriteBench(Device d)
+    {
+        bool sim = d.Id == "ilgpu-cpu";
+        (int B, int Tn, int Hkv, int E)[] shapes = sim ? [(4, 1, 2, 32), (2, 64, 2, 32)] : [(32, 1, 8, 128), (4, 2048, 8, 128)];
+        var list = new List<BenchCase>();
+        var rng = new Random(1);
+        foreach (var (b, tn, hkv, e) in shapes)
+        {
+            var r = new RandomTensors(3);
+            int before = sim ? 40 : 4000;
+            var (table, _, pages) = PagedLayout(rng, Enumerable.Repeat(before + tn, b).ToArray(), 16, 0, false, false);
+            var inputs = new Dictionary<string, HostTensor>
+            {
+                ["k_new"] = r.Floats(DType.F32, -1, 1, b, tn, hkv, e), ["v_new"] = r.Floats(DType.F32, -1, 1, b, tn, hkv, e),
+                ["k_cache"] = HostTensor.Zeros(DType.F32, pages, 16, hkv, e), ["v_cache"] = HostTensor.Zeros(DType.F32, pages, 16, hkv, e),
+                ["block_table"] = table, ["seq_lens"] = HostTensor.From(Enumerable.Repeat(before, b).ToArray(), b),
+            };
+            double bytes = 2.0 * 2 * b * tn * hkv * e * 4;
+            list.Add(new BenchCase($"write B{b} Tn{tn} Hkv{hkv} E{e} page 16 F32", (double)b * tn, new OpCall(inputs, new Dictionary<string, string>()),
+                bytes, 0, ""));
+        }
+        return list;
+    }
+
+    private static PreparedCall PrepareWrite(Device d, OpCall c)
+    {
+        var kn = d.Upload(c.Input("k_new")); var vn = d.Upload(c.Input("v_new")); var kc = d.Upload(c.Input("k_cache"));
+        var vc = d.Upload(c.Input("v_cache")); var t = d.Upload(c.Input("block_table")); var l = d.Upload(c.Input("seq_lens"));
+        return new PreparedCall(() => d.KvCacheWrite(kn, vn, kc, vc, t, l), kn, vn, kc, vc, t, l);
+    }
+
+    /// <summary>Split-KV decode (8 splits of B32 Hq32 Tq1 Ev128) and chunked prefill (4 chunks of B8 H12 T512 Ev64).</summary>
+    private static IReadOnlyList<BenchCase> CombineBench(Device d)
+    {
+        bool sim = d.Id == "ilgpu-cpu";
+        int[][] shapes = sim ? [[4, 2, 4, 1, 32], [2, 2, 4, 16, 32]] : [[8, 32, 32, 1, 128], [4, 8, 12, 512, 64]];
+        var list = new List<BenchCase>();
+        foreach (var sh in shapes)
+        {
+            var r = new RandomTensors(4);
+            var inputs = new Dictionary<string, HostTensor> { ["outs"] = r.Floats(DType.F32, -1, 1, sh), ["lses"] = r.Floats(DType.F32, -3, 3, sh[..^1]) };
+            double rows = (double)sh[1] * sh[2] * sh[3];
+            list.Add(new BenchCase($"combine {Shape.Format(sh)}", rows, new OpCall(inputs, new Dictionary<string, string>()),
+                4.0 * rows * (sh[4] + 1) * (sh[0] + 1), 2.0 * rows * sh[4] * sh[0], ""));
+        }
+        return list;
+    }
+
+    private static PreparedCall PrepareCombine(Device d, OpCall c)
+    {
+        var outs = d.Upload(c.Input("outs")); var lses = d.Upload(c.Input("lses"));
+        var o = d.Allocate(DType.F32, c.Input("outs").ShapeArray[1..]); var l = d.Allocate(DType.F32, c.Input("lses").ShapeArray[1..]);
+        return new PreparedCall(() => d.AttentionCombine(outs, lses, o, l), outs, lses, o, l);
     }
 }

@@ -7,8 +7,8 @@ internal sealed class TrainingFamily : IOpFamily
 {
     public static IEnumerable<OpSpec> Specs()
     {
-        yield return new OpSpec("info_nce", RunInfoNce, InfoNceCases, Rtol: 2e-4, Atol: 2e-6);
-        yield return new OpSpec("adamw_step", RunAdamW, AdamWCases, Rtol: 2e-5, Atol: 1e-7);
+        yield return new OpSpec("info_nce", RunInfoNce, InfoNceCases, Rtol: 2e-4, Atol: 2e-6) { BenchCases = InfoNceBench, Prepare = PrepareInfoNce };
+        yield return new OpSpec("adamw_step", RunAdamW, AdamWCases, Rtol: 2e-5, Atol: 1e-7) { BenchCases = AdamWBench, Prepare = PrepareAdamW };
     }
 
     private static IReadOnlyDictionary<string, HostTensor> RunInfoNce(Device d, OpCall c)
@@ -75,5 +75,56 @@ internal sealed class TrainingFamily : IOpFamily
             list.Add(($"{Shape.Format(c.Shape)} step {c.Step} lr {c.Lr} wd {c.Wd} grads ±{c.GradScale}", new OpCall(inputs, ps)));
         }
         return list;
+    }
+
+    /// <summary>A training batch of the paper's heads: B pairs with one hard negative each (N = 2B) at MiniLM's and a
+    /// 768-wide model's width.</summary>
+    private static IReadOnlyList<BenchCase> InfoNceBench(Device d)
+    {
+        bool sim = d.Id == "ilgpu-cpu";
+        (int B, int N, int D)[] shapes = sim ? [(8, 16, 32), (16, 32, 64)] : [(64, 128, 384), (256, 512, 768)];
+        var list = new List<BenchCase>();
+        foreach (var (b, n, dim) in shapes)
+        {
+            var r = new RandomTensors(5);
+            var inputs = new Dictionary<string, HostTensor> { ["anchors"] = r.Floats(DType.F32, -1, 1, b, dim), ["candidates"] = r.Floats(DType.F32, -1, 1, n, dim) };
+            list.Add(new BenchCase($"B{b} N{n} D{dim} cosine", (double)b * n, new OpCall(inputs, new Dictionary<string, string>()),
+                4.0 * 2 * (b + n) * dim, 6.0 * b * n * dim, ""));
+        }
+        return list;
+    }
+
+    private static PreparedCall PrepareInfoNce(Device d, OpCall c)
+    {
+        var a = d.Upload(c.Input("anchors")); var cand = d.Upload(c.Input("candidates"));
+        var l = d.Allocate(DType.F32, 1); var da = d.Allocate(DType.F32, c.Input("anchors").ShapeArray);
+        var dc = d.Allocate(DType.F32, c.Input("candidates").ShapeArray);
+        return new PreparedCall(() => d.InfoNce(a, cand, l, da, dc), a, cand, l, da, dc);
+    }
+
+    /// <summary>One optimizer step over a head's parameters (1M: about the trainable pooling head) and 10M floats.</summary>
+    private static IReadOnlyList<BenchCase> AdamWBench(Device d)
+    {
+        bool sim = d.Id == "ilgpu-cpu";
+        int[] sizes = sim ? [4096, 65536] : [1 << 20, 10 << 20];
+        var list = new List<BenchCase>();
+        foreach (int n in sizes)
+        {
+            var r = new RandomTensors(6);
+            var inputs = new Dictionary<string, HostTensor>
+            {
+                ["param"] = r.Floats(DType.F32, -1, 1, n), ["grad"] = r.Floats(DType.F32, -1, 1, n),
+                ["exp_avg"] = r.Floats(DType.F32, -0.1f, 0.1f, n), ["exp_avg_sq"] = r.Floats(DType.F32, 0, 0.01f, n),
+            };
+            list.Add(new BenchCase($"{n} params", n, new OpCall(inputs, new Dictionary<string, string> { ["step"] = "10" }), 7.0 * 4 * n, 12.0 * n, ""));
+        }
+        return list;
+    }
+
+    private static PreparedCall PrepareAdamW(Device d, OpCall c)
+    {
+        var p = d.Upload(c.Input("param")); var g = d.Upload(c.Input("grad"));
+        var m = d.Upload(c.Input("exp_avg")); var v = d.Upload(c.Input("exp_avg_sq"));
+        return new PreparedCall(() => d.AdamWStep(p, g, m, v, 10), p, g, m, v);
     }
 }
