@@ -27,8 +27,6 @@ internal readonly struct BoolBias : IElementReader<byte>
 /// tiles (≤ 64×64) that fit E and Ev, so head dims up to 256, odd ones included, run on every backend. On CUDA and ilgpu-cpu the
 /// block is dynamic and sized to the tiles (E = 64: 35 KB), leaving room for more resident groups; on OpenCL it is static
 /// (<see cref="KernelStatic"/>).</para>
-/// <para>Tried: a register accumulator per thread (impossible with a run-time group size) and warp shuffles for the row
-/// max (not portable: OpenCL emits them for Intel only). Threads stride S by key so the K tile's row stride is made odd.</para>
 /// </summary>
 internal static class SdpaIlgpu
 {

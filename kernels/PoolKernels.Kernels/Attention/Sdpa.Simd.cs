@@ -265,25 +265,7 @@ internal unsafe struct V128 : IVec<Vector128<float>>
 /// <para>Work items: with few (sequence, head) pairs a head's query blocks are split into interleaved chunks (chunk c takes
 /// blocks c, c + Chunks, ...) so that chunks cost about the same under a causal mask, at least 16 items per worker where the
 /// blocks allow; under causal/window bounds the P·V kernel visits only the keys its 4 rows may see (half of a diagonal tile).</para>
-/// <para>History (sdpa B=8, H=12, T=512, E=64, F32, key padding removing 0..259 of 512 keys per sequence; 2 cores AVX-512 shared
-/// with another benchmarking process; fraction of F32 FMA peak at the 4·B·H·T²·E FLOPs, min of 10-20 calls interleaved
-/// with the FMA loop in one process): row-major S = Q·Kᵀ (K transposed per item), a per-row softmax (horizontal max and sum,
-/// a scalar MathF.Exp for alpha per row and tile, a separate O-rescale pass): 44-47%. Timed phases then: Q·Kᵀ 17 ms, P·V 17 ms,
-/// softmax 18 ms (as much as a GEMM: per row a serial chain through HMax, MathF.Exp and HSum), staging and output 8 ms.
-/// 1) Skipping the tiles outside the padding row's kept range: 56% (bit-identical output: those keys contributed exactly 0).
-/// 2) This transposed layout with the vertical softmax, the rescale fused into P·V, F32 k/v read in place and vscalefps in
-/// exp: 64-73%. 3) exp: one compare shared by the clamp and the final zero select was materialized as a vector (vpmovm2d +
-/// vpternlogd) and doubled exp's cost (13 vs 6.7 ns per Vector512 in a microbenchmark); vmaxps for the clamp and a fresh
-/// compare for the select: 82-87%. Phases now (as fractions of the FMA-peak time of the FLOPs, quiet machine): Q·Kᵀ
-/// 0.39 (near peak for the ~75% of keys it computes), P·V 0.47-0.54, softmax 0.22, Qᵀ staging and output 0.14. 4) Interleaved
-/// chunks and the bounded P·V: causal T=2048 1.83-1.87x -> 1.89-1.90x faster than non-causal. 5) F32 Qᵀ by 8-lane gathers instead
-/// of E scalar stores per row: 5-13% less time for the whole call (same-process A/B, bit-identical), causal 1.92x.
-/// 6) Qᵀ by 16 × 16 register transposes instead of the gathers (B32 H8 Tq256 E128, same harness): bthd 24 keys 12.1 -> 9.5 ms,
-/// 64 keys 17.8 -> 15.1 ms, 128 keys 27.0 -> 23.8 ms; the resampler's 512 keys 19.0 -> 18.1 ms.
-/// Tried without a gain beyond the machine's noise and dropped: pointer-bump loops in P·V, a 6-row × 4-vector P·V micro-kernel (each V load feeding 6
-/// FMAs), software prefetch of the V tile's rows during Q·Kᵀ (all three same-process A/B), BlockK = 32 for a smaller L1
-/// footprint (alternating runs). P·V remains the least efficient phase (its V tile is new every tile and re-read by 16 row
-/// groups; Q·Kᵀ re-reads Qᵀ, which stays in L1 for the whole block); there is no PMU in this VM to say more.</para>
+/// <para>Why this design, and what was tried: perf/NOTES.md, "sdpa simd: design history".</para>
 /// <para>Memory: per worker O(Tk·(E + Ev) + BlockQ·(E + Ev + BlockK)) floats of scratch, kept between calls (pinned arrays
 /// grown on demand), so a steady-state call allocates nothing and no Tq×Tk buffer exists.</para>
 /// </summary>

@@ -14,17 +14,7 @@ namespace PoolKernels.Kernels;
 /// ≤ 768 KB, stays in L2) and runs row tiles outer, panels inner (a row tile's packed A, 18 KB, stays in L1), the
 /// micro-kernel prefetching the next k block's B rows into L2 on the way (a line every 4 steps). Row sums of A, when
 /// wanted, are summed from the transposed A vectors. Independent of the caller's alignment and of k % 16.
-/// <para>Measured (mask_pool [8,256,64,64] × 100 masks, same process, min of 36 calls, % of an FMA loop of the same
-/// FLOPs): 64-66% against 55-57% for the former dot-product form (4 × 6 register tile of lane-wise dot products over
-/// copied rows, whose A rows streamed from L2 at 4 lines per 24 FMAs); with the prefetch 68-72% and the 4-row edge
-/// kernel (<see cref="MicroTile.Rows4"/>, the last 4 of 100 masks) 2-10% less time again. Skipping the packs (wrong
-/// results, timing only): B's transposes cost ~10% and A's ~5%; the micro-kernel alone runs at ~85%, at the FMA peak in
-/// a single-thread loop over L2-resident panels (as do 6×64, 8×48 and 4×96 tiles). Tried without a gain: prefetches in
-/// bursts between tiles or in the packing loop, 8 prefetched rows per tile (A and B), k blocks of 256/512/768 (384
-/// best by ~5%), twice the work items; panels outer and row tiles inner with one panel packed at a time (k blocks of
-/// 192-384: no faster); k split over 2-3 items per problem with the partial products added after (more items for a
-/// noisy machine to balance: 7% slower); transposes that gather 128-bit quarters by vinsertf32x4 loads to halve the
-/// shuffles (0.20 vs 0.15 ns per float: the packing is bound by its loads and stores, not by port 5).</para>
+/// <para>Measurement history: perf/NOTES.md, "DotGemm: design history".</para>
 /// </summary>
 internal static unsafe class DotGemm
 {

@@ -20,15 +20,7 @@ namespace PoolKernels.Kernels.Heads;
 /// m are packed as 0 (the Vector256 kernel repeats the last valid row) and not stored; columns past n are computed on the
 /// zero padding and not stored. The
 /// weights of a head are packed once at load time; the public Linear packs W per call into per-thread scratch.
-/// Tried (k = 1024, % of the FMA loop in the same process, min of 20 calls): 6 rows without k blocking ~15%; 6 rows, k
-/// blocks of 256 ~50%; 8 rows 62%; 12 rows 57-65%; x packed per item of only 4 panels ~37% (packing not amortized); x
-/// packed per item of up to all panels 60-62%; then panels outer / row tiles inner (the panel slice in L1) with every
-/// tile copied through a stack tile: one worker 62%, row tiles outer 67-68%, plus whole tiles in y: 78% on one worker
-/// ([2048,1024]·[1024,1024]ᵀ), 72% on two ([4096,…]); k blocks of 128/384/512 no better than 256; packed panels 16 bytes
-/// off a cache line ~6% slower than 64-byte-aligned ones on a quiet machine (so they are kept aligned); the x packing by 4×4
-/// SSE transposes instead of scalar stores no better within noise, but by 16×16 AVX-512 transposes (Transpose16) 8% less
-/// time ([4096,1024]·[1024,1024]ᵀ 30.6-31.2 -> 28.1-28.4 ms, 80% -> 88% of the FMA loop, four alternating pairs); row blocks of 192/384 no better than 96; at most 32 panels per item (1 MB of
-/// packed W per k block, in L2): [8192,1024]·[2048,1024]ᵀ 62% -> 79% (all 64 panels per item overflowed L2).</para>
+/// Measurement history: perf/NOTES.md, "heads GEMM: design history".</para>
 /// </summary>
 internal static unsafe class HeadsSimd
 {
