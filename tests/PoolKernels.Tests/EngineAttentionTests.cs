@@ -227,6 +227,32 @@ public class EngineAttentionTests
         Assert.That(GC.GetAllocatedBytesForCurrentThread() - start, Is.Zero);
     }
 
+    public static IEnumerable<string> Accelerators() => TestDevices.All().Where(id => id.StartsWith("ilgpu") || id.StartsWith("opencl")
+        || id.StartsWith("cuda"));
+
+    /// <summary>A decode step inside a batch on an accelerator: the kernels only enqueue; what synchronizes is the host check of
+    /// block_table and seq_lens (read back: one copy per tensor and call, 4), the upload of kv_cache_write's resolved slots
+    /// (1) and the batch's end (1): 6 today. Pinned so that a change shows; device-side checks would make it 1.</summary>
+    [TestCaseSource(nameof(Accelerators))]
+    public void DecodeStepSynchronizationsAreTheHostChecksAndTheBatchEnd(string id)
+    {
+        var g = (IlgpuDevice)TestDevices.Get(id);
+        var (table, _, pages) = EngineAttentionFamily.PagedLayout(new Random(2), [8, 8], 4, 0, false, false);
+        using var kc = g.Allocate(DType.F32, pages, 4, 2, 8); using var vc = g.Allocate(DType.F32, pages, 4, 2, 8);
+        using var bt = g.Upload(table); using var before = g.Upload<int>(new[] { 3, 5 }, 2); using var after = g.Upload<int>(new[] { 4, 6 }, 2);
+        using var kn = g.Upload(Rand(1, 2, 1, 2, 8)); using var vn = g.Upload(Rand(2, 2, 1, 2, 8)); using var q = g.Upload(Rand(3, 2, 4, 1, 8));
+        using var o = g.Allocate(DType.F32, 2, 4, 1, 8); using var l = g.Allocate(DType.F32, 2, 4, 1);
+        g.KvCacheWrite(kn, vn, kc, vc, bt, before); g.SdpaPaged(q, kc, vc, bt, after, o, l); // kernels loaded outside the count
+        long start = g.Synchronizations;
+        using (g.BeginBatch())
+        {
+            g.KvCacheWrite(kn, vn, kc, vc, bt, before);
+            g.SdpaPaged(q, kc, vc, bt, after, o, l);
+        }
+        TestContext.Out.WriteLine($"{id}: {g.Synchronizations - start} synchronizations per decode step in a batch");
+        Assert.That(g.Synchronizations - start, Is.LessThanOrEqualTo(6));
+    }
+
     // ---------------------------------------------------------------- bad input
 
     private static HostTensor Z(DType t, params int[] s) => HostTensor.Zeros(t, s);
