@@ -81,12 +81,14 @@ internal unsafe struct V512 : IVec<Vector512<float>>
     {
         var y = x * (1f / cap);
         var a = Vector512.Abs(y);
-        var e = Exp(a * -2f);
-        var far = Vector512.CopySign((Vector512<float>.One - e) / (Vector512<float>.One + e), y);
         var z = y * y;
         var poly = Fma(Fma(Fma(Fma(Fma(Vector512.Create(TanhConst.T0), z, Vector512.Create(TanhConst.T1)), z, Vector512.Create(TanhConst.T2)), z,
             Vector512.Create(TanhConst.T3)), z, Vector512.Create(TanhConst.T4)), z * y, y);
-        return Vector512.ConditionalSelect(Vector512.LessThan(a, Vector512.Create(0.625f)), poly, far) * cap;
+        var near = Vector512.LessThan(a, Vector512.Create(0.625f));
+        if (Vector512.LessThanAll(a, Vector512.Create(0.625f))) return poly * cap; // the usual case: no exp, no division
+        var e = Exp(a * -2f);
+        var far = Vector512.CopySign((Vector512<float>.One - e) / (Vector512<float>.One + e), y);
+        return Vector512.ConditionalSelect(near, poly, far) * cap;
     }
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector512<float> Exp(Vector512<float> x)
@@ -150,12 +152,14 @@ internal unsafe struct V256 : IVec<Vector256<float>>
     {
         var y = x * (1f / cap);
         var a = Vector256.Abs(y);
-        var e = Exp(a * -2f);
-        var far = Vector256.CopySign((Vector256<float>.One - e) / (Vector256<float>.One + e), y);
         var z = y * y;
         var poly = Fma(Fma(Fma(Fma(Fma(Vector256.Create(TanhConst.T0), z, Vector256.Create(TanhConst.T1)), z, Vector256.Create(TanhConst.T2)), z,
             Vector256.Create(TanhConst.T3)), z, Vector256.Create(TanhConst.T4)), z * y, y);
-        return Vector256.ConditionalSelect(Vector256.LessThan(a, Vector256.Create(0.625f)), poly, far) * cap;
+        var near = Vector256.LessThan(a, Vector256.Create(0.625f));
+        if (Vector256.LessThanAll(a, Vector256.Create(0.625f))) return poly * cap; // the usual case: no exp, no division
+        var e = Exp(a * -2f);
+        var far = Vector256.CopySign((Vector256<float>.One - e) / (Vector256<float>.One + e), y);
+        return Vector256.ConditionalSelect(near, poly, far) * cap;
     }
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector256<float> Exp(Vector256<float> x)
@@ -220,12 +224,14 @@ internal unsafe struct V128 : IVec<Vector128<float>>
     {
         var y = x * (1f / cap);
         var a = Vector128.Abs(y);
-        var e = Exp(a * -2f);
-        var far = Vector128.CopySign((Vector128<float>.One - e) / (Vector128<float>.One + e), y);
         var z = y * y;
         var poly = Fma(Fma(Fma(Fma(Fma(Vector128.Create(TanhConst.T0), z, Vector128.Create(TanhConst.T1)), z, Vector128.Create(TanhConst.T2)), z,
             Vector128.Create(TanhConst.T3)), z, Vector128.Create(TanhConst.T4)), z * y, y);
-        return Vector128.ConditionalSelect(Vector128.LessThan(a, Vector128.Create(0.625f)), poly, far) * cap;
+        var near = Vector128.LessThan(a, Vector128.Create(0.625f));
+        if (Vector128.LessThanAll(a, Vector128.Create(0.625f))) return poly * cap; // the usual case: no exp, no division
+        var e = Exp(a * -2f);
+        var far = Vector128.CopySign((Vector128<float>.One - e) / (Vector128<float>.One + e), y);
+        return Vector128.ConditionalSelect(near, poly, far) * cap;
     }
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector128<float> Exp(Vector128<float> x)

@@ -8,8 +8,9 @@ namespace PoolKernels.Kernels.Attention;
 /// <c>sdpa</c> / <c>sdpa_varlen</c> / <c>sdpa_paged</c> with few query rows (decode: Tq ≤ <see cref="MaxRows"/> rows per
 /// head group), managed SIMD, split over keys (flash-decoding). Decode reads every key and value once and does little
 /// arithmetic per byte, so it is bound by reading K and V: the tiled kernel would compute 64 query lanes for one row.
-/// <para>Work items are (sequence b, key/value head, split of <see cref="SplitKeys"/> keys). An item serves all R = group·Tq
-/// query rows of its key/value head together (GQA: each K and V row is read once for the whole group): scaled q rows are
+/// <para>Work items are (sequence b, split of <see cref="SplitKeys"/> keys) when Hq·Tq ≤ <see cref="MaxItemRows"/> — every
+/// key/value head, so a cache slot's heads are read in order — else (sequence, key/value head, split). An item serves all
+/// query rows of its heads together (GQA: each K and V row is read once for its whole group): scaled q rows are
 /// staged as float; per block of <see cref="BlockK"/> keys it computes R×16 scores with a vector dot per (row, key) over E,
 /// applies softcap, ALiBi, causal/window bounds and key padding, takes the block max, one rescale of the row's
 /// accumulator, P = exp(s - m) by one vector exp, then acc += P·V row by row. F32 rows are read in place from q/k/v or the
@@ -29,6 +30,9 @@ internal static unsafe class SdpaDecodeSimd
     public const int SplitKeys = 512;
     /// <summary>Keys per block of scores.</summary>
     public const int BlockK = 16;
+    /// <summary>Query rows an item serves when it takes every key/value head of its sequence (Hq·Tq at most this): the
+    /// heads of one cache slot are contiguous ([P,S,Hkv,E]), so such an item reads whole slots, sequentially.</summary>
+    public const int MaxItemRows = 128;
 
     /// <summary>True when the decode kernel serves <paramref name="p"/>: at most <see cref="MaxRows"/> rows per key/value
     /// head and no attn_mask (a [Tq,Tk] mask per head is the tiled kernel's case).</summary>
@@ -47,16 +51,18 @@ internal static unsafe class SdpaDecodeSimd
             job.Q = qp; job.K = kp; job.V = vp; job.KeyPadding = pp; job.CuQ = cq; job.CuK = ck; job.Out = op; job.Lse = lp; job.Mods = mo; job.P = p;
             int w = job.Width = SdpaSimd.Lanes;
             job.EP = (p.E + w - 1) / w * w; job.EvP = (p.Ev + w - 1) / w * w;
-            job.Rows = p.Tq * p.Group;
+            job.HeadsPerItem = (long)p.Hq * p.Tq <= MaxItemRows ? p.Hkv : 1;
+            job.HeadChunks = p.Hkv / job.HeadsPerItem;
+            job.Rows = p.Tq * p.Group * job.HeadsPerItem;
             job.Splits = Math.Max(1, (p.Tk + SplitKeys - 1) / SplitKeys);
-            int items = checked(p.Batch * p.Hkv * job.Splits);
+            int items = checked(p.Batch * job.HeadChunks * job.Splits);
             long partial = (long)job.Rows * (job.EvP + 2);
             long need = items * partial + 16;
             if (job.Partials.Length < need) job.Partials = GC.AllocateUninitializedArray<float>(checked((int)need), pinned: true);
-            pool.EnsureScratch(ref job.Scratch, job.Rows * (job.EP + BlockK) + job.EP + job.EvP + 64, pinned: true);
+            pool.EnsureScratch(ref job.Scratch, job.Rows * (job.EP + BlockK + 3) + job.EP + BlockK * job.EvP + 64, pinned: true);
             pool.Run(job, items);
             job.Merge = true;
-            pool.Run(job, p.Batch * p.Hkv);
+            pool.Run(job, p.Batch * job.HeadChunks);
             job.Merge = false;
             job.Q = null; job.K = null; job.V = null; job.Out = null; job.Lse = null; job.Mods = null;
         }
@@ -67,7 +73,7 @@ internal static unsafe class SdpaDecodeSimd
         [ThreadStatic] internal static Job<T, TMask, TIdx>? Cached;
         internal T* Q, K, V; internal TMask* KeyPadding; internal TIdx* CuQ, CuK; internal float* Out, Lse, Mods;
         internal SdpaParams P;
-        internal int Width, EP, EvP, Rows, Splits;
+        internal int Width, EP, EvP, Rows, Splits, HeadsPerItem, HeadChunks;
         internal bool Merge;
         internal float[] Partials = [];
         internal float[]?[] Scratch = [];
@@ -119,9 +125,10 @@ internal static unsafe class SdpaDecodeSimd
         private void Execute<TV, TOps>(int item, int worker) where TV : struct where TOps : struct, IVec<TV>
         {
             ref readonly var p = ref P;
-            int split = item % Splits, bhk = item / Splits, hk = bhk % p.Hkv, b = bhk / p.Hkv;
+            int split = item % Splits, bc = item / Splits, chunk = bc % HeadChunks, b = bc / HeadChunks;
             Sequence(b, out int tq, out int tk, out long qb, out long kb, out long vb, out _, out _);
-            int rows = Rows, group = p.Group, e = p.E, ev = p.Ev, ep = EP, evp = EvP, w = TOps.Width;
+            int rows = Rows, group = p.Group, e = p.E, ev = p.Ev, ep = EP, evp = EvP, w = TOps.Width, hp = HeadsPerItem, hk0 = chunk * hp;
+            int perHead = group * p.Tq; // rows of one key/value head: r = hl·perHead + g·Tq + i
             float* part = (float*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(Partials)) + (long)item * rows * (evp + 2);
             float* acc = part, m = part + (long)rows * evp, l = m + rows;
             new Span<float>(acc, rows * evp).Clear();
@@ -131,57 +138,57 @@ internal static unsafe class SdpaDecodeSimd
             if (j0 >= j1) return;
 
             float* qf = WorkerPool.Aligned64(Scratch[worker]!), s = qf + (long)rows * ep, kbuf = s + rows * BlockK, vbuf = kbuf + ep;
-            // the rows this item serves: r = g·tq + i for query head hk·group + g and query row i (rows past tq are empty)
+            int* rLo = (int*)(vbuf + (long)BlockK * evp), rHi = rLo + rows;
+            float* slope = (float*)(rHi + rows);
             int lo = int.MaxValue, hi = int.MinValue;
-            Span<int> rLo = stackalloc int[MaxRows], rHi = stackalloc int[MaxRows];
-            Span<float> slope = stackalloc float[MaxRows];
-            for (int g = 0; g < group; g++)
-                for (int i = 0; i < p.Tq; i++)
+            for (int r = 0; r < rows; r++)
+            {
+                int hl = r / perHead, g = r / p.Tq % group, i = r % p.Tq, h = (hk0 + hl) * group + g;
+                if (i < tq)
                 {
-                    int r = g * p.Tq + i, h = hk * group + g;
-                    if (i < tq)
-                    {
-                        p.KeyRange(i, tq, tk, out rLo[r], out rHi[r]);
-                        float sc = p.Scale;
-                        T* qr = Q + qb + p.QHead * h + p.QRow * i;
-                        var dst = new Span<float>(qf + (long)r * ep, ep);
-                        Elements.AsFloats(new ReadOnlySpan<T>(qr, e), dst).CopyTo(dst);
-                        dst[e..].Clear();
-                        for (int d = 0; d < e; d++) dst[d] *= sc;
-                    }
-                    else { rLo[r] = 0; rHi[r] = -1; new Span<float>(qf + (long)r * ep, ep).Clear(); }
-                    if (rHi[r] >= rLo[r]) { lo = Math.Min(lo, rLo[r]); hi = Math.Max(hi, rHi[r]); }
-                    slope[r] = p.HasAlibi != 0 ? Mods[p.AlibiBatch * b + h] : 0f;
+                    p.KeyRange(i, tq, tk, out rLo[r], out rHi[r]);
+                    float sc = p.Scale;
+                    var dst = new Span<float>(qf + (long)r * ep, ep);
+                    Elements.AsFloats(new ReadOnlySpan<T>(Q + qb + p.QHead * h + p.QRow * i, e), dst).CopyTo(dst);
+                    dst[e..].Clear();
+                    for (int d = 0; d < e; d++) dst[d] *= sc;
                 }
+                else { rLo[r] = 0; rHi[r] = -1; new Span<float>(qf + (long)r * ep, ep).Clear(); }
+                if (rHi[r] >= rLo[r]) { lo = Math.Min(lo, rLo[r]); hi = Math.Max(hi, rHi[r]); }
+                slope[r] = p.HasAlibi != 0 ? Mods[p.AlibiBatch * b + h] : 0f;
+            }
             j0 = Math.Max(j0, lo); j1 = Math.Min(j1, hi + 1);
             int off = p.Offset(tq, tk);
-            T* kh = K + kb + p.KHead * hk, vh = V + vb + p.VHead * hk;
             for (int t0 = j0; t0 < j1; t0 += BlockK)
             {
                 int nk = Math.Min(BlockK, j1 - t0);
-                // scores s[r, jj] = scale·q_r·k_j (lanes past nk and masked keys -inf)
+                // scores s[r, jj] = scale·q_r·k_j (lanes past nk and masked keys -inf); a slot's heads are read in order
                 for (int jj = 0; jj < nk; jj++)
                 {
                     int j = t0 + jj;
                     bool keep = p.HasKeyPadding == 0 || Elements.Keep(KeyPadding[(long)b * tk + j]);
                     if (!keep) { for (int r = 0; r < rows; r++) s[r * BlockK + jj] = float.NegativeInfinity; continue; }
-                    float* kr = Row(kh + p.KRow * KeyRow(p, b, j), e, ep, kbuf);
-                    for (int r = 0; r < rows; r++)
+                    long row = KeyRow(p, b, j);
+                    for (int hl = 0; hl < hp; hl++)
                     {
-                        if (j < rLo[r] || j > rHi[r]) { s[r * BlockK + jj] = float.NegativeInfinity; continue; }
-                        float* qr = qf + (long)r * ep;
-                        TV d0 = default, d1 = default;
-                        int c = 0;
-                        for (; c + 2 * w <= ep; c += 2 * w)
+                        float* kr = Row(K + kb + p.KHead * (hk0 + hl) + p.KRow * row, e, ep, kbuf);
+                        for (int r = hl * perHead; r < (hl + 1) * perHead; r++)
                         {
-                            d0 = TOps.Fma(TOps.Load(qr + c), TOps.Load(kr + c), d0);
-                            d1 = TOps.Fma(TOps.Load(qr + c + w), TOps.Load(kr + c + w), d1);
+                            if (j < rLo[r] || j > rHi[r]) { s[r * BlockK + jj] = float.NegativeInfinity; continue; }
+                            float* qr = qf + (long)r * ep;
+                            TV d0 = default, d1 = default;
+                            int c = 0;
+                            for (; c + 2 * w <= ep; c += 2 * w)
+                            {
+                                d0 = TOps.Fma(TOps.Load(qr + c), TOps.Load(kr + c), d0);
+                                d1 = TOps.Fma(TOps.Load(qr + c + w), TOps.Load(kr + c + w), d1);
+                            }
+                            if (c < ep) d0 = TOps.Fma(TOps.Load(qr + c), TOps.Load(kr + c), d0);
+                            float x = TOps.HSum(TOps.Add(d0, d1));
+                            if (p.Softcap > 0) x = SoftCap(x, p.Softcap);
+                            if (p.HasAlibi != 0) x -= slope[r] * MathF.Abs((float)((long)(r % p.Tq) + off - j));
+                            s[r * BlockK + jj] = x;
                         }
-                        if (c < ep) d0 = TOps.Fma(TOps.Load(qr + c), TOps.Load(kr + c), d0);
-                        float x = TOps.HSum(TOps.Add(d0, d1));
-                        if (p.Softcap > 0) x = SoftCap(x, p.Softcap);
-                        if (p.HasAlibi != 0) x -= slope[r] * MathF.Abs((float)((long)(r % p.Tq) + off - j));
-                        s[r * BlockK + jj] = x;
                     }
                 }
                 for (int r = 0; r < rows; r++)
@@ -209,19 +216,23 @@ internal static unsafe class SdpaDecodeSimd
                     }
                     l[r] += TOps.HSum(sum);
                 }
-                // acc_r += Σ_j P[r, j]·v_j
+                // acc_r += Σ_j P[r, j]·v_j (a slot's heads read in order; the rows' accumulators stay in L1)
                 for (int jj = 0; jj < nk; jj++)
                 {
                     int j = t0 + jj;
                     if (p.HasKeyPadding != 0 && !Elements.Keep(KeyPadding[(long)b * tk + j])) continue;
-                    float* vr = Row(vh + p.VRow * KeyRow(p, b, j), ev, evp, vbuf);
-                    for (int r = 0; r < rows; r++)
+                    long row = KeyRow(p, b, j);
+                    for (int hl = 0; hl < hp; hl++)
                     {
-                        float pr = s[r * BlockK + jj];
-                        if (pr == 0f) continue;
-                        var pv = TOps.Broadcast(pr);
-                        float* ar = acc + (long)r * evp;
-                        for (int c = 0; c < evp; c += w) TOps.Store(ar + c, TOps.Fma(pv, TOps.Load(vr + c), TOps.Load(ar + c)));
+                        float* vr = Row(V + vb + p.VHead * (hk0 + hl) + p.VRow * row, ev, evp, vbuf);
+                        for (int r = hl * perHead; r < (hl + 1) * perHead; r++)
+                        {
+                            float pr = s[r * BlockK + jj];
+                            if (pr == 0f) continue;
+                            var pv = TOps.Broadcast(pr);
+                            float* ar = acc + (long)r * evp;
+                            for (int c = 0; c < evp; c += w) TOps.Store(ar + c, TOps.Fma(pv, TOps.Load(vr + c), TOps.Load(ar + c)));
+                        }
                     }
                 }
             }
@@ -253,13 +264,14 @@ internal static unsafe class SdpaDecodeSimd
         private void MergeSplits(int bhk)
         {
             ref readonly var p = ref P;
-            int hk = bhk % p.Hkv, b = bhk / p.Hkv, rows = Rows, evp = EvP, ev = p.Ev, group = p.Group;
+            int chunk = bhk % HeadChunks, b = bhk / HeadChunks, rows = Rows, evp = EvP, ev = p.Ev, group = p.Group;
+            int perHead = group * p.Tq, hk0 = chunk * HeadsPerItem;
             Sequence(b, out int tq, out _, out _, out _, out _, out long ob, out long lb);
             float* parts = (float*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(Partials));
             long stride = (long)rows * (evp + 2);
             for (int r = 0; r < rows; r++)
             {
-                int g = r / p.Tq, i = r % p.Tq, h = hk * group + g;
+                int g = r / p.Tq % group, i = r % p.Tq, h = (hk0 + r / perHead) * group + g;
                 if (i >= tq) continue;
                 float mm = float.NegativeInfinity;
                 for (int sp = 0; sp < Splits; sp++) mm = MathF.Max(mm, parts[(bhk * Splits + sp) * stride + (long)rows * evp + r]);
