@@ -102,7 +102,10 @@ internal static class SdpaIlgpu
         long qb = p.QBatch * b, kb = p.KBatch * b, vb = p.VBatch * b, ob = p.OBatch * b, lb = p.LBatch * b;
         if (p.Paged != 0)
         {
-            tk = (int)default(TIdxOp).Get(cuQ[b]); kb = 0; vb = 0; // cuQ = seq_lens, cuK = block_table
+            // cuQ = seq_lens, cuK = block_table; device-resident tables are not checked on the host: a length is clamped to
+            // [0, maxPages·S] and a key whose page entry is not a page of the cache is skipped (never read)
+            long len = default(TIdxOp).Get(cuQ[b]);
+            tk = (int)XMath.Clamp(len, 0L, (long)p.TableStride * p.PageSize); kb = 0; vb = 0;
         }
         else if (p.Varlen != 0)
         {
@@ -136,13 +139,13 @@ internal static class SdpaIlgpu
             for (int idx = tid; idx < nc * e; idx += g)
             {
                 int c = idx / e, d = idx - c * e;
-                long jr = p.Paged == 0 ? kt + c : p.PagedRow(default(TIdxOp).Get(cuK[(long)b * p.TableStride + (kt + c) / p.PageSize]), kt + c);
+                long jr = p.Paged == 0 ? kt + c : XMath.Max(PagedRow<TIdx, TIdxOp>(cuK, p, b, kt + c), 0L);
                 sm[sK + c * ks + d] = default(TElem).ToFloat(k[kBase + p.KRow * jr + d]);
             }
             for (int idx = tid; idx < nc * ev; idx += g)
             {
                 int c = idx / ev, d = idx - c * ev;
-                long jr = p.Paged == 0 ? kt + c : p.PagedRow(default(TIdxOp).Get(cuK[(long)b * p.TableStride + (kt + c) / p.PageSize]), kt + c);
+                long jr = p.Paged == 0 ? kt + c : XMath.Max(PagedRow<TIdx, TIdxOp>(cuK, p, b, kt + c), 0L);
                 sm[sV + idx] = default(TElem).ToFloat(v[vBase + p.VRow * jr + d]);
             }
             Group.Barrier();
@@ -155,6 +158,7 @@ internal static class SdpaIlgpu
                 p.KeyRange(i, tq, tk, out int lo, out int hi);
                 bool ok = c < nc && j >= lo && j <= hi;
                 if (ok && p.HasKeyPadding != 0) ok = default(TMaskOp).Keep(keyPadding[(long)b * tk + j]);
+                if (ok && p.Paged != 0) ok = PagedRow<TIdx, TIdxOp>(cuK, p, b, j) >= 0;
                 float bias = 0f;
                 if (ok && p.HasAttnMask != 0)
                 {
@@ -257,6 +261,15 @@ internal static class SdpaIlgpu
             float l = sm[sL + r];
             lse[lb + p.LHead * h + p.LRow * (i0 + r)] = l > 0f || float.IsNaN(l) ? sm[sM + r] + XMath.Log(l) : float.NegativeInfinity;
         }
+    }
+
+    /// <summary>The cache row of key j of sequence b, or -1 when its block_table entry is not a page of the cache (such a key
+    /// is skipped; its K/V tile rows read row 0, in bounds).</summary>
+    private static long PagedRow<TIdx, TIdxOp>(ArrayView<TIdx> table, in SdpaParams p, int b, int j)
+        where TIdx : unmanaged where TIdxOp : struct, IIndexReader<TIdx>
+    {
+        long entry = default(TIdxOp).Get(table[(long)b * p.TableStride + j / p.PageSize]);
+        return entry >= 0 && entry < p.Pages ? p.PagedRow(entry, j) : -1;
     }
 
     /// <summary>Tiles, then launches <see cref="Kernel"/> on <paramref name="stream"/>; the byte views are reinterpreted as the

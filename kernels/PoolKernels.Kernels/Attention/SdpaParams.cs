@@ -20,8 +20,8 @@ internal struct SdpaParams
     /// (the kernels get seq_lens where sdpa_varlen gets cu_seqlens_q and block_table where it gets cu_seqlens_k); Tk holds
     /// the longest sequence (grid sizing only).</summary>
     public int Paged;
-    /// <summary>sdpa_paged: slots per page (S) and the row stride of block_table (its maxPages).</summary>
-    public int PageSize, TableStride;
+    /// <summary>sdpa_paged: slots per page (S), the row stride of block_table (its maxPages) and the cache's page count P.</summary>
+    public int PageSize, TableStride, Pages;
     /// <summary>Element strides of q, k, v, out and lse (lse's row/head strides; its "e" does not exist).</summary>
     public long QBatch, QHead, QRow, KBatch, KHead, KRow, VBatch, VHead, VRow, OBatch, OHead, ORow, LBatch, LHead, LRow;
     /// <summary>0 none, 1 top_left, 2 bottom_right (<see cref="SdpaCausal"/>).</summary>

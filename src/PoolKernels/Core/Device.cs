@@ -216,6 +216,24 @@ public sealed class IlgpuDevice : Device
     /// <summary>A small zeroed buffer passed for absent optional inputs.</summary>
     internal MemoryBuffer1D<byte, Stride1D.Dense> Dummy { get { ThrowIfDisposed(); return _dummy; } }
 
+    // small immutable host arrays (sdpa's modifier buffer), uploaded once per device and kept until it is disposed
+    private readonly System.Runtime.CompilerServices.ConditionalWeakTable<float[], MemoryBuffer1D<float, Stride1D.Dense>> _constants = new();
+    private readonly List<MemoryBuffer1D<float, Stride1D.Dense>> _constantBuffers = [];
+
+    /// <summary>The device copy of <paramref name="values"/>, an array the caller never changes (such as
+    /// <see cref="SdpaOptions"/>' modifier buffer): uploaded, with one synchronization, on first use only, so a batched call
+    /// that passes it does not wait for a host copy. Freed with the device. Called under <see cref="Gate"/>.</summary>
+    internal ArrayView<float> Constant(float[] values)
+    {
+        if (_constants.TryGetValue(values, out var b)) return b.View;
+        b = _accelerator.Allocate1D<float>(values.Length);
+        b.View.CopyFromCPU(_accelerator.DefaultStream, values);
+        Synchronize();
+        _constants.Add(values, b);
+        _constantBuffers.Add(b);
+        return b.View;
+    }
+
     /// <summary>How many times the library waited for this accelerator (tests count them).</summary>
     internal long Synchronizations => Interlocked.Read(ref _synchronizations);
 
@@ -308,6 +326,7 @@ public sealed class IlgpuDevice : Device
                 catch (Exception) { /* disposing anyway */ }
             }
             MarkDisposed();
+            foreach (var b in _constantBuffers) b.Dispose();
             _dummy.Dispose();
             _accelerator.Dispose();
         }

@@ -184,6 +184,10 @@ internal sealed class IlgpuScope
         return v;
     }
 
+    /// <summary>An immutable host array's device copy, uploaded once per device (see <see cref="IlgpuDevice.Constant"/>): no
+    /// synchronization on later calls, unlike <see cref="Upload{T}"/>. The dummy view when empty.</summary>
+    public ArrayView<float> Constant(float[] values) => values.Length == 0 ? Dummy.Cast<float>() : Device.Constant(values);
+
     /// <summary>A temporary of <paramref name="length"/> elements, not initialized (the dummy view when empty).</summary>
     public ArrayView<T> Temp<T>(long length) where T : unmanaged
     {

@@ -461,7 +461,7 @@ public static partial class Attention
             var l = s.Out<float>(_lse);
             Launcher(qt, maskT, keyPaddingT, cuT)(s.Accelerator, s.Stream, s.In<byte>(_q), s.In<byte>(_k), s.In<byte>(_v),
                 s.In<byte>(_mask),
-                s.In<byte>(_kpm), s.In<byte>(_cuQ), s.In<byte>(_cuK), s.Upload<float>(_mods), o, l, _p);
+                s.In<byte>(_kpm), s.In<byte>(_cuQ), s.In<byte>(_cuK), s.Constant(_mods), o, l, _p);
             s.Download(o, _out);
             s.Download(l, _lse);
         }

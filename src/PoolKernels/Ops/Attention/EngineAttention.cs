@@ -46,8 +46,10 @@ public static partial class Attention
     }
 
     /// <summary><c>sdpa_paged</c> on device-resident tensors (an engine's decode step: the caches stay on the device);
-    /// output [B,Hq,Tq,Ev] and lse [B,Hq,Tq] F32. block_table and seq_lens are checked on the host before the kernel: on a GPU
-    /// that reads them back (B·(maxPages + 1) integers).</summary>
+    /// output [B,Hq,Tq,Ev] and lse [B,Hq,Tq] F32. On the CPU devices block_table and seq_lens are host memory and checked
+    /// like the host overload's (ArgumentException). On an accelerator they are not read back: the kernel clamps each length
+    /// to [0, maxPages·S] and skips every key whose table entry is not a page of the cache (so nothing is read out of bounds
+    /// and the call adds no synchronization); a table and lengths of different index types are read back once to widen.</summary>
     public static void SdpaPaged(this Device device, DeviceTensor q, DeviceTensor kCache, DeviceTensor vCache, DeviceTensor blockTable,
         DeviceTensor seqLens, DeviceTensor output, DeviceTensor lse, SdpaOptions? options = null)
     {
@@ -59,10 +61,13 @@ public static partial class Attention
         foreach (var (name, t) in (ReadOnlySpan<(string, DeviceTensor?)>)[ (nameof(q), q), (nameof(kCache), kCache), (nameof(vCache), vCache),
             (nameof(blockTable), blockTable), (nameof(seqLens), seqLens), (nameof(output), output), (nameof(lse), lse) ])
             Check.SameDevice(device, name, t);
-        var table = RaggedPooling.HostBytes(blockTable, out _);
-        var lens = RaggedPooling.HostBytes(seqLens, out _);
+        // host memory (CPU devices): checked for free; on an accelerator the kernel clamps instead of a read-back (one index
+        // type per kernel: a mixed I32/I64 pair is read back once and widened)
+        bool onHost = blockTable.Buffer is null && seqLens.Buffer is null, mixed = blockTable.DType != seqLens.DType;
+        var table = onHost || mixed ? RaggedPooling.HostBytes(blockTable, out _) : default;
+        var lens = onHost || mixed ? RaggedPooling.HostBytes(seqLens, out _) : default;
         var plan = PlanPaged(q.Shape, q.DType, kCache.Shape, kCache.DType, vCache.Shape, vCache.DType, table, blockTable.DType, blockTable.Shape,
-            lens, seqLens.DType, seqLens.Shape, options);
+            lens, seqLens.DType, seqLens.Shape, options, checkValues: onHost);
         CheckOutputs(output, lse, plan);
         RunPaged(device, plan, q.DType, In.Of(q), In.Of(kCache), In.Of(vCache), table, blockTable.DType, lens, seqLens.DType, In.Of(blockTable),
             In.Of(seqLens), Out.Of(output), Out.Of(lse), options.Mods);
@@ -70,7 +75,7 @@ public static partial class Attention
 
     internal static Plan PlanPaged(ReadOnlySpan<int> qs, DType qt, ReadOnlySpan<int> ks, DType kt, ReadOnlySpan<int> vs, DType vt,
         ReadOnlySpan<byte> table, DType tableType, ReadOnlySpan<int> tableShape, ReadOnlySpan<byte> lens, DType lensType, ReadOnlySpan<int> lensShape,
-        SdpaOptions options)
+        SdpaOptions options, bool checkValues = true)
     {
         Check.Rank(qs, 4, "q", "[B,Hq,Tq,E]"); Check.Rank(ks, 4, "kCache", "[P,S,Hkv,E]"); Check.Rank(vs, 4, "vCache", "[P,S,Hkv,Ev]");
         CheckFloat(qt, "q");
@@ -83,11 +88,13 @@ public static partial class Attention
         if (s < 1) throw new ArgumentException($"pages must have at least one slot, got k_cache {Shape.Format(ks)}.", "kCache");
         if (options.Layout != SdpaLayout.Bhtd) throw new ArgumentException("sdpa_paged supports layout bhtd only (q [B,Hq,Tq,E]).", "layout");
         options.Validate(e);
-        int maxLen = PagedLengths(table, tableType, tableShape, lens, lensType, lensShape, b, pages, s);
+        // values unchecked (device-resident on an accelerator): the kernel clamps; Tk is then only an upper bound
+        int maxLen = checkValues ? PagedLengths(table, tableType, tableShape, lens, lensType, lensShape, b, pages, s)
+            : PagedUpperBound(tableType, tableShape, lensType, lensShape, b, s);
         var p = MakeParams(b, hq, hkv, tq, maxLen, e, ev, options);
         p.KBatch = 0; p.KHead = e; p.KRow = (long)hkv * e;
         p.VBatch = 0; p.VHead = ev; p.VRow = (long)hkv * ev;
-        p.Paged = 1; p.PageSize = s; p.TableStride = tableShape[1];
+        p.Paged = 1; p.PageSize = s; p.TableStride = tableShape[1]; p.Pages = pages;
         return new Plan(p, true, tq);
     }
 
@@ -96,12 +103,25 @@ public static partial class Attention
     private static int PagedLengths(ReadOnlySpan<byte> table, DType tableType, ReadOnlySpan<int> tableShape, ReadOnlySpan<byte> lens, DType lensType,
         ReadOnlySpan<int> lensShape, int b, int pages, int slots)
     {
+        PagedShapes(tableType, tableShape, lensType, lensShape, b);
+        return PagedLengthValues(table, tableType, tableShape, lens, lensType, b, pages, slots);
+    }
+
+    /// <summary>Checks the dtypes and shapes of block_table [B, maxPages] and seq_lens [B] (not their values).</summary>
+    private static void PagedShapes(DType tableType, ReadOnlySpan<int> tableShape, DType lensType, ReadOnlySpan<int> lensShape, int b)
+    {
         Check.DTypeIs(tableType, "blockTable", "I32|I64", tableType.IsIndex());
         Check.DTypeIs(lensType, "seqLens", "I32|I64", lensType.IsIndex());
         if (tableShape.Length != 2 || tableShape[0] != b)
             throw new ArgumentException($"block_table must be [B, maxPages] with B = {b}, got {Shape.Format(tableShape)}.", "blockTable");
         if (lensShape.Length != 1 || lensShape[0] != b)
             throw new ArgumentException($"seq_lens must be [B] = [{b}], got {Shape.Format(lensShape)}.", "seqLens");
+    }
+
+    /// <summary>The body of <see cref="PagedLengths"/> past the shape checks.</summary>
+    private static int PagedLengthValues(ReadOnlySpan<byte> table, DType tableType, ReadOnlySpan<int> tableShape, ReadOnlySpan<byte> lens,
+        DType lensType, int b, int pages, int slots)
+    {
         int maxPages = tableShape[1];
         long longest = 0;
         for (int i = 0; i < b; i++)
@@ -124,6 +144,15 @@ public static partial class Attention
         return (int)longest;
     }
 
+    private static int PagedUpperBound(DType tableType, ReadOnlySpan<int> tableShape, DType lensType, ReadOnlySpan<int> lensShape, int b, int slots)
+    {
+        PagedShapes(tableType, tableShape, lensType, lensShape, b);
+        long bound = (long)tableShape[1] * slots;
+        if (bound > int.MaxValue) throw new ArgumentException($"block_table [B, {tableShape[1]}] of pages of {slots} slots exceeds int.MaxValue keys.",
+            "blockTable");
+        return (int)bound;
+    }
+
     private static long Index(ReadOnlySpan<byte> bytes, DType t, long i) =>
         t == DType.I64 ? MemoryMarshal.Cast<byte, long>(bytes)[(int)i] : MemoryMarshal.Cast<byte, int>(bytes)[(int)i];
 
@@ -144,12 +173,19 @@ public static partial class Attention
         using var scope = new HostScope(device);
         var kc = scope.Bind(kCache);
         var vc = scope.Bind(vCache);
-        device.KvCacheWrite(scope.Bind(kNew), scope.Bind(vNew), kc, vc, scope.Bind(blockTable), scope.Bind(seqLens));
+        // the table and lengths stay host memory (wrappers, never handed to a kernel): the device overload then checks them on
+        // the host and rejects bad positions, as on every backend
+        var table = new DeviceTensor(device, blockTable.DType, blockTable.ShapeArray, blockTable.Data, null);
+        var lens = new DeviceTensor(device, seqLens.DType, seqLens.ShapeArray, seqLens.Data, null);
+        device.KvCacheWrite(scope.Bind(kNew), scope.Bind(vNew), kc, vc, table, lens);
         HostScope.WriteBack(kc, kCache); HostScope.WriteBack(vc, vCache);
     }
 
-    /// <summary><c>kv_cache_write</c> in place on device-resident caches (see the host overload). The slots are resolved
-    /// and checked on the host: on a GPU that reads block_table and seq_lens back and uploads B·Tn slot indices.</summary>
+    /// <summary><c>kv_cache_write</c> in place on device-resident caches (see the host overload). With block_table and
+    /// seq_lens in host memory (the CPU devices, and the host overload) the slots are resolved and checked on the host
+    /// (ArgumentException before any write). Device-resident on an accelerator, the kernel resolves them itself with no read-back:
+    /// a position outside the table's pages is not written, and two positions mapped to one slot leave one of the two
+    /// writes (unspecified which).</summary>
     public static void KvCacheWrite(this Device device, DeviceTensor kNew, DeviceTensor vNew, DeviceTensor kCache, DeviceTensor vCache,
         DeviceTensor blockTable, DeviceTensor seqLens)
     {
@@ -177,6 +213,16 @@ public static partial class Attention
         if (vn[0] != kn[0] || vn[1] != kn[1] || vn[2] != vc[2] || vn[3] != vc[3])
             throw new ArgumentException($"v_new {Shape.Format(vn)} must be [B,Tn,Hkv,Ev] = [{kn[0]},{kn[1]},{vc[2]},{vc[3]}].", nameof(vNew));
         int b = kn[0], tn = kn[1], pages = kc[0], slots = kc[1];
+        if (blockTable.Buffer is not null || seqLens.Buffer is not null)
+        {
+            // device-resident on an accelerator: the kernel resolves the slots itself, no read-back
+            PagedShapes(blockTable.DType, blockTable.Shape, seqLens.DType, seqLens.Shape, b);
+            if (b * (long)tn == 0) return;
+            var resolved = new ResolvedWritePlan(kNew, vNew, kCache, vCache, blockTable, seqLens, b, tn, slots, pages,
+                checked(kc[2] * kc[3] * kCache.DType.Size()), checked(vc[2] * vc[3] * vCache.DType.Size()));
+            Dispatch.Run(device, ref resolved);
+            return;
+        }
         var table = RaggedPooling.HostBytes(blockTable, out _);
         var lens = RaggedPooling.HostBytes(seqLens, out _);
         PagedLengths(table, blockTable.DType, blockTable.Shape, lens, seqLens.DType, seqLens.Shape, b, pages, slots);
@@ -237,6 +283,44 @@ public static partial class Attention
             var slots = s.In<long>(_slots);
             KvCacheWriteIlgpu.Launch(s.Accelerator, s.Stream, s.In<byte>(_kNew), s.Bytes(kCache), slots, count, kRow);
             KvCacheWriteIlgpu.Launch(s.Accelerator, s.Stream, s.In<byte>(_vNew), s.Bytes(vCache), slots, count, vRow);
+        }
+    }
+
+    /// <summary>kv_cache_write with device-resident block_table and seq_lens: slots resolved by the kernel; a position outside
+    /// the table's pages is not written (the host-memory path rejects it instead).</summary>
+    private readonly struct ResolvedWritePlan(DeviceTensor kNew, DeviceTensor vNew, DeviceTensor kCache, DeviceTensor vCache, DeviceTensor table,
+        DeviceTensor lens, int b, int tn, int slots, int pages, int kRow, int vRow) : IPlan
+    {
+        public void Reference() => Host();
+
+        public void Simd(CpuDevice cpu) => Host();
+
+        // the same rule on host memory (reached only for tensors of a CPU device, which take the checked path today)
+        private void Host()
+        {
+            var t = table.Host.Span; var l = lens.Host.Span;
+            int maxPages = table.Shape[1];
+            for (int i = 0; i < b; i++)
+                for (int s = 0; s < tn; s++)
+                {
+                    long pos = Index(l, lens.DType, i) + s, pi = pos / slots;
+                    if (pos < 0 || pi >= maxPages) continue;
+                    long page = Index(t, table.DType, (long)i * maxPages + pi);
+                    if (page < 0 || page >= pages) continue;
+                    long slot = page * slots + pos % slots;
+                    kNew.Host.Span.Slice((i * tn + s) * kRow, kRow).CopyTo(kCache.Host.Span.Slice((int)(slot * kRow), kRow));
+                    vNew.Host.Span.Slice((i * tn + s) * vRow, vRow).CopyTo(vCache.Host.Span.Slice((int)(slot * vRow), vRow));
+                }
+        }
+
+        public void Ilgpu(IlgpuScope s)
+        {
+            int maxPages = table.Shape[1];
+            bool t64 = table.DType == DType.I64, l64 = lens.DType == DType.I64;
+            KvCacheWriteIlgpu.LaunchResolved(s.Accelerator, s.Stream, s.Bytes(kNew), s.Bytes(kCache), s.Bytes(table), t64, s.Bytes(lens), l64, b, tn,
+                kRow, slots, maxPages, pages);
+            KvCacheWriteIlgpu.LaunchResolved(s.Accelerator, s.Stream, s.Bytes(vNew), s.Bytes(vCache), s.Bytes(table), t64, s.Bytes(lens), l64, b, tn,
+                vRow, slots, maxPages, pages);
         }
     }
 
