@@ -59,7 +59,8 @@ internal static unsafe class SdpaDecodeSimd
             long partial = (long)job.Rows * (job.EvP + 2);
             long need = items * partial + 16;
             if (job.Partials.Length < need) job.Partials = GC.AllocateUninitializedArray<float>(checked((int)need), pinned: true);
-            pool.EnsureScratch(ref job.Scratch, job.Rows * (job.EP + BlockK + 3) + job.EP + BlockK * job.EvP + 64, pinned: true);
+            // kbuf/vbuf hold one widened slot of every head the item serves (F16/BF16 caches: one conversion per slot)
+            pool.EnsureScratch(ref job.Scratch, job.Rows * (job.EP + BlockK + 3) + (long)job.HeadsPerItem * (job.EP + job.EvP) + 64, pinned: true);
             pool.Run(job, items);
             job.Merge = true;
             pool.Run(job, p.Batch * job.HeadChunks);
@@ -122,6 +123,12 @@ internal static unsafe class SdpaDecodeSimd
             return buf;
         }
 
+        private static void Widen(T* src, int n, float* dst)
+        {
+            var d = new Span<float>(dst, n);
+            Elements.AsFloats(new ReadOnlySpan<T>(src, n), d).CopyTo(d);
+        }
+
         private void Execute<TV, TOps>(int item, int worker) where TV : struct where TOps : struct, IVec<TV>
         {
             ref readonly var p = ref P;
@@ -137,8 +144,10 @@ internal static unsafe class SdpaDecodeSimd
             int j0 = split * SplitKeys, j1 = Math.Min(tk, j0 + SplitKeys);
             if (j0 >= j1) return;
 
-            float* qf = WorkerPool.Aligned64(Scratch[worker]!), s = qf + (long)rows * ep, kbuf = s + rows * BlockK, vbuf = kbuf + ep;
-            int* rLo = (int*)(vbuf + (long)BlockK * evp), rHi = rLo + rows;
+            float* qf = WorkerPool.Aligned64(Scratch[worker]!), s = qf + (long)rows * ep, kbuf = s + rows * BlockK, vbuf = kbuf + (long)hp * ep;
+            int* rLo = (int*)(vbuf + (long)hp * evp), rHi = rLo + rows;
+            // a slot's heads [hp, E] are contiguous and unpadded: widen them with one conversion (non-F32 caches)
+            bool slotK = typeof(T) != typeof(float) && ep == e && p.KHead == e, slotV = typeof(T) != typeof(float) && evp == ev && p.VHead == ev;
             float* slope = (float*)(rHi + rows);
             int lo = int.MaxValue, hi = int.MinValue;
             for (int r = 0; r < rows; r++)
@@ -169,9 +178,10 @@ internal static unsafe class SdpaDecodeSimd
                     bool keep = p.HasKeyPadding == 0 || Elements.Keep(KeyPadding[(long)b * tk + j]);
                     if (!keep) { for (int r = 0; r < rows; r++) s[r * BlockK + jj] = float.NegativeInfinity; continue; }
                     long row = KeyRow(p, b, j);
+                    if (slotK) Widen(K + kb + p.KHead * hk0 + p.KRow * row, hp * e, kbuf);
                     for (int hl = 0; hl < hp; hl++)
                     {
-                        float* kr = Row(K + kb + p.KHead * (hk0 + hl) + p.KRow * row, e, ep, kbuf);
+                        float* kr = slotK ? kbuf + (long)hl * e : Row(K + kb + p.KHead * (hk0 + hl) + p.KRow * row, e, ep, kbuf);
                         for (int r = hl * perHead; r < (hl + 1) * perHead; r++)
                         {
                             if (j < rLo[r] || j > rHi[r]) { s[r * BlockK + jj] = float.NegativeInfinity; continue; }
@@ -222,9 +232,10 @@ internal static unsafe class SdpaDecodeSimd
                     int j = t0 + jj;
                     if (p.HasKeyPadding != 0 && !Elements.Keep(KeyPadding[(long)b * tk + j])) continue;
                     long row = KeyRow(p, b, j);
+                    if (slotV) Widen(V + vb + p.VHead * hk0 + p.VRow * row, hp * ev, vbuf);
                     for (int hl = 0; hl < hp; hl++)
                     {
-                        float* vr = Row(V + vb + p.VHead * (hk0 + hl) + p.VRow * row, ev, evp, vbuf);
+                        float* vr = slotV ? vbuf + (long)hl * ev : Row(V + vb + p.VHead * (hk0 + hl) + p.VRow * row, ev, evp, vbuf);
                         for (int r = hl * perHead; r < (hl + 1) * perHead; r++)
                         {
                             float pr = s[r * BlockK + jj];
