@@ -189,6 +189,9 @@ public static class CliApp
             Heads = OptionalIntOption("--heads", "Attention heads of --head", 1),
             Layers = Text("--layers", "Layers fed to --head, e.g. all or -4..-1", "SPEC"),
             LayerMode = Text("--layer-mode", "Per-layer pooling for --head: mean or last_token", "MODE"),
+            Precision = PrecisionOption(),
+            Calibration = Text("--calibration", "int8/uint8 ranges: a safetensors file with 'ranges' F32 [2,D] or calibration "
+                + "embeddings [M,D] (default: the ranges of the embedded texts)", "FILE.safetensors"),
         };
         var c = new Command("embed", "Sentence embeddings with the built-in all-MiniLM-L6-v2 or a BERT-style ONNX model, pooled on a "
             + "device. Exit codes: 0 done, 2 usage error.") { texts };
@@ -198,6 +201,19 @@ public static class CliApp
     }
 
     // ---------------------------------------------------------------- option builders
+
+    private static Option<string> PrecisionOption() => new("--precision")
+    {
+        Description = $"Output precision: {QuantizeFiles.Precisions} (quantize after pooling and normalization)",
+        HelpName = "PRECISION", DefaultValueFactory = _ => "float32",
+        CustomParser = r =>
+        {
+            string t = Token(r);
+            if (!QuantizeFiles.TryParsePrecision(t, out _))
+                r.AddError($"--precision: unknown precision '{t}'; expected {QuantizeFiles.Precisions}");
+            return t;
+        },
+    };
 
     /// <summary>A positional value that looks like an option (--x, -x) is an unknown option, not a path or a text
     /// (a file named so can be given as ./-x).</summary>
