@@ -42,6 +42,18 @@ public sealed class PoolKernelsEmbeddingGenerator : IEmbeddingGenerator<string, 
         }, cancellationToken);
     }
 
+    /// <summary>Embeds one text. (With two IEmbeddingGenerator interfaces, the Microsoft.Extensions.AI extension methods
+    /// cannot infer their type arguments on this class; this and <see cref="GenerateVectorAsync"/> keep the common calls
+    /// working on a variable of this type.)</summary>
+    public async Task<Embedding<float>> GenerateAsync(string value, EmbeddingGenerationOptions? options = null,
+        CancellationToken cancellationToken = default) =>
+        (await GenerateAsync([value], options, cancellationToken).ConfigureAwait(false))[0];
+
+    /// <summary>Embeds one text and returns its vector.</summary>
+    public async Task<ReadOnlyMemory<float>> GenerateVectorAsync(string value, EmbeddingGenerationOptions? options = null,
+        CancellationToken cancellationToken = default) =>
+        (await GenerateAsync(value, options, cancellationToken).ConfigureAwait(false)).Vector;
+
     /// <summary>Binary embeddings: the float embeddings (truncated to <see cref="EmbeddingGenerationOptions.Dimensions"/>
     /// and normalized as for <c>Embedding&lt;float&gt;</c>) packed by PoolKernels <c>quantize</c> (ubinary); bit d of each
     /// <see cref="BinaryEmbedding.Vector"/> is embedding[d] &gt; 0, and its length is the number of dimensions.</summary>
