@@ -94,6 +94,7 @@ public static class CliApp
         root.Subcommands.Add(BenchCommand(io));
         root.Subcommands.Add(TuneCommand(io));
         root.Subcommands.Add(EmbedCommandLine(io));
+        root.Subcommands.Add(SearchCommandLine(io));
         var ops = new Command("ops", "List the implemented operations.");
         ops.SetAction(_ => Commands.Ops(io));
         root.Subcommands.Add(ops);
@@ -189,6 +190,9 @@ public static class CliApp
             Heads = OptionalIntOption("--heads", "Attention heads of --head", 1),
             Layers = Text("--layers", "Layers fed to --head, e.g. all or -4..-1", "SPEC"),
             LayerMode = Text("--layer-mode", "Per-layer pooling for --head: mean or last_token", "MODE"),
+            Precision = PrecisionOption(),
+            Calibration = Text("--calibration", "int8/uint8 ranges: a safetensors file with 'ranges' F32 [2,D] or calibration "
+                + "embeddings [M,D] (default: the ranges of the embedded texts)", "FILE.safetensors"),
         };
         var c = new Command("embed", "Sentence embeddings with the built-in all-MiniLM-L6-v2 or a BERT-style ONNX model, pooled on a "
             + "device. Exit codes: 0 done, 2 usage error.") { texts };
@@ -197,7 +201,53 @@ public static class CliApp
         return c;
     }
 
+    private static Command SearchCommandLine(Io io)
+    {
+        var queries = new Argument<string[]>("QUERY") { Arity = ArgumentArity.ZeroOrMore, Description = "Queries to answer" };
+        RejectOptionLike(queries);
+        var o = new SearchCommand.Options
+        {
+            Queries = Text("--queries", "Answer every non-empty line of this file too", "queries.txt"),
+            Corpus = Text("--corpus", "Documents, one per non-empty line: embedded and indexed (with --embeddings: their texts only)",
+                "lines.txt"),
+            Embeddings = Text("--embeddings", "Index these F32 [N,D] 'embeddings' (e.g. of embed --out) instead of embedding --corpus",
+                "FILE.safetensors"),
+            Index = Text("--index", "Save the index built from --corpus/--embeddings here; without them, load this index", "FILE.safetensors"),
+            Int8 = Flag("--int8", "Keep an int8 copy of the corpus in the index and rescore the binary candidates with it"),
+            Calibration = Text("--calibration", "int8 ranges of a new --int8 index: 'ranges' [2,D] or calibration embeddings [M,D] "
+                + "(default: the corpus's own)", "FILE.safetensors"),
+            K = IntOption("--k", "Documents per query", 10, 1),
+            RescoreMultiplier = IntOption("--rescore-multiplier", "Binary candidates per result that are rescored", 4, 1),
+            NoRescore = Flag("--no-rescore", "Rank by Hamming distance only (score D - 2 x distance)."),
+            Device = Text("--device", "Device id (default auto)", "ID"),
+            Model = Text("--model", "A BERT-style ONNX model (with --vocab) for the corpus and the queries", "model.onnx"),
+            Vocab = Text("--vocab", "WordPiece vocabulary of --model", "vocab.txt"),
+            Dims = OptionalIntOption("--dims", "Keep the first N dimensions (Matryoshka)", 1),
+            Batch = IntOption("--batch", "Sentences per model call", 32, 1),
+            MaxTokens = IntOption("--max-tokens", "Tokens per sentence, longer ones truncated", 256, 1),
+            Json = Flag("--json", "One JSON object per query: query, results [{rank, index, score, text}]; the summary to stderr."),
+        };
+        var c = new Command("search", "Semantic search over a binary index (ubinary bits, optionally int8) of a corpus, with "
+            + "rescoring; prints the top documents of each query and queries/s. Exit codes: 0 done, 2 usage error.") { queries };
+        foreach (var option in o.All) c.Options.Add(option);
+        c.SetAction(p => SearchCommand.Run(io, p, p.GetValue(queries)!, o));
+        return c;
+    }
+
     // ---------------------------------------------------------------- option builders
+
+    private static Option<string> PrecisionOption() => new("--precision")
+    {
+        Description = $"Output precision: {QuantizeFiles.Precisions} (quantize after pooling and normalization)",
+        HelpName = "PRECISION", DefaultValueFactory = _ => "float32",
+        CustomParser = r =>
+        {
+            string t = Token(r);
+            if (!QuantizeFiles.TryParsePrecision(t, out _))
+                r.AddError($"--precision: unknown precision '{t}'; expected {QuantizeFiles.Precisions}");
+            return t;
+        },
+    };
 
     /// <summary>A positional value that looks like an option (--x, -x) is an unknown option, not a path or a text
     /// (a file named so can be given as ./-x).</summary>

@@ -33,6 +33,17 @@ public sealed record SentenceEmbedderOptions
     public bool LowerCase { get; init; } = true;
     /// <summary>ONNX Runtime intra-op threads (0 = its default).</summary>
     public int IntraOpThreads { get; init; }
+    /// <summary>The precision of <see cref="SentenceEmbedder.EmbedQuantized"/>: int8, uint8, binary or ubinary; null (the
+    /// default) for float32, where EmbedQuantized needs a precision argument. <see cref="SentenceEmbedder.Embed(string)"/>
+    /// always returns floats.</summary>
+    public QuantizePrecision? Precision { get; init; }
+    /// <summary>int8/uint8: the per-dimension ranges F32 [2,D] (row 0 start, row 1 end; D = the output width), e.g. the
+    /// <see cref="QuantizedEmbeddings.Ranges"/> of a corpus, so that queries share its scale. Wins over
+    /// <see cref="Calibration"/>.</summary>
+    public HostTensor? Ranges { get; init; }
+    /// <summary>int8/uint8: calibration embeddings F32 [M,D] whose per-dimension min and max are the ranges. Without
+    /// <see cref="Ranges"/> or Calibration, each call takes the ranges from the texts it embeds.</summary>
+    public HostTensor? Calibration { get; init; }
 }
 
 /// <summary>
@@ -112,9 +123,51 @@ public sealed class SentenceEmbedder : IDisposable
         Pooling = options.PoolingConfigPath is null ? options.Pooling : PoolingConfig.Load(options.PoolingConfigPath);
         Dimensions = Pooling.OutputWidth(HiddenSize);
         _options = Pooling;
+        if (options.Precision is { } precision) _ = Quantization.Name(precision); // an undefined value throws
+        CheckQuantizeInput(options.Ranges, "Ranges", "[2,D]", 2);
+        CheckQuantizeInput(options.Calibration, "Calibration", "[M,D]", 0);
+        Precision = options.Precision;
+        _ranges = options.Ranges;
+        _calibration = options.Calibration;
         _ownsDevice = device is null;
         _device = device ?? PoolKernels.Device.Open(options.Device);
         BatchSize = options.BatchSize;
+    }
+
+    private void CheckQuantizeInput(HostTensor? t, string name, string layout, int rows)
+    {
+        if (t is null) return;
+        if (t.DType != DType.F32 || t.Rank != 2 || t.Shape[1] != Dimensions || (rows > 0 ? t.Shape[0] != rows : t.Shape[0] < 1))
+            throw new ArgumentException($"{name} must be F32 {layout} with D = {Dimensions} (the output width) and "
+                + $"{(rows > 0 ? $"{rows} rows" : "at least one row")}, got {t}.", "options");
+    }
+
+    private readonly HostTensor? _ranges, _calibration;
+
+    /// <summary>The precision of <see cref="EmbedQuantized"/> when none is passed (null: float32).</summary>
+    public QuantizePrecision? Precision { get; }
+
+    /// <summary>
+    /// Embeds texts as <see cref="Embed(IReadOnlyList{string}, IProgress{int}?, CancellationToken)"/> does, then quantizes
+    /// the pooled (and normalized) vectors with PoolKernels <c>quantize</c> on <see cref="Device"/>: int8/uint8 with the
+    /// options' <see cref="SentenceEmbedderOptions.Ranges"/>, else their <see cref="SentenceEmbedderOptions.Calibration"/>,
+    /// else the ranges of these texts' own embeddings (as sentence-transformers' <c>quantize_embeddings</c>); binary and
+    /// ubinary pack the signs (bit = x &gt; 0). The quantization is one extra pass over the pooled vectors, not fused into
+    /// <c>sequence_pool</c>.
+    /// </summary>
+    /// <param name="texts">The texts.</param>
+    /// <param name="precision">The precision; null for <see cref="Precision"/>.</param>
+    /// <param name="progress">Texts embedded so far.</param>
+    /// <param name="cancellationToken">Cancels between batches.</param>
+    /// <exception cref="ArgumentException">No precision here nor in the options, or the errors of <c>quantize</c> (a NaN in
+    /// the data a range comes from).</exception>
+    public QuantizedEmbeddings EmbedQuantized(IReadOnlyList<string> texts, QuantizePrecision? precision = null,
+        IProgress<int>? progress = null, CancellationToken cancellationToken = default)
+    {
+        var p = precision ?? Precision
+            ?? throw new ArgumentException("No precision: pass one or set SentenceEmbedderOptions.Precision.", nameof(precision));
+        var vectors = Embed(texts, progress, cancellationToken);
+        return QuantizedEmbeddings.Quantize(_device, vectors, Dimensions, p, _ranges, _calibration);
     }
 
     /// <summary>Sentences per ONNX Runtime call.</summary>
