@@ -79,7 +79,18 @@ internal sealed class SequenceFamily : IOpFamily
         {
             P = c.Float("p", 3f), Eps = c.Float("eps", 1e-6f), Normalize = c.Bool("normalize", false),
             Dims = c.Parameters.TryGetValue("dims", out var dims) && dims is not ("all" or "") ? c.Int("dims", -1) : -1,
+            PGroups = PGroups(c),
         };
+
+    /// <summary>The optional Group GeM input p_groups [G] F32 of sequence_pool and spatial_pool as its values; absent = empty
+    /// (off). Another rank or dtype is an ArgumentException naming p_groups.</summary>
+    internal static float[] PGroups(OpCall c)
+    {
+        if (c.Optional("p_groups") is not { } t) return [];
+        if (t.Shape.Length != 1 || t.DType != DType.F32)
+            throw new ArgumentException($"p_groups must be [G] F32, got {Shape.Format(t.Shape)} {t.DType.Name()}.", "p_groups");
+        return t.AsSpan<float>().ToArray();
+    }
 
     private static Dictionary<string, HostTensor> Out(HostTensor t) => new() { ["out"] = t };
 

@@ -29,6 +29,7 @@ internal sealed class SpatialFamily : IOpFamily
     {
         Mode = SpatialPoolOptions.ParseMode(c.Text("mode", "avg")), P = c.Float("p", 3f), Eps = c.Float("eps", 1e-6f),
         Normalize = c.Bool("normalize", false), Nhwc = SpatialPoolOptions.ParseLayout(c.Text("layout", "nchw")),
+        PGroups = SequenceFamily.PGroups(c),
     }, c.Optional("valid")));
 
     internal static Pool2dOptions Pool2dOptionsOf(OpCall c)
