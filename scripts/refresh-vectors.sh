@@ -10,7 +10,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 src=${1:-../shared/vectors}
 next=${2:-../shared/vectors-next}
-LANDED=(quantize hamming_topk binary_search similarity_topk sdpa sdpa_varlen sdpa_paged kv_cache_write attention_combine info_nce adamw_step)
+LANDED=(quantize hamming_topk binary_search similarity_topk sdpa sdpa_varlen sdpa_paged kv_cache_write attention_combine info_nce adamw_step
+  sequence_pool spatial_pool)
 [ -d "$src" ] || { echo "no $src: nothing to refresh (tests use tests/vectors as committed)"; exit 0; }
 rm -rf tests/vectors
 mkdir -p tests/vectors

@@ -17,6 +17,8 @@ internal struct SequencePoolParams
     public float P, Eps;
     /// <summary>1 when a prefix_len view is given.</summary>
     public int HasPrefix;
+    /// <summary>GGeM: D / G when a p_groups view is given (feature d of gem uses p_groups[d / GroupSize]), 0 = plain p.</summary>
+    public int GroupSize;
 }
 
 /// <summary>
@@ -27,17 +29,19 @@ internal struct SequencePoolParams
 /// </summary>
 internal static class SequencePoolIlgpu
 {
-    /// <summary>The pooling kernel; <paramref name="i"/> runs over Batch·Dim.</summary>
+    /// <summary>The pooling kernel; <paramref name="i"/> runs over Batch·Dim. <paramref name="pGroups"/> is read only when
+    /// <see cref="SequencePoolParams.GroupSize"/> > 0 (GGeM).</summary>
     [GpuKernel(typeof(float), typeof(F32Reader), typeof(long), typeof(I64Mask), typeof(long), typeof(I64Index))]
     [GpuKernel(typeof(ushort), typeof(Bf16Reader), typeof(byte), typeof(U8Mask), typeof(int), typeof(I32Index))]
     public static void Kernel<TRaw, TElem, TMask, TMaskOp, TIdx, TIdxOp>(Index1D i, ArrayView<TRaw> hidden, ArrayView<TMask> mask,
-        ArrayView<TIdx> prefix, ArrayView<float> output, SequencePoolParams prm)
+        ArrayView<TIdx> prefix, ArrayView<float> pGroups, ArrayView<float> output, SequencePoolParams prm)
         where TRaw : unmanaged where TElem : struct, IElementReader<TRaw>
         where TMask : unmanaged where TMaskOp : struct, IMaskReader<TMask>
         where TIdx : unmanaged where TIdxOp : struct, IIndexReader<TIdx>
     {
         int b = i / prm.Dim, d = i % prm.Dim;
         if (b >= prm.Batch) return;
+        float p = prm.GroupSize > 0 ? pGroups[d / prm.GroupSize] : prm.P;
         long skip = prm.HasPrefix != 0 ? default(TIdxOp).Get(prefix[b]) : 0;
         long seen = 0, rowBase = (long)b * prm.SeqLen;
         int count = 0, first = -1, last = -1;
@@ -52,7 +56,7 @@ internal static class SequencePoolIlgpu
             sum += x;
             wsum += (t + 1) * x; wtotal += t + 1;
             max = Numerics.MaxNaN(max, x);
-            gem += XMath.Pow(Numerics.MaxNaN(x, prm.Eps), prm.P);
+            gem += XMath.Pow(Numerics.MaxNaN(x, prm.Eps), p);
         }
         for (int m = 0; m < prm.ModeCount; m++)
         {
@@ -69,7 +73,7 @@ internal static class SequencePoolIlgpu
                     case SequencePoolMode.MeanSqrtLen: v = sum * XMath.Rsqrt((float)count); break;
                     case SequencePoolMode.WeightedMean: v = wsum / wtotal; break;
                     case SequencePoolMode.Max: v = max; break;
-                    default: v = XMath.Pow(gem / count, 1f / prm.P); break;
+                    default: v = XMath.Pow(gem / count, 1f / p); break;
                 }
             }
             output[(long)b * prm.OutStride + f] = v;
@@ -102,9 +106,11 @@ internal static class SequencePoolIlgpu
 
     /// <summary>Launches the pooling kernel (and the normalization when asked) on <paramref name="stream"/>. The byte views
     /// are reinterpreted as the kernel's storage types. <paramref name="groupSize"/> (tunable <c>group</c>) is rounded
-    /// down to a power of two the device supports.</summary>
+    /// down to a power of two the device supports. <paramref name="pGroups"/>: the GGeM powers (any view when
+    /// <see cref="SequencePoolParams.GroupSize"/> is 0).</summary>
     public static void Launch<TRaw, TElem, TMask, TMaskOp, TIdx, TIdxOp>(Accelerator accelerator, AcceleratorStream stream,
-        ArrayView<byte> hidden, ArrayView<byte> mask, ArrayView<byte> prefix, ArrayView<float> output, SequencePoolParams prm, bool normalize, int groupSize)
+        ArrayView<byte> hidden, ArrayView<byte> mask, ArrayView<byte> prefix, ArrayView<float> pGroups, ArrayView<float> output,
+        SequencePoolParams prm, bool normalize, int groupSize)
         where TRaw : unmanaged where TElem : struct, IElementReader<TRaw>
         where TMask : unmanaged where TMaskOp : struct, IMaskReader<TMask>
         where TIdx : unmanaged where TIdxOp : struct, IIndexReader<TIdx>
@@ -112,13 +118,13 @@ internal static class SequencePoolIlgpu
         if (prm.Batch == 0 || prm.Dims == 0) return;
         groupSize = GroupReduce.GroupSize(accelerator, groupSize);
         var k = KernelCache.Get(accelerator, Kernel<TRaw, TElem, TMask, TMaskOp, TIdx, TIdxOp>, groupSize,
-            a => a.LoadImplicitlyGroupedKernel<Index1D, ArrayView<TRaw>, ArrayView<TMask>, ArrayView<TIdx>, ArrayView<float>, SequencePoolParams>(
-                Kernel<TRaw, TElem, TMask, TMaskOp, TIdx, TIdxOp>, groupSize));
-        k(stream, (int)((long)prm.Batch * prm.Dim), hidden.Cast<TRaw>(), mask.Cast<TMask>(), prefix.Cast<TIdx>(), output, prm);
+            a => a.LoadImplicitlyGroupedKernel<Index1D, ArrayView<TRaw>, ArrayView<TMask>, ArrayView<TIdx>, ArrayView<float>,
+                ArrayView<float>, SequencePoolParams>(Kernel<TRaw, TElem, TMask, TMaskOp, TIdx, TIdxOp>, groupSize));
+        k(stream, (int)((long)prm.Batch * prm.Dim), hidden.Cast<TRaw>(), mask.Cast<TMask>(), prefix.Cast<TIdx>(), pGroups, output, prm);
         if (normalize) NormalizeRows(accelerator, stream, output, prm.Batch, prm.Dims, prm.OutStride);
     }
 }
 
 /// <summary>Signature of <see cref="SequencePoolIlgpu.Launch{TRaw, TElem, TMask, TMaskOp, TIdx, TIdxOp}"/> once its types are closed.</summary>
 internal delegate void SequencePoolLaunch(Accelerator accelerator, AcceleratorStream stream, ArrayView<byte> hidden, ArrayView<byte> mask,
-    ArrayView<byte> prefix, ArrayView<float> output, SequencePoolParams prm, bool normalize, int groupSize);
+    ArrayView<byte> prefix, ArrayView<float> pGroups, ArrayView<float> output, SequencePoolParams prm, bool normalize, int groupSize);

@@ -6,14 +6,16 @@ namespace PoolKernels.Kernels.Sequence;
 /// <c>sequence_pool</c>, scalar reference: the oracle. Accumulates in double. For each batch row b,
 /// V_b = the positions with mask != 0 in order, minus the first prefix_len[b]; each mode reduces
 /// x[b, V_b, :]; the modes' vectors are concatenated, cut to <c>dims</c>, optionally L2-normalized.
-/// An empty V_b gives zeros for every mode.
+/// An empty V_b gives zeros for every mode. GGeM: with p_groups [G] given, feature d of the gem block uses
+/// p = p_groups[d / (D/G)] instead of p.
 /// </summary>
 internal static class SequencePoolReference
 {
     /// <summary>Runs the operation; row b of the result starts at output[b·outStride] (default dims).
-    /// Arguments are assumed validated (see PoolKernels.SequencePooling).</summary>
+    /// Arguments are assumed validated (see PoolKernels.SequencePooling); <paramref name="pGroups"/> empty = plain GeM.</summary>
     public static void Run<T, TMask, TIdx>(ReadOnlySpan<T> hidden, ReadOnlySpan<TMask> mask, ReadOnlySpan<TIdx> prefixLen,
-        Span<float> output, int batch, int seqLen, int dim, ReadOnlySpan<SequencePoolMode> modes, float p, float eps, int dims, bool normalize, int outStride = -1)
+        Span<float> output, int batch, int seqLen, int dim, ReadOnlySpan<SequencePoolMode> modes, float p, float eps, int dims,
+        bool normalize, int outStride = -1, ReadOnlySpan<float> pGroups = default)
     {
         if (outStride < 0) outStride = dims;
         var acc = new double[modes.Length * dim];
@@ -30,7 +32,8 @@ internal static class SequencePoolReference
             {
                 for (int m = 0; m < modes.Length; m++)
                     for (int d = 0; d < dim; d++)
-                        acc[m * dim + d] = Reduce(hidden, b, seqLen, dim, d, kept, modes[m], p, eps);
+                        acc[m * dim + d] = Reduce(hidden, b, seqLen, dim, d, kept, modes[m],
+                            pGroups.IsEmpty ? p : pGroups[d / (dim / pGroups.Length)], eps);
             }
             var row = output.Slice(b * outStride, dims);
             double norm = 0;

@@ -17,10 +17,12 @@ internal static unsafe class SequencePoolSimd
     public const int MaxBlock = 1024;
 
     /// <summary>Runs the operation on <paramref name="pool"/> (default <see cref="WorkerPool.Shared"/>); row b of the
-    /// result starts at output[b·outStride] (default dims).</summary>
+    /// result starts at output[b·outStride] (default dims). <paramref name="pGroups"/> (GGeM, empty = off; G divides
+    /// dim) replaces p in the gem block: feature d uses pGroups[d / (dim / G)].</summary>
     public static void Run<T, TMask, TIdx>(ReadOnlySpan<T> hidden, ReadOnlySpan<TMask> mask, ReadOnlySpan<TIdx> prefixLen,
-        Span<float> output, int batch, int seqLen, int dim, ReadOnlySpan<SequencePoolMode> modes, float p, float eps, int dims, bool normalize,
-        WorkerPool? pool = null, int outStride = -1, int block = DefaultBlock, int maxWorkers = int.MaxValue)
+        Span<float> output, int batch, int seqLen, int dim, ReadOnlySpan<SequencePoolMode> modes, float p, float eps, int dims,
+        bool normalize, WorkerPool? pool = null, int outStride = -1, int block = DefaultBlock, int maxWorkers = int.MaxValue,
+        ReadOnlySpan<float> pGroups = default)
         where T : unmanaged where TMask : unmanaged where TIdx : unmanaged
     {
         if (batch == 0 || dims == 0) return;
@@ -29,10 +31,12 @@ internal static unsafe class SequencePoolSimd
         block = Math.Clamp(block, 16, MaxBlock);
         int blocks = (dim + block - 1) / block;
         fixed (T* h = hidden) fixed (TMask* m = mask) fixed (TIdx* pl = prefixLen) fixed (float* o = output) fixed (SequencePoolMode* md = modes)
+        fixed (float* pg = pGroups)
         {
             var job = Job<T, TMask, TIdx>.Cached ??= new();
             job.Hidden = h; job.Mask = m; job.Prefix = prefixLen.IsEmpty ? null : pl; job.Out = o; job.Modes = md;
             job.ModeCount = modes.Length; job.Batch = batch; job.SeqLen = seqLen; job.Dim = dim; job.Dims = dims; job.OutStride = outStride; job.P = p; job.Eps = eps;
+            job.PGroups = pGroups.IsEmpty ? null : pg; job.GroupSize = pGroups.IsEmpty ? 0 : dim / pGroups.Length;
             job.Blocks = blocks; job.Block = block;
             foreach (var mode in modes)
             {
@@ -43,6 +47,7 @@ internal static unsafe class SequencePoolSimd
             }
             pool.Run(job, batch * blocks, maxWorkers);
             job.NeedSum = job.NeedWeighted = job.NeedMax = job.NeedGem = false;
+            job.PGroups = null;
         }
         if (normalize)
             for (int b = 0; b < batch; b++) NormalizeInPlace(output.Slice(b * outStride, dims));
@@ -59,7 +64,8 @@ internal static unsafe class SequencePoolSimd
     {
         [ThreadStatic] internal static Job<T, TMask, TIdx>? Cached;
         internal T* Hidden; internal TMask* Mask; internal TIdx* Prefix; internal float* Out; internal SequencePoolMode* Modes;
-        internal int ModeCount, Batch, SeqLen, Dim, Dims, OutStride, Blocks, Block;
+        internal float* PGroups; // GGeM: null = off, else G values, feature d uses PGroups[d / GroupSize]
+        internal int ModeCount, Batch, SeqLen, Dim, Dims, OutStride, Blocks, Block, GroupSize;
         internal float P, Eps;
         internal bool NeedSum, NeedWeighted, NeedMax, NeedGem;
 
@@ -67,11 +73,21 @@ internal static unsafe class SequencePoolSimd
         {
             int Block = this.Block;
             int b = item / Blocks, d0 = item % Blocks * Block, n = Math.Min(Block, Dim - d0);
-            float* buf = stackalloc float[6 * Block];
+            bool groups = PGroups != null && NeedGem;
+            float* buf = stackalloc float[(groups ? 8 : 6) * Block];
             var sum = new Span<float>(buf, n); var wsum = new Span<float>(buf + Block, n);
             var max = new Span<float>(buf + 2 * Block, n); var gem = new Span<float>(buf + 3 * Block, n);
             var scratch = new Span<float>(buf + 4 * Block, n); var tmp = new Span<float>(buf + 5 * Block, n);
             sum.Clear(); wsum.Clear(); gem.Clear(); max.Fill(float.NegativeInfinity);
+            // GGeM: the block's one p (plain GeM's path), or NaN with a per-feature p and 1/p row (a block across groups)
+            Span<float> pRow = default, invRow = default;
+            float p = P;
+            if (groups)
+            {
+                pRow = new Span<float>(buf + 6 * Block, n); invRow = new Span<float>(buf + 7 * Block, n);
+                p = GroupGem.Fill(PGroups, GroupSize, d0, pRow, invRow);
+            }
+            bool perFeature = float.IsNaN(p);
 
             long skip = Prefix == null ? 0 : Elements.ToInt64(Prefix[b]);
             long seen = 0; int count = 0, first = -1, last = -1; double wtotal = 0;
@@ -89,7 +105,7 @@ internal static unsafe class SequencePoolSimd
                 if (NeedGem)
                 {
                     TensorPrimitives.Max(x, Eps, tmp);
-                    VectorMath.Pow(tmp, P, tmp);
+                    if (perFeature) GroupGem.Pow(tmp, pRow, tmp); else VectorMath.Pow(tmp, p, tmp);
                     TensorPrimitives.Add(gem, tmp, gem);
                 }
             }
@@ -111,7 +127,8 @@ internal static unsafe class SequencePoolSimd
                     case SequencePoolMode.Max: max[..k].CopyTo(dst); break;
                     case SequencePoolMode.Gem:
                         TensorPrimitives.Multiply(gem[..k], 1f / count, dst);
-                        if (P != 1f) VectorMath.Pow(dst, 1f / P, dst);
+                        if (perFeature) GroupGem.Pow(dst, invRow[..k], dst);
+                        else if (p != 1f) VectorMath.Pow(dst, 1f / p, dst);
                         break;
                 }
             }

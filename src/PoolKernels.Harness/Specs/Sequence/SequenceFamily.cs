@@ -79,7 +79,18 @@ internal sealed class SequenceFamily : IOpFamily
         {
             P = c.Float("p", 3f), Eps = c.Float("eps", 1e-6f), Normalize = c.Bool("normalize", false),
             Dims = c.Parameters.TryGetValue("dims", out var dims) && dims is not ("all" or "") ? c.Int("dims", -1) : -1,
+            PGroups = PGroups(c),
         };
+
+    /// <summary>The optional Group GeM input p_groups [G] F32 of sequence_pool and spatial_pool as its values; absent = empty
+    /// (off). Another rank or dtype is an ArgumentException naming p_groups.</summary>
+    internal static float[] PGroups(OpCall c)
+    {
+        if (c.Optional("p_groups") is not { } t) return [];
+        if (t.Shape.Length != 1 || t.DType != DType.F32)
+            throw new ArgumentException($"p_groups must be [G] F32, got {Shape.Format(t.Shape)} {t.DType.Name()}.", "p_groups");
+        return t.AsSpan<float>().ToArray();
+    }
 
     private static Dictionary<string, HostTensor> Out(HostTensor t) => new() { ["out"] = t };
 
@@ -121,7 +132,39 @@ internal sealed class SequenceFamily : IOpFamily
             cases.Add(($"{modes} {dt.Name()} [{b},{t},{dim}]{(specials ? " nan/inf" : "")}", new OpCall(inputs, ps)));
             i++;
         }
+        GroupGemCases(r, cases);
         return cases;
+    }
+
+    /// <summary>Group GeM (p_groups [G]): G = 1, G = D, divisors; gem alone and in mode lists (dims, normalize, prefix);
+    /// F32, F16 and BF16 hidden. D = 600 with G = 3 has simd feature blocks (256) that straddle groups (per-feature p);
+    /// D = 1024 with G = 2 [3, 2] has blocks inside one group each (the plain path with the group's exact p).</summary>
+    private static void GroupGemCases(RandomTensors r, List<(string, OpCall)> cases)
+    {
+        (int B, int T, int D, int G, string Modes, DType Dt, string Dims)[] list =
+        [
+            (3, 6, 12, 1, "gem", DType.F32, "all"), (2, 5, 7, 7, "gem", DType.F16, "all"), (3, 7, 40, 8, "mean,gem,max", DType.BF16, "100"),
+            (2, 9, 600, 3, "gem,cls", DType.F32, "all"), (1, 3, 1024, 2, "gem", DType.F32, "all"),
+            (4, 6, 24, 4, "max,gem,last_token", DType.F16, "all"),
+        ];
+        int i = 0;
+        foreach (var (b, t, dim, g, modes, dt, dims) in list)
+        {
+            bool specials = i == 5;
+            var hidden = specials ? r.FloatsWithSpecials(dt, b, t, dim) : r.Floats(dt, -2, 2, b, t, dim);
+            var pg = dim == 1024 ? HostTensor.From(new[] { 3f, 2f }, 2) : r.Floats(DType.F32, 0.5f, 5f, g);
+            var inputs = new Dictionary<string, HostTensor>
+            {
+                ["hidden"] = hidden, ["attention_mask"] = r.Mask(r.MaskType(), b, t), ["p_groups"] = pg,
+            };
+            if (i % 3 == 2) inputs["prefix_len"] = HostTensor.From(Enumerable.Range(0, b).Select(k => (long)(k % 2)).ToArray(), b);
+            var ps = new Dictionary<string, string>
+            {
+                ["mode"] = modes, ["p"] = "3", ["normalize"] = i % 2 == 0 ? "true" : "false", ["dims"] = dims,
+            };
+            cases.Add(($"{modes} p_groups G={g} {dt.Name()} [{b},{t},{dim}]{(specials ? " nan/inf" : "")}", new OpCall(inputs, ps)));
+            i++;
+        }
     }
 
     private static IReadOnlyList<(string, OpCall)> LayerPoolCases(int seed)

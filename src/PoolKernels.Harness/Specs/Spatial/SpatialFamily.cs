@@ -29,6 +29,7 @@ internal sealed class SpatialFamily : IOpFamily
     {
         Mode = SpatialPoolOptions.ParseMode(c.Text("mode", "avg")), P = c.Float("p", 3f), Eps = c.Float("eps", 1e-6f),
         Normalize = c.Bool("normalize", false), Nhwc = SpatialPoolOptions.ParseLayout(c.Text("layout", "nchw")),
+        PGroups = SequenceFamily.PGroups(c),
     }, c.Optional("valid")));
 
     internal static Pool2dOptions Pool2dOptionsOf(OpCall c)
@@ -93,7 +94,35 @@ internal sealed class SpatialFamily : IOpFamily
             cases.Add(($"{mode} {(nhwc ? "nhwc" : "nchw")} [{b},{ch},{h},{w}]{(inputs.ContainsKey("valid") ? " valid" : "")}", new OpCall(inputs, ps)));
             i++;
         }
+        GroupGemCases(r, cases);
         return cases;
+    }
+
+    /// <summary>Group GeM (p_groups [G], G dividing C) on gem: G = 1, G = C, divisors; NCHW planes (the fused p = 2/3 path
+    /// per plane with [3, 2]) and NHWC channel blocks inside one group (C = 512, G = 2) or across groups (C = 300, G = 3);
+    /// valid masks, normalize, NaN/inf; and an avg call that ignores p_groups.</summary>
+    private static void GroupGemCases(RandomTensors r, List<(string, OpCall)> cases)
+    {
+        (int B, int C, int H, int W, int G, bool Nhwc, bool Valid, string Mode)[] list =
+        [
+            (2, 6, 3, 4, 3, false, false, "gem"), (2, 12, 3, 3, 12, true, true, "gem"), (1, 300, 2, 2, 3, true, false, "gem"),
+            (2, 4, 7, 7, 2, false, false, "gem"), (2, 512, 1, 2, 2, true, true, "gem"), (3, 5, 2, 3, 1, false, true, "gem"),
+            (2, 8, 3, 3, 4, true, false, "gem"), (2, 6, 2, 2, 2, false, false, "avg"),
+        ];
+        int i = 0;
+        foreach (var (b, ch, h, w, g, nhwc, valid, mode) in list)
+        {
+            int[] shape = nhwc ? [b, h, w, ch] : [b, ch, h, w];
+            bool specials = i == 6;
+            var x = specials ? r.FloatsWithSpecials(DType.F32, shape) : r.Floats(DType.F32, -1, 2, shape);
+            var pg = ch is 4 or 512 ? HostTensor.From(new[] { 3f, ch == 4 ? 2f : 2.5f }, 2) : r.Floats(DType.F32, 0.5f, 5f, g);
+            var inputs = new Dictionary<string, HostTensor> { ["x"] = x, ["p_groups"] = pg };
+            if (valid) inputs["valid"] = r.Mask(r.MaskType(), b, h * w) is var m ? new HostTensor(m.DType, [b, h, w], m.Data) : null!;
+            var ps = P("mode", mode, "p", "3", "eps", "1e-6", "normalize", i % 2 == 0 ? "true" : "false", "layout", nhwc ? "nhwc" : "nchw");
+            string name = $"{mode} p_groups G={g} {(nhwc ? "nhwc" : "nchw")} [{b},{ch},{h},{w}]";
+            cases.Add(($"{name}{(valid ? " valid" : "")}{(specials ? " nan/inf" : "")}", new OpCall(inputs, ps)));
+            i++;
+        }
     }
 
     private static IReadOnlyList<(string, OpCall)> Pool2dCases(int seed)

@@ -5,7 +5,7 @@ using PoolKernels.Kernels.Sequence;
 
 namespace PoolKernels;
 
-/// <summary>Options of <c>sequence_pool</c>: the modes (concatenated in order), GeM power and clamp,
+/// <summary>Options of <c>sequence_pool</c>: the modes (concatenated in order), GeM power (or Group GeM powers) and clamp,
 /// Matryoshka truncation and L2 normalization.</summary>
 public sealed record SequencePoolOptions
 {
@@ -19,6 +19,17 @@ public sealed record SequencePoolOptions
     public int Dims { get; init; } = -1;
     /// <summary>Divide each output row by max(‖row‖₂, 1e-12).</summary>
     public bool Normalize { get; init; }
+    /// <summary>Group GeM (GGeM, Ko et al. 2022), docs/operations.md <c>p_groups [G]</c>: G powers, each finite and > 0,
+    /// with G dividing D. Feature d of the gem block uses p = PGroups[d / (D/G)] instead of <see cref="P"/> (group g covers
+    /// features [g·D/G, (g+1)·D/G)); the other modes of a mode list ignore it, and so does a list without gem (the values
+    /// are checked all the same). G = 1 is
+    /// GeM with one learnable p. Empty (the default) = off. Copied on init.</summary>
+    public ReadOnlyMemory<float> PGroups { get => _pGroups; init => _pGroups = value.ToArray(); }
+
+    private float[] _pGroups = [];
+
+    /// <summary>The GGeM powers (empty = off), as the kernels take them.</summary>
+    internal float[] PGroupsArray => _pGroups;
 
     /// <summary>Options for the given modes.</summary>
     public SequencePoolOptions(params SequencePoolMode[] modes) => Modes = modes;
@@ -31,7 +42,9 @@ public sealed record SequencePoolOptions
         if (Modes is not null)
             for (int i = 0; i < Modes.Count; i++) builder.Append(i == 0 ? "" : ", ").Append(Name(Modes[i]));
         builder.Append(']');
-        builder.Append(System.Globalization.CultureInfo.InvariantCulture, $", P = {P}, Eps = {Eps}, Dims = {Dims}, Normalize = {Normalize}");
+        var inv = System.Globalization.CultureInfo.InvariantCulture;
+        builder.Append(inv, $", P = {P}, Eps = {Eps}, Dims = {Dims}, Normalize = {Normalize}");
+        if (_pGroups.Length != 0) builder.Append(", PGroups = [").AppendJoin(", ", _pGroups.Select(x => x.ToString(inv))).Append(']');
         return true;
     }
 
@@ -85,10 +98,29 @@ public sealed record SequencePoolOptions
         }
         if (gem && !(P > 0 && float.IsFinite(P))) throw new ArgumentException($"p must be a finite number > 0, got {P}.", "p");
         if (float.IsNaN(Eps)) throw new ArgumentException("eps must not be NaN.", "eps");
+        if (_pGroups.Length != 0) PGroupsCheck.Validate(_pGroups, dim, "D", "hidden [B,T,D]", nameof(PGroups));
         long full = (long)Modes.Count * dim;
         if (Dims == -1) return checked((int)full);
         if (Dims < 1 || Dims > full) throw new ArgumentException($"dims must be -1 (all) or in [1, {full}] for {Modes.Count} mode(s) × D = {dim}, got {Dims}.", "dims");
         return Dims;
+    }
+}
+
+/// <summary>The checks of the Group GeM input p_groups [G], shared by sequence_pool (G divides D) and spatial_pool
+/// (G divides C).</summary>
+internal static class PGroupsCheck
+{
+    /// <summary>Throws an ArgumentException (ParamName <paramref name="param"/>) unless G = pGroups.Length divides
+    /// <paramref name="width"/> and every entry is finite and > 0. Messages are built only on failure.</summary>
+    public static void Validate(float[] pGroups, int width, string widthName, string of, string param)
+    {
+        int g = pGroups.Length;
+        if (width % g != 0)
+            throw new ArgumentException($"p_groups [G] = [{g}]: G must divide {widthName} = {width} of {of} (group g covers the "
+                + $"{widthName}/G features [g·{widthName}/G, (g+1)·{widthName}/G)).", param);
+        for (int i = 0; i < g; i++)
+            if (!(pGroups[i] > 0 && float.IsFinite(pGroups[i])))
+                throw new ArgumentException($"p_groups [G] = [{g}]: p_groups[{i}] = {pGroups[i]} must be a finite number > 0.", param);
     }
 }
 
@@ -101,6 +133,8 @@ public sealed record SequencePoolOptions
 /// propagates); gem = ((1/|V|) Σ max(x,eps)^p)^(1/p). The modes are concatenated in the order given (one pass
 /// over hidden), cut to the first dims features, then divided by max(‖v‖₂, 1e-12) when normalize is set.
 /// An empty V_b gives a zero row for every mode (and normalize leaves it zero).</para>
+/// <para>Group GeM (<see cref="SequencePoolOptions.PGroups"/>, p_groups [G], G dividing D): feature d of the gem block uses
+/// p = p_groups[d / (D/G)] in both the power and the root.</para>
 /// Results of the float backends may differ from the reference in the last bits (float vs double accumulation).
 /// </summary>
 public static class SequencePooling
@@ -336,13 +370,14 @@ public static class SequencePooling
             var h = _hidden.As<T>(); var m = _mask.As<TMask>(); var p = _prefix.As<TIdx>();
             var o = _output.As<float>()[(int)outOffset..];
             var (pw, eps, norm) = (options.P, options.Eps, options.Normalize);
-            if (_simd is not { } cpu) SequencePoolReference.Run(h, m, p, o, batch, seqLen, dim, modes, pw, eps, dims, norm, outStride);
+            ReadOnlySpan<float> pg = options.PGroupsArray;
+            if (_simd is not { } cpu) SequencePoolReference.Run(h, m, p, o, batch, seqLen, dim, modes, pw, eps, dims, norm, outStride, pg);
             else
             {
                 long bt = (long)batch * seqLen;
                 int block = Tuning.Get(cpu, "sequence_pool", bt, dim, "block", SequencePoolSimd.DefaultBlock);
                 int threads = Tuning.Get(cpu, "sequence_pool", bt, dim, "threads", cpu.Pool.Workers);
-                SequencePoolSimd.Run(h, m, p, o, batch, seqLen, dim, modes, pw, eps, dims, norm, cpu.Pool, outStride, block, threads);
+                SequencePoolSimd.Run(h, m, p, o, batch, seqLen, dim, modes, pw, eps, dims, norm, cpu.Pool, outStride, block, threads, pg);
             }
         }
 
@@ -356,11 +391,13 @@ public static class SequencePooling
                 Batch = batch, SeqLen = seqLen, Dim = dim, Dims = dims, OutStride = outStride, ModeCount = options.Modes.Count,
                     Modes = modes,
                 P = options.P, Eps = options.Eps, HasPrefix = _prefix.Given ? 1 : 0,
+                GroupSize = options.PGroupsArray.Length == 0 ? 0 : dim / options.PGroupsArray.Length,
             };
             var output = s.Out<float>(_output);
             int group = s.Tune("sequence_pool", (long)batch * seqLen, dim, "group", 128);
             Launcher(hiddenType, maskType, prefixType)(s.Accelerator, s.Stream, s.In<byte>(_hidden), s.In<byte>(_mask), s.In<byte>(_prefix),
-                output.SubView(outOffset, (long)(batch - 1) * outStride + dims), prm, options.Normalize, group);
+                s.Upload<float>(options.PGroupsArray), output.SubView(outOffset, (long)(batch - 1) * outStride + dims), prm,
+                options.Normalize, group);
             s.Download(output, _output);
         }
     }

@@ -16,6 +16,23 @@ public sealed record SpatialPoolOptions
     public bool Normalize { get; init; }
     /// <summary>x is [B,H,W,C] (layout=nhwc) instead of [B,C,H,W].</summary>
     public bool Nhwc { get; init; }
+    /// <summary>Group GeM (GGeM), docs/operations.md <c>p_groups [G]</c>: G powers, each finite and > 0, with G dividing C.
+    /// Channel c of gem uses p = PGroups[c / (C/G)] instead of <see cref="P"/>; avg and max ignore it (the values are
+    /// checked all the same). Empty (the default) = off. Copied on init.</summary>
+    public ReadOnlyMemory<float> PGroups { get => _pGroups; init => _pGroups = value.ToArray(); }
+
+    private float[] _pGroups = [];
+
+    /// <summary>The GGeM powers (empty = off), as the kernels take them.</summary>
+    internal float[] PGroupsArray => _pGroups;
+
+    private bool PrintMembers(System.Text.StringBuilder builder)
+    {
+        var inv = System.Globalization.CultureInfo.InvariantCulture;
+        builder.Append(inv, $"Mode = {Mode}, P = {P}, Eps = {Eps}, Normalize = {Normalize}, Nhwc = {Nhwc}");
+        if (_pGroups.Length != 0) builder.Append(", PGroups = [").AppendJoin(", ", _pGroups.Select(x => x.ToString(inv))).Append(']');
+        return true;
+    }
 
     /// <summary>Parses avg | max | gem.</summary>
     public static SpatialPoolMode ParseMode(string mode) => mode switch
@@ -130,7 +147,8 @@ public static partial class SpatialPooling
     /// [B,H,W] I64|I32|U8|BOOL (nonzero keeps). For each (b,c) over the valid cells V: avg = Σx/|V|; max (NaN
     /// propagates); gem = ((1/|V|) Σ max(x,eps)^p)^(1/p) (the sequence_pool formula). An empty V gives 0. With
     /// normalize each row is divided by max(‖row‖₂, 1e-12) (fused: the rows are normalized right after pooling).
-    /// Returns [B,C] F32.
+    /// Group GeM (<see cref="SpatialPoolOptions.PGroups"/>, p_groups [G], G dividing C): channel c of gem uses
+    /// p = p_groups[c / (C/G)] in both the power and the root. Returns [B,C] F32.
     /// </summary>
     public static HostTensor SpatialPool(this Device device, HostTensor x, SpatialPoolOptions? options = null, HostTensor? valid = null)
     {
@@ -154,7 +172,7 @@ public static partial class SpatialPooling
         if (options.Nhwc) { h = x.Shape[1]; w = x.Shape[2]; c = x.Shape[3]; }
         else { c = x.Shape[1]; h = x.Shape[2]; w = x.Shape[3]; }
         if (valid is not null) { MaskDType(valid, "valid"); Shaped(valid, "valid", "[B,H,W]", b, h, w); }
-        ValidateSpatial(options);
+        ValidateSpatial(options, c, options.Nhwc ? "x [B,H,W,C]" : "x [B,C,H,W]");
         Output(output, b, c);
         var plan = new SpatialPlan(In.Of(x), In.Of(valid), valid is null ? 0 : valid.DType.Size(), Out.Of(output), b, c, h, w, options);
         Dispatch.Run(device, ref plan);
@@ -165,8 +183,9 @@ public static partial class SpatialPooling
     {
         ArgumentNullException.ThrowIfNull(device);
         ArgumentNullException.ThrowIfNull(options);
-        ValidateSpatial(options); // exactly the checks of the other overloads (this one used to skip mode and eps on simd)
         Check.NonNegative(batch, "batch"); Check.NonNegative(channels, "channels"); Check.NonNegative(height, "height"); Check.NonNegative(width, "width");
+        // exactly the checks of the other overloads (this one used to skip mode and eps on simd)
+        ValidateSpatial(options, channels, options.Nhwc ? "x [B,H,W,C]" : "x [B,C,H,W]");
         if (x.Length != (long)batch * channels * height * width) Check.Length(x.Length, (long)batch * channels * height * width, "x", $"[B,C,H,W] = [{batch}, {channels}, {height}, {width}]");
         if (output.Length != (long)batch * channels) Check.Length(output.Length, (long)batch * channels, "output", $"[B,C] = [{batch}, {channels}]");
         var plan = new SpatialPlan(In.Of(x), default, 0, Out.Of(output), batch, channels, height, width, options);
@@ -183,30 +202,32 @@ public static partial class SpatialPooling
 
         public void Reference() =>
             SpatialPoolReference.Run(_x.As<float>(), _valid.Host, maskSize, _out.As<float>(), b, c, h, w, o.Nhwc, o.Mode, o.P, o.Eps,
-                o.Normalize);
+                o.Normalize, o.PGroupsArray);
 
         public void Simd(CpuDevice cpu) =>
             SpatialPoolSimd.Run(_x.As<float>(), _valid.Host, maskSize, _out.As<float>(), b, c, h, w, o.Nhwc, o.Mode, o.P, o.Eps,
-                o.Normalize,
-                cpu.Pool);
+                o.Normalize, cpu.Pool, o.PGroupsArray);
 
         public void Ilgpu(IlgpuScope s)
         {
             var prm = new SpatialPoolParams
             {
                 Batch = b, Channels = c, HW = h * w, Nhwc = o.Nhwc ? 1 : 0, MaskSize = maskSize, Mode = (int)o.Mode, P = o.P, Eps = o.Eps,
+                GroupSize = o.Mode == SpatialPoolMode.Gem && o.PGroupsArray.Length != 0 ? c / o.PGroupsArray.Length : 0,
             };
             var output = s.Out<float>(_out);
-            SpatialPoolIlgpu.Launch(s.Accelerator, s.Stream, s.In<float>(_x), s.In<byte>(_valid), output, prm, o.Normalize);
+            SpatialPoolIlgpu.Launch(s.Accelerator, s.Stream, s.In<float>(_x), s.In<byte>(_valid),
+                prm.GroupSize > 0 ? s.Upload<float>(o.PGroupsArray) : s.Dummy.Cast<float>(), output, prm, o.Normalize);
             s.Download(output, _out);
         }
     }
 
-    private static void ValidateSpatial(SpatialPoolOptions options)
+    private static void ValidateSpatial(SpatialPoolOptions options, int channels, string x)
     {
         if (options.Mode < SpatialPoolMode.Avg || options.Mode > SpatialPoolMode.Gem) throw new ArgumentException($"mode {(int)options.Mode} is not a spatial_pool mode.", "mode");
         if (options.Mode == SpatialPoolMode.Gem) PositiveFinite(options.P, "p");
         if (float.IsNaN(options.Eps)) throw new ArgumentException("eps must not be NaN.", "eps");
+        if (options.PGroupsArray.Length != 0) PGroupsCheck.Validate(options.PGroupsArray, channels, "C", x, nameof(options.PGroups));
     }
 
     // ---------------------------------------------------------------- pool2d
