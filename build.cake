@@ -1,4 +1,4 @@
-// PoolKernels build script: dotnet tool restore && dotnet cake --target=<Build|Test|Arm64|PackageSmoke|Verify|Bench|Pack>
+// PoolKernels build script: dotnet tool restore && dotnet cake --target=<Build|Test|Arm64|PackageSmoke|Format|Verify|Bench|Pack>
 var target = Argument("target", "Test");
 var configuration = Argument("configuration", "Release");
 var filter = Argument("filter", "");            // dotnet test --filter expression
@@ -187,6 +187,27 @@ Task("PackageSmoke").Does(() =>
         new List<(string, bool, string)> { ("packed packages in a fresh console app and the installed tool", ok, detail) }, skipped: 0);
     Information($"Package smoke: {(ok ? "passed" : "FAILED")} ({detail})");
     if (!ok) throw new Exception("package smoke failed: " + detail);
+});
+
+// Formatting as .editorconfig states it (whitespace: indentation, spacing, new lines; lines <= 140 columns are kept by
+// review): `dotnet format whitespace --verify-no-changes`, one result in results-format.trx (summed by .ci/run). Fix with
+// `dotnet format whitespace PoolKernels.sln`.
+Task("Format").Does(() =>
+{
+    var results = artifacts.Combine("test-results");
+    EnsureDirectoryExists(results);
+    int rc = StartProcess("dotnet", new ProcessSettings
+    {
+        Arguments = "format whitespace PoolKernels.sln --verify-no-changes", RedirectStandardOutput = true, RedirectStandardError = true,
+    }, out IEnumerable<string> stdout, out IEnumerable<string> stderr);
+    var lines = stdout.Concat(stderr).Where(l => l.Contains("WHITESPACE", StringComparison.Ordinal)).ToList();
+    foreach (var line in lines.Take(20)) Information($"  [format] {line}");
+    bool ok = rc == 0;
+    string detail = ok ? "no changes" : $"{lines.Count} places differ from .editorconfig (dotnet format whitespace PoolKernels.sln fixes them)";
+    WriteTrx(results.CombineWithFilePath("results-format.trx"), "format",
+        new List<(string, bool, string)> { ("dotnet format whitespace --verify-no-changes", ok, detail) }, skipped: 0);
+    Information($"Format: {(ok ? "passed" : "FAILED")} ({detail})");
+    if (!ok) throw new Exception("format check failed: " + detail);
 });
 
 Task("Verify").IsDependentOn("Build").Does(() =>

@@ -74,7 +74,8 @@ public class EngineAttentionBenchmarks
         _plain = new SdpaOptions();
         _modified = new SdpaOptions
         {
-            Softcap = 30, AlibiSlopes = Enumerable.Range(0, H).Select(h => MathF.Pow(2, -8f * (h + 1) / H)).ToArray(),
+            Softcap = 30,
+            AlibiSlopes = Enumerable.Range(0, H).Select(h => MathF.Pow(2, -8f * (h + 1) / H)).ToArray(),
             Sinks = Enumerable.Range(0, H).Select(h => 0.1f * h).ToArray(),
         };
         _decode = MakePaged(_simd, 32, 4096, 32, 8, 128, 1, DType.F32, 2);

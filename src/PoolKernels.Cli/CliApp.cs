@@ -239,7 +239,8 @@ public static class CliApp
     private static Option<string> PrecisionOption() => new("--precision")
     {
         Description = $"Output precision: {QuantizeFiles.Precisions} (quantize after pooling and normalization)",
-        HelpName = "PRECISION", DefaultValueFactory = _ => "float32",
+        HelpName = "PRECISION",
+        DefaultValueFactory = _ => "float32",
         CustomParser = r =>
         {
             string t = Token(r);
@@ -268,7 +269,9 @@ public static class CliApp
 
     private static Option<string[]> DeviceOption(string fallback) => new("--device")
     {
-        Description = DeviceHelp, HelpName = "ID", Arity = ArgumentArity.ZeroOrMore,
+        Description = DeviceHelp,
+        HelpName = "ID",
+        Arity = ArgumentArity.ZeroOrMore,
         DefaultValueFactory = _ => [fallback],
     };
 
@@ -291,17 +294,21 @@ public static class CliApp
     {
         Description = min == int.MinValue ? description : $"{description}, >= {min.ToString(CultureInfo.InvariantCulture)}",
         HelpName = helpName,
-        DefaultValueFactory = _ => fallback, CustomParser = r => ParseInt(r, name, min),
+        DefaultValueFactory = _ => fallback,
+        CustomParser = r => ParseInt(r, name, min),
     };
 
     private static Option<int?> OptionalIntOption(string name, string description, int min) => new(name)
     {
-        Description = description, HelpName = "N", CustomParser = r => ParseInt(r, name, min),
+        Description = description,
+        HelpName = "N",
+        CustomParser = r => ParseInt(r, name, min),
     };
 
     private static Option<double> PositiveDoubleOption(string name, string description, double fallback, string helpName) => new(name)
     {
-        Description = $"{description}, > 0", HelpName = helpName,
+        Description = $"{description}, > 0",
+        HelpName = helpName,
         DefaultValueFactory = _ => fallback,
         CustomParser = r =>
         {

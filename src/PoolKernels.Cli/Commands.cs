@@ -41,8 +41,16 @@ internal static class Commands
             foreach (var p in probe)
             {
                 if (p.Info is { } d)
-                    Output.Json(io.Out, new { id = d.Id, name = d.Name, kind = d.Kind.ToString().ToLowerInvariant(),
-                        memory_bytes = d.MemoryBytes, compute_units = d.ComputeUnits, gpu = d.IsGpu, available = true });
+                    Output.Json(io.Out, new
+                    {
+                        id = d.Id,
+                        name = d.Name,
+                        kind = d.Kind.ToString().ToLowerInvariant(),
+                        memory_bytes = d.MemoryBytes,
+                        compute_units = d.ComputeUnits,
+                        gpu = d.IsGpu,
+                        available = true
+                    });
                 else Output.Json(io.Out, new { id = p.Id, kind = "ilgpu", backend = p.Backend, available = false, reason = p.Reason });
             }
             return CliApp.ExitPass;
@@ -79,8 +87,17 @@ internal static class Commands
                 if (json)
                 {
                     io.ProgressDone();
-                    Output.Json(io.Out, new { file = name, device = r.Device, op = r.Op, pass = r.Pass, max_abs_err = r.MaxAbsErr,
-                        max_rel_err = r.MaxRelErr, median_ms = r.MedianMs, message = r.Message });
+                    Output.Json(io.Out, new
+                    {
+                        file = name,
+                        device = r.Device,
+                        op = r.Op,
+                        pass = r.Pass,
+                        max_abs_err = r.MaxAbsErr,
+                        max_rel_err = r.MaxRelErr,
+                        median_ms = r.MedianMs,
+                        message = r.Message
+                    });
                 }
                 else rows.Add([name, r.Device, r.Pass ? "pass" : "FAIL", Output.Num(r.MaxAbsErr), Output.Num(r.MaxRelErr),
                     Output.Num(r.MedianMs), r.Message]);
@@ -116,8 +133,17 @@ internal static class Commands
                 if (json)
                 {
                     io.ProgressDone();
-                    Output.Json(io.Out, new { op = r.Op, device = r.Device, cases = r.Cases, failed = r.Failed, pass = r.Failed == 0,
-                        max_abs_err = r.MaxAbsErr, max_rel_err = r.MaxRelErr, message = r.Message });
+                    Output.Json(io.Out, new
+                    {
+                        op = r.Op,
+                        device = r.Device,
+                        cases = r.Cases,
+                        failed = r.Failed,
+                        pass = r.Failed == 0,
+                        max_abs_err = r.MaxAbsErr,
+                        max_rel_err = r.MaxRelErr,
+                        message = r.Message
+                    });
                 }
                 else rows.Add([r.Op, r.Device, r.Failed == 0 ? "pass" : "FAIL", $"{r.Cases - r.Failed}/{r.Cases}", Output.Num(r.MaxAbsErr),
                     Output.Num(r.MaxRelErr), r.Message]);

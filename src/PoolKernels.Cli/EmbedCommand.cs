@@ -43,11 +43,15 @@ internal static class EmbedCommand
         if (p.GetValue(o.Dims) is { } dims) pooling = pooling with { Dims = dims };
         var options = new SentenceEmbedderOptions
         {
-            ModelPath = p.GetValue(o.Model), VocabPath = p.GetValue(o.Vocab), PoolingConfigPath = p.GetValue(o.PoolingConfig),
+            ModelPath = p.GetValue(o.Model),
+            VocabPath = p.GetValue(o.Vocab),
+            PoolingConfigPath = p.GetValue(o.PoolingConfig),
             // The built-in model by its type (not looked up by name at run time): the tool carries PoolKernels.Onnx.MiniLM.
             Model = p.GetValue(o.Model) is null && p.GetValue(o.Vocab) is null ? BuiltInModels.AllMiniLML6V2 : null,
             Pooling = pooling,
-            Device = p.GetValue(o.Device) ?? "auto", BatchSize = p.GetValue(o.Batch), MaxTokens = p.GetValue(o.MaxTokens),
+            Device = p.GetValue(o.Device) ?? "auto",
+            BatchSize = p.GetValue(o.Batch),
+            MaxTokens = p.GetValue(o.MaxTokens),
         };
         using var embedder = new SentenceEmbedder(options);
         // read before embedding, so a bad file fails at once: its D is the output width (the hidden size with --head)
@@ -79,8 +83,10 @@ internal static class EmbedCommand
             + $"pooling {100 * embedder.PoolingSeconds / seconds:0.00}% of the time");
         var metadata = new Dictionary<string, string>
         {
-            ["model"] = embedder.ModelId, ["mode"] = string.Join(",", embedder.Pooling.Modes.Select(SequencePoolOptions.Name)),
-            ["normalize"] = embedder.Pooling.Normalize ? "true" : "false", ["device"] = embedder.Device.Id,
+            ["model"] = embedder.ModelId,
+            ["mode"] = string.Join(",", embedder.Pooling.Modes.Select(SequencePoolOptions.Name)),
+            ["normalize"] = embedder.Pooling.Normalize ? "true" : "false",
+            ["device"] = embedder.Device.Id,
         };
         if (precision is { } q)
         {

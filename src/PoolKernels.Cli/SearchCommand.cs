@@ -80,9 +80,13 @@ internal static class SearchCommand
         if ((p.GetValue(o.Dims) ?? knownDims) is { } dims) pooling = pooling with { Dims = dims };
         var options = new SentenceEmbedderOptions
         {
-            ModelPath = p.GetValue(o.Model), VocabPath = p.GetValue(o.Vocab),
+            ModelPath = p.GetValue(o.Model),
+            VocabPath = p.GetValue(o.Vocab),
             Model = p.GetValue(o.Model) is null && p.GetValue(o.Vocab) is null ? BuiltInModels.AllMiniLML6V2 : null,
-            Pooling = pooling, Device = p.GetValue(o.Device) ?? "auto", BatchSize = p.GetValue(o.Batch), MaxTokens = p.GetValue(o.MaxTokens),
+            Pooling = pooling,
+            Device = p.GetValue(o.Device) ?? "auto",
+            BatchSize = p.GetValue(o.Batch),
+            MaxTokens = p.GetValue(o.MaxTokens),
         };
         SentenceEmbedder embedder;
         try { embedder = new SentenceEmbedder(options); }
@@ -242,7 +246,10 @@ internal static class SearchCommand
             int n = vectors.Shape[0], d = vectors.Shape[1];
             var meta = new Dictionary<string, string>
             {
-                ["format"] = FormatName, ["version"] = "1", ["dims"] = QuantizeFiles.Count(d), ["count"] = QuantizeFiles.Count(n),
+                ["format"] = FormatName,
+                ["version"] = "1",
+                ["dims"] = QuantizeFiles.Count(d),
+                ["count"] = QuantizeFiles.Count(n),
                 ["model"] = sourceMeta.TryGetValue("model", out var m) ? m : embedder.ModelId,
                 ["mode"] = sourceMeta.TryGetValue("mode", out var mode) ? mode : string.Join(",", embedder.Pooling.Modes.Select(SequencePoolOptions.Name)),
                 ["normalize"] = sourceMeta.TryGetValue("normalize", out var norm) ? norm : embedder.Pooling.Normalize ? "true" : "false",

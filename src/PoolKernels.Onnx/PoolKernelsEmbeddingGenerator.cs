@@ -84,7 +84,9 @@ public sealed class PoolKernelsEmbeddingGenerator : IEmbeddingGenerator<string, 
         // the options' quantize ranges have the full width: the truncated embedder has none (binary needs none)
         return _truncated.GetOrAdd(dims, d => new SentenceEmbedder(_options with
         {
-            Pooling = _embedder.Pooling with { Dims = d }, Ranges = null, Calibration = null,
+            Pooling = _embedder.Pooling with { Dims = d },
+            Ranges = null,
+            Calibration = null,
         }, _embedder.Device));
     }
 

@@ -94,7 +94,11 @@ public class AttentionModifierTests
         var slopes = Enumerable.Range(0, b * hq).Select(i => 0.02f * (i + 1)).ToArray();
         var opts = new SdpaOptions
         {
-            Causal = SdpaCausal.BottomRight, WindowLeft = 90, Softcap = 4, AlibiSlopes = slopes, Sinks = new[] { 0.3f, -1f, 2f, 0f },
+            Causal = SdpaCausal.BottomRight,
+            WindowLeft = 90,
+            Softcap = 4,
+            AlibiSlopes = slopes,
+            Sinks = new[] { 0.3f, -1f, 2f, 0f },
         };
         var kpm = HostTensor.From(pad, b, tk);
         var (wo, wl) = TestDevices.Get("reference").Sdpa(q, k, v, keyPaddingMask: kpm, options: opts);

@@ -227,7 +227,12 @@ public class CliTests
         yield return ("compact_d.safetensors", "d",
             new()
             {
-                ["x"] = F32(2, 3), ["y"] = F32(2, 4), ["hx"] = I64(8, 3), ["sx"] = F32(3), ["hy"] = I64(8, 4), ["sy"] = F32(4),
+                ["x"] = F32(2, 3),
+                ["y"] = F32(2, 4),
+                ["hx"] = I64(8, 3),
+                ["sx"] = F32(3),
+                ["hy"] = I64(8, 4),
+                ["sy"] = F32(4),
                 ["expected.out"] = expected,
             },
             Meta("op", "compact_bilinear_pool", "d", "2000000000"));
@@ -343,7 +348,8 @@ public class CliTests
         var got = line.GetProperty("embedding").EnumerateArray().Select(v => v.GetSingle()).ToArray();
         using var embedder = new PoolKernels.Onnx.SentenceEmbedder(new PoolKernels.Onnx.SentenceEmbedderOptions
         {
-            Model = PoolKernels.Onnx.BuiltInModels.AllMiniLML6V2, Device = "simd",
+            Model = PoolKernels.Onnx.BuiltInModels.AllMiniLML6V2,
+            Device = "simd",
             Pooling = PoolKernels.Onnx.PoolingConfig.MiniLM with { Dims = 4 },
         });
         Assert.That(got, Is.EqualTo(embedder.Embed("hello world")).Within(1e-6f));

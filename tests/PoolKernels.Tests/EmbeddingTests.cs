@@ -158,7 +158,8 @@ public class EmbeddingTests
         Assert.That(e!.Message, Does.Contain("ModelPath").And.Contain("add the package PoolKernels.Onnx.MiniLM"));
         Assert.Throws<ArgumentException>(() => new SentenceEmbedder(new SentenceEmbedderOptions
         {
-            Model = BuiltInModels.AllMiniLML6V2, ModelPath = "model.onnx",
+            Model = BuiltInModels.AllMiniLML6V2,
+            ModelPath = "model.onnx",
         }));
     }
 

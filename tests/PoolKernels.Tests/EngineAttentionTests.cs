@@ -51,8 +51,14 @@ public class EngineAttentionTests
         int hq = 8, hkv = 2, e = 16, tq = 3, s = 5;
         var (table, seqLens, pages) = EngineAttentionFamily.PagedLayout(new Random(3), lens, s, 3, true, false);
         var kc = Rand(1, pages, s, hkv, e); var vc = Rand(2, pages, s, hkv, e); var q = Rand(3, lens.Length, hq, tq, e);
-        var opts = new SdpaOptions { Causal = SdpaCausal.BottomRight, Softcap = 4, AlibiSlopes = Enumerable.Range(1, hq).Select(i => 0.1f * i).ToArray(),
-            Sinks = Enumerable.Range(0, hq).Select(i => 0.2f * i - 0.5f).ToArray(), WindowLeft = 15 };
+        var opts = new SdpaOptions
+        {
+            Causal = SdpaCausal.BottomRight,
+            Softcap = 4,
+            AlibiSlopes = Enumerable.Range(1, hq).Select(i => 0.1f * i).ToArray(),
+            Sinks = Enumerable.Range(0, hq).Select(i => 0.2f * i - 0.5f).ToArray(),
+            WindowLeft = 15
+        };
         var (po, pl) = d.SdpaPaged(q, kc, vc, table, seqLens, opts);
         for (int b = 0; b < lens.Length; b++)
         {

@@ -6,9 +6,29 @@ namespace PoolKernels.Tests;
 /// <summary>The shared mixed-radix / Bluestein FFT against a direct DFT in double, every length kind.</summary>
 public class FftTests
 {
-    [TestCase(1)] [TestCase(2)] [TestCase(3)] [TestCase(4)] [TestCase(5)] [TestCase(6)] [TestCase(7)] [TestCase(8)] [TestCase(12)]
-    [TestCase(16)] [TestCase(17)] [TestCase(60)] [TestCase(64)] [TestCase(67)] [TestCase(100)] [TestCase(127)] [TestCase(250)]
-    [TestCase(1000)] [TestCase(1024)] [TestCase(2 * 3 * 5 * 7 * 11)] [TestCase(61 * 2)] [TestCase(131 * 4)] [TestCase(2003)]
+    [TestCase(1)]
+    [TestCase(2)]
+    [TestCase(3)]
+    [TestCase(4)]
+    [TestCase(5)]
+    [TestCase(6)]
+    [TestCase(7)]
+    [TestCase(8)]
+    [TestCase(12)]
+    [TestCase(16)]
+    [TestCase(17)]
+    [TestCase(60)]
+    [TestCase(64)]
+    [TestCase(67)]
+    [TestCase(100)]
+    [TestCase(127)]
+    [TestCase(250)]
+    [TestCase(1000)]
+    [TestCase(1024)]
+    [TestCase(2 * 3 * 5 * 7 * 11)]
+    [TestCase(61 * 2)]
+    [TestCase(131 * 4)]
+    [TestCase(2003)]
     public void ForwardMatchesDirectDft(int n)
     {
         var rng = new Random(n);

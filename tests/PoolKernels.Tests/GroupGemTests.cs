@@ -138,7 +138,9 @@ public class GroupGemTests
         // the vectors' p_groups input (the spec runners): [G] F32 only
         var seqCall = (HostTensor pg) => new OpCall(new Dictionary<string, HostTensor>
         {
-            ["hidden"] = HostTensor.From(H, 2, 3, 4), ["attention_mask"] = HostTensor.From(M, 2, 3), ["p_groups"] = pg,
+            ["hidden"] = HostTensor.From(H, 2, 3, 4),
+            ["attention_mask"] = HostTensor.From(M, 2, 3),
+            ["p_groups"] = pg,
         }, new Dictionary<string, string> { ["mode"] = "gem" });
         var spCall = (HostTensor pg) => new OpCall(
             new Dictionary<string, HostTensor> { ["x"] = HostTensor.Zeros(DType.F32, 1, 4, 2, 2), ["p_groups"] = pg },

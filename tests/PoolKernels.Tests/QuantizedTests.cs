@@ -86,7 +86,8 @@ public class QuantizedTests
             var query = RetrievalFamily.Integers(r, -3, 3, q, dim);
             var db = QuantizedFamily.Packed(r, n, dim, signed, unique: n / 3);
             yield return ($"binary_search Q{q} D{dim} N{n} k{k} m{m}", new OpCall(new Dictionary<string,
-                HostTensor> { ["query"] = query, ["db"] = db },
+                HostTensor>
+            { ["query"] = query, ["db"] = db },
                 new Dictionary<string, string> { ["k"] = k.ToString(), ["rescore_multiplier"] = m.ToString() }), "binary_search");
         }
     }

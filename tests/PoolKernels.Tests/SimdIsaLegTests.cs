@@ -31,7 +31,10 @@ public class SimdIsaLegTests
         string name = TestDevices.Get("simd").Info.Name;
         string width = Actual() switch
         {
-            "avx512" => "512-bit", "avx2" => "256-bit", "vector128" => "128-bit", _ => "no hardware intrinsics",
+            "avx512" => "512-bit",
+            "avx2" => "256-bit",
+            "vector128" => "128-bit",
+            _ => "no hardware intrinsics",
         };
         Assert.That(name, Does.Contain(width));
         var arch = System.Runtime.InteropServices.RuntimeInformation.ProcessArchitecture.ToString().ToLowerInvariant();

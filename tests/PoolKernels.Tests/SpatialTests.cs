@@ -58,7 +58,15 @@ public class SpatialTests
             Is.EqualTo(TestDevices.Get("reference").MaskPool(xq, mq, MaskType.Soft).AsSpan<float>().ToArray()).Within(1e-4f), "Q = 203");
     }
 
-    [TestCase(2.5f)] [TestCase(0.4f)] [TestCase(4.6f)] [TestCase(1.7f)] [TestCase(7f)] [TestCase(0.3f)] [TestCase(3f)] [TestCase(2f)] [TestCase(1f)]
+    [TestCase(2.5f)]
+    [TestCase(0.4f)]
+    [TestCase(4.6f)]
+    [TestCase(1.7f)]
+    [TestCase(7f)]
+    [TestCase(0.3f)]
+    [TestCase(3f)]
+    [TestCase(2f)]
+    [TestCase(1f)]
     public void SimdPowMatchesMathPow(float p)
     {
         // The GeM family's pow (exp(p·ln x) by TensorPrimitives; exact paths for p = 2, 3): 1000 random x over 60 decades,

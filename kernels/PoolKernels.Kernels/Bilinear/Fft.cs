@@ -190,15 +190,15 @@ internal sealed class FftPlan
                         dr[o + ns] = vr[0] - vr[1]; di[o + ns] = vi[0] - vi[1];
                         break;
                     case 4:
-                    {
-                        float t0r = vr[0] + vr[2], t0i = vi[0] + vi[2], t1r = vr[0] - vr[2], t1i = vi[0] - vi[2];
-                        float t2r = vr[1] + vr[3], t2i = vi[1] + vi[3], t3r = vr[1] - vr[3], t3i = vi[1] - vi[3];
-                        dr[o] = t0r + t2r; di[o] = t0i + t2i;
-                        dr[o + ns] = t1r + t3i; di[o + ns] = t1i - t3r;
-                        dr[o + 2 * ns] = t0r - t2r; di[o + 2 * ns] = t0i - t2i;
-                        dr[o + 3 * ns] = t1r - t3i; di[o + 3 * ns] = t1i + t3r;
-                        break;
-                    }
+                        {
+                            float t0r = vr[0] + vr[2], t0i = vi[0] + vi[2], t1r = vr[0] - vr[2], t1i = vi[0] - vi[2];
+                            float t2r = vr[1] + vr[3], t2i = vi[1] + vi[3], t3r = vr[1] - vr[3], t3i = vi[1] - vi[3];
+                            dr[o] = t0r + t2r; di[o] = t0i + t2i;
+                            dr[o + ns] = t1r + t3i; di[o + ns] = t1i - t3r;
+                            dr[o + 2 * ns] = t0r - t2r; di[o + 2 * ns] = t0i - t2i;
+                            dr[o + 3 * ns] = t1r - t3i; di[o + 3 * ns] = t1i + t3r;
+                            break;
+                        }
                     default:
                         for (int q = 0; q < radix; q++)
                         {
@@ -235,15 +235,15 @@ internal sealed class FftPlan
                 (vr[0] - vr[1]).CopyTo(dr[(o + ns)..]); (vi[0] - vi[1]).CopyTo(di[(o + ns)..]);
                 break;
             case 4:
-            {
-                var t0r = vr[0] + vr[2]; var t0i = vi[0] + vi[2]; var t1r = vr[0] - vr[2]; var t1i = vi[0] - vi[2];
-                var t2r = vr[1] + vr[3]; var t2i = vi[1] + vi[3]; var t3r = vr[1] - vr[3]; var t3i = vi[1] - vi[3];
-                (t0r + t2r).CopyTo(dr[o..]); (t0i + t2i).CopyTo(di[o..]);
-                (t1r + t3i).CopyTo(dr[(o + ns)..]); (t1i - t3r).CopyTo(di[(o + ns)..]);
-                (t0r - t2r).CopyTo(dr[(o + 2 * ns)..]); (t0i - t2i).CopyTo(di[(o + 2 * ns)..]);
-                (t1r - t3i).CopyTo(dr[(o + 3 * ns)..]); (t1i + t3r).CopyTo(di[(o + 3 * ns)..]);
-                break;
-            }
+                {
+                    var t0r = vr[0] + vr[2]; var t0i = vi[0] + vi[2]; var t1r = vr[0] - vr[2]; var t1i = vi[0] - vi[2];
+                    var t2r = vr[1] + vr[3]; var t2i = vi[1] + vi[3]; var t3r = vr[1] - vr[3]; var t3i = vi[1] - vi[3];
+                    (t0r + t2r).CopyTo(dr[o..]); (t0i + t2i).CopyTo(di[o..]);
+                    (t1r + t3i).CopyTo(dr[(o + ns)..]); (t1i - t3r).CopyTo(di[(o + ns)..]);
+                    (t0r - t2r).CopyTo(dr[(o + 2 * ns)..]); (t0i - t2i).CopyTo(di[(o + 2 * ns)..]);
+                    (t1r - t3i).CopyTo(dr[(o + 3 * ns)..]); (t1i + t3r).CopyTo(di[(o + 3 * ns)..]);
+                    break;
+                }
             default:
                 for (int q = 0; q < radix; q++)
                 {

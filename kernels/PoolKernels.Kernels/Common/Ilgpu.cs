@@ -14,14 +14,23 @@ internal interface IElementReader<TRaw> where TRaw : unmanaged
 }
 
 /// <summary>F32 storage.</summary>
-internal readonly struct F32Reader : IElementReader<float> { /// <inheritdoc/>
-    public float ToFloat(float raw) => raw; }
+internal readonly struct F32Reader : IElementReader<float>
+{
+    /// <inheritdoc/>
+    public float ToFloat(float raw) => raw;
+}
 /// <summary>IEEE half stored as its 16 bits.</summary>
-internal readonly struct F16Reader : IElementReader<ushort> { /// <inheritdoc/>
-    public float ToFloat(ushort raw) => Numerics.HalfBitsToFloat(raw); }
+internal readonly struct F16Reader : IElementReader<ushort>
+{
+    /// <inheritdoc/>
+    public float ToFloat(ushort raw) => Numerics.HalfBitsToFloat(raw);
+}
 /// <summary>bfloat16 stored as its 16 bits.</summary>
-internal readonly struct Bf16Reader : IElementReader<ushort> { /// <inheritdoc/>
-    public float ToFloat(ushort raw) => Numerics.Bf16BitsToFloat(raw); }
+internal readonly struct Bf16Reader : IElementReader<ushort>
+{
+    /// <inheritdoc/>
+    public float ToFloat(ushort raw) => Numerics.Bf16BitsToFloat(raw);
+}
 
 /// <summary>Reads a mask element inside a kernel: nonzero keeps.</summary>
 internal interface IMaskReader<TMask> where TMask : unmanaged
@@ -30,14 +39,23 @@ internal interface IMaskReader<TMask> where TMask : unmanaged
     bool Keep(TMask raw);
 }
 /// <summary>I64 mask.</summary>
-internal readonly struct I64Mask : IMaskReader<long> { /// <inheritdoc/>
-    public bool Keep(long raw) => raw != 0; }
+internal readonly struct I64Mask : IMaskReader<long>
+{
+    /// <inheritdoc/>
+    public bool Keep(long raw) => raw != 0;
+}
 /// <summary>I32 mask.</summary>
-internal readonly struct I32Mask : IMaskReader<int> { /// <inheritdoc/>
-    public bool Keep(int raw) => raw != 0; }
+internal readonly struct I32Mask : IMaskReader<int>
+{
+    /// <inheritdoc/>
+    public bool Keep(int raw) => raw != 0;
+}
 /// <summary>U8 or BOOL mask.</summary>
-internal readonly struct U8Mask : IMaskReader<byte> { /// <inheritdoc/>
-    public bool Keep(byte raw) => raw != 0; }
+internal readonly struct U8Mask : IMaskReader<byte>
+{
+    /// <inheritdoc/>
+    public bool Keep(byte raw) => raw != 0;
+}
 
 /// <summary>Reads an index element (I64 or I32) inside a kernel.</summary>
 internal interface IIndexReader<TIdx> where TIdx : unmanaged
@@ -46,11 +64,17 @@ internal interface IIndexReader<TIdx> where TIdx : unmanaged
     long Get(TIdx raw);
 }
 /// <summary>I64 index.</summary>
-internal readonly struct I64Index : IIndexReader<long> { /// <inheritdoc/>
-    public long Get(long raw) => raw; }
+internal readonly struct I64Index : IIndexReader<long>
+{
+    /// <inheritdoc/>
+    public long Get(long raw) => raw;
+}
 /// <summary>I32 index.</summary>
-internal readonly struct I32Index : IIndexReader<int> { /// <inheritdoc/>
-    public long Get(int raw) => raw; }
+internal readonly struct I32Index : IIndexReader<int>
+{
+    /// <inheritdoc/>
+    public long Get(int raw) => raw;
+}
 
 /// <summary>Per-accelerator cache of loaded kernels, keyed by the kernel method itself (its <see cref="MethodInfo"/>, closed
 /// over its type arguments) and a variant (e.g. a group size): each kernel is compiled once per device.</summary>

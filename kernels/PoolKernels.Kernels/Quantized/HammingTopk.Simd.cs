@@ -144,8 +144,11 @@ internal static unsafe class HammingTopkSimd
 
         internal void Ensure(int workers, int slots, int k)
         {
-            if (_hd.Length < workers) { Array.Resize(ref _hd, workers); Array.Resize(ref _hr, workers); Array.Resize(ref _counts,
-                workers); Array.Resize(ref _worst, workers); }
+            if (_hd.Length < workers)
+            {
+                Array.Resize(ref _hd, workers); Array.Resize(ref _hr, workers); Array.Resize(ref _counts,
+                workers); Array.Resize(ref _worst, workers);
+            }
             for (int i = 0; i < workers; i++)
             {
                 if (_hd[i] is null || _hd[i].Length < (long)slots * k)
@@ -159,8 +162,11 @@ internal static unsafe class HammingTopkSimd
                     _worst[i] = GC.AllocateUninitializedArray<int>(Math.Max(slots, 1), pinned: true);
                 }
             }
-            if (_md.Length < k) { _md = GC.AllocateUninitializedArray<int>(k,
-                pinned: true); _mr = GC.AllocateUninitializedArray<int>(k, pinned: true); }
+            if (_md.Length < k)
+            {
+                _md = GC.AllocateUninitializedArray<int>(k,
+                pinned: true); _mr = GC.AllocateUninitializedArray<int>(k, pinned: true);
+            }
         }
 
         public void Execute(int item, int worker)

@@ -20,8 +20,16 @@ internal struct Pool1dParams
     /// <summary>The one-shot pool1d of rows of length <paramref name="len"/>.</summary>
     public static Pool1dParams Whole(int rows, int len, int kernel, int stride, int padding, Pool1dMode mode) => new()
     {
-        Rows = rows, BufLen = len, NOut = OutLength(len, kernel, stride, padding), BufStart = 0, ValidEnd = len, O0 = 0,
-        Kernel = kernel, Stride = stride, Padding = padding, Mode = (int)mode,
+        Rows = rows,
+        BufLen = len,
+        NOut = OutLength(len, kernel, stride, padding),
+        BufStart = 0,
+        ValidEnd = len,
+        O0 = 0,
+        Kernel = kernel,
+        Stride = stride,
+        Padding = padding,
+        Mode = (int)mode,
     };
 
     /// <summary>Lo = floor((L + 2p - k) / s) + 1 (0 when the padded signal is shorter than one window).</summary>

@@ -54,53 +54,53 @@ internal static class InfoNceSimd
             switch (Phase)
             {
                 case 1: // â, ĉ (rows 0..B-1 anchors, B..B+N-1 candidates)
-                {
-                    var x = new ReadOnlySpan<float>(item < b ? A + (long)item * d : C + (long)(item - b) * d, d);
-                    var xh = Hat.AsSpan(item * d, d);
-                    float nrm = Cosine ? TensorPrimitives.Norm(x) : 1f;
-                    Norm[item] = nrm;
-                    TensorPrimitives.Multiply(x, Cosine ? 1f / MathF.Max(nrm, 1e-12f) : 1f, xh);
-                    break;
-                }
-                case 2: // S[b,·], logsumexp, G[b,·], dâ_b
-                {
-                    var ah = Hat.AsSpan(item * d, d);
-                    var g = G.AsSpan(item * n, n);
-                    for (int j = 0; j < n; j++) g[j] = Scale * TensorPrimitives.Dot(ah, Hat.AsSpan((b + j) * d, d));
-                    float m = TensorPrimitives.Max(g), sum = 0;
-                    for (int j = 0; j < n; j++) sum += MathF.Exp(g[j] - m);
-                    float lse = m + MathF.Log(sum);
-                    RowLoss[item] = lse - g[item];
-                    float w = Scale / b;
-                    for (int j = 0; j < n; j++) g[j] = (MathF.Exp(g[j] - lse) - (j == item ? 1f : 0f)) * w;
-                    var dah = DHat.AsSpan(item * d, d);
-                    dah.Clear();
-                    for (int j = 0; j < n; j++) TensorPrimitives.MultiplyAdd(Hat.AsSpan((b + j) * d, d), g[j], dah, dah);
-                    break;
-                }
-                case 3: // dĉ_j = Σ_b G[b,j]·â_b, b in order
-                {
-                    var dch = DHat.AsSpan((b + item) * d, d);
-                    dch.Clear();
-                    for (int i = 0; i < b; i++) TensorPrimitives.MultiplyAdd(Hat.AsSpan(i * d, d), G[i * n + item], dch, dch);
-                    break;
-                }
-                default: // through the normalization
-                {
-                    var xh = Hat.AsSpan(item * d, d);
-                    var dxh = DHat.AsSpan(item * d, d);
-                    var dx = new Span<float>(item < b ? DA + (long)item * d : DC + (long)(item - b) * d, d);
-                    float nrm = Norm[item];
-                    if (!Cosine) dxh.CopyTo(dx);
-                    else if (nrm < 1e-12f) TensorPrimitives.Multiply(dxh, 1e12f, dx);
-                    else
                     {
-                        float proj = TensorPrimitives.Dot(xh, dxh);
-                        TensorPrimitives.MultiplyAdd(xh, -proj, dxh, dx);
-                        TensorPrimitives.Multiply(dx, 1f / nrm, dx);
+                        var x = new ReadOnlySpan<float>(item < b ? A + (long)item * d : C + (long)(item - b) * d, d);
+                        var xh = Hat.AsSpan(item * d, d);
+                        float nrm = Cosine ? TensorPrimitives.Norm(x) : 1f;
+                        Norm[item] = nrm;
+                        TensorPrimitives.Multiply(x, Cosine ? 1f / MathF.Max(nrm, 1e-12f) : 1f, xh);
+                        break;
                     }
-                    break;
-                }
+                case 2: // S[b,·], logsumexp, G[b,·], dâ_b
+                    {
+                        var ah = Hat.AsSpan(item * d, d);
+                        var g = G.AsSpan(item * n, n);
+                        for (int j = 0; j < n; j++) g[j] = Scale * TensorPrimitives.Dot(ah, Hat.AsSpan((b + j) * d, d));
+                        float m = TensorPrimitives.Max(g), sum = 0;
+                        for (int j = 0; j < n; j++) sum += MathF.Exp(g[j] - m);
+                        float lse = m + MathF.Log(sum);
+                        RowLoss[item] = lse - g[item];
+                        float w = Scale / b;
+                        for (int j = 0; j < n; j++) g[j] = (MathF.Exp(g[j] - lse) - (j == item ? 1f : 0f)) * w;
+                        var dah = DHat.AsSpan(item * d, d);
+                        dah.Clear();
+                        for (int j = 0; j < n; j++) TensorPrimitives.MultiplyAdd(Hat.AsSpan((b + j) * d, d), g[j], dah, dah);
+                        break;
+                    }
+                case 3: // dĉ_j = Σ_b G[b,j]·â_b, b in order
+                    {
+                        var dch = DHat.AsSpan((b + item) * d, d);
+                        dch.Clear();
+                        for (int i = 0; i < b; i++) TensorPrimitives.MultiplyAdd(Hat.AsSpan(i * d, d), G[i * n + item], dch, dch);
+                        break;
+                    }
+                default: // through the normalization
+                    {
+                        var xh = Hat.AsSpan(item * d, d);
+                        var dxh = DHat.AsSpan(item * d, d);
+                        var dx = new Span<float>(item < b ? DA + (long)item * d : DC + (long)(item - b) * d, d);
+                        float nrm = Norm[item];
+                        if (!Cosine) dxh.CopyTo(dx);
+                        else if (nrm < 1e-12f) TensorPrimitives.Multiply(dxh, 1e12f, dx);
+                        else
+                        {
+                            float proj = TensorPrimitives.Dot(xh, dxh);
+                            TensorPrimitives.MultiplyAdd(xh, -proj, dxh, dx);
+                            TensorPrimitives.Multiply(dx, 1f / nrm, dx);
+                        }
+                        break;
+                    }
             }
         }
     }

@@ -56,8 +56,10 @@ internal static class OpBenches
             for (int b = 0; b < B; b++) for (int j = 0; j < t; j++) kpm[b * t + j] = j < t - t / 8;
             var inputs = new Dictionary<string, HostTensor>
             {
-                ["q"] = r.Floats(DType.F32, -1, 1, B, H, t, E), ["k"] = r.Floats(DType.F32, -1, 1, B, H, t, E),
-                ["v"] = r.Floats(DType.F32, -1, 1, B, H, t, E), ["key_padding_mask"] = HostTensor.From(kpm, B, t),
+                ["q"] = r.Floats(DType.F32, -1, 1, B, H, t, E),
+                ["k"] = r.Floats(DType.F32, -1, 1, B, H, t, E),
+                ["v"] = r.Floats(DType.F32, -1, 1, B, H, t, E),
+                ["key_padding_mask"] = HostTensor.From(kpm, B, t),
             };
             double bytes = 4 * N(B, H, t, E) * 4 + 4 * N(B, H, t) + N(B, t);
             return new BenchCase($"[{B},{H},{t},{E}] kpm", t, Call(inputs, P("causal", "none", "layout", "bhtd")), bytes, 4 * N(B, H, t, t, E), Bk((long)B * H * t, t));
@@ -88,8 +90,11 @@ internal static class OpBenches
             int n = (int)cu[Seqs];
             var inputs = new Dictionary<string, HostTensor>
             {
-                ["q"] = r.Floats(DType.F32, -1, 1, n, H, E), ["k"] = r.Floats(DType.F32, -1, 1, n, H, E), ["v"] = r.Floats(DType.F32, -1, 1, n, H, E),
-                ["cu_seqlens_q"] = HostTensor.From(cu, cu.Length), ["cu_seqlens_k"] = HostTensor.From(cu, cu.Length),
+                ["q"] = r.Floats(DType.F32, -1, 1, n, H, E),
+                ["k"] = r.Floats(DType.F32, -1, 1, n, H, E),
+                ["v"] = r.Floats(DType.F32, -1, 1, n, H, E),
+                ["cu_seqlens_q"] = HostTensor.From(cu, cu.Length),
+                ["cu_seqlens_k"] = HostTensor.From(cu, cu.Length),
             };
             return new BenchCase($"{Seqs}x[{t / 2}..{t}] H{H} E{E} causal", n, Call(inputs, P("causal", "bottom_right")),
                 4 * N(n, H, E) * 4 + 4 * N(n, H), 4 * pairs * H * E, Bk((long)n * H, t));
@@ -118,8 +123,11 @@ internal static class OpBenches
     {
         var options = new SpatialPoolOptions
         {
-            Mode = SpatialPoolOptions.ParseMode(c.Text("mode", "avg")), P = c.Float("p", 3f), Eps = c.Float("eps", 1e-6f),
-            Normalize = c.Bool("normalize", false), Nhwc = SpatialPoolOptions.ParseLayout(c.Text("layout", "nchw")),
+            Mode = SpatialPoolOptions.ParseMode(c.Text("mode", "avg")),
+            P = c.Float("p", 3f),
+            Eps = c.Float("eps", 1e-6f),
+            Normalize = c.Bool("normalize", false),
+            Nhwc = SpatialPoolOptions.ParseLayout(c.Text("layout", "nchw")),
         };
         return Stage(d, c, Spec("spatial_pool"), (i, o, w) => d.SpatialPool(i("x"), w("out"), options, o("valid")));
     }
@@ -315,8 +323,10 @@ internal static class OpBenches
             return new BenchCase($"M{M} K{k} D{D} S={segs} weighted sum", k,
                 Call(new()
                 {
-                    ["values"] = r.Floats(DType.F32, -2, 2, M, D), ["index"] = HostTensor.From(idx, k),
-                    ["offsets"] = HostTensor.From(Offsets(r.Rng, segs, k), segs + 1), ["weights"] = r.Floats(DType.F32, -1, 1, k),
+                    ["values"] = r.Floats(DType.F32, -2, 2, M, D),
+                    ["index"] = HostTensor.From(idx, k),
+                    ["offsets"] = HostTensor.From(Offsets(r.Rng, segs, k), segs + 1),
+                    ["weights"] = r.Floats(DType.F32, -1, 1, k),
                 }, P("mode", "sum")),
                 4 * N(k, D) + 12.0 * k + 8 * (segs + 1) + 4 * N(segs, D), 2 * N(k, D), Bk(segs, D));
         }).ToList();
@@ -411,8 +421,10 @@ internal static class OpBenches
 
     private static MfbOptions MfbOptionsOf(OpCall c) => new()
     {
-        K = c.Int("k", 5), Activation = MfbOptions.ParseActivation(c.Text("activation", "none")),
-        SignedSqrt = c.Bool("signed_sqrt", true), Normalize = c.Bool("normalize", true),
+        K = c.Int("k", 5),
+        Activation = MfbOptions.ParseActivation(c.Text("activation", "none")),
+        SignedSqrt = c.Bool("signed_sqrt", true),
+        Normalize = c.Bool("normalize", true),
     };
 
     public static PreparedCall PrepareMfb(Device d, OpCall c)
@@ -444,8 +456,12 @@ internal static class OpBenches
             HostTensor Sign(int len) => HostTensor.From(Enumerable.Range(0, len).Select(_ => r.Rng.Next(2) == 0 ? -1f : 1f).ToArray(), len);
             var inputs = new Dictionary<string, HostTensor>
             {
-                ["x"] = r.Floats(DType.F32, -1, 1, B, Dx), ["y"] = r.Floats(DType.F32, -1, 1, B, Dx),
-                ["hx"] = Hash(Dx), ["sx"] = Sign(Dx), ["hy"] = Hash(Dx), ["sy"] = Sign(Dx),
+                ["x"] = r.Floats(DType.F32, -1, 1, B, Dx),
+                ["y"] = r.Floats(DType.F32, -1, 1, B, Dx),
+                ["hx"] = Hash(Dx),
+                ["sx"] = Sign(Dx),
+                ["hy"] = Hash(Dx),
+                ["sy"] = Sign(Dx),
             };
             return new BenchCase($"B{B} Dx=Dy={Dx} d={dd}", dd, Call(inputs, P("d", S(dd), "signed_sqrt", "true", "normalize", "true")),
                 4 * N(B, 2 * Dx) + 24.0 * Dx + 4 * N(B, dd), B * (3 * 5.0 * dd * Math.Log2(dd) + 6.0 * dd), Bk(B, dd));

@@ -102,7 +102,10 @@ internal sealed class AttentionFamily : IOpFamily
             if (c.Kpm) inputs["key_padding_mask"] = r.Mask(r.MaskType(), c.B, c.Tk);
             var ps = new Dictionary<string, string>
             {
-                ["causal"] = c.Causal, ["window_left"] = S(c.Wl), ["window_right"] = S(c.Wr), ["layout"] = c.Layout,
+                ["causal"] = c.Causal,
+                ["window_left"] = S(c.Wl),
+                ["window_right"] = S(c.Wr),
+                ["layout"] = c.Layout,
             };
             if (list.Count % 2 == 1) ps["scale"] = "0.3";
             Modifiers(r, inputs, ps, c.B, c.Hq, c.Softcap, c.Alibi, c.Sinks);

@@ -12,7 +12,8 @@ internal sealed class EngineAttentionFamily : IOpFamily
         yield return new OpSpec("kv_cache_write", RunWrite, WriteCases, Rtol: 0, Atol: 0) { BenchCases = WriteBench, Prepare = PrepareWrite };
         yield return new OpSpec("attention_combine", RunCombine, CombineCases, Rtol: 1e-5, Atol: 1e-6)
         {
-            BenchCases = CombineBench, Prepare = PrepareCombine,
+            BenchCases = CombineBench,
+            Prepare = PrepareCombine,
         };
     }
 
@@ -170,7 +171,8 @@ internal sealed class EngineAttentionFamily : IOpFamily
                 ["q"] = r.Floats(DType.F32, -1, 1, b, hq, 1, e),
                 ["k_cache"] = r.Floats(DType.F32, -1, 1, pages, 16, hkv, e),
                 ["v_cache"] = r.Floats(DType.F32, -1, 1, pages, 16, hkv, e),
-                ["block_table"] = table, ["seq_lens"] = lens,
+                ["block_table"] = table,
+                ["seq_lens"] = lens,
             };
             double bytes = 2.0 * b * len * hkv * e * 4, flops = 4.0 * b * hq * len * e;
             list.Add(new BenchCase($"decode B{b} Hq{hq}/Hkv{hkv} E{e} keys {len} page 16 F32", (double)b * len,
@@ -205,9 +207,12 @@ internal sealed class EngineAttentionFamily : IOpFamily
             var (table, _, pages) = PagedLayout(rng, Enumerable.Repeat(before + tn, b).ToArray(), 16, 0, false, false);
             var inputs = new Dictionary<string, HostTensor>
             {
-                ["k_new"] = r.Floats(DType.F32, -1, 1, b, tn, hkv, e), ["v_new"] = r.Floats(DType.F32, -1, 1, b, tn, hkv, e),
-                ["k_cache"] = HostTensor.Zeros(DType.F32, pages, 16, hkv, e), ["v_cache"] = HostTensor.Zeros(DType.F32, pages, 16, hkv, e),
-                ["block_table"] = table, ["seq_lens"] = HostTensor.From(Enumerable.Repeat(before, b).ToArray(), b),
+                ["k_new"] = r.Floats(DType.F32, -1, 1, b, tn, hkv, e),
+                ["v_new"] = r.Floats(DType.F32, -1, 1, b, tn, hkv, e),
+                ["k_cache"] = HostTensor.Zeros(DType.F32, pages, 16, hkv, e),
+                ["v_cache"] = HostTensor.Zeros(DType.F32, pages, 16, hkv, e),
+                ["block_table"] = table,
+                ["seq_lens"] = HostTensor.From(Enumerable.Repeat(before, b).ToArray(), b),
             };
             double bytes = 2.0 * 2 * b * tn * hkv * e * 4;
             list.Add(new BenchCase($"write B{b} Tn{tn} Hkv{hkv} E{e} page 16 F32", (double)b * tn, new OpCall(inputs, new Dictionary<string, string>()),

@@ -36,8 +36,10 @@ internal sealed class BilinearFamily : IOpFamily
 
     private static MfbOptions Options(OpCall c) => new()
     {
-        K = c.Int("k", 5), Activation = MfbOptions.ParseActivation(c.Text("activation", "none")),
-        SignedSqrt = c.Bool("signed_sqrt", true), Normalize = c.Bool("normalize", true),
+        K = c.Int("k", 5),
+        Activation = MfbOptions.ParseActivation(c.Text("activation", "none")),
+        SignedSqrt = c.Bool("signed_sqrt", true),
+        Normalize = c.Bool("normalize", true),
     };
 
     private static string B(bool v) => v ? "true" : "false";
@@ -105,8 +107,12 @@ internal sealed class BilinearFamily : IOpFamily
             HostTensor Sign(int len) => HostTensor.From(Enumerable.Range(0, len).Select(_ => r.Rng.Next(2) == 0 ? -1f : 1f).ToArray(), len);
             var inputs = new Dictionary<string, HostTensor>
             {
-                ["x"] = r.Floats(DType.F32, -1, 1, b, dx), ["y"] = r.Floats(DType.F32, -1, 1, b, dy),
-                ["hx"] = Hash(dx), ["sx"] = Sign(dx), ["hy"] = Hash(dy), ["sy"] = Sign(dy),
+                ["x"] = r.Floats(DType.F32, -1, 1, b, dx),
+                ["y"] = r.Floats(DType.F32, -1, 1, b, dy),
+                ["hx"] = Hash(dx),
+                ["sx"] = Sign(dx),
+                ["hy"] = Hash(dy),
+                ["sy"] = Sign(dy),
             };
             var ps = new Dictionary<string, string> { ["d"] = d.ToString(CultureInfo.InvariantCulture), ["signed_sqrt"] = B(sqrt), ["normalize"] = B(norm) };
             cases.Add(($"B={b} Dx={dx} Dy={dy} d={d} sqrt={sqrt} norm={norm}", new OpCall(inputs, ps)));

@@ -55,14 +55,19 @@ internal sealed class HeadsFamily : IOpFamily
         var w = new Dictionary<string, HostTensor>
         {
             [PoolingHead.Latents] = r.Floats(dt, -1, 1, rr, d),
-            [PoolingHead.Norm0W] = r.Floats(dt, 0.5f, 1.5f, d), [PoolingHead.Norm0B] = r.Floats(dt, -0.2f, 0.2f, d),
-            [PoolingHead.NormCtxW] = r.Floats(dt, 0.5f, 1.5f, d), [PoolingHead.NormCtxB] = r.Floats(dt, -0.2f, 0.2f, d),
+            [PoolingHead.Norm0W] = r.Floats(dt, 0.5f, 1.5f, d),
+            [PoolingHead.Norm0B] = r.Floats(dt, -0.2f, 0.2f, d),
+            [PoolingHead.NormCtxW] = r.Floats(dt, 0.5f, 1.5f, d),
+            [PoolingHead.NormCtxB] = r.Floats(dt, -0.2f, 0.2f, d),
             [PoolingHead.ToQ] = r.Floats(dt, -s, s, heads * dh, d),
             [PoolingHead.ToKv] = r.Floats(dt, -s, s, 2 * heads * dh, d),
             [PoolingHead.ToOut] = r.Floats(dt, -1f / MathF.Sqrt(heads * dh), 1f / MathF.Sqrt(heads * dh), d, heads * dh),
-            [PoolingHead.Norm1W] = r.Floats(dt, 0.5f, 1.5f, d), [PoolingHead.Norm1B] = r.Floats(dt, -0.2f, 0.2f, d),
-            [PoolingHead.Net0W] = r.Floats(dt, -s, s, 2 * f, d), [PoolingHead.Net0B] = r.Floats(dt, -0.2f, 0.2f, 2 * f),
-            [PoolingHead.Net2W] = r.Floats(dt, -1f / MathF.Sqrt(f), 1f / MathF.Sqrt(f), d, f), [PoolingHead.Net2B] = r.Floats(dt, -0.2f, 0.2f, d),
+            [PoolingHead.Norm1W] = r.Floats(dt, 0.5f, 1.5f, d),
+            [PoolingHead.Norm1B] = r.Floats(dt, -0.2f, 0.2f, d),
+            [PoolingHead.Net0W] = r.Floats(dt, -s, s, 2 * f, d),
+            [PoolingHead.Net0B] = r.Floats(dt, -0.2f, 0.2f, 2 * f),
+            [PoolingHead.Net2W] = r.Floats(dt, -1f / MathF.Sqrt(f), 1f / MathF.Sqrt(f), d, f),
+            [PoolingHead.Net2B] = r.Floats(dt, -0.2f, 0.2f, d),
         };
         if (posRows > 0) w[PoolingHead.PosEmb] = r.Floats(dt, -1, 1, posRows, d);
         return w;

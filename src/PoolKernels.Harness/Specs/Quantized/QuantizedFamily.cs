@@ -13,8 +13,11 @@ internal sealed class QuantizedFamily : IOpFamily
     {
         yield return new OpSpec("quantize", RunQuantize, QuantizeCases) { BenchCases = QuantizeBench, Prepare = PrepareQuantize };
         yield return new OpSpec("hamming_topk", RunHamming, HammingCases) { BenchCases = HammingBench, Prepare = PrepareHamming };
-        yield return new OpSpec("binary_search", RunBinarySearch, BinarySearchCases) { BenchCases = BinarySearchBench,
-            Prepare = PrepareBinarySearch };
+        yield return new OpSpec("binary_search", RunBinarySearch, BinarySearchCases)
+        {
+            BenchCases = BinarySearchBench,
+            Prepare = PrepareBinarySearch
+        };
     }
 
     private static Dictionary<string, string> P(params string[] kv)
@@ -204,8 +207,12 @@ internal sealed class QuantizedFamily : IOpFamily
         (int Q, int N, int W)[] shapes = Small(d) ? [(2, 100, 4), (3, 400, 16)] : [(256, 100_000, 32), (1000, 100_000, 128), (1000,
             1_000_000, 128)];
         return shapes.Select(s => new BenchCase($"Q{s.Q} N{s.N} W{s.W} ({8 * s.W} bits) k10", s.N,
-            new OpCall(new Dictionary<string, HostTensor> { ["query"] = Bytes(r, DType.U8, s.Q, s.W), ["db"] = Bytes(r, DType.U8, s.N,
-                s.W) }, P("k", "10")),
+            new OpCall(new Dictionary<string, HostTensor>
+            {
+                ["query"] = Bytes(r, DType.U8, s.Q, s.W),
+                ["db"] = Bytes(r, DType.U8, s.N,
+                s.W)
+            }, P("k", "10")),
             (double)s.N * s.W + (double)s.Q * s.W + 12.0 * s.Q * 10, 2.0 * s.Q * s.N * Math.Max(1, s.W / 8), Bk(s.Q, s.N))).ToList();
     }
 
@@ -216,8 +223,12 @@ internal sealed class QuantizedFamily : IOpFamily
         var r = new RandomTensors(42);
         (int Q, int N, int D)[] shapes = Small(d) ? [(2, 100, 32), (3, 400, 100)] : [(256, 100_000, 256), (1000, 1_000_000, 1024)];
         return shapes.Select(s => new BenchCase($"Q{s.Q} N{s.N} D{s.D} k10 m4", s.N,
-            new OpCall(new Dictionary<string, HostTensor> { ["query"] = r.Floats(DType.F32, -1, 1, s.Q, s.D), ["db"] = Packed(r, s.N,
-                s.D, false) },
+            new OpCall(new Dictionary<string, HostTensor>
+            {
+                ["query"] = r.Floats(DType.F32, -1, 1, s.Q, s.D),
+                ["db"] = Packed(r, s.N,
+                s.D, false)
+            },
                 P("k", "10", "rescore_multiplier", "4", "rescore", "true")),
             (double)s.N * ((s.D + 7) / 8) + 4.0 * s.Q * s.D + 12.0 * s.Q * 10,
             2.0 * s.Q * s.N * Math.Max(1, s.D / 64) + 2.0 * s.Q * 40 * s.D, Bk(s.Q, s.N))).ToList();

@@ -10,7 +10,9 @@ internal sealed class SequenceFamily : IOpFamily
     {
         yield return new OpSpec("sequence_pool", RunSequencePool, SequencePoolCases)
         {
-            BenchCases = SequencePoolBench, Tunables = SequencePoolTunables, Prepare = PrepareSequencePool,
+            BenchCases = SequencePoolBench,
+            Tunables = SequencePoolTunables,
+            Prepare = PrepareSequencePool,
         };
         yield return new OpSpec("layer_pool", RunLayerPool, LayerPoolCases) { BenchCases = LayerPoolBench, Prepare = PrepareLayerPool };
     }
@@ -77,7 +79,9 @@ internal sealed class SequenceFamily : IOpFamily
     private static SequencePoolOptions Options(OpCall c) =>
         new(SequencePoolOptions.ParseModes(c.Text("mode")))
         {
-            P = c.Float("p", 3f), Eps = c.Float("eps", 1e-6f), Normalize = c.Bool("normalize", false),
+            P = c.Float("p", 3f),
+            Eps = c.Float("eps", 1e-6f),
+            Normalize = c.Bool("normalize", false),
             Dims = c.Parameters.TryGetValue("dims", out var dims) && dims is not ("all" or "") ? c.Int("dims", -1) : -1,
             PGroups = PGroups(c),
         };
@@ -155,12 +159,17 @@ internal sealed class SequenceFamily : IOpFamily
             var pg = dim == 1024 ? HostTensor.From(new[] { 3f, 2f }, 2) : r.Floats(DType.F32, 0.5f, 5f, g);
             var inputs = new Dictionary<string, HostTensor>
             {
-                ["hidden"] = hidden, ["attention_mask"] = r.Mask(r.MaskType(), b, t), ["p_groups"] = pg,
+                ["hidden"] = hidden,
+                ["attention_mask"] = r.Mask(r.MaskType(), b, t),
+                ["p_groups"] = pg,
             };
             if (i % 3 == 2) inputs["prefix_len"] = HostTensor.From(Enumerable.Range(0, b).Select(k => (long)(k % 2)).ToArray(), b);
             var ps = new Dictionary<string, string>
             {
-                ["mode"] = modes, ["p"] = "3", ["normalize"] = i % 2 == 0 ? "true" : "false", ["dims"] = dims,
+                ["mode"] = modes,
+                ["p"] = "3",
+                ["normalize"] = i % 2 == 0 ? "true" : "false",
+                ["dims"] = dims,
             };
             cases.Add(($"{modes} p_groups G={g} {dt.Name()} [{b},{t},{dim}]{(specials ? " nan/inf" : "")}", new OpCall(inputs, ps)));
             i++;

@@ -10,7 +10,8 @@ internal sealed class SignalFamily : IOpFamily
         yield return new OpSpec("pool1d", (d, c) => new Dictionary<string, HostTensor>
         {
             ["out"] = d.Pool1d(c.Input("x"), SignalPooling.ParseMode(c.Text("mode")), c.Int("kernel", 0), c.Int("stride", -1), c.Int("padding", 0)),
-        }, Cases) { BenchCases = OpBenches.Pool1d, Prepare = OpBenches.PreparePool1d };
+        }, Cases)
+        { BenchCases = OpBenches.Pool1d, Prepare = OpBenches.PreparePool1d };
     }
 
     private static IReadOnlyList<(string, OpCall)> Cases(int seed)

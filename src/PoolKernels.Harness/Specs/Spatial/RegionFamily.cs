@@ -11,7 +11,8 @@ internal sealed class RegionFamily : IOpFamily
         yield return new OpSpec("regional_gem", (d, c) => Out(d.RegionalGem(c.Input("x"), c.Float("p", 2.5f), c.Int("kernel", 5))), RegionalGemCases) { BenchCases = OpBenches.RegionalGem, Prepare = OpBenches.PrepareRegionalGem };
         yield return new OpSpec("scale_gem", (d, c) => Out(d.ScaleGem(c.Input("x"), c.Float("p", float.PositiveInfinity))), ScaleGemCases) { BenchCases = OpBenches.ScaleGem, Prepare = OpBenches.PrepareScaleGem };
         yield return new OpSpec("mask_pool", (d, c) => Out(d.MaskPool(c.Input("x"), c.Input("masks"), SpatialPooling.ParseMaskType(c.Text("mask_type", "binary_logits")),
-            c.Float("threshold", 0.5f), c.Float("eps", 1e-8f))), MaskPoolCases) { BenchCases = OpBenches.MaskPool, Prepare = OpBenches.PrepareMaskPool };
+            c.Float("threshold", 0.5f), c.Float("eps", 1e-8f))), MaskPoolCases)
+        { BenchCases = OpBenches.MaskPool, Prepare = OpBenches.PrepareMaskPool };
         yield return new OpSpec("spatiotemporal_pool", RunSpatioTemporal, SpatioTemporalCases) { BenchCases = OpBenches.SpatioTemporal, Prepare = OpBenches.PrepareSpatioTemporal };
     }
 

@@ -27,8 +27,11 @@ internal sealed class SpatialFamily : IOpFamily
 
     private static IReadOnlyDictionary<string, HostTensor> RunSpatialPool(Device d, OpCall c) => Out(d.SpatialPool(c.Input("x"), new SpatialPoolOptions
     {
-        Mode = SpatialPoolOptions.ParseMode(c.Text("mode", "avg")), P = c.Float("p", 3f), Eps = c.Float("eps", 1e-6f),
-        Normalize = c.Bool("normalize", false), Nhwc = SpatialPoolOptions.ParseLayout(c.Text("layout", "nchw")),
+        Mode = SpatialPoolOptions.ParseMode(c.Text("mode", "avg")),
+        P = c.Float("p", 3f),
+        Eps = c.Float("eps", 1e-6f),
+        Normalize = c.Bool("normalize", false),
+        Nhwc = SpatialPoolOptions.ParseLayout(c.Text("layout", "nchw")),
         PGroups = SequenceFamily.PGroups(c),
     }, c.Optional("valid")));
 

@@ -25,7 +25,10 @@ internal sealed class TrainingFamily : IOpFamily
         var p = Copy("param"); var m = Copy("exp_avg"); var v = Copy("exp_avg_sq");
         var o = new AdamWOptions
         {
-            Lr = c.Float("lr", 1e-3f), Beta1 = c.Float("beta1", 0.9f), Beta2 = c.Float("beta2", 0.999f), Eps = c.Float("eps", 1e-8f),
+            Lr = c.Float("lr", 1e-3f),
+            Beta1 = c.Float("beta1", 0.9f),
+            Beta2 = c.Float("beta2", 0.999f),
+            Eps = c.Float("eps", 1e-8f),
             WeightDecay = c.Float("weight_decay", 0.01f),
         };
         d.AdamWStep(p, c.Input("grad"), m, v, c.Int("step", 1), o);
@@ -113,8 +116,10 @@ internal sealed class TrainingFamily : IOpFamily
             var r = new RandomTensors(6);
             var inputs = new Dictionary<string, HostTensor>
             {
-                ["param"] = r.Floats(DType.F32, -1, 1, n), ["grad"] = r.Floats(DType.F32, -1, 1, n),
-                ["exp_avg"] = r.Floats(DType.F32, -0.1f, 0.1f, n), ["exp_avg_sq"] = r.Floats(DType.F32, 0, 0.01f, n),
+                ["param"] = r.Floats(DType.F32, -1, 1, n),
+                ["grad"] = r.Floats(DType.F32, -1, 1, n),
+                ["exp_avg"] = r.Floats(DType.F32, -0.1f, 0.1f, n),
+                ["exp_avg_sq"] = r.Floats(DType.F32, 0, 0.01f, n),
             };
             list.Add(new BenchCase($"{n} params", n, new OpCall(inputs, new Dictionary<string, string> { ["step"] = "10" }), 7.0 * 4 * n, 12.0 * n, ""));
         }

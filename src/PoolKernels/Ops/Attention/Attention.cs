@@ -166,7 +166,7 @@ public static partial class Attention
         ArgumentNullException.ThrowIfNull(q); ArgumentNullException.ThrowIfNull(k); ArgumentNullException.ThrowIfNull(v);
         ArgumentNullException.ThrowIfNull(output); ArgumentNullException.ThrowIfNull(lse);
         options ??= SdpaOptions.Default;
-        foreach (var (name, t) in (ReadOnlySpan<(string, DeviceTensor?)>)[ ("q", q), ("k", k), ("v", v), ("out", output), ("lse", lse), ("attn_mask", attnMask), ("key_padding_mask", keyPaddingMask) ])
+        foreach (var (name, t) in (ReadOnlySpan<(string, DeviceTensor?)>)[("q", q), ("k", k), ("v", v), ("out", output), ("lse", lse), ("attn_mask", attnMask), ("key_padding_mask", keyPaddingMask)])
             Check.SameDevice(device, name, t);
         var plan = PlanSdpa(q.Shape, q.DType, k.Shape, k.DType, v.Shape, v.DType, attnMask?.ShapeArray, attnMask?.DType, keyPaddingMask?.ShapeArray, keyPaddingMask?.DType, options);
         CheckOutputs(output, lse, plan);
@@ -243,7 +243,7 @@ public static partial class Attention
         ArgumentNullException.ThrowIfNull(cuSeqlensQ); ArgumentNullException.ThrowIfNull(cuSeqlensK);
         ArgumentNullException.ThrowIfNull(output); ArgumentNullException.ThrowIfNull(lse);
         options ??= SdpaOptions.Default;
-        foreach (var (name, t) in (ReadOnlySpan<(string, DeviceTensor?)>)[ ("q", q), ("k", k), ("v", v), ("cu_seqlens_q", cuSeqlensQ), ("cu_seqlens_k", cuSeqlensK), ("out", output), ("lse", lse) ])
+        foreach (var (name, t) in (ReadOnlySpan<(string, DeviceTensor?)>)[("q", q), ("k", k), ("v", v), ("cu_seqlens_q", cuSeqlensQ), ("cu_seqlens_k", cuSeqlensK), ("out", output), ("lse", lse)])
             Check.SameDevice(device, name, t);
         // cu_seqlens decide the grid (the longest sequence) and are validated: read on the host (a copy from an accelerator)
         var cuQ = RaggedPooling.HostBytes(cuSeqlensQ, out _);
@@ -311,10 +311,24 @@ public static partial class Attention
         bool bhtd = !bthd && options.Layout == SdpaLayout.Bhtd;
         var p = new SdpaParams
         {
-            Batch = b, Hq = hq, Hkv = hkv, E = e, Ev = ev, Tq = tq, Tk = tk,
-            Causal = (int)options.Causal, WindowLeft = options.WindowLeft, WindowRight = options.WindowRight, Scale = options.ScaleFor(e),
-            QBatch = (long)hq * tq * e, KBatch = (long)hkv * tk * e, VBatch = (long)hkv * tk * ev, OBatch = (long)hq * tq * ev,
-            LBatch = (long)hq * tq, LHead = tq, LRow = 1,
+            Batch = b,
+            Hq = hq,
+            Hkv = hkv,
+            E = e,
+            Ev = ev,
+            Tq = tq,
+            Tk = tk,
+            Causal = (int)options.Causal,
+            WindowLeft = options.WindowLeft,
+            WindowRight = options.WindowRight,
+            Scale = options.ScaleFor(e),
+            QBatch = (long)hq * tq * e,
+            KBatch = (long)hkv * tk * e,
+            VBatch = (long)hkv * tk * ev,
+            OBatch = (long)hq * tq * ev,
+            LBatch = (long)hq * tq,
+            LHead = tq,
+            LRow = 1,
         };
         options.ApplyModifiers(ref p, b, hq);
         if (bhtd)
@@ -498,21 +512,21 @@ public static partial class Attention
 
     private static SdpaLaunch Launcher<TRaw, TElem>(DType bias, DType mask, DType index)
         where TRaw : unmanaged where TElem : struct, IElementReader<TRaw> => bias switch
-    {
-        DType.F32 => Launcher<TRaw, TElem, float, F32Reader>(mask, index),
-        DType.F16 => Launcher<TRaw, TElem, ushort, F16Reader>(mask, index),
-        DType.BF16 => Launcher<TRaw, TElem, ushort, Bf16Reader>(mask, index),
-        _ => Launcher<TRaw, TElem, byte, BoolBias>(mask, index),
-    };
+        {
+            DType.F32 => Launcher<TRaw, TElem, float, F32Reader>(mask, index),
+            DType.F16 => Launcher<TRaw, TElem, ushort, F16Reader>(mask, index),
+            DType.BF16 => Launcher<TRaw, TElem, ushort, Bf16Reader>(mask, index),
+            _ => Launcher<TRaw, TElem, byte, BoolBias>(mask, index),
+        };
 
     private static SdpaLaunch Launcher<TRaw, TElem, TBRaw, TBias>(DType mask, DType index)
         where TRaw : unmanaged where TElem : struct, IElementReader<TRaw> where TBRaw : unmanaged where TBias : struct,
             IElementReader<TBRaw> => mask switch
-    {
-        DType.I64 => Launcher<TRaw, TElem, TBRaw, TBias, long, I64Mask>(index),
-        DType.I32 => Launcher<TRaw, TElem, TBRaw, TBias, int, I32Mask>(index),
-        _ => Launcher<TRaw, TElem, TBRaw, TBias, byte, U8Mask>(index),
-    };
+            {
+                DType.I64 => Launcher<TRaw, TElem, TBRaw, TBias, long, I64Mask>(index),
+                DType.I32 => Launcher<TRaw, TElem, TBRaw, TBias, int, I32Mask>(index),
+                _ => Launcher<TRaw, TElem, TBRaw, TBias, byte, U8Mask>(index),
+            };
 
     private static SdpaLaunch Launcher<TRaw, TElem, TBRaw, TBias, TMask, TMaskOp>(DType index)
         where TRaw : unmanaged where TElem : struct, IElementReader<TRaw> where TBRaw : unmanaged where TBias : struct,

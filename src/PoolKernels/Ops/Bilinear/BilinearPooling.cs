@@ -69,7 +69,7 @@ public static class BilinearPooling
         ArgumentNullException.ThrowIfNull(device);
         ArgumentNullException.ThrowIfNull(x);
         ArgumentNullException.ThrowIfNull(output);
-        foreach (var (name, arg) in (ReadOnlySpan<(string, DeviceTensor?)>)[ ("x", x), ("y", y), ("mask", mask), ("output", output) ]) Check.SameDevice(device, name, arg);
+        foreach (var (name, arg) in (ReadOnlySpan<(string, DeviceTensor?)>)[("x", x), ("y", y), ("mask", mask), ("output", output)]) Check.SameDevice(device, name, arg);
         Check.Rank(x.Shape, 3, "x", "[B,N,Dx]");
         Check.DTypeIs(x.DType, "x", "F32", x.DType == DType.F32);
         int b = x.Shape[0], n = x.Shape[1], dx = x.Shape[2], dy = dx;
@@ -91,7 +91,12 @@ public static class BilinearPooling
         if (b == 0 || dx == 0 || dy == 0) return;
         var plan = new BilinearPlan(x, y, mask, output, new BilinearParams
         {
-            Batch = b, N = n, Dx = dx, Dy = dy, HasMask = mask is null ? 0 : 1, SignedSqrt = signedSqrt ? 1 : 0,
+            Batch = b,
+            N = n,
+            Dx = dx,
+            Dy = dy,
+            HasMask = mask is null ? 0 : 1,
+            SignedSqrt = signedSqrt ? 1 : 0,
         }, normalize);
         Dispatch.Run(device, ref plan);
     }
@@ -284,8 +289,14 @@ public static class BilinearPooling
         Sign(sx, "sx", dx);
         Sign(sy, "sy", dy);
         if (b == 0) return;
-        var plan = new CompactPlan(x, y, hxv, sx, hyv, sy, output, new McbParams { Batch = b, Dx = dx, Dy = dy, D = d,
-            SignedSqrt = signedSqrt ? 1 : 0 },
+        var plan = new CompactPlan(x, y, hxv, sx, hyv, sy, output, new McbParams
+        {
+            Batch = b,
+            Dx = dx,
+            Dy = dy,
+            D = d,
+            SignedSqrt = signedSqrt ? 1 : 0
+        },
             normalize);
         Dispatch.Run(device, ref plan);
     }

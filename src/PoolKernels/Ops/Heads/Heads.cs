@@ -35,7 +35,7 @@ public static class Heads
     {
         ArgumentNullException.ThrowIfNull(device);
         ArgumentNullException.ThrowIfNull(x); ArgumentNullException.ThrowIfNull(weight); ArgumentNullException.ThrowIfNull(bias); ArgumentNullException.ThrowIfNull(output);
-        foreach (var (n, t) in (ReadOnlySpan<(string, DeviceTensor)>)[ ("x", x), ("weight", weight), ("bias", bias), ("output", output) ]) { Check.SameDevice(device, n, t); F32(t, n); }
+        foreach (var (n, t) in (ReadOnlySpan<(string, DeviceTensor)>)[("x", x), ("weight", weight), ("bias", bias), ("output", output)]) { Check.SameDevice(device, n, t); F32(t, n); }
         if (x.Shape.Length == 0) throw new ArgumentException($"x must be [..., D], got {Shape.Format(x.Shape)}.", nameof(x));
         int d = x.Shape[^1];
         if (weight.Shape.Length != 1 || weight.Shape[0] != d) throw new ArgumentException($"weight must be [D] = [{d}] for x {Shape.Format(x.Shape)}, got {Shape.Format(weight.Shape)}.", nameof(weight));
@@ -67,7 +67,7 @@ public static class Heads
     {
         ArgumentNullException.ThrowIfNull(device);
         ArgumentNullException.ThrowIfNull(x); ArgumentNullException.ThrowIfNull(weight); ArgumentNullException.ThrowIfNull(output);
-        foreach (var (n, t) in (ReadOnlySpan<(string, DeviceTensor?)>)[ ("x", x), ("weight", weight), ("bias", bias), ("output", output), ("residual", residual) ])
+        foreach (var (n, t) in (ReadOnlySpan<(string, DeviceTensor?)>)[("x", x), ("weight", weight), ("bias", bias), ("output", output), ("residual", residual)])
         {
             Check.SameDevice(device, n, t);
             if (t is not null) F32(t, n);

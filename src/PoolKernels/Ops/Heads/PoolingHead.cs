@@ -150,9 +150,20 @@ public sealed class PoolingHead : IDisposable
             k.Data.Span.CopyTo(kv.Data.Span); v.Data.Span.CopyTo(kv.Data.Span[k.Data.Length..]);
             var d = new Dictionary<string, HostTensor>
             {
-                [Latents] = _latents.ToTensor(), [Norm0W] = _n0w.ToTensor(), [Norm0B] = _n0b.ToTensor(), [NormCtxW] = _nCw.ToTensor(), [NormCtxB] = _nCb.ToTensor(),
-                [ToQ] = _q.W.ToTensor(), [ToKv] = kv, [ToOut] = _out.W.ToTensor(), [Norm1W] = _n1w.ToTensor(), [Norm1B] = _n1b.ToTensor(),
-                [Net0W] = _ff1.W.ToTensor(), [Net0B] = _ff1.Bias!.ToTensor(), [Net2W] = _ff2.W.ToTensor(), [Net2B] = _ff2.Bias!.ToTensor(),
+                [Latents] = _latents.ToTensor(),
+                [Norm0W] = _n0w.ToTensor(),
+                [Norm0B] = _n0b.ToTensor(),
+                [NormCtxW] = _nCw.ToTensor(),
+                [NormCtxB] = _nCb.ToTensor(),
+                [ToQ] = _q.W.ToTensor(),
+                [ToKv] = kv,
+                [ToOut] = _out.W.ToTensor(),
+                [Norm1W] = _n1w.ToTensor(),
+                [Norm1B] = _n1b.ToTensor(),
+                [Net0W] = _ff1.W.ToTensor(),
+                [Net0B] = _ff1.Bias!.ToTensor(),
+                [Net2W] = _ff2.W.ToTensor(),
+                [Net2B] = _ff2.Bias!.ToTensor(),
             };
             if (_posEmb is not null) d[PosEmb] = _posEmb.ToTensor();
             return d;
@@ -213,7 +224,7 @@ public sealed class PoolingHead : IDisposable
     {
         ArgumentNullException.ThrowIfNull(hidden); ArgumentNullException.ThrowIfNull(output);
         string hn = multiLayer ? "layers" : "hidden";
-        foreach (var (name, t) in (ReadOnlySpan<(string, DeviceTensor?)>)[ (hn, hidden), ("attention_mask", mask), ("prefix_len", prefix), ("output", output) ]) Check.SameDevice(Device, name, t);
+        foreach (var (name, t) in (ReadOnlySpan<(string, DeviceTensor?)>)[(hn, hidden), ("attention_mask", mask), ("prefix_len", prefix), ("output", output)]) Check.SameDevice(Device, name, t);
         Check.Rank(hidden.Shape, 3, hn, multiLayer ? "[B,L,D]" : "[B,N,D]");
         Check.DTypeIs(hidden.DType, hn, "F32|F16|BF16", hidden.DType.IsFloatInput());
         int b = hidden.Shape[0], n = hidden.Shape[1];

@@ -126,7 +126,7 @@ public static class RaggedPooling
         ArgumentNullException.ThrowIfNull(values);
         ArgumentNullException.ThrowIfNull(offsets);
         ArgumentNullException.ThrowIfNull(output);
-        foreach (var (name, arg) in (ReadOnlySpan<(string, DeviceTensor?)>)[ ("values", values), ("index", index), ("offsets", offsets), ("weights", weights), ("output", output) ])
+        foreach (var (name, arg) in (ReadOnlySpan<(string, DeviceTensor?)>)[("values", values), ("index", index), ("offsets", offsets), ("weights", weights), ("output", output)])
             Check.SameDevice(device, name, arg);
         CheckMode(mode);
         Check.Rank(values.Shape, 2, "values", index is null ? "[N,D]" : "[M,D]");

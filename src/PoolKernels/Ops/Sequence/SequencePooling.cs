@@ -75,9 +75,13 @@ public sealed record SequencePoolOptions
     /// <summary>The docs/operations.md name of a mode.</summary>
     public static string Name(SequencePoolMode m) => m switch
     {
-        SequencePoolMode.Cls => "cls", SequencePoolMode.LastToken => "last_token", SequencePoolMode.Mean => "mean",
-        SequencePoolMode.MeanSqrtLen => "mean_sqrt_len", SequencePoolMode.WeightedMean => "weighted_mean",
-        SequencePoolMode.Max => "max", _ => "gem",
+        SequencePoolMode.Cls => "cls",
+        SequencePoolMode.LastToken => "last_token",
+        SequencePoolMode.Mean => "mean",
+        SequencePoolMode.MeanSqrtLen => "mean_sqrt_len",
+        SequencePoolMode.WeightedMean => "weighted_mean",
+        SequencePoolMode.Max => "max",
+        _ => "gem",
     };
 
     /// <summary>The output width for features of width <paramref name="dim"/>: modes × dim, or <see cref="Dims"/>.</summary>
@@ -185,7 +189,7 @@ public static class SequencePooling
         ArgumentNullException.ThrowIfNull(attentionMask);
         ArgumentNullException.ThrowIfNull(output);
         ArgumentNullException.ThrowIfNull(options);
-        foreach (var (name, arg) in (ReadOnlySpan<(string, DeviceTensor?)>)[ (nameof(hidden), hidden), (nameof(attentionMask), attentionMask), (nameof(output), output), (nameof(prefixLen), prefixLen) ])
+        foreach (var (name, arg) in (ReadOnlySpan<(string, DeviceTensor?)>)[(nameof(hidden), hidden), (nameof(attentionMask), attentionMask), (nameof(output), output), (nameof(prefixLen), prefixLen)])
             Check.SameDevice(device, name, arg);
         Check.Rank(hidden.Shape, 3, nameof(hidden), "[B,T,D]");
         Check.DTypeIs(hidden.DType, nameof(hidden), "F32|F16|BF16", hidden.DType.IsFloatInput());
@@ -250,7 +254,7 @@ public static class SequencePooling
         ArgumentNullException.ThrowIfNull(hiddenStates);
         ArgumentNullException.ThrowIfNull(attentionMask);
         ArgumentNullException.ThrowIfNull(output);
-        foreach (var (name, arg) in (ReadOnlySpan<(string, DeviceTensor?)>)[ (nameof(hiddenStates), hiddenStates), (nameof(attentionMask), attentionMask), (nameof(output), output) ])
+        foreach (var (name, arg) in (ReadOnlySpan<(string, DeviceTensor?)>)[(nameof(hiddenStates), hiddenStates), (nameof(attentionMask), attentionMask), (nameof(output), output)])
             Check.SameDevice(device, name, arg);
         Check.Rank(hiddenStates.Shape, 4, nameof(hiddenStates), "[L,B,T,D]");
         Check.DTypeIs(hiddenStates.DType, nameof(hiddenStates), "F32|F16|BF16", hiddenStates.DType.IsFloatInput());
@@ -388,9 +392,16 @@ public static class SequencePooling
             for (int i = 0; i < options.Modes.Count; i++) modes |= (int)options.Modes[i] << (4 * i);
             var prm = new SequencePoolParams
             {
-                Batch = batch, SeqLen = seqLen, Dim = dim, Dims = dims, OutStride = outStride, ModeCount = options.Modes.Count,
-                    Modes = modes,
-                P = options.P, Eps = options.Eps, HasPrefix = _prefix.Given ? 1 : 0,
+                Batch = batch,
+                SeqLen = seqLen,
+                Dim = dim,
+                Dims = dims,
+                OutStride = outStride,
+                ModeCount = options.Modes.Count,
+                Modes = modes,
+                P = options.P,
+                Eps = options.Eps,
+                HasPrefix = _prefix.Given ? 1 : 0,
                 GroupSize = options.PGroupsArray.Length == 0 ? 0 : dim / options.PGroupsArray.Length,
             };
             var output = s.Out<float>(_output);
@@ -413,11 +424,11 @@ public static class SequencePooling
 
     private static SequencePoolLaunch Launcher<TRaw, TElem>(DType mask, DType prefix)
         where TRaw : unmanaged where TElem : struct, IElementReader<TRaw> => mask switch
-    {
-        DType.I64 => Launcher<TRaw, TElem, long, I64Mask>(prefix),
-        DType.I32 => Launcher<TRaw, TElem, int, I32Mask>(prefix),
-        _ => Launcher<TRaw, TElem, byte, U8Mask>(prefix),
-    };
+        {
+            DType.I64 => Launcher<TRaw, TElem, long, I64Mask>(prefix),
+            DType.I32 => Launcher<TRaw, TElem, int, I32Mask>(prefix),
+            _ => Launcher<TRaw, TElem, byte, U8Mask>(prefix),
+        };
 
     private static SequencePoolLaunch Launcher<TRaw, TElem, TMask, TMaskOp>(DType prefix)
         where TRaw : unmanaged where TElem : struct, IElementReader<TRaw> where TMask : unmanaged where TMaskOp : struct,

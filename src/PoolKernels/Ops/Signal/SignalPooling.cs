@@ -192,8 +192,16 @@ public sealed class StreamingPool1d
         {
             var p = new Pool1dParams
             {
-                Rows = _rows, BufLen = Cap, NOut = count, BufStart = _bufStart, ValidEnd = validEnd, O0 = _next,
-                Kernel = _kernel, Stride = _stride, Padding = _padding, Mode = (int)_mode,
+                Rows = _rows,
+                BufLen = Cap,
+                NOut = count,
+                BufStart = _bufStart,
+                ValidEnd = validEnd,
+                O0 = _next,
+                Kernel = _kernel,
+                Stride = _stride,
+                Padding = _padding,
+                Mode = (int)_mode,
             };
             SignalPooling.Run(_device, _buf.AsSpan(0, _rows * Cap), result.AsSpan<float>(), p);
         }

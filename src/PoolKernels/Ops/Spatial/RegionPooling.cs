@@ -144,7 +144,16 @@ public static partial class SpatialPooling
         Output(output, b, q, c);
         var plan = new MaskPoolPlan(x, masks, output, new MaskPoolParams
         {
-            Batch = b, Channels = c, H = h, W = w, Queries = q, MH = mh, MW = mw, Type = (int)maskType, Threshold = threshold, Eps = eps,
+            Batch = b,
+            Channels = c,
+            H = h,
+            W = w,
+            Queries = q,
+            MH = mh,
+            MW = mw,
+            Type = (int)maskType,
+            Threshold = threshold,
+            Eps = eps,
         });
         Dispatch.Run(device, ref plan);
     }

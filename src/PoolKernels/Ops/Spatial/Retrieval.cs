@@ -135,7 +135,10 @@ public static class Retrieval
 
     private static int DbKind(DType t) => t switch
     {
-        DType.F16 => DbElements.F16, DType.BF16 => DbElements.BF16, DType.I8 => DbElements.I8, DType.U8 => DbElements.U8,
+        DType.F16 => DbElements.F16,
+        DType.BF16 => DbElements.BF16,
+        DType.I8 => DbElements.I8,
+        DType.U8 => DbElements.U8,
         _ => DbElements.F32,
     };
 

@@ -127,9 +127,28 @@ public sealed record Pool2dOptions
             throw new ArgumentException($"kernel ({kh}, {kw}) with stride ({sh}, {sw}) and dilation ({dh}, {dw}) spans more than {int.MaxValue} cells for {Xs()}.", "kernel");
         return new Pool2dParams
         {
-            Batch = batch, Channels = channels, H = h, W = w, OutH = (int)oh, OutW = (int)ow, KH = kh, KW = kw, SH = sh, SW = sw, DH = dh, DW = dw,
-            PH = ph, PW = pw, DataH = dataH, DataW = dataW, ImpH = impH, ImpW = impW, Mode = (int)Mode, PadMode = padMode,
-            CountIncludePad = CountIncludePad ? 1 : 0, P = P,
+            Batch = batch,
+            Channels = channels,
+            H = h,
+            W = w,
+            OutH = (int)oh,
+            OutW = (int)ow,
+            KH = kh,
+            KW = kw,
+            SH = sh,
+            SW = sw,
+            DH = dh,
+            DW = dw,
+            PH = ph,
+            PW = pw,
+            DataH = dataH,
+            DataW = dataW,
+            ImpH = impH,
+            ImpW = impW,
+            Mode = (int)Mode,
+            PadMode = padMode,
+            CountIncludePad = CountIncludePad ? 1 : 0,
+            P = P,
         };
     }
 }
@@ -212,7 +231,14 @@ public static partial class SpatialPooling
         {
             var prm = new SpatialPoolParams
             {
-                Batch = b, Channels = c, HW = h * w, Nhwc = o.Nhwc ? 1 : 0, MaskSize = maskSize, Mode = (int)o.Mode, P = o.P, Eps = o.Eps,
+                Batch = b,
+                Channels = c,
+                HW = h * w,
+                Nhwc = o.Nhwc ? 1 : 0,
+                MaskSize = maskSize,
+                Mode = (int)o.Mode,
+                P = o.P,
+                Eps = o.Eps,
                 GroupSize = o.Mode == SpatialPoolMode.Gem && o.PGroupsArray.Length != 0 ? c / o.PGroupsArray.Length : 0,
             };
             var output = s.Out<float>(_out);
@@ -421,8 +447,15 @@ public static partial class SpatialPooling
 
         private AdaptivePoolParams Level(int i) => new()
         {
-            Batch = x.Shape[0], Channels = x.Shape[1], H = x.Shape[2], W = x.Shape[3], OutH = _levels[i].OH, OutW = _levels[i].OW,
-            OutStride = outStride, OutOffset = _levels[i].Offset, Mode = (int)mode,
+            Batch = x.Shape[0],
+            Channels = x.Shape[1],
+            H = x.Shape[2],
+            W = x.Shape[3],
+            OutH = _levels[i].OH,
+            OutW = _levels[i].OW,
+            OutStride = outStride,
+            OutOffset = _levels[i].Offset,
+            Mode = (int)mode,
         };
 
         public void Reference()

@@ -37,8 +37,13 @@ public sealed record AdamWOptions
         if (step < 1) throw new ArgumentException($"step must be >= 1 (this step's number, 1 for the first), got {step}.", nameof(step));
         return new AdamWParams
         {
-            Lr = Lr, Beta1 = Beta1, Beta2 = Beta2, Eps = Eps, WeightDecay = WeightDecay,
-            Bc1 = (float)(1 - Math.Pow(Beta1, step)), Bc2Sqrt = (float)Math.Sqrt(1 - Math.Pow(Beta2, step)),
+            Lr = Lr,
+            Beta1 = Beta1,
+            Beta2 = Beta2,
+            Eps = Eps,
+            WeightDecay = WeightDecay,
+            Bc1 = (float)(1 - Math.Pow(Beta1, step)),
+            Bc2Sqrt = (float)Math.Sqrt(1 - Math.Pow(Beta2, step)),
         };
     }
 }
