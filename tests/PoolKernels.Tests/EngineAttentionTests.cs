@@ -358,3 +358,45 @@ public class EngineAttentionTests
         Assert.That(kc.AsSpan<float>().ToArray(), Is.EqualTo(k0));
     }
 }
+
+/// <summary>Kernels that need temporaries take them from the call's scope instead of allocating and synchronizing in
+/// their launch: inside a batch scale_gem, mask_pool and similarity_topk only enqueue, and the batch's end synchronizes
+/// once; the results equal the synchronous ones.</summary>
+[NonParallelizable]
+public class BatchedTemporariesTests
+{
+    public static IEnumerable<string> Accelerators() => TestDevices.All().Where(id => id.StartsWith("ilgpu") || id.StartsWith("opencl")
+        || id.StartsWith("cuda"));
+
+    [TestCaseSource(nameof(Accelerators))]
+    public void OpsWithTemporariesDoNotSynchronizeInsideABatch(string id)
+    {
+        var g = (IlgpuDevice)TestDevices.Get(id);
+        var r = new RandomTensors(3);
+        using var x = g.Upload(r.Floats(DType.F32, 0, 1, 3, 2, 64));            // scale_gem [S, B, D]
+        using var sg = g.Allocate(DType.F32, 2, 64);
+        using var img = g.Upload(r.Floats(DType.F32, 0, 1, 2, 8, 6, 6));        // mask_pool x [B, C, H, W]
+        using var masks = g.Upload(r.Floats(DType.F32, 0, 1, 2, 5, 6, 6));
+        using var mp = g.Allocate(DType.F32, 2, 5, 8);
+        using var q = g.Upload(r.Floats(DType.F32, -1, 1, 4, 16)); using var db = g.Upload(r.Floats(DType.F32, -1, 1, 50, 16));
+        using var idx = g.Allocate(DType.I64, 4, 3); using var sc = g.Allocate(DType.F32, 4, 3);
+        void Calls()
+        {
+            g.ScaleGem(x, sg, 3f);
+            g.MaskPool(img, masks, mp, MaskType.Soft);
+            g.SimilarityTopk(q, db, idx, sc, 3, cosine: true);
+        }
+        Calls();
+        var want = (sg.ToTensor(), mp.ToTensor(), sc.ToTensor());
+        long start = g.Synchronizations;
+        using (g.BeginBatch())
+        {
+            Calls();
+            Assert.That(g.Synchronizations - start, Is.Zero, "inside the batch the calls only enqueue");
+        }
+        Assert.That(g.Synchronizations - start, Is.EqualTo(1));
+        Assert.That(sg.ToTensor().AsSpan<float>().ToArray(), Is.EqualTo(want.Item1.AsSpan<float>().ToArray()));
+        Assert.That(mp.ToTensor().AsSpan<float>().ToArray(), Is.EqualTo(want.Item2.AsSpan<float>().ToArray()));
+        Assert.That(sc.ToTensor().AsSpan<float>().ToArray(), Is.EqualTo(want.Item3.AsSpan<float>().ToArray()));
+    }
+}

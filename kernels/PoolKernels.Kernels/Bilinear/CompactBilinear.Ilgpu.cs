@@ -67,14 +67,13 @@ internal static class CompactBilinearIlgpu
 
     /// <summary>Runs the whole pipeline on validated inputs (binsX/binsY from <see cref="Bins"/>, on the device).</summary>
     public static void Launch(Accelerator a, AcceleratorStream stream, ArrayView<float> x, ArrayView<float> y, ArrayView<int> binsX, ArrayView<int> binsY,
-        ArrayView<float> sx, ArrayView<float> sy, ArrayView<float> output, McbParams p, bool normalize)
+        ArrayView<float> sx, ArrayView<float> sy, ArrayView<float> output, McbParams p, bool normalize, Func<long, ArrayView<float>> temp)
     {
         if (p.Batch == 0) return;
         var plan = FftDevicePlan.Get(a, p.D);
         long sz = (long)p.Batch * p.D;
         long big = plan.Inner is null ? 1 : 4L * p.Batch * plan.Inner.Plan.Length;
-        using var work = a.Allocate1D<float>(4 * sz + big);
-        var v = work.View;
+        var v = temp(4 * sz + big); // freed by the caller's scope once the stream is idle
         ArrayView<float> re = v.SubView(0, sz), im = v.SubView(sz, sz), r2 = v.SubView(2 * sz, sz), i2 = v.SubView(3 * sz, sz), bigView = v.SubView(4 * sz, big);
         var sketch = KernelCache.Get(a, SketchKernel, acc => acc.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>,
             ArrayView<int>,
@@ -90,6 +89,5 @@ internal static class CompactBilinearIlgpu
         FftIlgpu.Forward(a, stream, plan, r2, i2, re, im, bigView, p.Batch);
         finish(stream, (int)sz, r2, output, p);
         if (normalize) Sequence.SequencePoolIlgpu.NormalizeRows(a, stream, output, p.Batch, p.D, p.D);
-        stream.Synchronize();
     }
 }

@@ -69,7 +69,13 @@ internal static class RerankRefineIlgpu
         if (queries == 0 || mp == 0) return;
         using var t = acc.Allocate1D<long>((long)queries * mp);
         using var ts = acc.Allocate1D<float>((long)queries * mp);
-        SimilarityTopkIlgpu.Launch(acc, stream, query, db, t.View, ts.View, dummy, queries, n, dim, mp, false);
+        var simTemps = new List<MemoryBuffer1D<float, Stride1D.Dense>>(); // freed after this launch's final synchronization
+        SimilarityTopkIlgpu.Launch(acc, stream, query, db, t.View, ts.View, dummy, queries, n, dim, mp, false, len =>
+        {
+            var b = acc.Allocate1D<float>(len);
+            simTemps.Add(b);
+            return b.View;
+        });
 
         long per = Math.Max((long)mp * mp, (long)mp * Math.Max(dim, 1));
         int chunk = (int)Math.Max(1, Math.Min(queries, (1L << 24) / per));
@@ -113,5 +119,6 @@ internal static class RerankRefineIlgpu
                 new SelectParams { L = mp, K = mp, HasIds = 1, IdsDiv = 1, WritePos = 0 });
         }
         stream.Synchronize();
+        foreach (var b in simTemps) b.Dispose();
     }
 }

@@ -114,23 +114,23 @@ internal static class SimilarityTopkIlgpu
 
     /// <summary>Runs the whole operation into index [Q,k] (long) and score [Q,k].</summary>
     public static void Launch(Accelerator accelerator, AcceleratorStream stream, ArrayView<float> query, ArrayView<float> db, ArrayView<long> index, ArrayView<float> score,
-        ArrayView<long> dummyIds, int queries, int n, int dim, int k, bool cosine)
+        ArrayView<long> dummyIds, int queries, int n, int dim, int k, bool cosine, Func<long, ArrayView<float>> temp)
     {
         if (queries == 0 || k == 0) return;
-        using var qn = accelerator.Allocate1D<float>(Math.Max(cosine ? queries : 1, 1));
-        using var dn = accelerator.Allocate1D<float>(Math.Max(cosine ? n : 1, 1));
-        if (cosine) { Norms(accelerator, stream, query, qn.View, queries, dim); Norms(accelerator, stream, db, dn.View, n, dim); }
+        // temporaries from the caller's scope, freed once the stream is idle (no synchronization here)
+        var qn = temp(Math.Max(cosine ? queries : 1, 1));
+        var dn = temp(Math.Max(cosine ? n : 1, 1));
+        if (cosine) { Norms(accelerator, stream, query, qn, queries, dim); Norms(accelerator, stream, db, dn, n, dim); }
         int chunk = (int)Math.Max(1, Math.Min(queries, (1L << 24) / Math.Max(1, n)));
-        using var scores = accelerator.Allocate1D<float>((long)chunk * n);
+        var scores = temp((long)chunk * n);
         var sk = KernelCache.Get(accelerator, ScoreKernel,
             a => a.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int>(ScoreKernel));
         for (int q0 = 0; q0 < queries; q0 += chunk)
         {
             int cq = Math.Min(chunk, queries - q0);
-            sk(stream, cq * n, query, db, qn.View, dn.View, scores.View, q0, n, dim, cosine ? 1 : 0);
-            SelectIlgpu.Launch(accelerator, stream, cq, scores.View, dummyIds, index.SubView((long)q0 * k, (long)cq * k), score.SubView((long)q0 * k, (long)cq * k),
+            sk(stream, cq * n, query, db, qn, dn, scores, q0, n, dim, cosine ? 1 : 0);
+            SelectIlgpu.Launch(accelerator, stream, cq, scores, dummyIds, index.SubView((long)q0 * k, (long)cq * k), score.SubView((long)q0 * k, (long)cq * k),
                 dummyIds.Cast<int>(), new SelectParams { L = n, K = k, HasIds = 0, IdsDiv = 1 });
         }
-        stream.Synchronize();
     }
 }

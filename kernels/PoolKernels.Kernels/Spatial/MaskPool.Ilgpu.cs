@@ -60,21 +60,22 @@ internal static class MaskPoolIlgpu
         output[i] = denom == 0 ? 0 : s / denom;
     }
 
-    /// <summary>Runs both kernels; the weight planes live in a temporary accelerator buffer.</summary>
-    public static void Launch(Accelerator accelerator, AcceleratorStream stream, ArrayView<float> x, ArrayView<float> masks, ArrayView<float> output, MaskPoolParams q)
+    /// <summary>Enqueues both kernels; the weight planes live in a temporary from <paramref name="temp"/> (the caller's scope
+    /// frees it after the stream is idle).</summary>
+    public static void Launch(Accelerator accelerator, AcceleratorStream stream, ArrayView<float> x, ArrayView<float> masks, ArrayView<float> output,
+        MaskPoolParams q, Func<long, ArrayView<float>> temp)
     {
         long outCount = (long)q.Batch * q.Queries * q.Channels, wCount = (long)q.Batch * q.Queries * q.H * q.W;
         if (outCount == 0) return;
-        using var weights = accelerator.Allocate1D<float>(Math.Max(wCount, 1));
+        var weights = temp(Math.Max(wCount, 1));
         if (wCount > 0)
         {
             var wk = KernelCache.Get(accelerator, WeightKernel,
                 a => a.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, MaskPoolParams>(WeightKernel));
-            wk(stream, checked((int)wCount), masks, weights.View, q);
+            wk(stream, checked((int)wCount), masks, weights, q);
         }
         var pk = KernelCache.Get(accelerator, PoolKernel,
             a => a.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, MaskPoolParams>(PoolKernel));
-        pk(stream, checked((int)outCount), x, weights.View, output, q);
-        stream.Synchronize();
+        pk(stream, checked((int)outCount), x, weights, output, q);
     }
 }

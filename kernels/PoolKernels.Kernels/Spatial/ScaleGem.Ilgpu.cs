@@ -59,25 +59,25 @@ internal static class ScaleGemIlgpu
     }
 
     /// <summary>Runs both steps; allocates the small auxiliary buffer on the accelerator.</summary>
-    public static void Launch(Accelerator accelerator, AcceleratorStream stream, ArrayView<float> x, ArrayView<float> output, int scales, int batch, int dim, float p)
+    public static void Launch(Accelerator accelerator, AcceleratorStream stream, ArrayView<float> x, ArrayView<float> output, int scales, int batch, int dim, float p,
+        Func<long, ArrayView<float>> temp)
     {
         if (batch == 0 || dim == 0 || scales == 0) return;
         bool inf = float.IsPositiveInfinity(p);
-        using var aux = accelerator.Allocate1D<float>(inf ? (long)scales * batch : 1);
+        var aux = temp(inf ? (long)scales * batch : 1); // freed by the caller's scope once the stream is idle
         int group = GroupReduce.GroupSize(accelerator);
         if (inf)
         {
             var nk = KernelCache.Get(accelerator, NormKernel, a => a.LoadKernel<ArrayView<float>, ArrayView<float>, int>(NormKernel));
-            nk(stream, new KernelConfig(scales * batch, group), x, aux.View, dim);
+            nk(stream, new KernelConfig(scales * batch, group), x, aux, dim);
         }
         else
         {
             var mk = KernelCache.Get(accelerator, MinKernel, a => a.LoadKernel<ArrayView<float>, ArrayView<float>, long>(MinKernel));
-            mk(stream, new KernelConfig(1, group), x, aux.View, (long)scales * batch * dim);
+            mk(stream, new KernelConfig(1, group), x, aux, (long)scales * batch * dim);
         }
         var k = KernelCache.Get(accelerator, Kernel,
             a => a.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, float>(Kernel));
-        k(stream, batch * dim, x, aux.View, output, scales, batch, dim, p);
-        stream.Synchronize();
+        k(stream, batch * dim, x, aux, output, scales, batch, dim, p);
     }
 }

@@ -316,7 +316,7 @@ public static class BilinearPooling
         public void Ilgpu(IlgpuScope s) => CompactBilinearIlgpu.Launch(s.Accelerator, s.Stream, s.View<float>(x), s.View<float>(y),
             s.Upload<int>(CompactBilinearIlgpu.Bins(_hx, p.D)), s.Upload<int>(CompactBilinearIlgpu.Bins(_hy, p.D)), s.View<float>(sx),
                 s.View<float>(sy),
-            s.View<float>(output), p, normalize);
+            s.View<float>(output), p, normalize, s.Temp<float>);
     }
 
     /// <summary>The validated hash indices as I64: on a CPU device an I64 tensor is read in place and an I32 one widened

@@ -93,7 +93,7 @@ public static partial class SpatialPooling
         {
             // S = 0 gives 0: the output may be a reused buffer, so clear it
             if (scales == 0) s.View<float>(output).MemSetToZero(s.Stream);
-            else ScaleGemIlgpu.Launch(s.Accelerator, s.Stream, s.View<float>(x), s.View<float>(output), scales, b, d, p);
+            else ScaleGemIlgpu.Launch(s.Accelerator, s.Stream, s.View<float>(x), s.View<float>(output), scales, b, d, p, s.Temp<float>);
         }
     }
 
@@ -170,7 +170,7 @@ public static partial class SpatialPooling
                 cpu.Pool);
 
         public void Ilgpu(IlgpuScope s) => MaskPoolIlgpu.Launch(s.Accelerator, s.Stream, s.View<float>(x), s.View<float>(masks),
-            s.View<float>(output), q);
+            s.View<float>(output), q, s.Temp<float>);
     }
 
     // ---------------------------------------------------------------- spatiotemporal_pool

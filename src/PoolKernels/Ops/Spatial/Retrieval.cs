@@ -71,7 +71,7 @@ public static class Retrieval
             var wide = db.DType == DType.F32 ? s.View<float>(db) : s.Temp<float>(Math.Max((long)n * d, 1));
             if (db.DType != DType.F32) DbElementsIlgpu.Widen(s.Accelerator, s.Stream, s.Bytes(db), wide, (long)n * d, DbKind(db.DType));
             SimilarityTopkIlgpu.Launch(s.Accelerator, s.Stream, s.View<float>(query), wide, s.View<long>(index), s.View<float>(score),
-                s.Dummy.Cast<long>(), q, n, d, k, cosine);
+                s.Dummy.Cast<long>(), q, n, d, k, cosine, s.Temp<float>);
         }
     }
 
