@@ -186,36 +186,34 @@ internal static class BinarySearchIlgpu
         score[i] = dim - 2 * dist[q * c + j];
     }
 
-    /// <summary>Runs into index [Q,k] (long) and score [Q,k].</summary>
+    /// <summary>Enqueues the whole search into index [Q,k] (long) and score [Q,k]; the packed queries, candidates and their
+    /// scores live in temporaries of <paramref name="temp"/> bytes (the caller's scope frees them once the stream is idle).</summary>
     public static void Launch(Accelerator accelerator, AcceleratorStream stream, ArrayView<float> query, ArrayView<byte> db, bool dbSigned,
         ArrayView<long> index, ArrayView<float> score, ArrayView<byte> dummy, int queries, int n, int dim, int k, int multiplier,
-            bool rescore)
+            bool rescore, Func<long, ArrayView<byte>> temp)
     {
         if (queries == 0 || k == 0) return;
         int w = (dim + 7) / 8;
         int c = (int)Math.Min(n, (long)k * multiplier);
-        using var packed = accelerator.Allocate1D<byte>(Math.Max((long)queries * w, 8));
-        using var cand = accelerator.Allocate1D<long>((long)queries * c);
-        using var dist = accelerator.Allocate1D<int>((long)queries * c);
-        QuantizeIlgpu.Launch(accelerator, stream, query, default, packed.View, queries, dim, pack: true, signed: dbSigned);
-        HammingTopkIlgpu.Launch(accelerator, stream, packed.View.SubView(0, (long)queries * w), db, cand.View, dist.View, dummy,
-            queries, n, w, c);
+        var packed = temp(Math.Max((long)queries * w, 8));
+        var cand = temp(8L * queries * c).Cast<long>();
+        var dist = temp(4L * queries * c).Cast<int>();
+        QuantizeIlgpu.Launch(accelerator, stream, query, default, packed, queries, dim, pack: true, signed: dbSigned);
+        HammingTopkIlgpu.Launch(accelerator, stream, packed.SubView(0, (long)queries * w), db, cand, dist, dummy, queries, n, w, c);
         if (!rescore)
         {
             var fk = KernelCache.Get(accelerator, FirstKernel,
                 a => a.LoadAutoGroupedKernel<Index1D, ArrayView<long>, ArrayView<int>, ArrayView<long>, ArrayView<float>, int, int,
                     int>(FirstKernel));
-            fk(stream, queries * k, cand.View, dist.View, index, score, c, k, dim);
-            stream.Synchronize();
+            fk(stream, queries * k, cand, dist, index, score, c, k, dim);
             return;
         }
-        using var scores = accelerator.Allocate1D<float>((long)queries * c);
+        var scores = temp(4L * queries * c).Cast<float>();
         var rk = KernelCache.Get(accelerator, RescoreKernel,
             a => a.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<byte>, ArrayView<long>, ArrayView<float>, int, int, int,
                 int>(RescoreKernel));
-        rk(stream, queries * c, query, db, cand.View, scores.View, c, dim, w, dbSigned ? 0x80 : 0);
-        SelectIlgpu.Launch(accelerator, stream, queries, scores.View, cand.View, index, score, dummy.Cast<int>(),
+        rk(stream, queries * c, query, db, cand, scores, c, dim, w, dbSigned ? 0x80 : 0);
+        SelectIlgpu.Launch(accelerator, stream, queries, scores, cand, index, score, dummy.Cast<int>(),
             new SelectParams { L = c, K = k, HasIds = 1, IdsDiv = 1 });
-        stream.Synchronize();
     }
 }

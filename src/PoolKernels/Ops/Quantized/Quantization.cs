@@ -328,7 +328,7 @@ public static class Quantization
             BinarySearchSimd.Run(F(query), db.Host.Span, signed, L(index), FOut(score), q, n, d, k, multiplier, rescore, cpu.Pool);
 
         public void Ilgpu(IlgpuScope s) => BinarySearchIlgpu.Launch(s.Accelerator, s.Stream, s.View<float>(query), s.Bytes(db), signed,
-            s.View<long>(index), s.View<float>(score), s.Dummy, q, n, d, k, multiplier, rescore);
+            s.View<long>(index), s.View<float>(score), s.Dummy, q, n, d, k, multiplier, rescore, s.Temp<byte>);
     }
 
     private static Span<long> L(DeviceTensor t) => MemoryMarshal.Cast<byte, long>(t.Host.Span);
