@@ -3,7 +3,7 @@ using System.Runtime.CompilerServices;
 namespace PoolKernels.Kernels.Attention;
 
 /// <summary>Helpers shared by the managed <c>sdpa</c> kernels (reference and SIMD).</summary>
-internal static class SdpaHost
+internal static unsafe class SdpaHost
 {
     /// <summary>True when <typeparamref name="TBias"/> is an attn_mask element type: byte (BOOL/U8, nonzero = attend) or
     /// float/Half/BFloat16 (added to the scores; -inf = not allowed).</summary>
@@ -21,7 +21,16 @@ internal static class SdpaHost
     /// <summary>Where sequence b lives: its query/key counts and the element offsets of its (h = 0, row 0) in q, k, v,
     /// out and lse. For sdpa_varlen the offsets come from cu_seqlens (validated on the host).</summary>
     public static void Sequence<TIdx>(in SdpaParams p, ReadOnlySpan<TIdx> cuQ, ReadOnlySpan<TIdx> cuK, int b,
-        out int tq, out int tk, out long q, out long k, out long v, out long o, out long l)
+        out int tq, out int tk, out long q, out long k, out long v, out long o, out long l) where TIdx : unmanaged
+    {
+        fixed (TIdx* cq = cuQ) fixed (TIdx* ck = cuK) Sequence(p, cq, ck, b, out tq, out tk, out q, out k, out v, out o, out l);
+    }
+
+    /// <summary><see cref="Sequence{TIdx}(in SdpaParams, ReadOnlySpan{TIdx}, ReadOnlySpan{TIdx}, int, out int, out int, out long,
+    /// out long, out long, out long, out long)"/> over the kernels' pinned offsets (read only where the form needs them).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void Sequence<TIdx>(in SdpaParams p, TIdx* cuQ, TIdx* cuK, int b,
+        out int tq, out int tk, out long q, out long k, out long v, out long o, out long l) where TIdx : unmanaged
     {
         if (p.Paged != 0)
         {
@@ -53,7 +62,7 @@ internal static class SdpaReference
     /// buffer: alibi_slopes from 0 (when p.HasAlibi), sinks from p.SinkBase (when p.HasSinks).</summary>
     public static void Run<T, TBias, TMask, TIdx>(ReadOnlySpan<T> q, ReadOnlySpan<T> k, ReadOnlySpan<T> v, ReadOnlySpan<TBias> attnMask,
         ReadOnlySpan<TMask> keyPadding, ReadOnlySpan<TIdx> cuQ, ReadOnlySpan<TIdx> cuK, ReadOnlySpan<float> mods, Span<float> output, Span<float> lse,
-        in SdpaParams p)
+        in SdpaParams p) where TIdx : unmanaged
     {
         var acc = new double[p.Ev];
         if (p.Hkv == 0) return;

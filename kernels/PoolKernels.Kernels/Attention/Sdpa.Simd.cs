@@ -372,21 +372,7 @@ internal static unsafe class SdpaSimd
         {
             ref readonly var p = ref P;
             int chunk = item % Chunks, bhk = item / Chunks, hk = bhk % p.Hkv, b = bhk / p.Hkv;
-            int tq, tk; long qb, kb, vb, ob, lb;
-            if (p.Paged != 0)
-            {
-                tq = p.Tq; tk = (int)Elements.ToInt64(CuQ[b]); qb = p.QBatch * b; kb = 0; vb = 0; ob = p.OBatch * b; lb = p.LBatch * b;
-            }
-            else if (p.Varlen == 0)
-            {
-                tq = p.Tq; tk = p.Tk; qb = p.QBatch * b; kb = p.KBatch * b; vb = p.VBatch * b; ob = p.OBatch * b; lb = p.LBatch * b;
-            }
-            else
-            {
-                long q0 = Elements.ToInt64(CuQ[b]), k0 = Elements.ToInt64(CuK[b]);
-                tq = (int)(Elements.ToInt64(CuQ[b + 1]) - q0); tk = (int)(Elements.ToInt64(CuK[b + 1]) - k0);
-                qb = q0 * p.QRow; kb = k0 * p.KRow; vb = k0 * p.VRow; ob = q0 * p.ORow; lb = q0 * p.LRow;
-            }
+            SdpaHost.Sequence(p, CuQ, CuK, b, out int tq, out int tk, out long qb, out long kb, out long vb, out long ob, out long lb);
             int nb = (tq + BlockQ - 1) / BlockQ;
             if (chunk >= nb) return;
             int e = p.E, ev = p.Ev, evp = EvP, tkp = TkPad, w = TOps.Width;

@@ -87,25 +87,10 @@ internal static unsafe class SdpaDecodeSimd
             else Execute<Vector128<float>, V128>(item, worker);
         }
 
-        /// <summary>Where sequence b lives (see SdpaHost.Sequence).</summary>
-        private void Sequence(int b, out int tq, out int tk, out long qb, out long kb, out long vb, out long ob, out long lb)
-        {
-            ref readonly var p = ref P;
-            if (p.Paged != 0)
-            {
-                tq = p.Tq; tk = (int)Elements.ToInt64(CuQ[b]); qb = p.QBatch * b; kb = 0; vb = 0; ob = p.OBatch * b; lb = p.LBatch * b;
-            }
-            else if (p.Varlen == 0)
-            {
-                tq = p.Tq; tk = p.Tk; qb = p.QBatch * b; kb = p.KBatch * b; vb = p.VBatch * b; ob = p.OBatch * b; lb = p.LBatch * b;
-            }
-            else
-            {
-                long q0 = Elements.ToInt64(CuQ[b]), k0 = Elements.ToInt64(CuK[b]);
-                tq = (int)(Elements.ToInt64(CuQ[b + 1]) - q0); tk = (int)(Elements.ToInt64(CuK[b + 1]) - k0);
-                qb = q0 * p.QRow; kb = k0 * p.KRow; vb = k0 * p.VRow; ob = q0 * p.ORow; lb = q0 * p.LRow;
-            }
-        }
+        /// <summary>Where sequence b lives (<see cref="SdpaHost.Sequence{TIdx}(in SdpaParams, TIdx*, TIdx*, int, out int, out int,
+        /// out long, out long, out long, out long, out long)"/>).</summary>
+        private void Sequence(int b, out int tq, out int tk, out long qb, out long kb, out long vb, out long ob, out long lb) =>
+            SdpaHost.Sequence(P, CuQ, CuK, b, out tq, out tk, out qb, out kb, out vb, out ob, out lb);
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         private long KeyRow(in SdpaParams p, int b, int j) =>
