@@ -417,7 +417,9 @@ public class AttentionTests
     // ---------------------------------------------------------------- bad input
 
     private static HostTensor Z(DType t, params int[] s) => HostTensor.Zeros(t, s);
-    private static readonly HostTensor Q = Z(DType.F32, 2, 4, 3, 8), K = Z(DType.F32, 2, 2, 5, 8), V = Z(DType.F32, 2, 2, 5, 6);
+    private static HostTensor Q => Z(DType.F32, 2, 4, 3, 8);
+    private static HostTensor K => Z(DType.F32, 2, 2, 5, 8);
+    private static HostTensor V => Z(DType.F32, 2, 2, 5, 6);
 
     public static IEnumerable<TestCaseData> BadInputs()
     {

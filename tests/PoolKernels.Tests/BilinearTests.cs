@@ -70,7 +70,8 @@ public class BilinearTests
         }
     }
 
-    private static readonly HostTensor X2 = HostTensor.Zeros(DType.F32, 2, 3), Y2 = HostTensor.Zeros(DType.F32, 2, 4);
+    private static HostTensor X2 => HostTensor.Zeros(DType.F32, 2, 3);
+    private static HostTensor Y2 => HostTensor.Zeros(DType.F32, 2, 4);
 
     private static MfbWeights<HostTensor> W(int rows, int dx = 3, int dy = 4) =>
         new(HostTensor.Zeros(DType.F32, rows, dx), HostTensor.Zeros(DType.F32, rows), HostTensor.Zeros(DType.F32, rows, dy), HostTensor.Zeros(DType.F32, rows));

@@ -404,4 +404,44 @@ public class SafetyTests
         ThrowsArg("mode", () => d.SpatialPool(xt, ot, new SpatialPoolOptions { Mode = (SpatialPoolMode)99 }), id);
         Assert.That(Assert.Throws<ArgumentNullException>(() => SpatialPooling.Pool2dShape([1, 1, 4, 4], null!))!.ParamName, Is.EqualTo("options"));
     }
+
+    // ---- 5. results of the host-tensor overloads live in pooled memory ----
+
+    /// <summary>A disposed result returns its memory and is unusable; the next results (which may reuse that memory) start
+    /// from zeros and are correct; results kept undisposed are never overwritten by later calls.</summary>
+    [TestCaseSource(typeof(TestDevices), nameof(TestDevices.All))]
+    public void PooledResultsAreIndependentAndThrowAfterDispose(string id)
+    {
+        var d = TestDevices.Get(id);
+        var oracle = TestDevices.Get("reference");
+        var gem = new SpatialPoolOptions { Mode = SpatialPoolMode.Gem };
+        var kept = new List<(HostTensor Result, float[] Expected)>();
+        for (int round = 0; round < 6; round++)
+        {
+            var x = HostTensor.From(Floats(3 * 5 * 4 * 4, seed: 10 + round).Select(Math.Abs).ToArray(), 3, 5, 4, 4);
+            float[] expected = oracle.SpatialPool(x, gem).AsSpan<float>().ToArray();
+            var r = d.SpatialPool(x, gem);
+            Assert.That(r.AsSpan<float>().ToArray(), Is.EqualTo(expected).Within(1e-4f), $"{id} round {round}");
+            if (round % 2 == 0)
+            {
+                var data = r.Data;
+                r.Dispose();
+                r.Dispose(); // twice is fine
+                Assert.That(r.IsDisposed, id);
+                Assert.Throws<ObjectDisposedException>(() => _ = r.Data, id);
+                Assert.Throws<ObjectDisposedException>(() => r.AsSpan<float>(), id);
+                Assert.Throws<ObjectDisposedException>(() => _ = data.Span, $"{id}: a Memory taken before the disposal");
+                Assert.Throws<ObjectDisposedException>(() => d.Upload(r).Dispose(), id);
+            }
+            else kept.Add((r, expected));
+        }
+        foreach (var (r, expected) in kept) Assert.That(r.AsSpan<float>().ToArray(), Is.EqualTo(expected).Within(1e-4f), id);
+
+        // a tensor over the caller's memory only becomes unusable: the caller's array is untouched
+        var mine = new float[] { 1, 2, 3, 4 };
+        var t = HostTensor.From(mine, 2, 2);
+        t.Dispose();
+        Assert.Throws<ObjectDisposedException>(() => d.Upload(t).Dispose(), id);
+        Assert.That(mine, Is.EqualTo(new float[] { 1, 2, 3, 4 }));
+    }
 }

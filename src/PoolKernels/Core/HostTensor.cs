@@ -4,9 +4,11 @@ namespace PoolKernels;
 
 /// <summary>
 /// A dense, row-major host tensor: a dtype, a shape (PyTorch order) and little-endian bytes.
-/// The bytes may be a managed array or a view into a memory-mapped safetensors file.
+/// The bytes may be a managed array, a view into a memory-mapped safetensors file or, for the results of the host-tensor
+/// overloads, memory rented from a pool that <see cref="Dispose"/> returns (so a loop that disposes its results runs as
+/// fast as the span overloads). Disposing is optional: an undisposed tensor is collected like any object.
 /// </summary>
-public sealed class HostTensor
+public sealed class HostTensor : IDisposable
 {
     /// <summary>Element type.</summary>
     public DType DType { get; }
@@ -19,8 +21,37 @@ public sealed class HostTensor
     public int Rank => _shape.Length;
     /// <summary>The shape array itself, for code inside the library that never writes it.</summary>
     internal int[] ShapeArray => _shape;
-    /// <summary>The raw bytes (Count · element size of them).</summary>
-    public Memory<byte> Data { get; }
+    private readonly Memory<byte> _data;
+    private IDisposable? _owner;
+    private volatile bool _disposed;
+
+    /// <summary>The raw bytes (Count · element size of them). Throws <see cref="ObjectDisposedException"/> once the tensor is
+    /// disposed.</summary>
+    public Memory<byte> Data
+    {
+        get
+        {
+            if (_disposed) throw new ObjectDisposedException(nameof(HostTensor), $"The host tensor {this} was disposed.");
+            return _data;
+        }
+    }
+
+    /// <summary>True once <see cref="Dispose"/> ran.</summary>
+    public bool IsDisposed => _disposed;
+
+    /// <summary>Releases the tensor: pooled memory (the results of the host-tensor overloads) goes back to its pool, and every
+    /// later use of the tensor throws <see cref="ObjectDisposedException"/>. A span taken before must not be used after. A
+    /// tensor over caller memory or a safetensors file only becomes unusable (the file stays open until it is disposed).
+    /// Idempotent.</summary>
+    public void Dispose()
+    {
+        _disposed = true;
+        Interlocked.Exchange(ref _owner, null)?.Dispose();
+    }
+
+    /// <summary>A tensor over pooled memory (<see cref="PooledMemory"/>) that its disposal returns.</summary>
+    internal HostTensor(DType dtype, int[] shape, Memory<byte> data, IDisposable? owner) : this(dtype, shape, data, owned: true) =>
+        _owner = owner;
     /// <summary>Number of elements.</summary>
     public long Count { get; }
 
@@ -35,7 +66,7 @@ public sealed class HostTensor
         Count = bytes / dtype.Size();
         if (bytes != data.Length)
             throw new ArgumentException($"HostTensor data has {data.Length} bytes but {dtype.Name()} {PoolKernels.Shape.Format(shape)} needs {bytes}.", nameof(data));
-        DType = dtype; _shape = shape; Data = data;
+        DType = dtype; _shape = shape; _data = data;
     }
 
     /// <summary>A zero-filled tensor.</summary>
@@ -122,5 +153,5 @@ public sealed class HostTensor
     }
 
     /// <inheritdoc/>
-    public override string ToString() => $"{DType.Name()}{PoolKernels.Shape.Format(Shape)}";
+    public override string ToString() => $"{DType.Name()}{PoolKernels.Shape.Format(_shape)}";
 }
