@@ -315,7 +315,7 @@ public class EngineAttentionTests
         yield return Bad("kCache", "head dim", d => d.SdpaPaged(q, Z(DType.F32, 3, 4, 2, 7), vc, bt, sl));
         yield return Bad("vCache", "must match k_cache", d => d.SdpaPaged(q, kc, Z(DType.F32, 3, 5, 2, 6), bt, sl));
         yield return Bad("k", "multiple of Hkv", d => d.SdpaPaged(Z(DType.F32, 2, 3, 1, 8), kc, vc, bt, sl));
-        yield return Bad("layout", "bhtd", d => d.SdpaPaged(q, kc, vc, bt, sl, new SdpaOptions { Layout = SdpaLayout.Bthd }));
+        yield return Bad("Layout", "bhtd", d => d.SdpaPaged(q, kc, vc, bt, sl, new SdpaOptions { Layout = SdpaLayout.Bthd }));
         yield return Bad("AlibiSlopes", "Hq = 4", d => d.SdpaPaged(q, kc, vc, bt, sl, new SdpaOptions { AlibiSlopes = new float[3] }));
         yield return Bad("Softcap", "softcap", d => d.SdpaPaged(q, kc, vc, bt, sl, new SdpaOptions { Softcap = -2 }));
         yield return Bad("blockTable", "I32|I64", d => d.SdpaPaged(q, kc, vc, Z(DType.F32, 2, 2), sl));
@@ -360,7 +360,7 @@ public class EngineAttentionTests
 }
 
 /// <summary>Kernels that need temporaries take them from the call's scope instead of allocating and synchronizing in
-/// their launch: inside a batch scale_gem, mask_pool and similarity_topk only enqueue, and the batch's end synchronizes
+/// their launch: inside a batch scale_gem, mask_pool, similarity_topk and rerank_refine only enqueue, and the batch's end synchronizes
 /// once; the results equal the synchronous ones.</summary>
 [NonParallelizable]
 public class BatchedTemporariesTests
@@ -380,14 +380,16 @@ public class BatchedTemporariesTests
         using var mp = g.Allocate(DType.F32, 2, 5, 8);
         using var q = g.Upload(r.Floats(DType.F32, -1, 1, 4, 16)); using var db = g.Upload(r.Floats(DType.F32, -1, 1, 50, 16));
         using var idx = g.Allocate(DType.I64, 4, 3); using var sc = g.Allocate(DType.F32, 4, 3);
+        using var order = g.Allocate(DType.I64, 4, 20); using var rs = g.Allocate(DType.F32, 4, 20);
         void Calls()
         {
             g.ScaleGem(x, sg, 3f);
             g.MaskPool(img, masks, mp, MaskType.Soft);
             g.SimilarityTopk(q, db, idx, sc, 3, cosine: true);
+            g.RerankRefine(q, db, order, rs, 20, 4);
         }
         Calls();
-        var want = (sg.ToTensor(), mp.ToTensor(), sc.ToTensor());
+        var want = (sg.ToTensor(), mp.ToTensor(), sc.ToTensor(), rs.ToTensor());
         long start = g.Synchronizations;
         using (g.BeginBatch())
         {
@@ -398,5 +400,6 @@ public class BatchedTemporariesTests
         Assert.That(sg.ToTensor().AsSpan<float>().ToArray(), Is.EqualTo(want.Item1.AsSpan<float>().ToArray()));
         Assert.That(mp.ToTensor().AsSpan<float>().ToArray(), Is.EqualTo(want.Item2.AsSpan<float>().ToArray()));
         Assert.That(sc.ToTensor().AsSpan<float>().ToArray(), Is.EqualTo(want.Item3.AsSpan<float>().ToArray()));
+        Assert.That(rs.ToTensor().AsSpan<float>().ToArray(), Is.EqualTo(want.Item4.AsSpan<float>().ToArray()));
     }
 }

@@ -89,10 +89,11 @@ internal static class SegmentPoolIlgpu
     }
 
     /// <summary>Launches both kernels for a <paramref name="plan"/> built on the host from the validated offsets whose device
-    /// bytes are <paramref name="offsets"/>, and waits for them.</summary>
+    /// bytes are <paramref name="offsets"/>; enqueues only. <paramref name="items"/> and <paramref name="longs"/> are the
+    /// plan's items and long segments on the device, <paramref name="partials"/> a temporary of max(1, Slots·Dim) floats.</summary>
     public static void Launch<TOff, TOffOp, TIdx, TIdxOp>(Accelerator accelerator, AcceleratorStream stream, SegmentPlan plan,
         ArrayView<byte> offsets, ArrayView<byte> index, ArrayView<float> weights, ArrayView<float> values, ArrayView<float> output,
-        SegmentPoolParams prm)
+        SegmentPoolParams prm, ArrayView<SegmentItem> items, ArrayView<LongSegment> longs, ArrayView<float> partials)
         where TOff : unmanaged where TOffOp : struct, IIndexReader<TOff>
         where TIdx : unmanaged where TIdxOp : struct, IIndexReader<TIdx>
     {
@@ -100,22 +101,18 @@ internal static class SegmentPoolIlgpu
         var pass = KernelCache.Get(accelerator, PassKernel<TOff, TOffOp, TIdx, TIdxOp>,
             a => a.LoadAutoGroupedKernel<Index1D, ArrayView<SegmentItem>, ArrayView<TOff>, ArrayView<TIdx>, ArrayView<float>, ArrayView<float>,
                 ArrayView<float>, ArrayView<float>, SegmentPoolParams>(PassKernel<TOff, TOffOp, TIdx, TIdxOp>));
-        using var items = accelerator.Allocate1D(plan.Items.AsSpan(0, plan.ItemCount).ToArray());
-        using var partials = accelerator.Allocate1D<float>(Math.Max(1L, (long)plan.Slots * prm.Dim));
-        pass(stream, (int)((long)plan.ItemCount * prm.Dim), items.View, offsets.Cast<TOff>(), index.Cast<TIdx>(), weights, values, output, partials.View, prm);
+        pass(stream, (int)((long)plan.ItemCount * prm.Dim), items, offsets.Cast<TOff>(), index.Cast<TIdx>(), weights, values, output, partials, prm);
         if (plan.LongCount > 0)
         {
             var fix = KernelCache.Get(accelerator, FixupKernel<TOff, TOffOp>,
                 a => a.LoadAutoGroupedKernel<Index1D, ArrayView<LongSegment>, ArrayView<TOff>, ArrayView<float>, ArrayView<float>, SegmentPoolParams>(
                     FixupKernel<TOff, TOffOp>));
-            using var longs = accelerator.Allocate1D(plan.Longs.AsSpan(0, plan.LongCount).ToArray());
-            fix(stream, plan.LongCount * prm.Dim, longs.View, offsets.Cast<TOff>(), partials.View, output, prm);
-            stream.Synchronize();
+            fix(stream, plan.LongCount * prm.Dim, longs, offsets.Cast<TOff>(), partials, output, prm);
         }
-        else stream.Synchronize();
     }
 }
 
 /// <summary>Signature of <see cref="SegmentPoolIlgpu.Launch{TOff, TOffOp, TIdx, TIdxOp}"/> once its types are closed.</summary>
 internal delegate void SegmentPoolLaunch(Accelerator accelerator, AcceleratorStream stream, SegmentPlan plan, ArrayView<byte> offsets,
-    ArrayView<byte> index, ArrayView<float> weights, ArrayView<float> values, ArrayView<float> output, SegmentPoolParams prm);
+    ArrayView<byte> index, ArrayView<float> weights, ArrayView<float> values, ArrayView<float> output, SegmentPoolParams prm,
+    ArrayView<SegmentItem> items, ArrayView<LongSegment> longs, ArrayView<float> partials);

@@ -112,9 +112,11 @@ internal static class SegmentTopkIlgpu
     }
 
     /// <summary>Launches the ranking (short segments) or the merge sort over <paramref name="entries"/> entries;
-    /// <paramref name="segStart"/> holds offsets[0..S) as I64 (used by the merge path).</summary>
+    /// <paramref name="segStart"/> holds offsets[0..S) as I64 (used by the merge path). Enqueues only: the merge buffers come
+    /// from <paramref name="temp"/> (bytes; the caller frees them once the stream is idle).</summary>
     public static void Launch<TOff, TOffOp>(Accelerator accelerator, AcceleratorStream stream, ArrayView<float> scores, ArrayView<byte> offsets,
-        ArrayView<long> outOffsets, ArrayView<long> index, int entries, int segs, long longest, ArrayView<long> segStart)
+        ArrayView<long> outOffsets, ArrayView<long> index, int entries, int segs, long longest, ArrayView<long> segStart,
+        Func<long, ArrayView<byte>> temp)
         where TOff : unmanaged where TOffOp : struct, IIndexReader<TOff>
     {
         if (entries == 0 || segs == 0) return;
@@ -123,7 +125,6 @@ internal static class SegmentTopkIlgpu
             var k = KernelCache.Get(accelerator, RankKernel<TOff, TOffOp>,
                 a => a.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<TOff>, ArrayView<long>, ArrayView<long>, int>(RankKernel<TOff, TOffOp>));
             k(stream, entries, scores, offsets.Cast<TOff>(), outOffsets, index, segs);
-            stream.Synchronize();
             return;
         }
         var ids = KernelCache.Get(accelerator, SegmentIdKernel<TOff, TOffOp>,
@@ -132,21 +133,18 @@ internal static class SegmentTopkIlgpu
             a => a.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<int>, ArrayView<long>, ArrayView<long>, long, long>(MergePassKernel));
         var select = KernelCache.Get(accelerator, SelectKernel,
             a => a.LoadAutoGroupedKernel<Index1D, ArrayView<long>, ArrayView<int>, ArrayView<long>, ArrayView<long>, ArrayView<long>>(SelectKernel));
-        using var seg = accelerator.Allocate1D<int>(entries);
-        using var bufA = accelerator.Allocate1D<long>(entries);
-        using var bufB = accelerator.Allocate1D<long>(entries);
-        ids(stream, entries, offsets.Cast<TOff>(), seg.View, bufA.View, segs);
-        ArrayView<long> src = bufA.View, dst = bufB.View;
+        var seg = temp((long)entries * sizeof(int)).Cast<int>();
+        ArrayView<long> src = temp((long)entries * sizeof(long)).Cast<long>(), dst = temp((long)entries * sizeof(long)).Cast<long>();
+        ids(stream, entries, offsets.Cast<TOff>(), seg, src, segs);
         for (long w = 1; w < entries; w *= 2)
         {
-            merge(stream, entries, scores, seg.View, src, dst, w, entries);
+            merge(stream, entries, scores, seg, src, dst, w, entries);
             (src, dst) = (dst, src);
         }
-        select(stream, entries, src, seg.View, segStart, outOffsets, index);
-        stream.Synchronize();
+        select(stream, entries, src, seg, segStart, outOffsets, index);
     }
 }
 
 /// <summary>Signature of <see cref="SegmentTopkIlgpu.Launch{TOff, TOffOp}"/> once closed.</summary>
 internal delegate void SegmentTopkLaunch(Accelerator accelerator, AcceleratorStream stream, ArrayView<float> scores, ArrayView<byte> offsets,
-    ArrayView<long> outOffsets, ArrayView<long> index, int entries, int segs, long longest, ArrayView<long> segStart);
+    ArrayView<long> outOffsets, ArrayView<long> index, int entries, int segs, long longest, ArrayView<long> segStart, Func<long, ArrayView<byte>> temp);

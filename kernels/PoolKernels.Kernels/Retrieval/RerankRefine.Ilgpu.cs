@@ -61,35 +61,32 @@ internal static class RerankRefineIlgpu
         qp[i] = m;
     }
 
-    /// <summary>Runs the whole operation into order [Q,m'] (long) and scores [Q,m'].</summary>
+    /// <summary>Runs the whole operation into order [Q,m'] (long) and scores [Q,m'] on <paramref name="stream"/>, without
+    /// synchronizing: its temporaries come from <paramref name="temp"/> (bytes; the caller frees them once the stream is
+    /// idle).</summary>
     public static void Launch(Accelerator acc, AcceleratorStream stream, ArrayView<float> query, ArrayView<float> db, ArrayView<long> order, ArrayView<float> scores,
-        ArrayView<long> dummy, int queries, int n, int dim, int m, int k, float beta)
+        ArrayView<long> dummy, int queries, int n, int dim, int m, int k, float beta, Func<long, ArrayView<byte>> temp)
     {
         int mp = Math.Min(m, n), kn = Math.Max(0, Math.Min(k, mp - 1)), kk = Math.Min(k + 1, mp);
         if (queries == 0 || mp == 0) return;
-        using var t = acc.Allocate1D<long>((long)queries * mp);
-        using var ts = acc.Allocate1D<float>((long)queries * mp);
-        var simTemps = new List<MemoryBuffer1D<float, Stride1D.Dense>>(); // freed after this launch's final synchronization
-        SimilarityTopkIlgpu.Launch(acc, stream, query, db, t.View, ts.View, dummy, queries, n, dim, mp, false, len =>
-        {
-            var b = acc.Allocate1D<float>(len);
-            simTemps.Add(b);
-            return b.View;
-        });
+        ArrayView<T> Tmp<T>(long length) where T : unmanaged => temp(length * Interop.SizeOf<T>()).Cast<T>();
+        var t = Tmp<long>((long)queries * mp);
+        var ts = Tmp<float>((long)queries * mp);
+        SimilarityTopkIlgpu.Launch(acc, stream, query, db, t, ts, dummy, queries, n, dim, mp, false, Tmp<float>);
 
         long per = Math.Max((long)mp * mp, (long)mp * Math.Max(dim, 1));
         int chunk = (int)Math.Max(1, Math.Min(queries, (1L << 24) / per));
-        using var gram = acc.Allocate1D<float>((long)chunk * mp * mp);
-        using var nbId = acc.Allocate1D<long>(Math.Max(1, (long)chunk * mp * kn));
-        using var nbG = acc.Allocate1D<float>(Math.Max(1, (long)chunk * mp * kn));
-        using var nbPos = acc.Allocate1D<int>(Math.Max(1, (long)chunk * mp * kn));
-        using var dp = acc.Allocate1D<float>(Math.Max(1, (long)chunk * mp * dim));
-        using var s1 = acc.Allocate1D<float>((long)chunk * mp);
-        using var bestId = acc.Allocate1D<long>((long)chunk * kk);
-        using var bestS = acc.Allocate1D<float>((long)chunk * kk);
-        using var bestPos = acc.Allocate1D<int>((long)chunk * kk);
-        using var qp = acc.Allocate1D<float>(Math.Max(1, (long)chunk * dim));
-        using var sf = acc.Allocate1D<float>((long)chunk * mp);
+        var gram = Tmp<float>((long)chunk * mp * mp);
+        var nbId = Tmp<long>(Math.Max(1, (long)chunk * mp * kn));
+        var nbG = Tmp<float>(Math.Max(1, (long)chunk * mp * kn));
+        var nbPos = Tmp<int>(Math.Max(1, (long)chunk * mp * kn));
+        var dp = Tmp<float>(Math.Max(1, (long)chunk * mp * dim));
+        var s1 = Tmp<float>((long)chunk * mp);
+        var bestId = Tmp<long>((long)chunk * kk);
+        var bestS = Tmp<float>((long)chunk * kk);
+        var bestPos = Tmp<int>((long)chunk * kk);
+        var qp = Tmp<float>(Math.Max(1, (long)chunk * dim));
+        var sf = Tmp<float>((long)chunk * mp);
 
         var gk = KernelCache.Get(acc, GramKernel,
             a => a.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<long>, ArrayView<float>, int, int>(GramKernel));
@@ -103,22 +100,20 @@ internal static class RerankRefineIlgpu
         for (int q0 = 0; q0 < queries; q0 += chunk)
         {
             int cq = Math.Min(chunk, queries - q0);
-            var tc = t.View.SubView((long)q0 * mp, (long)cq * mp);
+            var tc = t.SubView((long)q0 * mp, (long)cq * mp);
             var qc = query.SubView((long)q0 * dim, (long)cq * dim);
-            gk(stream, cq * mp * mp, db, tc, gram.View, mp, dim);
+            gk(stream, cq * mp * mp, db, tc, gram, mp, dim);
             if (kn > 0)
-                SelectIlgpu.Launch(acc, stream, cq * mp, gram.View, tc, nbId.View, nbG.View, nbPos.View,
+                SelectIlgpu.Launch(acc, stream, cq * mp, gram, tc, nbId, nbG, nbPos,
                     new SelectParams { L = mp, K = kn, HasIds = 1, IdsDiv = mp, ExcludeDiag = 1, WritePos = 1 });
-            if (dim > 0) rk(stream, cq * mp * dim, db, tc, nbPos.View, nbG.View, dp.View, mp, dim, kn, beta);
-            dk(stream, cq * mp, qc, dp.View, s1.View, s1.View, mp, dim, 0);
-            SelectIlgpu.Launch(acc, stream, cq, s1.View, tc, bestId.View, bestS.View, bestPos.View,
+            if (dim > 0) rk(stream, cq * mp * dim, db, tc, nbPos, nbG, dp, mp, dim, kn, beta);
+            dk(stream, cq * mp, qc, dp, s1, s1, mp, dim, 0);
+            SelectIlgpu.Launch(acc, stream, cq, s1, tc, bestId, bestS, bestPos,
                 new SelectParams { L = mp, K = kk, HasIds = 1, IdsDiv = 1, WritePos = 1 });
-            if (dim > 0) qk(stream, cq * dim, dp.View, bestPos.View, qp.View, mp, dim, kk);
-            dk(stream, cq * mp, qp.View, dp.View, s1.View, sf.View, mp, dim, 1);
-            SelectIlgpu.Launch(acc, stream, cq, sf.View, tc, order.SubView((long)q0 * mp, (long)cq * mp), scores.SubView((long)q0 * mp, (long)cq * mp), bestPos.View,
+            if (dim > 0) qk(stream, cq * dim, dp, bestPos, qp, mp, dim, kk);
+            dk(stream, cq * mp, qp, dp, s1, sf, mp, dim, 1);
+            SelectIlgpu.Launch(acc, stream, cq, sf, tc, order.SubView((long)q0 * mp, (long)cq * mp), scores.SubView((long)q0 * mp, (long)cq * mp), bestPos,
                 new SelectParams { L = mp, K = mp, HasIds = 1, IdsDiv = 1, WritePos = 0 });
         }
-        stream.Synchronize();
-        foreach (var b in simTemps) b.Dispose();
     }
 }

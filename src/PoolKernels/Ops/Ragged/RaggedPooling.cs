@@ -202,9 +202,10 @@ public static class RaggedPooling
             else plan.Build(MemoryMarshal.Cast<byte, int>(_hostOffsets), rowsPerItem, 16, 256);
             var prm = new SegmentPoolParams { Dim = dim, Mode = (int)mode, HasIndex = gather ? 1 : 0, HasWeights = _weights.Given ? 1 : 0 };
             var output = s.Out<float>(_out);
+            // the plan's arrays are uploaded on the stream; the scope synchronizes before they can change (its host write)
             SegmentLauncher(offsetsT, indexT)(s.Accelerator, s.Stream, plan, s.In<byte>(_offsets), s.In<byte>(_index),
-                s.In<float>(_weights),
-                s.In<float>(_values), output, prm);
+                s.In<float>(_weights), s.In<float>(_values), output, prm, s.Upload<SegmentItem>(plan.Items.AsSpan(0, plan.ItemCount)),
+                s.Upload<LongSegment>(plan.Longs.AsSpan(0, plan.LongCount)), s.Temp<float>(Math.Max(1L, (long)plan.Slots * dim)));
             s.Download(output, _out);
         }
     }
@@ -292,7 +293,7 @@ public static class RaggedPooling
                 : SegmentTopkIlgpu.Launch<int, I32Index>;
             launch(s.Accelerator, s.Stream, s.View<float>(scores), s.Bytes(offsets), s.View<long>(outOffsets), s.View<long>(index),
                 (int)scores.Count,
-                segs, longest, s.Upload<long>(off));
+                segs, longest, s.Upload<long>(off), s.Temp<byte>);
         }
     }
 

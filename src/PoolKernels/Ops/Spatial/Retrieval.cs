@@ -130,7 +130,7 @@ public static class Retrieval
                 cpu.Pool);
 
         public void Ilgpu(IlgpuScope s) => RerankRefineIlgpu.Launch(s.Accelerator, s.Stream, s.View<float>(query), s.View<float>(db),
-            s.View<long>(order), s.View<float>(scores), s.Dummy.Cast<long>(), q, n, d, m, k, beta);
+            s.View<long>(order), s.View<float>(scores), s.Dummy.Cast<long>(), q, n, d, m, k, beta, s.Temp<byte>);
     }
 
     private static int DbKind(DType t) => t switch
