@@ -431,36 +431,36 @@ public class AttentionTests
         yield return Bad("q", d => d.Sdpa(Z(DType.F32, 2, 4, 3), K, V));                                     // rank
         yield return Bad("q", d => d.Sdpa(Z(DType.I32, 2, 4, 3, 8), K, V));                                  // dtype
         yield return Bad("k", d => d.Sdpa(Q, Z(DType.F16, 2, 2, 5, 8), V));                                  // mixed dtypes
-        yield return Bad("attn_mask", d => d.Sdpa(Q, K, V, Z(DType.Bool, 2, 4, 3, 4)));                      // Tk
-        yield return Bad("attn_mask", d => d.Sdpa(Q, K, V, Z(DType.Bool, 2, 2, 3, 5)));                      // heads neither Hq nor 1
-        yield return Bad("attn_mask", d => d.Sdpa(Q, K, V, Z(DType.Bool, 4, 3, 5)));                         // rank
-        yield return Bad("attn_mask", d => d.Sdpa(Q, K, V, Z(DType.I64, 2, 4, 3, 5)));                       // dtype
-        yield return Bad("key_padding_mask", d => d.Sdpa(Q, K, V, null, Z(DType.I64, 2, 4)));
-        yield return Bad("key_padding_mask", d => d.Sdpa(Q, K, V, null, Z(DType.F32, 2, 5)));
-        yield return Bad("window_left", d => d.Sdpa(Q, K, V, options: new SdpaOptions { WindowLeft = -2 }));
-        yield return Bad("window_right", d => d.Sdpa(Q, K, V, options: new SdpaOptions { WindowRight = -5 }));
-        yield return Bad("scale", d => d.Sdpa(Q, K, V, options: new SdpaOptions { Scale = float.NaN }));
-        yield return Bad("causal", d => d.Sdpa(Q, K, V, options: new SdpaOptions { Causal = (SdpaCausal)7 }));
-        yield return Bad("causal", _ => SdpaOptions.ParseCausal("upper"));
-        yield return Bad("layout", _ => SdpaOptions.ParseLayout("tbhd"));
+        yield return Bad("attnMask", d => d.Sdpa(Q, K, V, Z(DType.Bool, 2, 4, 3, 4)));                      // Tk
+        yield return Bad("attnMask", d => d.Sdpa(Q, K, V, Z(DType.Bool, 2, 2, 3, 5)));                      // heads neither Hq nor 1
+        yield return Bad("attnMask", d => d.Sdpa(Q, K, V, Z(DType.Bool, 4, 3, 5)));                         // rank
+        yield return Bad("attnMask", d => d.Sdpa(Q, K, V, Z(DType.I64, 2, 4, 3, 5)));                       // dtype
+        yield return Bad("keyPaddingMask", d => d.Sdpa(Q, K, V, null, Z(DType.I64, 2, 4)));
+        yield return Bad("keyPaddingMask", d => d.Sdpa(Q, K, V, null, Z(DType.F32, 2, 5)));
+        yield return Bad("WindowLeft", d => d.Sdpa(Q, K, V, options: new SdpaOptions { WindowLeft = -2 }));
+        yield return Bad("WindowRight", d => d.Sdpa(Q, K, V, options: new SdpaOptions { WindowRight = -5 }));
+        yield return Bad("Scale", d => d.Sdpa(Q, K, V, options: new SdpaOptions { Scale = float.NaN }));
+        yield return Bad("Causal", d => d.Sdpa(Q, K, V, options: new SdpaOptions { Causal = (SdpaCausal)7 }));
+        yield return Bad("text", _ => SdpaOptions.ParseCausal("upper"));
+        yield return Bad("text", _ => SdpaOptions.ParseLayout("tbhd"));
         yield return Bad("k", d => d.Sdpa(Q, K, V, options: new SdpaOptions { Layout = SdpaLayout.Bthd })); // shapes read as bthd
-        yield return Bad("out", d => d.Sdpa<float>(new float[2 * 4 * 3 * 8], new float[2 * 2 * 5 * 8], new float[2 * 2 * 5 * 6], new float[5], new float[24], new SdpaDims(2, 4, 2, 3, 5, 8, 6)));
+        yield return Bad("output", d => d.Sdpa<float>(new float[2 * 4 * 3 * 8], new float[2 * 2 * 5 * 8], new float[2 * 2 * 5 * 6], new float[5], new float[24], new SdpaDims(2, 4, 2, 3, 5, 8, 6)));
         yield return Bad("lse", d => d.Sdpa<float>(new float[2 * 4 * 3 * 8], new float[2 * 2 * 5 * 8], new float[2 * 2 * 5 * 6], new float[144], new float[23], new SdpaDims(2, 4, 2, 3, 5, 8, 6)));
         yield return Bad("q", d => d.Sdpa<float>(new float[7], new float[2 * 2 * 5 * 8], new float[2 * 2 * 5 * 6], new float[144], new float[24], new SdpaDims(2, 4, 2, 3, 5, 8, 6)));
-        yield return Bad("key_padding_mask", d => d.Sdpa<float, int>(new float[2 * 4 * 3 * 8], new float[2 * 2 * 5 * 8], new float[2 * 2 * 5 * 6], new int[9], new float[144], new float[24], new SdpaDims(2, 4, 2, 3, 5, 8, 6)));
+        yield return Bad("keyPaddingMask", d => d.Sdpa<float, int>(new float[2 * 4 * 3 * 8], new float[2 * 2 * 5 * 8], new float[2 * 2 * 5 * 6], new int[9], new float[144], new float[24], new SdpaDims(2, 4, 2, 3, 5, 8, 6)));
         yield return Bad("q", d => d.Sdpa<double>(new double[192], new double[160], new double[120], new float[144], new float[24], new SdpaDims(2, 4, 2, 3, 5, 8, 6)));
 
         var vq = Z(DType.F32, 6, 4, 8); var vk = Z(DType.F32, 7, 2, 8); var vv = Z(DType.F32, 7, 2, 3);
         HostTensor Cu(params long[] x) => HostTensor.From(x, x.Length);
-        yield return Bad("cu_seqlens_q", d => d.SdpaVarlen(vq, vk, vv, Cu(0, 4, 2, 6), Cu(0, 3, 5, 7)));      // not monotonic
-        yield return Bad("cu_seqlens_q", d => d.SdpaVarlen(vq, vk, vv, Cu(1, 4, 6), Cu(0, 3, 7)));            // does not start at 0
-        yield return Bad("cu_seqlens_q", d => d.SdpaVarlen(vq, vk, vv, Cu(0, 4, 5), Cu(0, 3, 7)));            // does not end at Nq
-        yield return Bad("cu_seqlens_k", d => d.SdpaVarlen(vq, vk, vv, Cu(0, 4, 6), Cu(0, 8, 7)));            // not monotonic
-        yield return Bad("cu_seqlens_k", d => d.SdpaVarlen(vq, vk, vv, Cu(0, 4, 6), Cu(0, 7)));              // B differs
-        yield return Bad("cu_seqlens_k", d => d.SdpaVarlen(vq, vk, vv, Cu(0, 4, 6), Cu(0, 3, 7).To(DType.F32)));
+        yield return Bad("cuSeqlensQ", d => d.SdpaVarlen(vq, vk, vv, Cu(0, 4, 2, 6), Cu(0, 3, 5, 7)));      // not monotonic
+        yield return Bad("cuSeqlensQ", d => d.SdpaVarlen(vq, vk, vv, Cu(1, 4, 6), Cu(0, 3, 7)));            // does not start at 0
+        yield return Bad("cuSeqlensQ", d => d.SdpaVarlen(vq, vk, vv, Cu(0, 4, 5), Cu(0, 3, 7)));            // does not end at Nq
+        yield return Bad("cuSeqlensK", d => d.SdpaVarlen(vq, vk, vv, Cu(0, 4, 6), Cu(0, 8, 7)));            // not monotonic
+        yield return Bad("cuSeqlensK", d => d.SdpaVarlen(vq, vk, vv, Cu(0, 4, 6), Cu(0, 7)));              // B differs
+        yield return Bad("cuSeqlensK", d => d.SdpaVarlen(vq, vk, vv, Cu(0, 4, 6), Cu(0, 3, 7).To(DType.F32)));
         yield return Bad("k", d => d.SdpaVarlen(vq, Z(DType.F32, 7, 3, 8), Z(DType.F32, 7, 3, 3), Cu(0, 6), Cu(0, 7)));
         yield return Bad("v", d => d.SdpaVarlen(vq, vk, Z(DType.F32, 6, 2, 3), Cu(0, 6), Cu(0, 7)));
-        yield return Bad("window_left", d => d.SdpaVarlen(vq, vk, vv, Cu(0, 6), Cu(0, 7), new SdpaOptions { WindowLeft = -3 }));
+        yield return Bad("WindowLeft", d => d.SdpaVarlen(vq, vk, vv, Cu(0, 6), Cu(0, 7), new SdpaOptions { WindowLeft = -3 }));
     }
 
     private static TestCaseData Bad(string param, Action<Device> call) => BadInput.Case(param, call);

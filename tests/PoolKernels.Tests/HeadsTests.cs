@@ -314,10 +314,10 @@ public class HeadsTests
         Assert.That(() => head.Resampler(HostTensor.Zeros(DType.F32, 2, 3, 15)), Throws.ArgumentException.With.Property("ParamName").EqualTo("hidden"));
         Assert.That(() => head.Resampler(HostTensor.Zeros(DType.F32, 3, 16)), Throws.ArgumentException.With.Property("ParamName").EqualTo("hidden"));
         Assert.That(() => head.Resampler(HostTensor.Zeros(DType.I64, 2, 3, 16)), Throws.ArgumentException.With.Property("ParamName").EqualTo("hidden"));
-        Assert.That(() => head.Resampler(x, HostTensor.Zeros(DType.I64, 2, 4)), Throws.ArgumentException.With.Property("ParamName").EqualTo("attention_mask"));
-        Assert.That(() => head.Resampler(x, HostTensor.Zeros(DType.F32, 2, 3)), Throws.ArgumentException.With.Property("ParamName").EqualTo("attention_mask"));
-        Assert.That(() => head.NvEmbed(x, null, HostTensor.From(new long[] { 0, -1 }, 2)), Throws.ArgumentException.With.Property("ParamName").EqualTo("prefix_len"));
-        Assert.That(() => head.NvEmbed(x, null, HostTensor.From(new long[] { 0 }, 1)), Throws.ArgumentException.With.Property("ParamName").EqualTo("prefix_len"));
+        Assert.That(() => head.Resampler(x, HostTensor.Zeros(DType.I64, 2, 4)), Throws.ArgumentException.With.Property("ParamName").EqualTo("attentionMask"));
+        Assert.That(() => head.Resampler(x, HostTensor.Zeros(DType.F32, 2, 3)), Throws.ArgumentException.With.Property("ParamName").EqualTo("attentionMask"));
+        Assert.That(() => head.NvEmbed(x, null, HostTensor.From(new long[] { 0, -1 }, 2)), Throws.ArgumentException.With.Property("ParamName").EqualTo("prefixLen"));
+        Assert.That(() => head.NvEmbed(x, null, HostTensor.From(new long[] { 0 }, 1)), Throws.ArgumentException.With.Property("ParamName").EqualTo("prefixLen"));
         Assert.That(() => head.MultiLayer(HostTensor.Zeros(DType.F32, 2, 6, 16)), Throws.ArgumentException.With.Property("ParamName").EqualTo("layers"));
         var call = new OpCall(new Dictionary<string, HostTensor>(Weights(1)) { ["hidden"] = x, ["prefix_len"] = HostTensor.From(new long[] { 0, 0 }, 2) },
             new Dictionary<string, string> { ["variant"] = "resampler", ["heads"] = "2" });

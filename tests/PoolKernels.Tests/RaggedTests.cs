@@ -173,10 +173,10 @@ public class RaggedTests
         yield return Bad("ratio", d => d.SegmentTopk(HostTensor.From(new float[3], 3), HostTensor.From(new long[] { 0, 3 }, 2)));
         yield return Bad("offsets", d => d.SegmentTopk(HostTensor.From(new float[3], 3), HostTensor.From(new long[] { 0, 2 }, 2), k: 1));
         yield return Bad("offsets", d => d.SegmentTopk(HostTensor.From(new float[3], 3), HostTensor.From(new long[] { 0, 2, 1, 3 }, 4), k: 1));
-        yield return Bad("edge_index", d => d.DualHypergraph(HostTensor.From(new long[] { 0, 1, 1, 3 }, 2, 2), 3));
-        yield return Bad("edge_index", d => d.DualHypergraph(HostTensor.From(new long[] { 0, -1, 1, 2 }, 2, 2), 3));
-        yield return Bad("edge_index", d => d.DualHypergraph(HostTensor.From(new long[] { 0, 1, 1 }, 3, 1), 3));
-        yield return Bad("num_nodes", d => d.DualHypergraph(HostTensor.From(new long[] { 0, 1 }, 2, 1), -1));
+        yield return Bad("edgeIndex", d => d.DualHypergraph(HostTensor.From(new long[] { 0, 1, 1, 3 }, 2, 2), 3));
+        yield return Bad("edgeIndex", d => d.DualHypergraph(HostTensor.From(new long[] { 0, -1, 1, 2 }, 2, 2), 3));
+        yield return Bad("edgeIndex", d => d.DualHypergraph(HostTensor.From(new long[] { 0, 1, 1 }, 3, 1), 3));
+        yield return Bad("numNodes", d => d.DualHypergraph(HostTensor.From(new long[] { 0, 1 }, 2, 1), -1));
     }
 
     private static TestCaseData Bad(string param, Action<Device> call) => BadInput.Case(param, call);

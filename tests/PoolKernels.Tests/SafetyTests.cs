@@ -165,14 +165,14 @@ public class SafetyTests
     {
         var d = TestDevices.Get(id);
         var x = HostTensor.From(Floats(2 * 3 * 4 * 4), 2, 3, 4, 4);
-        ThrowsArg("output_size", () => d.AdaptivePool2d(x, Pool2dMode.Avg, (int.MaxValue, int.MaxValue)), id);
-        ThrowsArg("output_size", () => d.AdaptivePool2d(x, Pool2dMode.Max, (1 << 16, 1 << 16)), id);
+        ThrowsArg("outputSize", () => d.AdaptivePool2d(x, Pool2dMode.Avg, (int.MaxValue, int.MaxValue)), id);
+        ThrowsArg("outputSize", () => d.AdaptivePool2d(x, Pool2dMode.Max, (1 << 16, 1 << 16)), id);
         ThrowsArg("levels", () => d.Spp(x, [1, 1 << 16]), id);
         ThrowsArg("levels", () => d.Spp(x, [int.MaxValue]), id);
         // a device output of batch 0 can hold any bin count: the per-batch stride must not wrap either
         using var x0 = d.Allocate(DType.F32, 0, 3, 4, 4);
         using var o0 = d.Allocate(DType.F32, 0, 3, 1 << 16, 1 << 16);
-        ThrowsArg("output_size", () => d.AdaptivePool2d(x0, o0, Pool2dMode.Avg, (1 << 16, 1 << 16)), id);
+        ThrowsArg("outputSize", () => d.AdaptivePool2d(x0, o0, Pool2dMode.Avg, (1 << 16, 1 << 16)), id);
     }
 
     // ---- 7. the oracle follows PyTorch on NaN and infinite data ----

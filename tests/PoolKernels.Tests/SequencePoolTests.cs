@@ -150,10 +150,10 @@ public class SequencePoolTests
     {
         var mean = SequencePoolOptions.Parse("mean");
         yield return Bad("hidden", d => d.SequencePool<float, long>(H.AsSpan(1), M, new float[4], 2, 3, 2, mean));
-        yield return Bad("attention_mask", d => d.SequencePool<float, long>(H, M.AsSpan(1), new float[4], 2, 3, 2, mean));
+        yield return Bad("attentionMask", d => d.SequencePool<float, long>(H, M.AsSpan(1), new float[4], 2, 3, 2, mean));
         yield return Bad("output", d => d.SequencePool<float, long>(H, M, new float[5], 2, 3, 2, mean));
-        yield return Bad("prefix_len", d => d.SequencePool<float, long>(H, M, new float[4], 2, 3, 2, mean, [1]));
-        yield return Bad("prefix_len", d => d.SequencePool<float, long>(H, M, new float[4], 2, 3, 2, mean, [0, -1]));
+        yield return Bad("prefixLen", d => d.SequencePool<float, long>(H, M, new float[4], 2, 3, 2, mean, [1]));
+        yield return Bad("prefixLen", d => d.SequencePool<float, long>(H, M, new float[4], 2, 3, 2, mean, [0, -1]));
         yield return Bad("batch", d => d.SequencePool<float, long>(H, M, new float[4], -2, 3, 2, mean));
         yield return Bad("mode", d => d.SequencePool<float, long>(H, M, new float[4], 2, 3, 2, new SequencePoolOptions()));
         yield return Bad("mode", d => d.SequencePool<float, long>(H, M, new float[4], 2, 3, 2, SequencePoolOptions.Parse("median")));
@@ -165,14 +165,14 @@ public class SequencePoolTests
         yield return Bad("attentionMask", d => d.SequencePool<float, float>(H, new float[6], new float[4], 2, 3, 2, mean));
         yield return Bad("hidden", d => d.SequencePool(HostTensor.Zeros(DType.F32, 2, 3), HostTensor.Zeros(DType.I64, 2, 3), mean));
         yield return Bad("hidden", d => d.SequencePool(HostTensor.Zeros(DType.I32, 2, 3, 2), HostTensor.Zeros(DType.I64, 2, 3), mean));
-        yield return Bad("attention_mask", d => d.SequencePool(HostTensor.Zeros(DType.F32, 2, 3, 2), HostTensor.Zeros(DType.I64, 3, 2), mean));
+        yield return Bad("attentionMask", d => d.SequencePool(HostTensor.Zeros(DType.F32, 2, 3, 2), HostTensor.Zeros(DType.I64, 3, 2), mean));
         yield return Bad("attentionMask", d => d.SequencePool(HostTensor.Zeros(DType.F32, 2, 3, 2), HostTensor.Zeros(DType.F32, 2, 3), mean));
         yield return Bad("prefixLen", d => d.SequencePool(HostTensor.Zeros(DType.F32, 2, 3, 2), HostTensor.Zeros(DType.I64, 2, 3), mean, HostTensor.Zeros(DType.F32, 2)));
         yield return Bad("mode", d => d.LayerPool(HostTensor.Zeros(DType.F32, 2, 2, 3, 2), HostTensor.Zeros(DType.I64, 2, 3), SequencePoolMode.Max));
         yield return Bad("layers", d => d.LayerPool(HostTensor.Zeros(DType.F32, 2, 2, 3, 2), HostTensor.Zeros(DType.I64, 2, 3), SequencePoolMode.Mean, [2]));
         yield return Bad("layers", d => d.LayerPool(HostTensor.Zeros(DType.F32, 2, 2, 3, 2), HostTensor.Zeros(DType.I64, 2, 3), SequencePoolMode.Mean, [-3]));
         yield return Bad("hiddenStates", d => d.LayerPool(HostTensor.Zeros(DType.F32, 2, 3, 2), HostTensor.Zeros(DType.I64, 2, 3), SequencePoolMode.Mean));
-        yield return Bad("attention_mask", d => d.LayerPool(HostTensor.Zeros(DType.F32, 2, 2, 3, 2), HostTensor.Zeros(DType.I64, 2, 4), SequencePoolMode.Mean));
+        yield return Bad("attentionMask", d => d.LayerPool(HostTensor.Zeros(DType.F32, 2, 2, 3, 2), HostTensor.Zeros(DType.I64, 2, 4), SequencePoolMode.Mean));
         yield return Bad("layers", _ => SequencePooling.ParseLayers("3..1"));
         yield return Bad("layers", _ => SequencePooling.ParseLayers("a"));
     }

@@ -372,7 +372,7 @@ public class SpatialTests
         yield return Bad("dilation", d => d.Pool2d(x, max with { Mode = Pool2dMode.Avg, Dilation = (2, 2) }));
         yield return Bad("dilation", d => d.Pool2d(x, max with { Dilation = (0, 1) }));
         yield return Bad("p", d => d.Pool2d(x, max with { Mode = Pool2dMode.Lp, P = 0 }));
-        yield return Bad("padding_mode", d => d.Pool2d(x, max with { PaddingMode = "circular" }));
+        yield return Bad("PaddingMode", d => d.Pool2d(x, max with { PaddingMode = "circular" }));
         yield return Bad("kernel", d => d.Pool2d(x, max with { Kernel = (5, 5) }));
         yield return Bad("x", d => d.Pool2d(HostTensor.Zeros(DType.F32, 2, 3, 3), max));
         yield return Bad("x", d => d.Pool2d(HostTensor.Zeros(DType.F16, 1, 2, 3, 3), max));
@@ -384,7 +384,7 @@ public class SpatialTests
         yield return Bad("mode", _ => SpatialPoolOptions.ParseMode("median"));
         yield return Bad("layout", _ => SpatialPoolOptions.ParseLayout("chwn"));
         yield return Bad("x", d => d.SpatialPool(new float[5], new float[2], 1, 2, 3, 3, new SpatialPoolOptions()));
-        yield return Bad("output_size", d => d.AdaptivePool2d(x, Pool2dMode.Avg, (0, 2)));
+        yield return Bad("outputSize", d => d.AdaptivePool2d(x, Pool2dMode.Avg, (0, 2)));
         yield return Bad("mode", d => d.AdaptivePool2d(x, Pool2dMode.Lp, (2, 2)));
         yield return Bad("levels", d => d.Spp(x, []));
         yield return Bad("levels", d => d.Spp(x, [1, 0]));
@@ -399,9 +399,9 @@ public class SpatialTests
         yield return Bad("masks", d => d.MaskPool(x, HostTensor.Zeros(DType.F32, 2, 1, 3, 3), MaskType.Soft));
         yield return Bad("masks", d => d.MaskPool(x, HostTensor.Zeros(DType.I64, 1, 1, 3, 3), MaskType.Soft));
         yield return Bad("eps", d => d.MaskPool(x, HostTensor.Zeros(DType.F32, 1, 1, 3, 3), MaskType.Soft, 0.5f, -1));
-        yield return Bad("mask_type", _ => SpatialPooling.ParseMaskType("hard"));
-        yield return Bad("region_masks", d => d.SpatioTemporalPool(x, HostTensor.Zeros(DType.Bool, 1, 2, 2, 2)));
-        yield return Bad("region_masks", d => d.SpatioTemporalPool(x, HostTensor.Zeros(DType.F32, 1, 2, 2, 3)));
+        yield return Bad("name", _ => SpatialPooling.ParseMaskType("hard"));
+        yield return Bad("regionMasks", d => d.SpatioTemporalPool(x, HostTensor.Zeros(DType.Bool, 1, 2, 2, 2)));
+        yield return Bad("regionMasks", d => d.SpatioTemporalPool(x, HostTensor.Zeros(DType.F32, 1, 2, 2, 3)));
         var q = HostTensor.Zeros(DType.F32, 2, 4);
         var db = HostTensor.Zeros(DType.F32, 5, 4);
         yield return Bad("k", d => d.SimilarityTopk(q, db, 6));

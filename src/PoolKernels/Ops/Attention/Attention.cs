@@ -96,7 +96,7 @@ public sealed record SdpaOptions
         "none" or "" or "false" => SdpaCausal.None,
         "top_left" => SdpaCausal.TopLeft,
         "bottom_right" => SdpaCausal.BottomRight,
-        _ => throw new ArgumentException($"Unknown causal mode '{text}'; expected none, top_left or bottom_right.", "causal"),
+        _ => throw new ArgumentException($"Unknown causal mode '{text}'; expected none, top_left or bottom_right.", nameof(text)),
     };
 
     /// <summary>Parses bhtd / bthd.</summary>
@@ -104,16 +104,16 @@ public sealed record SdpaOptions
     {
         "bhtd" => SdpaLayout.Bhtd,
         "bthd" => SdpaLayout.Bthd,
-        _ => throw new ArgumentException($"Unknown layout '{text}'; expected bhtd or bthd.", "layout"),
+        _ => throw new ArgumentException($"Unknown layout '{text}'; expected bhtd or bthd.", nameof(text)),
     };
 
     internal void Validate(int e)
     {
-        if (Causal is < SdpaCausal.None or > SdpaCausal.BottomRight) throw new ArgumentException($"causal {(int)Causal} is not a causal mode.", "causal");
-        if (Layout is < SdpaLayout.Bhtd or > SdpaLayout.Bthd) throw new ArgumentException($"layout {(int)Layout} is not a layout.", "layout");
-        if (WindowLeft < -1) throw new ArgumentException($"window_left must be -1 (unbounded) or >= 0, got {WindowLeft}.", "window_left");
-        if (WindowRight < -1) throw new ArgumentException($"window_right must be -1 (unbounded) or >= 0, got {WindowRight}.", "window_right");
-        if (Scale is { } s && !float.IsFinite(s)) throw new ArgumentException($"scale must be finite, got {s}.", "scale");
+        if (Causal is < SdpaCausal.None or > SdpaCausal.BottomRight) throw new ArgumentException($"causal {(int)Causal} is not a causal mode.", nameof(Causal));
+        if (Layout is < SdpaLayout.Bhtd or > SdpaLayout.Bthd) throw new ArgumentException($"layout {(int)Layout} is not a layout.", nameof(Layout));
+        if (WindowLeft < -1) throw new ArgumentException($"window_left must be -1 (unbounded) or >= 0, got {WindowLeft}.", nameof(WindowLeft));
+        if (WindowRight < -1) throw new ArgumentException($"window_right must be -1 (unbounded) or >= 0, got {WindowRight}.", nameof(WindowRight));
+        if (Scale is { } s && !float.IsFinite(s)) throw new ArgumentException($"scale must be finite, got {s}.", nameof(Scale));
     }
 
     internal float ScaleFor(int e) => Scale ?? (e == 0 ? 1f : (float)(1.0 / Math.Sqrt(e)));
@@ -196,7 +196,7 @@ public static partial class Attention
         ArgumentNullException.ThrowIfNull(device);
         options ??= SdpaOptions.Default;
         Check.FloatInput<T>("q");
-        if (hasKeyPadding) Check.Mask<TMask>("key_padding_mask");
+        if (hasKeyPadding) Check.Mask<TMask>(nameof(keyPaddingMask));
         var (b, hq, hkv, tq, tk, e, ev) = dims;
         if ((b | hq | hkv | tq | tk | e | ev) < 0) throw new ArgumentException($"dims must be >= 0, got {dims}.", nameof(dims));
         options.Validate(e);
@@ -204,8 +204,8 @@ public static partial class Attention
         if (q.Length != (long)b * hq * tq * e) Check.Length(q.Length, (long)b * hq * tq * e, "q", "[B,Hq,Tq,E]");
         if (k.Length != (long)b * hkv * tk * e) Check.Length(k.Length, (long)b * hkv * tk * e, "k", "[B,Hkv,Tk,E]");
         if (v.Length != (long)b * hkv * tk * ev) Check.Length(v.Length, (long)b * hkv * tk * ev, "v", "[B,Hkv,Tk,Ev]");
-        if (hasKeyPadding && keyPaddingMask.Length != (long)b * tk) Check.Length(keyPaddingMask.Length, (long)b * tk, "key_padding_mask", "[B,Tk]");
-        if (output.Length != (long)b * hq * tq * ev) Check.Length(output.Length, (long)b * hq * tq * ev, "out", "[B,Hq,Tq,Ev]");
+        if (hasKeyPadding && keyPaddingMask.Length != (long)b * tk) Check.Length(keyPaddingMask.Length, (long)b * tk, nameof(keyPaddingMask), "[B,Tk]");
+        if (output.Length != (long)b * hq * tq * ev) Check.Length(output.Length, (long)b * hq * tq * ev, nameof(output), "[B,Hq,Tq,Ev]");
         if (lse.Length != (long)b * hq * tq) Check.Length(lse.Length, (long)b * hq * tq, "lse", "[B,Hq,Tq]");
         p.HasKeyPadding = hasKeyPadding ? 1 : 0;
         var call = new Call(p, DTypes.Of<T>(), In.Of(q), In.Of(k), In.Of(v), default, DType.U8, In.Of(keyPaddingMask),
@@ -291,13 +291,13 @@ public static partial class Attention
 
     private static void CheckOutputs(DeviceTensor output, DeviceTensor lse, Plan plan)
     {
-        Check.DTypeIs(output.DType, "out", "F32", output.DType == DType.F32);
+        Check.DTypeIs(output.DType, nameof(output), "F32", output.DType == DType.F32);
         Check.DTypeIs(lse.DType, "lse", "F32", lse.DType == DType.F32);
         var p = plan.P;
         ReadOnlySpan<int> outShape = p.Varlen != 0 ? [plan.Rows, p.Hq, p.Ev] : plan.Bhtd ? [p.Batch, p.Hq, p.Tq, p.Ev] : [p.Batch, p.Tq, p.Hq, p.Ev];
         ReadOnlySpan<int> lseShape = p.Varlen != 0 ? [plan.Rows, p.Hq] : [p.Batch, p.Hq, p.Tq];
         if (!output.Shape.SequenceEqual(outShape))
-            throw new ArgumentException($"out must be {Shape.Format(plan.OutShape)}, got {Shape.Format(output.Shape)}.", "out");
+            throw new ArgumentException($"out must be {Shape.Format(plan.OutShape)}, got {Shape.Format(output.Shape)}.", nameof(output));
         if (!lse.Shape.SequenceEqual(lseShape))
             throw new ArgumentException($"lse must be {Shape.Format(plan.LseShape)}, got {Shape.Format(lse.Shape)}.", "lse");
     }
@@ -363,18 +363,18 @@ public static partial class Attention
         if (ms is not null)
         {
             var m = mt!.Value;
-            Check.DTypeIs(m, "attn_mask", "BOOL|U8 (true = attend) or F32|F16|BF16 (additive)", m is DType.Bool or DType.U8 || m.IsFloatInput());
+            Check.DTypeIs(m, "attnMask", "BOOL|U8 (true = attend) or F32|F16|BF16 (additive)", m is DType.Bool or DType.U8 || m.IsFloatInput());
             if (ms.Length != 4 || (ms[0] != b && ms[0] != 1) || (ms[1] != hq && ms[1] != 1) || ms[2] != tq || ms[3] != tk)
-                throw new ArgumentException($"attn_mask must be [B|1, Hq|1, Tq, Tk] = [{b}|1, {hq}|1, {tq}, {tk}], got {Shape.Format(ms)}.", "attn_mask");
+                throw new ArgumentException($"attn_mask must be [B|1, Hq|1, Tq, Tk] = [{b}|1, {hq}|1, {tq}, {tk}], got {Shape.Format(ms)}.", "attnMask");
             p.HasAttnMask = 1;
             p.MaskHead = ms[1] == 1 ? 0 : (long)tq * tk;
             p.MaskBatch = ms[0] == 1 ? 0 : (long)ms[1] * tq * tk;
         }
         if (ps is not null)
         {
-            Check.DTypeIs(pt!.Value, "key_padding_mask", "I64|I32|U8|BOOL", pt.Value.IsMask());
+            Check.DTypeIs(pt!.Value, "keyPaddingMask", "I64|I32|U8|BOOL", pt.Value.IsMask());
             if (ps.Length != 2 || ps[0] != b || ps[1] != tk)
-                throw new ArgumentException($"key_padding_mask must be [B, Tk] = [{b}, {tk}], got {Shape.Format(ps)}.", "key_padding_mask");
+                throw new ArgumentException($"key_padding_mask must be [B, Tk] = [{b}, {tk}], got {Shape.Format(ps)}.", "keyPaddingMask");
             p.HasKeyPadding = 1;
         }
         return new Plan(p, bhtd, tq);
@@ -396,9 +396,9 @@ public static partial class Attention
         if (ks[2] != e) throw new ArgumentException($"k's head dim differs from q's: {Fmt(qs, ks, vs)}.", "k");
         if (vs[0] != nk || vs[1] != hkv) throw new ArgumentException($"v must match k in rows and heads: {Fmt(qs, ks, vs)}.", "v");
         options.Validate(e);
-        int maxTq = Offsets(cuQ, cuQt, cuQs, "cu_seqlens_q", nq), maxTk = Offsets(cuK, cuKt, cuKs, "cu_seqlens_k", nk);
+        int maxTq = Offsets(cuQ, cuQt, cuQs, "cuSeqlensQ", nq), maxTk = Offsets(cuK, cuKt, cuKs, "cuSeqlensK", nk);
         if (cuKs[0] != cuQs[0])
-            throw new ArgumentException($"cu_seqlens_k has {cuKs[0]} entries but cu_seqlens_q has {cuQs[0]}; both are [B+1].", "cu_seqlens_k");
+            throw new ArgumentException($"cu_seqlens_k has {cuKs[0]} entries but cu_seqlens_q has {cuQs[0]}; both are [B+1].", "cuSeqlensK");
         var p = MakeParams(cuQs[0] - 1, hq, hkv, maxTq, maxTk, e, ev, options, bthd: true);
         p.Varlen = 1;
         p.LRow = hq; p.LHead = 1; p.LBatch = 0;
@@ -419,15 +419,15 @@ public static partial class Attention
     {
         static long At(ReadOnlySpan<T> o, int i) => PoolKernels.Kernels.Elements.ToInt64(o[i]);
         Check.DTypeIs(dt, name, "I64|I32", dt.IsIndex());
-        if (shape.Length != 1 || shape[0] < 1) throw new ArgumentException($"{name} must be [B+1] with B >= 0, got {Shape.Format(shape)}.", name);
-        if (At(o, 0) != 0) throw new ArgumentException($"{name}[0] must be 0, got {At(o, 0)}.", name);
+        if (shape.Length != 1 || shape[0] < 1) throw new ArgumentException($"{Check.D(name)} must be [B+1] with B >= 0, got {Shape.Format(shape)}.", name);
+        if (At(o, 0) != 0) throw new ArgumentException($"{Check.D(name)}[0] must be 0, got {At(o, 0)}.", name);
         long longest = 0;
         for (int i = 1; i < shape[0]; i++)
         {
-            if (At(o, i) < At(o, i - 1)) throw new ArgumentException($"{name} must be non-decreasing: [{i - 1}] = {At(o, i - 1)} > [{i}] = {At(o, i)}.", name);
+            if (At(o, i) < At(o, i - 1)) throw new ArgumentException($"{Check.D(name)} must be non-decreasing: [{i - 1}] = {At(o, i - 1)} > [{i}] = {At(o, i)}.", name);
             longest = Math.Max(longest, At(o, i) - At(o, i - 1));
         }
-        if (At(o, shape[0] - 1) != rows) throw new ArgumentException($"{name}'s last entry must be the row count {rows}, got {At(o, shape[0] - 1)}.", name);
+        if (At(o, shape[0] - 1) != rows) throw new ArgumentException($"{Check.D(name)}'s last entry must be the row count {rows}, got {At(o, shape[0] - 1)}.", name);
         return (int)longest;
     }
 

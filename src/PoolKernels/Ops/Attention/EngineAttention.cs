@@ -86,7 +86,7 @@ public static partial class Attention
         if (vs[0] != pages || vs[1] != s || vs[2] != hkv)
             throw new ArgumentException($"v_cache {Shape.Format(vs)} must match k_cache {Shape.Format(ks)} in pages, slots and heads.", "vCache");
         if (s < 1) throw new ArgumentException($"pages must have at least one slot, got k_cache {Shape.Format(ks)}.", "kCache");
-        if (options.Layout != SdpaLayout.Bhtd) throw new ArgumentException("sdpa_paged supports layout bhtd only (q [B,Hq,Tq,E]).", "layout");
+        if (options.Layout != SdpaLayout.Bhtd) throw new ArgumentException("sdpa_paged supports layout bhtd only (q [B,Hq,Tq,E]).", nameof(SdpaOptions.Layout));
         options.Validate(e);
         // values unchecked (device-resident on an accelerator): the kernel clamps; Tk is then only an upper bound
         int maxLen = checkValues ? PagedLengths(table, tableType, tableShape, lens, lensType, lensShape, b, pages, s)

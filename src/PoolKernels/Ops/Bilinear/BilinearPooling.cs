@@ -324,7 +324,7 @@ public static class BilinearPooling
     private static ReadOnlySpan<long> Hash(DeviceTensor h, string name, int len, int d, ref long[]? scratch)
     {
         Check.DTypeIs(h.DType, name, "I64|I32", h.DType.IsIndex());
-        if (h.Shape.Length != 1 || h.Shape[0] != len) throw new ArgumentException($"{name} must be [{len}], got {Shape.Format(h.Shape)}.", name);
+        if (h.Shape.Length != 1 || h.Shape[0] != len) throw new ArgumentException($"{Check.D(name)} must be [{len}], got {Shape.Format(h.Shape)}.", name);
         var bytes = RaggedPooling.HostBytes(h, out _);
         ReadOnlySpan<long> v;
         if (h.DType == DType.I64) v = MemoryMarshal.Cast<byte, long>(bytes);
@@ -336,7 +336,7 @@ public static class BilinearPooling
             v = scratch.AsSpan(0, ints.Length);
         }
         for (int i = 0; i < v.Length; i++)
-            if (v[i] < 0 || v[i] >= d) throw new ArgumentException($"{name}[{i}] = {v[i]} is outside [0, d) = [0, {d}).", name);
+            if (v[i] < 0 || v[i] >= d) throw new ArgumentException($"{Check.D(name)}[{i}] = {v[i]} is outside [0, d) = [0, {d}).", name);
         return v;
     }
 
@@ -351,6 +351,6 @@ public static class BilinearPooling
     private static void Sign(DeviceTensor t, string name, int len)
     {
         Check.DTypeIs(t.DType, name, "F32", t.DType == DType.F32);
-        if (t.Shape.Length != 1 || t.Shape[0] != len) throw new ArgumentException($"{name} must be [{len}], got {Shape.Format(t.Shape)}.", name);
+        if (t.Shape.Length != 1 || t.Shape[0] != len) throw new ArgumentException($"{Check.D(name)} must be [{len}], got {Shape.Format(t.Shape)}.", name);
     }
 }

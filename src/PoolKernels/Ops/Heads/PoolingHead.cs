@@ -198,7 +198,7 @@ public sealed class PoolingHead : IDisposable
         {
             var pv = prefix.ToInt64s();
             for (int i = 0; i < pv.Length; i++)
-                if (pv[i] < 0) throw new ArgumentException($"prefix_len[{i}] = {pv[i]} is negative.", "prefix_len");
+                if (pv[i] < 0) throw new ArgumentException($"prefix_len[{i}] = {pv[i]} is negative.", "prefixLen");
         }
         using var scope = new HostScope(Device);
         var o = scope.Output(DType.F32, hidden.Shape[0], Dim);
@@ -224,7 +224,7 @@ public sealed class PoolingHead : IDisposable
     {
         ArgumentNullException.ThrowIfNull(hidden); ArgumentNullException.ThrowIfNull(output);
         string hn = multiLayer ? "layers" : "hidden";
-        foreach (var (name, t) in (ReadOnlySpan<(string, DeviceTensor?)>)[(hn, hidden), ("attention_mask", mask), ("prefix_len", prefix), ("output", output)]) Check.SameDevice(Device, name, t);
+        foreach (var (name, t) in (ReadOnlySpan<(string, DeviceTensor?)>)[(hn, hidden), ("attentionMask", mask), ("prefixLen", prefix), ("output", output)]) Check.SameDevice(Device, name, t);
         Check.Rank(hidden.Shape, 3, hn, multiLayer ? "[B,L,D]" : "[B,N,D]");
         Check.DTypeIs(hidden.DType, hn, "F32|F16|BF16", hidden.DType.IsFloatInput());
         int b = hidden.Shape[0], n = hidden.Shape[1];
@@ -233,16 +233,16 @@ public sealed class PoolingHead : IDisposable
             throw new ArgumentException(PosEmbRows == 0 ? $"multi_layer_pool needs '{PosEmb}' in the head's weights." : $"layers has L = {n} but pos_emb.weight has only {PosEmbRows} rows.", "layers");
         if (mask is not null)
         {
-            Check.DTypeIs(mask.DType, "attention_mask", "I64|I32|U8|BOOL", mask.DType.IsMask());
+            Check.DTypeIs(mask.DType, "attentionMask", "I64|I32|U8|BOOL", mask.DType.IsMask());
             if (mask.Shape.Length != 2 || mask.Shape[0] != b || mask.Shape[1] != n)
-                throw new ArgumentException($"attention_mask must be [B,N] = [{b}, {n}] for hidden {Shape.Format(hidden.Shape)}, got {Shape.Format(mask.Shape)}.", "attention_mask");
+                throw new ArgumentException($"attention_mask must be [B,N] = [{b}, {n}] for hidden {Shape.Format(hidden.Shape)}, got {Shape.Format(mask.Shape)}.", "attentionMask");
         }
         if (prefix is not null)
         {
-            if (variant != LatentAttentionVariant.NvEmbed) throw new ArgumentException("prefix_len applies to the nvembed variant only.", "prefix_len");
-            Check.DTypeIs(prefix.DType, "prefix_len", "I64|I32", prefix.DType.IsIndex());
+            if (variant != LatentAttentionVariant.NvEmbed) throw new ArgumentException("prefix_len applies to the nvembed variant only.", "prefixLen");
+            Check.DTypeIs(prefix.DType, "prefixLen", "I64|I32", prefix.DType.IsIndex());
             if (prefix.Shape.Length != 1 || prefix.Shape[0] != b)
-                throw new ArgumentException($"prefix_len must be [B] = [{b}], got {Shape.Format(prefix.Shape)}.", "prefix_len");
+                throw new ArgumentException($"prefix_len must be [B] = [{b}], got {Shape.Format(prefix.Shape)}.", "prefixLen");
             // the values stay on the device (sequence_pool's rule: an entry <= 0 skips nothing); the host overload checks them
         }
         Check.DTypeIs(output.DType, "output", "F32", output.DType == DType.F32);

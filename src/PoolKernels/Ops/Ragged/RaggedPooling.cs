@@ -312,14 +312,14 @@ public static class RaggedPooling
     {
         ArgumentNullException.ThrowIfNull(device);
         ArgumentNullException.ThrowIfNull(edgeIndex);
-        if (edgeIndex.Shape.Length != 2 || edgeIndex.Shape[0] != 2) throw new ArgumentException($"edge_index must be [2, E], got {Shape.Format(edgeIndex.Shape)}.", "edge_index");
-        Check.DTypeIs(edgeIndex.DType, "edge_index", "I64|I32", edgeIndex.DType.IsIndex());
-        if (numNodes < 0) throw new ArgumentException($"num_nodes must be >= 0, got {numNodes}.", "num_nodes");
+        if (edgeIndex.Shape.Length != 2 || edgeIndex.Shape[0] != 2) throw new ArgumentException($"edge_index must be [2, E], got {Shape.Format(edgeIndex.Shape)}.", nameof(edgeIndex));
+        Check.DTypeIs(edgeIndex.DType, nameof(edgeIndex), "I64|I32", edgeIndex.DType.IsIndex());
+        if (numNodes < 0) throw new ArgumentException($"num_nodes must be >= 0, got {numNodes}.", nameof(numNodes));
         var e = edgeIndex.ToInt64s();
         int m = edgeIndex.Shape[1];
         for (int i = 0; i < e.Length; i++)
             if (e[i] < 0 || e[i] >= numNodes)
-                throw new ArgumentException($"edge_index[{i / m}, {i % m}] = {e[i]} is outside [0, {numNodes}) for num_nodes = {numNodes}.", "edge_index");
+                throw new ArgumentException($"edge_index[{i / m}, {i % m}] = {e[i]} is outside [0, {numNodes}) for num_nodes = {numNodes}.", nameof(edgeIndex));
         var r = DualHypergraphReference.Run(e.AsSpan(0, m), e.AsSpan(m, m), numNodes, addLoops);
         return new Dictionary<string, HostTensor>
         {
@@ -348,7 +348,7 @@ public static class RaggedPooling
 
     private static void CheckIndexType<T>(string name)
     {
-        if (!Kernels.Elements.IsIndex<T>()) throw new ArgumentException($"{name} element type {typeof(T).Name} is not long or int.", name);
+        if (!Kernels.Elements.IsIndex<T>()) throw new ArgumentException($"{Check.D(name)} element type {typeof(T).Name} is not long or int.", name);
     }
 
     /// <summary>offsets [S+1]: offsets[0] = 0, non-decreasing, last = <paramref name="total"/>.</summary>

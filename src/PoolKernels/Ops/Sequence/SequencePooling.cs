@@ -223,7 +223,7 @@ public static class SequencePooling
         {
             var pv = prefixLen.ToInt64s(); // host data: checked here (the DeviceTensor overload does not read it)
             for (int i = 0; i < pv.Length; i++)
-                if (pv[i] < 0) throw new ArgumentException($"prefix_len[{i}] = {pv[i]} is negative.", "prefix_len");
+                if (pv[i] < 0) throw new ArgumentException($"prefix_len[{i}] = {pv[i]} is negative.", "prefixLen");
         }
         using var scope = new HostScope(device);
         var o = scope.Output(DType.F32, hidden.Shape[0], dims);
@@ -329,7 +329,7 @@ public static class SequencePooling
     private static void CheckMaskShape(ReadOnlySpan<int> mask, int b, int t, ReadOnlySpan<int> hidden)
     {
         if (mask.Length != 2 || mask[0] != b || mask[1] != t)
-            throw new ArgumentException($"attention_mask must be [B,T] = [{b}, {t}] for hidden {Shape.Format(hidden)}, got {Shape.Format(mask)}.", "attention_mask");
+            throw new ArgumentException($"attention_mask must be [B,T] = [{b}, {t}] for hidden {Shape.Format(hidden)}, got {Shape.Format(mask)}.", "attentionMask");
     }
 
     private static int Validate(int batch, int seqLen, int dim, long hiddenLen, long maskLen, int prefixCount, ReadOnlySpan<long> prefix, long outLen, SequencePoolOptions options)
@@ -339,12 +339,12 @@ public static class SequencePooling
         Check.NonNegative(dim, nameof(dim));
         // Messages are built only on failure: the steady-state call allocates nothing.
         if (hiddenLen != (long)batch * seqLen * dim) Check.Length(hiddenLen, (long)batch * seqLen * dim, "hidden", Shape3(batch, seqLen, dim));
-        if (maskLen != (long)batch * seqLen) Check.Length(maskLen, (long)batch * seqLen, "attention_mask", "[B,T] of " + Shape3(batch, seqLen, dim));
+        if (maskLen != (long)batch * seqLen) Check.Length(maskLen, (long)batch * seqLen, "attentionMask", "[B,T] of " + Shape3(batch, seqLen, dim));
         if (prefixCount != 0)
         {
-            if (prefixCount != batch) Check.Length(prefixCount, batch, "prefix_len", "[B] of " + Shape3(batch, seqLen, dim));
+            if (prefixCount != batch) Check.Length(prefixCount, batch, "prefixLen", "[B] of " + Shape3(batch, seqLen, dim));
             for (int i = 0; i < prefix.Length; i++)
-                if (prefix[i] < 0) throw new ArgumentException($"prefix_len[{i}] = {prefix[i]} is negative.", "prefix_len");
+                if (prefix[i] < 0) throw new ArgumentException($"prefix_len[{i}] = {prefix[i]} is negative.", "prefixLen");
         }
         int dims = options.Validate(dim);
         if (outLen != (long)batch * dims) Check.Length(outLen, (long)batch * dims, "output", $"[B, dims] = [{batch}, {dims}]");

@@ -106,7 +106,7 @@ public static partial class SpatialPooling
         "soft" => MaskType.Soft,
         "gated" => MaskType.Gated,
         "sigmoid_normalized" => MaskType.SigmoidNormalized,
-        _ => throw new ArgumentException($"Unknown mask_type '{name}'; expected binary_logits, soft, gated or sigmoid_normalized.", "mask_type"),
+        _ => throw new ArgumentException($"Unknown mask_type '{name}'; expected binary_logits, soft, gated or sigmoid_normalized.", nameof(name)),
     };
 
     /// <summary>
@@ -138,7 +138,7 @@ public static partial class SpatialPooling
         if (masks.Shape[0] != b) throw new ArgumentException($"masks {Shape.Format(masks.Shape)} must have B = {b} rows like x {Shape.Format(x.Shape)}.", "masks");
         if ((long)h * w > 0 && (long)mh * mw == 0 && (long)b * q > 0)
             throw new ArgumentException($"masks {Shape.Format(masks.Shape)} are empty and cannot be resized to x's {h}×{w}.", "masks");
-        if (maskType < MaskType.BinaryLogits || maskType > MaskType.SigmoidNormalized) throw new ArgumentException($"mask_type {(int)maskType} is unknown.", "mask_type");
+        if (maskType < MaskType.BinaryLogits || maskType > MaskType.SigmoidNormalized) throw new ArgumentException($"mask_type {(int)maskType} is unknown.", nameof(maskType));
         if (!(eps >= 0) || float.IsInfinity(eps)) throw new ArgumentException($"eps must be a finite number >= 0, got {eps}.", "eps");
         if (float.IsNaN(threshold)) throw new ArgumentException("threshold must not be NaN.", "threshold");
         Output(output, b, q, c);
@@ -194,16 +194,16 @@ public static partial class SpatialPooling
     /// <summary><c>spatiotemporal_pool</c> on device tensors; output [B,F+N,D] F32, regions [B,R,D] F32 when regionMasks is given.</summary>
     public static void SpatioTemporalPool(this Device device, DeviceTensor x, DeviceTensor output, DeviceTensor? regionMasks = null, DeviceTensor? regions = null)
     {
-        Devices(device, "x", x, "output", output, "region_masks", regionMasks, "regions", regions);
+        Devices(device, "x", x, "output", output, nameof(regionMasks), regionMasks, "regions", regions);
         F32(x, "x");
         Check.Rank(x.Shape, 4, "x", "[B,F,N,D]");
         int b = x.Shape[0], f = x.Shape[1], n = x.Shape[2], d = x.Shape[3], r = 0;
         if (regionMasks is not null)
         {
-            MaskDType(regionMasks, "region_masks");
-            Check.Rank(regionMasks.Shape, 4, "region_masks", "[B,R,F,N]");
+            MaskDType(regionMasks, nameof(regionMasks));
+            Check.Rank(regionMasks.Shape, 4, nameof(regionMasks), "[B,R,F,N]");
             r = regionMasks.Shape[1];
-            Shaped(regionMasks, "region_masks", "[B,R,F,N]", b, r, f, n);
+            Shaped(regionMasks, nameof(regionMasks), "[B,R,F,N]", b, r, f, n);
             if (regions is null) throw new ArgumentException("regions output is required when region_masks is given.", "regions");
             Check.DTypeIs(regions.DType, "regions", "F32", regions.DType == DType.F32);
             Shaped(regions, "regions", "[B,R,D]", b, r, d);

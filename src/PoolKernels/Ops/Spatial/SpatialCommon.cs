@@ -40,19 +40,19 @@ internal static class SpatialArgs
     public static void Shaped(DeviceTensor t, string name, string layout, params ReadOnlySpan<int> shape)
     {
         if (!t.Shape.SequenceEqual(shape))
-            throw new ArgumentException($"{name} must be {layout} = {Shape.Format(shape)}, got {Shape.Format(t.Shape)}.", name);
+            throw new ArgumentException($"{Check.D(name)} must be {layout} = {Shape.Format(shape)}, got {Shape.Format(t.Shape)}.", name);
     }
 
     public static void PositiveFinite(float p, string name)
     {
-        if (!(p > 0 && float.IsFinite(p))) throw new ArgumentException($"{name} must be a finite number > 0, got {p}.", name);
+        if (!(p > 0 && float.IsFinite(p))) throw new ArgumentException($"{Check.D(name)} must be a finite number > 0, got {p}.", name);
     }
 
     /// <summary>"k" or "h,w" → (h, w).</summary>
     public static (int H, int W) Pair(string text, string name)
     {
         var parts = text.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
-        if (parts.Length is < 1 or > 2) throw new ArgumentException($"{name} = '{text}' must be 'n' or 'h,w'.", name);
+        if (parts.Length is < 1 or > 2) throw new ArgumentException($"{Check.D(name)} = '{text}' must be 'n' or 'h,w'.", name);
         int a = Int(parts[0], name), b = parts.Length == 2 ? Int(parts[1], name) : a;
         return (a, b);
     }
@@ -62,5 +62,5 @@ internal static class SpatialArgs
         text.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries).Select(s => Int(s, name)).ToArray();
 
     private static int Int(string s, string name) => int.TryParse(s, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out int v)
-        ? v : throw new ArgumentException($"{name} entry '{s}' is not an integer.", name);
+        ? v : throw new ArgumentException($"{Check.D(name)} entry '{s}' is not an integer.", name);
 }

@@ -105,7 +105,7 @@ public sealed record Pool2dOptions
             "zeros" or "" => PadIndex.Zeros,
             "replicate" => PadIndex.Replicate,
             "reflect" => PadIndex.Reflect,
-            _ => throw new ArgumentException($"Unknown padding_mode '{PaddingMode}'; expected zeros, replicate or reflect.", "padding_mode"),
+            _ => throw new ArgumentException($"Unknown padding_mode '{PaddingMode}'; expected zeros, replicate or reflect.", nameof(PaddingMode)),
         };
         // Messages are built only on failure: a valid call allocates nothing here.
         string Xs() => $"x [B,C,H,W] = [{batch}, {channels}, {h}, {w}]";
@@ -346,7 +346,7 @@ public static partial class SpatialPooling
         AdaptiveMode(mode);
         AdaptiveStride(x.Shape[1], outputSize);
         if ((long)x.Shape[0] * x.Shape[1] * outputSize.H * outputSize.W > Array.MaxLength / sizeof(float))
-            throw new ArgumentException($"output_size ({outputSize.H}, {outputSize.W}) makes the output of x {Shape.Format(x.Shape)} larger than a host tensor can be.", "output_size");
+            throw new ArgumentException($"output_size ({outputSize.H}, {outputSize.W}) makes the output of x {Shape.Format(x.Shape)} larger than a host tensor can be.", nameof(outputSize));
         using var scope = new HostScope(device);
         var o = scope.Output(DType.F32, x.Shape[0], x.Shape[1], outputSize.H, outputSize.W);
         device.AdaptivePool2d(scope.Bind(x), o, mode, outputSize);
@@ -416,10 +416,10 @@ public static partial class SpatialPooling
     /// <summary>The per-batch output stride C·oh·ow of adaptive_pool2d, checked to be > 0 per axis and to fit in int.</summary>
     private static int AdaptiveStride(int c, (int H, int W) outputSize)
     {
-        if (outputSize.H <= 0 || outputSize.W <= 0) throw new ArgumentException($"output_size must be > 0, got ({outputSize.H}, {outputSize.W}).", "output_size");
+        if (outputSize.H <= 0 || outputSize.W <= 0) throw new ArgumentException($"output_size must be > 0, got ({outputSize.H}, {outputSize.W}).", nameof(outputSize));
         long bins = (long)outputSize.H * outputSize.W, s = bins * c; // bins < 2^62; s is only used once bins <= int.MaxValue
         if (bins > int.MaxValue || s > int.MaxValue)
-            throw new ArgumentException($"output_size ({outputSize.H}, {outputSize.W}) gives C·oh·ow = {s} > {int.MaxValue} outputs per batch for C = {c}.", "output_size");
+            throw new ArgumentException($"output_size ({outputSize.H}, {outputSize.W}) gives C·oh·ow = {s} > {int.MaxValue} outputs per batch for C = {c}.", nameof(outputSize));
         return (int)s;
     }
 
