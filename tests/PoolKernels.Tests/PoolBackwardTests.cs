@@ -1,6 +1,7 @@
 using NUnit.Framework;
 using PoolKernels.Kernels;
 using PoolKernels.Kernels.Sequence;
+using PoolKernels.Kernels.Spatial;
 
 namespace PoolKernels.Tests;
 
@@ -126,6 +127,84 @@ public class PoolBackwardTests
         }
     }
 
+    /// <summary>Spatial [2,6,3,4] (with p_groups [3] or [2]: groups of channels); the second row's cells are all invalid.</summary>
+    private const int SB = 2, SC = 6, SH = 3, SW = 4;
+    private static readonly byte[] Valid = [1, 0, 1, 1, 1, 1, 0, 1, 1, 1, 1, 0, /**/ 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+
+    public static IEnumerable<TestCaseData> SpatialCases()
+    {
+        foreach (var id in TestDevices.All())
+            foreach (var (mode, nhwc, norm, groups) in new[]
+            {
+                (SpatialPoolMode.Avg, false, true, 0), (SpatialPoolMode.Max, true, false, 0), (SpatialPoolMode.Max, false, true, 0),
+                (SpatialPoolMode.Gem, false, false, 3), (SpatialPoolMode.Gem, true, true, 2),
+            })
+                yield return new TestCaseData(id, mode, nhwc, norm, groups)
+                    .SetName($"spatial {mode} {(nhwc ? "nhwc" : "nchw")} normalize={norm} G={groups} on {id}");
+    }
+
+    [TestCaseSource(nameof(SpatialCases))]
+    public void SpatialGradientsMatchFiniteDifferences(string id, SpatialPoolMode mode, bool nhwc, bool normalize, int groups)
+    {
+        var d = TestDevices.Get(id);
+        int n = SB * SC * SH * SW;
+        var x = mode == SpatialPoolMode.Max ? Distinct(7, n) : Uniform(7, n, 0.1f, 2f);
+        var pg = groups == 0 ? Array.Empty<float>() : Uniform(8, groups, 1.5f, 4f);
+        var o = new SpatialPoolOptions { Mode = mode, Nhwc = nhwc, Normalize = normalize, P = 3.5f, PGroups = pg };
+        var go = Uniform(9, SB * SC, -1, 1);
+        int[] shape = nhwc ? [SB, SH, SW, SC] : [SB, SC, SH, SW];
+        var (dx, dp) = d.SpatialPoolBackward(HostTensor.From(x, shape), HostTensor.From(go, SB, SC), o, HostTensor.From(Valid, SB, SH, SW));
+        Assert.That(dp is null, Is.EqualTo(groups == 0));
+        double Loss(float[] xs, SpatialPoolOptions opt)
+        {
+            var outp = new float[SB * SC];
+            SpatialPoolReference.Run(xs, Valid, 1, outp, SB, SC, SH, SW, nhwc, mode, opt.P, opt.Eps, opt.Normalize, opt.PGroupsArray);
+            double l = 0;
+            for (int i = 0; i < outp.Length; i++) l += (double)go[i] * outp[i];
+            return l;
+        }
+        const float h = 1e-3f;
+        var g = dx.AsSpan<float>();
+        for (int i = 0; i < n; i++)
+        {
+            float keep = x[i];
+            x[i] = keep + h; double up = Loss(x, o);
+            x[i] = keep - h; double down = Loss(x, o);
+            x[i] = keep;
+            double fd = (up - down) / (2 * h);
+            Assert.That(g[i], Is.EqualTo(fd).Within(2e-3 + 2e-3 * Math.Abs(fd)), $"d_x[{i}]");
+        }
+        for (int k = 0; k < groups; k++)
+        {
+            var pu = (float[])pg.Clone(); pu[k] += h;
+            var pd = (float[])pg.Clone(); pd[k] -= h;
+            double fd = (Loss(x, o with { PGroups = pu }) - Loss(x, o with { PGroups = pd })) / (2 * h);
+            Assert.That(dp!.AsSpan<float>()[k], Is.EqualTo(fd).Within(2e-3 + 2e-3 * Math.Abs(fd)), $"d_p_groups[{k}]");
+        }
+    }
+
+    [Test]
+    public void SpatialSimdIsTheSameOnEveryThreadCount()
+    {
+        const int b = 4, c = 200, hh = 5, ww = 6;
+        var x = Uniform(10, b * c * hh * ww, -0.5f, 2);
+        var go = Uniform(11, b * c, -1, 1);
+        float[] pg = [2f, 3.5f, 1.5f, 4f];
+        foreach (bool nhwc in new[] { false, true })
+        {
+            var q = SpatialPoolBackwardParams.Of(b, c, hh, ww, nhwc, SpatialPoolMode.Gem, 3, 1e-6f, true, pg.Length, 0);
+            float[]? first = null;
+            foreach (int workers in new[] { 1, 2, 3, 8 })
+            {
+                var dx = new float[x.Length]; var dp = new float[pg.Length];
+                SequencePoolBackwardSimd.Run<float>(x, default, default, go, pg, dx, dp, q, new WorkerPool(workers));
+                var all = dx.Concat(dp).ToArray();
+                if (first is null) first = all;
+                else Assert.That(all, Is.EqualTo(first), $"{(nhwc ? "nhwc" : "nchw")} {workers} workers");
+            }
+        }
+    }
+
     public static IEnumerable<TestCaseData> BadInputs()
     {
         HostTensor Z(DType t, params int[] s) => HostTensor.Zeros(t, s);
@@ -166,6 +245,43 @@ public class PoolBackwardTests
         });
     }
 
+    public static IEnumerable<TestCaseData> SpatialBadInputs()
+    {
+        HostTensor Z(DType t, params int[] s) => HostTensor.Zeros(t, s);
+        HostTensor X() => Z(DType.F32, 2, 3, 4, 5);
+        var avg = new SpatialPoolOptions();
+        var gem = new SpatialPoolOptions { Mode = SpatialPoolMode.Gem, PGroups = new[] { 3f } };
+        yield return Bad("dOut", "spatial d_out shape", d => d.SpatialPoolBackward(X(), Z(DType.F32, 2, 4), avg));
+        yield return Bad("dOut", "spatial d_out dtype", d => d.SpatialPoolBackward(X(), Z(DType.BF16, 2, 3), avg));
+        yield return Bad("x", "spatial x dtype", d => d.SpatialPoolBackward(Z(DType.F16, 2, 3, 4, 5), Z(DType.F32, 2, 3), avg));
+        yield return Bad("valid", "spatial valid shape", d => d.SpatialPoolBackward(X(), Z(DType.F32, 2, 3), avg, Z(DType.U8, 2, 5, 4)));
+        yield return Bad("valid", "spatial valid dtype", d => d.SpatialPoolBackward(X(), Z(DType.F32, 2, 3), avg, Z(DType.F32, 2, 4, 5)));
+        yield return Bad("PGroups", "spatial p_groups must divide C",
+            d => d.SpatialPoolBackward(X(), Z(DType.F32, 2, 3), gem with { PGroups = new[] { 3f, 2f } }));
+        yield return Bad("dPGroups", "spatial d_p_groups without p_groups", d =>
+        {
+            using var x = d.Upload(X()); using var go = d.Upload(Z(DType.F32, 2, 3));
+            using var dx = d.Allocate(DType.F32, 2, 3, 4, 5); using var dp = d.Allocate(DType.F32, 1);
+            d.SpatialPoolBackward(x, go, dx, avg, null, dp);
+        });
+        yield return Bad("dPGroups", "spatial p_groups without d_p_groups", d =>
+        {
+            using var x = d.Upload(X()); using var go = d.Upload(Z(DType.F32, 2, 3));
+            using var dx = d.Allocate(DType.F32, 2, 3, 4, 5);
+            d.SpatialPoolBackward(x, go, dx, gem);
+        });
+        yield return Bad("dX", "spatial d_x shape", d =>
+        {
+            using var x = d.Upload(X()); using var go = d.Upload(Z(DType.F32, 2, 3));
+            using var dx = d.Allocate(DType.F32, 2, 3, 5, 4);
+            d.SpatialPoolBackward(x, go, dx, avg);
+        });
+    }
+
+    [TestCaseSource(nameof(SpatialBadInputs))]
+    public void SpatialBadInputIsAnArgumentExceptionOnEveryDevice(string param, Action<Device> call) =>
+        BadInput.AssertRejectedEverywhere(param, call);
+
     private static TestCaseData Bad(string param, string what, Action<Device> call) =>
         new TestCaseData(param, call).SetName($"Bad {param}: {what}");
 
@@ -186,10 +302,15 @@ public class PoolBackwardTests
         using var m = d.Upload(HostTensor.From(Enumerable.Range(0, 36).Select(i => (long)(i % 5 == 0 ? 0 : 1)).ToArray(), 4, 9));
         using var go = d.Upload(HostTensor.From(Uniform(6, 4 * 140, -1, 1), 4, 140));
         using var dh = d.Allocate(DType.F32, 4, 9, 70); using var dp = d.Allocate(DType.F32, 2);
+        var so = new SpatialPoolOptions { Mode = SpatialPoolMode.Gem, Normalize = true, PGroups = new[] { 2f, 3f } };
+        using var x = d.Upload(HostTensor.From(Uniform(7, 2 * 8 * 3 * 3, 0, 1), 2, 8, 3, 3));
+        using var v = d.Upload(HostTensor.From(Enumerable.Range(0, 18).Select(i => i % 4 != 0).ToArray(), 2, 3, 3));
+        using var sgo = d.Upload(HostTensor.From(Uniform(8, 16, -1, 1), 2, 8));
+        using var dx = d.Allocate(DType.F32, 2, 8, 3, 3); using var sdp = d.Allocate(DType.F32, 2);
         // warm past tiered compilation's promotions (their stubs allocate a few bytes once, in the first ~30 calls)
-        for (int i = 0; i < 100; i++) d.SequencePoolBackward(h, m, go, dh, o, null, dp);
+        for (int i = 0; i < 100; i++) { d.SequencePoolBackward(h, m, go, dh, o, null, dp); d.SpatialPoolBackward(x, sgo, dx, so, v, sdp); }
         long before = GC.GetAllocatedBytesForCurrentThread();
-        for (int i = 0; i < 10; i++) d.SequencePoolBackward(h, m, go, dh, o, null, dp);
+        for (int i = 0; i < 10; i++) { d.SequencePoolBackward(h, m, go, dh, o, null, dp); d.SpatialPoolBackward(x, sgo, dx, so, v, sdp); }
         Assert.That(GC.GetAllocatedBytesForCurrentThread() - before, Is.Zero);
     }
 }
