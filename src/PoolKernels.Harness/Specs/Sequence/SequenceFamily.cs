@@ -14,6 +14,11 @@ internal sealed class SequenceFamily : IOpFamily
             Tunables = SequencePoolTunables,
             Prepare = PrepareSequencePool,
         };
+        yield return new OpSpec("sequence_pool_backward", RunSequencePoolBackward, SequencePoolBackwardCases, Rtol: 1e-3, Atol: 1e-5)
+        {
+            BenchCases = SequencePoolBackwardBench,
+            Prepare = PrepareSequencePoolBackward,
+        };
         yield return new OpSpec("layer_pool", RunLayerPool, LayerPoolCases) { BenchCases = LayerPoolBench, Prepare = PrepareLayerPool };
     }
 
@@ -174,6 +179,91 @@ internal sealed class SequenceFamily : IOpFamily
             cases.Add(($"{modes} p_groups G={g} {dt.Name()} [{b},{t},{dim}]{(specials ? " nan/inf" : "")}", new OpCall(inputs, ps)));
             i++;
         }
+    }
+
+    private static IReadOnlyDictionary<string, HostTensor> RunSequencePoolBackward(Device d, OpCall c)
+    {
+        var (dh, dp) = d.SequencePoolBackward(c.Input("hidden"), c.Input("attention_mask"), c.Input("d_out"), Options(c),
+            c.Optional("prefix_len"));
+        var r = new Dictionary<string, HostTensor> { ["d_hidden"] = dh };
+        if (dp is not null) r["d_p_groups"] = dp;
+        return r;
+    }
+
+    /// <summary>The forward's randomized cases (every mode and mode list, every mask dtype and kind: right, left, ragged,
+    /// empty and full rows; prefix_len I64/I32, dims, normalize, p, Group GeM, F16/BF16), without its NaN/inf inputs, each
+    /// with a random d_out [B, dims]; plus max ties (values from {-1, 0, 1}) and a prefix longer than every row.</summary>
+    private static IReadOnlyList<(string, OpCall)> SequencePoolBackwardCases(int seed)
+    {
+        var r = new RandomTensors(seed + 101);
+        var cases = new List<(string, OpCall)>();
+        foreach (var (label, call) in SequencePoolCases(seed))
+        {
+            if (label.Contains("nan/inf", StringComparison.Ordinal)) continue;
+            cases.Add((label, WithDOut(r, call)));
+        }
+        (int B, int T, int D, string Modes, string Norm, long Prefix)[] extra =
+        [
+            (3, 8, 5, "max,cls,last_token", "false", 0), (2, 6, 9, "max,mean,gem", "true", 0), (3, 5, 4, "mean,max,gem", "false", 9),
+        ];
+        foreach (var (b, t, dim, modes, norm, prefix) in extra)
+        {
+            var h = new float[b * t * dim];
+            for (int i = 0; i < h.Length; i++) h[i] = r.Rng.Next(3) - 1;
+            var inputs = new Dictionary<string, HostTensor>
+            {
+                ["hidden"] = HostTensor.From(h, b, t, dim),
+                ["attention_mask"] = r.Mask(r.MaskType(), b, t),
+            };
+            if (prefix > 0) inputs["prefix_len"] = HostTensor.From(Enumerable.Repeat(prefix, b).ToArray(), b);
+            var call = new OpCall(inputs, new Dictionary<string, string> { ["mode"] = modes, ["normalize"] = norm });
+            cases.Add(($"{modes} ties [{b},{t},{dim}]{(prefix > 0 ? " prefix past every row" : "")}", WithDOut(r, call)));
+        }
+        return cases;
+    }
+
+    /// <summary>The call with a random d_out [B, dims] added.</summary>
+    private static OpCall WithDOut(RandomTensors r, OpCall call)
+    {
+        var hidden = call.Input("hidden");
+        int dims = Options(call).Validate(hidden.Shape[2]);
+        var inputs = new Dictionary<string, HostTensor>(call.Inputs) { ["d_out"] = r.Floats(DType.F32, -1, 1, hidden.Shape[0], dims) };
+        return new OpCall(inputs, call.Parameters);
+    }
+
+    /// <summary>The gradient of mean,gem + normalize over [B, T, D] F32 (every token kept): bytes = hidden read twice,
+    /// d_hidden written.</summary>
+    private static IReadOnlyList<BenchCase> SequencePoolBackwardBench(Device d)
+    {
+        var r = new RandomTensors(9);
+        (int B, int D, int[] Ts) = Simulator(d) ? (2, 32, new[] { 8, 16 }) : (32, 768, new[] { 128, 512 });
+        return Ts.Select(t =>
+        {
+            var inputs = new Dictionary<string, HostTensor>
+            {
+                ["hidden"] = r.Floats(DType.F32, -1, 1, B, t, D),
+                ["attention_mask"] = HostTensor.From(Enumerable.Repeat(1L, B * t).ToArray(), B, t),
+                ["d_out"] = r.Floats(DType.F32, -1, 1, B, 2 * D),
+            };
+            var call = new OpCall(inputs, new Dictionary<string, string> { ["mode"] = "mean,gem", ["normalize"] = "true" });
+            return new BenchCase($"[{B},{t},{D}] mean,gem+normalize", t, call, 3 * 4.0 * B * t * D, 8.0 * B * t * D, "");
+        }).ToList();
+    }
+
+    private static PreparedCall PrepareSequencePoolBackward(Device d, OpCall c)
+    {
+        var hidden = c.Input("hidden");
+        var options = Options(c);
+        var h = d.Upload(hidden);
+        var m = d.Upload(c.Input("attention_mask"));
+        var go = d.Upload(c.Input("d_out"));
+        var p = c.Optional("prefix_len") is { } pl ? d.Upload(pl) : null;
+        var dh = d.Allocate(DType.F32, hidden.ShapeArray);
+        var dp = options.PGroupsArray.Length == 0 ? null : d.Allocate(DType.F32, options.PGroupsArray.Length);
+        var owned = new List<IDisposable> { h, m, go, dh };
+        if (p is not null) owned.Add(p);
+        if (dp is not null) owned.Add(dp);
+        return new PreparedCall(() => d.SequencePoolBackward(h, m, go, dh, options, p, dp), [.. owned]);
     }
 
     private static IReadOnlyList<(string, OpCall)> LayerPoolCases(int seed)

@@ -11,6 +11,11 @@ internal sealed class SpatialFamily : IOpFamily
     public static IEnumerable<OpSpec> Specs()
     {
         yield return new OpSpec("spatial_pool", RunSpatialPool, SpatialPoolCases) { BenchCases = OpBenches.SpatialPool, Prepare = OpBenches.PrepareSpatialPool };
+        yield return new OpSpec("spatial_pool_backward", RunSpatialPoolBackward, SpatialPoolBackwardCases, Rtol: 1e-3, Atol: 1e-5)
+        {
+            BenchCases = SpatialPoolBackwardBench,
+            Prepare = PrepareSpatialPoolBackward,
+        };
         yield return new OpSpec("pool2d", RunPool2d, Pool2dCases) { BenchCases = OpBenches.Pool2d, Prepare = OpBenches.PreparePool2d, Tunables = OpBenches.Pool2dTunables };
         yield return new OpSpec("adaptive_pool2d", RunAdaptive, AdaptiveCases) { BenchCases = OpBenches.AdaptivePool2d, Prepare = OpBenches.PrepareAdaptivePool2d };
         yield return new OpSpec("spp", RunSpp, SppCases) { BenchCases = OpBenches.Spp, Prepare = OpBenches.PrepareSpp };
@@ -25,7 +30,10 @@ internal sealed class SpatialFamily : IOpFamily
     }
     internal static string S(int v) => v.ToString(CultureInfo.InvariantCulture);
 
-    private static IReadOnlyDictionary<string, HostTensor> RunSpatialPool(Device d, OpCall c) => Out(d.SpatialPool(c.Input("x"), new SpatialPoolOptions
+    private static IReadOnlyDictionary<string, HostTensor> RunSpatialPool(Device d, OpCall c) =>
+        Out(d.SpatialPool(c.Input("x"), SpatialOptionsOf(c), c.Optional("valid")));
+
+    private static SpatialPoolOptions SpatialOptionsOf(OpCall c) => new()
     {
         Mode = SpatialPoolOptions.ParseMode(c.Text("mode", "avg")),
         P = c.Float("p", 3f),
@@ -33,7 +41,90 @@ internal sealed class SpatialFamily : IOpFamily
         Normalize = c.Bool("normalize", false),
         Nhwc = SpatialPoolOptions.ParseLayout(c.Text("layout", "nchw")),
         PGroups = SequenceFamily.PGroups(c),
-    }, c.Optional("valid")));
+    };
+
+    private static IReadOnlyDictionary<string, HostTensor> RunSpatialPoolBackward(Device d, OpCall c)
+    {
+        var (dx, dp) = d.SpatialPoolBackward(c.Input("x"), c.Input("d_out"), SpatialOptionsOf(c), c.Optional("valid"));
+        var r = new Dictionary<string, HostTensor> { ["d_x"] = dx };
+        if (dp is not null) r["d_p_groups"] = dp;
+        return r;
+    }
+
+    /// <summary>The forward's randomized cases (avg, max, gem; NCHW and NHWC; valid masks of every dtype with empty, full
+    /// and partial rows; p, normalize, Group GeM) without its NaN/inf inputs, each with a random d_out [B,C]; plus max and
+    /// gem over tied values (from {-1, 0, 1}) with a valid mask whose first row is all invalid.</summary>
+    private static IReadOnlyList<(string, OpCall)> SpatialPoolBackwardCases(int seed)
+    {
+        var r = new RandomTensors(seed + 101);
+        var cases = new List<(string, OpCall)>();
+        foreach (var (label, call) in SpatialPoolCases(seed))
+            if (!label.Contains("nan/inf", StringComparison.Ordinal) && AllFinite(call.Input("x")))
+                cases.Add((label, WithDOut(r, call)));
+        foreach (var (mode, nhwc) in new[] { ("max", false), ("max", true), ("gem", false) })
+        {
+            const int b = 3, ch = 5, h = 3, w = 4;
+            var x = new float[b * ch * h * w];
+            for (int i = 0; i < x.Length; i++) x[i] = r.Rng.Next(3) - 1;
+            var valid = new bool[b * h * w];
+            for (int i = h * w; i < valid.Length; i++) valid[i] = r.Rng.Next(4) != 0;
+            var inputs = new Dictionary<string, HostTensor>
+            {
+                ["x"] = HostTensor.From(x, nhwc ? [b, h, w, ch] : [b, ch, h, w]),
+                ["valid"] = HostTensor.From(valid, b, h, w),
+            };
+            var call = new OpCall(inputs, P("mode", mode, "layout", nhwc ? "nhwc" : "nchw", "normalize", mode == "gem" ? "true" : "false"));
+            cases.Add(($"{mode} {(nhwc ? "nhwc" : "nchw")} ties, an all-invalid row", WithDOut(r, call)));
+        }
+        return cases;
+    }
+
+    /// <summary>False when an F32 tensor holds NaN or ±inf (the gradients' NaN propagation is not part of the contract).</summary>
+    internal static bool AllFinite(HostTensor t) => t.DType != DType.F32 || !HasNonFinite(t.AsSpan<float>());
+
+    private static bool HasNonFinite(ReadOnlySpan<float> v)
+    {
+        foreach (float f in v) if (!float.IsFinite(f)) return true;
+        return false;
+    }
+
+    /// <summary>The call with a random d_out [B,C] added.</summary>
+    private static OpCall WithDOut(RandomTensors r, OpCall call)
+    {
+        var x = call.Input("x");
+        int ch = SpatialOptionsOf(call).Nhwc ? x.Shape[3] : x.Shape[1];
+        var inputs = new Dictionary<string, HostTensor>(call.Inputs) { ["d_out"] = r.Floats(DType.F32, -1, 1, x.Shape[0], ch) };
+        return new OpCall(inputs, call.Parameters);
+    }
+
+    /// <summary>The gradient of GeM + normalize over [B,C,H,W] F32 (ResNet's last stage): bytes = x read twice, d_x written.</summary>
+    private static IReadOnlyList<BenchCase> SpatialPoolBackwardBench(Device d)
+    {
+        var r = new RandomTensors(10);
+        (int B, int C, int H) = d.Id == "ilgpu-cpu" ? (2, 16, 4) : (64, 2048, 7);
+        var inputs = new Dictionary<string, HostTensor>
+        {
+            ["x"] = r.Floats(DType.F32, 0, 2, B, C, H, H),
+            ["d_out"] = r.Floats(DType.F32, -1, 1, B, C),
+        };
+        var call = new OpCall(inputs, P("mode", "gem", "normalize", "true"));
+        return [new BenchCase($"[{B},{C},{H},{H}] gem+normalize", H * H, call, 3 * 4.0 * B * C * H * H, 8.0 * B * C * H * H, "")];
+    }
+
+    private static PreparedCall PrepareSpatialPoolBackward(Device d, OpCall c)
+    {
+        var x = c.Input("x");
+        var options = SpatialOptionsOf(c);
+        var xd = d.Upload(x);
+        var go = d.Upload(c.Input("d_out"));
+        var v = c.Optional("valid") is { } vt ? d.Upload(vt) : null;
+        var dx = d.Allocate(DType.F32, x.ShapeArray);
+        var dp = options.PGroupsArray.Length == 0 ? null : d.Allocate(DType.F32, options.PGroupsArray.Length);
+        var owned = new List<IDisposable> { xd, go, dx };
+        if (v is not null) owned.Add(v);
+        if (dp is not null) owned.Add(dp);
+        return new PreparedCall(() => d.SpatialPoolBackward(xd, go, dx, options, v, dp), [.. owned]);
+    }
 
     internal static Pool2dOptions Pool2dOptionsOf(OpCall c)
     {

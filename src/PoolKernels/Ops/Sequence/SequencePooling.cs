@@ -141,7 +141,7 @@ internal static class PGroupsCheck
 /// p = p_groups[d / (D/G)] in both the power and the root.</para>
 /// Results of the float backends may differ from the reference in the last bits (float vs double accumulation).
 /// </summary>
-public static class SequencePooling
+public static partial class SequencePooling
 {
     /// <summary><c>sequence_pool</c> over host spans: hidden [B,T,D] (float, Half or BFloat16), attentionMask [B,T]
     /// (long, int, byte or bool; nonzero keeps), output [B, dims], prefixLen empty or [B] (>= 0).</summary>
@@ -219,16 +219,20 @@ public static class SequencePooling
         ArgumentNullException.ThrowIfNull(options);
         Check.Rank(hidden.Shape, 3, nameof(hidden), "[B,T,D]");
         int dims = options.Validate(hidden.Shape[2]);
-        if (prefixLen is not null && prefixLen.DType.IsIndex())
-        {
-            var pv = prefixLen.ToInt64s(); // host data: checked here (the DeviceTensor overload does not read it)
-            for (int i = 0; i < pv.Length; i++)
-                if (pv[i] < 0) throw new ArgumentException($"prefix_len[{i}] = {pv[i]} is negative.", "prefixLen");
-        }
+        CheckHostPrefix(prefixLen);
         using var scope = new HostScope(device);
         var o = scope.Output(DType.F32, hidden.Shape[0], dims);
         device.SequencePool(scope.Bind(hidden), scope.Bind(attentionMask), o, options, prefixLen is null ? null : scope.Bind(prefixLen));
         return scope.Result(o);
+    }
+
+    /// <summary>Host prefix_len values are checked here (the DeviceTensor overloads do not read them): none may be negative.</summary>
+    private static void CheckHostPrefix(HostTensor? prefixLen)
+    {
+        if (prefixLen is null || !prefixLen.DType.IsIndex()) return;
+        var pv = prefixLen.ToInt64s();
+        for (int i = 0; i < pv.Length; i++)
+            if (pv[i] < 0) throw new ArgumentException($"prefix_len[{i}] = {pv[i]} is negative.", "prefixLen");
     }
 
     /// <summary><c>layer_pool</c> on host tensors: hiddenStates [L,B,T,D] F32|F16|BF16, attentionMask [B,T]; pools
