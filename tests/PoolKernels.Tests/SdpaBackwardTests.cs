@@ -148,6 +148,24 @@ public class SdpaBackwardTests
         }
     }
 
+    [TestCaseSource(typeof(TestDevices), nameof(TestDevices.All))]
+    public void RepeatedRunsGiveTheSameBits(string id)
+    {
+        var d = TestDevices.Get(id);
+        int b = 1, hq = 4, hkv = 1, tq = 20, tk = 24, e = 17, ev = 8;
+        var q = Rand(51, 1, b, tq, hq, e); var k = Rand(52, 1, b, tk, hkv, e); var v = Rand(53, 1, b, tk, hkv, ev);
+        var dOut = Rand(54, 1, b, tq, hq, ev);
+        var o = new SdpaOptions { Causal = SdpaCausal.BottomRight, WindowLeft = 7, Layout = SdpaLayout.Bthd };
+        int[]? first = null;
+        for (int run = 0; run < 3; run++)
+        {
+            var (dq, dk, dv) = d.SdpaBackward(q, k, v, dOut, null, null, o);
+            var bits = new[] { dq, dk, dv }.SelectMany(t => t.AsSpan<float>().ToArray()).Select(BitConverter.SingleToInt32Bits).ToArray();
+            if (first is null) first = bits;
+            else Assert.That(bits, Is.EqualTo(first), $"{id} run {run}");
+        }
+    }
+
     /// <summary>The same floats viewed as [N, H, E] (packed rows for sdpa_varlen; the values need not be a relayout).</summary>
     private static HostTensor Flat(HostTensor t, int n, int h, int e) => HostTensor.From(t.AsSpan<float>().ToArray(), n, h, e);
 
