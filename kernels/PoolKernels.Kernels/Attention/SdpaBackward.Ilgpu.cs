@@ -15,21 +15,26 @@ namespace PoolKernels.Kernels.Attention;
 /// </summary>
 internal static class SdpaBackwardIlgpu
 {
-    private static void Sequence<TIdx, TIdxOp>(ArrayView<TIdx> cuQ, ArrayView<TIdx> cuK, in SdpaParams p, int b, out int tq, out int tk,
-        out long qb, out long kb, out long vb, out long ob)
+    /// <summary>Where sequence b lives. For sdpa_varlen the offsets are device data (validated on the host when the call was
+    /// made): each is clamped to the rows the tensors hold (<paramref name="nq"/> query rows, <paramref name="nk"/> key rows)
+    /// and each length to the grid's longest sequence, so no thread reads or writes outside its views.</summary>
+    private static void Sequence<TIdx, TIdxOp>(ArrayView<TIdx> cuQ, ArrayView<TIdx> cuK, in SdpaParams p, int b, long nq, long nk,
+        out int tq, out int tk, out long qb, out long kb, out long vb, out long ob)
         where TIdx : unmanaged where TIdxOp : struct, IIndexReader<TIdx>
     {
         tq = p.Tq; tk = p.Tk;
         qb = p.QBatch * b; kb = p.KBatch * b; vb = p.VBatch * b; ob = p.OBatch * b;
         if (p.Varlen != 0)
         {
-            // validated on the host; clamped to the grid's longest sequence all the same
-            long q0 = default(TIdxOp).Get(cuQ[b]), k0 = default(TIdxOp).Get(cuK[b]);
-            tq = (int)XMath.Clamp(default(TIdxOp).Get(cuQ[b + 1]) - q0, 0L, p.Tq);
-            tk = (int)XMath.Clamp(default(TIdxOp).Get(cuK[b + 1]) - k0, 0L, p.Tk);
+            long q0 = XMath.Clamp(default(TIdxOp).Get(cuQ[b]), 0L, nq), k0 = XMath.Clamp(default(TIdxOp).Get(cuK[b]), 0L, nk);
+            tq = (int)XMath.Clamp(default(TIdxOp).Get(cuQ[b + 1]) - q0, 0L, XMath.Min((long)p.Tq, nq - q0));
+            tk = (int)XMath.Clamp(default(TIdxOp).Get(cuK[b + 1]) - k0, 0L, XMath.Min((long)p.Tk, nk - k0));
             qb = q0 * p.QRow; kb = k0 * p.KRow; vb = k0 * p.VRow; ob = q0 * p.ORow;
         }
     }
+
+    /// <summary>Rows of a packed [N, H, E] tensor from its view (unbounded when a row is empty: nothing of it is read).</summary>
+    private static long Rows(long length, long row) => row > 0 ? length / row : long.MaxValue;
 
     /// <summary>scale·q_i·k_j + bias, or -inf when key_padding_mask or attn_mask forbids j (the range test is the caller's).</summary>
     private static float Score<TRaw, TElem, TBRaw, TBias, TMask, TMaskOp>(ArrayView<TRaw> q, ArrayView<TRaw> k, ArrayView<TBRaw> attnMask,
@@ -67,7 +72,9 @@ internal static class SdpaBackwardIlgpu
     {
         long idx = index;
         int i = (int)(idx % p.Tq), bh = (int)(idx / p.Tq), h = bh % p.Hq, b = bh / p.Hq, hk = h / (p.Hq / p.Hkv);
-        Sequence<TIdx, TIdxOp>(cuQ, cuK, p, b, out int tq, out int tk, out long qb, out long kb, out long vb, out long ob);
+        long nq = XMath.Min(Rows(q.Length, p.QRow), Rows(dOut.Length, p.ORow));
+        long nk = XMath.Min(Rows(k.Length, p.KRow), Rows(v.Length, p.VRow));
+        Sequence<TIdx, TIdxOp>(cuQ, cuK, p, b, nq, nk, out int tq, out int tk, out long qb, out long kb, out long vb, out long ob);
         if (i >= tq) return;
         long qr = qb + p.QHead * h + p.QRow * i, or = ob + p.OHead * h + p.ORow * i;
         for (int e = 0; e < p.E; e++) dq[qr + e] = 0f;
@@ -127,7 +134,9 @@ internal static class SdpaBackwardIlgpu
     {
         long idx = index;
         int j = (int)(idx % p.Tk), bhk = (int)(idx / p.Tk), hk = bhk % p.Hkv, b = bhk / p.Hkv, group = p.Hq / p.Hkv;
-        Sequence<TIdx, TIdxOp>(cuQ, cuK, p, b, out int tq, out int tk, out long qb, out long kb, out long vb, out long ob);
+        long nq = XMath.Min(Rows(q.Length, p.QRow), Rows(dOut.Length, p.ORow));
+        long nk = XMath.Min(Rows(k.Length, p.KRow), Rows(v.Length, p.VRow));
+        Sequence<TIdx, TIdxOp>(cuQ, cuK, p, b, nq, nk, out int tq, out int tk, out long qb, out long kb, out long vb, out long ob);
         if (j >= tk) return;
         long kr = kb + p.KHead * hk + p.KRow * j, vr = vb + p.VHead * hk + p.VRow * j;
         for (int e = 0; e < p.E; e++) dk[kr + e] = 0f;
