@@ -107,6 +107,72 @@ internal static class OpBenches
         return Stage(d, c, Spec("sdpa_varlen"), (i, _, w) => d.SdpaVarlen(i("q"), i("k"), i("v"), i("cu_seqlens_q"), i("cu_seqlens_k"), w("out"), w("lse"), options));
     }
 
+    /// <summary>sdpa_backward: a training step's attention, B=2 H=8 E=64, T = 128 and 256, causal top_left (T 8/16, E 16 on
+    /// the simulator); d_out uniform.</summary>
+    public static IReadOnlyList<BenchCase> SdpaBackward(Device d)
+    {
+        var r = new RandomTensors(21);
+        (int B, int H, int E, int[] Ts) = Small(d) ? (1, 2, 16, new[] { 8, 16 }) : (2, 8, 64, new[] { 128, 256 });
+        return Ts.Select(t =>
+        {
+            var inputs = new Dictionary<string, HostTensor>
+            {
+                ["q"] = r.Floats(DType.F32, -1, 1, B, H, t, E),
+                ["k"] = r.Floats(DType.F32, -1, 1, B, H, t, E),
+                ["v"] = r.Floats(DType.F32, -1, 1, B, H, t, E),
+                ["d_out"] = r.Floats(DType.F32, -1, 1, B, H, t, E),
+            };
+            double pairs = N(B, H) * t * (t + 1.0) / 2;
+            return new BenchCase($"[{B},{H},{t},{E}] causal", t, Call(inputs, P("causal", "top_left", "layout", "bhtd")), 4 * N(B, H, t, E) * 7,
+                pairs * E * 2 * 7, Bk((long)B * H * t, t));
+        }).ToList();
+    }
+
+    public static PreparedCall PrepareSdpaBackward(Device d, OpCall c)
+    {
+        var options = AttentionFamily.Options(c);
+        return Stage(d, c, Spec("sdpa_backward"), (i, o, w) => d.SdpaBackward(i("q"), i("k"), i("v"), i("d_out"), w("d_q"), w("d_k"), w("d_v"),
+            o("attn_mask"), o("key_padding_mask"), options));
+    }
+
+    /// <summary>sdpa_varlen_backward: 4 sequences of lengths in [T/2, T], H=8, E=64, causal bottom_right (2 of 8, 16 on the
+    /// simulator).</summary>
+    public static IReadOnlyList<BenchCase> SdpaVarlenBackward(Device d)
+    {
+        var r = new RandomTensors(22);
+        (int Seqs, int H, int E, int[] Ts) = Small(d) ? (2, 2, 16, new[] { 8, 16 }) : (4, 8, 64, new[] { 128, 256 });
+        return Ts.Select(t =>
+        {
+            var cu = new long[Seqs + 1];
+            double pairs = 0;
+            for (int s = 0; s < Seqs; s++)
+            {
+                int len = t / 2 + r.Rng.Next(t / 2 + 1);
+                cu[s + 1] = cu[s] + len;
+                pairs += len * (len + 1.0) / 2;
+            }
+            int n = (int)cu[Seqs];
+            var inputs = new Dictionary<string, HostTensor>
+            {
+                ["q"] = r.Floats(DType.F32, -1, 1, n, H, E),
+                ["k"] = r.Floats(DType.F32, -1, 1, n, H, E),
+                ["v"] = r.Floats(DType.F32, -1, 1, n, H, E),
+                ["cu_seqlens_q"] = HostTensor.From(cu, cu.Length),
+                ["cu_seqlens_k"] = HostTensor.From(cu, cu.Length),
+                ["d_out"] = r.Floats(DType.F32, -1, 1, n, H, E),
+            };
+            return new BenchCase($"{Seqs}x[{t / 2}..{t}] H{H} E{E} causal", n, Call(inputs, P("causal", "bottom_right")), 4 * N(n, H, E) * 7,
+                pairs * H * E * 2 * 7, Bk((long)n * H, t));
+        }).ToList();
+    }
+
+    public static PreparedCall PrepareSdpaVarlenBackward(Device d, OpCall c)
+    {
+        var options = AttentionFamily.Options(c);
+        return Stage(d, c, Spec("sdpa_varlen_backward"), (i, _, w) => d.SdpaVarlenBackward(i("q"), i("k"), i("v"), i("cu_seqlens_q"),
+            i("cu_seqlens_k"), i("d_out"), w("d_q"), w("d_k"), w("d_v"), options));
+    }
+
     // ---------------- spatial ----------------
 
     /// <summary>spatial_pool gem p=3 NCHW [16,2048,s,s] (ResNet-50 last stage at 7, 14, 28).</summary>

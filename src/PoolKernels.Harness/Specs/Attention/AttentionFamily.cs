@@ -38,13 +38,10 @@ internal sealed class AttentionFamily : IOpFamily
 
     private static string S(int x) => x.ToString(CultureInfo.InvariantCulture);
 
-    private record struct Case(int B, int Hq, int Hkv, int Tq, int Tk, int E, int Ev, string Causal, int Wl, int Wr, string Layout,
+    internal record struct Case(int B, int Hq, int Hkv, int Tq, int Tk, int E, int Ev, string Causal, int Wl, int Wr, string Layout,
         string Mask, bool Kpm, float Spread = 2, float Softcap = 0, string Alibi = "", bool Sinks = false);
 
-    private static IReadOnlyList<(string, OpCall)> SdpaCases(int seed)
-    {
-        var r = new RandomTensors(seed);
-        Case[] cases =
+    private static IReadOnlyList<(string, OpCall)> SdpaCases(int seed) => SdpaCases(seed,
         [
             new(2, 2, 2, 5, 7, 8, 8, "none", -1, -1, "bhtd", "", false),
             new(2, 2, 2, 6, 9, 8, 8, "none", -1, -1, "bhtd", "bool_h", true),
@@ -66,7 +63,12 @@ internal sealed class AttentionFamily : IOpFamily
             new(2, 2, 2, 6, 9, 8, 8, "none", -1, -1, "bhtd", "bool", true, Sinks: true),
             new(1, 8, 2, 70, 75, 24, 16, "bottom_right", 30, -1, "bthd", "f16", true, 3, Softcap: 5, Alibi: "bh", Sinks: true),
             new(2, 2, 2, 3, 0, 8, 8, "none", -1, -1, "bhtd", "", false, Softcap: 2, Alibi: "h", Sinks: true),
-        ];
+        ]);
+
+    /// <summary>Random inputs for the given sdpa shapes and mask forms (also the cases of sdpa_backward).</summary>
+    internal static IReadOnlyList<(string, OpCall)> SdpaCases(int seed, Case[] cases)
+    {
+        var r = new RandomTensors(seed);
         var list = new List<(string, OpCall)>();
         foreach (var c in cases)
         {
@@ -127,20 +129,26 @@ internal sealed class AttentionFamily : IOpFamily
         if (sinks) inputs["sinks"] = r.Floats(DType.F32, -2f, 2f, hq);
     }
 
-    private static IReadOnlyList<(string, OpCall)> VarlenCases(int seed)
+    /// <summary>An sdpa_varlen case: sequence lengths, heads, head dims, causal, window, I32 offsets, modifiers.</summary>
+    internal record struct VarlenCase(int[] Lq, int[] Lk, int Hq, int Hkv, int E, int Ev, string Causal, int Wl, int Wr, bool I32, float Cap,
+        string Alibi, bool Sinks);
+
+    private static IReadOnlyList<(string, OpCall)> VarlenCases(int seed) => VarlenCases(seed,
+        [
+            new([3, 1, 5], [4, 0, 6], 2, 2, 8, 8, "none", -1, -1, false, 0, "", false),
+            new([2, 4, 6], [5, 4, 3], 4, 2, 16, 12, "bottom_right", -1, -1, true, 0, "", false),
+            new([7, 3], [7, 5], 2, 1, 9, 8, "top_left", 3, -1, false, 0, "", false),
+            new([1, 35], [1, 70], 1, 1, 40, 33, "none", 2, 5, true, 0, "", false),
+            new([], [], 2, 2, 8, 8, "none", -1, -1, false, 0, "", false),
+            new([0, 2], [3, 0], 1, 1, 4, 4, "bottom_right", -1, -1, true, 0, "", false),
+            new([3, 5, 2], [6, 0, 9], 4, 2, 8, 8, "bottom_right", 3, -1, false, 0, "h", true),
+            new([4, 6], [8, 6], 2, 2, 16, 8, "none", -1, -1, true, 2, "bh", false),
+        ]);
+
+    /// <summary>Random inputs for the given sdpa_varlen cases (also the cases of sdpa_varlen_backward).</summary>
+    internal static IReadOnlyList<(string, OpCall)> VarlenCases(int seed, VarlenCase[] cases)
     {
         var r = new RandomTensors(seed);
-        (int[] Lq, int[] Lk, int Hq, int Hkv, int E, int Ev, string Causal, int Wl, int Wr, bool I32, float Cap, string Alibi, bool Sinks)[] cases =
-        [
-            ([3, 1, 5], [4, 0, 6], 2, 2, 8, 8, "none", -1, -1, false, 0, "", false),
-            ([2, 4, 6], [5, 4, 3], 4, 2, 16, 12, "bottom_right", -1, -1, true, 0, "", false),
-            ([7, 3], [7, 5], 2, 1, 9, 8, "top_left", 3, -1, false, 0, "", false),
-            ([1, 35], [1, 70], 1, 1, 40, 33, "none", 2, 5, true, 0, "", false),
-            ([], [], 2, 2, 8, 8, "none", -1, -1, false, 0, "", false),
-            ([0, 2], [3, 0], 1, 1, 4, 4, "bottom_right", -1, -1, true, 0, "", false),
-            ([3, 5, 2], [6, 0, 9], 4, 2, 8, 8, "bottom_right", 3, -1, false, 0, "h", true),
-            ([4, 6], [8, 6], 2, 2, 16, 8, "none", -1, -1, true, 2, "bh", false),
-        ];
         var list = new List<(string, OpCall)>();
         foreach (var c in cases)
         {
