@@ -182,14 +182,14 @@ public class SdpaBackwardTests
         yield return Bad("k", "share one dtype", d => d.SdpaBackward(Q(), K().To(DType.F16), V(), DOut()));
         yield return Bad("k", "multiple of Hkv", d => d.SdpaBackward(Z(DType.F32, 1, 3, 3, 4), Z(DType.F32, 1, 2, 5, 4),
             Z(DType.F32, 1, 2, 5, 6), Z(DType.F32, 1, 3, 3, 6)));
-        yield return Bad("attn_mask", "[B|1, Hq|1, Tq, Tk]", d => d.SdpaBackward(Q(), K(), V(), DOut(), Z(DType.Bool, 1, 1, 3, 4)));
+        yield return Bad("attnMask", "[B|1, Hq|1, Tq, Tk]", d => d.SdpaBackward(Q(), K(), V(), DOut(), Z(DType.Bool, 1, 1, 3, 4)));
         yield return Bad("options", "score modifiers", d => d.SdpaBackward(Q(), K(), V(), DOut(),
             options: new SdpaOptions { Softcap = 5 }));
         yield return Bad("options", "score modifiers", d => d.SdpaBackward(Q(), K(), V(), DOut(),
             options: new SdpaOptions { AlibiSlopes = new float[] { 0.5f, 0.25f } }));
         yield return Bad("options", "score modifiers", d => d.SdpaBackward(Q(), K(), V(), DOut(),
             options: new SdpaOptions { Sinks = new float[] { 0.5f, 0.25f } }));
-        yield return Bad("window_left", "window_left", d => d.SdpaBackward(Q(), K(), V(), DOut(),
+        yield return Bad("WindowLeft", "window_left", d => d.SdpaBackward(Q(), K(), V(), DOut(),
             options: new SdpaOptions { WindowLeft = -2 }));
         yield return Bad("dQ", "input's shape", d =>
         {
@@ -209,7 +209,7 @@ public class SdpaBackwardTests
         var cuK = HostTensor.From(new long[] { 0, 2, 5 }, 3);
         yield return Bad("dOut", "out's shape", d => d.SdpaVarlenBackward(Z(DType.F32, 3, 2, 4), Z(DType.F32, 5, 1, 4),
             Z(DType.F32, 5, 1, 6), cu, cuK, Z(DType.F32, 3, 2, 4)));
-        yield return Bad("cu_seqlens_q", "row count", d => d.SdpaVarlenBackward(Z(DType.F32, 4, 2, 4), Z(DType.F32, 5, 1, 4),
+        yield return Bad("cuSeqlensQ", "row count", d => d.SdpaVarlenBackward(Z(DType.F32, 4, 2, 4), Z(DType.F32, 5, 1, 4),
             Z(DType.F32, 5, 1, 6), cu, cuK, Z(DType.F32, 4, 2, 6)));
         yield return Bad("options", "score modifiers", d => d.SdpaVarlenBackward(Z(DType.F32, 3, 2, 4), Z(DType.F32, 5, 1, 4),
             Z(DType.F32, 5, 1, 6), cu, cuK, Z(DType.F32, 3, 2, 6), new SdpaOptions { Softcap = 2 }));
