@@ -58,7 +58,8 @@ public class SequencePoolBenchmarks : IDisposable
             .Node("Div", ["sum", "count1"], ["mean"])
             .Node("LpNormalization", ["mean"], ["out"], OnnxGraph.Int("axis", 1), OnnxGraph.Int("p", 2))
             .Build(18);
-        var so = new SessionOptions { IntraOpNumThreads = Environment.ProcessorCount, GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL };
+        var so = new SessionOptions { IntraOpNumThreads = Environment.ProcessorCount,
+            GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL };
         _session = new InferenceSession(model, so);
         _ortInputs = [OrtValue.CreateTensorValueFromMemory(_hidden, [B, T, D]), OrtValue.CreateTensorValueFromMemory(_mask, [B, T])];
         _ortOutputs = [OrtValue.CreateTensorValueFromMemory(new float[B * D], [B, D])];
@@ -68,7 +69,8 @@ public class SequencePoolBenchmarks : IDisposable
         Simd(); OnnxRuntime();
         var ort = _ortOutputs[0].GetTensorDataAsSpan<float>();
         for (int i = 0; i < _out.Length; i++)
-            if (Math.Abs(ort[i] - _out[i]) > 1e-5f) throw new InvalidOperationException($"ORT and simd disagree at {i}: {ort[i]} vs {_out[i]}");
+            if (Math.Abs(ort[i] - _out[i]) > 1e-5f) throw new
+                InvalidOperationException($"ORT and simd disagree at {i}: {ort[i]} vs {_out[i]}");
     }
 
     [Benchmark(Baseline = true, Description = "streaming sum, same 50 MB (bandwidth)")]
@@ -76,6 +78,21 @@ public class SequencePoolBenchmarks : IDisposable
 
     [Benchmark(Description = "PoolKernels simd mean+normalize")]
     public void Simd() => _simd.SequencePool<float, long>(_hidden, _mask, _out, B, T, D, _options);
+
+    private readonly byte[] _bits = new byte[B * D / 8];
+    private readonly sbyte[] _int8 = new sbyte[B * D];
+    private readonly float[] _ranges = [.. Enumerable.Repeat(-0.2f, D), .. Enumerable.Repeat(0.2f, D)];
+
+    /// <summary>The same pooling with ubinary quantization fused at its end (issue 18: no extra pass; compare with
+    /// <see cref="Simd"/> in the paired A/B).</summary>
+    [Benchmark(Description = "PoolKernels simd mean+normalize+ubinary (fused)")]
+    public void SimdUbinary() => _simd.SequencePool<float, long>(_hidden, _mask, _bits, B, T, D, _options, QuantizePrecision.Ubinary);
+
+    /// <summary>The same pooling with int8 quantization (given ranges) fused at its end.</summary>
+    [Benchmark(Description = "PoolKernels simd mean+normalize+int8 (fused)")]
+    public void SimdInt8() => _simd.SequencePool<float, long>(_hidden, _mask,
+        System.Runtime.InteropServices.MemoryMarshal.AsBytes(_int8.AsSpan()),
+        B, T, D, _options, QuantizePrecision.Int8, _ranges);
 
     [Benchmark(Description = "ONNX Runtime CPU graph")]
     public void OnnxRuntime() => _session.Run(_runOptions, ["hidden", "mask"], _ortInputs, ["out"], _ortOutputs);

@@ -10,7 +10,7 @@ namespace PoolKernels.Onnx;
 /// </summary>
 public sealed class QuantizedEmbeddings
 {
-    private QuantizedEmbeddings(QuantizePrecision precision, HostTensor values, HostTensor? ranges, int dimensions)
+    internal QuantizedEmbeddings(QuantizePrecision precision, HostTensor values, HostTensor? ranges, int dimensions)
     {
         Precision = precision;
         Values = values;
@@ -104,7 +104,7 @@ public sealed class QuantizedEmbeddings
     }
 
     // the per-dimension min and max (exact, so equal to the ranges the op derives); the op has already rejected NaN
-    private static HostTensor MinMax(HostTensor data, int d)
+    internal static HostTensor MinMax(HostTensor data, int d)
     {
         var x = data.AsSpan<float>();
         var r = new float[2 * d];

@@ -152,8 +152,9 @@ public sealed class SentenceEmbedder : IDisposable
     /// the pooled (and normalized) vectors with PoolKernels <c>quantize</c> on <see cref="Device"/>: int8/uint8 with the
     /// options' <see cref="SentenceEmbedderOptions.Ranges"/>, else their <see cref="SentenceEmbedderOptions.Calibration"/>,
     /// else the ranges of these texts' own embeddings (as sentence-transformers' <c>quantize_embeddings</c>); binary and
-    /// ubinary pack the signs (bit = x &gt; 0). The quantization is one extra pass over the pooled vectors, not fused into
-    /// <c>sequence_pool</c>.
+    /// ubinary pack the signs (bit = x &gt; 0). With ranges known before the first batch (binary, ubinary, given ranges or
+    /// calibration) the quantization is fused into <c>sequence_pool</c> (no float vector is kept); the texts' own ranges
+    /// need every vector first, so that case pools to float, then quantizes in one more pass.
     /// </summary>
     /// <param name="texts">The texts.</param>
     /// <param name="precision">The precision; null for <see cref="Precision"/>.</param>
@@ -166,8 +167,30 @@ public sealed class SentenceEmbedder : IDisposable
     {
         var p = precision ?? Precision
             ?? throw new ArgumentException("No precision: pass one or set SentenceEmbedderOptions.Precision.", nameof(precision));
-        var vectors = Embed(texts, progress, cancellationToken);
-        return QuantizedEmbeddings.Quantize(_device, vectors, Dimensions, p, _ranges, _calibration);
+        bool pack = p is QuantizePrecision.Binary or QuantizePrecision.Ubinary;
+        _ = Quantization.Name(p); // an undefined precision throws before any model run
+        var ranges = pack ? null : _ranges ?? (_calibration is { } c && c.Shape[0] > 0 ? CalibrationRanges(c) : null);
+        if (!pack && ranges is null)
+            return QuantizedEmbeddings.Quantize(_device, Embed(texts, progress, cancellationToken), Dimensions, p, null, _calibration);
+        ArgumentNullException.ThrowIfNull(texts);
+        int width = Quantization.OutputWidth(p, Dimensions);
+        var values = new byte[(long)texts.Count * width];
+        float[]? r = ranges?.AsSpan<float>().ToArray();
+        ForEachBatch(texts, progress, cancellationToken, (batch, hidden, mask, b, t) =>
+        {
+            var rows = new byte[b * width];
+            _device.SequencePool<float, long>(hidden, mask, rows, b, t, HiddenSize, _options, p, r);
+            for (int k = 0; k < b; k++) rows.AsSpan(k * width, width).CopyTo(values.AsSpan(checked(batch[k] * width), width));
+        });
+        var tensor = new HostTensor(Quantization.OutputDType(p), [texts.Count, width], values);
+        return new QuantizedEmbeddings(p, tensor, ranges, Dimensions);
+    }
+
+    // the calibration's per-dimension ranges, checked as quantize checks them (a NaN in the calibration data is bad input)
+    private HostTensor CalibrationRanges(HostTensor calibration)
+    {
+        _ = _device.Quantize(HostTensor.Zeros(DType.F32, 0, Dimensions), QuantizePrecision.Uint8, null, calibration);
+        return QuantizedEmbeddings.MinMax(calibration, Dimensions);
     }
 
     /// <summary>Sentences per ONNX Runtime call.</summary>
@@ -182,6 +205,21 @@ public sealed class SentenceEmbedder : IDisposable
     {
         ArgumentNullException.ThrowIfNull(texts);
         var result = new float[texts.Count][];
+        ForEachBatch(texts, progress, cancellationToken, (batch, hidden, mask, b, t) =>
+        {
+            var pooled = new float[b * Dimensions];
+            _device.SequencePool<float, long>(hidden, mask, pooled, b, t, HiddenSize, _options);
+            for (int k = 0; k < b; k++) result[batch[k]] = pooled.AsSpan(k * Dimensions, Dimensions).ToArray();
+        });
+        return result;
+    }
+
+    private delegate void BatchAction(int[] batch, ReadOnlySpan<float> hidden, ReadOnlySpan<long> mask, int b, int t);
+
+    /// <summary>Runs the model over the texts in batches of similar length and hands each batch's last hidden state
+    /// [b, t, HiddenSize] and mask [b, t] to <paramref name="pool"/> (texts[batch[k]] is row k).</summary>
+    private void ForEachBatch(IReadOnlyList<string> texts, IProgress<int>? progress, CancellationToken cancellationToken, BatchAction pool)
+    {
         var tokens = Tokenize(texts);
         // Group by length so each batch pads to nearly its own length.
         var order = Enumerable.Range(0, texts.Count).OrderBy(i => tokens[i].Length).ToArray();
@@ -190,12 +228,10 @@ public sealed class SentenceEmbedder : IDisposable
         {
             cancellationToken.ThrowIfCancellationRequested();
             var batch = order.AsSpan(start, Math.Min(BatchSize, order.Length - start)).ToArray();
-            var vectors = RunBatch(batch.Select(i => tokens[i]).ToArray());
-            for (int k = 0; k < batch.Length; k++) result[batch[k]] = vectors[k];
+            RunBatch(batch, batch.Select(i => tokens[i]).ToArray(), pool);
             done += batch.Length;
             progress?.Report(done);
         }
-        return result;
     }
 
     /// <summary>Number of hidden-state layers the model exposes (embeddings + each encoder layer).</summary>
@@ -298,7 +334,7 @@ public sealed class SentenceEmbedder : IDisposable
         public void Dispose() { foreach (var v in Values) v.Dispose(); }
     }
 
-    private float[][] RunBatch((long[] Ids, int Length)[] batch)
+    private void RunBatch(int[] order, (long[] Ids, int Length)[] batch, BatchAction pool)
     {
         var (ids, mask, b, t) = Pad(batch);
         using var inputs = new DisposableList(Inputs(ids, mask, b, t, out var names));
@@ -307,13 +343,9 @@ public sealed class SentenceEmbedder : IDisposable
         var hidden = outputs[0].GetTensorDataAsSpan<float>();
         if (hidden.Length != (long)b * t * HiddenSize)
             throw new InvalidOperationException($"model output {_outputName} has {hidden.Length} values, expected [{b}, {t}, {HiddenSize}].");
-        var pooled = new float[b * Dimensions];
         long t0 = Stopwatch.GetTimestamp();
-        _device.SequencePool<float, long>(hidden, mask, pooled, b, t, HiddenSize, _options);
+        pool(order, hidden, mask, b, t);
         Interlocked.Add(ref _poolingTicks, Stopwatch.GetTimestamp() - t0);
-        var r = new float[b][];
-        for (int i = 0; i < b; i++) r[i] = pooled.AsSpan(i * Dimensions, Dimensions).ToArray();
-        return r;
     }
 
     /// <summary>Releases the ONNX Runtime session (and the device, when this embedder opened it).</summary>

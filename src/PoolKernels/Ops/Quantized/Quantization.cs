@@ -197,7 +197,7 @@ public static class Quantization
 
     // throws for the first dimension whose range is not finite or has end < start; derivedFrom names the data a computed
     // range came from (its non-finite value is the reason), null for given ranges
-    private static void CheckRanges(ReadOnlySpan<float> start, ReadOnlySpan<float> end, string? derivedFrom, int known = -1)
+    internal static void CheckRanges(ReadOnlySpan<float> start, ReadOnlySpan<float> end, string? derivedFrom, int known = -1)
     {
         for (int i = 0; i < start.Length; i++)
         {

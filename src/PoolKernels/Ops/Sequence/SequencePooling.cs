@@ -1,3 +1,4 @@
+using ILGPU;
 using System.Numerics.Tensors;
 using System.Runtime.InteropServices;
 using PoolKernels.Kernels;
@@ -366,6 +367,10 @@ public static partial class SequencePooling
         private readonly Out _output = output;
         private CpuDevice? _simd;
 
+        /// <summary>The same call writing into <paramref name="output"/> instead.</summary>
+        internal readonly Plan Into(Out output) => new(_hidden, hiddenType, _mask, maskType, _prefix, prefixType, output, batch, seqLen, dim,
+            dims, options, outStride, outOffset);
+
         public void Reference() { _simd = null; TypeDispatch.Run(ref this, hiddenType, maskType, prefixType); }
 
         public void Simd(CpuDevice cpu) { _simd = cpu; TypeDispatch.Run(ref this, hiddenType, maskType, prefixType); }
@@ -392,6 +397,14 @@ public static partial class SequencePooling
         public readonly void Ilgpu(IlgpuScope s)
         {
             if (batch == 0 || dims == 0) return;
+            var output = s.Out<float>(_output);
+            LaunchInto(s, output.SubView(outOffset, (long)(batch - 1) * outStride + dims));
+            s.Download(output, _output);
+        }
+
+        /// <summary>Enqueues the pooling kernel writing row b at <paramref name="output"/>[b·outStride] (not synchronized).</summary>
+        internal readonly void LaunchInto(IlgpuScope s, ArrayView<float> output)
+        {
             int modes = 0;
             for (int i = 0; i < options.Modes.Count; i++) modes |= (int)options.Modes[i] << (4 * i);
             var prm = new SequencePoolParams
@@ -408,12 +421,9 @@ public static partial class SequencePooling
                 HasPrefix = _prefix.Given ? 1 : 0,
                 GroupSize = options.PGroupsArray.Length == 0 ? 0 : dim / options.PGroupsArray.Length,
             };
-            var output = s.Out<float>(_output);
             int group = s.Tune("sequence_pool", (long)batch * seqLen, dim, "group", 128);
             Launcher(hiddenType, maskType, prefixType)(s.Accelerator, s.Stream, s.In<byte>(_hidden), s.In<byte>(_mask), s.In<byte>(_prefix),
-                s.Upload<float>(options.PGroupsArray), output.SubView(outOffset, (long)(batch - 1) * outStride + dims), prm,
-                options.Normalize, group);
-            s.Download(output, _output);
+                s.Upload<float>(options.PGroupsArray), output, prm, options.Normalize, group);
         }
     }
 
