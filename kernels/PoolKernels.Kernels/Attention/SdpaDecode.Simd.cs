@@ -153,36 +153,55 @@ internal static unsafe class SdpaDecodeSimd
             }
             j0 = Math.Max(j0, lo); j1 = Math.Min(j1, hi + 1);
             int off = p.Offset(tq, tk);
+            // F32 rows read in place: four query rows of a head share each K and V load (register-blocked; same bits)
+            bool inPlace = typeof(T) == typeof(float) && ep == e && evp == ev;
+            long* keyRow = stackalloc long[BlockK];
+            int* kept = stackalloc int[BlockK];
             for (int t0 = j0; t0 < j1; t0 += BlockK)
             {
-                int nk = Math.Min(BlockK, j1 - t0);
-                // scores s[r, jj] = scale·q_r·k_j (lanes past nk and masked keys -inf); a slot's heads are read in order
-                for (int jj = 0; jj < nk; jj++)
+                int nk = Math.Min(BlockK, j1 - t0), nkept = 0;
+                if (inPlace)
                 {
-                    int j = t0 + jj;
-                    bool keep = p.HasKeyPadding == 0 || Elements.Keep(KeyPadding[(long)b * tk + j]);
-                    if (!keep) { for (int r = 0; r < rows; r++) s[r * BlockK + jj] = float.NegativeInfinity; continue; }
-                    long row = KeyRow(p, b, j);
-                    if (slotK) Widen(K + kb + p.KHead * hk0 + p.KRow * row, hp * e, kbuf);
-                    for (int hl = 0; hl < hp; hl++)
+                    for (int jj = 0; jj < nk; jj++)
                     {
-                        float* kr = slotK ? kbuf + (long)hl * e : Row(K + kb + p.KHead * (hk0 + hl) + p.KRow * row, e, ep, kbuf);
-                        for (int r = hl * perHead; r < (hl + 1) * perHead; r++)
+                        int j = t0 + jj;
+                        if (p.HasKeyPadding == 0 || Elements.Keep(KeyPadding[(long)b * tk + j])) { keyRow[jj] = KeyRow(p, b, j); kept[nkept++] = jj; }
+                        else for (int r = 0; r < rows; r++) s[r * BlockK + jj] = float.NegativeInfinity;
+                    }
+                    for (int hl = 0; hl < hp; hl++)
+                        BlockScores<TV, TOps>(qf, s, (float*)K + kb + p.KHead * (hk0 + hl), keyRow, kept, nkept, t0, hl * perHead,
+                            (hl + 1) * perHead, rLo, rHi, slope, off);
+                }
+                else
+                {
+                    // scores s[r, jj] = scale·q_r·k_j (lanes past nk and masked keys -inf); a slot's heads are read in order
+                    for (int jj = 0; jj < nk; jj++)
+                    {
+                        int j = t0 + jj;
+                        bool keep = p.HasKeyPadding == 0 || Elements.Keep(KeyPadding[(long)b * tk + j]);
+                        if (!keep) { for (int r = 0; r < rows; r++) s[r * BlockK + jj] = float.NegativeInfinity; continue; }
+                        long row = KeyRow(p, b, j);
+                        if (slotK) Widen(K + kb + p.KHead * hk0 + p.KRow * row, hp * e, kbuf);
+                        for (int hl = 0; hl < hp; hl++)
                         {
-                            if (j < rLo[r] || j > rHi[r]) { s[r * BlockK + jj] = float.NegativeInfinity; continue; }
-                            float* qr = qf + (long)r * ep;
-                            TV d0 = default, d1 = default;
-                            int c = 0;
-                            for (; c + 2 * w <= ep; c += 2 * w)
+                            float* kr = slotK ? kbuf + (long)hl * e : Row(K + kb + p.KHead * (hk0 + hl) + p.KRow * row, e, ep, kbuf);
+                            for (int r = hl * perHead; r < (hl + 1) * perHead; r++)
                             {
-                                d0 = TOps.Fma(TOps.Load(qr + c), TOps.Load(kr + c), d0);
-                                d1 = TOps.Fma(TOps.Load(qr + c + w), TOps.Load(kr + c + w), d1);
+                                if (j < rLo[r] || j > rHi[r]) { s[r * BlockK + jj] = float.NegativeInfinity; continue; }
+                                float* qr = qf + (long)r * ep;
+                                TV d0 = default, d1 = default;
+                                int c = 0;
+                                for (; c + 2 * w <= ep; c += 2 * w)
+                                {
+                                    d0 = TOps.Fma(TOps.Load(qr + c), TOps.Load(kr + c), d0);
+                                    d1 = TOps.Fma(TOps.Load(qr + c + w), TOps.Load(kr + c + w), d1);
+                                }
+                                if (c < ep) d0 = TOps.Fma(TOps.Load(qr + c), TOps.Load(kr + c), d0);
+                                float x = TOps.HSum(TOps.Add(d0, d1));
+                                if (p.Softcap > 0) x = SoftCap(x, p.Softcap);
+                                if (p.HasAlibi != 0) x -= slope[r] * MathF.Abs((float)((long)(r % p.Tq) + off - j));
+                                s[r * BlockK + jj] = x;
                             }
-                            if (c < ep) d0 = TOps.Fma(TOps.Load(qr + c), TOps.Load(kr + c), d0);
-                            float x = TOps.HSum(TOps.Add(d0, d1));
-                            if (p.Softcap > 0) x = SoftCap(x, p.Softcap);
-                            if (p.HasAlibi != 0) x -= slope[r] * MathF.Abs((float)((long)(r % p.Tq) + off - j));
-                            s[r * BlockK + jj] = x;
                         }
                     }
                 }
@@ -211,26 +230,162 @@ internal static unsafe class SdpaDecodeSimd
                     }
                     l[r] += TOps.HSum(sum);
                 }
-                // acc_r += Σ_j P[r, j]·v_j (a slot's heads read in order; the rows' accumulators stay in L1)
-                for (int jj = 0; jj < nk; jj++)
+                if (inPlace)
                 {
-                    int j = t0 + jj;
-                    if (p.HasKeyPadding != 0 && !Elements.Keep(KeyPadding[(long)b * tk + j])) continue;
-                    long row = KeyRow(p, b, j);
-                    if (slotV) Widen(V + vb + p.VHead * hk0 + p.VRow * row, hp * ev, vbuf);
+                    // the kept keys of the block and their rows, as the score pass listed them
                     for (int hl = 0; hl < hp; hl++)
+                        BlockValues<TV, TOps>(acc, s, (float*)V + vb + p.VHead * (hk0 + hl), keyRow, kept, nkept, hl * perHead,
+                            (hl + 1) * perHead, evp, p.VRow);
+                }
+                else
+                {
+                    // acc_r += Σ_j P[r, j]·v_j (a slot's heads read in order; the rows' accumulators stay in L1)
+                    for (int jj = 0; jj < nk; jj++)
                     {
-                        float* vr = slotV ? vbuf + (long)hl * ev : Row(V + vb + p.VHead * (hk0 + hl) + p.VRow * row, ev, evp, vbuf);
-                        for (int r = hl * perHead; r < (hl + 1) * perHead; r++)
+                        int j = t0 + jj;
+                        if (p.HasKeyPadding != 0 && !Elements.Keep(KeyPadding[(long)b * tk + j])) continue;
+                        long row = KeyRow(p, b, j);
+                        if (slotV) Widen(V + vb + p.VHead * hk0 + p.VRow * row, hp * ev, vbuf);
+                        for (int hl = 0; hl < hp; hl++)
                         {
-                            float pr = s[r * BlockK + jj];
-                            if (pr == 0f) continue;
-                            var pv = TOps.Broadcast(pr);
-                            float* ar = acc + (long)r * evp;
-                            for (int c = 0; c < evp; c += w) TOps.Store(ar + c, TOps.Fma(pv, TOps.Load(vr + c), TOps.Load(ar + c)));
+                            float* vr = slotV ? vbuf + (long)hl * ev : Row(V + vb + p.VHead * (hk0 + hl) + p.VRow * row, ev, evp, vbuf);
+                            for (int r = hl * perHead; r < (hl + 1) * perHead; r++)
+                            {
+                                float pr = s[r * BlockK + jj];
+                                if (pr == 0f) continue;
+                                var pv = TOps.Broadcast(pr);
+                                float* ar = acc + (long)r * evp;
+                                for (int c = 0; c < evp; c += w) TOps.Store(ar + c, TOps.Fma(pv, TOps.Load(vr + c), TOps.Load(ar + c)));
+                            }
                         }
                     }
                 }
+            }
+        }
+
+        /// <summary>Scores of rows [r0, r1) (one key/value head, whose K rows start at <paramref name="kh"/>) against the kept
+        /// keys of the block starting at key t0: four rows at a time share each K load; per row the dot runs as in the
+        /// generic loop (two accumulators over alternate vectors, then one horizontal sum), so the bits are the same.</summary>
+        private void BlockScores<TV, TOps>(float* qf, float* s, float* kh, long* keyRow, int* kept, int nkept, int t0, int r0, int r1,
+            int* rLo, int* rHi, float* slope, int off) where TV : struct where TOps : struct, IVec<TV>
+        {
+            ref readonly var p = ref P;
+            int ep = EP, w = TOps.Width;
+            long kRow = p.KRow;
+            int r = r0;
+            for (; r + 4 <= r1; r += 4)
+            {
+                float* q0 = qf + (long)r * ep, q1 = q0 + ep, q2 = q1 + ep, q3 = q2 + ep;
+                for (int x = 0; x < nkept; x++)
+                {
+                    int jj = kept[x];
+                    float* kr = kh + kRow * keyRow[jj];
+                    TV a0 = default, b0 = default, a1 = default, b1 = default, a2 = default, b2 = default, a3 = default, b3 = default;
+                    int c = 0;
+                    for (; c + 2 * w <= ep; c += 2 * w)
+                    {
+                        TV k0 = TOps.Load(kr + c), k1 = TOps.Load(kr + c + w);
+                        a0 = TOps.Fma(TOps.Load(q0 + c), k0, a0); b0 = TOps.Fma(TOps.Load(q0 + c + w), k1, b0);
+                        a1 = TOps.Fma(TOps.Load(q1 + c), k0, a1); b1 = TOps.Fma(TOps.Load(q1 + c + w), k1, b1);
+                        a2 = TOps.Fma(TOps.Load(q2 + c), k0, a2); b2 = TOps.Fma(TOps.Load(q2 + c + w), k1, b2);
+                        a3 = TOps.Fma(TOps.Load(q3 + c), k0, a3); b3 = TOps.Fma(TOps.Load(q3 + c + w), k1, b3);
+                    }
+                    if (c < ep)
+                    {
+                        TV k0 = TOps.Load(kr + c);
+                        a0 = TOps.Fma(TOps.Load(q0 + c), k0, a0); a1 = TOps.Fma(TOps.Load(q1 + c), k0, a1);
+                        a2 = TOps.Fma(TOps.Load(q2 + c), k0, a2); a3 = TOps.Fma(TOps.Load(q3 + c), k0, a3);
+                    }
+                    int j = t0 + jj;
+                    Score(s, r, jj, j, TOps.HSum(TOps.Add(a0, b0)), rLo, rHi, slope, off);
+                    Score(s, r + 1, jj, j, TOps.HSum(TOps.Add(a1, b1)), rLo, rHi, slope, off);
+                    Score(s, r + 2, jj, j, TOps.HSum(TOps.Add(a2, b2)), rLo, rHi, slope, off);
+                    Score(s, r + 3, jj, j, TOps.HSum(TOps.Add(a3, b3)), rLo, rHi, slope, off);
+                }
+            }
+            for (; r < r1; r++)
+            {
+                float* qr = qf + (long)r * ep;
+                for (int x = 0; x < nkept; x++)
+                {
+                    int jj = kept[x];
+                    float* kr = kh + kRow * keyRow[jj];
+                    TV d0 = default, d1 = default;
+                    int c = 0;
+                    for (; c + 2 * w <= ep; c += 2 * w)
+                    {
+                        d0 = TOps.Fma(TOps.Load(qr + c), TOps.Load(kr + c), d0);
+                        d1 = TOps.Fma(TOps.Load(qr + c + w), TOps.Load(kr + c + w), d1);
+                    }
+                    if (c < ep) d0 = TOps.Fma(TOps.Load(qr + c), TOps.Load(kr + c), d0);
+                    Score(s, r, jj, t0 + jj, TOps.HSum(TOps.Add(d0, d1)), rLo, rHi, slope, off);
+                }
+            }
+        }
+
+        /// <summary>Stores row r's score of key j: −inf outside the row's key range, else the dot with softcap and ALiBi.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        private void Score(float* s, int r, int jj, int j, float x, int* rLo, int* rHi, float* slope, int off)
+        {
+            ref readonly var p = ref P;
+            if (j < rLo[r] || j > rHi[r]) { s[r * BlockK + jj] = float.NegativeInfinity; return; }
+            if (p.Softcap > 0) x = SoftCap(x, p.Softcap);
+            if (p.HasAlibi != 0) x -= slope[r] * MathF.Abs((float)((long)(r % p.Tq) + off - j));
+            s[r * BlockK + jj] = x;
+        }
+
+        /// <summary>acc_r += Σ_j P[r, j]·v_j over the kept keys of the block, rows [r0, r1) of one key/value head. Four rows
+        /// whose probabilities are all nonzero keep their accumulators in registers across the block's keys (each element
+        /// still adds the keys in order, with one FMA each: the same bits as row by row); other rows skip P = 0 as the
+        /// generic loop does.</summary>
+        private static void BlockValues<TV, TOps>(float* acc, float* s, float* vh, long* keyRow, int* kept, int nkept, int r0, int r1,
+            int evp, long vRow) where TV : struct where TOps : struct, IVec<TV>
+        {
+            int w = TOps.Width;
+            int r = r0;
+            for (; r + 4 <= r1; r += 4)
+            {
+                bool dense = true;
+                for (int x = 0; x < nkept && dense; x++)
+                {
+                    int jj = kept[x];
+                    dense = s[r * BlockK + jj] != 0f && s[(r + 1) * BlockK + jj] != 0f && s[(r + 2) * BlockK + jj] != 0f
+                        && s[(r + 3) * BlockK + jj] != 0f;
+                }
+                if (!dense) { for (int rr = r; rr < r + 4; rr++) RowValues<TV, TOps>(acc, s, vh, keyRow, kept, nkept, rr, evp, vRow); continue; }
+                float* s0 = s + r * BlockK, s1 = s0 + BlockK, s2 = s1 + BlockK, s3 = s2 + BlockK;
+                float* c0 = acc + (long)r * evp, c1 = c0 + evp, c2 = c1 + evp, c3 = c2 + evp;
+                for (int c = 0; c < evp; c += w)
+                {
+                    TV a0 = TOps.Load(c0 + c), a1 = TOps.Load(c1 + c), a2 = TOps.Load(c2 + c), a3 = TOps.Load(c3 + c);
+                    for (int x = 0; x < nkept; x++)
+                    {
+                        int jj = kept[x];
+                        TV vv = TOps.Load(vh + vRow * keyRow[jj] + c);
+                        a0 = TOps.Fma(TOps.Broadcast(s0[jj]), vv, a0);
+                        a1 = TOps.Fma(TOps.Broadcast(s1[jj]), vv, a1);
+                        a2 = TOps.Fma(TOps.Broadcast(s2[jj]), vv, a2);
+                        a3 = TOps.Fma(TOps.Broadcast(s3[jj]), vv, a3);
+                    }
+                    TOps.Store(c0 + c, a0); TOps.Store(c1 + c, a1); TOps.Store(c2 + c, a2); TOps.Store(c3 + c, a3);
+                }
+            }
+            for (; r < r1; r++) RowValues<TV, TOps>(acc, s, vh, keyRow, kept, nkept, r, evp, vRow);
+        }
+
+        private static void RowValues<TV, TOps>(float* acc, float* s, float* vh, long* keyRow, int* kept, int nkept, int r, int evp,
+            long vRow) where TV : struct where TOps : struct, IVec<TV>
+        {
+            int w = TOps.Width;
+            float* ar = acc + (long)r * evp;
+            for (int x = 0; x < nkept; x++)
+            {
+                int jj = kept[x];
+                float pr = s[r * BlockK + jj];
+                if (pr == 0f) continue;
+                var pv = TOps.Broadcast(pr);
+                float* vr = vh + vRow * keyRow[jj];
+                for (int c = 0; c < evp; c += w) TOps.Store(ar + c, TOps.Fma(pv, TOps.Load(vr + c), TOps.Load(ar + c)));
             }
         }
 
