@@ -58,8 +58,11 @@ public class SequencePoolBenchmarks : IDisposable
             .Node("Div", ["sum", "count1"], ["mean"])
             .Node("LpNormalization", ["mean"], ["out"], OnnxGraph.Int("axis", 1), OnnxGraph.Int("p", 2))
             .Build(18);
-        var so = new SessionOptions { IntraOpNumThreads = Environment.ProcessorCount,
-            GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL };
+        var so = new SessionOptions
+        {
+            IntraOpNumThreads = Environment.ProcessorCount,
+            GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL
+        };
         _session = new InferenceSession(model, so);
         _ortInputs = [OrtValue.CreateTensorValueFromMemory(_hidden, [B, T, D]), OrtValue.CreateTensorValueFromMemory(_mask, [B, T])];
         _ortOutputs = [OrtValue.CreateTensorValueFromMemory(new float[B * D], [B, D])];
