@@ -131,6 +131,8 @@ internal sealed class QuantizedFamily : IOpFamily
                 DType.U8, int.MaxValue),
             (5, 300, 32, 17, DType.U8, DType.U8, 100), (2, 12, 1032, 5, DType.U8, DType.U8, 6), (2, 9, 1031, 9, DType.I8, DType.U8,
                 int.MaxValue),
+            // rows of 64·n bytes (the AVX-512 path), with duplicates, k = N, and 2048 bytes (byte counts summed in two runs)
+            (6, 500, 64, 9, DType.U8, DType.U8, 120), (5, 70, 128, 70, DType.I8, DType.U8, 30), (3, 40, 2048, 6, DType.U8, DType.U8, 10),
         ];
         foreach (var (q, n, w, k, qt, dt, unique) in list)
         {
