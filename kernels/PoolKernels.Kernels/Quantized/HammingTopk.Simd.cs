@@ -261,6 +261,7 @@ internal static unsafe class HammingTopkSimd
                 int m = Math.Min(4, nq - qa);
                 byte* p0 = (byte*)(QW + (long)(q0 + qa) * nw), p1 = (byte*)(QW + (long)(q0 + qa + Math.Min(1, m - 1)) * nw);
                 byte* p2 = (byte*)(QW + (long)(q0 + qa + Math.Min(2, m - 1)) * nw), p3 = (byte*)(QW + (long)(q0 + qa + Math.Min(3, m - 1)) * nw);
+                if (m == 1) { Rows512(r0, r1, qa, p0, nv, lut, low, hd, hr, counts, worst); continue; }
                 for (int r = r0; r < r1; r++)
                 {
                     byte* a = Db + (long)r * W;
@@ -288,6 +289,52 @@ internal static unsafe class HammingTopkSimd
                     if (m > 2) { int d2 = (int)Vector512.Sum(s2); if (d2 < worst[qa + 2]) Keep(qa + 2, d2, r, hd, hr, counts, worst); }
                     if (m > 3) { int d3 = (int)Vector512.Sum(s3); if (d3 < worst[qa + 3]) Keep(qa + 3, d3, r, hd, hr, counts, worst); }
                 }
+            }
+        }
+
+        // one query (the last of a block, or Q = 1): four db rows per pass share each query load
+        private void Rows512(int r0, int r1, int slot, byte* q, int nv, Vector512<byte> lut, Vector512<byte> low, int* hd, int* hr,
+            int* counts, int* worst)
+        {
+            int r = r0;
+            for (; r + 4 <= r1; r += 4)
+            {
+                byte* a = Db + (long)r * W;
+                Vector512<ulong> s0 = default, s1 = default, s2 = default, s3 = default;
+                for (int v0 = 0; v0 < nv; v0 += 31)
+                {
+                    Vector512<byte> c0 = default, c1 = default, c2 = default, c3 = default;
+                    for (int v = v0; v < Math.Min(nv, v0 + 31); v++)
+                    {
+                        var y = Vector512.Load(q + 64L * v);
+                        c0 += Pop(y ^ Vector512.Load(a + 64L * v), lut, low);
+                        c1 += Pop(y ^ Vector512.Load(a + W + 64L * v), lut, low);
+                        c2 += Pop(y ^ Vector512.Load(a + 2L * W + 64L * v), lut, low);
+                        c3 += Pop(y ^ Vector512.Load(a + 3L * W + 64L * v), lut, low);
+                    }
+                    s0 += Avx512BW.SumAbsoluteDifferences(c0, Vector512<byte>.Zero).AsUInt64();
+                    s1 += Avx512BW.SumAbsoluteDifferences(c1, Vector512<byte>.Zero).AsUInt64();
+                    s2 += Avx512BW.SumAbsoluteDifferences(c2, Vector512<byte>.Zero).AsUInt64();
+                    s3 += Avx512BW.SumAbsoluteDifferences(c3, Vector512<byte>.Zero).AsUInt64();
+                }
+                int d0 = (int)Vector512.Sum(s0), d1 = (int)Vector512.Sum(s1), d2 = (int)Vector512.Sum(s2), d3 = (int)Vector512.Sum(s3);
+                if (d0 < worst[slot]) Keep(slot, d0, r, hd, hr, counts, worst);
+                if (d1 < worst[slot]) Keep(slot, d1, r + 1, hd, hr, counts, worst);
+                if (d2 < worst[slot]) Keep(slot, d2, r + 2, hd, hr, counts, worst);
+                if (d3 < worst[slot]) Keep(slot, d3, r + 3, hd, hr, counts, worst);
+            }
+            for (; r < r1; r++)
+            {
+                byte* a = Db + (long)r * W;
+                Vector512<ulong> s0 = default;
+                for (int v0 = 0; v0 < nv; v0 += 31)
+                {
+                    Vector512<byte> c0 = default;
+                    for (int v = v0; v < Math.Min(nv, v0 + 31); v++) c0 += Pop(Vector512.Load(q + 64L * v) ^ Vector512.Load(a + 64L * v), lut, low);
+                    s0 += Avx512BW.SumAbsoluteDifferences(c0, Vector512<byte>.Zero).AsUInt64();
+                }
+                int d0 = (int)Vector512.Sum(s0);
+                if (d0 < worst[slot]) Keep(slot, d0, r, hd, hr, counts, worst);
             }
         }
 
