@@ -1,4 +1,6 @@
 using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 
 namespace PoolKernels.Kernels.Retrieval;
 
@@ -25,9 +27,31 @@ internal static unsafe class DbElements
         _ => raw[i],
     };
 
-    /// <summary>Widens elements [start, start + count) into dst.</summary>
+    /// <summary>Widens elements [start, start + count) into dst (16 at a time on AVX-512; every value is exact in float).</summary>
     public static void Widen(byte* raw, int kind, long start, int count, float* dst)
     {
-        for (int j = 0; j < count; j++) dst[j] = Get(raw, kind, start + j);
+        int j = 0;
+        if (Avx512F.IsSupported)
+            switch (kind)
+            {
+                case I8:
+                    for (; j + 16 <= count; j += 16)
+                        Avx512F.ConvertToVector512Single(Avx512F.ConvertToVector512Int32(Vector128.Load((sbyte*)raw + start + j))).Store(dst + j);
+                    break;
+                case U8:
+                    for (; j + 16 <= count; j += 16)
+                        Avx512F.ConvertToVector512Single(Avx512F.ConvertToVector512Int32(Vector128.Load(raw + start + j))).Store(dst + j);
+                    break;
+                case BF16:
+                    for (; j + 16 <= count; j += 16)
+                        Avx512F.ShiftLeftLogical(Avx512F.ConvertToVector512UInt32(Vector256.Load((ushort*)raw + start + j)), 16).AsSingle()
+                            .Store(dst + j);
+                    break;
+                case F16:
+                    System.Numerics.Tensors.TensorPrimitives.ConvertToSingle(new ReadOnlySpan<Half>((Half*)raw + start, count),
+                        new Span<float>(dst, count));
+                    return;
+            }
+        for (; j < count; j++) dst[j] = Get(raw, kind, start + j);
     }
 }

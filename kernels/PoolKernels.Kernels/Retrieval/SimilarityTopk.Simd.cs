@@ -100,7 +100,7 @@ internal static unsafe class SimilarityTopkSimd
         {
             if (job.HS[i] is null || job.HS[i].Length < queries * k) { job.HS[i] = new float[queries * k]; job.HP[i] = new int[queries * k]; }
             if (job.Counts[i] is null || job.Counts[i].Length < queries) { job.Counts[i] = new int[queries]; job.Worst[i] = new float[queries]; }
-            if (job.TileT[i] is null || job.TileT[i].Length < dim * Tile) job.TileT[i] = new float[dim * Tile];
+            if (job.TileT[i] is null || job.TileT[i].Length < dim * (Tile + 1)) job.TileT[i] = new float[dim * (Tile + 1)];
             job.Counts[i].AsSpan(0, queries).Clear();
             job.Worst[i].AsSpan(0, queries).Fill(float.NaN);
         }
@@ -135,8 +135,10 @@ internal static unsafe class SimilarityTopkSimd
                 {
                     if (r < nr && Kind != DbElements.F32)
                     {
-                        long o = (long)(r0 + r) * D;
-                        for (int d = 0; d < D; d++) tt[d * Tile + r] = DbElements.Get(Raw, Kind, o + d);
+                        // widen the row once (vectorized), then transpose it as an F32 row
+                        float* wide = tt + (long)D * Tile;
+                        DbElements.Widen(Raw, Kind, (long)(r0 + r) * D, D, wide);
+                        for (int d = 0; d < D; d++) tt[d * Tile + r] = wide[d];
                     }
                     else if (r < nr) { float* src = Db + (long)(r0 + r) * D; for (int d = 0; d < D; d++) tt[d * Tile + r] = src[d]; }
                     else for (int d = 0; d < D; d++) tt[d * Tile + r] = 0;
