@@ -124,9 +124,21 @@ public sealed partial class PoolingHead : IDisposable
         _ff2 = LinearWeight.Create(device, A(Net2W), d, f, A(Net2B));
         _hw = new Kernels.Heads.HeadWeightArrays
         {
-            Latents = A(Latents), PosEmb = PosEmbRows > 0 ? A(PosEmb) : [], N0W = A(Norm0W), N0B = A(Norm0B), NCW = A(NormCtxW),
-            NCB = A(NormCtxB), Wq = A(ToQ), Wkv = kv, Wout = A(ToOut), N1W = A(Norm1W), N1B = A(Norm1B), W1 = A(Net0W), B1 = A(Net0B),
-            W2 = A(Net2W), B2 = A(Net2B),
+            Latents = A(Latents),
+            PosEmb = PosEmbRows > 0 ? A(PosEmb) : [],
+            N0W = A(Norm0W),
+            N0B = A(Norm0B),
+            NCW = A(NormCtxW),
+            NCB = A(NormCtxB),
+            Wq = A(ToQ),
+            Wkv = kv,
+            Wout = A(ToOut),
+            N1W = A(Norm1W),
+            N1B = A(Norm1B),
+            W1 = A(Net0W),
+            B1 = A(Net0B),
+            W2 = A(Net2W),
+            B2 = A(Net2B),
         };
     }
 
