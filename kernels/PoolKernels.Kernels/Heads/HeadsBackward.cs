@@ -197,53 +197,10 @@ internal static class HeadBackward<T> where T : unmanaged, IFloatingPointIeee754
     {
         g.Clear();
         int n = d.N, dim = d.D, r = d.R, hd = d.HD, f = d.F, tq = d.Tq, tk = d.Tk;
-        // ---------------- forward
-        Widen(x0, s.X0);
-        LnForward(s.X0, w.N0W, w.N0B, s.X, s.Xh0, s.Rs0, n, dim);
-        ReadOnlySpan<T> q, kv;
-        if (d.NvEmbed)
-        {
-            LinearFwd(s.X, w.Wq, s.Q, n, hd, dim);
-            q = s.Q; kv = sh.Proj;
-        }
-        else
-        {
-            LinearFwd(s.X, w.Wkv, s.KV, n, 2 * hd, dim);
-            q = sh.Proj; kv = s.KV;
-        }
-        bool keyMask = !d.NvEmbed && !keep.IsEmpty;
+        Recompute(d, w, sh, s, x0, keep);
+        ReadOnlySpan<T> q = d.NvEmbed ? s.Q : sh.Proj, kv = d.NvEmbed ? sh.Proj : s.KV;
         T scale = T.One / T.Sqrt(T.CreateTruncating(d.Dh));
-        Attention(d, q, kv, keyMask ? keep : default, scale, s.P, s.O);
-        // Y = O·Woutᵀ + residual (latents or the tokens)
-        LinearFwd(s.O, w.Wout, s.Y, tq, dim, hd);
-        for (int i = 0; i < tq * dim; i++) s.Y[i] += d.NvEmbed ? s.X0[i] : C(w.Latents[i]);
-        LnForward(s.Y, w.N1W, w.N1B, s.Z, s.Xh1, s.Rs1, tq, dim);
-        LinearFwd(s.Z, w.W1, s.H1, tq, 2 * f, dim);
-        for (int i = 0; i < tq; i++)
-            for (int j = 0; j < 2 * f; j++) s.H1[i * 2 * f + j] += C(w.B1[j]);
-        for (int i = 0; i < tq; i++)
-            for (int j = 0; j < f; j++)
-                s.G[i * f + j] = s.H1[i * 2 * f + j] * C(Gelu(double.CreateTruncating(s.H1[i * 2 * f + f + j])));
-        // the rows the mean takes, and their count
-        int cnt = 0;
-        for (int i = 0; i < tq; i++) if (Pooled(d, keep, i)) cnt++;
-        // pooled = mean over those rows of Y + G·W2ᵀ + b2 (only needed for normalize)
-        s.Pool.AsSpan().Clear();
-        if (d.Normalize && cnt > 0)
-        {
-            for (int i = 0; i < tq; i++)
-            {
-                if (!Pooled(d, keep, i)) continue;
-                for (int c = 0; c < dim; c++)
-                {
-                    T v = s.Y[i * dim + c] + C(w.B2[c]);
-                    for (int j = 0; j < f; j++) v += s.G[i * f + j] * C(w.W2[c * f + j]);
-                    s.Pool[c] += v;
-                }
-            }
-            T inv = T.One / T.CreateTruncating(cnt);
-            for (int c = 0; c < dim; c++) s.Pool[c] *= inv;
-        }
+        int cnt = PoolRows(d, w, s, keep);
         // ---------------- backward: normalize, mean
         if (d.Normalize)
         {
@@ -311,12 +268,79 @@ internal static class HeadBackward<T> where T : unmanaged, IFloatingPointIeee754
             LinearDw(s.DKV, s.X, Slot(g, off, HeadGrad.ToKv), n, 2 * hd, dim);
             LinearDx(s.DKV, w.Wkv, s.DX, n, 2 * hd, dim, accumulate: false);
         }
-        LnBackward(s.DLt, sh.XhC, sh.RsC, w.NCW, Slot(g, off, HeadGrad.Latents), Slot(g, off, HeadGrad.NCW), Slot(g, off, HeadGrad.NCB), r, dim, accumulate: true);
+        LnBackward(s.DLt, sh.XhC, sh.RsC, w.NCW, Slot(g, off, HeadGrad.Latents), Slot(g, off, HeadGrad.NCW), Slot(g, off, HeadGrad.NCB),
+            r, dim, accumulate: true);
         // d x0 = LN0 backward (+ the residual in nvembed)
         LnBackward(s.DX, s.Xh0, s.Rs0, w.N0W, tmp, Slot(g, off, HeadGrad.N0W), Slot(g, off, HeadGrad.N0B), n, dim, accumulate: false);
         if (d.NvEmbed) for (int i = 0; i < n * dim; i++) tmp[i] += s.DY[i];
         for (int i = 0; i < n * dim; i++) dx0[i] = float.CreateTruncating(tmp[i]);
         if (d.MultiLayer) tmp[..(n * dim)].CopyTo(Slot(g, off, HeadGrad.PosEmb));
+    }
+
+    /// <summary>The forward of one item up to the FF block's GEGLU (X0, LN0, projections, attention P and O, Y, LN1, H1, G).</summary>
+    private static void Recompute(HeadDims d, HeadWeightArrays w, HeadBackwardShared<T> sh, HeadBackwardScratch<T> s,
+        ReadOnlySpan<float> x0, ReadOnlySpan<byte> keep)
+    {
+        int n = d.N, dim = d.D, hd = d.HD, f = d.F, tq = d.Tq;
+        Widen(x0, s.X0);
+        LnForward(s.X0, w.N0W, w.N0B, s.X, s.Xh0, s.Rs0, n, dim);
+        if (d.NvEmbed) LinearFwd(s.X, w.Wq, s.Q, n, hd, dim);
+        else LinearFwd(s.X, w.Wkv, s.KV, n, 2 * hd, dim);
+        ReadOnlySpan<T> q = d.NvEmbed ? s.Q : sh.Proj, kv = d.NvEmbed ? sh.Proj : s.KV;
+        bool keyMask = !d.NvEmbed && !keep.IsEmpty;
+        T scale = T.One / T.Sqrt(T.CreateTruncating(d.Dh));
+        Attention(d, q, kv, keyMask ? keep : default, scale, s.P, s.O);
+        // Y = O·Woutᵀ + residual (latents or the tokens)
+        LinearFwd(s.O, w.Wout, s.Y, tq, dim, hd);
+        for (int i = 0; i < tq * dim; i++) s.Y[i] += d.NvEmbed ? s.X0[i] : C(w.Latents[i]);
+        LnForward(s.Y, w.N1W, w.N1B, s.Z, s.Xh1, s.Rs1, tq, dim);
+        LinearFwd(s.Z, w.W1, s.H1, tq, 2 * f, dim);
+        for (int i = 0; i < tq; i++)
+            for (int j = 0; j < 2 * f; j++) s.H1[i * 2 * f + j] += C(w.B1[j]);
+        for (int i = 0; i < tq; i++)
+            for (int j = 0; j < f; j++)
+                s.G[i * f + j] = s.H1[i * 2 * f + j] * C(Gelu(double.CreateTruncating(s.H1[i * 2 * f + f + j])));
+    }
+
+    /// <summary>The mean the head takes (over the R latents, or nvembed's kept tokens) of Y + G·W2ᵀ + b2 into s.Pool; returns
+    /// the number of rows it takes.</summary>
+    private static int PoolRows(HeadDims d, HeadWeightArrays w, HeadBackwardScratch<T> s, ReadOnlySpan<byte> keep)
+    {
+        int tq = d.Tq, dim = d.D, f = d.F;
+        int cnt = 0;
+        for (int i = 0; i < tq; i++) if (Pooled(d, keep, i)) cnt++;
+        // pooled = mean over those rows of Y + G·W2ᵀ + b2 (only needed for normalize)
+        s.Pool.AsSpan().Clear();
+        if (cnt > 0)
+        {
+            for (int i = 0; i < tq; i++)
+            {
+                if (!Pooled(d, keep, i)) continue;
+                for (int c = 0; c < dim; c++)
+                {
+                    T v = s.Y[i * dim + c] + C(w.B2[c]);
+                    for (int j = 0; j < f; j++) v += s.G[i * f + j] * C(w.W2[c * f + j]);
+                    s.Pool[c] += v;
+                }
+            }
+            T inv = T.One / T.CreateTruncating(cnt);
+            for (int c = 0; c < dim; c++) s.Pool[c] *= inv;
+        }
+        return cnt;
+    }
+
+    /// <summary>The forward of one item in <typeparamref name="T"/> (the recompute the backward runs): out [D] = normalize?(pooled).
+    /// Used by the tests' finite differences.</summary>
+    public static void Forward(HeadDims d, HeadWeightArrays w, HeadBackwardShared<T> sh, HeadBackwardScratch<T> s, ReadOnlySpan<float> x0,
+        ReadOnlySpan<byte> keep, Span<T> output)
+    {
+        sh.Compute(d, w);
+        Recompute(d, w, sh, s, x0, keep);
+        PoolRows(d, w, s, keep);
+        T nrm2 = T.Zero;
+        for (int c = 0; c < d.D; c++) nrm2 += s.Pool[c] * s.Pool[c];
+        T scale = d.Normalize ? T.One / T.Max(T.Sqrt(nrm2), C(1e-12)) : T.One;
+        for (int c = 0; c < d.D; c++) output[c] = s.Pool[c] * scale;
     }
 
     private static Span<T> Slot(Span<T> g, ReadOnlySpan<int> off, HeadGrad k) => g[off[(int)k]..off[(int)k + 1]];

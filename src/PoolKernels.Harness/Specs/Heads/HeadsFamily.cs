@@ -85,7 +85,8 @@ internal sealed class HeadsFamily : IOpFamily
             }
             string label = multiLayer
                 ? $"{c.X.Name()} B{c.B} L{c.N} P{posRows} D{c.D} R{c.R} H{c.H} dh{c.Dh} F{c.F} normalize={c.Norm}"
-                : $"{c.Variant} {c.X.Name()} B{c.B} N{c.N} D{c.D} R{c.R} H{c.H} dh{c.Dh} F{c.F} mask={c.Mask} prefix={c.Prefix} normalize={c.Norm}";
+                : $"{c.Variant} {c.X.Name()} B{c.B} N{c.N} D{c.D} R{c.R} H{c.H} dh{c.Dh} F{c.F} mask={c.Mask} prefix={c.Prefix} "
+                    + $"normalize={c.Norm}";
             list.Add((label, new OpCall(inputs, ps)));
         }
         return list;

@@ -240,11 +240,13 @@ public sealed partial class PoolingHead : IDisposable
         Run(layers, null, null, output, normalize, LatentAttentionVariant.Resampler, true);
 
     /// <summary>The checks of a call's inputs (hidden or layers, mask, prefix); returns (B, N).</summary>
-    private (int B, int N) CheckInputs(DeviceTensor hidden, DeviceTensor? mask, DeviceTensor? prefix, LatentAttentionVariant variant, bool multiLayer)
+    private (int B, int N) CheckInputs(DeviceTensor hidden, DeviceTensor? mask, DeviceTensor? prefix, LatentAttentionVariant variant,
+        bool multiLayer)
     {
         ArgumentNullException.ThrowIfNull(hidden);
         string hn = multiLayer ? "layers" : "hidden";
-        foreach (var (name, t) in (ReadOnlySpan<(string, DeviceTensor?)>)[(hn, hidden), ("attentionMask", mask), ("prefixLen", prefix)]) Check.SameDevice(Device, name, t);
+        foreach (var (name, t) in (ReadOnlySpan<(string, DeviceTensor?)>)[(hn, hidden), ("attentionMask", mask), ("prefixLen", prefix)])
+            Check.SameDevice(Device, name, t);
         Check.Rank(hidden.Shape, 3, hn, multiLayer ? "[B,L,D]" : "[B,N,D]");
         Check.DTypeIs(hidden.DType, hn, "F32|F16|BF16", hidden.DType.IsFloatInput());
         int b = hidden.Shape[0], n = hidden.Shape[1];

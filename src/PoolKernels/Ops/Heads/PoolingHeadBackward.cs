@@ -9,6 +9,9 @@ namespace PoolKernels;
 public sealed partial class PoolingHead
 {
     private HeadBackwardRun? _bwd;
+
+    /// <summary>The weights as F32 arrays (the backward's form; tests build runs from it).</summary>
+    internal HeadWeightArrays WeightArrays => _hw;
     private byte[] _stage = [];
 
     /// <summary>The names of the weight gradients a backward call produces: <c>d_</c> + every state-dict name of the head,
@@ -99,8 +102,8 @@ public sealed partial class PoolingHead
 
     /// <summary><see cref="MultiLayerBackward(HostTensor, HostTensor, bool)"/> on device tensors (<paramref name="dWeights"/>
     /// holds exactly <see cref="GradientNames"/>(true)).</summary>
-    public void MultiLayerBackward(DeviceTensor layers, DeviceTensor dOut, DeviceTensor dLayers, IReadOnlyDictionary<string, DeviceTensor> dWeights,
-        bool normalize = true) =>
+    public void MultiLayerBackward(DeviceTensor layers, DeviceTensor dOut, DeviceTensor dLayers,
+        IReadOnlyDictionary<string, DeviceTensor> dWeights, bool normalize = true) =>
         RunBackward(layers, null, null, dOut, dLayers, dWeights, normalize, LatentAttentionVariant.Resampler, true);
 
     private void RunBackward(DeviceTensor hidden, DeviceTensor? mask, DeviceTensor? prefix, DeviceTensor dOut, DeviceTensor dHidden,
@@ -116,7 +119,8 @@ public sealed partial class PoolingHead
         Check.ShapeIs(dHidden.Shape, hidden.Shape, nameof(dHidden), multiLayer ? "[B,L,D]" : "[B,N,D]");
         var names = GradientNames(multiLayer);
         if (dWeights.Count != names.Count)
-            throw new ArgumentException($"d_weights must hold exactly the {names.Count} gradients {string.Join(", ", names)}; got {dWeights.Count} tensors.",
+            throw new ArgumentException(
+                $"d_weights must hold exactly the {names.Count} gradients {string.Join(", ", names)}; got {dWeights.Count} tensors.",
                 nameof(dWeights));
         Span<int> sh = stackalloc int[2];
         for (int i = 0; i < names.Count; i++)
@@ -126,7 +130,8 @@ public sealed partial class PoolingHead
             Check.SameDevice(Device, nameof(dWeights), t);
             var shape = sh[..GradShape(Slot(names[i]), sh)];
             if (t.DType != DType.F32 || !t.Shape.SequenceEqual(shape))
-                throw new ArgumentException($"d_weights['{names[i]}'] must be F32{Shape.Format(shape.ToArray())}, got {t}.", nameof(dWeights));
+                throw new ArgumentException($"d_weights['{names[i]}'] must be F32{Shape.Format(shape.ToArray())}, got {t}.",
+                    nameof(dWeights));
         }
         lock (_gate)
         {
@@ -161,7 +166,8 @@ public sealed partial class PoolingHead
 
     /// <summary>Reads the inputs into the run's float buffers: X0 = hidden (+ pos_emb rows for multi_layer, rounded to float as
     /// the forward), Keep (resampler: the key mask; nvembed: the tokens the mean takes, mask and prefix_len as sequence_pool).</summary>
-    private void StageIn(HeadBackwardRun run, DeviceTensor hidden, DeviceTensor? mask, DeviceTensor? prefix, DeviceTensor dOut, int b, int n)
+    private void StageIn(HeadBackwardRun run, DeviceTensor hidden, DeviceTensor? mask, DeviceTensor? prefix, DeviceTensor dOut, int b,
+        int n)
     {
         int d = Dim;
         var hs = Stage(hidden);
