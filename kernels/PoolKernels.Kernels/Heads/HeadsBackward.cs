@@ -1,4 +1,6 @@
 using System.Numerics;
+using System.Numerics.Tensors;
+using System.Runtime.InteropServices;
 
 namespace PoolKernels.Kernels.Heads;
 
@@ -149,6 +151,15 @@ internal static class HeadBackward<T> where T : unmanaged, IFloatingPointIeee754
     /// <summary>y [m,n] = x [m,k] · Wᵀ (W [n,k] as PyTorch's Linear.weight).</summary>
     internal static void LinearFwd(ReadOnlySpan<T> x, ReadOnlySpan<float> w, Span<T> y, int m, int n, int k)
     {
+        if (typeof(T) == typeof(float))
+        {
+            // float: vectorized dot products (TensorPrimitives; a fixed order per shape, so the bits do not depend on threads)
+            var xf = MemoryMarshal.Cast<T, float>(x);
+            var yf = MemoryMarshal.Cast<T, float>(y);
+            for (int i = 0; i < m; i++)
+                for (int j = 0; j < n; j++) yf[i * n + j] = TensorPrimitives.Dot(xf.Slice(i * k, k), w.Slice(j * k, k));
+            return;
+        }
         for (int i = 0; i < m; i++)
             for (int j = 0; j < n; j++)
             {
@@ -161,6 +172,19 @@ internal static class HeadBackward<T> where T : unmanaged, IFloatingPointIeee754
     /// <summary>dx [m,k] = dy [m,n] · W (W [n,k]); added to dx when <paramref name="accumulate"/>.</summary>
     private static void LinearDx(ReadOnlySpan<T> dy, ReadOnlySpan<float> w, Span<T> dx, int m, int n, int k, bool accumulate)
     {
+        if (typeof(T) == typeof(float))
+        {
+            // float: dx row i (+)= Σ_j dy[i,j]·W row j, j in order (vectorized axpy)
+            var dyf = MemoryMarshal.Cast<T, float>(dy);
+            var dxf = MemoryMarshal.Cast<T, float>(dx);
+            for (int i = 0; i < m; i++)
+            {
+                var row = dxf.Slice(i * k, k);
+                if (!accumulate) row.Clear();
+                for (int j = 0; j < n; j++) TensorPrimitives.MultiplyAdd(w.Slice(j * k, k), dyf[i * n + j], row, row);
+            }
+            return;
+        }
         for (int i = 0; i < m; i++)
             for (int t = 0; t < k; t++)
             {
@@ -173,6 +197,20 @@ internal static class HeadBackward<T> where T : unmanaged, IFloatingPointIeee754
     /// <summary>dW [n,k] += dyᵀ · x (dy [m,n], x [m,k]), rows i in order.</summary>
     private static void LinearDw(ReadOnlySpan<T> dy, ReadOnlySpan<T> x, Span<T> dw, int m, int n, int k)
     {
+        if (typeof(T) == typeof(float))
+        {
+            // float: dW row j += dy[i,j]·x row i, i in order (vectorized axpy)
+            var dyf = MemoryMarshal.Cast<T, float>(dy);
+            var xf = MemoryMarshal.Cast<T, float>(x);
+            var dwf = MemoryMarshal.Cast<T, float>(dw);
+            for (int i = 0; i < m; i++)
+                for (int j = 0; j < n; j++)
+                {
+                    var row = dwf.Slice(j * k, k);
+                    TensorPrimitives.MultiplyAdd(xf.Slice(i * k, k), dyf[i * n + j], row, row);
+                }
+            return;
+        }
         for (int j = 0; j < n; j++)
             for (int t = 0; t < k; t++)
             {
