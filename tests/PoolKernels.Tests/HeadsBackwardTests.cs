@@ -42,7 +42,7 @@ public class HeadsBackwardTests
         {
             var row = Conformance.Run(OpRegistry.All[op], TestDevices.Get(device), TestDevices.Get("reference"), seed);
             Assert.That(row.Failed, Is.Zero, row.Message);
-            Assert.That(row.Cases, Is.GreaterThanOrEqualTo(6));
+            Assert.That(row.Cases, Is.GreaterThanOrEqualTo(7));
         }
     }
 
@@ -182,7 +182,7 @@ public class HeadsBackwardTests
     {
         foreach (bool nv in new[] { false, true })
         {
-            const int B = 7, N = 9, D = 16, R = 4, H = 2, Dh = 8, F = 32;
+            const int B = 19, N = 9, D = 16, R = 4, H = 2, Dh = 8, F = 32; // B > 2 waves of 8
             var rt = new RandomTensors(11);
             using var head = PoolingHead.FromTensors(TestDevices.Get("reference"), HeadsFamily.RandomWeights(rt, D, R, H, Dh, F, 0), H);
             var dims = new HeadDims(B, N, D, R, H, Dh, F, 0, nv, false, true);

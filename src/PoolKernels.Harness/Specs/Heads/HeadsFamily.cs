@@ -54,6 +54,7 @@ internal sealed class HeadsFamily : IOpFamily
             (3, 6, 8, 2, 2, 3, 8, "nvembed", true, true, DType.F16, true),
             (2, 4, 9, 3, 1, 5, 9, "nvembed", false, false, DType.BF16, false),
             (2, 7, 10, 3, 2, 5, 10, "nvembed", true, false, DType.F32, true),
+            (11, 3, 8, 2, 2, 4, 8, "resampler", true, false, DType.F32, true), // B > 8: two waves of partials
             (0, 4, 8, 3, 2, 4, 8, "resampler", false, false, DType.F32, true),
         ];
         var list = new List<(string, OpCall)>();
