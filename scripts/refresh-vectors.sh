@@ -11,7 +11,8 @@ cd "$(dirname "$0")/.."
 src=${1:-../shared/vectors}
 next=${2:-../shared/vectors-next}
 LANDED=(quantize hamming_topk binary_search similarity_topk sdpa sdpa_varlen sdpa_paged kv_cache_write attention_combine info_nce adamw_step
-  sequence_pool spatial_pool sequence_pool_backward spatial_pool_backward sdpa_backward sdpa_varlen_backward)
+  sequence_pool spatial_pool sequence_pool_backward spatial_pool_backward sdpa_backward sdpa_varlen_backward
+  latent_attention_pool_backward multi_layer_pool_backward)
 [ -d "$src" ] || { echo "no $src: nothing to refresh (tests use tests/vectors as committed)"; exit 0; }
 rm -rf tests/vectors
 mkdir -p tests/vectors

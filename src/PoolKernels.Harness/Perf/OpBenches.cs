@@ -576,6 +576,50 @@ internal static class OpBenches
         return new PreparedCall(run, [head, dx, o, .. mask is null ? Array.Empty<IDisposable>() : [mask], .. pre is null ? Array.Empty<IDisposable>() : [pre]]);
     }
 
+    public static PreparedCall PrepareHeadBackward(Device d, OpCall c, bool multiLayer)
+    {
+        var head = PoolingHead.FromTensors(d, c.Inputs.Where(kv => !NonWeights.Contains(kv.Key) && kv.Key != "d_out")
+            .ToDictionary(kv => kv.Key, kv => kv.Value), c.Int("heads", 0));
+        bool normalize = c.Bool("normalize", true);
+        var x = c.Input(multiLayer ? "layers" : "hidden");
+        var dx = d.Upload(x);
+        var dOut = d.Upload(c.Input("d_out"));
+        var mask = c.Optional("attention_mask") is { } m ? d.Upload(m) : null;
+        var pre = c.Optional("prefix_len") is { } pl ? d.Upload(pl) : null;
+        var gx = d.Allocate(DType.F32, x.ShapeArray);
+        var sd = head.StateDict();
+        var gw = head.GradientNames(multiLayer).ToDictionary(n => n, n => d.Allocate(DType.F32, sd[n[2..]].ShapeArray));
+        Action run = multiLayer ? () => head.MultiLayerBackward(dx, dOut, gx, gw, normalize)
+            : HeadsFamily.ParseVariant(c.Text("variant")) == LatentAttentionVariant.Resampler
+                ? () => head.ResamplerBackward(dx, mask, dOut, gx, gw, normalize)
+                : () => head.NvEmbedBackward(dx, mask, pre, dOut, gx, gw, normalize);
+        return new PreparedCall(run, [head, dx, dOut, gx, .. gw.Values, .. mask is null ? Array.Empty<IDisposable>() : [mask],
+            .. pre is null ? Array.Empty<IDisposable>() : [pre]]);
+    }
+
+    /// <summary>latent_attention_pool_backward (resampler) / multi_layer_pool_backward: D=256, R=16 latents, 4 heads × 64,
+    /// F=512, B=4, N = 64..128 tokens (L = 13..25 layers). Flops: about twice the forward's (recompute + two GEMMs per
+    /// Linear backward): 3·(2·B·N·D·2·H·dh + 4·B·H·R·N·dh + 2·B·R·(D·H·dh·2 + 3·D·F)).</summary>
+    public static IReadOnlyList<BenchCase> HeadsBackward(Device d, bool multiLayer)
+    {
+        var r = new RandomTensors(multiLayer ? 35 : 34);
+        (int B, int D, int R, int H, int Dh, int F, int[] Ns) = Small(d) ? (2, 16, 3, 2, 4, 16, new[] { 4, 8 })
+            : (4, 256, 16, 4, 64, 512, multiLayer ? new[] { 13, 25 } : new[] { 64, 128 });
+        return Ns.Select(n =>
+        {
+            var inputs = HeadsFamily.RandomWeights(r, D, R, H, Dh, F, multiLayer ? n : 0);
+            inputs[multiLayer ? "layers" : "hidden"] = r.Floats(DType.F32, -2, 2, B, n, D);
+            inputs["d_out"] = r.Floats(DType.F32, -1, 1, B, D);
+            var ps = P("heads", S(H), "normalize", "true");
+            if (!multiLayer) ps["variant"] = "resampler";
+            double hd = (double)H * Dh;
+            double flops = 3 * (2.0 * B * n * D * 2 * hd + 4.0 * B * H * R * n * Dh + 2.0 * B * R * (D * hd * 2 + 3.0 * D * F));
+            double weights = 8 * (R * (double)D + 4 * hd * D + 3 * (double)F * D);
+            return new BenchCase($"[{B},{n},{D}] R{R} H{H}x{Dh} F{F}", n, Call(inputs, ps), weights + 8 * N(B, n, D) + 4 * N(B, D), flops,
+                Bk((long)B * n, D));
+        }).ToList();
+    }
+
     /// <summary>latent_attention_pool resampler, D=768, R=64 latents, 8 heads × 64, F=3072, B=8, N = 128..512 tokens.
     /// Flops: the K/V projection (2·B·N·D·2·H·dh), attention (4·B·H·R·(N+R)·dh) and the per-latent GEMMs
     /// (2·B·R·(D·H·dh·2 + 3·D·F)).</summary>

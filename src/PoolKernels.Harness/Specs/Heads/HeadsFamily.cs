@@ -7,7 +7,7 @@ namespace PoolKernels.Verification;
 /// its inputs; the runner loads them into a <see cref="PoolingHead"/> on the device and runs it.</summary>
 internal sealed class HeadsFamily : IOpFamily
 {
-    private static readonly HashSet<string> NonWeights = ["hidden", "layers", "attention_mask", "prefix_len"];
+    private static readonly HashSet<string> NonWeights = ["hidden", "layers", "attention_mask", "prefix_len", "d_out"];
 
     public static IEnumerable<OpSpec> Specs()
     {
@@ -15,6 +15,82 @@ internal sealed class HeadsFamily : IOpFamily
         { BenchCases = d => OpBenches.Heads(d, false), Prepare = (d, c) => OpBenches.PrepareHead(d, c, false) };
         yield return new OpSpec("multi_layer_pool", RunMultiLayer, c => Cases(c, multiLayer: true), Rtol: 5e-4, Atol: 5e-5)
         { BenchCases = d => OpBenches.Heads(d, true), Prepare = (d, c) => OpBenches.PrepareHead(d, c, true) };
+        yield return new OpSpec("latent_attention_pool_backward", RunLatentBackward, c => BackwardCases(c, multiLayer: false), Rtol: 1e-3,
+            Atol: 1e-4)
+        { BenchCases = d => OpBenches.HeadsBackward(d, false), Prepare = (d, c) => OpBenches.PrepareHeadBackward(d, c, false) };
+        yield return new OpSpec("multi_layer_pool_backward", RunMultiLayerBackward, c => BackwardCases(c, multiLayer: true), Rtol: 1e-3,
+            Atol: 1e-4)
+        { BenchCases = d => OpBenches.HeadsBackward(d, true), Prepare = (d, c) => OpBenches.PrepareHeadBackward(d, c, true) };
+    }
+
+    private static IReadOnlyDictionary<string, HostTensor> RunLatentBackward(Device d, OpCall c)
+    {
+        var variant = ParseVariant(c.Text("variant"));
+        using var head = PoolingHead.FromTensors(d, Weights(c), c.Int("heads", 0));
+        bool normalize = c.Bool("normalize", true);
+        return variant == LatentAttentionVariant.Resampler
+            ? (c.Optional("prefix_len") is null
+                ? head.ResamplerBackward(c.Input("hidden"), c.Optional("attention_mask"), c.Input("d_out"), normalize)
+                : throw new ArgumentException("prefix_len applies to the nvembed variant only.", "prefix_len"))
+            : head.NvEmbedBackward(c.Input("hidden"), c.Optional("attention_mask"), c.Optional("prefix_len"), c.Input("d_out"), normalize);
+    }
+
+    private static IReadOnlyDictionary<string, HostTensor> RunMultiLayerBackward(Device d, OpCall c)
+    {
+        using var head = PoolingHead.FromTensors(d, Weights(c), c.Int("heads", 0));
+        return head.MultiLayerBackward(c.Input("layers"), c.Input("d_out"), c.Bool("normalize", true));
+    }
+
+    /// <summary>Small backward cases: resampler with and without a key mask (one row keeps no token), nvembed with
+    /// prefix_len (I64 and I32) and a mask, F16/BF16 inputs, normalize on and off, multi_layer with L below pos_emb's rows.</summary>
+    private static IReadOnlyList<(string, OpCall)> BackwardCases(int seed, bool multiLayer)
+    {
+        var r = new RandomTensors(seed + 100);
+        // B, N (L), D, R, heads, dh, F, variant, mask (with an empty row), prefix, hidden dtype, normalize
+        (int B, int N, int D, int R, int H, int Dh, int F, string Variant, bool Mask, bool Prefix, DType X, bool Norm)[] cases =
+        [
+            (2, 5, 8, 3, 2, 4, 16, "resampler", false, false, DType.F32, true),
+            (3, 6, 12, 4, 3, 4, 12, "resampler", true, false, DType.F32, false),
+            (3, 6, 8, 2, 2, 3, 8, "nvembed", true, true, DType.F16, true),
+            (2, 4, 9, 3, 1, 5, 9, "nvembed", false, false, DType.BF16, false),
+            (2, 7, 10, 3, 2, 5, 10, "nvembed", true, false, DType.F32, true),
+            (11, 3, 8, 2, 2, 4, 8, "resampler", true, false, DType.F32, true), // B > 8: two waves of partials
+            (0, 4, 8, 3, 2, 4, 8, "resampler", false, false, DType.F32, true),
+        ];
+        var list = new List<(string, OpCall)>();
+        foreach (var c in cases)
+        {
+            int posRows = multiLayer ? c.N + 1 + list.Count % 2 : 0;
+            var inputs = RandomWeights(r, c.D, c.R, c.H, c.Dh, c.F, posRows);
+            inputs[multiLayer ? "layers" : "hidden"] = r.Floats(c.X, -2, 2, c.B, c.N, c.D);
+            inputs["d_out"] = r.Floats(DType.F32, -1, 1, c.B, c.D);
+            var ps = new Dictionary<string, string> { ["heads"] = S(c.H), ["normalize"] = c.Norm ? "true" : "false" };
+            if (!multiLayer)
+            {
+                ps["variant"] = c.Variant;
+                if (c.Mask)
+                {
+                    var m = new long[c.B * c.N];
+                    for (int i = 0; i < m.Length; i++) m[i] = r.Rng.Next(4) == 0 ? 0 : 1;
+                    for (int t = 0; t < c.N; t++) m[t] = 0; // row 0 keeps no token
+                    m[c.N] = 1; // row 1 keeps at least one
+                    inputs["attention_mask"] = list.Count % 2 == 0 ? HostTensor.From(m, c.B, c.N)
+                        : HostTensor.From(m.Select(v => (byte)v).ToArray(), c.B, c.N);
+                }
+                if (c.Prefix)
+                {
+                    var p = new long[c.B];
+                    for (int i = 0; i < c.B; i++) p[i] = i % 3;
+                    inputs["prefix_len"] = list.Count % 2 == 0 ? HostTensor.From(p, c.B) : HostTensor.From(p, c.B).To(DType.I32);
+                }
+            }
+            string label = multiLayer
+                ? $"{c.X.Name()} B{c.B} L{c.N} P{posRows} D{c.D} R{c.R} H{c.H} dh{c.Dh} F{c.F} normalize={c.Norm}"
+                : $"{c.Variant} {c.X.Name()} B{c.B} N{c.N} D{c.D} R{c.R} H{c.H} dh{c.Dh} F{c.F} mask={c.Mask} prefix={c.Prefix} "
+                    + $"normalize={c.Norm}";
+            list.Add((label, new OpCall(inputs, ps)));
+        }
+        return list;
     }
 
     private static Dictionary<string, HostTensor> Weights(OpCall c) =>

@@ -35,7 +35,7 @@ public enum LatentAttentionVariant
 /// in the bthd layout; the GEMMs are <see cref="Heads.Linear(Device, DeviceTensor, DeviceTensor, DeviceTensor?, DeviceTensor, DeviceTensor?)"/>'s
 /// kernels with W packed once at load on <c>simd</c>.</para>
 /// </summary>
-public sealed class PoolingHead : IDisposable
+public sealed partial class PoolingHead : IDisposable
 {
     /// <summary>State-dict names, in the order of docs/operations.md's table.</summary>
     public const string Latents = "latents", PosEmb = "pos_emb.weight",
@@ -69,6 +69,7 @@ public sealed class PoolingHead : IDisposable
     private readonly DeviceTensor _latents, _n0w, _n0b, _nCw, _nCb, _n1w, _n1b;
     private readonly DeviceTensor? _posEmb;
     private readonly LinearWeight _q, _k, _v, _out, _ff1, _ff2;
+    private readonly Kernels.Heads.HeadWeightArrays _hw;
     private DeviceTensor? _latentsNorm, _queries, _keys, _values; // per head, lazily
     private Workspace? _ws;
     private bool _disposed;
@@ -121,6 +122,24 @@ public sealed class PoolingHead : IDisposable
         _out = LinearWeight.Create(device, A(ToOut), d, hd, null);
         _ff1 = LinearWeight.Create(device, A(Net0W), 2 * f, d, A(Net0B));
         _ff2 = LinearWeight.Create(device, A(Net2W), d, f, A(Net2B));
+        _hw = new Kernels.Heads.HeadWeightArrays
+        {
+            Latents = A(Latents),
+            PosEmb = PosEmbRows > 0 ? A(PosEmb) : [],
+            N0W = A(Norm0W),
+            N0B = A(Norm0B),
+            NCW = A(NormCtxW),
+            NCB = A(NormCtxB),
+            Wq = A(ToQ),
+            Wkv = kv,
+            Wout = A(ToOut),
+            N1W = A(Norm1W),
+            N1B = A(Norm1B),
+            W1 = A(Net0W),
+            B1 = A(Net0B),
+            W2 = A(Net2W),
+            B2 = A(Net2B),
+        };
     }
 
     /// <summary>A head from tensors named by their state-dict names (F32, F16 or BF16), uploaded to <paramref name="device"/>.</summary>
@@ -220,11 +239,14 @@ public sealed class PoolingHead : IDisposable
     public void MultiLayer(DeviceTensor layers, DeviceTensor output, bool normalize = true) =>
         Run(layers, null, null, output, normalize, LatentAttentionVariant.Resampler, true);
 
-    private void Run(DeviceTensor hidden, DeviceTensor? mask, DeviceTensor? prefix, DeviceTensor output, bool normalize, LatentAttentionVariant variant, bool multiLayer)
+    /// <summary>The checks of a call's inputs (hidden or layers, mask, prefix); returns (B, N).</summary>
+    private (int B, int N) CheckInputs(DeviceTensor hidden, DeviceTensor? mask, DeviceTensor? prefix, LatentAttentionVariant variant,
+        bool multiLayer)
     {
-        ArgumentNullException.ThrowIfNull(hidden); ArgumentNullException.ThrowIfNull(output);
+        ArgumentNullException.ThrowIfNull(hidden);
         string hn = multiLayer ? "layers" : "hidden";
-        foreach (var (name, t) in (ReadOnlySpan<(string, DeviceTensor?)>)[(hn, hidden), ("attentionMask", mask), ("prefixLen", prefix), ("output", output)]) Check.SameDevice(Device, name, t);
+        foreach (var (name, t) in (ReadOnlySpan<(string, DeviceTensor?)>)[(hn, hidden), ("attentionMask", mask), ("prefixLen", prefix)])
+            Check.SameDevice(Device, name, t);
         Check.Rank(hidden.Shape, 3, hn, multiLayer ? "[B,L,D]" : "[B,N,D]");
         Check.DTypeIs(hidden.DType, hn, "F32|F16|BF16", hidden.DType.IsFloatInput());
         int b = hidden.Shape[0], n = hidden.Shape[1];
@@ -245,6 +267,14 @@ public sealed class PoolingHead : IDisposable
                 throw new ArgumentException($"prefix_len must be [B] = [{b}], got {Shape.Format(prefix.Shape)}.", "prefixLen");
             // the values stay on the device (sequence_pool's rule: an entry <= 0 skips nothing); the host overload checks them
         }
+        return (b, n);
+    }
+
+    private void Run(DeviceTensor hidden, DeviceTensor? mask, DeviceTensor? prefix, DeviceTensor output, bool normalize, LatentAttentionVariant variant, bool multiLayer)
+    {
+        ArgumentNullException.ThrowIfNull(hidden); ArgumentNullException.ThrowIfNull(output);
+        Check.SameDevice(Device, "output", output);
+        var (b, n) = CheckInputs(hidden, mask, prefix, variant, multiLayer);
         Check.DTypeIs(output.DType, "output", "F32", output.DType == DType.F32);
         if (output.Shape.Length != 2 || output.Shape[0] != b || output.Shape[1] != Dim)
             throw new ArgumentException($"output must be [B,D] = [{b}, {Dim}], got {Shape.Format(output.Shape)}.", "output");
