@@ -99,6 +99,16 @@ internal static class WordNetCommand
                 Output.Json(io.Out, new
                 {
                     method = r.Name,
+                    precision = r.Method switch
+                    {
+                        RetrievalMethod.Float32 => "float32",
+                        RetrievalMethod.Int8 => "int8",
+                        RetrievalMethod.Uint8 => "uint8",
+                        RetrievalMethod.Binary or RetrievalMethod.BinaryRescore => "binary",
+                        _ => "ubinary",
+                    },
+                    rescore_multiplier =
+                        r.Method is RetrievalMethod.BinaryRescore or RetrievalMethod.UbinaryRescore ? multiplier : (int?)null,
                     split = Name(split),
                     documents = task.Documents.Count,
                     queries = task.Queries.Count,

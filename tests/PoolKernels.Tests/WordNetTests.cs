@@ -261,6 +261,10 @@ public class WordNetTests
             Assert.That(rows.Select(r => r.GetProperty("method").GetString()),
                 Is.EqualTo(new[] { "float32", "int8", "binary", "binary+rescore x4" }));
             Assert.That(rows.Select(r => r.GetProperty("bytes_per_vector").GetInt32()), Is.EqualTo(new[] { 1536, 384, 48, 48 }));
+            Assert.That(rows.Select(r => r.GetProperty("precision").GetString()),
+                Is.EqualTo(new[] { "float32", "int8", "binary", "binary" }));
+            Assert.That(rows[3].GetProperty("rescore_multiplier").GetInt32(), Is.EqualTo(4));
+            Assert.That(rows[2].GetProperty("rescore_multiplier").ValueKind, Is.EqualTo(JsonValueKind.Null));
             var f32 = rows[0];
             Assert.That(f32.GetProperty("queries").GetInt32(), Is.EqualTo(43));
             // 34 documents: the model does far better than chance
