@@ -244,7 +244,8 @@ public static class CliApp
             Split = Text("--split", "Synsets searched: heldout (FNV-1a-64 of \"pos:offset\" mod 100 < 20; default), train or all", "SPLIT"),
             Limit = OptionalIntOption("--limit", "Keep a fixed subset of N synsets of the split (those with the smallest hash)", 1),
             Precision = Text("--precision", $"Corpus precisions, a comma list of {WordNetCommand.PrecisionNames} (binary and ubinary: "
-                + "without and with rescoring; default float32,int8,binary)", "LIST"),
+                + "without and with rescoring; binary-int8: bits for the candidates, int8 for the rescoring; default "
+                + "float32,int8,binary,binary-int8)", "LIST"),
             RescoreMultiplier = IntOption("--rescore-multiplier", "Binary candidates per result that are rescored", 4, 1),
             CalibrationLimit = OptionalIntOption("--calibration-limit", "int8/uint8 ranges from N train definitions (default all)", 1),
             Cache = Text("--cache", "Folder of the embeddings cache (default ~/.cache/poolkernels/wordnet)", "DIR"),

@@ -30,7 +30,7 @@ internal static class WordNetCommand
                 Json];
     }
 
-    public const string PrecisionNames = "float32, int8, uint8, binary, ubinary";
+    public const string PrecisionNames = "float32, int8, uint8, binary, ubinary, binary-int8";
 
     /// <summary>The methods of a --precision list: binary and ubinary give a row without and one with rescoring.</summary>
     public static List<RetrievalMethod> ParseMethods(string list)
@@ -45,6 +45,7 @@ internal static class WordNetCommand
                 "uint8" => [RetrievalMethod.Uint8],
                 "binary" => [RetrievalMethod.Binary, RetrievalMethod.BinaryRescore],
                 "ubinary" => [RetrievalMethod.Ubinary, RetrievalMethod.UbinaryRescore],
+                "binary-int8" => [RetrievalMethod.BinaryInt8Rescore],
                 _ => throw new ArgumentException($"--precision: unknown precision '{raw}'; expected a comma list of {PrecisionNames}."),
             };
             foreach (var m in add) if (!methods.Contains(m)) methods.Add(m);
@@ -58,9 +59,9 @@ internal static class WordNetCommand
         // ------------------------------------------------ what was asked, checked before anything loads
         string dir = p.GetValue(o.Dir) ?? WordNetTask.DefaultDirectory;
         var split = WordNetTask.ParseSplit(p.GetValue(o.Split) ?? "heldout");
-        var methods = ParseMethods(p.GetValue(o.Precision) ?? "float32,int8,binary");
+        var methods = ParseMethods(p.GetValue(o.Precision) ?? "float32,int8,binary,binary-int8");
         int multiplier = p.GetValue(o.RescoreMultiplier);
-        bool needsCalibration = methods.Any(m => m is RetrievalMethod.Int8 or RetrievalMethod.Uint8);
+        bool needsCalibration = methods.Any(m => m is RetrievalMethod.Int8 or RetrievalMethod.Uint8 or RetrievalMethod.BinaryInt8Rescore);
         var task = WordNetTask.Load(dir, split, p.GetValue(o.Limit));
         if (task.Synsets.Count == 0) throw new ArgumentException($"the {Name(split)} split of {dir} has no synset with an example.");
         // The int8 ranges come from the train split's definitions (the corpus side), so the held-out split is not seen.
@@ -105,10 +106,12 @@ internal static class WordNetCommand
                         RetrievalMethod.Int8 => "int8",
                         RetrievalMethod.Uint8 => "uint8",
                         RetrievalMethod.Binary or RetrievalMethod.BinaryRescore => "binary",
+                        RetrievalMethod.BinaryInt8Rescore => "binary+int8",
                         _ => "ubinary",
                     },
                     rescore_multiplier =
-                        r.Method is RetrievalMethod.BinaryRescore or RetrievalMethod.UbinaryRescore ? multiplier : (int?)null,
+                        r.Method is RetrievalMethod.BinaryRescore or RetrievalMethod.UbinaryRescore or RetrievalMethod.BinaryInt8Rescore
+                            ? multiplier : (int?)null,
                     split = Name(split),
                     documents = task.Documents.Count,
                     queries = task.Queries.Count,

@@ -19,6 +19,10 @@ public enum RetrievalMethod
     Ubinary,
     /// <summary>ubinary with rescoring.</summary>
     UbinaryRescore,
+    /// <summary>Packed bits for the candidates (<c>hamming_topk</c>, k·multiplier of them), rescored by <c>similarity_topk</c>
+    /// of the scaled float query over the candidates' int8 rows (as <c>poolkernels search --int8</c>: bits in memory, int8
+    /// on disk).</summary>
+    BinaryInt8Rescore,
 }
 
 /// <summary>One row of <see cref="QuantizedRetrieval.Run"/>: a method, its memory per corpus vector and its scores.</summary>
@@ -41,14 +45,16 @@ public static class QuantizedRetrieval
         RetrievalMethod.BinaryRescore => $"binary+rescore x{multiplier}",
         RetrievalMethod.Ubinary => "ubinary",
         RetrievalMethod.UbinaryRescore => $"ubinary+rescore x{multiplier}",
+        RetrievalMethod.BinaryInt8Rescore => $"binary+int8 rescore x{multiplier}",
         _ => throw new ArgumentOutOfRangeException(nameof(m), m, "unknown method"),
     };
 
-    /// <summary>Bytes per corpus vector of D dimensions: 4·D, D, D, ceil(D/8).</summary>
+    /// <summary>Bytes per corpus vector of D dimensions: 4·D, D, D, ceil(D/8), and ceil(D/8) + D for bits + int8.</summary>
     public static int BytesPerVector(RetrievalMethod m, int d) => m switch
     {
         RetrievalMethod.Float32 => 4 * d,
         RetrievalMethod.Int8 or RetrievalMethod.Uint8 => d,
+        RetrievalMethod.BinaryInt8Rescore => (d + 7) / 8 + d,
         _ => (d + 7) / 8,
     };
 
@@ -99,6 +105,8 @@ public static class QuantizedRetrieval
                     var db = device.Quantize(documents, precision, ranges);
                     return device.SimilarityTopk(ScaleBySteps(queries, ranges), db, k).Index.AsSpan<long>().ToArray();
                 }
+            case RetrievalMethod.BinaryInt8Rescore:
+                return BinaryInt8Search(device, queries, documents, calibration, k, rescoreMultiplier);
             default:
                 {
                     bool ubinary = m is RetrievalMethod.Ubinary or RetrievalMethod.UbinaryRescore;
@@ -107,6 +115,29 @@ public static class QuantizedRetrieval
                     return device.BinarySearch(queries, bits, k, rescoreMultiplier, rescore).Index.AsSpan<long>().ToArray();
                 }
         }
+    }
+
+    private static long[] BinaryInt8Search(Device device, HostTensor queries, HostTensor documents, HostTensor? calibration, int k,
+        int multiplier)
+    {
+        int q = queries.Shape[0], n = documents.Shape[0], d = documents.Shape[1], c = (int)Math.Min(n, (long)k * multiplier);
+        var ranges = Ranges(calibration ?? documents);
+        var int8 = device.Quantize(documents, QuantizePrecision.Int8, ranges);
+        var (cand, _) = device.HammingTopk(device.Quantize(queries, QuantizePrecision.Ubinary),
+            device.Quantize(documents, QuantizePrecision.Ubinary), c);
+        var candidates = cand.AsSpan<long>();
+        var scaled = ScaleBySteps(queries, ranges);
+        var rows = new byte[(long)c * d];
+        var found = new long[(long)q * k];
+        for (int i = 0; i < q; i++)
+        {
+            var levels = int8.Data.Span;
+            for (int r = 0; r < c; r++) levels.Slice((int)candidates[i * c + r] * d, d).CopyTo(rows.AsSpan(r * d, d));
+            var one = HostTensor.From(scaled.AsSpan<float>().Slice(i * d, d), 1, d);
+            var local = device.SimilarityTopk(one, new HostTensor(DType.I8, [c, d], rows), k).Index.AsSpan<long>();
+            for (int r = 0; r < k; r++) found[i * k + r] = candidates[i * c + (int)local[r]];
+        }
+        return found;
     }
 
     /// <summary>Per-dimension [min; max] [2,D] of <paramref name="data"/> [M,D] F32: the ranges <c>quantize</c> derives from
