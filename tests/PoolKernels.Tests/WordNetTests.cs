@@ -150,8 +150,9 @@ public class WordNetTests
             Assert.Ignore("WordNet 3.0 is not installed (apt-get install wordnet-base); the committed subset covers the parser.");
         var all = WordNetTask.Load(WordNetTask.DefaultDirectory, WordNetSplit.All);
         var heldOut = WordNetTask.Load(WordNetTask.DefaultDirectory, WordNetSplit.HeldOut);
-        // 117659 synsets, 32930 with an example and a definition
-        Assert.That(all.Synsets.Count, Is.EqualTo(32930).Within(100));
+        // 117659 synsets, 32898 with an example (6654 held out, 9738 queries; also counted by a Python reading of the files)
+        Assert.That(all.Synsets.Count, Is.EqualTo(32898));
+        Assert.That((heldOut.Synsets.Count, heldOut.Queries.Count), Is.EqualTo((6654, 9738)));
         Assert.That((double)heldOut.Synsets.Count / all.Synsets.Count, Is.EqualTo(0.2).Within(0.01));
     }
 
