@@ -148,7 +148,7 @@ internal static class WordNetCommand
     private static (HostTensor Queries, HostTensor Documents, HostTensor? Calibration) Embeddings(Io io, ParseResult p, Options o,
         SentenceEmbedder embedder, WordNetTask task, IReadOnlyList<string> calibrationTexts)
     {
-        string key = Key(embedder, task.Queries, task.Documents, calibrationTexts);
+        string key = Key(embedder, ModelIdentity(p.GetValue(o.Model)), task.Queries, task.Documents, calibrationTexts);
         string? path = p.GetValue(o.NoCache) ? null
             : Path.Combine(p.GetValue(o.Cache) ?? DefaultCacheDirectory(), $"wordnet-{key[..16]}.safetensors");
         if (path is not null && File.Exists(path))
@@ -218,11 +218,20 @@ internal static class WordNetCommand
         return Path.Combine(root, "poolkernels", "wordnet");
     }
 
-    private static string Key(SentenceEmbedder embedder, params IReadOnlyList<string>[] lists)
+    /// <summary>A --model file by its full path, size and write time (two models of the same name differ), or "built-in".</summary>
+    private static string ModelIdentity(string? modelPath)
+    {
+        if (modelPath is null) return "built-in";
+        var f = new FileInfo(modelPath);
+        return f.Exists ? string.Create(CultureInfo.InvariantCulture, $"{f.FullName}|{f.Length}|{f.LastWriteTimeUtc.Ticks}") : f.FullName;
+    }
+
+    private static string Key(SentenceEmbedder embedder, string modelIdentity, params IReadOnlyList<string>[] lists)
     {
         using var h = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
         void Add(string s) { h.AppendData(Encoding.UTF8.GetBytes(s)); h.AppendData([0]); }
         Add(embedder.ModelId);
+        Add(modelIdentity);
         Add(string.Join(",", embedder.Pooling.Modes.Select(SequencePoolOptions.Name)));
         Add(embedder.Pooling.Normalize ? "normalize" : "raw");
         Add(QuantizeFiles.Count(embedder.Dimensions));
