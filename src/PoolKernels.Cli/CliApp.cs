@@ -95,6 +95,7 @@ public static class CliApp
         root.Subcommands.Add(TuneCommand(io));
         root.Subcommands.Add(EmbedCommandLine(io));
         root.Subcommands.Add(SearchCommandLine(io));
+        root.Subcommands.Add(WordNetCommandLine(io));
         var ops = new Command("ops", "List the implemented operations.");
         ops.SetAction(_ => Commands.Ops(io));
         root.Subcommands.Add(ops);
@@ -231,6 +232,36 @@ public static class CliApp
             + "rescoring; prints the top documents of each query and queries/s. Exit codes: 0 done, 2 usage error.") { queries };
         foreach (var option in o.All) c.Options.Add(option);
         c.SetAction(p => SearchCommand.Run(io, p, p.GetValue(queries)!, o));
+        return c;
+    }
+
+    private static Command WordNetCommandLine(Io io)
+    {
+        var o = new WordNetCommand.Options
+        {
+            Dir = Text("--dir", $"WordNet 3.0 folder with data.noun/verb/adj/adv (default {Evaluation.WordNetTask.DefaultDirectory}; "
+                + "apt-get install wordnet-base)", "DIR"),
+            Split = Text("--split", "Synsets searched: heldout (FNV-1a-64 of \"pos:offset\" mod 100 < 20; default), train or all", "SPLIT"),
+            Limit = OptionalIntOption("--limit", "Keep a fixed subset of N synsets of the split (those with the smallest hash)", 1),
+            Precision = Text("--precision", $"Corpus precisions, a comma list of {WordNetCommand.PrecisionNames} (binary and ubinary: "
+                + "without and with rescoring; binary-int8: bits for the candidates, int8 for the rescoring; default "
+                + "float32,int8,binary,binary-int8)", "LIST"),
+            RescoreMultiplier = IntOption("--rescore-multiplier", "Binary candidates per result that are rescored", 4, 1),
+            CalibrationLimit = OptionalIntOption("--calibration-limit", "int8/uint8 ranges from N train definitions (default all)", 1),
+            Cache = Text("--cache", "Folder of the embeddings cache (default ~/.cache/poolkernels/wordnet)", "DIR"),
+            NoCache = Flag("--no-cache", "Embed again and write no cache file."),
+            Device = Text("--device", "Device id (default auto)", "ID"),
+            Model = Text("--model", "A BERT-style ONNX model (with --vocab)", "model.onnx"),
+            Vocab = Text("--vocab", "WordPiece vocabulary of --model", "vocab.txt"),
+            Batch = IntOption("--batch", "Sentences per model call", 32, 1),
+            MaxTokens = IntOption("--max-tokens", "Tokens per sentence, longer ones truncated", 256, 1),
+            Json = Flag("--json", "One JSON object per method: method, bytes_per_vector, recall_at_1, recall_at_10, mrr_at_10, ..."),
+        };
+        var c = new Command("wordnet", "Retrieval quality of float32, int8 and binary corpora on WordNet 3.0: each example sentence of a "
+            + "synset is a query, its definition the relevant document; prints recall@1, recall@10, MRR@10. Exit codes: 0 done, 2 usage "
+            + "error.");
+        foreach (var option in o.All) c.Options.Add(option);
+        c.SetAction(p => WordNetCommand.Run(io, p, o));
         return c;
     }
 

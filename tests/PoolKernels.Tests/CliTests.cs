@@ -32,7 +32,7 @@ public class CliTests
         text.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
             .Select(l => JsonDocument.Parse(l).RootElement).ToList();
 
-    private static readonly string[] CommandNames = ["devices", "check", "verify", "bench", "tune", "embed", "search", "ops"];
+    private static readonly string[] CommandNames = ["devices", "check", "verify", "bench", "tune", "embed", "search", "wordnet", "ops"];
 
     // ---------------------------------------------------------------- help, version, usage errors
 
