@@ -55,11 +55,16 @@ public class AttentionBenchmarks
             .Output("Y", TensorProto.Types.DataType.Float, B, H, T, E)
             .Node("Attention", ["Q", "K", "V", "M"], ["Y"], OnnxGraph.Float("scale", 0.125f))
             .Build(23);
-        var so = new SessionOptions { IntraOpNumThreads = Environment.ProcessorCount, GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL };
+        var so = new SessionOptions
+        {
+            IntraOpNumThreads = Environment.ProcessorCount,
+            GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL
+        };
         _ort = new InferenceSession(model, so);
         // ORT's Attention wants the mask's query dim spelled out: [B, 1, Tq, Tk] (it broadcasts the head dim only)
         var mask = new bool[B * T * T];
-        for (int b = 0; b < B; b++) for (int i = 0; i < T; i++) for (int j = 0; j < T; j++) mask[(b * T + i) * T + j] = _pad[b * T + j] != 0;
+        for (int b = 0; b < B; b++) for (int i = 0; i < T; i++) for (int j = 0; j < T; j++) mask[(b * T + i) * T + j] = _pad[b * T
+            + j] != 0;
         _ortIn = [OrtValue.CreateTensorValueFromMemory(_q, [B, H, T, E]), OrtValue.CreateTensorValueFromMemory(_k, [B, H, T, E]),
             OrtValue.CreateTensorValueFromMemory(_v, [B, H, T, E]), OrtValue.CreateTensorValueFromMemory(mask, [B, 1, T, T])];
         _ortOut = [OrtValue.CreateTensorValueFromMemory(new float[B * H * T * E], [B, H, T, E])];
@@ -70,7 +75,8 @@ public class AttentionBenchmarks
         var y = _ortOut[0].GetTensorDataAsSpan<float>();
         double err = 0;
         for (int i = 0; i < _o.Length; i++) err = Math.Max(err, Math.Abs(y[i] - _o[i]));
-        Console.WriteLine($"// simd vs ONNX Runtime max abs diff {err:G3}; simd {(Vector512.IsHardwareAccelerated ? "Vector512" : "Vector256")}, {WorkerPool.Shared.Workers} workers");
+        Console.WriteLine($"// simd vs ONNX Runtime max abs diff {err:G3}; simd "
+            + $"{(Vector512.IsHardwareAccelerated ? "Vector512" : "Vector256")}, {WorkerPool.Shared.Workers} workers");
         if (err > 1e-3) throw new InvalidOperationException($"simd and ONNX Runtime disagree (max abs diff {err}).");
     }
 

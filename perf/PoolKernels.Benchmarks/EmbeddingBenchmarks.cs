@@ -21,8 +21,10 @@ public class EmbeddingBenchmarks : IDisposable
     public void Setup()
     {
         var r = new Random(3);
-        string[] words = ["pooling", "kernel", "attention", "embedding", "vector", "the", "of", "fast", "model", "token", "sequence", "graph", "image", "retrieval", "query", "search"];
-        _sentences = Enumerable.Range(0, 1000).Select(_ => string.Join(" ", Enumerable.Range(0, 3 + r.Next(60)).Select(_ => words[r.Next(words.Length)])) + ".").ToArray();
+        string[] words = ["pooling", "kernel", "attention", "embedding", "vector", "the", "of", "fast", "model", "token", "sequence",
+            "graph", "image", "retrieval", "query", "search"];
+        _sentences = Enumerable.Range(0, 1000).Select(_ => string.Join(" ", Enumerable.Range(0,
+            3 + r.Next(60)).Select(_ => words[r.Next(words.Length)])) + ".").ToArray();
         _embedder = new SentenceEmbedder(new SentenceEmbedderOptions { Device = "simd", BatchSize = 32 });
         _encoder = new SentenceEncoder(new Microsoft.ML.OnnxRuntime.SessionOptions());
     }
@@ -31,7 +33,8 @@ public class EmbeddingBenchmarks : IDisposable
     public int SentenceEncoderBatches()
     {
         int n = 0;
-        for (int i = 0; i < _sentences.Length; i += 32) n += _encoder.Encode(_sentences[i..Math.Min(i + 32, _sentences.Length)], default).Length;
+        for (int i = 0; i < _sentences.Length; i += 32) n += _encoder.Encode(_sentences[i..Math.Min(i + 32, _sentences.Length)],
+            default).Length;
         return n;
     }
 
@@ -49,7 +52,8 @@ public class EmbeddingBenchmarks : IDisposable
     {
         GC.SuppressFinalize(this);
         if (_embedder is not null && _totalSeconds > 0)
-            Console.WriteLine($"// pooling share of PoolKernels.Onnx end-to-end time: {100 * _embedder.PoolingSeconds / _totalSeconds:0.00}%");
+            Console.WriteLine($"// pooling share of PoolKernels.Onnx end-to-end time: "
+                + $"{100 * _embedder.PoolingSeconds / _totalSeconds:0.00}%");
         _embedder?.Dispose();
         _encoder?.Dispose();
     }

@@ -92,7 +92,8 @@ public class EngineAttentionBenchmarks
                 kc.AsSpan<float>().Slice((int)((row * 12 + h) * 64), 64).CopyTo(kk.AsSpan((h * 2048 + j) * 64));
                 vc.AsSpan<float>().Slice((int)((row * 12 + h) * 64), 64).CopyTo(vv.AsSpan((h * 2048 + j) * 64));
             }
-        _pq = _prefill.Q; _pk = _simd.Upload(HostTensor.From(kk, 1, 12, 2048, 64)); _pv = _simd.Upload(HostTensor.From(vv, 1, 12, 2048, 64));
+        _pq = _prefill.Q; _pk = _simd.Upload(HostTensor.From(kk, 1, 12, 2048, 64)); _pv = _simd.Upload(HostTensor.From(vv, 1, 12, 2048,
+            64));
         _po = _simd.Allocate(DType.F32, 1, 12, 2048, 64); _pl = _simd.Allocate(DType.F32, 1, 12, 2048);
         _stream = new float[_decode.CacheBytes / 4];
         _streamHalf = new float[_decodeF16.CacheBytes / 4];
@@ -140,7 +141,8 @@ public class EngineAttentionBenchmarks
 
     /// <summary>A multi-threaded sum over <paramref name="count"/> floats (default all) of <paramref name="data"/>: the
     /// streaming-read bandwidth this machine gives the simd worker pool.</summary>
-    private void Stream(float[] data, long count = -1) => WorkerPool.Shared.Run(new StreamJob(data, count < 0 ? data.Length : count, _partial),
+    private void Stream(float[] data, long count = -1) => WorkerPool.Shared.Run(new StreamJob(data, count < 0 ? data.Length : count,
+        _partial),
         WorkerPool.Shared.Workers * 8);
 
     private sealed class StreamJob(float[] data, long count, float[] partial) : IParallelJob

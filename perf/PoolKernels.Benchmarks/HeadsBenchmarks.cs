@@ -10,8 +10,8 @@ namespace PoolKernels.Benchmarks;
 /// <summary>
 /// The trainable pooling heads on <c>simd</c> beside the same network in ONNX Runtime CPU (a graph of MatMul,
 /// LayerNormalization, Softmax attention, Split, Gelu (exact), ReduceMean, LpNormalization built with OnnxSharp, all
-/// weights as initializers, the input-independent queries precomputed as for PoolingHead). The GEMM alone: <see cref="HeadsGemmBenchmarks"/>.
-/// Head: D = 1024, R = 256 latents, 8 heads of dh = 128, FF width F = D (multiplier 1, to keep a run short).
+/// weights as initializers, the input-independent queries precomputed as for PoolingHead). The GEMM alone: <see
+/// cref="HeadsGemmBenchmarks"/>. Head: D = 1024, R = 256 latents, 8 heads of dh = 128, FF width F = D (multiplier 1, to keep a run short).
 /// multi_layer_pool: B = 32, L = 24. resampler: B = 8, N = 512 tokens.
 /// </summary>
 [SimpleJob(launchCount: 1, warmupCount: 2, iterationCount: 8), MinColumn]
@@ -43,9 +43,14 @@ public class HeadsBenchmarks : IDisposable
         var q = _simd.Linear(lt, w[PoolingHead.ToQ]).AsSpan<float>().ToArray();
         var qh = new float[H * R * Dh];
         float scale = 1f / MathF.Sqrt(Dh);
-        for (int h = 0; h < H; h++) for (int i = 0; i < R; i++) for (int e = 0; e < Dh; e++) qh[(h * R + i) * Dh + e] = q[i * H * Dh + h * Dh + e] * scale;
+        for (int h = 0; h < H; h++) for (int i = 0; i < R; i++) for (int e = 0; e < Dh; e++) qh[(h * R + i) * Dh + e] = q[i * H * Dh
+            + h * Dh + e] * scale;
 
-        var so = new SessionOptions { IntraOpNumThreads = Environment.ProcessorCount, GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL };
+        var so = new SessionOptions
+        {
+            IntraOpNumThreads = Environment.ProcessorCount,
+            GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL
+        };
         _ortM = new InferenceSession(Graph(w, qh, Bm, L, posEmb: true), so);
         _ortR = new InferenceSession(Graph(w, qh, Br, N, posEmb: false), so);
         _inM = [OrtValue.CreateTensorValueFromMemory(layers.AsSpan<float>().ToArray(), [Bm, L, D])];
@@ -63,7 +68,8 @@ public class HeadsBenchmarks : IDisposable
     private static void Agree(ReadOnlySpan<float> a, ReadOnlySpan<float> b, string what)
     {
         for (int i = 0; i < a.Length; i++)
-            if (Math.Abs(a[i] - b[i]) > 1e-3f) throw new InvalidOperationException($"{what}: ORT and simd disagree at {i}: {b[i]} vs {a[i]}");
+            if (Math.Abs(a[i] - b[i]) > 1e-3f)
+                throw new InvalidOperationException($"{what}: ORT and simd disagree at {i}: {b[i]} vs {a[i]}");
     }
 
     private static float[] Transposed(HostTensor w, int rowFrom = 0, int rows = -1)
@@ -160,7 +166,8 @@ public class HeadsGemmBenchmarks
         _y = new float[M * D];
         _packed = HeadsSimd.AllocatePacked(HeadsSimd.PackedLength(D, D)); // 64-byte aligned at AlignedOffset, as the heads keep it
         HeadsSimd.Pack(w, D, D, _packed.AsSpan(HeadsSimd.AlignedOffset(_packed)));
-        _fmaIterations = (long)(2.0 * M * D * D / (2.0 * 8 * (System.Runtime.Intrinsics.Vector512.IsHardwareAccelerated ? 16 : 8) * WorkerPool.Shared.Workers));
+        _fmaIterations = (long)(2.0 * M * D * D / (2.0 * 8 * (System.Runtime.Intrinsics.Vector512.IsHardwareAccelerated
+            ? 16 : 8) * WorkerPool.Shared.Workers));
     }
 
     [Benchmark(Baseline = true, Description = "FMA loop, the GEMM's FLOPs (peak)")]

@@ -8,8 +8,16 @@ public sealed class OnnxGraph
 {
     private readonly GraphProto _graph = new() { Name = "peer" };
 
-    public OnnxGraph Input(string name, TensorProto.Types.DataType type, params long[] shape) { _graph.Input.Add(Value(name, type, shape)); return this; }
-    public OnnxGraph Output(string name, TensorProto.Types.DataType type, params long[] shape) { _graph.Output.Add(Value(name, type, shape)); return this; }
+    public OnnxGraph Input(string name, TensorProto.Types.DataType type, params long[] shape)
+    {
+        _graph.Input.Add(Value(name, type,
+        shape)); return this;
+    }
+    public OnnxGraph Output(string name, TensorProto.Types.DataType type, params long[] shape)
+    {
+        _graph.Output.Add(Value(name, type,
+        shape)); return this;
+    }
 
     public OnnxGraph Node(string op, string[] inputs, string[] outputs, params AttributeProto[] attributes)
     {
@@ -36,8 +44,20 @@ public sealed class OnnxGraph
     }
 
     public static AttributeProto Int(string name, long v) => new() { Name = name, Type = AttributeProto.Types.AttributeType.Int, I = v };
-    public static AttributeProto Ints(string name, params long[] v) { var a = new AttributeProto { Name = name, Type = AttributeProto.Types.AttributeType.Ints }; a.Ints.AddRange(v); return a; }
-    public static AttributeProto Float(string name, float v) => new() { Name = name, Type = AttributeProto.Types.AttributeType.Float, F = v };
+    public static AttributeProto Ints(string name, params long[] v)
+    {
+        var a = new AttributeProto
+        {
+            Name = name,
+            Type = AttributeProto.Types.AttributeType.Ints
+        }; a.Ints.AddRange(v); return a;
+    }
+    public static AttributeProto Float(string name, float v) => new()
+    {
+        Name = name,
+        Type = AttributeProto.Types.AttributeType.Float,
+        F = v
+    };
 
     public byte[] Build(int opset)
     {

@@ -18,9 +18,12 @@ internal static class Paired
         var type = typeof(Paired).Assembly.GetTypes().FirstOrDefault(t => t.Name == args[0])
             ?? throw new ArgumentException($"no benchmark class {args[0]}", nameof(args));
         var obj = Activator.CreateInstance(type)!;
-        type.GetMethods().FirstOrDefault(m => m.GetCustomAttribute<BenchmarkDotNet.Attributes.GlobalSetupAttribute>() != null)?.Invoke(obj, null);
-        var methods = args.Skip(1).Select(n => type.GetMethod(n) ?? throw new ArgumentException($"no method {type.Name}.{n}", nameof(args))).ToArray();
-        int rounds = int.Parse(Environment.GetEnvironmentVariable("ROUNDS") ?? "30"), per = int.Parse(Environment.GetEnvironmentVariable("PER") ?? "3");
+        type.GetMethods().FirstOrDefault(m => m.GetCustomAttribute<BenchmarkDotNet.Attributes.GlobalSetupAttribute>() != null)?.Invoke(obj,
+            null);
+        var methods = args.Skip(1).Select(n => type.GetMethod(n) ?? throw new ArgumentException($"no method {type.Name}.{n}",
+            nameof(args))).ToArray();
+        int rounds = int.Parse(Environment.GetEnvironmentVariable("ROUNDS") ?? "30"),
+            per = int.Parse(Environment.GetEnvironmentVariable("PER") ?? "3");
         var mins = methods.Select(_ => new List<double>()).ToArray();
         for (int w = 0; w < 3; w++) foreach (var m in methods) m.Invoke(obj, null);
         for (int r = 0; r < rounds; r++)
@@ -40,7 +43,8 @@ internal static class Paired
         for (int i = 0; i < methods.Length; i++)
         {
             var ratios = mins[i].Zip(mins[0], (a, b) => b / a).Order().ToArray(); // > 1: faster than the first method
-            Console.WriteLine($"{methods[i].Name,-24} median {Median(mins[i]),9:F3} ms  min {mins[i].Min(),9:F3} ms  speedup vs {methods[0].Name}: " +
+            Console.WriteLine($"{methods[i].Name,-24} median {Median(mins[i]),9:F3} ms  min {mins[i].Min(),9:F3} ms  speedup vs "
+                + $"{methods[0].Name}: " +
                 $"median {Median(ratios):F2} (quartiles {ratios[ratios.Length / 4]:F2}-{ratios[3 * ratios.Length / 4]:F2})");
         }
         (obj as IDisposable)?.Dispose();

@@ -7,8 +7,9 @@ namespace PoolKernels.Benchmarks;
 /// Issue 18's bandwidth and ratio goals on simd, each beside its yardstick in the same process (use the paired A/B):
 /// <list type="bullet">
 /// <item><c>hamming_topk</c> of one query batch (32 queries) over a 1M × 1024-bit db (128 MB), k 10, against a streaming
-/// read of the same bytes (goal: at least 70% of it; also batches of 1 and 4 queries: Hamming1, Hamming4); <c>binary_search</c> (rescore multiplier 4) over the same db (goal:
-/// within 1.2× of hamming_topk). <c>--paired RetrievalBenchmarks StreamDb Hamming BinarySearch</c>.</item>
+/// read of the same bytes (goal: at least 70% of it; also batches of 1 and 4 queries: Hamming1, Hamming4); <c>binary_search</c> (rescore
+/// multiplier 4) over the same db (goal: within 1.2× of hamming_topk). <c>--paired RetrievalBenchmarks StreamDb Hamming
+/// BinarySearch</c>.</item>
 /// <item><c>similarity_topk</c> 256 queries × 100k × 256 (W7), k 10, over an F32 and an I8 corpus (goal: I8 at least 1.5×
 /// faster). <c>--paired RetrievalBenchmarks SimilarityF32 SimilarityI8</c>.</item>
 /// </list>

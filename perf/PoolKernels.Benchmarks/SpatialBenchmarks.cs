@@ -15,7 +15,18 @@ internal static class SpatialOnnx
     {
         var s = new TensorShapeProto();
         foreach (long d in shape) s.Dim.Add(new TensorShapeProto.Types.Dimension { DimValue = d });
-        return new ValueInfoProto { Name = name, Type = new TypeProto { TensorType = new TypeProto.Types.Tensor { ElemType = (int)type, Shape = s } } };
+        return new ValueInfoProto
+        {
+            Name = name,
+            Type = new TypeProto
+            {
+                TensorType = new TypeProto.Types.Tensor
+                {
+                    ElemType = (int)type,
+                    Shape = s
+                }
+            }
+        };
     }
 
     public static ValueInfoProto F32(string name, params long[] shape) => Value(name, TensorProto.Types.DataType.Float, shape);
@@ -58,7 +69,11 @@ internal static class SpatialOnnx
         m.OpsetImport.Add(new OperatorSetIdProto { Domain = "", Version = 17 });
         // as the other classes: ORT's threads follow Environment.ProcessorCount like WorkerPool.Shared, so
         // DOTNET_PROCESSOR_COUNT=1 puts both sides on one thread
-        var so = new SessionOptions { IntraOpNumThreads = Environment.ProcessorCount, GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL };
+        var so = new SessionOptions
+        {
+            IntraOpNumThreads = Environment.ProcessorCount,
+            GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL
+        };
         return new InferenceSession(m.ToByteArray(), so);
     }
 
@@ -91,7 +106,8 @@ public class Pool2dMaxBenchmarks
         _o = new float[B * C * Ho * Wo];
         _simd = Device.Open("simd");
         _ort = SpatialOnnx.Session([SpatialOnnx.F32("x", B, C, H, W)], [SpatialOnnx.F32("y", B, C, Ho, Wo)],
-            [SpatialOnnx.Node("MaxPool", ["x"], ["y"], SpatialOnnx.Ints("kernel_shape", 3, 3), SpatialOnnx.Ints("strides", 2, 2), SpatialOnnx.Ints("pads", 1, 1, 1, 1))]);
+            [SpatialOnnx.Node("MaxPool", ["x"], ["y"], SpatialOnnx.Ints("kernel_shape", 3, 3), SpatialOnnx.Ints("strides", 2, 2),
+                SpatialOnnx.Ints("pads", 1, 1, 1, 1))]);
         _xin = OrtValue.CreateTensorValueFromMemory(_x, [B, C, H, W]);
         _yout = OrtValue.CreateTensorValueFromMemory(new float[_o.Length], [B, C, Ho, Wo]);
         _run = new RunOptions();

@@ -213,7 +213,8 @@ public static class CliApp
                 "lines.txt"),
             Embeddings = Text("--embeddings", "Index these F32 [N,D] 'embeddings' (e.g. of embed --out) instead of embedding --corpus",
                 "FILE.safetensors"),
-            Index = Text("--index", "Save the index built from --corpus/--embeddings here; without them, load this index", "FILE.safetensors"),
+            Index = Text("--index", "Save the index built from --corpus/--embeddings here; without them, load this index",
+                "FILE.safetensors"),
             Int8 = Flag("--int8", "Keep an int8 copy of the corpus in the index and rescore the binary candidates with it"),
             Calibration = Text("--calibration", "int8 ranges of a new --int8 index: 'ranges' [2,D] or calibration embeddings [M,D] "
                 + "(default: the corpus's own)", "FILE.safetensors"),

@@ -157,7 +157,8 @@ internal static class Commands
         if (notFound.Count > 0)
             coverage.WriteLine($"probed and not found: {string.Join("; ", notFound.Select(p => $"{p.Id} ({p.Reason})"))}");
         if (!json)
-            io.Out.WriteLine(failed == 0 ? "all operations match the reference on every device" : $"{failed} op x device combinations FAILED");
+            io.Out.WriteLine(failed == 0 ? "all operations match the reference on every device"
+                : $"{failed} op x device combinations FAILED");
         return failed == 0 ? CliApp.ExitPass : CliApp.ExitFailed;
     }
 }

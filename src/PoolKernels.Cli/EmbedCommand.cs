@@ -20,7 +20,8 @@ internal static class EmbedCommand
         public required Option<int> Batch, MaxTokens;
 
         public IEnumerable<Option> All =>
-            [File, Out, Device, Mode, Dims, NoNormalize, Precision, Calibration, Model, Vocab, PoolingConfig, Batch, MaxTokens, Head, Heads, Layers,
+            [File, Out, Device, Mode, Dims, NoNormalize, Precision, Calibration, Model, Vocab, PoolingConfig, Batch, MaxTokens, Head, Heads,
+                Layers,
                 LayerMode];
     }
 
@@ -56,7 +57,8 @@ internal static class EmbedCommand
         using var embedder = new SentenceEmbedder(options);
         // read before embedding, so a bad file fails at once: its D is the output width (the hidden size with --head)
         var (ranges, calibration) = calibrationPath is null ? (null, null)
-            : QuantizeFiles.ReadCalibration("--calibration", calibrationPath, p.GetValue(o.Head) is null ? embedder.Dimensions : embedder.HiddenSize);
+            : QuantizeFiles.ReadCalibration("--calibration", calibrationPath, p.GetValue(o.Head) is null
+                ? embedder.Dimensions : embedder.HiddenSize);
         var sw = Stopwatch.StartNew();
         var progress = new SyncProgress(done =>
         {
@@ -100,7 +102,8 @@ internal static class EmbedCommand
         if (p.GetValue(o.Out) is { } output)
         {
             var flat = vectors.SelectMany(v => v).ToArray();
-            Safetensors.Write(output, new Dictionary<string, HostTensor> { ["embeddings"] = HostTensor.From(flat, vectors.Length, width) }, metadata);
+            Safetensors.Write(output, new Dictionary<string, HostTensor> { ["embeddings"] = HostTensor.From(flat, vectors.Length, width) },
+                metadata);
             io.Err.WriteLine($"wrote [{vectors.Length}, {width}] F32 'embeddings' to {output}");
         }
         else
@@ -123,13 +126,15 @@ internal static class EmbedCommand
             if (quantized.Ranges is { } ranges) tensors["ranges"] = ranges;
             Safetensors.Write(output, tensors, metadata);
             io.Err.WriteLine($"wrote [{values.Shape[0]}, {values.Shape[1]}] {values.DType.Name()} 'embeddings' ({metadata["precision"]}, "
-                + $"D = {quantized.Dimensions}){(quantized.Ranges is null ? "" : $" and [2, {quantized.Dimensions}] F32 'ranges'")} to {output}");
+                + $"D = {quantized.Dimensions}){(quantized.Ranges is null ? "" : $" and [2, {quantized.Dimensions}] F32 'ranges'")} to "
+                    + $"{output}");
             return;
         }
         for (int i = 0; i < texts.Count; i++)
         {
             var row = quantized.Row(i);
-            int[] ints = values.DType == DType.I8 ? row.ToArray().Select(b => (int)(sbyte)b).ToArray() : row.ToArray().Select(b => (int)b).ToArray();
+            int[] ints = values.DType == DType.I8 ? row.ToArray().Select(b => (int)(sbyte)b).ToArray() : row.ToArray().Select(b
+                => (int)b).ToArray();
             Output.Json(io.Out, new { text = texts[i], embedding = ints });
         }
     }

@@ -10,7 +10,8 @@ internal static class PerfCommands
     {
         var names = Commands.Split(op);
         foreach (var n in names)
-            if (OpRegistry.Find(n) is null) throw new ArgumentException($"Unknown operation '{n}'. Implemented: {string.Join(", ", OpRegistry.All.Keys)}.");
+            if (OpRegistry.Find(n) is null)
+                throw new ArgumentException($"Unknown operation '{n}'. Implemented: {string.Join(", ", OpRegistry.All.Keys)}.");
         return (names.Count == 0 ? OpRegistry.All.Values : names.Select(n => OpRegistry.All[n])).ToList();
     }
 
@@ -24,8 +25,16 @@ internal static class PerfCommands
             io.Progress($"{device.Id}: measuring bandwidth and FMA peak");
             var limits = Bench_MeasureLimits(device);
             io.ProgressDone();
-            if (json) Output.Json(io.Out, new { op = "machine_limits", device = device.Id, name = device.Info.Name, gbps = limits.Gbps, gflops = limits.Gflops });
-            else io.Out.WriteLine($"{device.Id} ({device.Info.Name}): streaming read {limits.Gbps:0.0} GB/s, F32 FMA peak {limits.Gflops:0.0} GFLOP/s");
+            if (json) Output.Json(io.Out, new
+            {
+                op = "machine_limits",
+                device = device.Id,
+                name = device.Info.Name,
+                gbps = limits.Gbps,
+                gflops = limits.Gflops
+            });
+            else io.Out.WriteLine($"{device.Id} ({device.Info.Name}): streaming read {limits.Gbps:0.0} GB/s, F32 FMA peak "
+                + $"{limits.Gflops:0.0} GFLOP/s");
             var cases = ops.SelectMany(o => o.BenchCases!(device).Select(c => (o, c))).ToList();
             int i = 0;
             foreach (var (op, c) in cases)
@@ -36,14 +45,27 @@ internal static class PerfCommands
                 if (json)
                 {
                     io.ProgressDone();
-                    Output.Json(io.Out, new { op = r.Op, device = r.Device, shape = r.Shape, median_ms = r.MedianMs, min_ms = r.MinMs, max_ms = r.MaxMs, gbps = r.Gbps, gflops = r.Gflops, pct_bandwidth = r.PctBandwidth, pct_peak = r.PctPeak });
+                    Output.Json(io.Out, new
+                    {
+                        op = r.Op,
+                        device = r.Device,
+                        shape = r.Shape,
+                        median_ms = r.MedianMs,
+                        min_ms = r.MinMs,
+                        max_ms = r.MaxMs,
+                        gbps = r.Gbps,
+                        gflops = r.Gflops,
+                        pct_bandwidth = r.PctBandwidth,
+                        pct_peak = r.PctPeak
+                    });
                 }
             }
             io.ProgressDone();
         }
         if (!json)
             Output.Table(io.Out, ["op", "device", "shape", "median ms", "spread", "GB/s", "GFLOP/s", "% bandwidth", "% FMA peak"],
-                results.Select(r => (IReadOnlyList<string>)[r.Op, r.Device, r.Shape, Output.Num(r.MedianMs), $"{Output.Num(r.MinMs)}..{Output.Num(r.MaxMs)}",
+                results.Select(r => (IReadOnlyList<string>)[r.Op, r.Device, r.Shape, Output.Num(r.MedianMs),
+                    $"{Output.Num(r.MinMs)}..{Output.Num(r.MaxMs)}",
                     Output.Num(r.Gbps), Output.Num(r.Gflops), Output.Num(r.PctBandwidth), Output.Num(r.PctPeak)]));
         if (png is not null) { Plot(results, png); io.Err.WriteLine($"plot written to {png}"); }
         return 0;
@@ -58,7 +80,8 @@ internal static class PerfCommands
         foreach (var g in results.GroupBy(r => (r.Op, r.Device)))
         {
             var pts = g.OrderBy(r => r.Size).ToList();
-            var s = plt.Add.Scatter(pts.Select(r => Math.Log10(r.Size)).ToArray(), pts.Select(r => Math.Log10(Math.Max(r.MedianMs, 1e-6))).ToArray());
+            var s = plt.Add.Scatter(pts.Select(r => Math.Log10(r.Size)).ToArray(), pts.Select(r => Math.Log10(Math.Max(r.MedianMs,
+                1e-6))).ToArray());
             s.LegendText = $"{g.Key.Op} @ {g.Key.Device}";
         }
         plt.Title("poolkernels bench: median time");
@@ -76,12 +99,15 @@ internal static class PerfCommands
         using var reference = Device.Open("reference");
         var results = new List<TuneResult>();
         foreach (var op in ops)
-            results.AddRange(Tuner.Tune(op, device, reference, TimeSpan.FromSeconds(budget / Math.Max(1, ops.Count)), progress: io.Progress));
+            results.AddRange(Tuner.Tune(op, device, reference, TimeSpan.FromSeconds(budget / Math.Max(1, ops.Count)),
+                progress: io.Progress));
         io.ProgressDone();
         Tuning.Save(cache);
         Output.Table(io.Out, ["op", "device", "bucket", "shape", "default ms", "best ms", "speedup", "best", "tried", "rejected"],
             results.Select(r => (IReadOnlyList<string>)[r.Op, r.Device, r.Bucket, r.Shape, Output.Num(r.DefaultMs), Output.Num(r.BestMs),
-                Output.Num(r.DefaultMs / r.BestMs) + "x", Tuner.Format(r.Best), r.Tried.ToString(System.Globalization.CultureInfo.InvariantCulture), r.Rejected.ToString(System.Globalization.CultureInfo.InvariantCulture)]));
+                Output.Num(r.DefaultMs / r.BestMs) + "x", Tuner.Format(r.Best),
+                    r.Tried.ToString(System.Globalization.CultureInfo.InvariantCulture),
+                    r.Rejected.ToString(System.Globalization.CultureInfo.InvariantCulture)]));
         io.Out.WriteLine($"saved to {cache ?? Tuning.DefaultPath()}");
         return 0;
     }

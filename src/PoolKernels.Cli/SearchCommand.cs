@@ -25,7 +25,8 @@ internal static class SearchCommand
         public required Option<bool> Int8, NoRescore, Json;
 
         public IEnumerable<Option> All =>
-            [Queries, Corpus, Embeddings, Index, Int8, Calibration, K, RescoreMultiplier, NoRescore, Device, Model, Vocab, Dims, Batch, MaxTokens,
+            [Queries, Corpus, Embeddings, Index, Int8, Calibration, K, RescoreMultiplier, NoRescore, Device, Model, Vocab, Dims, Batch,
+                MaxTokens,
                 Json];
     }
 
@@ -40,8 +41,10 @@ internal static class SearchCommand
         bool build = corpusPath is not null || embeddingsPath is not null, int8 = p.GetValue(o.Int8), rescore = !p.GetValue(o.NoRescore);
         int k = p.GetValue(o.K), multiplier = p.GetValue(o.RescoreMultiplier);
         if (!build && indexPath is null)
-            throw new ArgumentException("search needs a corpus: --corpus lines.txt, --embeddings FILE.safetensors or --index FILE.safetensors.");
-        if (int8 && !rescore) throw new ArgumentException("--int8 rescores the binary candidates; it cannot be combined with --no-rescore.");
+            throw new ArgumentException("search needs a corpus: --corpus lines.txt, --embeddings FILE.safetensors or --index "
+                + "FILE.safetensors.");
+        if (int8 && !rescore)
+            throw new ArgumentException("--int8 rescores the binary candidates; it cannot be combined with --no-rescore.");
         if (calibrationPath is not null && !(build && int8))
             throw new ArgumentException("--calibration sets the int8 ranges of a new index: it needs --int8 and --corpus or --embeddings.");
         foreach (var (flag, path) in new[] { ("--corpus", corpusPath), ("--embeddings", embeddingsPath), ("--calibration", calibrationPath),
@@ -98,7 +101,8 @@ internal static class SearchCommand
         using var _ = embedder;
         var device = embedder.Device;
         if (sourceMeta.TryGetValue("model", out var model) && model != embedder.ModelId)
-            io.Err.WriteLine($"poolkernels: note: the corpus was embedded with '{model}', the queries are embedded with '{embedder.ModelId}'.");
+            io.Err.WriteLine($"poolkernels: note: the corpus was embedded with '{model}', the queries are embedded with "
+                + $"'{embedder.ModelId}'.");
 
         // ------------------------------------------------ build (and save) the index
         if (index is null)
@@ -157,10 +161,13 @@ internal static class SearchCommand
             foreach (var x in results)
                 io.Out.WriteLine($"  {x.Rank,3}. [{x.Index}] {Output.Num(x.Score)}{(docs is null ? "" : "  " + docs[(int)x.Index])}");
         }
-        string how = int8 ? $"binary candidates x{multiplier}, rescored with int8" : rescore ? $"binary, rescored x{multiplier}" : "binary, no rescoring";
+        string how = int8 ? $"binary candidates x{multiplier}, rescored with int8" : rescore
+            ? $"binary, rescored x{multiplier}" : "binary, no rescoring";
         (json ? io.Err : io.Out).WriteLine(string.Create(CultureInfo.InvariantCulture,
-            $"{queries.Count} queries in {searchSeconds:0.0000} s: {queries.Count / Math.Max(searchSeconds, 1e-9):0.0} queries/s ({how}; {n} "
-            + $"documents, {index.BytesPerVector(int8)} bytes per vector; top {k}) on {device.Id}; embedding the queries took {embedSeconds:0.00} s"));
+            $"{queries.Count} queries in {searchSeconds:0.0000} s: {queries.Count / Math.Max(searchSeconds, 1e-9):0.0} queries/s ({how}; "
+                + $"{n} "
+            + $"documents, {index.BytesPerVector(int8)} bytes per vector; top {k}) on {device.Id}; embedding the queries took "
+                + $"{embedSeconds:0.00} s"));
         return CliApp.ExitPass;
     }
 
@@ -238,7 +245,8 @@ internal static class SearchCommand
         public int BytesPerVector(bool int8) => int8 ? Bits.Shape[1] + Dimensions : Bits.Shape[1];
 
         public string Describe() =>
-            $"'bits' U8 [{Count}, {Bits.Shape[1]}]" + (Int8 is null ? "" : $", 'int8' I8 [{Count}, {Dimensions}], 'ranges' F32 [2, {Dimensions}]");
+            $"'bits' U8 [{Count}, {Bits.Shape[1]}]" + (Int8 is null ? ""
+                : $", 'int8' I8 [{Count}, {Dimensions}], 'ranges' F32 [2, {Dimensions}]");
 
         public static SearchIndex Build(Device device, HostTensor vectors, bool int8, string? calibrationPath, string? corpusPath,
             IReadOnlyDictionary<string, string> sourceMeta, SentenceEmbedder embedder)
@@ -251,7 +259,8 @@ internal static class SearchCommand
                 ["dims"] = QuantizeFiles.Count(d),
                 ["count"] = QuantizeFiles.Count(n),
                 ["model"] = sourceMeta.TryGetValue("model", out var m) ? m : embedder.ModelId,
-                ["mode"] = sourceMeta.TryGetValue("mode", out var mode) ? mode : string.Join(",", embedder.Pooling.Modes.Select(SequencePoolOptions.Name)),
+                ["mode"] = sourceMeta.TryGetValue("mode", out var mode) ? mode : string.Join(",",
+                    embedder.Pooling.Modes.Select(SequencePoolOptions.Name)),
                 ["normalize"] = sourceMeta.TryGetValue("normalize", out var norm) ? norm : embedder.Pooling.Normalize ? "true" : "false",
             };
             if (corpusPath is not null)
@@ -261,7 +270,8 @@ internal static class SearchCommand
             }
             var bits = device.Quantize(vectors, QuantizePrecision.Ubinary);
             if (!int8) return new SearchIndex { Bits = bits, Dimensions = d, Metadata = meta };
-            var (ranges, calibration) = calibrationPath is null ? (null, null) : QuantizeFiles.ReadCalibration("--calibration", calibrationPath, d);
+            var (ranges, calibration) = calibrationPath is null ? (null, null) : QuantizeFiles.ReadCalibration("--calibration",
+                calibrationPath, d);
             var q = QuantizedEmbeddings.Quantize(device, vectors, QuantizePrecision.Int8, ranges, calibration);
             return new SearchIndex { Bits = bits, Int8 = q.Values, Ranges = q.Ranges, Dimensions = d, Metadata = meta };
         }
@@ -283,13 +293,15 @@ internal static class SearchCommand
             int w = bits.Shape[1], n = bits.Shape[0], d = 8 * w;
             if (meta.TryGetValue("dims", out var dims) && !(int.TryParse(dims, NumberStyles.None, CultureInfo.InvariantCulture, out d)
                     && d > 0 && (d + 7) / 8 == w))
-                throw new ArgumentException($"--index: {path}: metadata dims '{dims}' does not match 'bits' {bits} (ceil(dims/8) bytes per row).");
+                throw new ArgumentException($"--index: {path}: metadata dims '{dims}' does not match 'bits' {bits} (ceil(dims/8) bytes "
+                    + $"per row).");
             HostTensor? int8 = null, ranges = null;
             if (file.Tensors.TryGetValue("int8", out var i8))
             {
                 if (i8.DType != DType.I8 || i8.Rank != 2 || i8.Shape[0] != n || i8.Shape[1] != d)
                     throw new ArgumentException($"--index: {path}: 'int8' must be I8 [{n}, {d}], got {i8}.");
-                if (!file.Tensors.TryGetValue("ranges", out var r) || r.DType != DType.F32 || r.Rank != 2 || r.Shape[0] != 2 || r.Shape[1] != d)
+                if (!file.Tensors.TryGetValue("ranges", out var r) || r.DType != DType.F32 || r.Rank != 2 || r.Shape[0] != 2
+                    || r.Shape[1] != d)
                     throw new ArgumentException($"--index: {path}: an 'int8' tensor needs 'ranges' F32 [2, {d}]"
                         + $"{(r is null ? "" : $", got {r}")}.");
                 int8 = Copy(i8);

@@ -32,12 +32,14 @@ public static partial class LayerOutputs
             }
         }
         if (found.Count < 2 || found.Keys.Last() != found.Count - 1)
-            throw new ArgumentException("model: could not find the embeddings and encoder.layer.N.output LayerNorm nodes of a BERT-style encoder.", nameof(model));
+            throw new ArgumentException("model: could not find the embeddings and encoder.layer.N.output LayerNorm nodes of a BERT-style "
+                + "encoder.", nameof(model));
         var existing = proto.Graph.Output.Select(o => o.Name).ToHashSet();
         foreach (var name in found.Values.Where(n => !existing.Contains(n)))
         {
             var tensor = new TypeProto.Types.Tensor { ElemType = (int)TensorProto.Types.DataType.Float, Shape = new TensorShapeProto() };
-            foreach (var dim in new[] { "batch", "sequence", "hidden" }) tensor.Shape.Dim.Add(new TensorShapeProto.Types.Dimension { DimParam = dim });
+            foreach (var dim in new[] { "batch", "sequence",
+                "hidden" }) tensor.Shape.Dim.Add(new TensorShapeProto.Types.Dimension { DimParam = dim });
             proto.Graph.Output.Add(new ValueInfoProto { Name = name, Type = new TypeProto { TensorType = tensor } });
         }
         return (proto.ToByteArray(), found.Values.ToArray());

@@ -11,7 +11,8 @@ namespace PoolKernels.Onnx;
 /// bit per dimension by PoolKernels <c>quantize</c> (ubinary), bit d of the <see cref="BinaryEmbedding.Vector"/> being
 /// embedding[d] &gt; 0.
 /// </summary>
-public sealed class PoolKernelsEmbeddingGenerator : IEmbeddingGenerator<string, Embedding<float>>, IEmbeddingGenerator<string, BinaryEmbedding>
+public sealed class PoolKernelsEmbeddingGenerator : IEmbeddingGenerator<string, Embedding<float>>, IEmbeddingGenerator<string,
+    BinaryEmbedding>
 {
     private readonly SentenceEmbedder _embedder;
     private readonly SentenceEmbedderOptions _options;
@@ -38,7 +39,11 @@ public sealed class PoolKernelsEmbeddingGenerator : IEmbeddingGenerator<string, 
         {
             var vectors = embedder.Embed(texts, null, cancellationToken);
             var now = DateTimeOffset.UtcNow;
-            return new GeneratedEmbeddings<Embedding<float>>(vectors.Select(v => new Embedding<float>(v) { ModelId = _embedder.ModelId, CreatedAt = now }));
+            return new GeneratedEmbeddings<Embedding<float>>(vectors.Select(v => new Embedding<float>(v)
+            {
+                ModelId = _embedder.ModelId,
+                CreatedAt = now
+            }));
         }, cancellationToken);
     }
 
@@ -57,7 +62,8 @@ public sealed class PoolKernelsEmbeddingGenerator : IEmbeddingGenerator<string, 
     /// <summary>Binary embeddings: the float embeddings (truncated to <see cref="EmbeddingGenerationOptions.Dimensions"/>
     /// and normalized as for <c>Embedding&lt;float&gt;</c>) packed by PoolKernels <c>quantize</c> (ubinary); bit d of each
     /// <see cref="BinaryEmbedding.Vector"/> is embedding[d] &gt; 0, and its length is the number of dimensions.</summary>
-    public Task<GeneratedEmbeddings<BinaryEmbedding>> GenerateBinaryAsync(IEnumerable<string> values, EmbeddingGenerationOptions? options = null,
+    public Task<GeneratedEmbeddings<BinaryEmbedding>> GenerateBinaryAsync(IEnumerable<string> values,
+        EmbeddingGenerationOptions? options = null,
         CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(values);
@@ -74,7 +80,8 @@ public sealed class PoolKernelsEmbeddingGenerator : IEmbeddingGenerator<string, 
 
     /// <inheritdoc/>
     Task<GeneratedEmbeddings<BinaryEmbedding>> IEmbeddingGenerator<string, BinaryEmbedding>.GenerateAsync(IEnumerable<string> values,
-        EmbeddingGenerationOptions? options, CancellationToken cancellationToken) => GenerateBinaryAsync(values, options, cancellationToken);
+        EmbeddingGenerationOptions? options, CancellationToken cancellationToken) => GenerateBinaryAsync(values, options,
+            cancellationToken);
 
     private SentenceEmbedder For(EmbeddingGenerationOptions? options)
     {

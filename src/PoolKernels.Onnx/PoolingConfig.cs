@@ -24,7 +24,8 @@ public static class PoolingConfig
         string root = Directory.Exists(path) ? path : Path.GetDirectoryName(Path.GetDirectoryName(Path.GetFullPath(config))!)!;
         bool normalize = false;
         var modules = Path.Combine(root, "modules.json");
-        if (File.Exists(modules)) normalize = File.ReadAllText(modules).Contains("sentence_transformers.models.Normalize", StringComparison.Ordinal);
+        if (File.Exists(modules)) normalize = File.ReadAllText(modules).Contains("sentence_transformers.models.Normalize",
+            StringComparison.Ordinal);
         return Parse(File.ReadAllText(config), normalize);
     }
 

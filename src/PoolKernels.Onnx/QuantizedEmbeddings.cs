@@ -55,7 +55,8 @@ public sealed class QuantizedEmbeddings
     public BitArray ToBitArray(int i)
     {
         if (Precision is not (QuantizePrecision.Binary or QuantizePrecision.Ubinary))
-            throw new InvalidOperationException($"ToBitArray needs binary or ubinary embeddings, these are {Quantization.Name(Precision)}.");
+            throw new InvalidOperationException($"ToBitArray needs binary or ubinary embeddings, these are "
+                + $"{Quantization.Name(Precision)}.");
         var row = Row(i);
         // binary (I8) = ubinary − 128: the same bits with the top bit of each byte flipped
         byte flip = Precision == QuantizePrecision.Binary ? (byte)0x80 : (byte)0;
@@ -89,7 +90,8 @@ public sealed class QuantizedEmbeddings
     }
 
     /// <summary>Quantizes one float vector per row (see the tensor overload).</summary>
-    public static QuantizedEmbeddings Quantize(Device device, IReadOnlyList<float[]> embeddings, int dimensions, QuantizePrecision precision,
+    public static QuantizedEmbeddings Quantize(Device device, IReadOnlyList<float[]> embeddings, int dimensions,
+        QuantizePrecision precision,
         HostTensor? ranges = null, HostTensor? calibration = null)
     {
         ArgumentNullException.ThrowIfNull(embeddings);
@@ -97,7 +99,8 @@ public sealed class QuantizedEmbeddings
         for (int i = 0; i < embeddings.Count; i++)
         {
             if (embeddings[i].Length != dimensions)
-                throw new ArgumentException($"embeddings[{i}] has {embeddings[i].Length} values, expected {dimensions}.", nameof(embeddings));
+                throw new ArgumentException($"embeddings[{i}] has {embeddings[i].Length} values, expected {dimensions}.",
+                    nameof(embeddings));
             embeddings[i].CopyTo(flat, (long)i * dimensions);
         }
         return Quantize(device, HostTensor.From(flat, embeddings.Count, dimensions), precision, ranges, calibration);

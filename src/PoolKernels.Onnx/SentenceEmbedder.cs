@@ -85,7 +85,8 @@ public sealed class SentenceEmbedder : IDisposable
     {
         options ??= new SentenceEmbedderOptions();
         if (options.BatchSize < 1) throw new ArgumentException($"BatchSize must be >= 1, got {options.BatchSize}.", nameof(options));
-        if (options.MaxTokens < 2) throw new ArgumentException($"MaxTokens must be >= 2 ([CLS] and [SEP]), got {options.MaxTokens}.", nameof(options));
+        if (options.MaxTokens < 2) throw new ArgumentException($"MaxTokens must be >= 2 ([CLS] and [SEP]), got {options.MaxTokens}.",
+            nameof(options));
         if (options.ModelPath is null && options.VocabPath is not null)
             throw new ArgumentException("VocabPath was given without ModelPath; a Model or the built-in model has its own vocab.",
                 nameof(options));
@@ -103,7 +104,8 @@ public sealed class SentenceEmbedder : IDisposable
         MaxTokens = Math.Min(options.MaxTokens, info.MaxPositions);
         var vocabLines = vocab.Split('\n').Select(l => l.TrimEnd('\r')).Where(l => l.Length > 0).ToList();
         if (vocabLines.Count > info.VocabSize)
-            throw new ArgumentException($"vocab has {vocabLines.Count} tokens but the model's word-embedding table has {info.VocabSize} rows: they do not belong together.", "vocab");
+            throw new ArgumentException($"vocab has {vocabLines.Count} tokens but the model's word-embedding table has {info.VocabSize} "
+                + $"rows: they do not belong together.", "vocab");
         foreach (var special in new[] { "[CLS]", "[SEP]", "[UNK]" })
             if (!vocabLines.Contains(special)) throw new ArgumentException($"vocab lacks {special}: not a BERT WordPiece vocab.", "vocab");
         _tokenizer.LoadVocabulary(new StringReader(vocab), options.LowerCase);
@@ -280,9 +282,12 @@ public sealed class SentenceEmbedder : IDisposable
         IReadOnlyList<int>? layers = null, bool normalize = true, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(head);
-        if (head.Dim != HiddenSize) throw new ArgumentException($"head has D = {head.Dim} but the model's hidden size is {HiddenSize}.", nameof(head));
+        if (head.Dim != HiddenSize) throw new ArgumentException($"head has D = {head.Dim} but the model's hidden size is {HiddenSize}.",
+            nameof(head));
         int lp = layers?.Count ?? LayerCount;
-        if (head.PosEmbRows < lp) throw new ArgumentException($"head's pos_emb.weight has {head.PosEmbRows} rows, fewer than the {lp} layers chosen.", nameof(head));
+        if (head.PosEmbRows < lp)
+            throw new ArgumentException($"head's pos_emb.weight has {head.PosEmbRows} rows, fewer than the {lp} layers chosen.",
+            nameof(head));
         var perLayer = EmbedLayers(texts, mode, layers, cancellationToken);
         if (perLayer.Length == 0) return [];
         var stacked = HostTensor.From(perLayer.SelectMany(v => v).ToArray(), perLayer.Length, lp, HiddenSize);
@@ -323,7 +328,8 @@ public sealed class SentenceEmbedder : IDisposable
     {
         var shape = new long[] { b, t };
         names = ["input_ids", "attention_mask"];
-        var values = new List<OrtValue> { OrtValue.CreateTensorValueFromMemory(ids, shape), OrtValue.CreateTensorValueFromMemory(mask, shape) };
+        var values = new List<OrtValue> { OrtValue.CreateTensorValueFromMemory(ids, shape), OrtValue.CreateTensorValueFromMemory(mask,
+            shape) };
         if (_hasTokenTypes) { names.Add("token_type_ids"); values.Add(OrtValue.CreateTensorValueFromMemory(new long[b * t], shape)); }
         return values;
     }
@@ -342,7 +348,8 @@ public sealed class SentenceEmbedder : IDisposable
         using var outputs = _session.Run(runOptions, names, inputs.Values, [_outputName]);
         var hidden = outputs[0].GetTensorDataAsSpan<float>();
         if (hidden.Length != (long)b * t * HiddenSize)
-            throw new InvalidOperationException($"model output {_outputName} has {hidden.Length} values, expected [{b}, {t}, {HiddenSize}].");
+            throw new InvalidOperationException($"model output {_outputName} has {hidden.Length} values, expected [{b}, {t}, "
+                + $"{HiddenSize}].");
         long t0 = Stopwatch.GetTimestamp();
         pool(order, hidden, mask, b, t);
         Interlocked.Add(ref _poolingTicks, Stopwatch.GetTimestamp() - t0);
@@ -364,7 +371,11 @@ internal sealed record ModelInfo(int VocabSize, int MaxPositions, int Hidden)
     {
         global::Onnx.ModelProto proto;
         try { proto = global::Onnx.ModelProto.Parser.ParseFrom(model); }
-        catch (Google.Protobuf.InvalidProtocolBufferException e) { throw new ArgumentException($"model is not an ONNX file: {e.Message}", "model"); }
+        catch (Google.Protobuf.InvalidProtocolBufferException e)
+        {
+            throw new ArgumentException($"model is not an ONNX file: {e.Message}",
+            "model");
+        }
         int vocab = int.MaxValue, positions = int.MaxValue, hidden = 0;
         foreach (var t in proto.Graph.Initializer)
         {

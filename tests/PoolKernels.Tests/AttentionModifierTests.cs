@@ -10,7 +10,8 @@ namespace PoolKernels.Tests;
 [NonParallelizable]
 public class AttentionModifierTests
 {
-    private static HostTensor Rand(int seed, params int[] shape) => HostTensor.From(new RandomSource(seed).Floats((int)Shape.Count(shape)), shape);
+    private static HostTensor Rand(int seed, params int[] shape) => HostTensor.From(new RandomSource(seed).Floats((int)Shape.Count(shape)),
+        shape);
 
     private static void Near(HostTensor actual, HostTensor expected, float tol, string what)
     {
@@ -76,12 +77,18 @@ public class AttentionModifierTests
         var d = TestDevices.Get(id);
         var q = Rand(4, 1, 2, 3, 8); var k = Rand(5, 1, 2, 4, 8); var v = Rand(6, 1, 2, 4, 8);
         var kpm = HostTensor.From(new bool[4], 1, 4); // every key padded
-        var (o, l) = d.Sdpa(q, k, v, keyPaddingMask: kpm, options: new SdpaOptions { Sinks = new[] { 1.5f, -2f }, Softcap = 3, AlibiSlopes = new[] { 1f, 2f } });
+        var (o, l) = d.Sdpa(q, k, v, keyPaddingMask: kpm, options: new SdpaOptions
+        {
+            Sinks = new[] { 1.5f, -2f },
+            Softcap = 3,
+            AlibiSlopes = new[] { 1f, 2f }
+        });
         Assert.That(o.AsSpan<float>().ToArray(), Is.All.EqualTo(0f));
         Assert.That(l.AsSpan<float>().ToArray(), Is.EqualTo(new[] { 1.5f, 1.5f, 1.5f, -2f, -2f, -2f }));
     }
 
-    public static IEnumerable<TestCaseData> Widths() => new[] { 16, 8, 4 }.Select(w => new TestCaseData(w).SetName($"ManyTilesWithModifiers V{w * 32}"));
+    public static IEnumerable<TestCaseData> Widths() => new[] { 16, 8, 4 }.Select(w
+        => new TestCaseData(w).SetName($"ManyTilesWithModifiers V{w * 32}"));
 
     [TestCaseSource(nameof(Widths))]
     public void ManyTilesWithModifiers(int lanes)

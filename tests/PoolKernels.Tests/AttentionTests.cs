@@ -9,13 +9,15 @@ namespace PoolKernels.Tests;
 /// shapes, bad input and the SIMD allocation guarantee — every test body on every device.</summary>
 public class AttentionTests
 {
-    private static (float[] Out, float[] Lse) Run(Device d, HostTensor q, HostTensor k, HostTensor v, HostTensor? mask = null, HostTensor? kpm = null, SdpaOptions? o = null)
+    private static (float[] Out, float[] Lse) Run(Device d, HostTensor q, HostTensor k, HostTensor v, HostTensor? mask = null,
+        HostTensor? kpm = null, SdpaOptions? o = null)
     {
         var (out_, lse) = d.Sdpa(q, k, v, mask, kpm, o);
         return (out_.AsSpan<float>().ToArray(), lse.AsSpan<float>().ToArray());
     }
 
-    private static HostTensor Rand(int seed, params int[] shape) => HostTensor.From(new RandomSource(seed).Floats((int)Shape.Count(shape)), shape);
+    private static HostTensor Rand(int seed, params int[] shape) => HostTensor.From(new RandomSource(seed).Floats((int)Shape.Count(shape)),
+        shape);
 
     private static void Near(float[] actual, float[] expected, float tol = 2e-5f, string what = "out")
     {
@@ -80,7 +82,11 @@ public class AttentionTests
                     else Assert.That(float.IsFinite(l[row]), Is.True, $"lse row {row}");
                 }
         // a window that excludes every key (left 0, right 0 around a diagonal beyond Tk) also gives empty rows
-        var (o2, l2) = Run(d, Rand(4, 1, 1, 4, 2), Rand(5, 1, 1, 2, 2), Rand(6, 1, 1, 2, 2), o: new SdpaOptions { WindowLeft = 0, WindowRight = 0 });
+        var (o2, l2) = Run(d, Rand(4, 1, 1, 4, 2), Rand(5, 1, 1, 2, 2), Rand(6, 1, 1, 2, 2), o: new SdpaOptions
+        {
+            WindowLeft = 0,
+            WindowRight = 0
+        });
         Assert.That(l2[2..], Is.All.EqualTo(float.NegativeInfinity));
         Assert.That(o2[4..], Is.All.EqualTo(0f));
     }
@@ -109,12 +115,14 @@ public class AttentionTests
                             for (int j = 0; j < tk; j++)
                             {
                                 int x = ((bb * h + hh) * tq + i) * tk + j, diag = i + off;
-                                bool ok = (causal == SdpaCausal.None || j <= diag) && (wl < 0 || j >= diag - wl) && (wr < 0 || j <= diag + wr)
+                                bool ok = (causal == SdpaCausal.None || j <= diag) && (wl < 0 || j >= diag - wl)
+                                    && (wr < 0 || j <= diag + wr)
                                     && pad[bb * tk + j] != 0 && additive[x] == 0;
                                 boolMask[x] = ok;
                             }
                 var (want, wantLse) = Run(d, q, k, v, HostTensor.From(boolMask, b, h, tq, tk));
-                var (got, gotLse) = Run(d, q, k, v, HostTensor.From(additive, b, h, tq, tk), HostTensor.From(pad, b, tk).To(DType.Bool), opts);
+                var (got, gotLse) = Run(d, q, k, v, HostTensor.From(additive, b, h, tq, tk), HostTensor.From(pad, b, tk).To(DType.Bool),
+                    opts);
                 Near(got, want, 1e-5f, $"out {causal} [{wl},{wr}]");
                 Near(gotLse, wantLse, 1e-5f, $"lse {causal} [{wl},{wr}]");
             }
@@ -166,7 +174,12 @@ public class AttentionTests
         int b = 2, hq = 4, hkv = 2, tq = 3, tk = 5, e = 7, ev = 5;
         var q = Rand(51, b, hq, tq, e); var k = Rand(52, b, hkv, tk, e); var v = Rand(53, b, hkv, tk, ev);
         var (want, wl) = Run(d, q, k, v, o: new SdpaOptions { Causal = SdpaCausal.TopLeft, WindowLeft = 1 });
-        var (got, gl) = Run(d, Swap12(q), Swap12(k), Swap12(v), o: new SdpaOptions { Causal = SdpaCausal.TopLeft, WindowLeft = 1, Layout = SdpaLayout.Bthd });
+        var (got, gl) = Run(d, Swap12(q), Swap12(k), Swap12(v), o: new SdpaOptions
+        {
+            Causal = SdpaCausal.TopLeft,
+            WindowLeft = 1,
+            Layout = SdpaLayout.Bthd
+        });
         Near(got, Swap12(HostTensor.From(want, b, hq, tq, ev)).AsSpan<float>().ToArray(), 1e-6f);
         Near(gl, wl, 1e-6f, "lse");
 
@@ -185,7 +198,8 @@ public class AttentionTests
     {
         var d = TestDevices.Get(id);
         var refd = TestDevices.Get("reference");
-        (int Tq, int Tk, int E, int Ev)[] shapes = [(1, 1, 1, 1), (1, 9, 3, 2), (9, 1, 1, 4), (3, 4, 256, 256), (2, 3, 96, 40), (70, 67, 17, 9)];
+        (int Tq, int Tk, int E, int Ev)[] shapes = [(1, 1, 1, 1), (1, 9, 3, 2), (9, 1, 1, 4), (3, 4, 256, 256), (2, 3, 96, 40), (70, 67, 17,
+            9)];
         foreach (var (tq, tk, e, ev) in shapes)
             foreach (var causal in new[] { SdpaCausal.None, SdpaCausal.BottomRight })
             {
@@ -248,7 +262,8 @@ public class AttentionTests
         var (want, wl) = Run(d, q, k, v, kpm: HostTensor.From(pad, b, tk), o: opts);
 
         var so = new float[want.Length]; var sl = new float[wl.Length];
-        d.Sdpa<float, long>(q.AsSpan<float>(), k.AsSpan<float>(), v.AsSpan<float>(), pad, so, sl, new SdpaDims(b, hq, hkv, tq, tk, e, ev), opts);
+        d.Sdpa<float, long>(q.AsSpan<float>(), k.AsSpan<float>(), v.AsSpan<float>(), pad, so, sl, new SdpaDims(b, hq, hkv, tq, tk, e, ev),
+            opts);
         Assert.That(so, Is.EqualTo(want)); Assert.That(sl, Is.EqualTo(wl));
 
         using var dq = d.Upload(q); using var dk = d.Upload(k); using var dv = d.Upload(v); using var dp = d.Upload<long>(pad, b, tk);
@@ -262,7 +277,8 @@ public class AttentionTests
     public void ManyThreadsOnOneDevice(string id)
     {
         var d = TestDevices.Get(id);
-        var inputs = Enumerable.Range(0, 4).Select(i => (Rand(90 + i, 2, 2, 9, 8), Rand(95 + i, 2, 2, 11, 8), Rand(99 + i, 2, 2, 11, 8))).ToArray();
+        var inputs = Enumerable.Range(0, 4).Select(i => (Rand(90 + i, 2, 2, 9, 8), Rand(95 + i, 2, 2, 11, 8), Rand(99 + i, 2, 2, 11,
+            8))).ToArray();
         var expected = inputs.Select(x => Run(TestDevices.Get("reference"), x.Item1, x.Item2, x.Item3).Out).ToArray();
         var errors = new System.Collections.Concurrent.ConcurrentBag<string>();
         Parallel.For(0, 16, new ParallelOptions { MaxDegreeOfParallelism = 4 }, c =>
@@ -403,7 +419,8 @@ public class AttentionTests
     {
         var d = TestDevices.Get("simd");
         int b = 2, h = 4, t = 100, e = 32;
-        var q = new RandomSource(1).Floats(b * h * t * e); var k = new RandomSource(2).Floats(b * h * t * e); var v = new RandomSource(3).Floats(b * h * t * e);
+        var q = new RandomSource(1).Floats(b * h * t * e); var k = new RandomSource(2).Floats(b * h * t * e); var v
+            = new RandomSource(3).Floats(b * h * t * e);
         var pad = Enumerable.Range(0, b * t).Select(i => (byte)(i % 7 == 0 ? 0 : 1)).ToArray();
         var o = new float[b * h * t * e]; var l = new float[b * h * t];
         var dims = new SdpaDims(b, h, h, t, t, e, e);
@@ -444,11 +461,16 @@ public class AttentionTests
         yield return Bad("text", _ => SdpaOptions.ParseCausal("upper"));
         yield return Bad("text", _ => SdpaOptions.ParseLayout("tbhd"));
         yield return Bad("k", d => d.Sdpa(Q, K, V, options: new SdpaOptions { Layout = SdpaLayout.Bthd })); // shapes read as bthd
-        yield return Bad("output", d => d.Sdpa<float>(new float[2 * 4 * 3 * 8], new float[2 * 2 * 5 * 8], new float[2 * 2 * 5 * 6], new float[5], new float[24], new SdpaDims(2, 4, 2, 3, 5, 8, 6)));
-        yield return Bad("lse", d => d.Sdpa<float>(new float[2 * 4 * 3 * 8], new float[2 * 2 * 5 * 8], new float[2 * 2 * 5 * 6], new float[144], new float[23], new SdpaDims(2, 4, 2, 3, 5, 8, 6)));
-        yield return Bad("q", d => d.Sdpa<float>(new float[7], new float[2 * 2 * 5 * 8], new float[2 * 2 * 5 * 6], new float[144], new float[24], new SdpaDims(2, 4, 2, 3, 5, 8, 6)));
-        yield return Bad("keyPaddingMask", d => d.Sdpa<float, int>(new float[2 * 4 * 3 * 8], new float[2 * 2 * 5 * 8], new float[2 * 2 * 5 * 6], new int[9], new float[144], new float[24], new SdpaDims(2, 4, 2, 3, 5, 8, 6)));
-        yield return Bad("q", d => d.Sdpa<double>(new double[192], new double[160], new double[120], new float[144], new float[24], new SdpaDims(2, 4, 2, 3, 5, 8, 6)));
+        yield return Bad("output", d => d.Sdpa<float>(new float[2 * 4 * 3 * 8], new float[2 * 2 * 5 * 8], new float[2 * 2 * 5 * 6],
+            new float[5], new float[24], new SdpaDims(2, 4, 2, 3, 5, 8, 6)));
+        yield return Bad("lse", d => d.Sdpa<float>(new float[2 * 4 * 3 * 8], new float[2 * 2 * 5 * 8], new float[2 * 2 * 5 * 6],
+            new float[144], new float[23], new SdpaDims(2, 4, 2, 3, 5, 8, 6)));
+        yield return Bad("q", d => d.Sdpa<float>(new float[7], new float[2 * 2 * 5 * 8], new float[2 * 2 * 5 * 6], new float[144],
+            new float[24], new SdpaDims(2, 4, 2, 3, 5, 8, 6)));
+        yield return Bad("keyPaddingMask", d => d.Sdpa<float, int>(new float[2 * 4 * 3 * 8], new float[2 * 2 * 5 * 8],
+            new float[2 * 2 * 5 * 6], new int[9], new float[144], new float[24], new SdpaDims(2, 4, 2, 3, 5, 8, 6)));
+        yield return Bad("q", d => d.Sdpa<double>(new double[192], new double[160], new double[120], new float[144], new float[24],
+            new SdpaDims(2, 4, 2, 3, 5, 8, 6)));
 
         var vq = Z(DType.F32, 6, 4, 8); var vk = Z(DType.F32, 7, 2, 8); var vv = Z(DType.F32, 7, 2, 3);
         HostTensor Cu(params long[] x) => HostTensor.From(x, x.Length);

@@ -87,7 +87,8 @@ public class AllocationTests
     private static readonly HashSet<string> NewOutputs = ["segment_topk", "dual_hypergraph"];
 
     public static IEnumerable<TestCaseData> Ops() =>
-        OpRegistry.All.Keys.Where(op => !NewOutputs.Contains(op)).Order().Select(op => new TestCaseData(op).SetName($"simd {op} allocates nothing per call"));
+        OpRegistry.All.Keys.Where(op => !NewOutputs.Contains(op)).Order().Select(op
+            => new TestCaseData(op).SetName($"simd {op} allocates nothing per call"));
 
     [TestCaseSource(nameof(Ops))]
     public void SteadyStateSimdCallAllocatesNothing(string op)

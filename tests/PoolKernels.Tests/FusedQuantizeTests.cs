@@ -101,7 +101,8 @@ public class FusedQuantizeTests
         var backwards = HostTensor.From(new float[] { 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0 }, 2, 8);
         yield return Bad("ranges", "needs ranges", d => d.SequencePool(h, m, mean, QuantizePrecision.Int8));
         yield return Bad("ranges", "takes no ranges", d => d.SequencePool(h, m, mean, QuantizePrecision.Binary, ok));
-        yield return Bad("ranges", "[2, dims]", d => d.SequencePool(h, m, mean, QuantizePrecision.Uint8, HostTensor.Zeros(DType.F32, 2, 7)));
+        yield return Bad("ranges", "[2, dims]", d => d.SequencePool(h, m, mean, QuantizePrecision.Uint8, HostTensor.Zeros(DType.F32, 2,
+            7)));
         yield return Bad("ranges", "finite", d => d.SequencePool(h, m, mean, QuantizePrecision.Uint8, nan));
         yield return Bad("ranges", "end >= start", d => d.SequencePool(h, m, mean, QuantizePrecision.Int8, backwards));
         yield return Bad("ranges", "[2, dims]", d => d.SequencePool(h, m, Options("mean,dims=4"), QuantizePrecision.Int8, ok));

@@ -143,28 +143,38 @@ public class HeadsTests
     {
         var d = TestDevices.Get(id);
         var x = HostTensor.Zeros(DType.F32, 2, 3);
-        Assert.That(() => d.Linear(x, HostTensor.Zeros(DType.F32, 4, 2)), Throws.ArgumentException.With.Property("ParamName").EqualTo("weight"));
-        Assert.That(() => d.Linear(x, HostTensor.Zeros(DType.F32, 4)), Throws.ArgumentException.With.Property("ParamName").EqualTo("weight"));
-        Assert.That(() => d.Linear(x, HostTensor.Zeros(DType.F32, 4, 3), HostTensor.Zeros(DType.F32, 3)), Throws.ArgumentException.With.Property("ParamName").EqualTo("bias"));
-        Assert.That(() => d.Linear(x, HostTensor.Zeros(DType.F32, 4, 3), null, HostTensor.Zeros(DType.F32, 2, 3)), Throws.ArgumentException.With.Property("ParamName").EqualTo("residual"));
-        Assert.That(() => d.Linear(x.To(DType.F16), HostTensor.Zeros(DType.F32, 4, 3)), Throws.ArgumentException.With.Property("ParamName").EqualTo("x"));
-        Assert.That(() => d.LayerNorm(x, HostTensor.Zeros(DType.F32, 2), HostTensor.Zeros(DType.F32, 3)), Throws.ArgumentException.With.Property("ParamName").EqualTo("weight"));
-        Assert.That(() => d.LayerNorm(x, HostTensor.Zeros(DType.F32, 3), HostTensor.Zeros(DType.F32, 3, 1)), Throws.ArgumentException.With.Property("ParamName").EqualTo("bias"));
-        Assert.That(() => d.LayerNorm(x, HostTensor.Zeros(DType.F32, 3), HostTensor.Zeros(DType.F32, 3), -1), Throws.ArgumentException.With.Property("ParamName").EqualTo("eps"));
+        Assert.That(() => d.Linear(x, HostTensor.Zeros(DType.F32, 4, 2)),
+            Throws.ArgumentException.With.Property("ParamName").EqualTo("weight"));
+        Assert.That(() => d.Linear(x, HostTensor.Zeros(DType.F32, 4)),
+            Throws.ArgumentException.With.Property("ParamName").EqualTo("weight"));
+        Assert.That(() => d.Linear(x, HostTensor.Zeros(DType.F32, 4, 3), HostTensor.Zeros(DType.F32, 3)),
+            Throws.ArgumentException.With.Property("ParamName").EqualTo("bias"));
+        Assert.That(() => d.Linear(x, HostTensor.Zeros(DType.F32, 4, 3), null, HostTensor.Zeros(DType.F32, 2, 3)),
+            Throws.ArgumentException.With.Property("ParamName").EqualTo("residual"));
+        Assert.That(() => d.Linear(x.To(DType.F16), HostTensor.Zeros(DType.F32, 4, 3)),
+            Throws.ArgumentException.With.Property("ParamName").EqualTo("x"));
+        Assert.That(() => d.LayerNorm(x, HostTensor.Zeros(DType.F32, 2), HostTensor.Zeros(DType.F32, 3)),
+            Throws.ArgumentException.With.Property("ParamName").EqualTo("weight"));
+        Assert.That(() => d.LayerNorm(x, HostTensor.Zeros(DType.F32, 3), HostTensor.Zeros(DType.F32, 3, 1)),
+            Throws.ArgumentException.With.Property("ParamName").EqualTo("bias"));
+        Assert.That(() => d.LayerNorm(x, HostTensor.Zeros(DType.F32, 3), HostTensor.Zeros(DType.F32, 3), -1),
+            Throws.ArgumentException.With.Property("ParamName").EqualTo("eps"));
         Assert.That(() => d.Geglu(x), Throws.ArgumentException.With.Property("ParamName").EqualTo("h"));
         Assert.That(() => d.MeanRows(x), Throws.ArgumentException.With.Property("ParamName").EqualTo("x"));
     }
 
     // ------------------------------------------------------------------ heads
 
-    private static Dictionary<string, HostTensor> Weights(int seed, int d = 16, int r = 4, int h = 2, int dh = 6, int f = 20, int pos = 5, DType dt = DType.F32) =>
+    private static Dictionary<string, HostTensor> Weights(int seed, int d = 16, int r = 4, int h = 2, int dh = 6, int f = 20, int pos = 5,
+        DType dt = DType.F32) =>
         HeadsFamily.RandomWeights(new RandomTensors(seed), d, r, h, dh, f, pos, dt);
 
     [TestCaseSource(typeof(TestDevices), nameof(TestDevices.All))]
     public void HeadShapesAreInferred(string id)
     {
         using var head = PoolingHead.FromTensors(TestDevices.Get(id), Weights(1, d: 12, r: 3, h: 3, dh: 5, f: 7, pos: 9), heads: 3);
-        Assert.That((head.Dim, head.LatentCount, head.HeadCount, head.HeadDim, head.FfWidth, head.PosEmbRows), Is.EqualTo((12, 3, 3, 5, 7, 9)));
+        Assert.That((head.Dim, head.LatentCount, head.HeadCount, head.HeadDim, head.FfWidth, head.PosEmbRows), Is.EqualTo((12, 3, 3, 5, 7,
+            9)));
     }
 
     [TestCaseSource(typeof(TestDevices), nameof(TestDevices.NonReference))]
@@ -214,7 +224,8 @@ public class HeadsTests
         var r = new RandomTensors(8);
         var a = r.Floats(DType.F32, -2, 2, 2, 5, 16); var b = r.Floats(DType.F16, -2, 2, 3, 4, 16);
         using var head = PoolingHead.FromTensors(d, w, 2);
-        var ra = head.Resampler(a); var nb = head.NvEmbed(b); var rb = head.Resampler(b); var ra2 = head.Resampler(a); var ml = head.MultiLayer(b);
+        var ra = head.Resampler(a); var nb = head.NvEmbed(b); var rb = head.Resampler(b); var ra2 = head.Resampler(a); var ml
+            = head.MultiLayer(b);
         using var fresh = PoolingHead.FromTensors(d, w, 2);
         Close(ra2, ra, 0, 0);
         Close(rb, fresh.Resampler(b), 0, 0);
@@ -311,19 +322,33 @@ public class HeadsTests
         var d = TestDevices.Get(id);
         using var head = PoolingHead.FromTensors(d, Weights(1), 2);
         var x = HostTensor.Zeros(DType.F32, 2, 3, 16);
-        Assert.That(() => head.Resampler(HostTensor.Zeros(DType.F32, 2, 3, 15)), Throws.ArgumentException.With.Property("ParamName").EqualTo("hidden"));
-        Assert.That(() => head.Resampler(HostTensor.Zeros(DType.F32, 3, 16)), Throws.ArgumentException.With.Property("ParamName").EqualTo("hidden"));
-        Assert.That(() => head.Resampler(HostTensor.Zeros(DType.I64, 2, 3, 16)), Throws.ArgumentException.With.Property("ParamName").EqualTo("hidden"));
-        Assert.That(() => head.Resampler(x, HostTensor.Zeros(DType.I64, 2, 4)), Throws.ArgumentException.With.Property("ParamName").EqualTo("attentionMask"));
-        Assert.That(() => head.Resampler(x, HostTensor.Zeros(DType.F32, 2, 3)), Throws.ArgumentException.With.Property("ParamName").EqualTo("attentionMask"));
-        Assert.That(() => head.NvEmbed(x, null, HostTensor.From(new long[] { 0, -1 }, 2)), Throws.ArgumentException.With.Property("ParamName").EqualTo("prefixLen"));
-        Assert.That(() => head.NvEmbed(x, null, HostTensor.From(new long[] { 0 }, 1)), Throws.ArgumentException.With.Property("ParamName").EqualTo("prefixLen"));
-        Assert.That(() => head.MultiLayer(HostTensor.Zeros(DType.F32, 2, 6, 16)), Throws.ArgumentException.With.Property("ParamName").EqualTo("layers"));
-        var call = new OpCall(new Dictionary<string, HostTensor>(Weights(1)) { ["hidden"] = x, ["prefix_len"] = HostTensor.From(new long[] { 0, 0 }, 2) },
+        Assert.That(() => head.Resampler(HostTensor.Zeros(DType.F32, 2, 3, 15)),
+            Throws.ArgumentException.With.Property("ParamName").EqualTo("hidden"));
+        Assert.That(() => head.Resampler(HostTensor.Zeros(DType.F32, 3, 16)),
+            Throws.ArgumentException.With.Property("ParamName").EqualTo("hidden"));
+        Assert.That(() => head.Resampler(HostTensor.Zeros(DType.I64, 2, 3, 16)),
+            Throws.ArgumentException.With.Property("ParamName").EqualTo("hidden"));
+        Assert.That(() => head.Resampler(x, HostTensor.Zeros(DType.I64, 2, 4)),
+            Throws.ArgumentException.With.Property("ParamName").EqualTo("attentionMask"));
+        Assert.That(() => head.Resampler(x, HostTensor.Zeros(DType.F32, 2, 3)),
+            Throws.ArgumentException.With.Property("ParamName").EqualTo("attentionMask"));
+        Assert.That(() => head.NvEmbed(x, null, HostTensor.From(new long[] { 0, -1 }, 2)),
+            Throws.ArgumentException.With.Property("ParamName").EqualTo("prefixLen"));
+        Assert.That(() => head.NvEmbed(x, null, HostTensor.From(new long[] { 0 }, 1)),
+            Throws.ArgumentException.With.Property("ParamName").EqualTo("prefixLen"));
+        Assert.That(() => head.MultiLayer(HostTensor.Zeros(DType.F32, 2, 6, 16)),
+            Throws.ArgumentException.With.Property("ParamName").EqualTo("layers"));
+        var call = new OpCall(new Dictionary<string, HostTensor>(Weights(1))
+        {
+            ["hidden"] = x,
+            ["prefix_len"] = HostTensor.From(new long[] { 0, 0 }, 2)
+        },
             new Dictionary<string, string> { ["variant"] = "resampler", ["heads"] = "2" });
-        Assert.That(() => OpRegistry.All["latent_attention_pool"].Run(d, call), Throws.ArgumentException.With.Property("ParamName").EqualTo("prefix_len"));
+        Assert.That(() => OpRegistry.All["latent_attention_pool"].Run(d, call),
+            Throws.ArgumentException.With.Property("ParamName").EqualTo("prefix_len"));
         var bad = new OpCall(call.Inputs, new Dictionary<string, string> { ["variant"] = "perceiver", ["heads"] = "2" });
-        Assert.That(() => OpRegistry.All["latent_attention_pool"].Run(d, bad), Throws.ArgumentException.With.Property("ParamName").EqualTo("variant"));
+        Assert.That(() => OpRegistry.All["latent_attention_pool"].Run(d, bad),
+            Throws.ArgumentException.With.Property("ParamName").EqualTo("variant"));
     }
 
     // ------------------------------------------------------------------ weights files

@@ -92,7 +92,8 @@ public class HyperDropTests
                 d.SegmentPool(g, keptOff, o, mode);
                 return o.ToTensor().AsSpan<float>().ToArray();
             }
-            return new Layer(ki, keptOff.ToTensor().ToInt64s(), c, Readout(SegmentPoolMode.Max), Readout(SegmentPoolMode.Mean), Readout(SegmentPoolMode.Sum));
+            return new Layer(ki, keptOff.ToTensor().ToInt64s(), c, Readout(SegmentPoolMode.Max), Readout(SegmentPoolMode.Mean),
+                Readout(SegmentPoolMode.Sum));
         }
     }
 
@@ -101,7 +102,8 @@ public class HyperDropTests
     {
         var want = Run(TestDevices.Get("reference"));
         var got = Run(TestDevices.Get(id));
-        Assert.That(want.KeptOffsets, Is.EqualTo(new long[] { 0, 6, 6, 14, 14, 19 }), "ceil(0.5·n_s) edges per graph; graphs 2 and 4 have none");
+        Assert.That(want.KeptOffsets, Is.EqualTo(new long[] { 0, 6, 6, 14, 14, 19 }),
+            "ceil(0.5·n_s) edges per graph; graphs 2 and 4 have none");
         Assert.That(got.Conv, Is.EqualTo(want.Conv).Within(1e-5f));
         Assert.That(got.KeptIndex, Is.EqualTo(want.KeptIndex));
         Assert.That(got.KeptOffsets, Is.EqualTo(want.KeptOffsets));

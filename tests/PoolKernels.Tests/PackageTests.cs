@@ -11,7 +11,12 @@ public class PackageTests
 {
     private static (int Code, string Output) Dotnet(string workDir, params string[] args)
     {
-        var psi = new ProcessStartInfo("dotnet", args) { WorkingDirectory = workDir, RedirectStandardOutput = true, RedirectStandardError = true };
+        var psi = new ProcessStartInfo("dotnet", args)
+        {
+            WorkingDirectory = workDir,
+            RedirectStandardOutput = true,
+            RedirectStandardError = true
+        };
         psi.Environment["DOTNET_CLI_TELEMETRY_OPTOUT"] = "1";
         psi.Environment["DOTNET_NOLOGO"] = "1";
         using var p = Process.Start(psi)!;
@@ -54,7 +59,8 @@ public class PackageTests
                 Assert.That(names, Does.Contain("README.md"), id);
                 Assert.That(names, Has.Some.EndsWith($"lib/net10.0/{id}.xml"), $"{id}: XML docs");
                 Assert.That(File.Exists(Path.Combine(feed, $"{id}.{version}.snupkg")), Is.True, $"{id}: symbols");
-                using var nuspec = new StreamReader(zip.Entries.First(e => e.FullName.EndsWith(".nuspec", StringComparison.Ordinal)).Open());
+                using var nuspec = new StreamReader(zip.Entries.First(e => e.FullName.EndsWith(".nuspec",
+                    StringComparison.Ordinal)).Open());
                 nuspecs[id] = nuspec.ReadToEnd();
                 Assert.That(nuspecs[id], Does.Contain("<license type=\"expression\">MIT</license>"), id);
             }
@@ -71,7 +77,8 @@ public class PackageTests
                 """);
             File.WriteAllText(Path.Combine(app, "app.csproj"), $$"""
                 <Project Sdk="Microsoft.NET.Sdk">
-                  <PropertyGroup><OutputType>Exe</OutputType><TargetFramework>net10.0</TargetFramework><ImplicitUsings>enable</ImplicitUsings></PropertyGroup>
+                  <PropertyGroup><OutputType>Exe</OutputType><TargetFramework>net10.0</TargetFramework>
+                    <ImplicitUsings>enable</ImplicitUsings></PropertyGroup>
                   <ItemGroup><PackageReference Include="PoolKernels" Version="{{version}}" /></ItemGroup>
                 </Project>
                 """);

@@ -101,13 +101,18 @@ public class QuantizedEmbeddingTests
     {
         Assert.Throws<ArgumentException>(() => Embedder.EmbedQuantized(Texts), "no precision anywhere");
         var device = TestDevices.Get("simd");
-        Assert.Throws<ArgumentException>(() => new SentenceEmbedder(new SentenceEmbedderOptions { Ranges = HostTensor.Zeros(DType.F32, 2, 10) },
+        Assert.Throws<ArgumentException>(() => new SentenceEmbedder(new SentenceEmbedderOptions
+        {
+            Ranges = HostTensor.Zeros(DType.F32, 2,
+            10)
+        },
             device), "ranges of the wrong width");
         Assert.Throws<ArgumentException>(() => new SentenceEmbedder(new SentenceEmbedderOptions
         {
             Calibration = HostTensor.Zeros(DType.F32, 0, 384),
         }, device), "calibration without rows");
-        Assert.Throws<ArgumentException>(() => new SentenceEmbedder(new SentenceEmbedderOptions { Precision = (QuantizePrecision)7 }, device));
+        Assert.Throws<ArgumentException>(() => new SentenceEmbedder(new SentenceEmbedderOptions { Precision = (QuantizePrecision)7 },
+            device));
         var nan = new float[2 * 384];
         nan[5] = float.NaN;
         using var e = new SentenceEmbedder(new SentenceEmbedderOptions { Calibration = HostTensor.From(nan, 2, 384) }, device);

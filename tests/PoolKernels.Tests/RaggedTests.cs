@@ -35,7 +35,8 @@ public class RaggedTests
         d.GatherSegmentPool<long, long>(V, [1, 1, 0, 4], [0, 3, 4], [1, 2, 0.5f, -1], o, 2, SegmentPoolMode.Sum);
         Assert.That(o, Is.EqualTo(new float[] { 3 * 3 + 0.5f, 3 * 4 - 1, 0, -1 }));
         d.GatherSegmentPool<int, int>(V, [1, 1, 0, 4], [0, 3, 4], [1, 2, 0.5f, -1], o, 2, SegmentPoolMode.Mean);
-        Assert.That(o, Is.EqualTo(new float[] { 9.5f / 3, 11f / 3, 0, -1 }).Within(1e-6f), "mean divides by the entry count, not the weight sum");
+        Assert.That(o, Is.EqualTo(new float[] { 9.5f / 3, 11f / 3, 0, -1 }).Within(1e-6f),
+            "mean divides by the entry count, not the weight sum");
         d.GatherSegmentPool<long, long>(V, [1, 1, 0, 4], [0, 3, 4], [], o, 2, SegmentPoolMode.Max);
         Assert.That(o, Is.EqualTo(new float[] { 3, 4, 0, 1 }));
     }
@@ -101,7 +102,8 @@ public class RaggedTests
         var d = TestDevices.Get(id);
         float[] scores = [0.5f, 1, 0.5f, 1, float.NaN, /* seg 1 empty */ /* seg 2 */ -1, -1, -1];
         var (ix, oo) = d.SegmentTopk(HostTensor.From(scores, 8), HostTensor.From(new long[] { 0, 5, 5, 8 }, 4), k: 3);
-        Assert.That(ix.ToInt64s(), Is.EqualTo(new long[] { 4, 1, 3, 5, 6, 7 }), "NaN first, then score descending, ties to the lower index");
+        Assert.That(ix.ToInt64s(), Is.EqualTo(new long[] { 4, 1, 3, 5, 6, 7 }),
+            "NaN first, then score descending, ties to the lower index");
         Assert.That(oo.ToInt64s(), Is.EqualTo(new long[] { 0, 3, 3, 6 }));
         (ix, oo) = d.SegmentTopk(HostTensor.From(scores, 8), HostTensor.From(new int[] { 0, 5, 5, 8 }, 4), ratio: 0.5);
         Assert.That(oo.ToInt64s(), Is.EqualTo(new long[] { 0, 3, 3, 5 }), "ceil(0.5·5) = 3, ceil(0.5·3) = 2");
@@ -163,16 +165,22 @@ public class RaggedTests
         yield return Bad("index", d => d.GatherSegmentPool<int, long>(Vals, [-1, 0], [0, 2], [], new float[2], 2, SegmentPoolMode.Sum));
         yield return Bad("offsets", d => d.GatherSegmentPool<long, long>(Vals, [0, 1], [0, 3], [], new float[2], 2, SegmentPoolMode.Sum));
         yield return Bad("weights", d => d.GatherSegmentPool<long, long>(Vals, [0, 1], [0, 2], [1f], new float[2], 2, SegmentPoolMode.Sum));
-        yield return Bad("index", d => d.GatherSegmentPool(HostTensor.From(Vals, 5, 2), HostTensor.From(new long[] { 2, 9 }, 2), HostTensor.From(new long[] { 0, 2 }, 2), null, SegmentPoolMode.Max));
-        yield return Bad("offsets", d => d.GatherSegmentPool(HostTensor.From(Vals, 5, 2), HostTensor.From(new long[] { 2, 3 }, 2), HostTensor.From(new long[] { 0, 2, 1, 2 }, 4), null, SegmentPoolMode.Max));
-        yield return Bad("offsets", d => d.SegmentPool(HostTensor.From(Vals, 5, 2), HostTensor.From(new float[] { 0, 5 }, 2), SegmentPoolMode.Max));
-        yield return Bad("values", d => d.SegmentPool(HostTensor.From(Vals, 10), HostTensor.From(new long[] { 0, 5 }, 2), SegmentPoolMode.Max));
+        yield return Bad("index", d => d.GatherSegmentPool(HostTensor.From(Vals, 5, 2), HostTensor.From(new long[] { 2, 9 }, 2),
+            HostTensor.From(new long[] { 0, 2 }, 2), null, SegmentPoolMode.Max));
+        yield return Bad("offsets", d => d.GatherSegmentPool(HostTensor.From(Vals, 5, 2), HostTensor.From(new long[] { 2, 3 }, 2),
+            HostTensor.From(new long[] { 0, 2, 1, 2 }, 4), null, SegmentPoolMode.Max));
+        yield return Bad("offsets", d => d.SegmentPool(HostTensor.From(Vals, 5, 2), HostTensor.From(new float[] { 0, 5 }, 2),
+            SegmentPoolMode.Max));
+        yield return Bad("values", d => d.SegmentPool(HostTensor.From(Vals, 10), HostTensor.From(new long[] { 0, 5 }, 2),
+            SegmentPoolMode.Max));
         yield return Bad("k", d => d.SegmentTopk(HostTensor.From(new float[3], 3), HostTensor.From(new long[] { 0, 3 }, 2), k: 0));
         yield return Bad("ratio", d => d.SegmentTopk(HostTensor.From(new float[3], 3), HostTensor.From(new long[] { 0, 3 }, 2), ratio: 0));
-        yield return Bad("ratio", d => d.SegmentTopk(HostTensor.From(new float[3], 3), HostTensor.From(new long[] { 0, 3 }, 2), ratio: 1.5));
+        yield return Bad("ratio", d => d.SegmentTopk(HostTensor.From(new float[3], 3), HostTensor.From(new long[] { 0, 3 }, 2),
+            ratio: 1.5));
         yield return Bad("ratio", d => d.SegmentTopk(HostTensor.From(new float[3], 3), HostTensor.From(new long[] { 0, 3 }, 2)));
         yield return Bad("offsets", d => d.SegmentTopk(HostTensor.From(new float[3], 3), HostTensor.From(new long[] { 0, 2 }, 2), k: 1));
-        yield return Bad("offsets", d => d.SegmentTopk(HostTensor.From(new float[3], 3), HostTensor.From(new long[] { 0, 2, 1, 3 }, 4), k: 1));
+        yield return Bad("offsets", d => d.SegmentTopk(HostTensor.From(new float[3], 3), HostTensor.From(new long[] { 0, 2, 1, 3 }, 4),
+            k: 1));
         yield return Bad("edgeIndex", d => d.DualHypergraph(HostTensor.From(new long[] { 0, 1, 1, 3 }, 2, 2), 3));
         yield return Bad("edgeIndex", d => d.DualHypergraph(HostTensor.From(new long[] { 0, -1, 1, 2 }, 2, 2), 3));
         yield return Bad("edgeIndex", d => d.DualHypergraph(HostTensor.From(new long[] { 0, 1, 1 }, 3, 1), 3));

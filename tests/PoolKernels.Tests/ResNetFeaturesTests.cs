@@ -28,7 +28,18 @@ public class ResNetFeaturesTests
         Assert.That(graph.Output.Select(o => o.Name), Does.Contain(pool.Output[0]), "the model ends in its global AveragePool");
         var kernel = pool.Attribute.First(a => a.Name == "kernel_shape").Ints.Select(v => (int)v).ToArray();
         string mapName = pool.Input[0];
-        graph.Output.Add(new ValueInfoProto { Name = mapName, Type = new TypeProto { TensorType = new TypeProto.Types.Tensor { ElemType = (int)TensorProto.Types.DataType.Float } } });
+        graph.Output.Add(new ValueInfoProto
+        {
+            Name = mapName,
+            Type = new TypeProto
+            {
+                TensorType = new TypeProto.Types.Tensor
+                {
+                    ElemType
+            = (int)TensorProto.Types.DataType.Float
+                }
+            }
+        });
         using var session = new InferenceSession(model.ToByteArray());
         string input = session.InputMetadata.Keys.Single();
         var maps = new List<float>();

@@ -72,15 +72,23 @@ public class SafetensorsTests
         yield return new TestCaseData(absurd, "exceeds").SetName("absurd header length");
         var longer = new byte[16]; BinaryPrimitives.WriteUInt64LittleEndian(longer, 100);
         yield return new TestCaseData(longer, "exceeds").SetName("header longer than the file");
-        yield return new TestCaseData(WithHeader("""{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}"""), "malformed").SetName("truncated JSON");
+        yield return new TestCaseData(WithHeader("""{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}"""),
+            "malformed").SetName("truncated JSON");
         yield return new TestCaseData(WithHeader("""[1,2]"""), "not a JSON object").SetName("header not an object");
-        yield return new TestCaseData(WithHeader("""{"a":{"dtype":"F8","shape":[2],"data_offsets":[0,2]}}"""), "unknown dtype").SetName("unknown dtype");
-        yield return new TestCaseData(WithHeader("""{"a":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}}"""), "needs 12 bytes").SetName("shape and byte size disagree");
-        yield return new TestCaseData(WithHeader("""{"a":{"dtype":"F32","shape":[4],"data_offsets":[8,24]}}"""), "outside").SetName("offsets past the data");
-        yield return new TestCaseData(WithHeader("""{"a":{"dtype":"F32","shape":[1],"data_offsets":[8,4]}}"""), "outside").SetName("offsets reversed");
-        yield return new TestCaseData(WithHeader("""{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}}"""), "overlap").SetName("overlapping tensors");
-        yield return new TestCaseData(WithHeader("""{"a":{"dtype":"F32","shape":[-1],"data_offsets":[0,4]}}"""), "invalid dimension").SetName("negative dimension");
-        yield return new TestCaseData(WithHeader("""{"a":{"dtype":"F32","shape":[65536,65536,65536],"data_offsets":[0,4]}}"""), "needs").SetName("shape overflows");
+        yield return new TestCaseData(WithHeader("""{"a":{"dtype":"F8","shape":[2],"data_offsets":[0,2]}}"""),
+            "unknown dtype").SetName("unknown dtype");
+        yield return new TestCaseData(WithHeader("""{"a":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}}"""),
+            "needs 12 bytes").SetName("shape and byte size disagree");
+        yield return new TestCaseData(WithHeader("""{"a":{"dtype":"F32","shape":[4],"data_offsets":[8,24]}}"""),
+            "outside").SetName("offsets past the data");
+        yield return new TestCaseData(WithHeader("""{"a":{"dtype":"F32","shape":[1],"data_offsets":[8,4]}}"""),
+            "outside").SetName("offsets reversed");
+        yield return new TestCaseData(WithHeader("""{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F""" +
+            """32","shape":[2],"data_offsets":[4,12]}}"""), "overlap").SetName("overlapping tensors");
+        yield return new TestCaseData(WithHeader("""{"a":{"dtype":"F32","shape":[-1],"data_offsets":[0,4]}}"""),
+            "invalid dimension").SetName("negative dimension");
+        yield return new TestCaseData(WithHeader("""{"a":{"dtype":"F32","shape":[65536,65536,65536],"data_offsets":[0,4]}}"""),
+            "needs").SetName("shape overflows");
         yield return new TestCaseData(WithHeader("""{"a":{"dtype":"F32","data_offsets":[0,4]}}"""), "no shape").SetName("missing shape");
         yield return new TestCaseData(WithHeader("""{"__metadata__":{"op":1}}"""), "not a string").SetName("metadata value not a string");
     }
@@ -108,7 +116,11 @@ public class SafetensorsTests
                 case 0: for (int k = 0; k < 1 + rng.Next(4); k++) b[rng.Next(b.Length)] = (byte)rng.Next(256); break;
                 case 1: b = b[..rng.Next(b.Length)]; break;
                 case 2: BinaryPrimitives.WriteUInt64LittleEndian(b, (ulong)rng.NextInt64()); break;
-                case 3: { int at = 8 + rng.Next((int)BinaryPrimitives.ReadUInt64LittleEndian(valid)); b[at] = (byte)"{}[]\":,0123456789-e"[rng.Next(19)]; break; }
+                case 3:
+                    {
+                        int at = 8 + rng.Next((int)BinaryPrimitives.ReadUInt64LittleEndian(valid)); b[at]
+                    = (byte)"{}[]\":,0123456789-e"[rng.Next(19)]; break;
+                    }
                 default: BinaryPrimitives.WriteUInt64LittleEndian(b, (ulong)rng.Next(b.Length)); break;
             }
             try

@@ -37,7 +37,11 @@ public class SafetyTests
 
     // ---- 1. shapes are copied at construction and immutable ----
 
-    private static float[] Floats(int n, int seed = 1) { var r = new Random(seed); return Enumerable.Range(0, n).Select(_ => (float)(r.NextDouble() * 2 - 1)).ToArray(); }
+    private static float[] Floats(int n, int seed = 1)
+    {
+        var r = new Random(seed); return Enumerable.Range(0,
+        n).Select(_ => (float)(r.NextDouble() * 2 - 1)).ToArray();
+    }
 
     [Test]
     public void HostTensorShapeIsACopyOfTheCallersArray()
@@ -82,11 +86,14 @@ public class SafetyTests
         // sequence_pool on host and device tensors
         int[] hs = [2, 3, 4], ms = [2, 3];
         var hidden = new HostTensor(DType.F32, hs, System.Runtime.InteropServices.MemoryMarshal.AsBytes(Floats(24).AsSpan()).ToArray());
-        var mask = new HostTensor(DType.I64, ms, System.Runtime.InteropServices.MemoryMarshal.AsBytes(new long[] { 1, 1, 0, 1, 0, 0 }.AsSpan()).ToArray());
-        var expected = d.SequencePool(HostTensor.From(hidden.AsSpan<float>().ToArray(), 2, 3, 4), HostTensor.From(new long[] { 1, 1, 0, 1, 0, 0 }, 2, 3), new(SequencePoolMode.Mean));
+        var mask = new HostTensor(DType.I64, ms, System.Runtime.InteropServices.MemoryMarshal.AsBytes(new long[] { 1, 1, 0, 1, 0,
+            0 }.AsSpan()).ToArray());
+        var expected = d.SequencePool(HostTensor.From(hidden.AsSpan<float>().ToArray(), 2, 3, 4), HostTensor.From(new long[] { 1, 1, 0, 1,
+            0, 0 }, 2, 3), new(SequencePoolMode.Mean));
         hs[1] = 1 << 16; hs[2] = 1 << 10; ms[1] = 1 << 16;
         Assert.That(hidden.Shape.ToArray(), Is.EqualTo(new[] { 2, 3, 4 }), id);
-        Assert.That(d.SequencePool(hidden, mask, new(SequencePoolMode.Mean)).AsSpan<float>().ToArray(), Is.EqualTo(expected.AsSpan<float>().ToArray()), id);
+        Assert.That(d.SequencePool(hidden, mask, new(SequencePoolMode.Mean)).AsSpan<float>().ToArray(),
+            Is.EqualTo(expected.AsSpan<float>().ToArray()), id);
         int[] os = [2, 4];
         using (var dh = d.Upload(hidden))
         using (var dm = d.Upload(mask))
@@ -99,14 +106,18 @@ public class SafetyTests
 
         // spatial_pool: a 16-byte x whose shape array then claims 128 KiB
         int[] xs = [1, 4, 1, 1];
-        var x = new HostTensor(DType.F32, xs, System.Runtime.InteropServices.MemoryMarshal.AsBytes(new float[] { 1, 2, 3, 4 }.AsSpan()).ToArray());
+        var x = new HostTensor(DType.F32, xs, System.Runtime.InteropServices.MemoryMarshal.AsBytes(new float[] { 1, 2, 3,
+            4 }.AsSpan()).ToArray());
         xs[2] = 64; xs[3] = 128;
-        Assert.That(d.SpatialPool(x, new() { Mode = SpatialPoolMode.Avg }).AsSpan<float>().ToArray(), Is.EqualTo(new[] { 1f, 2, 3, 4 }), id);
+        Assert.That(d.SpatialPool(x, new() { Mode = SpatialPoolMode.Avg }).AsSpan<float>().ToArray(), Is.EqualTo(new[] { 1f, 2, 3, 4 }),
+            id);
 
         // segment_pool
         int[] vs = [3, 2], offs = [3];
-        var values = new HostTensor(DType.F32, vs, System.Runtime.InteropServices.MemoryMarshal.AsBytes(new float[] { 1, 2, 3, 4, 5, 6 }.AsSpan()).ToArray());
-        var offsets = new HostTensor(DType.I64, offs, System.Runtime.InteropServices.MemoryMarshal.AsBytes(new long[] { 0, 1, 3 }.AsSpan()).ToArray());
+        var values = new HostTensor(DType.F32, vs, System.Runtime.InteropServices.MemoryMarshal.AsBytes(new float[] { 1, 2, 3, 4, 5,
+            6 }.AsSpan()).ToArray());
+        var offsets = new HostTensor(DType.I64, offs, System.Runtime.InteropServices.MemoryMarshal.AsBytes(new long[] { 0, 1,
+            3 }.AsSpan()).ToArray());
         vs[0] = 1 << 20; offs[0] = 1 << 10;
         Assert.That(d.SegmentPool(values, offsets, SegmentPoolMode.Sum).AsSpan<float>().ToArray(), Is.EqualTo(new[] { 1f, 2, 8, 10 }), id);
 
@@ -114,7 +125,8 @@ public class SafetyTests
         int[] qs = [1, 1, 1, 2], ks = [1, 1, 2, 2];
         var q = new HostTensor(DType.F32, qs, new byte[8]);
         var k = new HostTensor(DType.F32, ks, new byte[16]);
-        var v = new HostTensor(DType.F32, (int[])ks.Clone(), System.Runtime.InteropServices.MemoryMarshal.AsBytes(new float[] { 1, 2, 3, 4 }.AsSpan()).ToArray());
+        var v = new HostTensor(DType.F32, (int[])ks.Clone(), System.Runtime.InteropServices.MemoryMarshal.AsBytes(new float[] { 1, 2, 3,
+            4 }.AsSpan()).ToArray());
         qs[2] = 1 << 12; ks[2] = 1 << 12; qs[3] = ks[3] = 1 << 8;
         var (o, lse) = d.Sdpa(q, k, v);
         Assert.That(o.AsSpan<float>().ToArray(), Is.EqualTo(new[] { 2f, 3 }).Within(1e-6f), id);
@@ -129,7 +141,8 @@ public class SafetyTests
         ThrowsArg("layers", () => SequencePooling.ParseLayers("0..2147483647"));
         ThrowsArg("layers", () => SequencePooling.ParseLayers("-2147483648..2147483647"));
         ThrowsArg("layers", () => SequencePooling.ParseLayers("2147483647..2147483647,0..100000"));
-        Assert.That(SequencePooling.ParseLayers("2147483646..2147483647"), Is.EqualTo(new[] { 2147483646, 2147483647 }), "a range ending at int.MaxValue ends");
+        Assert.That(SequencePooling.ParseLayers("2147483646..2147483647"), Is.EqualTo(new[] { 2147483646, 2147483647 }),
+            "a range ending at int.MaxValue ends");
         Assert.That(SequencePooling.ParseLayers("0,4..6,-1"), Is.EqualTo(new[] { 0, 4, 5, 6, -1 }));
     }
 
@@ -186,7 +199,8 @@ public class SafetyTests
         var y = HostTensor.From(new float[] { 1, 2, 3, 4 }, 2, 2);
         foreach (bool normalize in new[] { false, true })
         {
-            var b = d.BilinearPool(HostTensor.From(x.AsSpan<float>().ToArray(), 2, 1, 2), HostTensor.From(y.AsSpan<float>().ToArray(), 2, 1, 2),
+            var b = d.BilinearPool(HostTensor.From(x.AsSpan<float>().ToArray(), 2, 1, 2), HostTensor.From(y.AsSpan<float>().ToArray(), 2, 1,
+                2),
                 signedSqrt: true, normalize: normalize).AsSpan<float>().ToArray();
             Assert.That(b[..2], Has.All.NaN, $"{id} bilinear row 0");
             Assert.That(b[4..], Has.None.NaN, $"{id} bilinear row 1");
@@ -201,7 +215,8 @@ public class SafetyTests
         Assert.That(mfh[..2], Has.All.NaN, $"{id} mfh row 0");
         Assert.That(mfh[2..], Has.None.NaN, $"{id} mfh row 1");
         var mcb = d.CompactBilinearPool(x, y, HostTensor.From(new long[] { 0, 1 }, 2), HostTensor.From(new float[] { 1, -1 }, 2),
-            HostTensor.From(new long[] { 0, 2 }, 2), HostTensor.From(new float[] { 1, 1 }, 2), 3, signedSqrt: true).AsSpan<float>().ToArray();
+            HostTensor.From(new long[] { 0, 2 }, 2), HostTensor.From(new float[] { 1, 1 }, 2), 3,
+                signedSqrt: true).AsSpan<float>().ToArray();
         Assert.That(mcb[..3], Has.Some.NaN, $"{id} compact_bilinear row 0");
         Assert.That(mcb[3..], Has.None.NaN, $"{id} compact_bilinear row 1");
     }
@@ -230,7 +245,8 @@ public class SafetyTests
             Assert.That(o.AsSpan<float>()[0], Is.NaN, $"{id} +inf at key {at}");
         }
         // every score -inf: no key has weight, as a row whose keys are all masked (out 0, lse -inf)
-        var (o0, l0) = d.Sdpa(q, HostTensor.From(new[] { float.NegativeInfinity, float.NegativeInfinity, float.NegativeInfinity }, 1, 1, 3, 1), v, options: opt);
+        var (o0, l0) = d.Sdpa(q, HostTensor.From(new[] { float.NegativeInfinity, float.NegativeInfinity, float.NegativeInfinity }, 1, 1, 3,
+            1), v, options: opt);
         Assert.That((o0.AsSpan<float>()[0], l0.AsSpan<float>()[0]), Is.EqualTo((0f, float.NegativeInfinity)), id);
     }
 
@@ -258,9 +274,11 @@ public class SafetyTests
         var m = new long[] { 1, 1, 0, 1, 0, 0 };
         var o = new float[16];
         ThrowsArg("output", () => d.SequencePool<float, long>(new System.Numerics.Tensors.ReadOnlyTensorSpan<float>(h, [2, 3, 8], default),
-            new System.Numerics.Tensors.ReadOnlyTensorSpan<long>(m, [2, 3], default), new System.Numerics.Tensors.TensorSpan<float>(o, [4, 4], default), opt), id);
+            new System.Numerics.Tensors.ReadOnlyTensorSpan<long>(m, [2, 3], default), new System.Numerics.Tensors.TensorSpan<float>(o, [4,
+                4], default), opt), id);
         d.SequencePool<float, long>(new System.Numerics.Tensors.ReadOnlyTensorSpan<float>(h, [2, 3, 8], default),
-            new System.Numerics.Tensors.ReadOnlyTensorSpan<long>(m, [2, 3], default), new System.Numerics.Tensors.TensorSpan<float>(o, [2, 8], default), opt);
+            new System.Numerics.Tensors.ReadOnlyTensorSpan<long>(m, [2, 3], default), new System.Numerics.Tensors.TensorSpan<float>(o, [2,
+                8], default), opt);
     }
 
     // ---- 3. memory-mapped safetensors: writable copy-on-write views, ObjectDisposedException after Dispose ----
@@ -274,7 +292,11 @@ public class SafetyTests
             int n = (int)(IO.Safetensors.MapThreshold / 4) + 16;
             var big = HostTensor.Zeros(DType.F32, n);
             big.AsSpan<float>()[5] = 3;
-            IO.Safetensors.Write(path, new Dictionary<string, HostTensor> { ["x"] = HostTensor.From(new float[] { 1, 2, 3, 4 }, 1, 4, 1, 1), ["big"] = big });
+            IO.Safetensors.Write(path, new Dictionary<string, HostTensor>
+            {
+                ["x"] = HostTensor.From(new float[] { 1, 2, 3, 4 }, 1, 4, 1, 1),
+                ["big"] = big
+            });
             HostTensor x, b;
             using (var f = IO.Safetensors.Read(path))
             {
@@ -284,10 +306,12 @@ public class SafetyTests
                 x.AsSpan<float>()[0] = 10;
                 Assert.That(b.AsSpan<float>()[5], Is.EqualTo(42f));
                 foreach (var id in TestDevices.All())
-                    Assert.That(TestDevices.Get(id).SpatialPool(x, new() { Mode = SpatialPoolMode.Avg }).AsSpan<float>().ToArray(), Is.EqualTo(new[] { 10f, 2, 3, 4 }), id);
+                    Assert.That(TestDevices.Get(id).SpatialPool(x, new() { Mode = SpatialPoolMode.Avg }).AsSpan<float>().ToArray(),
+                        Is.EqualTo(new[] { 10f, 2, 3, 4 }), id);
             }
             using (var again = IO.Safetensors.Read(path))
-                Assert.That((again.Tensors["big"].AsSpan<float>()[5], again.Tensors["x"].AsSpan<float>()[0]), Is.EqualTo((3f, 1f)), "the file is unchanged");
+                Assert.That((again.Tensors["big"].AsSpan<float>()[5], again.Tensors["x"].AsSpan<float>()[0]), Is.EqualTo((3f, 1f)),
+                    "the file is unchanged");
             // use after Dispose: ObjectDisposedException, not an access violation
             Assert.Throws<ObjectDisposedException>(() => _ = b.AsSpan<float>()[0]);
             Assert.Throws<ObjectDisposedException>(() => _ = x.Data.Span.Length);
@@ -333,9 +357,11 @@ public class SafetyTests
         Assert.Throws<ObjectDisposedException>(() => hidden.CopyFrom<float>(new float[24]), id);
         Assert.Throws<ObjectDisposedException>(() => d.Allocate(DType.F32, 2).Dispose(), id);
         Assert.Throws<ObjectDisposedException>(() => d.Upload(HostTensor.Zeros(DType.F32, 2)).Dispose(), id);
-        Assert.Throws<ObjectDisposedException>(() => d.SequencePool(HostTensor.Zeros(DType.F32, 2, 3, 4), HostTensor.Zeros(DType.I64, 2, 3), Mean), id);
+        Assert.Throws<ObjectDisposedException>(() => d.SequencePool(HostTensor.Zeros(DType.F32, 2, 3, 4), HostTensor.Zeros(DType.I64, 2, 3),
+            Mean), id);
         if (d.Kind != BackendKind.Reference)
-            Assert.Throws<ObjectDisposedException>(() => d.SequencePool<float, long>(new float[24], new long[6], new float[8], 2, 3, 4, Mean), id);
+            Assert.Throws<ObjectDisposedException>(() => d.SequencePool<float, long>(new float[24], new long[6], new float[8], 2, 3, 4,
+                Mean), id);
         // tensors of a disposed device may still be disposed (the accelerator already freed their buffers)
         hidden.Dispose(); mask.Dispose(); output.Dispose();
     }
@@ -372,7 +398,8 @@ public class SafetyTests
                 Thread.Sleep(round);
                 if (disposeDevice) d.Dispose(); else hidden.Dispose();
                 Assert.That(worker.Join(TimeSpan.FromSeconds(60)), $"{id}: the call loop ends after Dispose");
-                Assert.That(failure, Is.Null, $"{id} dispose {(disposeDevice ? "device" : "tensor")} round {round}: only ObjectDisposedException may escape");
+                Assert.That(failure, Is.Null,
+                    $"{id} dispose {(disposeDevice ? "device" : "tensor")} round {round}: only ObjectDisposedException may escape");
                 Assert.That(calls, Is.LessThan(10_000), $"{id}: calls after Dispose must throw");
                 d.Dispose();
             }
@@ -384,7 +411,8 @@ public class SafetyTests
     public void SequencePoolOptionsPrintTheirModes()
     {
         var o = new SequencePoolOptions(SequencePoolMode.Mean, SequencePoolMode.Max) { Dims = 64, Normalize = true };
-        Assert.That(o.ToString(), Is.EqualTo("SequencePoolOptions { Modes = [mean, max], P = 3, Eps = 1E-06, Dims = 64, Normalize = True }"));
+        Assert.That(o.ToString(),
+            Is.EqualTo("SequencePoolOptions { Modes = [mean, max], P = 3, Eps = 1E-06, Dims = 64, Normalize = True }"));
         Assert.That(new SequencePoolOptions { Modes = null! }.ToString(), Does.StartWith("SequencePoolOptions { Modes = []"));
     }
 
@@ -402,7 +430,8 @@ public class SafetyTests
         using var xt = d.Allocate(DType.F32, 2, 3, 2, 2);
         using var ot = d.Allocate(DType.F32, 2, 3);
         ThrowsArg("mode", () => d.SpatialPool(xt, ot, new SpatialPoolOptions { Mode = (SpatialPoolMode)99 }), id);
-        Assert.That(Assert.Throws<ArgumentNullException>(() => SpatialPooling.Pool2dShape([1, 1, 4, 4], null!))!.ParamName, Is.EqualTo("options"));
+        Assert.That(Assert.Throws<ArgumentNullException>(() => SpatialPooling.Pool2dShape([1, 1, 4, 4], null!))!.ParamName,
+            Is.EqualTo("options"));
     }
 
     // ---- 5. results of the host-tensor overloads live in pooled memory ----

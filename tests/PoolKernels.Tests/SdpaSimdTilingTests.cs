@@ -11,29 +11,40 @@ namespace PoolKernels.Tests;
 [NonParallelizable]
 public class SdpaSimdTilingTests
 {
-    private static HostTensor Rand(int seed, params int[] shape) => HostTensor.From(new RandomSource(seed).Floats((int)Shape.Count(shape)), shape);
+    private static HostTensor Rand(int seed, params int[] shape) => HostTensor.From(new RandomSource(seed).Floats((int)Shape.Count(shape)),
+        shape);
 
     public static IEnumerable<TestCaseData> Cases()
     {
         foreach (int lanes in new[] { 16, 8, 4 })
         {
             string w = "V" + lanes * 32;
-            yield return new TestCaseData(lanes, 150, 211, 64, 64, SdpaCausal.None, -1, -1, true, false, false).SetName($"{w} padding 150x211 E64");
-            yield return new TestCaseData(lanes, 200, 200, 64, 64, SdpaCausal.TopLeft, -1, -1, true, false, false).SetName($"{w} causal+padding 200 E64");
-            yield return new TestCaseData(lanes, 130, 260, 17, 40, SdpaCausal.BottomRight, 70, 30, true, false, false).SetName($"{w} bottom_right window 130x260 E17/40");
-            yield return new TestCaseData(lanes, 129, 140, 32, 24, SdpaCausal.None, 50, 20, false, true, false).SetName($"{w} window+attn_mask 129x140");
-            yield return new TestCaseData(lanes, 190, 190, 64, 64, SdpaCausal.TopLeft, -1, -1, true, true, true).SetName($"{w} F16 causal+padding+attn_mask 190");
-            yield return new TestCaseData(lanes, 300, 70, 64, 32, SdpaCausal.None, -1, -1, false, false, false).SetName($"{w} plain 300x70");
+            yield return new TestCaseData(lanes, 150, 211, 64, 64, SdpaCausal.None, -1, -1, true, false,
+                false).SetName($"{w} padding 150x211 E64");
+            yield return new TestCaseData(lanes, 200, 200, 64, 64, SdpaCausal.TopLeft, -1, -1, true, false,
+                false).SetName($"{w} causal+padding 200 E64");
+            yield return new TestCaseData(lanes, 130, 260, 17, 40, SdpaCausal.BottomRight, 70, 30, true, false,
+                false).SetName($"{w} bottom_right window 130x260 E17/40");
+            yield return new TestCaseData(lanes, 129, 140, 32, 24, SdpaCausal.None, 50, 20, false, true,
+                false).SetName($"{w} window+attn_mask 129x140");
+            yield return new TestCaseData(lanes, 190, 190, 64, 64, SdpaCausal.TopLeft, -1, -1, true, true,
+                true).SetName($"{w} F16 causal+padding+attn_mask 190");
+            yield return new TestCaseData(lanes, 300, 70, 64, 32, SdpaCausal.None, -1, -1, false, false,
+                false).SetName($"{w} plain 300x70");
             // rows past the keys see nothing (i - 10 > Tk - 1 from row 58 on): blocks whose last rows are empty
-            yield return new TestCaseData(lanes, 150, 48, 16, 16, SdpaCausal.None, 10, -1, true, false, false).SetName($"{w} window past the keys 150x48");
-            yield return new TestCaseData(lanes, 200, 120, 32, 32, SdpaCausal.TopLeft, 5, -1, false, false, false).SetName($"{w} causal window past the keys 200x120");
+            yield return new TestCaseData(lanes, 150, 48, 16, 16, SdpaCausal.None, 10, -1, true, false,
+                false).SetName($"{w} window past the keys 150x48");
+            yield return new TestCaseData(lanes, 200, 120, 32, 32, SdpaCausal.TopLeft, 5, -1, false, false,
+                false).SetName($"{w} causal window past the keys 200x120");
             // bottom_right with Tq > Tk: the first rows see nothing
-            yield return new TestCaseData(lanes, 180, 100, 16, 16, SdpaCausal.BottomRight, -1, -1, true, false, false).SetName($"{w} bottom_right first rows empty 180x100");
+            yield return new TestCaseData(lanes, 180, 100, 16, 16, SdpaCausal.BottomRight, -1, -1, true, false,
+                false).SetName($"{w} bottom_right first rows empty 180x100");
         }
     }
 
     [TestCaseSource(nameof(Cases))]
-    public void ManyTilesMatchReference(int lanes, int tq, int tk, int e, int ev, SdpaCausal causal, int wl, int wr, bool kpm, bool mask, bool f16)
+    public void ManyTilesMatchReference(int lanes, int tq, int tk, int e, int ev, SdpaCausal causal, int wl, int wr, bool kpm, bool mask,
+        bool f16)
     {
         int b = 3, hq = 4, hkv = 2;
         var q = Rand(tq + e, b, hq, tq, e); var k = Rand(tk + 2 * e, b, hkv, tk, e); var v = Rand(tk + ev, b, hkv, tk, ev);
@@ -77,7 +88,11 @@ public class SdpaSimdTilingTests
         int empty = 0;
         for (int i = 0; i < actual.Length; i++)
         {
-            if (float.IsInfinity(expected[i]) || float.IsNaN(expected[i])) { Assert.That(actual[i], Is.EqualTo(expected[i]), $"{what}[{i}]"); empty++; }
+            if (float.IsInfinity(expected[i]) || float.IsNaN(expected[i]))
+            {
+                Assert.That(actual[i], Is.EqualTo(expected[i]),
+                $"{what}[{i}]"); empty++;
+            }
             else Assert.That(actual[i], Is.EqualTo(expected[i]).Within(tol + tol * Math.Abs(expected[i])), $"{what}[{i}]");
         }
         Assert.That(empty, Is.LessThan(actual.Length), $"{what}: every row empty");

@@ -137,7 +137,11 @@ public class SearchCliTests
         (code, _, err) = Run("embed", "text", "--precision", "ubinary", "--calibration", missing);
         Assert.That(code, Is.EqualTo(CliApp.ExitUsage));
         Assert.That(err, Does.Contain("--calibration applies to --precision int8 and uint8 only"));
-        Safetensors.Write(PathOf("narrow.safetensors"), new Dictionary<string, HostTensor> { ["ranges"] = HostTensor.Zeros(DType.F32, 2, 8) });
+        Safetensors.Write(PathOf("narrow.safetensors"), new Dictionary<string, HostTensor>
+        {
+            ["ranges"] = HostTensor.Zeros(DType.F32, 2,
+            8)
+        });
         (code, _, err) = Run("embed", "text", "--device", "simd", "--precision", "uint8", "--calibration", PathOf("narrow.safetensors"));
         Assert.That(code, Is.EqualTo(CliApp.ExitUsage));
         Assert.That(err, Does.Contain("'ranges' must be F32 [2, 384]"));
@@ -210,7 +214,8 @@ public class SearchCliTests
                 var bits = f.Tensors["bits"];
                 Assert.That(bits.DType, Is.EqualTo(DType.U8));
                 Assert.That(bits.Shape.ToArray(), Is.EqualTo(new[] { Corpus.Length, 48 }));
-                Assert.That(bits.Data.ToArray(), Is.EqualTo(floats.SelectMany(QuantizedEmbeddingTests.PackBits).ToArray()), "packbits(x > 0)");
+                Assert.That(bits.Data.ToArray(), Is.EqualTo(floats.SelectMany(QuantizedEmbeddingTests.PackBits).ToArray()),
+                    "packbits(x > 0)");
                 Assert.That(f.Metadata["format"], Is.EqualTo("poolkernels.search_index"));
                 Assert.That(f.Metadata["dims"], Is.EqualTo("384"));
                 Assert.That(f.Metadata["count"], Is.EqualTo("6"));

@@ -17,7 +17,8 @@ public class SequencePoolTests
     {
         var d = TestDevices.Get(id);
         var o = new float[2 * 14];
-        d.SequencePool<float, long>(Hidden, Mask, o, 2, 3, 2, SequencePoolOptions.Parse("cls,last_token,mean,mean_sqrt_len,weighted_mean,max,gem") with { P = 2 });
+        d.SequencePool<float, long>(Hidden, Mask, o, 2, 3, 2,
+            SequencePoolOptions.Parse("cls,last_token,mean,mean_sqrt_len,weighted_mean,max,gem") with { P = 2 });
         float s2 = MathF.Sqrt(2);
         float[] row0 =
         [
@@ -36,7 +37,8 @@ public class SequencePoolTests
         var d = TestDevices.Get(id);
         var o = new float[2 * 3];
         // skip the first kept token of row 0 -> V = {2}; row 1 empty stays zero
-        d.SequencePool<float, long>(Hidden, Mask, o, 2, 3, 2, SequencePoolOptions.Parse("mean,max") with { Dims = 3, Normalize = true }, [1, 0]);
+        d.SequencePool<float, long>(Hidden, Mask, o, 2, 3, 2, SequencePoolOptions.Parse("mean,max") with { Dims = 3, Normalize = true }, [1,
+            0]);
         float n = MathF.Sqrt(9 + 36 + 9);
         Assert.That(o, Is.EqualTo(new[] { 3 / n, -6 / n, 3 / n, 0, 0, 0 }).Within(1e-6f));
     }
@@ -117,8 +119,10 @@ public class SequencePoolTests
         d.SequencePool(layers, ones, o, SequencePoolOptions.Parse("max"));
 
         var want = new float[b * dim];
-        var refLayers = TestDevices.Get("reference").LayerPool(HostTensor.From(hs, l, b, t, dim), HostTensor.From(mask, b, t), SequencePoolMode.Mean);
-        TestDevices.Get("reference").SequencePool<float, byte>(refLayers.AsSpan<float>(), Enumerable.Repeat((byte)1, b * l).ToArray(), want, b, l, dim, SequencePoolOptions.Parse("max"));
+        var refLayers = TestDevices.Get("reference").LayerPool(HostTensor.From(hs, l, b, t, dim), HostTensor.From(mask, b, t),
+            SequencePoolMode.Mean);
+        TestDevices.Get("reference").SequencePool<float, byte>(refLayers.AsSpan<float>(), Enumerable.Repeat((byte)1, b * l).ToArray(), want,
+            b, l, dim, SequencePoolOptions.Parse("max"));
         Assert.That(o.ToTensor().AsSpan<float>().ToArray(), Is.EqualTo(want).Within(1e-5f));
     }
 
@@ -130,7 +134,11 @@ public class SequencePoolTests
         var opts = SequencePoolOptions.Parse("mean,max");
         var inputs = Enumerable.Range(0, 8).Select(i => new RandomSource(i).Floats(b * t * dim)).ToArray();
         var mask = Enumerable.Range(0, b * t).Select(i => (i * 7 % 5) != 0).ToArray();
-        var expected = inputs.Select(x => { var o = new float[b * 2 * dim]; TestDevices.Get("reference").SequencePool<float, bool>(x, mask, o, b, t, dim, opts); return o; }).ToArray();
+        var expected = inputs.Select(x =>
+        {
+            var o = new float[b * 2 * dim]; TestDevices.Get("reference").SequencePool<float, bool>(x, mask,
+            o, b, t, dim, opts); return o;
+        }).ToArray();
         var errors = new System.Collections.Concurrent.ConcurrentBag<string>();
         Parallel.For(0, 32, new ParallelOptions { MaxDegreeOfParallelism = 8 }, k =>
         {
@@ -138,7 +146,8 @@ public class SequencePoolTests
             var o = new float[b * 2 * dim];
             d.SequencePool<float, bool>(inputs[i], mask, o, b, t, dim, opts);
             for (int j = 0; j < o.Length; j++)
-                if (Math.Abs(o[j] - expected[i][j]) > 1e-4f + 1e-4f * Math.Abs(expected[i][j])) { errors.Add($"call {k}: [{j}] {o[j]} vs {expected[i][j]}"); break; }
+                if (Math.Abs(o[j] - expected[i][j]) > 1e-4f
+                    + 1e-4f * Math.Abs(expected[i][j])) { errors.Add($"call {k}: [{j}] {o[j]} vs {expected[i][j]}"); break; }
         });
         Assert.That(errors, Is.Empty);
     }
@@ -157,22 +166,32 @@ public class SequencePoolTests
         yield return Bad("batch", d => d.SequencePool<float, long>(H, M, new float[4], -2, 3, 2, mean));
         yield return Bad("mode", d => d.SequencePool<float, long>(H, M, new float[4], 2, 3, 2, new SequencePoolOptions()));
         yield return Bad("mode", d => d.SequencePool<float, long>(H, M, new float[4], 2, 3, 2, SequencePoolOptions.Parse("median")));
-        yield return Bad("p", d => d.SequencePool<float, long>(H, M, new float[4], 2, 3, 2, SequencePoolOptions.Parse("gem") with { P = 0 }));
-        yield return Bad("p", d => d.SequencePool<float, long>(H, M, new float[4], 2, 3, 2, SequencePoolOptions.Parse("gem") with { P = -1 }));
+        yield return Bad("p", d => d.SequencePool<float, long>(H, M, new float[4], 2, 3, 2,
+            SequencePoolOptions.Parse("gem") with { P = 0 }));
+        yield return Bad("p", d => d.SequencePool<float, long>(H, M, new float[4], 2, 3, 2,
+            SequencePoolOptions.Parse("gem") with { P = -1 }));
         yield return Bad("dims", d => d.SequencePool<float, long>(H, M, new float[4], 2, 3, 2, mean with { Dims = 3 }));
         yield return Bad("dims", d => d.SequencePool<float, long>(H, M, new float[0], 2, 3, 2, mean with { Dims = 0 }));
         yield return Bad("hidden", d => d.SequencePool<double, long>(new double[12], M, new float[4], 2, 3, 2, mean));
         yield return Bad("attentionMask", d => d.SequencePool<float, float>(H, new float[6], new float[4], 2, 3, 2, mean));
         yield return Bad("hidden", d => d.SequencePool(HostTensor.Zeros(DType.F32, 2, 3), HostTensor.Zeros(DType.I64, 2, 3), mean));
         yield return Bad("hidden", d => d.SequencePool(HostTensor.Zeros(DType.I32, 2, 3, 2), HostTensor.Zeros(DType.I64, 2, 3), mean));
-        yield return Bad("attentionMask", d => d.SequencePool(HostTensor.Zeros(DType.F32, 2, 3, 2), HostTensor.Zeros(DType.I64, 3, 2), mean));
-        yield return Bad("attentionMask", d => d.SequencePool(HostTensor.Zeros(DType.F32, 2, 3, 2), HostTensor.Zeros(DType.F32, 2, 3), mean));
-        yield return Bad("prefixLen", d => d.SequencePool(HostTensor.Zeros(DType.F32, 2, 3, 2), HostTensor.Zeros(DType.I64, 2, 3), mean, HostTensor.Zeros(DType.F32, 2)));
-        yield return Bad("mode", d => d.LayerPool(HostTensor.Zeros(DType.F32, 2, 2, 3, 2), HostTensor.Zeros(DType.I64, 2, 3), SequencePoolMode.Max));
-        yield return Bad("layers", d => d.LayerPool(HostTensor.Zeros(DType.F32, 2, 2, 3, 2), HostTensor.Zeros(DType.I64, 2, 3), SequencePoolMode.Mean, [2]));
-        yield return Bad("layers", d => d.LayerPool(HostTensor.Zeros(DType.F32, 2, 2, 3, 2), HostTensor.Zeros(DType.I64, 2, 3), SequencePoolMode.Mean, [-3]));
-        yield return Bad("hiddenStates", d => d.LayerPool(HostTensor.Zeros(DType.F32, 2, 3, 2), HostTensor.Zeros(DType.I64, 2, 3), SequencePoolMode.Mean));
-        yield return Bad("attentionMask", d => d.LayerPool(HostTensor.Zeros(DType.F32, 2, 2, 3, 2), HostTensor.Zeros(DType.I64, 2, 4), SequencePoolMode.Mean));
+        yield return Bad("attentionMask", d => d.SequencePool(HostTensor.Zeros(DType.F32, 2, 3, 2), HostTensor.Zeros(DType.I64, 3, 2),
+            mean));
+        yield return Bad("attentionMask", d => d.SequencePool(HostTensor.Zeros(DType.F32, 2, 3, 2), HostTensor.Zeros(DType.F32, 2, 3),
+            mean));
+        yield return Bad("prefixLen", d => d.SequencePool(HostTensor.Zeros(DType.F32, 2, 3, 2), HostTensor.Zeros(DType.I64, 2, 3), mean,
+            HostTensor.Zeros(DType.F32, 2)));
+        yield return Bad("mode", d => d.LayerPool(HostTensor.Zeros(DType.F32, 2, 2, 3, 2), HostTensor.Zeros(DType.I64, 2, 3),
+            SequencePoolMode.Max));
+        yield return Bad("layers", d => d.LayerPool(HostTensor.Zeros(DType.F32, 2, 2, 3, 2), HostTensor.Zeros(DType.I64, 2, 3),
+            SequencePoolMode.Mean, [2]));
+        yield return Bad("layers", d => d.LayerPool(HostTensor.Zeros(DType.F32, 2, 2, 3, 2), HostTensor.Zeros(DType.I64, 2, 3),
+            SequencePoolMode.Mean, [-3]));
+        yield return Bad("hiddenStates", d => d.LayerPool(HostTensor.Zeros(DType.F32, 2, 3, 2), HostTensor.Zeros(DType.I64, 2, 3),
+            SequencePoolMode.Mean));
+        yield return Bad("attentionMask", d => d.LayerPool(HostTensor.Zeros(DType.F32, 2, 2, 3, 2), HostTensor.Zeros(DType.I64, 2, 4),
+            SequencePoolMode.Mean));
         yield return Bad("layers", _ => SequencePooling.ParseLayers("3..1"));
         yield return Bad("layers", _ => SequencePooling.ParseLayers("a"));
     }
@@ -220,5 +239,6 @@ public class SequencePoolTests
 public sealed class RandomSource(int seed)
 {
     private readonly Random _r = new(seed);
-    public float[] Floats(int n, float lo = -2, float hi = 2) => Enumerable.Range(0, n).Select(_ => lo + (float)_r.NextDouble() * (hi - lo)).ToArray();
+    public float[] Floats(int n, float lo = -2, float hi = 2) => Enumerable.Range(0, n).Select(_
+        => lo + (float)_r.NextDouble() * (hi - lo)).ToArray();
 }

@@ -78,7 +78,8 @@ public class SignalTests
         var e = Assert.Throws<ArgumentException>(() => s.Push(HostTensor.Zeros(DType.F32, 1, 1, 3)));
         Assert.That(e!.ParamName, Is.EqualTo("chunk"));
         Assert.That(e.Message, Does.Contain("multiple of stride 2"));
-        Assert.That(() => s.Push(HostTensor.Zeros(DType.F32, 1, 2, 2)), Throws.ArgumentException.With.Property("ParamName").EqualTo("chunk"));
+        Assert.That(() => s.Push(HostTensor.Zeros(DType.F32, 1, 2, 2)),
+            Throws.ArgumentException.With.Property("ParamName").EqualTo("chunk"));
         s.Push(HostTensor.Zeros(DType.F32, 1, 1, 4));
         s.Complete();
         Assert.That(() => s.Push(HostTensor.Zeros(DType.F32, 1, 1, 2)), Throws.InvalidOperationException);

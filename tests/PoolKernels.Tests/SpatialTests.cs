@@ -10,7 +10,8 @@ public class SpatialTests
     private static float[] F(HostTensor t) => t.AsSpan<float>().ToArray();
     private static long[] L(HostTensor t) => t.ToInt64s();
     private static HostTensor X(float[] v, params int[] shape) => HostTensor.From(v, shape);
-    private static HostTensor Iota(params int[] shape) => X(Enumerable.Range(0, (int)Shape.Count(shape)).Select(i => (float)i).ToArray(), shape);
+    private static HostTensor Iota(params int[] shape) => X(Enumerable.Range(0, (int)Shape.Count(shape)).Select(i => (float)i).ToArray(),
+        shape);
 
     [TestCaseSource(typeof(TestDevices), nameof(TestDevices.All))]
     public void SpatialPoolModesWithValidMaskAndEmptyRow(string id)
@@ -19,12 +20,14 @@ public class SpatialTests
         // b0: c0 = [1,2,3,4], c1 = [-1,5,0,8]; valid keeps cells 0, 2, 3 (value 7 also keeps). b1 keeps nothing.
         var x = X([1, 2, 3, 4, -1, 5, 0, 8, 9, 9, 9, 9, 9, 9, 9, 9], 2, 2, 2, 2);
         var valid = HostTensor.From(new byte[] { 1, 0, 7, 1, 0, 0, 0, 0 }, 2, 2, 2);
-        Assert.That(F(d.SpatialPool(x, new() { Mode = SpatialPoolMode.Avg }, valid)), Is.EqualTo(new[] { 8f / 3, 7f / 3, 0, 0 }).Within(1e-5f));
+        Assert.That(F(d.SpatialPool(x, new() { Mode = SpatialPoolMode.Avg }, valid)), Is.EqualTo(new[] { 8f / 3, 7f / 3, 0,
+            0 }).Within(1e-5f));
         Assert.That(F(d.SpatialPool(x, new() { Mode = SpatialPoolMode.Max }, valid)), Is.EqualTo(new[] { 4f, 8, 0, 0 }));
         Assert.That(F(d.SpatialPool(x, new() { Mode = SpatialPoolMode.Gem, P = 2 }, valid)),
             Is.EqualTo(new[] { MathF.Sqrt(26f / 3), MathF.Sqrt(64f / 3), 0, 0 }).Within(1e-5f));
         var n = F(d.SpatialPool(x, new() { Mode = SpatialPoolMode.Max, Normalize = true }, valid));
-        Assert.That(n, Is.EqualTo(new[] { 4 / MathF.Sqrt(80), 8 / MathF.Sqrt(80), 0, 0 }).Within(1e-6f), "normalize leaves an empty row at zero");
+        Assert.That(n, Is.EqualTo(new[] { 4 / MathF.Sqrt(80), 8 / MathF.Sqrt(80), 0, 0 }).Within(1e-6f),
+            "normalize leaves an empty row at zero");
     }
 
     [TestCaseSource(typeof(TestDevices), nameof(TestDevices.All))]
@@ -34,7 +37,8 @@ public class SpatialTests
         // place), odd H·W and an all-zero mask (denominator eps only), plus resized binary masks.
         var r = new Verification.RandomTensors(21);
         var x = r.Floats(DType.F32, -1, 1, 2, 19, 7, 9);
-        foreach (var (q, mh, mw, type) in new[] { (70, 7, 9, MaskType.Soft), (37, 7, 9, MaskType.Soft), (41, 5, 4, MaskType.BinaryLogits), (33, 7, 9, MaskType.SigmoidNormalized) })
+        foreach (var (q, mh, mw, type) in new[] { (70, 7, 9, MaskType.Soft), (37, 7, 9, MaskType.Soft), (41, 5, 4, MaskType.BinaryLogits),
+            (33, 7, 9, MaskType.SigmoidNormalized) })
         {
             var masks = r.Floats(DType.F32, 0, 1, 2, q, mh, mw);
             masks.AsSpan<float>().Slice(3 * mh * mw, mh * mw).Clear(); // mask 3 of batch 0 is empty
@@ -72,7 +76,8 @@ public class SpatialTests
         // The GeM family's pow (exp(p·ln x) by TensorPrimitives; exact paths for p = 2, 3): 1000 random x over 60 decades,
         // the ends (0, -0, a denormal, 1, +inf, NaN, a negative) and 7 more past the last whole vector
         var r = new Random(7);
-        var x = new List<float> { 0f, -0f, 1e-40f, 1f, float.PositiveInfinity, float.NaN, -2f, 1e30f, 1e-30f, float.Epsilon, float.MaxValue };
+        var x = new List<float> { 0f, -0f, 1e-40f, 1f, float.PositiveInfinity, float.NaN, -2f, 1e30f, 1e-30f, float.Epsilon,
+            float.MaxValue };
         for (int i = 0; i < 1000; i++) x.Add((float)Math.Pow(10, r.NextDouble() * 60 - 30));
         for (int i = 0; i < 7; i++) x.Add((float)(r.NextDouble() * 3));
         var xs = x.ToArray();
@@ -80,7 +85,8 @@ public class SpatialTests
         PoolKernels.Kernels.VectorMath.Pow(xs, p, y);
         for (int i = 0; i < xs.Length; i++)
         {
-            double want = xs[i] < 0 && p != 1f && p != 2f && p != 3f ? double.NaN : Math.Pow(xs[i], p); // whole powers of a negative x are defined
+            // whole powers of a negative x are defined
+            double want = xs[i] < 0 && p != 1f && p != 2f && p != 3f ? double.NaN : Math.Pow(xs[i], p);
             float w = (float)want;
             if (float.IsNaN(w)) { Assert.That(y[i], Is.NaN, $"x = {xs[i]}"); continue; }
             if (float.IsInfinity(w)) { Assert.That(y[i], Is.EqualTo(w), $"x = {xs[i]}"); continue; }
@@ -157,9 +163,11 @@ public class SpatialTests
         var nchw = Iota(2, 3, 2, 5);
         var v = F(nchw);
         var t = new float[v.Length];
-        for (int b = 0; b < 2; b++) for (int c = 0; c < 3; c++) for (int i = 0; i < 10; i++) t[(b * 10 + i) * 3 + c] = v[(b * 3 + c) * 10 + i];
+        for (int b = 0; b < 2; b++) for (int c = 0; c < 3; c++) for (int i = 0; i < 10; i++) t[(b * 10 + i) * 3 + c] = v[(b * 3 + c) * 10
+            + i];
         foreach (var mode in new[] { SpatialPoolMode.Avg, SpatialPoolMode.Max, SpatialPoolMode.Gem })
-            Assert.That(F(d.SpatialPool(X(t, 2, 2, 5, 3), new() { Mode = mode, Nhwc = true })), Is.EqualTo(F(d.SpatialPool(nchw, new() { Mode = mode }))).Within(1e-4f), mode.ToString());
+            Assert.That(F(d.SpatialPool(X(t, 2, 2, 5, 3), new() { Mode = mode, Nhwc = true })), Is.EqualTo(F(d.SpatialPool(nchw,
+                new() { Mode = mode }))).Within(1e-4f), mode.ToString());
     }
 
     [TestCaseSource(typeof(TestDevices), nameof(TestDevices.All))]
@@ -186,8 +194,10 @@ public class SpatialTests
         Assert.That(F(d.Pool2d(x, o with { PaddingMode = "reflect" }))[0], Is.EqualTo(33f / 9).Within(1e-6f));
         Assert.That(F(d.Pool2d(x, o with { PaddingMode = "replicate" }))[0], Is.EqualTo(21f / 9).Within(1e-6f));
         // replicate allows padding wider than half the kernel (F.pad first), reflect up to H-1
-        Assert.That(F(d.Pool2d(x, new() { Mode = Pool2dMode.Max, Kernel = (1, 1), Padding = (2, 2), PaddingMode = "replicate" })).Length, Is.EqualTo(49));
-        Assert.That(F(d.Pool2d(x, new() { Mode = Pool2dMode.Max, Kernel = (1, 1), Padding = (2, 2), PaddingMode = "reflect" }))[0], Is.EqualTo(9f));
+        Assert.That(F(d.Pool2d(x, new() { Mode = Pool2dMode.Max, Kernel = (1, 1), Padding = (2, 2), PaddingMode = "replicate" })).Length,
+            Is.EqualTo(49));
+        Assert.That(F(d.Pool2d(x, new() { Mode = Pool2dMode.Max, Kernel = (1, 1), Padding = (2, 2), PaddingMode = "reflect" }))[0],
+            Is.EqualTo(9f));
     }
 
     [TestCaseSource(typeof(TestDevices), nameof(TestDevices.All))]
@@ -201,11 +211,22 @@ public class SpatialTests
         var a = d.Pool2d(x, new() { Mode = Pool2dMode.Avg, Kernel = (2, 2), CeilMode = true });
         Assert.That(F(a)[8], Is.EqualTo(24f), "an avg edge window clipped to the input divides by its cells");
         // PyTorch drops a last window that would start in the right padding: H=5, k=2, s=2, p=1, ceil -> 3, not 4
-        Assert.That(SpatialPooling.Pool2dShape([1, 1, 5, 5], new() { Kernel = (2, 2), Stride = (2, 2), Padding = (1, 1), CeilMode = true }), Is.EqualTo(new[] { 1, 1, 3, 3 }));
-        Assert.That(SpatialPooling.Pool2dShape([1, 1, 4, 4], new() { Kernel = (3, 3), Stride = (2, 2), Padding = (1, 1), CeilMode = true }), Is.EqualTo(new[] { 1, 1, 3, 3 }));
-        Assert.That(SpatialPooling.Pool2dShape([1, 1, 4, 4], new() { Kernel = (3, 3), Stride = (2, 2), Padding = (1, 1) }), Is.EqualTo(new[] { 1, 1, 2, 2 }));
-        Assert.That(SpatialPooling.Pool2dShape([1, 1, 6, 6], new() { Kernel = (3, 3), Stride = (2, 2), Padding = (1, 1), CeilMode = true }), Is.EqualTo(new[] { 1, 1, 4, 4 }));
-        Assert.That(SpatialPooling.Pool2dShape([1, 1, 7, 9], new() { Kernel = (3, 2), Stride = (2, 3), Padding = (1, 0), Dilation = (2, 1) }), Is.EqualTo(new[] { 1, 1, 3, 3 }));
+        Assert.That(SpatialPooling.Pool2dShape([1, 1, 5, 5], new() { Kernel = (2, 2), Stride = (2, 2), Padding = (1, 1), CeilMode = true }),
+            Is.EqualTo(new[] { 1, 1, 3, 3 }));
+        Assert.That(SpatialPooling.Pool2dShape([1, 1, 4, 4], new() { Kernel = (3, 3), Stride = (2, 2), Padding = (1, 1), CeilMode = true }),
+            Is.EqualTo(new[] { 1, 1, 3, 3 }));
+        Assert.That(SpatialPooling.Pool2dShape([1, 1, 4, 4], new() { Kernel = (3, 3), Stride = (2, 2), Padding = (1, 1) }),
+            Is.EqualTo(new[] { 1, 1, 2, 2 }));
+        Assert.That(SpatialPooling.Pool2dShape([1, 1, 6, 6], new() { Kernel = (3, 3), Stride = (2, 2), Padding = (1, 1), CeilMode = true }),
+            Is.EqualTo(new[] { 1, 1, 4, 4 }));
+        Assert.That(SpatialPooling.Pool2dShape([1, 1, 7, 9], new()
+        {
+            Kernel = (3, 2),
+            Stride = (2, 3),
+            Padding = (1, 0),
+            Dilation = (2,
+            1)
+        }), Is.EqualTo(new[] { 1, 1, 3, 3 }));
     }
 
     [TestCaseSource(typeof(TestDevices), nameof(TestDevices.All))]
@@ -213,9 +234,12 @@ public class SpatialTests
     {
         var d = TestDevices.Get(id);
         var x = X([7], 1, 1, 1, 1);
-        Assert.That(F(d.Pool2d(x, new() { Mode = Pool2dMode.Max, Kernel = (3, 3), Stride = (1, 1), Padding = (1, 1) })), Is.EqualTo(new[] { 7f }));
-        Assert.That(F(d.Pool2d(x, new() { Mode = Pool2dMode.Avg, Kernel = (3, 3), Stride = (1, 1), Padding = (1, 1) })), Is.EqualTo(new[] { 7f / 9 }).Within(1e-6f));
-        Assert.That(F(d.Pool2d(x, new() { Mode = Pool2dMode.Avg, Kernel = (3, 3), Padding = (1, 1), CountIncludePad = false })), Is.EqualTo(new[] { 7f }));
+        Assert.That(F(d.Pool2d(x, new() { Mode = Pool2dMode.Max, Kernel = (3, 3), Stride = (1, 1), Padding = (1, 1) })),
+            Is.EqualTo(new[] { 7f }));
+        Assert.That(F(d.Pool2d(x, new() { Mode = Pool2dMode.Avg, Kernel = (3, 3), Stride = (1, 1), Padding = (1, 1) })),
+            Is.EqualTo(new[] { 7f / 9 }).Within(1e-6f));
+        Assert.That(F(d.Pool2d(x, new() { Mode = Pool2dMode.Avg, Kernel = (3, 3), Padding = (1, 1), CountIncludePad = false })),
+            Is.EqualTo(new[] { 7f }));
         Assert.That(F(d.AdaptivePool2d(x, Pool2dMode.Avg, (2, 3))), Is.All.EqualTo(7f));
         Assert.That(F(d.Spp(x, [1, 2])), Is.All.EqualTo(7f));
         Assert.That(F(d.SpatialPool(x, new() { Mode = SpatialPoolMode.Gem })), Is.EqualTo(new[] { 7f }).Within(1e-5f));
@@ -259,8 +283,10 @@ public class SpatialTests
         var x = X([1, 2, 3, 4], 1, 1, 2, 2);
         var masks = X([1, -1, 1, -1, -1, -1, -1, -1], 1, 2, 2, 2);
         Assert.That(F(d.MaskPool(x, masks, MaskType.BinaryLogits)), Is.EqualTo(new[] { 2f, 0f }).Within(1e-6f), "an empty mask pools to 0");
-        Assert.That(F(d.MaskPool(x, masks, MaskType.Gated, 0.5f, 0)), Is.EqualTo(new[] { 2f, 0f }).Within(1e-6f), "eps = 0 and no weight still gives 0");
-        Assert.That(F(d.MaskPool(x, X([0.5f], 1, 1, 1, 1), MaskType.Soft)), Is.EqualTo(new[] { 2.5f }).Within(1e-6f), "a 1×1 mask resizes to a constant");
+        Assert.That(F(d.MaskPool(x, masks, MaskType.Gated, 0.5f, 0)), Is.EqualTo(new[] { 2f, 0f }).Within(1e-6f),
+            "eps = 0 and no weight still gives 0");
+        Assert.That(F(d.MaskPool(x, X([0.5f], 1, 1, 1, 1), MaskType.Soft)), Is.EqualTo(new[] { 2.5f }).Within(1e-6f),
+            "a 1×1 mask resizes to a constant");
         var sig = F(d.MaskPool(x, X([0, 0, 0, 0], 1, 1, 2, 2), MaskType.SigmoidNormalized, 0.5f, 0));
         Assert.That(sig, Is.EqualTo(new[] { 2.5f }).Within(1e-6f));
         // 2×1 mask [0, 1] upsampled to 2×2 rows: row 0 samples src -0.25 -> 0, row 1 samples 0.75 -> 0.75

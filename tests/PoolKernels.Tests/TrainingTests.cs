@@ -30,7 +30,8 @@ public class TrainingTests
             double Loss(HostTensor x, HostTensor y)
             {
                 var l = new float[1];
-                InfoNceReference.Run(x.AsSpan<float>(), y.AsSpan<float>(), 3, 7, 5, 4, sim == InfoNceSimilarity.Cosine, l, new float[15], new float[35]);
+                InfoNceReference.Run(x.AsSpan<float>(), y.AsSpan<float>(), 3, 7, 5, 4, sim == InfoNceSimilarity.Cosine, l, new float[15],
+                    new float[35]);
                 return l[0];
             }
             const float h = 1e-2f;
@@ -98,13 +99,18 @@ public class TrainingTests
         yield return Bad("step", ">= 1", d => d.AdamWStep(p, Z(DType.F32, 3, 4), Z(DType.F32, 3, 4), Z(DType.F32, 3, 4), 0));
         yield return Bad("grad", "param's shape", d => d.AdamWStep(p, Z(DType.F32, 4, 3), Z(DType.F32, 3, 4), Z(DType.F32, 3, 4), 1));
         yield return Bad("expAvgSq", "F32", d => d.AdamWStep(p, Z(DType.F32, 3, 4), Z(DType.F32, 3, 4), Z(DType.F16, 3, 4), 1));
-        yield return Bad("Lr", "lr", d => d.AdamWStep(p, Z(DType.F32, 3, 4), Z(DType.F32, 3, 4), Z(DType.F32, 3, 4), 1, new AdamWOptions { Lr = -1 }));
-        yield return Bad("Beta2", "beta2", d => d.AdamWStep(p, Z(DType.F32, 3, 4), Z(DType.F32, 3, 4), Z(DType.F32, 3, 4), 1, new AdamWOptions { Beta2 = 1 }));
-        yield return Bad("Eps", "eps", d => d.AdamWStep(p, Z(DType.F32, 3, 4), Z(DType.F32, 3, 4), Z(DType.F32, 3, 4), 1, new AdamWOptions { Eps = 0 }));
+        yield return Bad("Lr", "lr", d => d.AdamWStep(p, Z(DType.F32, 3, 4), Z(DType.F32, 3, 4), Z(DType.F32, 3, 4), 1,
+            new AdamWOptions { Lr = -1 }));
+        yield return Bad("Beta2", "beta2", d => d.AdamWStep(p, Z(DType.F32, 3, 4), Z(DType.F32, 3, 4), Z(DType.F32, 3, 4), 1,
+            new AdamWOptions { Beta2 = 1 }));
+        yield return Bad("Eps", "eps", d => d.AdamWStep(p, Z(DType.F32, 3, 4), Z(DType.F32, 3, 4), Z(DType.F32, 3, 4), 1,
+            new AdamWOptions { Eps = 0 }));
         yield return Bad("grad", "param's length", d => d.AdamWStep(new float[4], new float[3], new float[4], new float[4], 1));
     }
 
-    private static TestCaseData Bad(string param, string text, Action<Device> call) => new(param, text, call) { TestName = $"Bad {param}: {text}" };
+    private static TestCaseData Bad(string param, string text, Action<Device> call) => new(param, text,
+        call)
+    { TestName = $"Bad {param}: {text}" };
 
     [TestCaseSource(nameof(BadInputs))]
     public void BadInputIsAnArgumentExceptionOnEveryDevice(string param, string text, Action<Device> call)

@@ -40,11 +40,13 @@ public class TuningTests
     public void LookupUsesTheDeviceNameOpAndBucket()
     {
         var simd = TestDevices.Get("simd");
-        Tuning.Set(new TunedEntry(simd.Info.Name, "sequence_pool", Tuning.Bucket(Tuning.Log2Bucket(32 * 512), Tuning.Log2Bucket(768)), new() { ["block"] = 128 }, 1));
+        Tuning.Set(new TunedEntry(simd.Info.Name, "sequence_pool", Tuning.Bucket(Tuning.Log2Bucket(32 * 512), Tuning.Log2Bucket(768)),
+            new() { ["block"] = 128 }, 1));
         Assert.That(Tuning.Get(simd, "sequence_pool", 32 * 512, 768, "block", 256), Is.EqualTo(128));
         Assert.That(Tuning.Get(simd, "sequence_pool", 32 * 512, 1024 * 16, "block", 256), Is.EqualTo(256), "another bucket");
         Assert.That(Tuning.Get(simd, "layer_pool", 32 * 512, 768, "block", 256), Is.EqualTo(256), "another op");
-        Assert.That(Tuning.Get(TestDevices.Get("reference"), "sequence_pool", 32 * 512, 768, "block", 256), Is.EqualTo(256), "another device");
+        Assert.That(Tuning.Get(TestDevices.Get("reference"), "sequence_pool", 32 * 512, 768, "block", 256), Is.EqualTo(256),
+            "another device");
     }
 
     [TestCase("{ not json")]
@@ -103,7 +105,11 @@ public class TuningTests
         {
             int x = Tuning.Get(d, "fake", 1, 1, "x", 1);
             if (x == 1) Thread.Sleep(2);
-            return new Dictionary<string, HostTensor> { ["out"] = HostTensor.From(new[] { d.Kind == BackendKind.Reference || x == 1 ? 1f : 2f }, 1) };
+            return new Dictionary<string, HostTensor>
+            {
+                ["out"] = HostTensor.From(new[] { d.Kind == BackendKind.Reference
+                || x == 1 ? 1f : 2f }, 1)
+            };
         }, _ => [])
         {
             BenchCases = _ => [new BenchCase("[1]", 1, input, 4, 0, Tuning.Bucket(0, 0))],

@@ -35,7 +35,8 @@ public class VectorTests
         var ops = VectorRunner.Expand([dir!]).Select(VectorRunner.OpOf).Distinct().ToList();
         var missing = ops.Where(o => OpRegistry.Find(o) is null).ToList();
         // Operations of later issues are listed, not silently skipped.
-        TestContext.Out.WriteLine($"vectors for {ops.Count} ops; implemented {ops.Count - missing.Count}; not yet: {string.Join(", ", missing)}");
+        TestContext.Out.WriteLine($"vectors for {ops.Count} ops; implemented {ops.Count - missing.Count}; not yet: "
+            + $"{string.Join(", ", missing)}");
         Assert.That(ops, Does.Contain("sequence_pool").And.Contain("layer_pool"));
     }
 }

@@ -53,7 +53,8 @@ internal static class AttentionCombineIlgpu
         long total = (long)rows * Math.Max(ev, 1);
         if (total == 0) return;
         var kernel = KernelCache.Get(accelerator, Kernel,
-            a => a.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int>(Kernel));
+            a => a.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int,
+                int>(Kernel));
         kernel(stream, checked((int)total), outs, lses, output, lse, n, rows, ev);
     }
 }

@@ -19,7 +19,8 @@ internal static class KvCacheWriteIlgpu
     }
 
     /// <summary>Launches <see cref="Kernel"/> on <paramref name="stream"/> for rows of <paramref name="rowBytes"/> bytes.</summary>
-    public static void Launch(Accelerator accelerator, AcceleratorStream stream, ArrayView<byte> rows, ArrayView<byte> cache, ArrayView<long> slots,
+    public static void Launch(Accelerator accelerator, AcceleratorStream stream, ArrayView<byte> rows, ArrayView<byte> cache,
+        ArrayView<long> slots,
         int count, int rowBytes)
     {
         long total = (long)count * (rowBytes / 2);
@@ -40,7 +41,8 @@ internal static class KvCacheWriteIlgpu
     /// past maxPages, or whose entry is not a page of the cache, is not written (never out of bounds).</summary>
     [GpuKernel(typeof(int), typeof(I32Index), typeof(int), typeof(I32Index))]
     [GpuKernel(typeof(long), typeof(I64Index), typeof(long), typeof(I64Index))]
-    public static void ResolveKernel<TT, TTOp, TL, TLOp>(Index1D index, ArrayView<ushort> rows, ArrayView<ushort> cache, ArrayView<TT> table,
+    public static void ResolveKernel<TT, TTOp, TL, TLOp>(Index1D index, ArrayView<ushort> rows, ArrayView<ushort> cache,
+        ArrayView<TT> table,
         ArrayView<TL> lens, Dims p)
         where TT : unmanaged where TTOp : struct, IIndexReader<TT> where TL : unmanaged where TLOp : struct, IIndexReader<TL>
     {
@@ -58,7 +60,8 @@ internal static class KvCacheWriteIlgpu
     /// <summary>Launches <see cref="ResolveKernel"/> for rows of <paramref name="rowBytes"/> bytes (closed over the table's
     /// and the lengths' index types by <paramref name="tableI64"/> and <paramref name="lensI64"/>).</summary>
     public static void LaunchResolved(Accelerator accelerator, AcceleratorStream stream, ArrayView<byte> rows, ArrayView<byte> cache,
-        ArrayView<byte> table, bool tableI64, ArrayView<byte> lens, bool lensI64, int b, int tn, int rowBytes, int slots, int maxPages, int pages)
+        ArrayView<byte> table, bool tableI64, ArrayView<byte> lens, bool lensI64, int b, int tn, int rowBytes, int slots, int maxPages,
+            int pages)
     {
         long total = (long)b * tn * (rowBytes / 2);
         if (total == 0) return;
@@ -69,7 +72,8 @@ internal static class KvCacheWriteIlgpu
         else Resolved<int, I32Index, int, I32Index>(accelerator, stream, rows, cache, table, lens, total, p);
     }
 
-    private static void Resolved<TT, TTOp, TL, TLOp>(Accelerator accelerator, AcceleratorStream stream, ArrayView<byte> rows, ArrayView<byte> cache,
+    private static void Resolved<TT, TTOp, TL, TLOp>(Accelerator accelerator, AcceleratorStream stream, ArrayView<byte> rows,
+        ArrayView<byte> cache,
         ArrayView<byte> table, ArrayView<byte> lens, long total, Dims p)
         where TT : unmanaged where TTOp : struct, IIndexReader<TT> where TL : unmanaged where TLOp : struct, IIndexReader<TL>
     {

@@ -42,7 +42,8 @@ internal static class SdpaIlgpu
     {
         int e = p.E, ev = p.Ev, ks = e % 2 == 0 ? e + 1 : e;
         int bq = 64, bk = 64;
-        static long Need(int bq, int bk, int e, int ks, int ev) => (long)bq * e + (long)bk * ks + (long)bk * ev + (long)bq * bk + (long)bq * ev + 3L * bq;
+        static long Need(int bq, int bk, int e, int ks, int ev) => (long)bq * e + (long)bk * ks + (long)bk * ev + (long)bq * bk
+            + (long)bq * ev + 3L * bq;
         while (Need(bq, bk, e, ks, ev) > SharedFloats)
         {
             if (bk > 16 && bk >= bq) bk /= 2;
@@ -56,10 +57,14 @@ internal static class SdpaIlgpu
 
     /// <summary>The kernel with dynamic shared memory of exactly <see cref="SharedNeed"/> floats (CUDA, ilgpu-cpu): Grid.IdxX runs
     /// over Batch·Hq·QBlocks.</summary>
-    [GpuKernel(typeof(float), typeof(F32Reader), typeof(byte), typeof(BoolBias), typeof(long), typeof(I64Mask), typeof(long), typeof(I64Index))]
-    [GpuKernel(typeof(ushort), typeof(F16Reader), typeof(float), typeof(F32Reader), typeof(byte), typeof(U8Mask), typeof(int), typeof(I32Index))]
-    [GpuKernel(typeof(ushort), typeof(Bf16Reader), typeof(ushort), typeof(F16Reader), typeof(int), typeof(I32Mask), typeof(long), typeof(I64Index))]
-    public static void Kernel<TRaw, TElem, TBRaw, TBias, TMask, TMaskOp, TIdx, TIdxOp>(ArrayView<TRaw> q, ArrayView<TRaw> k, ArrayView<TRaw> v,
+    [GpuKernel(typeof(float), typeof(F32Reader), typeof(byte), typeof(BoolBias), typeof(long), typeof(I64Mask), typeof(long),
+        typeof(I64Index))]
+    [GpuKernel(typeof(ushort), typeof(F16Reader), typeof(float), typeof(F32Reader), typeof(byte), typeof(U8Mask), typeof(int),
+        typeof(I32Index))]
+    [GpuKernel(typeof(ushort), typeof(Bf16Reader), typeof(ushort), typeof(F16Reader), typeof(int), typeof(I32Mask), typeof(long),
+        typeof(I64Index))]
+    public static void Kernel<TRaw, TElem, TBRaw, TBias, TMask, TMaskOp, TIdx, TIdxOp>(ArrayView<TRaw> q, ArrayView<TRaw> k,
+        ArrayView<TRaw> v,
         ArrayView<TBRaw> attnMask, ArrayView<TMask> keyPadding, ArrayView<TIdx> cuQ, ArrayView<TIdx> cuK, ArrayView<float> mods,
         ArrayView<float> output, ArrayView<float> lse, SdpaParams p)
         where TRaw : unmanaged where TElem : struct, IElementReader<TRaw>
@@ -67,15 +72,20 @@ internal static class SdpaIlgpu
         where TMask : unmanaged where TMaskOp : struct, IMaskReader<TMask>
         where TIdx : unmanaged where TIdxOp : struct, IIndexReader<TIdx>
     {
-        Body<TRaw, TElem, TBRaw, TBias, TMask, TMaskOp, TIdx, TIdxOp>(q, k, v, attnMask, keyPadding, cuQ, cuK, mods, output, lse, p, SharedMemory.GetDynamic<float>());
+        Body<TRaw, TElem, TBRaw, TBias, TMask, TMaskOp, TIdx, TIdxOp>(q, k, v, attnMask, keyPadding, cuQ, cuK, mods, output, lse, p,
+            SharedMemory.GetDynamic<float>());
     }
 
     /// <summary>The same kernel with a static <see cref="SharedFloats"/> block, for OpenCL (PoCL computed wrong results with ILGPU's
     /// dynamic local memory).</summary>
-    [GpuKernel(typeof(float), typeof(F32Reader), typeof(byte), typeof(BoolBias), typeof(long), typeof(I64Mask), typeof(long), typeof(I64Index))]
-    [GpuKernel(typeof(ushort), typeof(F16Reader), typeof(float), typeof(F32Reader), typeof(byte), typeof(U8Mask), typeof(int), typeof(I32Index))]
-    [GpuKernel(typeof(ushort), typeof(Bf16Reader), typeof(ushort), typeof(F16Reader), typeof(int), typeof(I32Mask), typeof(long), typeof(I64Index))]
-    public static void KernelStatic<TRaw, TElem, TBRaw, TBias, TMask, TMaskOp, TIdx, TIdxOp>(ArrayView<TRaw> q, ArrayView<TRaw> k, ArrayView<TRaw> v,
+    [GpuKernel(typeof(float), typeof(F32Reader), typeof(byte), typeof(BoolBias), typeof(long), typeof(I64Mask), typeof(long),
+        typeof(I64Index))]
+    [GpuKernel(typeof(ushort), typeof(F16Reader), typeof(float), typeof(F32Reader), typeof(byte), typeof(U8Mask), typeof(int),
+        typeof(I32Index))]
+    [GpuKernel(typeof(ushort), typeof(Bf16Reader), typeof(ushort), typeof(F16Reader), typeof(int), typeof(I32Mask), typeof(long),
+        typeof(I64Index))]
+    public static void KernelStatic<TRaw, TElem, TBRaw, TBias, TMask, TMaskOp, TIdx, TIdxOp>(ArrayView<TRaw> q, ArrayView<TRaw> k,
+        ArrayView<TRaw> v,
         ArrayView<TBRaw> attnMask, ArrayView<TMask> keyPadding, ArrayView<TIdx> cuQ, ArrayView<TIdx> cuK, ArrayView<float> mods,
         ArrayView<float> output, ArrayView<float> lse, SdpaParams p)
         where TRaw : unmanaged where TElem : struct, IElementReader<TRaw>
@@ -83,10 +93,12 @@ internal static class SdpaIlgpu
         where TMask : unmanaged where TMaskOp : struct, IMaskReader<TMask>
         where TIdx : unmanaged where TIdxOp : struct, IIndexReader<TIdx>
     {
-        Body<TRaw, TElem, TBRaw, TBias, TMask, TMaskOp, TIdx, TIdxOp>(q, k, v, attnMask, keyPadding, cuQ, cuK, mods, output, lse, p, SharedMemory.Allocate<float>(SharedFloats));
+        Body<TRaw, TElem, TBRaw, TBias, TMask, TMaskOp, TIdx, TIdxOp>(q, k, v, attnMask, keyPadding, cuQ, cuK, mods, output, lse, p,
+            SharedMemory.Allocate<float>(SharedFloats));
     }
 
-    private static void Body<TRaw, TElem, TBRaw, TBias, TMask, TMaskOp, TIdx, TIdxOp>(ArrayView<TRaw> q, ArrayView<TRaw> k, ArrayView<TRaw> v,
+    private static void Body<TRaw, TElem, TBRaw, TBias, TMask, TMaskOp, TIdx, TIdxOp>(ArrayView<TRaw> q, ArrayView<TRaw> k,
+        ArrayView<TRaw> v,
         ArrayView<TBRaw> attnMask, ArrayView<TMask> keyPadding, ArrayView<TIdx> cuQ, ArrayView<TIdx> cuK, ArrayView<float> mods,
         ArrayView<float> output, ArrayView<float> lse, SdpaParams p, ArrayView<float> sm)
         where TRaw : unmanaged where TElem : struct, IElementReader<TRaw>
@@ -175,7 +187,8 @@ internal static class SdpaIlgpu
                         if (a < 0.625f)
                         {
                             float z = y * y;
-                            t = ((((TanhConst.T0 * z + TanhConst.T1) * z + TanhConst.T2) * z + TanhConst.T3) * z + TanhConst.T4) * z * y + y;
+                            t = ((((TanhConst.T0 * z + TanhConst.T1) * z + TanhConst.T2) * z + TanhConst.T3) * z + TanhConst.T4) * z * y
+                                + y;
                         }
                         else
                         {
@@ -289,18 +302,25 @@ internal static class SdpaIlgpu
         bool dynamic = accelerator.AcceleratorType != AcceleratorType.OpenCL;
         var kernel = KernelCache.Get(accelerator, dynamic ? Kernel<TRaw, TElem, TBRaw, TBias, TMask, TMaskOp, TIdx, TIdxOp>
             : KernelStatic<TRaw, TElem, TBRaw, TBias, TMask, TMaskOp, TIdx, TIdxOp>,
-            a => a.LoadKernel<ArrayView<TRaw>, ArrayView<TRaw>, ArrayView<TRaw>, ArrayView<TBRaw>, ArrayView<TMask>, ArrayView<TIdx>, ArrayView<TIdx>,
-                ArrayView<float>, ArrayView<float>, ArrayView<float>, SdpaParams>(dynamic ? Kernel<TRaw, TElem, TBRaw, TBias, TMask, TMaskOp, TIdx, TIdxOp>
+            a => a.LoadKernel<ArrayView<TRaw>, ArrayView<TRaw>, ArrayView<TRaw>, ArrayView<TBRaw>, ArrayView<TMask>, ArrayView<TIdx>,
+                ArrayView<TIdx>,
+                ArrayView<float>, ArrayView<float>, ArrayView<float>, SdpaParams>(dynamic ? Kernel<TRaw, TElem, TBRaw, TBias, TMask,
+                    TMaskOp, TIdx, TIdxOp>
                     : KernelStatic<TRaw, TElem, TBRaw, TBias, TMask, TMaskOp, TIdx, TIdxOp>));
         var config = dynamic
-            ? new KernelConfig(new Index1D(checked((int)groups)), new Index1D(GroupReduce.GroupSize(accelerator, 128)), SharedMemoryConfig.RequestDynamic<float>(SharedNeed(p)))
+            ? new KernelConfig(new Index1D(checked((int)groups)), new Index1D(GroupReduce.GroupSize(accelerator, 128)),
+                SharedMemoryConfig.RequestDynamic<float>(SharedNeed(p)))
             : new KernelConfig(checked((int)groups), GroupReduce.GroupSize(accelerator, 128));
         kernel(stream, config,
-            q.Cast<TRaw>(), k.Cast<TRaw>(), v.Cast<TRaw>(), attnMask.Cast<TBRaw>(), keyPadding.Cast<TMask>(), cuQ.Cast<TIdx>(), cuK.Cast<TIdx>(), mods, output, lse, p);
+            q.Cast<TRaw>(), k.Cast<TRaw>(), v.Cast<TRaw>(), attnMask.Cast<TBRaw>(), keyPadding.Cast<TMask>(), cuQ.Cast<TIdx>(),
+                cuK.Cast<TIdx>(), mods, output, lse, p);
     }
 }
 
-/// <summary>Signature of <see cref="SdpaIlgpu.Launch{TRaw, TElem, TBRaw, TBias, TMask, TMaskOp, TIdx, TIdxOp}"/> once its types are closed.</summary>
-internal delegate void SdpaLaunch(Accelerator accelerator, AcceleratorStream stream, ArrayView<byte> q, ArrayView<byte> k, ArrayView<byte> v,
-    ArrayView<byte> attnMask, ArrayView<byte> keyPadding, ArrayView<byte> cuQ, ArrayView<byte> cuK, ArrayView<float> mods, ArrayView<float> output,
+/// <summary>Signature of <see cref="SdpaIlgpu.Launch{TRaw, TElem, TBRaw, TBias, TMask, TMaskOp, TIdx, TIdxOp}"/> once its types are
+/// closed.</summary>
+internal delegate void SdpaLaunch(Accelerator accelerator, AcceleratorStream stream, ArrayView<byte> q, ArrayView<byte> k,
+    ArrayView<byte> v,
+    ArrayView<byte> attnMask, ArrayView<byte> keyPadding, ArrayView<byte> cuQ, ArrayView<byte> cuK, ArrayView<float> mods,
+        ArrayView<float> output,
     ArrayView<float> lse, SdpaParams p);

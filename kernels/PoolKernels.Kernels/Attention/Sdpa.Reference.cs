@@ -61,7 +61,8 @@ internal static class SdpaReference
     /// <summary>Runs the operation. Arguments are assumed validated (see PoolKernels.Attention). mods is the modifier
     /// buffer: alibi_slopes from 0 (when p.HasAlibi), sinks from p.SinkBase (when p.HasSinks).</summary>
     public static void Run<T, TBias, TMask, TIdx>(ReadOnlySpan<T> q, ReadOnlySpan<T> k, ReadOnlySpan<T> v, ReadOnlySpan<TBias> attnMask,
-        ReadOnlySpan<TMask> keyPadding, ReadOnlySpan<TIdx> cuQ, ReadOnlySpan<TIdx> cuK, ReadOnlySpan<float> mods, Span<float> output, Span<float> lse,
+        ReadOnlySpan<TMask> keyPadding, ReadOnlySpan<TIdx> cuQ, ReadOnlySpan<TIdx> cuK, ReadOnlySpan<float> mods, Span<float> output,
+            Span<float> lse,
         in SdpaParams p) where TIdx : unmanaged
     {
         var acc = new double[p.Ev];
@@ -93,7 +94,8 @@ internal static class SdpaReference
                         long jr = p.Paged != 0 ? p.PagedRow(Elements.ToInt64(cuK[b * p.TableStride + j / p.PageSize]), j) : j;
                         long kr = kb + p.KHead * hk + p.KRow * jr;
                         double dot = 0;
-                        for (int e = 0; e < p.E; e++) dot += (double)Elements.ToFloat(q[(int)(qr + e)]) * Elements.ToFloat(k[(int)(kr + e)]);
+                        for (int e = 0; e < p.E; e++) dot += (double)Elements.ToFloat(q[(int)(qr + e)]) * Elements.ToFloat(k[(int)(kr
+                            + e)]);
                         double x = (double)p.Scale * dot;
                         if (p.Softcap > 0) x = p.Softcap * Math.Tanh(x / p.Softcap);
                         x += bias - slope * Math.Abs((long)i + o - j);

@@ -26,8 +26,8 @@ internal unsafe interface IVec<TV> where TV : struct
     static abstract float HMax(TV v);
     static abstract float HSum(TV v);
     /// <summary>e^x in float (Cephes expf: Cody-Waite reduction, degree-6 polynomial, ~2 ulp); -inf gives exactly 0, NaN
-    /// stays NaN. For x &lt;= 0 only (softmax arguments), so no overflow handling. x below -87.3 (and -inf) gives exactly 0. Vector512 scales by 2^n
-    /// with vscalefps (one instruction for the exponent add, instead of convert, add, shift and multiply); Vector256 and
+    /// stays NaN. For x &lt;= 0 only (softmax arguments), so no overflow handling. x below -87.3 (and -inf) gives exactly 0. Vector512
+    /// scales by 2^n with vscalefps (one instruction for the exponent add, instead of convert, add, shift and multiply); Vector256 and
     /// Vector128 build 2^n from the exponent bits.</summary>
     static abstract TV Exp(TV x);
     /// <summary>The lane indices 0, 1, ..., Width - 1 as floats.</summary>
@@ -41,14 +41,16 @@ internal unsafe interface IVec<TV> where TV : struct
 /// <summary>Cephes tanhf's polynomial for |x| &lt; 0.625: tanh x = x + x·z·(((((T0·z + T1)·z + T2)·z + T3)·z + T4), z = x².</summary>
 internal static class TanhConst
 {
-    public const float T0 = -5.70498872745E-3f, T1 = 2.06390887954E-2f, T2 = -5.37397155531E-2f, T3 = 1.33314422036E-1f, T4 = -3.33332819422E-1f;
+    public const float T0 = -5.70498872745E-3f, T1 = 2.06390887954E-2f, T2 = -5.37397155531E-2f, T3 = 1.33314422036E-1f,
+        T4 = -3.33332819422E-1f;
 }
 
 /// <summary>Constants of the float exp shared by every width.</summary>
 internal static class ExpConst
 {
     public const float Lo = -87.33654f, Log2E = 1.44269504088896341f, C1 = -0.693359375f, C2 = 2.12194440e-4f;
-    public const float P0 = 1.9875691500E-4f, P1 = 1.3981999507E-3f, P2 = 8.3334519073E-3f, P3 = 4.1665795894E-2f, P4 = 1.6666665459E-1f, P5 = 5.0000001201E-1f;
+    public const float P0 = 1.9875691500E-4f, P1 = 1.3981999507E-3f, P2 = 8.3334519073E-3f, P3 = 4.1665795894E-2f, P4 = 1.6666665459E-1f,
+        P5 = 5.0000001201E-1f;
 }
 
 internal unsafe struct V512 : IVec<Vector512<float>>
@@ -57,8 +59,12 @@ internal unsafe struct V512 : IVec<Vector512<float>>
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Load(float* p) => Vector512.Load(p);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static void Store(float* p, Vector512<float> v) => v.Store(p);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Broadcast(float x) => Vector512.Create(x);
-    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Fma(Vector512<float> a, Vector512<float> b, Vector512<float> c) => Vector512.FusedMultiplyAdd(a, b, c);
-    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Max(Vector512<float> a, Vector512<float> b) => Vector512.MaxNative(a, b);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> Fma(Vector512<float> a, Vector512<float> b,
+        Vector512<float> c) => Vector512.FusedMultiplyAdd(a, b, c);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> Max(Vector512<float> a,
+        Vector512<float> b) => Vector512.MaxNative(a, b);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Sub(Vector512<float> a, Vector512<float> b) => a - b;
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Add(Vector512<float> a, Vector512<float> b) => a + b;
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Mul(Vector512<float> a, Vector512<float> b) => a * b;
@@ -72,7 +78,9 @@ internal unsafe struct V512 : IVec<Vector512<float>>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector512<float> ZeroIfNegInf(Vector512<float> x) =>
         Vector512.ConditionalSelect(Vector512.Equals(x, Vector512.Create(float.NegativeInfinity)), Vector512<float>.Zero, x);
-    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float HMax(Vector512<float> v) => V256.HMax(Vector256.MaxNative(v.GetLower(), v.GetUpper()));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float HMax(Vector512<float> v)
+        => V256.HMax(Vector256.MaxNative(v.GetLower(), v.GetUpper()));
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float HSum(Vector512<float> v) => Vector512.Sum(v);
     public static Vector512<float> Iota => Vector512<float>.Indices;
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Abs(Vector512<float> x) => Vector512.Abs(x);
@@ -82,7 +90,8 @@ internal unsafe struct V512 : IVec<Vector512<float>>
         var y = x * (1f / cap);
         var a = Vector512.Abs(y);
         var z = y * y;
-        var poly = Fma(Fma(Fma(Fma(Fma(Vector512.Create(TanhConst.T0), z, Vector512.Create(TanhConst.T1)), z, Vector512.Create(TanhConst.T2)), z,
+        var poly = Fma(Fma(Fma(Fma(Fma(Vector512.Create(TanhConst.T0), z, Vector512.Create(TanhConst.T1)), z,
+            Vector512.Create(TanhConst.T2)), z,
             Vector512.Create(TanhConst.T3)), z, Vector512.Create(TanhConst.T4)), z * y, y);
         var near = Vector512.LessThan(a, Vector512.Create(0.625f));
         if (Vector512.LessThanAll(a, Vector512.Create(0.625f))) return poly * cap; // the usual case: no exp, no division
@@ -121,8 +130,12 @@ internal unsafe struct V256 : IVec<Vector256<float>>
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Load(float* p) => Vector256.Load(p);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static void Store(float* p, Vector256<float> v) => v.Store(p);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Broadcast(float x) => Vector256.Create(x);
-    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Fma(Vector256<float> a, Vector256<float> b, Vector256<float> c) => Vector256.FusedMultiplyAdd(a, b, c);
-    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Max(Vector256<float> a, Vector256<float> b) => Vector256.MaxNative(a, b);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> Fma(Vector256<float> a, Vector256<float> b,
+        Vector256<float> c) => Vector256.FusedMultiplyAdd(a, b, c);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> Max(Vector256<float> a,
+        Vector256<float> b) => Vector256.MaxNative(a, b);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Sub(Vector256<float> a, Vector256<float> b) => a - b;
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Add(Vector256<float> a, Vector256<float> b) => a + b;
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Mul(Vector256<float> a, Vector256<float> b) => a * b;
@@ -153,7 +166,8 @@ internal unsafe struct V256 : IVec<Vector256<float>>
         var y = x * (1f / cap);
         var a = Vector256.Abs(y);
         var z = y * y;
-        var poly = Fma(Fma(Fma(Fma(Fma(Vector256.Create(TanhConst.T0), z, Vector256.Create(TanhConst.T1)), z, Vector256.Create(TanhConst.T2)), z,
+        var poly = Fma(Fma(Fma(Fma(Fma(Vector256.Create(TanhConst.T0), z, Vector256.Create(TanhConst.T1)), z,
+            Vector256.Create(TanhConst.T2)), z,
             Vector256.Create(TanhConst.T3)), z, Vector256.Create(TanhConst.T4)), z * y, y);
         var near = Vector256.LessThan(a, Vector256.Create(0.625f));
         if (Vector256.LessThanAll(a, Vector256.Create(0.625f))) return poly * cap; // the usual case: no exp, no division
@@ -225,7 +239,8 @@ internal unsafe struct V128 : IVec<Vector128<float>>
         var y = x * (1f / cap);
         var a = Vector128.Abs(y);
         var z = y * y;
-        var poly = Fma(Fma(Fma(Fma(Fma(Vector128.Create(TanhConst.T0), z, Vector128.Create(TanhConst.T1)), z, Vector128.Create(TanhConst.T2)), z,
+        var poly = Fma(Fma(Fma(Fma(Fma(Vector128.Create(TanhConst.T0), z, Vector128.Create(TanhConst.T1)), z,
+            Vector128.Create(TanhConst.T2)), z,
             Vector128.Create(TanhConst.T3)), z, Vector128.Create(TanhConst.T4)), z * y, y);
         var near = Vector128.LessThan(a, Vector128.Create(0.625f));
         if (Vector128.LessThanAll(a, Vector128.Create(0.625f))) return poly * cap; // the usual case: no exp, no division
@@ -259,9 +274,9 @@ internal unsafe struct V128 : IVec<Vector128<float>>
 /// item first stages its key/value head once: K [Tk, E] and V [Tk, Ev'] (Ev padded to two vectors) widened to float (F32 k
 /// is read in place, and so is F32 v when Ev is a multiple of two vectors), plus the key_padding_mask as a 0/-inf row and
 /// the first and last key it keeps. It then serves every query head of the GQA group: per block of <see cref="BlockQ"/>
-/// query rows, scaled q is staged transposed (Qᵀ [E × BlockQ]; F32 with AVX-512 by 16 × 16 register transposes); per tile of up to <see cref="BlockK"/> keys inside the
-/// block's causal/window key range AND inside the padding row's first..last kept key (tiles outside are never computed,
-/// the last one computes only its keys rounded up to 4): Sᵀ = K·Qᵀ by a 4-key × 4-vector (Vector512, and
+/// query rows, scaled q is staged transposed (Qᵀ [E × BlockQ]; F32 with AVX-512 by 16 × 16 register transposes); per tile of up to <see
+/// cref="BlockK"/> keys inside the block's causal/window key range AND inside the padding row's first..last kept key (tiles outside are
+/// never computed, the last one computes only its keys rounded up to 4): Sᵀ = K·Qᵀ by a 4-key × 4-vector (Vector512, and
 /// Vector128 where there are 32 vector registers: NEON, AVX-512 hardware; 4 × 2 for Vector256 and SSE-only Vector128)
 /// broadcast-FMA micro-kernel; on a tile that a bound cuts or under an attn_mask the masks are applied to Sᵀ (bounds by
 /// per-lane key-range compares), otherwise the padding row is added on the fly; then per vector of 16 queries: the column
@@ -298,9 +313,11 @@ internal static unsafe class SdpaSimd
     /// form of the 4 × 4-vector micro-kernels (16 accumulators, 4 loads, a broadcast) without spills.</summary>
     private static bool Registers32 => AdvSimd.Arm64.IsSupported || Avx512F.VL.IsSupported;
 
-    /// <summary>Runs the operation on <paramref name="pool"/> (default <see cref="WorkerPool.Shared"/>). Arguments are assumed validated.</summary>
+    /// <summary>Runs the operation on <paramref name="pool"/> (default <see cref="WorkerPool.Shared"/>). Arguments are assumed
+    /// validated.</summary>
     public static void Run<T, TBias, TMask, TIdx>(ReadOnlySpan<T> q, ReadOnlySpan<T> k, ReadOnlySpan<T> v, ReadOnlySpan<TBias> attnMask,
-        ReadOnlySpan<TMask> keyPadding, ReadOnlySpan<TIdx> cuQ, ReadOnlySpan<TIdx> cuK, ReadOnlySpan<float> mods, Span<float> output, Span<float> lse,
+        ReadOnlySpan<TMask> keyPadding, ReadOnlySpan<TIdx> cuQ, ReadOnlySpan<TIdx> cuK, ReadOnlySpan<float> mods, Span<float> output,
+            Span<float> lse,
         in SdpaParams p, WorkerPool? pool = null)
         where T : unmanaged where TBias : unmanaged where TMask : unmanaged where TIdx : unmanaged
     {
@@ -315,7 +332,8 @@ internal static unsafe class SdpaSimd
         fixed (TIdx* cq = cuQ) fixed (TIdx* ck = cuK) fixed (float* op = output) fixed (float* lp = lse) fixed (float* mo = mods)
         {
             var job = Job<T, TBias, TMask, TIdx>.Cached ??= new();
-            job.Q = qp; job.K = kp; job.V = vp; job.Mask = mp; job.KeyPadding = pp; job.CuQ = cq; job.CuK = ck; job.Out = op; job.Lse = lp; job.P = p;
+            job.Q = qp; job.K = kp; job.V = vp; job.Mask = mp; job.KeyPadding = pp; job.CuQ = cq; job.CuK = ck; job.Out = op; job.Lse
+                = lp; job.P = p;
             job.Mods = mo;
             int w = job.Width = Lanes;
             job.EvP = (p.Ev + 2 * w - 1) / (2 * w) * (2 * w);
@@ -331,7 +349,8 @@ internal static unsafe class SdpaSimd
         }
     }
 
-    private sealed class Job<T, TBias, TMask, TIdx> : IParallelJob where T : unmanaged where TBias : unmanaged where TMask : unmanaged where TIdx : unmanaged
+    private sealed class Job<T, TBias, TMask, TIdx> : IParallelJob where T : unmanaged where TBias : unmanaged where TMask
+        : unmanaged where TIdx : unmanaged
     {
         [ThreadStatic] internal static Job<T, TBias, TMask, TIdx>? Cached;
         internal T* Q, K, V; internal TBias* Mask; internal TMask* KeyPadding; internal TIdx* CuQ, CuK; internal float* Out, Lse, Mods;
@@ -344,7 +363,8 @@ internal static unsafe class SdpaSimd
         // Hkv·E floats apart — 4 KB for 8 heads of 128 — and a tile's rows then fall into the same few L1 sets (the
         // resampler's bthd dh = 128 attention ran at 48% of the FMA loop read in place, 61% staged; E = 64 bthd 41-49% -> 61%)
         internal static bool DirectK(in SdpaParams p) => typeof(T) == typeof(float) && p.KRow == p.E && p.Paged == 0;
-        internal static bool DirectV(in SdpaParams p, int evp) => typeof(T) == typeof(float) && p.Ev == evp && p.VRow == p.Ev && p.Paged == 0;
+        internal static bool DirectV(in SdpaParams p, int evp) => typeof(T) == typeof(float) && p.Ev == evp && p.VRow == p.Ev
+            && p.Paged == 0;
 
         /// <summary>The row of key j of sequence b in k/v: j, or its cache row through the block table (sdpa_paged).</summary>
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -483,7 +503,8 @@ internal static unsafe class SdpaSimd
                                 for (int c = 0; c < BlockQ; c += 4 * w)
                                     ScoreBlock4<TV, TOps>(k0, k1, k2, k3, e, qt + c, st + j * BlockQ + c);
                             else
-                                for (int c = 0; c < BlockQ; c += 2 * w) ScoreBlock2<TV, TOps>(k0, k1, k2, k3, e, qt + c, st + j * BlockQ + c);
+                                for (int c = 0; c < BlockQ; c += 2 * w) ScoreBlock2<TV, TOps>(k0, k1, k2, k3, e, qt + c,
+                                    st + j * BlockQ + c);
                         }
                         if (p.ModifiesScores) ModifyTile<TV, TOps>(st, nk, i0 + p.Offset(tq, tk) - t0, slope);
                         bool plain = p.HasAttnMask == 0 && firstLo <= t0 && lastHi >= t0 + nk - 1;
@@ -571,7 +592,8 @@ internal static unsafe class SdpaSimd
 
         /// <summary>Applies to Sᵀ [nk × BlockQ] (keys t0..) everything that may remove a key: the padding row, the per-row
         /// causal/window range (lane compares against lo/hi) and attn_mask (added, read along its rows).</summary>
-        private void MaskTile<TV, TOps>(float* st, int nk, int nr, int i0, int t0, int b, int h, int tk, float* kpb, int* lo, int* hi, bool bounded)
+        private void MaskTile<TV, TOps>(float* st, int nk, int nr, int i0, int t0, int b, int h, int tk, float* kpb, int* lo, int* hi,
+            bool bounded)
             where TV : struct where TOps : struct, IVec<TV>
         {
             ref readonly var p = ref P;
@@ -604,7 +626,8 @@ internal static unsafe class SdpaSimd
     /// has seen no allowed key keeps m = -inf and gets P = 0 (it subtracts 0 instead of -inf).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Softmax<TV, TOps>(float* st, int nk, float* pad, float* m, float* l, float* alpha) where TV : struct where TOps : struct, IVec<TV>
+    private static void Softmax<TV, TOps>(float* st, int nk, float* pad, float* m, float* l,
+        float* alpha) where TV : struct where TOps : struct, IVec<TV>
     {
         int w = TOps.Width;
         var ninf = TOps.Broadcast(float.NegativeInfinity);
@@ -675,7 +698,8 @@ internal static unsafe class SdpaSimd
     /// <summary>Sᵀ[4 keys × 4W queries] = K[4 × E] · Qᵀ[E × 4W] (16 accumulators of the 32 registers); key rows
     /// are <paramref name="k0"/>..<paramref name="k3"/>, rows of Qᵀ and Sᵀ are <see cref="BlockQ"/> apart.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void ScoreBlock4<TV, TOps>(float* k0, float* k1, float* k2, float* k3, int e, float* qt, float* s) where TV : struct where TOps : struct, IVec<TV>
+    private static void ScoreBlock4<TV, TOps>(float* k0, float* k1, float* k2, float* k3, int e, float* qt,
+        float* s) where TV : struct where TOps : struct, IVec<TV>
     {
         int w = TOps.Width;
         TV a00 = default, a01 = default, a02 = default, a03 = default, a10 = default, a11 = default, a12 = default, a13 = default;
@@ -684,10 +708,14 @@ internal static unsafe class SdpaSimd
         {
             float* qr = qt + d * BlockQ;
             TV q0 = TOps.Load(qr), q1 = TOps.Load(qr + w), q2 = TOps.Load(qr + 2 * w), q3 = TOps.Load(qr + 3 * w);
-            TV b0 = TOps.Broadcast(k0[d]); a00 = TOps.Fma(b0, q0, a00); a01 = TOps.Fma(b0, q1, a01); a02 = TOps.Fma(b0, q2, a02); a03 = TOps.Fma(b0, q3, a03);
-            TV b1 = TOps.Broadcast(k1[d]); a10 = TOps.Fma(b1, q0, a10); a11 = TOps.Fma(b1, q1, a11); a12 = TOps.Fma(b1, q2, a12); a13 = TOps.Fma(b1, q3, a13);
-            TV b2 = TOps.Broadcast(k2[d]); a20 = TOps.Fma(b2, q0, a20); a21 = TOps.Fma(b2, q1, a21); a22 = TOps.Fma(b2, q2, a22); a23 = TOps.Fma(b2, q3, a23);
-            TV b3 = TOps.Broadcast(k3[d]); a30 = TOps.Fma(b3, q0, a30); a31 = TOps.Fma(b3, q1, a31); a32 = TOps.Fma(b3, q2, a32); a33 = TOps.Fma(b3, q3, a33);
+            TV b0 = TOps.Broadcast(k0[d]); a00 = TOps.Fma(b0, q0, a00); a01 = TOps.Fma(b0, q1, a01); a02 = TOps.Fma(b0, q2,
+                a02); a03 = TOps.Fma(b0, q3, a03);
+            TV b1 = TOps.Broadcast(k1[d]); a10 = TOps.Fma(b1, q0, a10); a11 = TOps.Fma(b1, q1, a11); a12 = TOps.Fma(b1, q2,
+                a12); a13 = TOps.Fma(b1, q3, a13);
+            TV b2 = TOps.Broadcast(k2[d]); a20 = TOps.Fma(b2, q0, a20); a21 = TOps.Fma(b2, q1, a21); a22 = TOps.Fma(b2, q2,
+                a22); a23 = TOps.Fma(b2, q3, a23);
+            TV b3 = TOps.Broadcast(k3[d]); a30 = TOps.Fma(b3, q0, a30); a31 = TOps.Fma(b3, q1, a31); a32 = TOps.Fma(b3, q2,
+                a32); a33 = TOps.Fma(b3, q3, a33);
         }
         TOps.Store(s, a00); TOps.Store(s + w, a01); TOps.Store(s + 2 * w, a02); TOps.Store(s + 3 * w, a03); s += BlockQ;
         TOps.Store(s, a10); TOps.Store(s + w, a11); TOps.Store(s + 2 * w, a12); TOps.Store(s + 3 * w, a13); s += BlockQ;
@@ -697,7 +725,8 @@ internal static unsafe class SdpaSimd
 
     /// <summary>Sᵀ[4 keys × 2W queries] = K[4 × E] · Qᵀ[E × 2W] (8 accumulators of 16 registers: AVX2, SSE).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void ScoreBlock2<TV, TOps>(float* k0, float* k1, float* k2, float* k3, int e, float* qt, float* s) where TV : struct where TOps : struct, IVec<TV>
+    private static void ScoreBlock2<TV, TOps>(float* k0, float* k1, float* k2, float* k3, int e, float* qt,
+        float* s) where TV : struct where TOps : struct, IVec<TV>
     {
         int w = TOps.Width;
         TV a00 = default, a01 = default, a10 = default, a11 = default, a20 = default, a21 = default, a30 = default, a31 = default;
@@ -719,23 +748,32 @@ internal static unsafe class SdpaSimd
     /// <summary>O[4 × 4W] = alpha·O + P[4 × nk] · V[nk × 4W] (32 registers), P read from the transposed tile (element (row r, key
     /// c) at <paramref name="pt"/>[c·BlockQ + r]); alpha[r] scales row r's accumulators as they are loaded.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void PvBlock4<TV, TOps>(float* pt, float* v, long ldv, int nk, float* o, int ldo, float* alpha) where TV : struct where TOps : struct, IVec<TV>
+    private static void PvBlock4<TV, TOps>(float* pt, float* v, long ldv, int nk, float* o, int ldo,
+        float* alpha) where TV : struct where TOps : struct, IVec<TV>
     {
         int w = TOps.Width;
         float* o0 = o, o1 = o + ldo, o2 = o + 2 * ldo, o3 = o + 3 * ldo;
         TV s0 = TOps.Broadcast(alpha[0]), s1 = TOps.Broadcast(alpha[1]), s2 = TOps.Broadcast(alpha[2]), s3 = TOps.Broadcast(alpha[3]);
-        TV a00 = TOps.Mul(TOps.Load(o0), s0), a01 = TOps.Mul(TOps.Load(o0 + w), s0), a02 = TOps.Mul(TOps.Load(o0 + 2 * w), s0), a03 = TOps.Mul(TOps.Load(o0 + 3 * w), s0);
-        TV a10 = TOps.Mul(TOps.Load(o1), s1), a11 = TOps.Mul(TOps.Load(o1 + w), s1), a12 = TOps.Mul(TOps.Load(o1 + 2 * w), s1), a13 = TOps.Mul(TOps.Load(o1 + 3 * w), s1);
-        TV a20 = TOps.Mul(TOps.Load(o2), s2), a21 = TOps.Mul(TOps.Load(o2 + w), s2), a22 = TOps.Mul(TOps.Load(o2 + 2 * w), s2), a23 = TOps.Mul(TOps.Load(o2 + 3 * w), s2);
-        TV a30 = TOps.Mul(TOps.Load(o3), s3), a31 = TOps.Mul(TOps.Load(o3 + w), s3), a32 = TOps.Mul(TOps.Load(o3 + 2 * w), s3), a33 = TOps.Mul(TOps.Load(o3 + 3 * w), s3);
+        TV a00 = TOps.Mul(TOps.Load(o0), s0), a01 = TOps.Mul(TOps.Load(o0 + w), s0), a02 = TOps.Mul(TOps.Load(o0 + 2 * w), s0),
+            a03 = TOps.Mul(TOps.Load(o0 + 3 * w), s0);
+        TV a10 = TOps.Mul(TOps.Load(o1), s1), a11 = TOps.Mul(TOps.Load(o1 + w), s1), a12 = TOps.Mul(TOps.Load(o1 + 2 * w), s1),
+            a13 = TOps.Mul(TOps.Load(o1 + 3 * w), s1);
+        TV a20 = TOps.Mul(TOps.Load(o2), s2), a21 = TOps.Mul(TOps.Load(o2 + w), s2), a22 = TOps.Mul(TOps.Load(o2 + 2 * w), s2),
+            a23 = TOps.Mul(TOps.Load(o2 + 3 * w), s2);
+        TV a30 = TOps.Mul(TOps.Load(o3), s3), a31 = TOps.Mul(TOps.Load(o3 + w), s3), a32 = TOps.Mul(TOps.Load(o3 + 2 * w), s3),
+            a33 = TOps.Mul(TOps.Load(o3 + 3 * w), s3);
         for (int c = 0; c < nk; c++)
         {
             float* vr = v + c * ldv, pr = pt + c * BlockQ;
             TV v0 = TOps.Load(vr), v1 = TOps.Load(vr + w), v2 = TOps.Load(vr + 2 * w), v3 = TOps.Load(vr + 3 * w);
-            TV b0 = TOps.Broadcast(pr[0]); a00 = TOps.Fma(b0, v0, a00); a01 = TOps.Fma(b0, v1, a01); a02 = TOps.Fma(b0, v2, a02); a03 = TOps.Fma(b0, v3, a03);
-            TV b1 = TOps.Broadcast(pr[1]); a10 = TOps.Fma(b1, v0, a10); a11 = TOps.Fma(b1, v1, a11); a12 = TOps.Fma(b1, v2, a12); a13 = TOps.Fma(b1, v3, a13);
-            TV b2 = TOps.Broadcast(pr[2]); a20 = TOps.Fma(b2, v0, a20); a21 = TOps.Fma(b2, v1, a21); a22 = TOps.Fma(b2, v2, a22); a23 = TOps.Fma(b2, v3, a23);
-            TV b3 = TOps.Broadcast(pr[3]); a30 = TOps.Fma(b3, v0, a30); a31 = TOps.Fma(b3, v1, a31); a32 = TOps.Fma(b3, v2, a32); a33 = TOps.Fma(b3, v3, a33);
+            TV b0 = TOps.Broadcast(pr[0]); a00 = TOps.Fma(b0, v0, a00); a01 = TOps.Fma(b0, v1, a01); a02 = TOps.Fma(b0, v2,
+                a02); a03 = TOps.Fma(b0, v3, a03);
+            TV b1 = TOps.Broadcast(pr[1]); a10 = TOps.Fma(b1, v0, a10); a11 = TOps.Fma(b1, v1, a11); a12 = TOps.Fma(b1, v2,
+                a12); a13 = TOps.Fma(b1, v3, a13);
+            TV b2 = TOps.Broadcast(pr[2]); a20 = TOps.Fma(b2, v0, a20); a21 = TOps.Fma(b2, v1, a21); a22 = TOps.Fma(b2, v2,
+                a22); a23 = TOps.Fma(b2, v3, a23);
+            TV b3 = TOps.Broadcast(pr[3]); a30 = TOps.Fma(b3, v0, a30); a31 = TOps.Fma(b3, v1, a31); a32 = TOps.Fma(b3, v2,
+                a32); a33 = TOps.Fma(b3, v3, a33);
         }
         TOps.Store(o0, a00); TOps.Store(o0 + w, a01); TOps.Store(o0 + 2 * w, a02); TOps.Store(o0 + 3 * w, a03);
         TOps.Store(o1, a10); TOps.Store(o1 + w, a11); TOps.Store(o1 + 2 * w, a12); TOps.Store(o1 + 3 * w, a13);
@@ -745,12 +783,15 @@ internal static unsafe class SdpaSimd
 
     /// <summary>O[4 × 2W] = alpha·O + P[4 × nk] · V[nk × 2W], P transposed as in <see cref="PvBlock4"/>.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void PvBlock2<TV, TOps>(float* pt, float* v, long ldv, int nk, float* o, int ldo, float* alpha) where TV : struct where TOps : struct, IVec<TV>
+    private static void PvBlock2<TV, TOps>(float* pt, float* v, long ldv, int nk, float* o, int ldo,
+        float* alpha) where TV : struct where TOps : struct, IVec<TV>
     {
         int w = TOps.Width;
         TV s0 = TOps.Broadcast(alpha[0]), s1 = TOps.Broadcast(alpha[1]), s2 = TOps.Broadcast(alpha[2]), s3 = TOps.Broadcast(alpha[3]);
-        TV a00 = TOps.Mul(TOps.Load(o), s0), a01 = TOps.Mul(TOps.Load(o + w), s0), a10 = TOps.Mul(TOps.Load(o + ldo), s1), a11 = TOps.Mul(TOps.Load(o + ldo + w), s1);
-        TV a20 = TOps.Mul(TOps.Load(o + 2 * ldo), s2), a21 = TOps.Mul(TOps.Load(o + 2 * ldo + w), s2), a30 = TOps.Mul(TOps.Load(o + 3 * ldo), s3), a31 = TOps.Mul(TOps.Load(o + 3 * ldo + w), s3);
+        TV a00 = TOps.Mul(TOps.Load(o), s0), a01 = TOps.Mul(TOps.Load(o + w), s0), a10 = TOps.Mul(TOps.Load(o + ldo), s1),
+            a11 = TOps.Mul(TOps.Load(o + ldo + w), s1);
+        TV a20 = TOps.Mul(TOps.Load(o + 2 * ldo), s2), a21 = TOps.Mul(TOps.Load(o + 2 * ldo + w), s2),
+            a30 = TOps.Mul(TOps.Load(o + 3 * ldo), s3), a31 = TOps.Mul(TOps.Load(o + 3 * ldo + w), s3);
         for (int c = 0; c < nk; c++)
         {
             float* vr = v + c * ldv, pr = pt + c * BlockQ;

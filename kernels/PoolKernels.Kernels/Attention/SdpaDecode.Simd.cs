@@ -40,7 +40,8 @@ internal static unsafe class SdpaDecodeSimd
 
     /// <summary>Runs the operation on <paramref name="pool"/>. Arguments are assumed validated; <see cref="Serves"/> holds.</summary>
     public static void Run<T, TMask, TIdx>(ReadOnlySpan<T> q, ReadOnlySpan<T> k, ReadOnlySpan<T> v, ReadOnlySpan<TMask> keyPadding,
-        ReadOnlySpan<TIdx> cuQ, ReadOnlySpan<TIdx> cuK, ReadOnlySpan<float> mods, Span<float> output, Span<float> lse, in SdpaParams p, WorkerPool pool)
+        ReadOnlySpan<TIdx> cuQ, ReadOnlySpan<TIdx> cuK, ReadOnlySpan<float> mods, Span<float> output, Span<float> lse, in SdpaParams p,
+            WorkerPool pool)
         where T : unmanaged where TMask : unmanaged where TIdx : unmanaged
     {
         if (p.Batch == 0 || p.Tq == 0) return;
@@ -48,7 +49,8 @@ internal static unsafe class SdpaDecodeSimd
         fixed (float* op = output) fixed (float* lp = lse) fixed (float* mo = mods)
         {
             var job = Job<T, TMask, TIdx>.Cached ??= new();
-            job.Q = qp; job.K = kp; job.V = vp; job.KeyPadding = pp; job.CuQ = cq; job.CuK = ck; job.Out = op; job.Lse = lp; job.Mods = mo; job.P = p;
+            job.Q = qp; job.K = kp; job.V = vp; job.KeyPadding = pp; job.CuQ = cq; job.CuK = ck; job.Out = op; job.Lse = lp; job.Mods
+                = mo; job.P = p;
             int w = job.Width = SdpaSimd.Lanes;
             job.EP = (p.E + w - 1) / w * w; job.EvP = (p.Ev + w - 1) / w * w;
             job.HeadsPerItem = (long)p.Hq * p.Tq <= MaxItemRows ? p.Hkv : 1;
@@ -60,7 +62,8 @@ internal static unsafe class SdpaDecodeSimd
             long need = items * partial + 16;
             if (job.Partials.Length < need) job.Partials = GC.AllocateUninitializedArray<float>(checked((int)need), pinned: true);
             // kbuf/vbuf hold one widened slot of every head the item serves (F16/BF16 caches: one conversion per slot)
-            pool.EnsureScratch(ref job.Scratch, job.Rows * (job.EP + BlockK + 3) + (long)job.HeadsPerItem * (job.EP + job.EvP) + 64, pinned: true);
+            pool.EnsureScratch(ref job.Scratch, job.Rows * (job.EP + BlockK + 3) + (long)job.HeadsPerItem * (job.EP + job.EvP) + 64,
+                pinned: true);
             pool.Run(job, items);
             job.Merge = true;
             pool.Run(job, p.Batch * job.HeadChunks);
@@ -129,10 +132,12 @@ internal static unsafe class SdpaDecodeSimd
             int j0 = split * SplitKeys, j1 = Math.Min(tk, j0 + SplitKeys);
             if (j0 >= j1) return;
 
-            float* qf = WorkerPool.Aligned64(Scratch[worker]!), s = qf + (long)rows * ep, kbuf = s + rows * BlockK, vbuf = kbuf + (long)hp * ep;
+            float* qf = WorkerPool.Aligned64(Scratch[worker]!), s = qf + (long)rows * ep, kbuf = s + rows * BlockK,
+                vbuf = kbuf + (long)hp * ep;
             int* rLo = (int*)(vbuf + (long)hp * evp), rHi = rLo + rows;
             // a slot's heads [hp, E] are contiguous and unpadded: widen them with one conversion (non-F32 caches)
-            bool slotK = typeof(T) != typeof(float) && ep == e && p.KHead == e, slotV = typeof(T) != typeof(float) && evp == ev && p.VHead == ev;
+            bool slotK = typeof(T) != typeof(float) && ep == e && p.KHead == e, slotV = typeof(T) != typeof(float) && evp == ev
+                && p.VHead == ev;
             float* slope = (float*)(rHi + rows);
             int lo = int.MaxValue, hi = int.MinValue;
             for (int r = 0; r < rows; r++)
@@ -165,7 +170,11 @@ internal static unsafe class SdpaDecodeSimd
                     for (int jj = 0; jj < nk; jj++)
                     {
                         int j = t0 + jj;
-                        if (p.HasKeyPadding == 0 || Elements.Keep(KeyPadding[(long)b * tk + j])) { keyRow[jj] = KeyRow(p, b, j); kept[nkept++] = jj; }
+                        if (p.HasKeyPadding == 0 || Elements.Keep(KeyPadding[(long)b * tk + j]))
+                        {
+                            keyRow[jj] = KeyRow(p, b,
+                            j); kept[nkept++] = jj;
+                        }
                         else for (int r = 0; r < rows; r++) s[r * BlockK + jj] = float.NegativeInfinity;
                     }
                     for (int hl = 0; hl < hp; hl++)
@@ -352,7 +361,11 @@ internal static unsafe class SdpaDecodeSimd
                     dense = s[r * BlockK + jj] != 0f && s[(r + 1) * BlockK + jj] != 0f && s[(r + 2) * BlockK + jj] != 0f
                         && s[(r + 3) * BlockK + jj] != 0f;
                 }
-                if (!dense) { for (int rr = r; rr < r + 4; rr++) RowValues<TV, TOps>(acc, s, vh, keyRow, kept, nkept, rr, evp, vRow); continue; }
+                if (!dense)
+                {
+                    for (int rr = r; rr < r + 4; rr++) RowValues<TV, TOps>(acc, s, vh, keyRow, kept, nkept, rr, evp,
+                    vRow); continue;
+                }
                 float* s0 = s + r * BlockK, s1 = s0 + BlockK, s2 = s1 + BlockK, s3 = s2 + BlockK;
                 float* c0 = acc + (long)r * evp, c1 = c0 + evp, c2 = c1 + evp, c3 = c2 + evp;
                 for (int c = 0; c < evp; c += w)
@@ -389,7 +402,8 @@ internal static unsafe class SdpaDecodeSimd
             }
         }
 
-        private static void TensorScale(float* x, int n, float c) => System.Numerics.Tensors.TensorPrimitives.Multiply(new ReadOnlySpan<float>(x, n), c,
+        private static void TensorScale(float* x, int n, float c)
+            => System.Numerics.Tensors.TensorPrimitives.Multiply(new ReadOnlySpan<float>(x, n), c,
             new Span<float>(x, n));
 
         /// <summary>cap·tanh(x/cap) as the vector form (Cephes tanhf).</summary>
@@ -439,7 +453,8 @@ internal static unsafe class SdpaDecodeSimd
                         if (ms == float.NegativeInfinity) continue;
                         float c = MathF.Exp(ms - mm);
                         total += ls * c;
-                        System.Numerics.Tensors.TensorPrimitives.MultiplyAdd(new ReadOnlySpan<float>(part + (long)r * evp, ev), c, dst, dst);
+                        System.Numerics.Tensors.TensorPrimitives.MultiplyAdd(new ReadOnlySpan<float>(part + (long)r * evp, ev), c, dst,
+                            dst);
                     }
                 float top = mm, scale = 1f;
                 if (p.HasSinks != 0)

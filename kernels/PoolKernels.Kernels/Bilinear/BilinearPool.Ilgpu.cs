@@ -22,7 +22,8 @@ internal static class BilinearPoolIlgpu
     /// <summary>The kernel; <paramref name="i"/> runs over B·Dx·Dy. y is x when absent.</summary>
     [GpuKernel(typeof(byte), typeof(U8Mask))]
     [GpuKernel(typeof(long), typeof(I64Mask))]
-    public static void Kernel<TMask, TMaskOp>(Index1D i, ArrayView<float> x, ArrayView<float> y, ArrayView<TMask> mask, ArrayView<float> output, BilinearParams p)
+    public static void Kernel<TMask, TMaskOp>(Index1D i, ArrayView<float> x, ArrayView<float> y, ArrayView<TMask> mask,
+        ArrayView<float> output, BilinearParams p)
         where TMask : unmanaged where TMaskOp : struct, IMaskReader<TMask>
     {
         long per = (long)p.Dx * p.Dy;
@@ -51,7 +52,8 @@ internal static class BilinearPoolIlgpu
         long total = (long)p.Batch * p.Dx * p.Dy;
         if (total == 0) return;
         var k = KernelCache.Get(accelerator, Kernel<TMask, TMaskOp>,
-            a => a.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<TMask>, ArrayView<float>, BilinearParams>(Kernel<TMask, TMaskOp>));
+            a => a.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<TMask>, ArrayView<float>,
+                BilinearParams>(Kernel<TMask, TMaskOp>));
         k(stream, (int)total, x, y, mask.Cast<TMask>(), output, p);
         if (normalize) Sequence.SequencePoolIlgpu.NormalizeRows(accelerator, stream, output, p.Batch, p.Dx * p.Dy, p.Dx * p.Dy);
     }

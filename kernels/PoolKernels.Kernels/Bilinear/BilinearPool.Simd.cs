@@ -104,7 +104,10 @@ internal static unsafe class BilinearPoolSimd
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Tile(float* x, int ldx, float* y, int ldy, int* kept, int count, float* z, int ldz, float inv)
     {
-        Vector512<float> c0_0 = default, c0_1 = default, c1_0 = default, c1_1 = default, c2_0 = default, c2_1 = default, c3_0 = default, c3_1 = default, c4_0 = default, c4_1 = default, c5_0 = default, c5_1 = default, c6_0 = default, c6_1 = default, c7_0 = default, c7_1 = default, c8_0 = default, c8_1 = default, c9_0 = default, c9_1 = default, c10_0 = default, c10_1 = default, c11_0 = default, c11_1 = default;
+        Vector512<float> c0_0 = default, c0_1 = default, c1_0 = default, c1_1 = default, c2_0 = default, c2_1 = default, c3_0 = default,
+            c3_1 = default, c4_0 = default, c4_1 = default, c5_0 = default, c5_1 = default, c6_0 = default, c6_1 = default, c7_0 = default,
+            c7_1 = default, c8_0 = default, c8_1 = default, c9_0 = default, c9_1 = default, c10_0 = default, c10_1 = default,
+            c11_0 = default, c11_1 = default;
         for (int c = 0; c < count; c++)
         {
             long row = kept[c];

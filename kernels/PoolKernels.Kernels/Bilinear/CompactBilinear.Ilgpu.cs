@@ -34,7 +34,8 @@ internal static class CompactBilinearIlgpu
 
     /// <summary>q = conj(X_k·Y_k) from the joint spectrum z; <paramref name="i"/> runs over B·d.</summary>
     [GpuKernel]
-    public static void ProductKernel(Index1D i, ArrayView<float> zr, ArrayView<float> zi, ArrayView<float> qr, ArrayView<float> qi, McbParams p)
+    public static void ProductKernel(Index1D i, ArrayView<float> zr, ArrayView<float> zi, ArrayView<float> qr, ArrayView<float> qi,
+        McbParams p)
     {
         int b = i / p.D, k = i % p.D;
         if (b >= p.Batch) return;
@@ -66,7 +67,8 @@ internal static class CompactBilinearIlgpu
     }
 
     /// <summary>Runs the whole pipeline on validated inputs (binsX/binsY from <see cref="Bins"/>, on the device).</summary>
-    public static void Launch(Accelerator a, AcceleratorStream stream, ArrayView<float> x, ArrayView<float> y, ArrayView<int> binsX, ArrayView<int> binsY,
+    public static void Launch(Accelerator a, AcceleratorStream stream, ArrayView<float> x, ArrayView<float> y, ArrayView<int> binsX,
+        ArrayView<int> binsY,
         ArrayView<float> sx, ArrayView<float> sy, ArrayView<float> output, McbParams p, bool normalize, Func<long, ArrayView<float>> temp)
     {
         if (p.Batch == 0) return;
@@ -74,7 +76,8 @@ internal static class CompactBilinearIlgpu
         long sz = (long)p.Batch * p.D;
         long big = plan.Inner is null ? 1 : 4L * p.Batch * plan.Inner.Plan.Length;
         var v = temp(4 * sz + big); // freed by the caller's scope once the stream is idle
-        ArrayView<float> re = v.SubView(0, sz), im = v.SubView(sz, sz), r2 = v.SubView(2 * sz, sz), i2 = v.SubView(3 * sz, sz), bigView = v.SubView(4 * sz, big);
+        ArrayView<float> re = v.SubView(0, sz), im = v.SubView(sz, sz), r2 = v.SubView(2 * sz, sz), i2 = v.SubView(3 * sz, sz),
+            bigView = v.SubView(4 * sz, big);
         var sketch = KernelCache.Get(a, SketchKernel, acc => acc.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>,
             ArrayView<int>,
             ArrayView<int>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, McbParams>(SketchKernel));

@@ -9,7 +9,8 @@ namespace PoolKernels.Kernels.Bilinear;
 internal static class CompactBilinearReference
 {
     /// <summary>Runs on validated arguments (hx, hy in [0, d)); output is [B, d].</summary>
-    public static void Run(ReadOnlySpan<float> x, ReadOnlySpan<float> y, ReadOnlySpan<long> hx, ReadOnlySpan<float> sx, ReadOnlySpan<long> hy,
+    public static void Run(ReadOnlySpan<float> x, ReadOnlySpan<float> y, ReadOnlySpan<long> hx, ReadOnlySpan<float> sx,
+        ReadOnlySpan<long> hy,
         ReadOnlySpan<float> sy, Span<float> output, int batch, int d, bool signedSqrt, bool normalize)
     {
         int dx = hx.Length, dy = hy.Length;

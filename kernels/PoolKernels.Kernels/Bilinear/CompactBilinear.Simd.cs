@@ -12,13 +12,15 @@ namespace PoolKernels.Kernels.Bilinear;
 internal static unsafe class CompactBilinearSimd
 {
     /// <summary>See <see cref="CompactBilinearReference.Run"/>.</summary>
-    public static void Run(ReadOnlySpan<float> x, ReadOnlySpan<float> y, ReadOnlySpan<long> hx, ReadOnlySpan<float> sx, ReadOnlySpan<long> hy,
+    public static void Run(ReadOnlySpan<float> x, ReadOnlySpan<float> y, ReadOnlySpan<long> hx, ReadOnlySpan<float> sx,
+        ReadOnlySpan<long> hy,
         ReadOnlySpan<float> sy, Span<float> output, int batch, int d, bool signedSqrt, bool normalize, WorkerPool? pool = null)
     {
         if (batch == 0) return;
         pool ??= WorkerPool.Shared;
         var plan = FftPlan.Get(d);
-        fixed (float* xp = x) fixed (float* yp = y) fixed (long* hxp = hx) fixed (float* sxp = sx) fixed (long* hyp = hy) fixed (float* syp = sy) fixed (float* op = output)
+        fixed (float* xp = x) fixed (float* yp = y) fixed (long* hxp = hx) fixed (float* sxp = sx) fixed (long* hyp = hy) fixed (float* syp
+            = sy) fixed (float* op = output)
         {
             var job = Job.Cached ??= new();
             int per = 6 * d + plan.ScratchLength;
@@ -47,7 +49,8 @@ internal static unsafe class CompactBilinearSimd
             int d = D, b0 = 2 * item;
             bool two = b0 + 1 < Batch;
             var s = buf.AsSpan();
-            Span<float> z0r = s[..d], z0i = s.Slice(d, d), z1r = s.Slice(2 * d, d), z1i = s.Slice(3 * d, d), qr = s.Slice(4 * d, d), qi = s.Slice(5 * d, d);
+            Span<float> z0r = s[..d], z0i = s.Slice(d, d), z1r = s.Slice(2 * d, d), z1i = s.Slice(3 * d, d), qr = s.Slice(4 * d, d),
+                qi = s.Slice(5 * d, d);
             var scratch = s.Slice(6 * d, Plan!.ScratchLength);
             Sketch(b0, z0r, z0i);
             Plan.Forward(z0r, z0i, scratch);
@@ -75,7 +78,8 @@ internal static unsafe class CompactBilinearSimd
 
         /// <summary>Q = conj(P_0 + i·P_1) (P_1 = 0 unless <paramref name="two"/>): the inverse FFT is then
         /// conj(FFT(conj Q'))/d with Q' = P_0 + i P_1, row 0 in its real part and row 1 in minus its imaginary part.</summary>
-        private static void Combine(Span<float> z0r, Span<float> z0i, Span<float> z1r, Span<float> z1i, bool two, Span<float> qr, Span<float> qi, int d)
+        private static void Combine(Span<float> z0r, Span<float> z0i, Span<float> z1r, Span<float> z1i, bool two, Span<float> qr,
+            Span<float> qi, int d)
         {
             for (int k = 0; k < d; k++)
             {

@@ -86,7 +86,8 @@ internal static class FftIlgpu
 
     /// <summary>Bluestein middle: a = conj(a·K) (the conjugation turns the next forward pass into an inverse).</summary>
     [GpuKernel]
-    public static void KernelMulKernel(Index1D i, ArrayView<float> ar, ArrayView<float> ai, ArrayView<float> kr, ArrayView<float> ki, int m, int rows)
+    public static void KernelMulKernel(Index1D i, ArrayView<float> ar, ArrayView<float> ai, ArrayView<float> kr, ArrayView<float> ki, int m,
+        int rows)
     {
         if (i >= (long)rows * m) return;
         int t = i % m;
@@ -140,7 +141,13 @@ internal static class FftIlgpu
         int ns = 1;
         foreach (int radix in plan.Plan.Radices)
         {
-            stage(stream, rows * (n / radix), xr, xi, yr, yi, plan.TwRe.View, plan.TwIm.View, new FftStageParams { N = n, Radix = radix, Ns = ns, Rows = rows });
+            stage(stream, rows * (n / radix), xr, xi, yr, yi, plan.TwRe.View, plan.TwIm.View, new FftStageParams
+            {
+                N = n,
+                Radix = radix,
+                Ns = ns,
+                Rows = rows
+            });
             ns *= radix;
             (xr, yr) = (yr, xr); (xi, yi) = (yi, xi);
         }

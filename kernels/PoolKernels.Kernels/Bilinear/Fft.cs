@@ -163,7 +163,8 @@ internal sealed class FftPlan
         }
     }
 
-    private void Stage(ReadOnlySpan<float> sr, ReadOnlySpan<float> si, Span<float> dr, Span<float> di, int radix, int ns, float[] twr, float[] twi)
+    private void Stage(ReadOnlySpan<float> sr, ReadOnlySpan<float> si, Span<float> dr, Span<float> di, int radix, int ns, float[] twr,
+        float[] twi)
     {
         int n = Length, m = n / radix, w = Vector<float>.Count;
         int vecEnd = ns >= w ? ns - ns % w : 0;
@@ -217,7 +218,8 @@ internal sealed class FftPlan
         }
     }
 
-    private void VectorButterflies(ReadOnlySpan<float> sr, ReadOnlySpan<float> si, Span<float> dr, Span<float> di, int radix, int ns, int j, int o, int jj, int m,
+    private void VectorButterflies(ReadOnlySpan<float> sr, ReadOnlySpan<float> si, Span<float> dr, Span<float> di, int radix, int ns, int j,
+        int o, int jj, int m,
         float[] twr, float[] twi)
     {
         Span<Vector<float>> vr = stackalloc Vector<float>[radix], vi = stackalloc Vector<float>[radix];

@@ -49,7 +49,8 @@ internal static unsafe class DotGemm
         // packed B, packed A, 16 floats of slack for the 16-float stores at stride 12, 16 for alignment
         long need = (long)job.PanelsPerItem * NR * KC + (long)job.TilesPerBlock * MR * KC + 32;
         pool.EnsureScratch(ref job.Scratch, need, pinned: true);
-        job.A = a; job.Lda = lda; job.BatchA = batchA; job.B = b; job.Ldb = ldb; job.BatchB = batchB; job.C = c; job.Ldc = ldc; job.BatchC = batchC;
+        job.A = a; job.Lda = lda; job.BatchA = batchA; job.B = b; job.Ldb = ldb; job.BatchB = batchB; job.C = c; job.Ldc = ldc; job.BatchC
+            = batchC;
         job.M = m; job.N = n; job.K = k; job.Sums = rowSums;
         pool.Run(job, outer * job.Groups);
         job.A = job.B = job.C = job.Sums = null;
@@ -80,7 +81,8 @@ internal static unsafe class DotGemm
                 bool first = k0 == 0;
                 for (int q = q0; q < q1; q++)
                     for (int h = 0; h < NR; h += 16)
-                        Transpose16.Pack(bp + (long)(q * NR + h) * Ldb + k0, Ldb, Math.Min(16, N - q * NR - h), kc, bpk + (long)(q - q0) * kc * NR + h, NR);
+                        Transpose16.Pack(bp + (long)(q * NR + h) * Ldb + k0, Ldb, Math.Min(16, N - q * NR - h), kc,
+                            bpk + (long)(q - q0) * kc * NR + h, NR);
                 for (int ti = 0; ti < tiles; ti++)
                 {
                     int i = r0 + ti * MR, rows = Math.Min(MR, r1 - i);
@@ -103,16 +105,19 @@ internal static unsafe class DotGemm
                         if (rows == MR && cols == NR)
                         {
                             int pr = j0 + ti % 8 * 4;
-                            MicroTile.Tile(at, bt, kc, first ? null : cout, cout, Ldc, null, prefetch && pr + 4 <= N ? bp + pr * Ldb + kn : null, Ldb);
+                            MicroTile.Tile(at, bt, kc, first ? null : cout, cout, Ldc, null,
+                                prefetch && pr + 4 <= N ? bp + pr * Ldb + kn : null, Ldb);
                             continue;
                         }
                         new Span<float>(acc, MR * NR).Clear();
                         if (!first)
-                            for (int r = 0; r < rows; r++) new ReadOnlySpan<float>(cout + r * Ldc, cols).CopyTo(new Span<float>(acc + r * NR, cols));
+                            for (int r = 0; r < rows; r++) new ReadOnlySpan<float>(cout + r * Ldc,
+                                cols).CopyTo(new Span<float>(acc + r * NR, cols));
                         if (rows <= 4) MicroTile.Rows4(acc, at, bt, kc);
                         else if (cols <= 16) MicroTile.Half(acc, at, bt, kc);
                         else MicroTile.Tile(at, bt, kc, acc, acc, NR, null);
-                        for (int r = 0; r < rows; r++) new ReadOnlySpan<float>(acc + r * NR, cols).CopyTo(new Span<float>(cout + r * Ldc, cols));
+                        for (int r = 0; r < rows; r++) new ReadOnlySpan<float>(acc + r * NR, cols).CopyTo(new Span<float>(cout + r * Ldc,
+                            cols));
                     }
                 }
             }

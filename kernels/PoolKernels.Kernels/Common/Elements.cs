@@ -17,7 +17,8 @@ internal static class Elements
     public static bool IsFloatInput<T>() => typeof(T) == typeof(float) || typeof(T) == typeof(Half) || typeof(T) == typeof(BFloat16);
 
     /// <summary>True when <typeparamref name="T"/> is a supported mask type.</summary>
-    public static bool IsMask<T>() => typeof(T) == typeof(long) || typeof(T) == typeof(int) || typeof(T) == typeof(byte) || typeof(T) == typeof(bool);
+    public static bool IsMask<T>() => typeof(T) == typeof(long) || typeof(T) == typeof(int) || typeof(T) == typeof(byte)
+        || typeof(T) == typeof(bool);
 
     /// <summary>True when <typeparamref name="T"/> is a supported index/offset type.</summary>
     public static bool IsIndex<T>() => typeof(T) == typeof(long) || typeof(T) == typeof(int);

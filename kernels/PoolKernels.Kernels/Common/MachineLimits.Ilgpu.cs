@@ -31,7 +31,8 @@ internal static class MachineLimitsIlgpu
         output[i] = c0 + c1 + c2 + c3 + c4 + c5 + c6 + c7;
     }
 
-    /// <summary>Launches the streaming read over <paramref name="data"/> with one partial per element of <paramref name="partial"/>.</summary>
+    /// <summary>Launches the streaming read over <paramref name="data"/> with one partial per element of <paramref
+    /// name="partial"/>.</summary>
     public static void StreamRead(Accelerator accelerator, ArrayView<float> data, ArrayView<float> partial)
     {
         var k = KernelCache.Get(accelerator, StreamReadKernel, a => a.LoadAutoGroupedKernel<Index1D, ArrayView<float>,

@@ -41,10 +41,12 @@ internal static unsafe class MicroTile
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Tile512(float* a, float* b, int kc, float* cin, float* cout, long ldc, float* bias, float* pf, long pfStride)
     {
-        Vector512<float> c0_0, c0_1, c1_0, c1_1, c2_0, c2_1, c3_0, c3_1, c4_0, c4_1, c5_0, c5_1, c6_0, c6_1, c7_0, c7_1, c8_0, c8_1, c9_0, c9_1, c10_0, c10_1, c11_0, c11_1;
+        Vector512<float> c0_0, c0_1, c1_0, c1_1, c2_0, c2_1, c3_0, c3_1, c4_0, c4_1, c5_0, c5_1, c6_0, c6_1, c7_0, c7_1, c8_0, c8_1, c9_0,
+            c9_1, c10_0, c10_1, c11_0, c11_1;
         if (cin == null)
         {
-            c0_0 = c0_1 = c1_0 = c1_1 = c2_0 = c2_1 = c3_0 = c3_1 = c4_0 = c4_1 = c5_0 = c5_1 = c6_0 = c6_1 = c7_0 = c7_1 = c8_0 = c8_1 = c9_0 = c9_1 = c10_0 = c10_1 = c11_0 = c11_1 = default;
+            c0_0 = c0_1 = c1_0 = c1_1 = c2_0 = c2_1 = c3_0 = c3_1 = c4_0 = c4_1 = c5_0 = c5_1 = c6_0 = c6_1 = c7_0 = c7_1 = c8_0 = c8_1
+                = c9_0 = c9_1 = c10_0 = c10_1 = c11_0 = c11_1 = default;
         }
         else
         {
@@ -84,7 +86,9 @@ internal static unsafe class MicroTile
         if (bias != null)
         {
             var bb0 = Vector512.Load(bias); var bb1 = Vector512.Load(bias + 16);
-            c0_0 += bb0; c0_1 += bb1; c1_0 += bb0; c1_1 += bb1; c2_0 += bb0; c2_1 += bb1; c3_0 += bb0; c3_1 += bb1; c4_0 += bb0; c4_1 += bb1; c5_0 += bb0; c5_1 += bb1; c6_0 += bb0; c6_1 += bb1; c7_0 += bb0; c7_1 += bb1; c8_0 += bb0; c8_1 += bb1; c9_0 += bb0; c9_1 += bb1; c10_0 += bb0; c10_1 += bb1; c11_0 += bb0; c11_1 += bb1;
+            c0_0 += bb0; c0_1 += bb1; c1_0 += bb0; c1_1 += bb1; c2_0 += bb0; c2_1 += bb1; c3_0 += bb0; c3_1 += bb1; c4_0 += bb0; c4_1 +=
+                bb1; c5_0 += bb0; c5_1 += bb1; c6_0 += bb0; c6_1 += bb1; c7_0 += bb0; c7_1 += bb1; c8_0 += bb0; c8_1 += bb1; c9_0 += bb0;
+            c9_1 += bb1; c10_0 += bb0; c10_1 += bb1; c11_0 += bb0; c11_1 += bb1;
         }
         c0_0.Store(cout + 0 * ldc); c0_1.Store(cout + 0 * ldc + 16);
         c1_0.Store(cout + 1 * ldc); c1_1.Store(cout + 1 * ldc + 16);
@@ -100,7 +104,8 @@ internal static unsafe class MicroTile
         c11_0.Store(cout + 11 * ldc); c11_1.Store(cout + 11 * ldc + 16);
     }
 
-    /// <summary>The first 16 columns only (a last panel of at most 16 real columns): acc[r·32 + 0..15] += Σ_t a[t·12 + r]·b[t·32 + 0..15].</summary>
+    /// <summary>The first 16 columns only (a last panel of at most 16 real columns): acc[r·32 + 0..15] += Σ_t a[t·12 + r]·b[t·32 +
+    /// 0..15].</summary>
     public static void Half(float* acc, float* a, float* b, int kc)
     {
         if (Vector512.IsHardwareAccelerated) Half512(acc, a, b, kc);
@@ -110,18 +115,27 @@ internal static unsafe class MicroTile
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Half512(float* acc, float* a, float* b, int kc)
     {
-        var c0 = Vector512.Load(acc + 0); var c1 = Vector512.Load(acc + 32); var c2 = Vector512.Load(acc + 64); var c3 = Vector512.Load(acc + 96);
-        var c4 = Vector512.Load(acc + 128); var c5 = Vector512.Load(acc + 160); var c6 = Vector512.Load(acc + 192); var c7 = Vector512.Load(acc + 224);
-        var c8 = Vector512.Load(acc + 256); var c9 = Vector512.Load(acc + 288); var c10 = Vector512.Load(acc + 320); var c11 = Vector512.Load(acc + 352);
+        var c0 = Vector512.Load(acc + 0); var c1 = Vector512.Load(acc + 32); var c2 = Vector512.Load(acc + 64); var c3 = Vector512.Load(acc
+            + 96);
+        var c4 = Vector512.Load(acc + 128); var c5 = Vector512.Load(acc + 160); var c6 = Vector512.Load(acc
+            + 192); var c7 = Vector512.Load(acc + 224);
+        var c8 = Vector512.Load(acc + 256); var c9 = Vector512.Load(acc + 288); var c10 = Vector512.Load(acc
+            + 320); var c11 = Vector512.Load(acc + 352);
         for (int t = 0; t < kc; t++, a += MR, b += NR)
         {
             var b0 = Vector512.Load(b);
-            c0 = Vector512.FusedMultiplyAdd(Vector512.Create(a[0]), b0, c0); c1 = Vector512.FusedMultiplyAdd(Vector512.Create(a[1]), b0, c1);
-            c2 = Vector512.FusedMultiplyAdd(Vector512.Create(a[2]), b0, c2); c3 = Vector512.FusedMultiplyAdd(Vector512.Create(a[3]), b0, c3);
-            c4 = Vector512.FusedMultiplyAdd(Vector512.Create(a[4]), b0, c4); c5 = Vector512.FusedMultiplyAdd(Vector512.Create(a[5]), b0, c5);
-            c6 = Vector512.FusedMultiplyAdd(Vector512.Create(a[6]), b0, c6); c7 = Vector512.FusedMultiplyAdd(Vector512.Create(a[7]), b0, c7);
-            c8 = Vector512.FusedMultiplyAdd(Vector512.Create(a[8]), b0, c8); c9 = Vector512.FusedMultiplyAdd(Vector512.Create(a[9]), b0, c9);
-            c10 = Vector512.FusedMultiplyAdd(Vector512.Create(a[10]), b0, c10); c11 = Vector512.FusedMultiplyAdd(Vector512.Create(a[11]), b0, c11);
+            c0 = Vector512.FusedMultiplyAdd(Vector512.Create(a[0]), b0, c0); c1 = Vector512.FusedMultiplyAdd(Vector512.Create(a[1]), b0,
+                c1);
+            c2 = Vector512.FusedMultiplyAdd(Vector512.Create(a[2]), b0, c2); c3 = Vector512.FusedMultiplyAdd(Vector512.Create(a[3]), b0,
+                c3);
+            c4 = Vector512.FusedMultiplyAdd(Vector512.Create(a[4]), b0, c4); c5 = Vector512.FusedMultiplyAdd(Vector512.Create(a[5]), b0,
+                c5);
+            c6 = Vector512.FusedMultiplyAdd(Vector512.Create(a[6]), b0, c6); c7 = Vector512.FusedMultiplyAdd(Vector512.Create(a[7]), b0,
+                c7);
+            c8 = Vector512.FusedMultiplyAdd(Vector512.Create(a[8]), b0, c8); c9 = Vector512.FusedMultiplyAdd(Vector512.Create(a[9]), b0,
+                c9);
+            c10 = Vector512.FusedMultiplyAdd(Vector512.Create(a[10]), b0, c10); c11 = Vector512.FusedMultiplyAdd(Vector512.Create(a[11]),
+                b0, c11);
         }
         c0.Store(acc + 0); c1.Store(acc + 32); c2.Store(acc + 64); c3.Store(acc + 96); c4.Store(acc + 128); c5.Store(acc + 160);
         c6.Store(acc + 192); c7.Store(acc + 224); c8.Store(acc + 256); c9.Store(acc + 288); c10.Store(acc + 320); c11.Store(acc + 352);
@@ -139,8 +153,10 @@ internal static unsafe class MicroTile
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Rows4x512(float* acc, float* a, float* b, int kc)
     {
-        var c0 = Vector512.Load(acc); var c1 = Vector512.Load(acc + 16); var c2 = Vector512.Load(acc + 32); var c3 = Vector512.Load(acc + 48);
-        var c4 = Vector512.Load(acc + 64); var c5 = Vector512.Load(acc + 80); var c6 = Vector512.Load(acc + 96); var c7 = Vector512.Load(acc + 112);
+        var c0 = Vector512.Load(acc); var c1 = Vector512.Load(acc + 16); var c2 = Vector512.Load(acc + 32); var c3 = Vector512.Load(acc
+            + 48);
+        var c4 = Vector512.Load(acc + 64); var c5 = Vector512.Load(acc + 80); var c6 = Vector512.Load(acc + 96); var c7 = Vector512.Load(acc
+            + 112);
         for (int t = 0; t < kc; t++, a += MR, b += NR)
         {
             var b0 = Vector512.Load(b); var b1 = Vector512.Load(b + 16);
@@ -149,7 +165,8 @@ internal static unsafe class MicroTile
             s = Vector512.Create(a[2]); c4 = Vector512.FusedMultiplyAdd(s, b0, c4); c5 = Vector512.FusedMultiplyAdd(s, b1, c5);
             s = Vector512.Create(a[3]); c6 = Vector512.FusedMultiplyAdd(s, b0, c6); c7 = Vector512.FusedMultiplyAdd(s, b1, c7);
         }
-        c0.Store(acc); c1.Store(acc + 16); c2.Store(acc + 32); c3.Store(acc + 48); c4.Store(acc + 64); c5.Store(acc + 80); c6.Store(acc + 96); c7.Store(acc + 112);
+        c0.Store(acc); c1.Store(acc + 16); c2.Store(acc + 32); c3.Store(acc + 48); c4.Store(acc + 64); c5.Store(acc + 80); c6.Store(acc
+            + 96); c7.Store(acc + 112);
     }
 
     /// <summary>The Vector128 kernels' multiply-add a·b + c: fused on NEON (fmla), a multiply and an add on SSE.</summary>

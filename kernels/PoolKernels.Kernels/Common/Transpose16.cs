@@ -45,18 +45,30 @@ internal static unsafe class Transpose16
             var x12 = rows > 12 ? Vector512.Load(s + 12 * lds) : z; var x13 = rows > 13 ? Vector512.Load(s + 13 * lds) : z;
             var x14 = rows > 14 ? Vector512.Load(s + 14 * lds) : z; var x15 = rows > 15 ? Vector512.Load(s + 15 * lds) : z;
             // pairs of rows interleaved, then quads (as doubles): u[4g+e] lane L = rows 4g..4g+3 at column 4L+e
-            var t0 = Avx512F.UnpackLow(x0, x1); var t1 = Avx512F.UnpackHigh(x0, x1); var t2 = Avx512F.UnpackLow(x2, x3); var t3 = Avx512F.UnpackHigh(x2, x3);
-            var t4 = Avx512F.UnpackLow(x4, x5); var t5 = Avx512F.UnpackHigh(x4, x5); var t6 = Avx512F.UnpackLow(x6, x7); var t7 = Avx512F.UnpackHigh(x6, x7);
-            var t8 = Avx512F.UnpackLow(x8, x9); var t9 = Avx512F.UnpackHigh(x8, x9); var t10 = Avx512F.UnpackLow(x10, x11); var t11 = Avx512F.UnpackHigh(x10, x11);
-            var t12 = Avx512F.UnpackLow(x12, x13); var t13 = Avx512F.UnpackHigh(x12, x13); var t14 = Avx512F.UnpackLow(x14, x15); var t15 = Avx512F.UnpackHigh(x14, x15);
-            var u0 = Avx512F.UnpackLow(t0.AsDouble(), t2.AsDouble()).AsSingle(); var u1 = Avx512F.UnpackHigh(t0.AsDouble(), t2.AsDouble()).AsSingle();
-            var u2 = Avx512F.UnpackLow(t1.AsDouble(), t3.AsDouble()).AsSingle(); var u3 = Avx512F.UnpackHigh(t1.AsDouble(), t3.AsDouble()).AsSingle();
-            var u4 = Avx512F.UnpackLow(t4.AsDouble(), t6.AsDouble()).AsSingle(); var u5 = Avx512F.UnpackHigh(t4.AsDouble(), t6.AsDouble()).AsSingle();
-            var u6 = Avx512F.UnpackLow(t5.AsDouble(), t7.AsDouble()).AsSingle(); var u7 = Avx512F.UnpackHigh(t5.AsDouble(), t7.AsDouble()).AsSingle();
-            var u8 = Avx512F.UnpackLow(t8.AsDouble(), t10.AsDouble()).AsSingle(); var u9 = Avx512F.UnpackHigh(t8.AsDouble(), t10.AsDouble()).AsSingle();
-            var u10 = Avx512F.UnpackLow(t9.AsDouble(), t11.AsDouble()).AsSingle(); var u11 = Avx512F.UnpackHigh(t9.AsDouble(), t11.AsDouble()).AsSingle();
-            var u12 = Avx512F.UnpackLow(t12.AsDouble(), t14.AsDouble()).AsSingle(); var u13 = Avx512F.UnpackHigh(t12.AsDouble(), t14.AsDouble()).AsSingle();
-            var u14 = Avx512F.UnpackLow(t13.AsDouble(), t15.AsDouble()).AsSingle(); var u15 = Avx512F.UnpackHigh(t13.AsDouble(), t15.AsDouble()).AsSingle();
+            var t0 = Avx512F.UnpackLow(x0, x1); var t1 = Avx512F.UnpackHigh(x0, x1); var t2 = Avx512F.UnpackLow(x2,
+                x3); var t3 = Avx512F.UnpackHigh(x2, x3);
+            var t4 = Avx512F.UnpackLow(x4, x5); var t5 = Avx512F.UnpackHigh(x4, x5); var t6 = Avx512F.UnpackLow(x6,
+                x7); var t7 = Avx512F.UnpackHigh(x6, x7);
+            var t8 = Avx512F.UnpackLow(x8, x9); var t9 = Avx512F.UnpackHigh(x8, x9); var t10 = Avx512F.UnpackLow(x10,
+                x11); var t11 = Avx512F.UnpackHigh(x10, x11);
+            var t12 = Avx512F.UnpackLow(x12, x13); var t13 = Avx512F.UnpackHigh(x12, x13); var t14 = Avx512F.UnpackLow(x14,
+                x15); var t15 = Avx512F.UnpackHigh(x14, x15);
+            var u0 = Avx512F.UnpackLow(t0.AsDouble(), t2.AsDouble()).AsSingle(); var u1 = Avx512F.UnpackHigh(t0.AsDouble(),
+                t2.AsDouble()).AsSingle();
+            var u2 = Avx512F.UnpackLow(t1.AsDouble(), t3.AsDouble()).AsSingle(); var u3 = Avx512F.UnpackHigh(t1.AsDouble(),
+                t3.AsDouble()).AsSingle();
+            var u4 = Avx512F.UnpackLow(t4.AsDouble(), t6.AsDouble()).AsSingle(); var u5 = Avx512F.UnpackHigh(t4.AsDouble(),
+                t6.AsDouble()).AsSingle();
+            var u6 = Avx512F.UnpackLow(t5.AsDouble(), t7.AsDouble()).AsSingle(); var u7 = Avx512F.UnpackHigh(t5.AsDouble(),
+                t7.AsDouble()).AsSingle();
+            var u8 = Avx512F.UnpackLow(t8.AsDouble(), t10.AsDouble()).AsSingle(); var u9 = Avx512F.UnpackHigh(t8.AsDouble(),
+                t10.AsDouble()).AsSingle();
+            var u10 = Avx512F.UnpackLow(t9.AsDouble(), t11.AsDouble()).AsSingle(); var u11 = Avx512F.UnpackHigh(t9.AsDouble(),
+                t11.AsDouble()).AsSingle();
+            var u12 = Avx512F.UnpackLow(t12.AsDouble(), t14.AsDouble()).AsSingle(); var u13 = Avx512F.UnpackHigh(t12.AsDouble(),
+                t14.AsDouble()).AsSingle();
+            var u14 = Avx512F.UnpackLow(t13.AsDouble(), t15.AsDouble()).AsSingle(); var u15 = Avx512F.UnpackHigh(t13.AsDouble(),
+                t15.AsDouble()).AsSingle();
             Columns(u0, u4, u8, u12, out var c0, out var c4, out var c8, out var c12);
             Columns(u1, u5, u9, u13, out var c1, out var c5, out var c9, out var c13);
             Columns(u2, u6, u10, u14, out var c2, out var c6, out var c10, out var c14);
@@ -65,17 +77,24 @@ internal static unsafe class Transpose16
             float* d = dst + t * ld;
             if (masked)
             {
-                Avx512F.MaskStore(d, keep, c0); Avx512F.MaskStore(d + ld, keep, c1); Avx512F.MaskStore(d + 2 * ld, keep, c2); Avx512F.MaskStore(d + 3 * ld, keep, c3);
-                Avx512F.MaskStore(d + 4 * ld, keep, c4); Avx512F.MaskStore(d + 5 * ld, keep, c5); Avx512F.MaskStore(d + 6 * ld, keep, c6); Avx512F.MaskStore(d + 7 * ld, keep, c7);
-                Avx512F.MaskStore(d + 8 * ld, keep, c8); Avx512F.MaskStore(d + 9 * ld, keep, c9); Avx512F.MaskStore(d + 10 * ld, keep, c10); Avx512F.MaskStore(d + 11 * ld, keep, c11);
-                Avx512F.MaskStore(d + 12 * ld, keep, c12); Avx512F.MaskStore(d + 13 * ld, keep, c13); Avx512F.MaskStore(d + 14 * ld, keep, c14); Avx512F.MaskStore(d + 15 * ld, keep, c15);
+                Avx512F.MaskStore(d, keep, c0); Avx512F.MaskStore(d + ld, keep, c1); Avx512F.MaskStore(d + 2 * ld, keep,
+                    c2); Avx512F.MaskStore(d + 3 * ld, keep, c3);
+                Avx512F.MaskStore(d + 4 * ld, keep, c4); Avx512F.MaskStore(d + 5 * ld, keep, c5); Avx512F.MaskStore(d + 6 * ld, keep,
+                    c6); Avx512F.MaskStore(d + 7 * ld, keep, c7);
+                Avx512F.MaskStore(d + 8 * ld, keep, c8); Avx512F.MaskStore(d + 9 * ld, keep, c9); Avx512F.MaskStore(d + 10 * ld, keep,
+                    c10); Avx512F.MaskStore(d + 11 * ld, keep, c11);
+                Avx512F.MaskStore(d + 12 * ld, keep, c12); Avx512F.MaskStore(d + 13 * ld, keep, c13); Avx512F.MaskStore(d + 14 * ld, keep,
+                    c14); Avx512F.MaskStore(d + 15 * ld, keep, c15);
             }
             else
             {
-                c0.Store(d); c1.Store(d + ld); c2.Store(d + 2 * ld); c3.Store(d + 3 * ld); c4.Store(d + 4 * ld); c5.Store(d + 5 * ld); c6.Store(d + 6 * ld); c7.Store(d + 7 * ld);
-                c8.Store(d + 8 * ld); c9.Store(d + 9 * ld); c10.Store(d + 10 * ld); c11.Store(d + 11 * ld); c12.Store(d + 12 * ld); c13.Store(d + 13 * ld); c14.Store(d + 14 * ld); c15.Store(d + 15 * ld);
+                c0.Store(d); c1.Store(d + ld); c2.Store(d + 2 * ld); c3.Store(d + 3 * ld); c4.Store(d + 4 * ld); c5.Store(d
+                    + 5 * ld); c6.Store(d + 6 * ld); c7.Store(d + 7 * ld);
+                c8.Store(d + 8 * ld); c9.Store(d + 9 * ld); c10.Store(d + 10 * ld); c11.Store(d + 11 * ld); c12.Store(d
+                    + 12 * ld); c13.Store(d + 13 * ld); c14.Store(d + 14 * ld); c15.Store(d + 15 * ld);
             }
-            if (sums != null) sum += ((c0 + c1) + (c2 + c3)) + ((c4 + c5) + (c6 + c7)) + ((c8 + c9) + (c10 + c11)) + ((c12 + c13) + (c14 + c15));
+            if (sums != null) sum += ((c0 + c1) + (c2 + c3)) + ((c4 + c5) + (c6 + c7)) + ((c8 + c9) + (c10 + c11)) + ((c12 + c13) + (c14
+                + c15));
         }
         if (sums != null) sum.Store(sums);
         Tail(src, lds, rows, cols, dst, ld, sums, exact, t);

@@ -83,7 +83,8 @@ internal static class VectorMath
                 {
                     var xv = Vector512.Load(px + i);
                     var t = Vector512.Exp(Vector512.Log(xv) * (1f / 3));
-                    var ok = Vector512.GreaterThan(t, Vector512<float>.Zero) & Vector512.LessThan(t, Vector512.Create(float.PositiveInfinity));
+                    var ok = Vector512.GreaterThan(t, Vector512<float>.Zero) & Vector512.LessThan(t,
+                        Vector512.Create(float.PositiveInfinity));
                     Vector512.ConditionalSelect(ok, t - (t - xv / (t * t)) * (1f / 3), t).Store(py + i);
                 }
             else if (Vector256.IsHardwareAccelerated)
@@ -91,7 +92,8 @@ internal static class VectorMath
                 {
                     var xv = Vector256.Load(px + i);
                     var t = Vector256.Exp(Vector256.Log(xv) * (1f / 3));
-                    var ok = Vector256.GreaterThan(t, Vector256<float>.Zero) & Vector256.LessThan(t, Vector256.Create(float.PositiveInfinity));
+                    var ok = Vector256.GreaterThan(t, Vector256<float>.Zero) & Vector256.LessThan(t,
+                        Vector256.Create(float.PositiveInfinity));
                     Vector256.ConditionalSelect(ok, t - (t - xv / (t * t)) * (1f / 3), t).Store(py + i);
                 }
             else if (Vector128.IsHardwareAccelerated && HardwareFma) // NEON (not SSE: see HardwareFma)

@@ -57,7 +57,8 @@ internal sealed class WorkerPool
     /// kernels that stream packed panels size their scratch 16 floats longer and start there, so no vector load splits a
     /// cache line (panels 16 bytes off a line ran the heads' GEMM ~6% slower).</summary>
     public static unsafe float* Aligned64(float[] pinned) =>
-        (float*)(((nint)System.Runtime.CompilerServices.Unsafe.AsPointer(ref System.Runtime.InteropServices.MemoryMarshal.GetArrayDataReference(pinned)) + 63) & ~(nint)63);
+        (float*)(((nint)System.Runtime.CompilerServices.Unsafe.AsPointer(ref
+            System.Runtime.InteropServices.MemoryMarshal.GetArrayDataReference(pinned)) + 63) & ~(nint)63);
 
     /// <summary>Runs items 0..<paramref name="count"/>-1 of <paramref name="job"/> on at most <paramref name="maxWorkers"/>
     /// workers (default all; a tuning parameter) and returns when all finished. An exception thrown by an item is

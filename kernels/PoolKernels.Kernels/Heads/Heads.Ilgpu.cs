@@ -28,7 +28,8 @@ internal static class HeadsIlgpu
 
     /// <summary>The GEMM kernel; grid = (ceil(m / 4T), ceil(n / T)) groups of T² threads.</summary>
     [GpuKernel]
-    public static void GemmKernel(ArrayView<float> x, ArrayView<float> w, ArrayView<float> bias, ArrayView<float> residual, ArrayView<float> y,
+    public static void GemmKernel(ArrayView<float> x, ArrayView<float> w, ArrayView<float> bias, ArrayView<float> residual,
+        ArrayView<float> y,
         int m, int n, int k, int t, int hasBias, int hasResidual)
     {
         var sa = SharedMemory.Allocate<float>(MaxT * RowsPerThread * MaxT);
@@ -79,7 +80,8 @@ internal static class HeadsIlgpu
     }
 
     /// <summary>Launches the GEMM; absent bias/residual are passed as any view with the flag 0.</summary>
-    public static void Gemm(Accelerator accelerator, AcceleratorStream stream, ArrayView<float> x, ArrayView<float> w, ArrayView<float> bias,
+    public static void Gemm(Accelerator accelerator, AcceleratorStream stream, ArrayView<float> x, ArrayView<float> w,
+        ArrayView<float> bias,
         ArrayView<float> residual, ArrayView<float> y, int m, int n, int k, bool hasBias, bool hasResidual)
     {
         if (m == 0 || n == 0) return;
@@ -87,7 +89,8 @@ internal static class HeadsIlgpu
         var kernel = KernelCache.Get(accelerator, GemmKernel, a => a.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>,
             ArrayView<float>, ArrayView<float>, int, int, int, int, int, int>(GemmKernel));
         var grid = new Index2D((m + t * RowsPerThread - 1) / (t * RowsPerThread), (n + t - 1) / t);
-        kernel(stream, new KernelConfig(grid, new Index2D(t * t, 1)), x, w, bias, residual, y, m, n, k, t, hasBias ? 1 : 0, hasResidual ? 1 : 0);
+        kernel(stream, new KernelConfig(grid, new Index2D(t * t, 1)), x, w, bias, residual, y, m, n, k, t, hasBias ? 1 : 0,
+            hasResidual ? 1 : 0);
     }
 
     /// <summary>LayerNorm, one group per row.</summary>
@@ -105,7 +108,8 @@ internal static class HeadsIlgpu
     }
 
     /// <summary>Launches <see cref="LayerNormKernel"/> over <paramref name="rows"/> rows.</summary>
-    public static void LayerNorm(Accelerator accelerator, AcceleratorStream stream, ArrayView<float> x, ArrayView<float> w, ArrayView<float> b,
+    public static void LayerNorm(Accelerator accelerator, AcceleratorStream stream, ArrayView<float> x, ArrayView<float> w,
+        ArrayView<float> b,
         ArrayView<float> y, int rows, int dim, float eps)
     {
         if (rows == 0 || dim == 0) return;
@@ -134,7 +138,8 @@ internal static class HeadsIlgpu
     /// <summary>AddRows, one thread per element: y[b,r,c] = float(x[b,r,c]) + add[r,c] (when hasAdd).</summary>
     [GpuKernel(typeof(float), typeof(F32Reader))]
     [GpuKernel(typeof(ushort), typeof(F16Reader))]
-    public static void AddRowsKernel<TRaw, TElem>(Index1D i, ArrayView<TRaw> x, ArrayView<float> add, ArrayView<float> y, int rows, int dim, int hasAdd)
+    public static void AddRowsKernel<TRaw, TElem>(Index1D i, ArrayView<TRaw> x, ArrayView<float> add, ArrayView<float> y, int rows, int dim,
+        int hasAdd)
         where TRaw : unmanaged where TElem : struct, IElementReader<TRaw>
     {
         float v = default(TElem).ToFloat(x[i]);
@@ -143,7 +148,8 @@ internal static class HeadsIlgpu
     }
 
     /// <summary>Launches <see cref="AddRowsKernel{TRaw, TElem}"/> on byte views of x.</summary>
-    public static void AddRows<TRaw, TElem>(Accelerator accelerator, AcceleratorStream stream, ArrayView<byte> x, ArrayView<float> add, ArrayView<float> y,
+    public static void AddRows<TRaw, TElem>(Accelerator accelerator, AcceleratorStream stream, ArrayView<byte> x, ArrayView<float> add,
+        ArrayView<float> y,
         int batch, int rows, int dim, bool hasAdd) where TRaw : unmanaged where TElem : struct, IElementReader<TRaw>
     {
         long count = (long)batch * rows * dim;
@@ -156,5 +162,6 @@ internal static class HeadsIlgpu
 }
 
 /// <summary>Signature of <see cref="HeadsIlgpu.AddRows{TRaw, TElem}"/> once its types are closed.</summary>
-internal delegate void AddRowsLaunch(Accelerator accelerator, AcceleratorStream stream, ArrayView<byte> x, ArrayView<float> add, ArrayView<float> y,
+internal delegate void AddRowsLaunch(Accelerator accelerator, AcceleratorStream stream, ArrayView<byte> x, ArrayView<float> add,
+    ArrayView<float> y,
     int batch, int rows, int dim, bool hasAdd);

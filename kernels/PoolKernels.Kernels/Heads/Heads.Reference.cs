@@ -8,7 +8,8 @@ namespace PoolKernels.Kernels.Heads;
 internal static class HeadsReference
 {
     /// <summary>y[r] = (x[r] - mean) / sqrt(var + eps) · w + b over rows of <paramref name="dim"/> (biased variance, as PyTorch).</summary>
-    public static void LayerNorm(ReadOnlySpan<float> x, ReadOnlySpan<float> w, ReadOnlySpan<float> b, Span<float> y, int rows, int dim, float eps)
+    public static void LayerNorm(ReadOnlySpan<float> x, ReadOnlySpan<float> w, ReadOnlySpan<float> b, Span<float> y, int rows, int dim,
+        float eps)
     {
         for (int r = 0; r < rows; r++)
         {
@@ -27,7 +28,8 @@ internal static class HeadsReference
 
     /// <summary>y[i,j] = Σ_k x[i,k]·w[j,k] + bias[j] + residual[i,j] (bias and residual optional: empty spans);
     /// x [m,k], w [n,k] (PyTorch's Linear.weight), y [m,n]. <paramref name="residual"/> may be <paramref name="y"/> itself.</summary>
-    public static void Linear(ReadOnlySpan<float> x, ReadOnlySpan<float> w, ReadOnlySpan<float> bias, ReadOnlySpan<float> residual, Span<float> y, int m, int n, int k)
+    public static void Linear(ReadOnlySpan<float> x, ReadOnlySpan<float> w, ReadOnlySpan<float> bias, ReadOnlySpan<float> residual,
+        Span<float> y, int m, int n, int k)
     {
         for (int i = 0; i < m; i++)
             for (int j = 0; j < n; j++)

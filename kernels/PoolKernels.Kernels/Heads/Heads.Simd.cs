@@ -50,7 +50,8 @@ internal static unsafe class HeadsSimd
 
     /// <summary>y [m,n] = x [m,k] · Wᵀ + bias + residual, W packed by <see cref="Pack"/>. bias ([n]) and residual ([m,n],
     /// may alias y) are optional (null).</summary>
-    public static void Gemm(float* x, float* packed, float* bias, float* residual, float* y, int m, int n, int k, WorkerPool? pool = null, int maxWorkers = int.MaxValue)
+    public static void Gemm(float* x, float* packed, float* bias, float* residual, float* y, int m, int n, int k, WorkerPool? pool = null,
+        int maxWorkers = int.MaxValue)
     {
         if (m == 0 || n == 0) return;
         pool ??= WorkerPool.Shared;
@@ -70,7 +71,8 @@ internal static unsafe class HeadsSimd
     }
 
     /// <summary>The public Linear: packs <paramref name="w"/> into per-thread scratch, then <see cref="Gemm"/>.</summary>
-    public static void Linear(ReadOnlySpan<float> x, ReadOnlySpan<float> w, ReadOnlySpan<float> bias, ReadOnlySpan<float> residual, Span<float> y,
+    public static void Linear(ReadOnlySpan<float> x, ReadOnlySpan<float> w, ReadOnlySpan<float> bias, ReadOnlySpan<float> residual,
+        Span<float> y,
         int m, int n, int k, WorkerPool? pool = null)
     {
         if (m == 0 || n == 0) return;
@@ -78,7 +80,8 @@ internal static unsafe class HeadsSimd
         if (PackScratch is null || PackScratch.Length < len + 16) PackScratch = AllocatePacked(len);
         int at = AlignedOffset(PackScratch);
         Pack(w, n, k, PackScratch.AsSpan(at));
-        fixed (float* px = x) fixed (float* pp = &PackScratch[at]) fixed (float* pb = bias) fixed (float* pr = residual) fixed (float* py = y)
+        fixed (float* px = x) fixed (float* pp = &PackScratch[at]) fixed (float* pb = bias) fixed (float* pr = residual) fixed (float* py
+            = y)
             Gemm(px, pp, bias.IsEmpty ? null : pb, residual.IsEmpty ? null : pr, py, m, n, k, pool);
     }
 
@@ -86,7 +89,8 @@ internal static unsafe class HeadsSimd
 
     /// <summary>A pinned array with room for <paramref name="packedLength"/> floats starting 64-byte aligned at
     /// <see cref="AlignedOffset"/> (panels 16 bytes off a cache line ran the GEMM ~6% slower: every B load split a line).</summary>
-    public static float[] AllocatePacked(long packedLength) => GC.AllocateUninitializedArray<float>(checked((int)packedLength + 16), pinned: true);
+    public static float[] AllocatePacked(long packedLength) => GC.AllocateUninitializedArray<float>(checked((int)packedLength + 16),
+        pinned: true);
 
     /// <summary>The first index of a pinned array (from <see cref="AllocatePacked"/>) whose address is a multiple of 64 bytes.</summary>
     public static int AlignedOffset(float[] pinned)
@@ -143,7 +147,8 @@ internal static unsafe class HeadsSimd
                                     continue;
                                 }
                                 Prologue(acc, i, p, rows, first);
-                                // an edge tile of at most 4 rows runs the 4-row kernel; a last panel of at most 16 real columns only its first vector
+                                // an edge tile of at most 4 rows runs the 4-row kernel; a last panel of at most 16 real columns only its
+                                // first vector
                                 if (rows <= 4) MicroTile.Rows4(acc, at, bt, kc);
                                 else if (N - j0 <= 16) MicroTile.Half(acc, at, bt, kc);
                                 else MicroTile.Tile(at, bt, kc, acc, acc, NR, null);
@@ -208,18 +213,25 @@ internal static unsafe class HeadsSimd
             float* a0 = X + (long)i * k + k0;
             float* a1 = rows > 1 ? a0 + k : a0, a2 = rows > 2 ? a0 + 2L * k : a0;
             float* b = packed + (long)p * k * NR + (long)k0 * NR;
-            var c00 = Vector256.Load(acc); var c01 = Vector256.Load(acc + 8); var c02 = Vector256.Load(acc + 16); var c03 = Vector256.Load(acc + 24);
-            var c10 = Vector256.Load(acc + 32); var c11 = Vector256.Load(acc + 40); var c12 = Vector256.Load(acc + 48); var c13 = Vector256.Load(acc + 56);
-            var c20 = Vector256.Load(acc + 64); var c21 = Vector256.Load(acc + 72); var c22 = Vector256.Load(acc + 80); var c23 = Vector256.Load(acc + 88);
+            var c00 = Vector256.Load(acc); var c01 = Vector256.Load(acc + 8); var c02 = Vector256.Load(acc
+                + 16); var c03 = Vector256.Load(acc + 24);
+            var c10 = Vector256.Load(acc + 32); var c11 = Vector256.Load(acc + 40); var c12 = Vector256.Load(acc
+                + 48); var c13 = Vector256.Load(acc + 56);
+            var c20 = Vector256.Load(acc + 64); var c21 = Vector256.Load(acc + 72); var c22 = Vector256.Load(acc
+                + 80); var c23 = Vector256.Load(acc + 88);
             for (int t = 0; t < kc; t++, b += NR)
             {
-                var b0 = Vector256.Load(b); var b1 = Vector256.Load(b + 8); var b2 = Vector256.Load(b + 16); var b3 = Vector256.Load(b + 24);
+                var b0 = Vector256.Load(b); var b1 = Vector256.Load(b + 8); var b2 = Vector256.Load(b + 16); var b3 = Vector256.Load(b
+                    + 24);
                 var s = Vector256.Create(a0[t]);
-                c00 = Vector256.FusedMultiplyAdd(s, b0, c00); c01 = Vector256.FusedMultiplyAdd(s, b1, c01); c02 = Vector256.FusedMultiplyAdd(s, b2, c02); c03 = Vector256.FusedMultiplyAdd(s, b3, c03);
+                c00 = Vector256.FusedMultiplyAdd(s, b0, c00); c01 = Vector256.FusedMultiplyAdd(s, b1,
+                    c01); c02 = Vector256.FusedMultiplyAdd(s, b2, c02); c03 = Vector256.FusedMultiplyAdd(s, b3, c03);
                 s = Vector256.Create(a1[t]);
-                c10 = Vector256.FusedMultiplyAdd(s, b0, c10); c11 = Vector256.FusedMultiplyAdd(s, b1, c11); c12 = Vector256.FusedMultiplyAdd(s, b2, c12); c13 = Vector256.FusedMultiplyAdd(s, b3, c13);
+                c10 = Vector256.FusedMultiplyAdd(s, b0, c10); c11 = Vector256.FusedMultiplyAdd(s, b1,
+                    c11); c12 = Vector256.FusedMultiplyAdd(s, b2, c12); c13 = Vector256.FusedMultiplyAdd(s, b3, c13);
                 s = Vector256.Create(a2[t]);
-                c20 = Vector256.FusedMultiplyAdd(s, b0, c20); c21 = Vector256.FusedMultiplyAdd(s, b1, c21); c22 = Vector256.FusedMultiplyAdd(s, b2, c22); c23 = Vector256.FusedMultiplyAdd(s, b3, c23);
+                c20 = Vector256.FusedMultiplyAdd(s, b0, c20); c21 = Vector256.FusedMultiplyAdd(s, b1,
+                    c21); c22 = Vector256.FusedMultiplyAdd(s, b2, c22); c23 = Vector256.FusedMultiplyAdd(s, b3, c23);
             }
             c00.Store(acc); c01.Store(acc + 8); c02.Store(acc + 16); c03.Store(acc + 24);
             c10.Store(acc + 32); c11.Store(acc + 40); c12.Store(acc + 48); c13.Store(acc + 56);
@@ -308,7 +320,8 @@ internal static unsafe class HeadsSimd
     // ------------------------------------------------------------------ AddRows
 
     /// <summary>y[b,r,:] = x[b,r,:] (widened to float) + add[r,:] (add optional: null).</summary>
-    public static void AddRows<T>(ReadOnlySpan<T> x, ReadOnlySpan<float> add, Span<float> y, int batch, int rows, int dim) where T : unmanaged
+    public static void AddRows<T>(ReadOnlySpan<T> x, ReadOnlySpan<float> add, Span<float> y, int batch, int rows,
+        int dim) where T : unmanaged
     {
         for (int b = 0; b < batch; b++)
             for (int r = 0; r < rows; r++)
@@ -332,7 +345,8 @@ internal static class HeadsMath
     public const float B0 = -1.42647390514189e-02f, B2 = -7.37332916720468e-03f, B4 = -1.68282697438203e-03f, B6 = -2.13374055278905e-04f,
         B8 = -1.45660718464996e-05f;
 
-    /// <summary>erf(x) for float: x clamped to [-4, 4] (erf(4) = 1 - 1.5e-8; NaN passes both compares and stays NaN), then x·P(x²)/Q(x²).</summary>
+    /// <summary>erf(x) for float: x clamped to [-4, 4] (erf(4) = 1 - 1.5e-8; NaN passes both compares and stays NaN), then
+    /// x·P(x²)/Q(x²).</summary>
     public static float Erf(float x)
     {
         x = x < -4f ? -4f : x > 4f ? 4f : x;

@@ -260,7 +260,8 @@ internal static unsafe class HammingTopkSimd
             {
                 int m = Math.Min(4, nq - qa);
                 byte* p0 = (byte*)(QW + (long)(q0 + qa) * nw), p1 = (byte*)(QW + (long)(q0 + qa + Math.Min(1, m - 1)) * nw);
-                byte* p2 = (byte*)(QW + (long)(q0 + qa + Math.Min(2, m - 1)) * nw), p3 = (byte*)(QW + (long)(q0 + qa + Math.Min(3, m - 1)) * nw);
+                byte* p2 = (byte*)(QW + (long)(q0 + qa + Math.Min(2, m - 1)) * nw), p3 = (byte*)(QW + (long)(q0 + qa + Math.Min(3,
+                    m - 1)) * nw);
                 if (m == 1) { Rows512(r0, r1, qa, p0, nv, lut, low, hd, hr, counts, worst); continue; }
                 for (int r = r0; r < r1; r++)
                 {
@@ -330,7 +331,8 @@ internal static unsafe class HammingTopkSimd
                 for (int v0 = 0; v0 < nv; v0 += 31)
                 {
                     Vector512<byte> c0 = default;
-                    for (int v = v0; v < Math.Min(nv, v0 + 31); v++) c0 += Pop(Vector512.Load(q + 64L * v) ^ Vector512.Load(a + 64L * v), lut, low);
+                    for (int v = v0; v < Math.Min(nv, v0 + 31); v++) c0 += Pop(Vector512.Load(q + 64L * v) ^ Vector512.Load(a + 64L * v),
+                        lut, low);
                     s0 += Avx512BW.SumAbsoluteDifferences(c0, Vector512<byte>.Zero).AsUInt64();
                 }
                 int d0 = (int)Vector512.Sum(s0);

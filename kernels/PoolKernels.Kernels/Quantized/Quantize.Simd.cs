@@ -5,8 +5,8 @@ namespace PoolKernels.Kernels.Quantized;
 
 /// <summary>
 /// <c>quantize</c>, managed and multi-threaded over blocks of 64 rows. int8/uint8 compute <see cref="QuantizeMath.Level"/>'s
-/// double arithmetic 4 lanes at a time (the same bits as every other backend); binary packing compares 8 dimensions at a time (Vector256 x &gt; 0, the
-/// lane mask bit-reversed into numpy
+/// double arithmetic 4 lanes at a time (the same bits as every other backend); binary packing compares 8 dimensions at a time (Vector256 x
+/// &gt; 0, the lane mask bit-reversed into numpy
 /// packbits order). Allocates only when a call needs more range scratch than any before it.
 /// </summary>
 internal static unsafe class QuantizeSimd
@@ -85,7 +85,8 @@ internal static unsafe class QuantizeSimd
                                 var step = Avx.LoadVector256(Step + at);
                                 var t = Avx.Divide(Avx.Subtract(Avx.ConvertToVector256Double(Sse.LoadVector128(row + at)),
                                     Avx.LoadVector256(StartD + at)), step);
-                                var keep = Vector256.GreaterThan(t, Vector256<double>.Zero) & ~Vector256.Equals(step, Vector256<double>.Zero);
+                                var keep = Vector256.GreaterThan(t, Vector256<double>.Zero) & ~Vector256.Equals(step,
+                                    Vector256<double>.Zero);
                                 return Avx.ConvertToVector128Int32WithTruncation(Vector256.ConditionalSelect(keep, Avx.Min(t, top),
                                     Vector256<double>.Zero));
                             }
@@ -100,9 +101,11 @@ internal static unsafe class QuantizeSimd
                         for (; d + 4 <= D; d += 4)
                         {
                             var step = Vector256.Load(Step + d);
-                            var t = (Vector256.Create((double)row[d], row[d + 1], row[d + 2], row[d + 3]) - Vector256.Load(StartD + d)) / step;
+                            var t = (Vector256.Create((double)row[d], row[d + 1], row[d + 2],
+                                row[d + 3]) - Vector256.Load(StartD + d)) / step;
                             var keep = Vector256.GreaterThan(t, Vector256<double>.Zero) & ~Vector256.Equals(step, Vector256<double>.Zero);
-                            var q = Vector256.ConvertToInt64(Vector256.ConditionalSelect(keep, Vector256.Min(t, top), Vector256<double>.Zero));
+                            var q = Vector256.ConvertToInt64(Vector256.ConditionalSelect(keep, Vector256.Min(t, top),
+                                Vector256<double>.Zero));
                             o[d] = (byte)(q.GetElement(0) ^ flip); o[d + 1] = (byte)(q.GetElement(1) ^ flip);
                             o[d + 2] = (byte)(q.GetElement(2) ^ flip); o[d + 3] = (byte)(q.GetElement(3) ^ flip);
                         }

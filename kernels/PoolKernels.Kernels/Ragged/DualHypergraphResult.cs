@@ -6,4 +6,5 @@ namespace PoolKernels;
 /// <param name="HyperedgeNode">[H]: original node id, -1 for loop hyperedges.</param>
 /// <param name="MemberOffsets">[E+1].</param>
 /// <param name="MemberHyperedges">Hyperedges of each edge, ascending.</param>
-public sealed record DualHypergraphResult(long[] HyperedgeOffsets, long[] HyperedgeMembers, long[] HyperedgeNode, long[] MemberOffsets, long[] MemberHyperedges);
+public sealed record DualHypergraphResult(long[] HyperedgeOffsets, long[] HyperedgeMembers, long[] HyperedgeNode, long[] MemberOffsets,
+    long[] MemberHyperedges);

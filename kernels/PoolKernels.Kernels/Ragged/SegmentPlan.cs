@@ -60,7 +60,15 @@ internal sealed class SegmentPlan
                 if (LongCount == Longs.Length) Array.Resize(ref Longs, Longs.Length * 2);
                 Longs[LongCount++] = new LongSegment { Seg = s, Slot0 = Slots, Pieces = pieces };
                 for (int p = 0; p < pieces; p++)
-                    Add(new SegmentItem { Seg0 = s, Seg1 = s + 1, Slot = Slots + p, Start = a + p * piece, End = Math.Min(b, a + (p + 1) * piece) });
+                    Add(new SegmentItem
+                    {
+                        Seg0 = s,
+                        Seg1 = s + 1,
+                        Slot = Slots + p,
+                        Start = a + p * piece,
+                        End = Math.Min(b,
+                        a + (p + 1) * piece)
+                    });
                 Slots += pieces;
                 s++;
                 continue;

@@ -74,7 +74,8 @@ internal static class SegmentPoolIlgpu
         mode == (int)SegmentPoolMode.Max ? Numerics.MaxNaN(acc, v) : mode == (int)SegmentPoolMode.Min ? Numerics.MinNaN(acc, v) : acc + v;
 
     /// <summary>Raw reduction of feature d over entries [a, b), b &gt; a.</summary>
-    private static float Reduce<TIdx, TIdxOp>(ArrayView<TIdx> index, ArrayView<float> weights, ArrayView<float> values, long a, long b, int d,
+    private static float Reduce<TIdx, TIdxOp>(ArrayView<TIdx> index, ArrayView<float> weights, ArrayView<float> values, long a, long b,
+        int d,
         SegmentPoolParams prm) where TIdx : unmanaged where TIdxOp : struct, IIndexReader<TIdx>
     {
         float acc = 0;
@@ -99,13 +100,16 @@ internal static class SegmentPoolIlgpu
     {
         if (plan.ItemCount == 0 || prm.Dim == 0) return;
         var pass = KernelCache.Get(accelerator, PassKernel<TOff, TOffOp, TIdx, TIdxOp>,
-            a => a.LoadAutoGroupedKernel<Index1D, ArrayView<SegmentItem>, ArrayView<TOff>, ArrayView<TIdx>, ArrayView<float>, ArrayView<float>,
+            a => a.LoadAutoGroupedKernel<Index1D, ArrayView<SegmentItem>, ArrayView<TOff>, ArrayView<TIdx>, ArrayView<float>,
+                ArrayView<float>,
                 ArrayView<float>, ArrayView<float>, SegmentPoolParams>(PassKernel<TOff, TOffOp, TIdx, TIdxOp>));
-        pass(stream, (int)((long)plan.ItemCount * prm.Dim), items, offsets.Cast<TOff>(), index.Cast<TIdx>(), weights, values, output, partials, prm);
+        pass(stream, (int)((long)plan.ItemCount * prm.Dim), items, offsets.Cast<TOff>(), index.Cast<TIdx>(), weights, values, output,
+            partials, prm);
         if (plan.LongCount > 0)
         {
             var fix = KernelCache.Get(accelerator, FixupKernel<TOff, TOffOp>,
-                a => a.LoadAutoGroupedKernel<Index1D, ArrayView<LongSegment>, ArrayView<TOff>, ArrayView<float>, ArrayView<float>, SegmentPoolParams>(
+                a => a.LoadAutoGroupedKernel<Index1D, ArrayView<LongSegment>, ArrayView<TOff>, ArrayView<float>, ArrayView<float>,
+                    SegmentPoolParams>(
                     FixupKernel<TOff, TOffOp>));
             fix(stream, plan.LongCount * prm.Dim, longs, offsets.Cast<TOff>(), partials, output, prm);
         }

@@ -17,7 +17,12 @@ internal static class SegmentPoolReference
             long a = Elements.ToInt64(offsets[s]), b = Elements.ToInt64(offsets[s + 1]);
             for (int d = 0; d < dim; d++)
             {
-                double acc = mode switch { SegmentPoolMode.Max => double.NegativeInfinity, SegmentPoolMode.Min => double.PositiveInfinity, _ => 0 };
+                double acc = mode switch
+                {
+                    SegmentPoolMode.Max => double.NegativeInfinity,
+                    SegmentPoolMode.Min => double.PositiveInfinity,
+                    _ => 0
+                };
                 for (long k = a; k < b; k++)
                 {
                     long row = index.IsEmpty ? k : Elements.ToInt64(index[(int)k]);

@@ -68,7 +68,8 @@ internal static unsafe class SegmentPoolSimd
             for (; d + 128 <= dim; d += 128)
             {
                 float* p = rows + d;
-                Vector512<float> a0 = Vector512.Load(p), a1 = Vector512.Load(p + 16), a2 = Vector512.Load(p + 32), a3 = Vector512.Load(p + 48),
+                Vector512<float> a0 = Vector512.Load(p), a1 = Vector512.Load(p + 16), a2 = Vector512.Load(p + 32),
+                    a3 = Vector512.Load(p + 48),
                     a4 = Vector512.Load(p + 64), a5 = Vector512.Load(p + 80), a6 = Vector512.Load(p + 96), a7 = Vector512.Load(p + 112);
                 for (long k = 1; k < count; k++)
                 {
@@ -92,7 +93,8 @@ internal static unsafe class SegmentPoolSimd
             for (; d + 32 <= dim; d += 32)
             {
                 float* p = rows + d;
-                Vector256<float> a0 = Vector256.Load(p), a1 = Vector256.Load(p + 8), a2 = Vector256.Load(p + 16), a3 = Vector256.Load(p + 24);
+                Vector256<float> a0 = Vector256.Load(p), a1 = Vector256.Load(p + 8), a2 = Vector256.Load(p + 16),
+                    a3 = Vector256.Load(p + 24);
                 for (long k = 1; k < count; k++)
                 {
                     p += dim;
@@ -183,7 +185,11 @@ internal static unsafe class SegmentPoolSimd
                 var x = new ReadOnlySpan<float>(row, dim);
                 if (Weights != null)
                 {
-                    if (Mode is SegmentPoolMode.Sum or SegmentPoolMode.Mean) { TensorPrimitives.MultiplyAdd(x, Weights[k], acc, acc); continue; }
+                    if (Mode is SegmentPoolMode.Sum or SegmentPoolMode.Mean)
+                    {
+                        TensorPrimitives.MultiplyAdd(x, Weights[k], acc,
+                        acc); continue;
+                    }
                     TensorPrimitives.Multiply(x, Weights[k], tmp);
                     x = tmp;
                 }

@@ -35,7 +35,8 @@ internal static class SegmentTopkIlgpu
     /// <summary>seg[k] = the segment of entry k, order[k] = k; <paramref name="i"/> over N.</summary>
     [GpuKernel(typeof(long), typeof(I64Index))]
     [GpuKernel(typeof(int), typeof(I32Index))]
-    public static void SegmentIdKernel<TOff, TOffOp>(Index1D i, ArrayView<TOff> offsets, ArrayView<int> seg, ArrayView<long> order, int segs)
+    public static void SegmentIdKernel<TOff, TOffOp>(Index1D i, ArrayView<TOff> offsets, ArrayView<int> seg, ArrayView<long> order,
+        int segs)
         where TOff : unmanaged where TOffOp : struct, IIndexReader<TOff>
     {
         long k = i;
@@ -50,7 +51,8 @@ internal static class SegmentTopkIlgpu
 
     /// <summary>One merge pass of runs of <paramref name="width"/>; <paramref name="i"/> over N.</summary>
     [GpuKernel]
-    public static void MergePassKernel(Index1D i, ArrayView<float> scores, ArrayView<int> seg, ArrayView<long> src, ArrayView<long> dst, long width, long n)
+    public static void MergePassKernel(Index1D i, ArrayView<float> scores, ArrayView<int> seg, ArrayView<long> src, ArrayView<long> dst,
+        long width, long n)
     {
         long p = i;
         if (p >= n) return;
@@ -71,7 +73,8 @@ internal static class SegmentTopkIlgpu
 
     /// <summary>Writes the first keep_s sorted entries of each segment; <paramref name="i"/> over N sorted positions.</summary>
     [GpuKernel]
-    public static void SelectKernel(Index1D i, ArrayView<long> sorted, ArrayView<int> seg, ArrayView<long> segStart, ArrayView<long> outOffsets, ArrayView<long> index)
+    public static void SelectKernel(Index1D i, ArrayView<long> sorted, ArrayView<int> seg, ArrayView<long> segStart,
+        ArrayView<long> outOffsets, ArrayView<long> index)
     {
         long p = i;
         long e = sorted[p];
@@ -114,7 +117,8 @@ internal static class SegmentTopkIlgpu
     /// <summary>Launches the ranking (short segments) or the merge sort over <paramref name="entries"/> entries;
     /// <paramref name="segStart"/> holds offsets[0..S) as I64 (used by the merge path). Enqueues only: the merge buffers come
     /// from <paramref name="temp"/> (bytes; the caller frees them once the stream is idle).</summary>
-    public static void Launch<TOff, TOffOp>(Accelerator accelerator, AcceleratorStream stream, ArrayView<float> scores, ArrayView<byte> offsets,
+    public static void Launch<TOff, TOffOp>(Accelerator accelerator, AcceleratorStream stream, ArrayView<float> scores,
+        ArrayView<byte> offsets,
         ArrayView<long> outOffsets, ArrayView<long> index, int entries, int segs, long longest, ArrayView<long> segStart,
         Func<long, ArrayView<byte>> temp)
         where TOff : unmanaged where TOffOp : struct, IIndexReader<TOff>
@@ -123,16 +127,19 @@ internal static class SegmentTopkIlgpu
         if (longest <= RankLimit)
         {
             var k = KernelCache.Get(accelerator, RankKernel<TOff, TOffOp>,
-                a => a.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<TOff>, ArrayView<long>, ArrayView<long>, int>(RankKernel<TOff, TOffOp>));
+                a => a.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<TOff>, ArrayView<long>, ArrayView<long>,
+                    int>(RankKernel<TOff, TOffOp>));
             k(stream, entries, scores, offsets.Cast<TOff>(), outOffsets, index, segs);
             return;
         }
         var ids = KernelCache.Get(accelerator, SegmentIdKernel<TOff, TOffOp>,
             a => a.LoadAutoGroupedKernel<Index1D, ArrayView<TOff>, ArrayView<int>, ArrayView<long>, int>(SegmentIdKernel<TOff, TOffOp>));
         var merge = KernelCache.Get(accelerator, MergePassKernel,
-            a => a.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<int>, ArrayView<long>, ArrayView<long>, long, long>(MergePassKernel));
+            a => a.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<int>, ArrayView<long>, ArrayView<long>, long,
+                long>(MergePassKernel));
         var select = KernelCache.Get(accelerator, SelectKernel,
-            a => a.LoadAutoGroupedKernel<Index1D, ArrayView<long>, ArrayView<int>, ArrayView<long>, ArrayView<long>, ArrayView<long>>(SelectKernel));
+            a => a.LoadAutoGroupedKernel<Index1D, ArrayView<long>, ArrayView<int>, ArrayView<long>, ArrayView<long>,
+                ArrayView<long>>(SelectKernel));
         var seg = temp((long)entries * sizeof(int)).Cast<int>();
         ArrayView<long> src = temp((long)entries * sizeof(long)).Cast<long>(), dst = temp((long)entries * sizeof(long)).Cast<long>();
         ids(stream, entries, offsets.Cast<TOff>(), seg, src, segs);
@@ -146,5 +153,7 @@ internal static class SegmentTopkIlgpu
 }
 
 /// <summary>Signature of <see cref="SegmentTopkIlgpu.Launch{TOff, TOffOp}"/> once closed.</summary>
-internal delegate void SegmentTopkLaunch(Accelerator accelerator, AcceleratorStream stream, ArrayView<float> scores, ArrayView<byte> offsets,
-    ArrayView<long> outOffsets, ArrayView<long> index, int entries, int segs, long longest, ArrayView<long> segStart, Func<long, ArrayView<byte>> temp);
+internal delegate void SegmentTopkLaunch(Accelerator accelerator, AcceleratorStream stream, ArrayView<float> scores,
+    ArrayView<byte> offsets,
+    ArrayView<long> outOffsets, ArrayView<long> index, int entries, int segs, long longest, ArrayView<long> segStart, Func<long,
+        ArrayView<byte>> temp);

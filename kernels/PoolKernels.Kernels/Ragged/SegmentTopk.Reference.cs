@@ -17,7 +17,8 @@ internal static class SegmentTopkReference
     }
 
     /// <summary>Runs on validated arguments.</summary>
-    public static void Run<TOff>(ReadOnlySpan<float> scores, ReadOnlySpan<TOff> offsets, ReadOnlySpan<long> outOffsets, Span<long> index) where TOff : unmanaged
+    public static void Run<TOff>(ReadOnlySpan<float> scores, ReadOnlySpan<TOff> offsets, ReadOnlySpan<long> outOffsets,
+        Span<long> index) where TOff : unmanaged
     {
         for (int s = 0; s + 1 < offsets.Length; s++)
         {

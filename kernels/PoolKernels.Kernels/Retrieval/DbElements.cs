@@ -36,7 +36,8 @@ internal static unsafe class DbElements
             {
                 case I8:
                     for (; j + 16 <= count; j += 16)
-                        Avx512F.ConvertToVector512Single(Avx512F.ConvertToVector512Int32(Vector128.Load((sbyte*)raw + start + j))).Store(dst + j);
+                        Avx512F.ConvertToVector512Single(Avx512F.ConvertToVector512Int32(Vector128.Load((sbyte*)raw + start + j))).Store(dst
+                            + j);
                     break;
                 case U8:
                     for (; j + 16 <= count; j += 16)

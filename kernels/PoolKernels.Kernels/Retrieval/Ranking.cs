@@ -45,7 +45,8 @@ internal static class TopK
     private static long Id(ReadOnlySpan<long> ids, int p) => ids.IsEmpty ? p : ids[p];
 
     // true when entry a ranks after entry b
-    private static bool Worse(Span<float> s, Span<int> p, ReadOnlySpan<long> ids, int a, int b) => Ranking.Better(s[b], Id(ids, p[b]), s[a], Id(ids, p[a]));
+    private static bool Worse(Span<float> s, Span<int> p, ReadOnlySpan<long> ids, int a, int b) => Ranking.Better(s[b], Id(ids, p[b]), s[a],
+        Id(ids, p[a]));
 
     /// <summary>Offers a candidate to the heap of capacity <paramref name="k"/> holding <paramref name="count"/> entries.</summary>
     public static void Offer(Span<float> s, Span<int> p, ref int count, int k, float score, int position, ReadOnlySpan<long> ids = default)
@@ -98,7 +99,8 @@ internal static class TopK
 
     /// <summary>The best <paramref name="k"/> of <paramref name="scores"/> (positions and scores best first, into the first k
     /// entries of the spans); returns min(k, scores.Length).</summary>
-    public static int Select(ReadOnlySpan<float> scores, int k, Span<float> outScores, Span<int> outPositions, ReadOnlySpan<long> ids = default)
+    public static int Select(ReadOnlySpan<float> scores, int k, Span<float> outScores, Span<int> outPositions,
+        ReadOnlySpan<long> ids = default)
     {
         int count = 0;
         for (int i = 0; i < scores.Length; i++) Offer(outScores, outPositions, ref count, k, scores[i], i, ids);

@@ -25,7 +25,8 @@ internal static class RerankRefineIlgpu
 
     /// <summary>d'[c,a,:]; <paramref name="i"/> runs over chunk·m'·D. nbPos/nbG hold the k' neighbour positions and Gram values.</summary>
     [GpuKernel]
-    public static void RefineKernel(Index1D i, ArrayView<float> db, ArrayView<long> t, ArrayView<int> nbPos, ArrayView<float> nbG, ArrayView<float> dp,
+    public static void RefineKernel(Index1D i, ArrayView<float> db, ArrayView<long> t, ArrayView<int> nbPos, ArrayView<float> nbG,
+        ArrayView<float> dp,
         int mp, int dim, int kn, float beta)
     {
         int d = i % dim, rest = i / dim, a = rest % mp, c = rest / mp;
@@ -42,7 +43,8 @@ internal static class RerankRefineIlgpu
 
     /// <summary>out[c,a] = u[c]·d'[c,a] (u = the query, or q'), optionally averaged with <paramref name="add"/>: (add + dot)/2.</summary>
     [GpuKernel]
-    public static void RowDotKernel(Index1D i, ArrayView<float> u, ArrayView<float> dp, ArrayView<float> add, ArrayView<float> output, int mp, int dim, int average)
+    public static void RowDotKernel(Index1D i, ArrayView<float> u, ArrayView<float> dp, ArrayView<float> add, ArrayView<float> output,
+        int mp, int dim, int average)
     {
         int c = i / mp;
         long ub = (long)c * dim, rb = (long)(int)i * dim;
@@ -64,7 +66,8 @@ internal static class RerankRefineIlgpu
     /// <summary>Runs the whole operation into order [Q,m'] (long) and scores [Q,m'] on <paramref name="stream"/>, without
     /// synchronizing: its temporaries come from <paramref name="temp"/> (bytes; the caller frees them once the stream is
     /// idle).</summary>
-    public static void Launch(Accelerator acc, AcceleratorStream stream, ArrayView<float> query, ArrayView<float> db, ArrayView<long> order, ArrayView<float> scores,
+    public static void Launch(Accelerator acc, AcceleratorStream stream, ArrayView<float> query, ArrayView<float> db, ArrayView<long> order,
+        ArrayView<float> scores,
         ArrayView<long> dummy, int queries, int n, int dim, int m, int k, float beta, Func<long, ArrayView<byte>> temp)
     {
         int mp = Math.Min(m, n), kn = Math.Max(0, Math.Min(k, mp - 1)), kk = Math.Min(k + 1, mp);
@@ -91,9 +94,11 @@ internal static class RerankRefineIlgpu
         var gk = KernelCache.Get(acc, GramKernel,
             a => a.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<long>, ArrayView<float>, int, int>(GramKernel));
         var rk = KernelCache.Get(acc, RefineKernel,
-            a => a.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<long>, ArrayView<int>, ArrayView<float>, ArrayView<float>, int, int, int, float>(RefineKernel));
+            a => a.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<long>, ArrayView<int>, ArrayView<float>, ArrayView<float>,
+                int, int, int, float>(RefineKernel));
         var dk = KernelCache.Get(acc, RowDotKernel,
-            a => a.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int>(RowDotKernel));
+            a => a.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int,
+                int>(RowDotKernel));
         var qk = KernelCache.Get(acc, QPrimeKernel,
             a => a.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<int>, ArrayView<float>, int, int, int>(QPrimeKernel));
 
@@ -112,7 +117,8 @@ internal static class RerankRefineIlgpu
                 new SelectParams { L = mp, K = kk, HasIds = 1, IdsDiv = 1, WritePos = 1 });
             if (dim > 0) qk(stream, cq * dim, dp, bestPos, qp, mp, dim, kk);
             dk(stream, cq * mp, qp, dp, s1, sf, mp, dim, 1);
-            SelectIlgpu.Launch(acc, stream, cq, sf, tc, order.SubView((long)q0 * mp, (long)cq * mp), scores.SubView((long)q0 * mp, (long)cq * mp), bestPos,
+            SelectIlgpu.Launch(acc, stream, cq, sf, tc, order.SubView((long)q0 * mp, (long)cq * mp), scores.SubView((long)q0 * mp,
+                (long)cq * mp), bestPos,
                 new SelectParams { L = mp, K = mp, HasIds = 1, IdsDiv = 1, WritePos = 0 });
         }
     }

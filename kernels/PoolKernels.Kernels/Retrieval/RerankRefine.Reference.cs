@@ -10,7 +10,8 @@ namespace PoolKernels.Kernels.Retrieval;
 internal static class RerankRefineReference
 {
     /// <summary>Runs into order [Q,m'] and scores [Q,m'].</summary>
-    public static void Run(ReadOnlySpan<float> query, ReadOnlySpan<float> db, Span<long> order, Span<float> scores, int queries, int n, int dim, int m, int k, float beta)
+    public static void Run(ReadOnlySpan<float> query, ReadOnlySpan<float> db, Span<long> order, Span<float> scores, int queries, int n,
+        int dim, int m, int k, float beta)
     {
         int mp = Math.Min(m, n), kn = Math.Max(0, Math.Min(k, mp - 1)), kk = Math.Min(k + 1, mp);
         if (mp == 0) return;

@@ -11,7 +11,8 @@ namespace PoolKernels.Kernels.Retrieval;
 internal static unsafe class RerankRefineSimd
 {
     /// <summary>Runs into order [Q,m'] and scores [Q,m'].</summary>
-    public static void Run(ReadOnlySpan<float> query, ReadOnlySpan<float> db, Span<long> order, Span<float> scores, int queries, int n, int dim, int m, int k, float beta, WorkerPool pool)
+    public static void Run(ReadOnlySpan<float> query, ReadOnlySpan<float> db, Span<long> order, Span<float> scores, int queries, int n,
+        int dim, int m, int k, float beta, WorkerPool pool)
     {
         int mp = Math.Min(m, n);
         if (queries == 0 || mp == 0) return;
@@ -33,7 +34,11 @@ internal static unsafe class RerankRefineSimd
 
         internal void Ensure(int mp, int dim)
         {
-            if (Hs.Length < mp) { Hs = new float[mp]; Hp = new int[mp]; G = new float[mp]; S1 = new float[mp]; S = new float[mp]; T = new long[mp]; Ns = new float[mp]; Np = new int[mp]; }
+            if (Hs.Length < mp)
+            {
+                Hs = new float[mp]; Hp = new int[mp]; G = new float[mp]; S1 = new float[mp]; S = new float[mp]; T
+                = new long[mp]; Ns = new float[mp]; Np = new int[mp];
+            }
             if (Dp.Length < (long)mp * dim) Dp = new float[mp * dim];
             if (Qp.Length < dim) Qp = new float[dim];
         }

@@ -27,7 +27,8 @@ internal static class SelectIlgpu
 {
     /// <summary>The selection kernel: grid = rows, group = a power of two.</summary>
     [GpuKernel]
-    public static void Kernel(ArrayView<float> scores, ArrayView<long> ids, ArrayView<long> outId, ArrayView<float> outScore, ArrayView<int> outPos, SelectParams q)
+    public static void Kernel(ArrayView<float> scores, ArrayView<long> ids, ArrayView<long> outId, ArrayView<float> outScore,
+        ArrayView<int> outPos, SelectParams q)
     {
         var ss = SharedMemory.Allocate<float>(GroupReduce.MaxGroup);
         var si = SharedMemory.Allocate<long>(GroupReduce.MaxGroup);
@@ -104,7 +105,8 @@ internal static class SimilarityTopkIlgpu
     }
 
     /// <summary>Row norms max(‖row‖, 1e-12): one group per row (the scale_gem kernel).</summary>
-    public static void Norms(Accelerator accelerator, AcceleratorStream stream, ArrayView<float> rows, ArrayView<float> norms, int count, int dim)
+    public static void Norms(Accelerator accelerator, AcceleratorStream stream, ArrayView<float> rows, ArrayView<float> norms, int count,
+        int dim)
     {
         if (count == 0) return;
         var nk = KernelCache.Get(accelerator, ScaleGemIlgpu.NormKernel, a => a.LoadKernel<ArrayView<float>, ArrayView<float>,
@@ -113,7 +115,8 @@ internal static class SimilarityTopkIlgpu
     }
 
     /// <summary>Runs the whole operation into index [Q,k] (long) and score [Q,k].</summary>
-    public static void Launch(Accelerator accelerator, AcceleratorStream stream, ArrayView<float> query, ArrayView<float> db, ArrayView<long> index, ArrayView<float> score,
+    public static void Launch(Accelerator accelerator, AcceleratorStream stream, ArrayView<float> query, ArrayView<float> db,
+        ArrayView<long> index, ArrayView<float> score,
         ArrayView<long> dummyIds, int queries, int n, int dim, int k, bool cosine, Func<long, ArrayView<float>> temp)
     {
         if (queries == 0 || k == 0) return;
@@ -124,12 +127,14 @@ internal static class SimilarityTopkIlgpu
         int chunk = (int)Math.Max(1, Math.Min(queries, (1L << 24) / Math.Max(1, n)));
         var scores = temp((long)chunk * n);
         var sk = KernelCache.Get(accelerator, ScoreKernel,
-            a => a.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int>(ScoreKernel));
+            a => a.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>,
+                int, int, int, int>(ScoreKernel));
         for (int q0 = 0; q0 < queries; q0 += chunk)
         {
             int cq = Math.Min(chunk, queries - q0);
             sk(stream, cq * n, query, db, qn, dn, scores, q0, n, dim, cosine ? 1 : 0);
-            SelectIlgpu.Launch(accelerator, stream, cq, scores, dummyIds, index.SubView((long)q0 * k, (long)cq * k), score.SubView((long)q0 * k, (long)cq * k),
+            SelectIlgpu.Launch(accelerator, stream, cq, scores, dummyIds, index.SubView((long)q0 * k, (long)cq * k),
+                score.SubView((long)q0 * k, (long)cq * k),
                 dummyIds.Cast<int>(), new SelectParams { L = n, K = k, HasIds = 0, IdsDiv = 1 });
         }
     }

@@ -7,7 +7,8 @@ namespace PoolKernels.Kernels.Retrieval;
 internal static class SimilarityTopkReference
 {
     /// <summary>Runs into index [Q,k] and score [Q,k].</summary>
-    public static void Run(ReadOnlySpan<float> query, ReadOnlySpan<float> db, Span<long> index, Span<float> score, int queries, int n, int dim, int k, bool cosine)
+    public static void Run(ReadOnlySpan<float> query, ReadOnlySpan<float> db, Span<long> index, Span<float> score, int queries, int n,
+        int dim, int k, bool cosine)
     {
         var s = new double[n];
         for (int q = 0; q < queries; q++)

@@ -21,7 +21,8 @@ internal static unsafe class SimilarityTopkSimd
     public static long TileHeapLimit { get; set; } = 1 << 22;
 
     /// <summary>Runs into index [Q,k] and score [Q,k].</summary>
-    public static void Run(ReadOnlySpan<float> query, ReadOnlySpan<float> db, Span<long> index, Span<float> score, int queries, int n, int dim, int k, bool cosine, WorkerPool pool)
+    public static void Run(ReadOnlySpan<float> query, ReadOnlySpan<float> db, Span<long> index, Span<float> score, int queries, int n,
+        int dim, int k, bool cosine, WorkerPool pool)
         => Run(query, System.Runtime.InteropServices.MemoryMarshal.AsBytes(db), DbElements.F32, index, score, queries, n, dim, k, cosine,
             pool);
 
@@ -47,7 +48,8 @@ internal static unsafe class SimilarityTopkSimd
         fixed (float* pq = query) fixed (float* pd = db) fixed (byte* praw = dbRaw) fixed (long* pi = index) fixed (float* ps = score)
         {
             var job = Job.Cached ??= new();
-            job.Q = pq; job.Db = pd; job.Index = pi; job.Score = ps; job.Queries = queries; job.N = n; job.D = dim; job.K = k; job.Cosine = cosine;
+            job.Q = pq; job.Db = pd; job.Index = pi; job.Score = ps; job.Queries = queries; job.N = n; job.D = dim; job.K = k; job.Cosine
+                = cosine;
             if (cosine)
             {
                 if (job.InvNorm.Length < n) job.InvNorm = new float[n];
@@ -95,11 +97,23 @@ internal static unsafe class SimilarityTopkSimd
         if (job.QScale.Length < queries) job.QScale = new float[queries];
         for (int i = 0; i < queries; i++)
             job.QScale[i] = cosine ? 1f / MathF.Max(TensorPrimitives.Norm(new ReadOnlySpan<float>(q + (long)i * dim, dim)), 1e-12f) : 1f;
-        if (job.HS.Length < w) { job.HS = new float[w][]; job.HP = new int[w][]; job.Counts = new int[w][]; job.Worst = new float[w][]; job.TileT = new float[w][]; }
+        if (job.HS.Length < w)
+        {
+            job.HS = new float[w][]; job.HP = new int[w][]; job.Counts = new int[w][]; job.Worst
+            = new float[w][]; job.TileT = new float[w][];
+        }
         for (int i = 0; i < w; i++)
         {
-            if (job.HS[i] is null || job.HS[i].Length < queries * k) { job.HS[i] = new float[queries * k]; job.HP[i] = new int[queries * k]; }
-            if (job.Counts[i] is null || job.Counts[i].Length < queries) { job.Counts[i] = new int[queries]; job.Worst[i] = new float[queries]; }
+            if (job.HS[i] is null || job.HS[i].Length < queries * k)
+            {
+                job.HS[i] = new float[queries * k]; job.HP[i]
+                = new int[queries * k];
+            }
+            if (job.Counts[i] is null || job.Counts[i].Length < queries)
+            {
+                job.Counts[i] = new int[queries]; job.Worst[i]
+                = new float[queries];
+            }
             if (job.TileT[i] is null || job.TileT[i].Length < dim * (Tile + 1)) job.TileT[i] = new float[dim * (Tile + 1)];
             job.Counts[i].AsSpan(0, queries).Clear();
             job.Worst[i].AsSpan(0, queries).Fill(float.NaN);
@@ -190,8 +204,10 @@ internal static unsafe class SimilarityTopkSimd
         // sc[a·32 + r] = q_a · tile row r for the first nq of 8 queries (rows of the query block repeat when nq < 8)
         private static void Score8(float* q, int stride, int nq, float* tt, int dim, float* sc)
         {
-            float* p0 = q, p1 = q + Math.Min(1, nq - 1) * stride, p2 = q + Math.Min(2, nq - 1) * stride, p3 = q + Math.Min(3, nq - 1) * stride;
-            float* p4 = q + Math.Min(4, nq - 1) * stride, p5 = q + Math.Min(5, nq - 1) * stride, p6 = q + Math.Min(6, nq - 1) * stride, p7 = q + Math.Min(7, nq - 1) * stride;
+            float* p0 = q, p1 = q + Math.Min(1, nq - 1) * stride, p2 = q + Math.Min(2, nq - 1) * stride, p3 = q + Math.Min(3,
+                nq - 1) * stride;
+            float* p4 = q + Math.Min(4, nq - 1) * stride, p5 = q + Math.Min(5, nq - 1) * stride, p6 = q + Math.Min(6, nq - 1) * stride,
+                p7 = q + Math.Min(7, nq - 1) * stride;
             Vector512<float> a0 = default, b0 = default, a1 = default, b1 = default, a2 = default, b2 = default, a3 = default, b3 = default;
             Vector512<float> a4 = default, b4 = default, a5 = default, b5 = default, a6 = default, b6 = default, a7 = default, b7 = default;
             for (int d = 0; d < dim; d++)
@@ -207,8 +223,10 @@ internal static unsafe class SimilarityTopkSimd
                 x = Vector512.Create(p6[d]); a6 = Vector512.FusedMultiplyAdd(x, t0, a6); b6 = Vector512.FusedMultiplyAdd(x, t1, b6);
                 x = Vector512.Create(p7[d]); a7 = Vector512.FusedMultiplyAdd(x, t0, a7); b7 = Vector512.FusedMultiplyAdd(x, t1, b7);
             }
-            a0.Store(sc); b0.Store(sc + 16); a1.Store(sc + 32); b1.Store(sc + 48); a2.Store(sc + 64); b2.Store(sc + 80); a3.Store(sc + 96); b3.Store(sc + 112);
-            a4.Store(sc + 128); b4.Store(sc + 144); a5.Store(sc + 160); b5.Store(sc + 176); a6.Store(sc + 192); b6.Store(sc + 208); a7.Store(sc + 224); b7.Store(sc + 240);
+            a0.Store(sc); b0.Store(sc + 16); a1.Store(sc + 32); b1.Store(sc + 48); a2.Store(sc + 64); b2.Store(sc + 80); a3.Store(sc
+                + 96); b3.Store(sc + 112);
+            a4.Store(sc + 128); b4.Store(sc + 144); a5.Store(sc + 160); b5.Store(sc + 176); a6.Store(sc + 192); b6.Store(sc
+                + 208); a7.Store(sc + 224); b7.Store(sc + 240);
         }
 
     }
@@ -245,12 +263,14 @@ internal static unsafe class SimilarityTopkSimd
                 int nr = Math.Min(RTile, N - r0);
                 for (int qi = 0; qi < nq; qi += 4)
                 {
-                    float* a0 = QRow(q0 + qi), a1 = QRow(q0 + Math.Min(qi + 1, nq - 1)), a2 = QRow(q0 + Math.Min(qi + 2, nq - 1)), a3 = QRow(q0 + Math.Min(qi + 3, nq - 1));
+                    float* a0 = QRow(q0 + qi), a1 = QRow(q0 + Math.Min(qi + 1, nq - 1)), a2 = QRow(q0 + Math.Min(qi + 2, nq - 1)),
+                        a3 = QRow(q0 + Math.Min(qi + 3, nq - 1));
                     int mi = Math.Min(4, nq - qi);
                     for (int ri = 0; ri < nr; ri += 4)
                     {
                         int rb = r0 + ri, mj = Math.Min(4, nr - ri);
-                        DotTile.Dot4x4(a0, a1, a2, a3, DbRow(rb), DbRow(rb + Math.Min(1, mj - 1)), DbRow(rb + Math.Min(2, mj - 1)), DbRow(rb + Math.Min(3, mj - 1)), D, t);
+                        DotTile.Dot4x4(a0, a1, a2, a3, DbRow(rb), DbRow(rb + Math.Min(1, mj - 1)), DbRow(rb + Math.Min(2, mj - 1)),
+                            DbRow(rb + Math.Min(3, mj - 1)), D, t);
                         for (int a = 0; a < mi; a++)
                         {
                             int j = qi + a;

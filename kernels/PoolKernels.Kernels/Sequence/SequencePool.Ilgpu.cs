@@ -80,7 +80,8 @@ internal static class SequencePoolIlgpu
         }
     }
 
-    /// <summary>Row-wise L2 normalization of the first <paramref name="width"/> entries of rows <paramref name="stride"/> apart: one group per row.</summary>
+    /// <summary>Row-wise L2 normalization of the first <paramref name="width"/> entries of rows <paramref name="stride"/> apart: one group
+    /// per row.</summary>
     [GpuKernel]
     public static void NormalizeRowsKernel(ArrayView<float> data, int width, int stride)
     {
@@ -96,7 +97,8 @@ internal static class SequencePoolIlgpu
     }
 
     /// <summary>Launches <see cref="NormalizeRowsKernel"/> over <paramref name="rows"/> rows.</summary>
-    public static void NormalizeRows(Accelerator accelerator, AcceleratorStream stream, ArrayView<float> data, int rows, int width, int stride)
+    public static void NormalizeRows(Accelerator accelerator, AcceleratorStream stream, ArrayView<float> data, int rows, int width,
+        int stride)
     {
         if (rows == 0 || width == 0) return;
         var k = KernelCache.Get(accelerator, NormalizeRowsKernel,
@@ -125,6 +127,7 @@ internal static class SequencePoolIlgpu
     }
 }
 
-/// <summary>Signature of <see cref="SequencePoolIlgpu.Launch{TRaw, TElem, TMask, TMaskOp, TIdx, TIdxOp}"/> once its types are closed.</summary>
+/// <summary>Signature of <see cref="SequencePoolIlgpu.Launch{TRaw, TElem, TMask, TMaskOp, TIdx, TIdxOp}"/> once its types are
+/// closed.</summary>
 internal delegate void SequencePoolLaunch(Accelerator accelerator, AcceleratorStream stream, ArrayView<byte> hidden, ArrayView<byte> mask,
     ArrayView<byte> prefix, ArrayView<float> pGroups, ArrayView<float> output, SequencePoolParams prm, bool normalize, int groupSize);

@@ -43,7 +43,8 @@ internal static class SequencePoolReference
         }
     }
 
-    private static double Reduce<T>(ReadOnlySpan<T> x, int b, int seqLen, int dim, int d, List<int> kept, SequencePoolMode mode, float p, float eps)
+    private static double Reduce<T>(ReadOnlySpan<T> x, int b, int seqLen, int dim, int d, List<int> kept, SequencePoolMode mode, float p,
+        float eps)
     {
         switch (mode)
         {
@@ -68,5 +69,6 @@ internal static class SequencePoolReference
         }
     }
 
-    private static double At<T>(ReadOnlySpan<T> x, int b, int seqLen, int dim, int d, int t) => Elements.ToFloat(x[(int)(((long)b * seqLen + t) * dim + d)]);
+    private static double At<T>(ReadOnlySpan<T> x, int b, int seqLen, int dim, int d,
+        int t) => Elements.ToFloat(x[(int)(((long)b * seqLen + t) * dim + d)]);
 }

@@ -30,12 +30,14 @@ internal static unsafe class SequencePoolSimd
         if (outStride < 0) outStride = dims;
         block = Math.Clamp(block, 16, MaxBlock);
         int blocks = (dim + block - 1) / block;
-        fixed (T* h = hidden) fixed (TMask* m = mask) fixed (TIdx* pl = prefixLen) fixed (float* o = output) fixed (SequencePoolMode* md = modes)
+        fixed (T* h = hidden) fixed (TMask* m = mask) fixed (TIdx* pl = prefixLen) fixed (float* o = output) fixed (SequencePoolMode* md
+            = modes)
         fixed (float* pg = pGroups)
         {
             var job = Job<T, TMask, TIdx>.Cached ??= new();
             job.Hidden = h; job.Mask = m; job.Prefix = prefixLen.IsEmpty ? null : pl; job.Out = o; job.Modes = md;
-            job.ModeCount = modes.Length; job.Batch = batch; job.SeqLen = seqLen; job.Dim = dim; job.Dims = dims; job.OutStride = outStride; job.P = p; job.Eps = eps;
+            job.ModeCount = modes.Length; job.Batch = batch; job.SeqLen = seqLen; job.Dim = dim; job.Dims = dims; job.OutStride
+                = outStride; job.P = p; job.Eps = eps;
             job.PGroups = pGroups.IsEmpty ? null : pg; job.GroupSize = pGroups.IsEmpty ? 0 : dim / pGroups.Length;
             job.Blocks = blocks; job.Block = block;
             foreach (var mode in modes)

@@ -26,7 +26,8 @@ internal static class Pool1dIlgpu
     }
 
     /// <summary>Launches the kernel on <paramref name="stream"/>.</summary>
-    public static void Launch(Accelerator accelerator, AcceleratorStream stream, ArrayView<float> x, ArrayView<float> output, Pool1dParams p, int outStride)
+    public static void Launch(Accelerator accelerator, AcceleratorStream stream, ArrayView<float> x, ArrayView<float> output,
+        Pool1dParams p, int outStride)
     {
         if (p.Rows == 0 || p.NOut == 0) return;
         var k = KernelCache.Get(accelerator, Kernel,

@@ -66,7 +66,8 @@ internal static unsafe class Pool1dSimd
                         Vector512<float> acc = default;
                         for (int j = 0; j < k; j++)
                         {
-                            var v = s == 1 ? Vector512.Load(w + j) : Avx512F.PermuteVar16x32x2(Vector512.Load(w + j), even, Vector512.Load(w + j + 16));
+                            var v = s == 1 ? Vector512.Load(w + j) : Avx512F.PermuteVar16x32x2(Vector512.Load(w + j), even,
+                                Vector512.Load(w + j + 16));
                             acc = j == 0 ? v : max ? Vector512.Max(acc, v) : acc + v;
                         }
                         (max ? acc : acc * vinv).Store(orow + i);

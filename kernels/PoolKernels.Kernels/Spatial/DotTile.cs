@@ -23,20 +23,27 @@ internal static unsafe class DotTile
             Fallback(a2, b0, b1, b2, b3, n, output + 8); Fallback(a3, b0, b1, b2, b3, n, output + 12);
             return;
         }
-        Vector512<float> c00 = default, c01 = default, c02 = default, c03 = default, c10 = default, c11 = default, c12 = default, c13 = default;
-        Vector512<float> c20 = default, c21 = default, c22 = default, c23 = default, c30 = default, c31 = default, c32 = default, c33 = default;
+        Vector512<float> c00 = default, c01 = default, c02 = default, c03 = default, c10 = default, c11 = default, c12 = default,
+            c13 = default;
+        Vector512<float> c20 = default, c21 = default, c22 = default, c23 = default, c30 = default, c31 = default, c32 = default,
+            c33 = default;
         int k = 0;
         for (; k + 16 <= n; k += 16)
         {
-            var x0 = Vector512.Load(b0 + k); var x1 = Vector512.Load(b1 + k); var x2 = Vector512.Load(b2 + k); var x3 = Vector512.Load(b3 + k);
+            var x0 = Vector512.Load(b0 + k); var x1 = Vector512.Load(b1 + k); var x2 = Vector512.Load(b2 + k); var x3 = Vector512.Load(b3
+                + k);
             var y = Vector512.Load(a0 + k);
-            c00 = Vector512.FusedMultiplyAdd(y, x0, c00); c01 = Vector512.FusedMultiplyAdd(y, x1, c01); c02 = Vector512.FusedMultiplyAdd(y, x2, c02); c03 = Vector512.FusedMultiplyAdd(y, x3, c03);
+            c00 = Vector512.FusedMultiplyAdd(y, x0, c00); c01 = Vector512.FusedMultiplyAdd(y, x1, c01); c02 = Vector512.FusedMultiplyAdd(y,
+                x2, c02); c03 = Vector512.FusedMultiplyAdd(y, x3, c03);
             y = Vector512.Load(a1 + k);
-            c10 = Vector512.FusedMultiplyAdd(y, x0, c10); c11 = Vector512.FusedMultiplyAdd(y, x1, c11); c12 = Vector512.FusedMultiplyAdd(y, x2, c12); c13 = Vector512.FusedMultiplyAdd(y, x3, c13);
+            c10 = Vector512.FusedMultiplyAdd(y, x0, c10); c11 = Vector512.FusedMultiplyAdd(y, x1, c11); c12 = Vector512.FusedMultiplyAdd(y,
+                x2, c12); c13 = Vector512.FusedMultiplyAdd(y, x3, c13);
             y = Vector512.Load(a2 + k);
-            c20 = Vector512.FusedMultiplyAdd(y, x0, c20); c21 = Vector512.FusedMultiplyAdd(y, x1, c21); c22 = Vector512.FusedMultiplyAdd(y, x2, c22); c23 = Vector512.FusedMultiplyAdd(y, x3, c23);
+            c20 = Vector512.FusedMultiplyAdd(y, x0, c20); c21 = Vector512.FusedMultiplyAdd(y, x1, c21); c22 = Vector512.FusedMultiplyAdd(y,
+                x2, c22); c23 = Vector512.FusedMultiplyAdd(y, x3, c23);
             y = Vector512.Load(a3 + k);
-            c30 = Vector512.FusedMultiplyAdd(y, x0, c30); c31 = Vector512.FusedMultiplyAdd(y, x1, c31); c32 = Vector512.FusedMultiplyAdd(y, x2, c32); c33 = Vector512.FusedMultiplyAdd(y, x3, c33);
+            c30 = Vector512.FusedMultiplyAdd(y, x0, c30); c31 = Vector512.FusedMultiplyAdd(y, x1, c31); c32 = Vector512.FusedMultiplyAdd(y,
+                x2, c32); c33 = Vector512.FusedMultiplyAdd(y, x3, c33);
         }
         output[0] = Vector512.Sum(c00); output[1] = Vector512.Sum(c01); output[2] = Vector512.Sum(c02); output[3] = Vector512.Sum(c03);
         output[4] = Vector512.Sum(c10); output[5] = Vector512.Sum(c11); output[6] = Vector512.Sum(c12); output[7] = Vector512.Sum(c13);
@@ -56,7 +63,9 @@ internal static unsafe class DotTile
     private static void Fallback(float* a, float* b0, float* b1, float* b2, float* b3, int n, float* output)
     {
         var x = new ReadOnlySpan<float>(a, n);
-        output[0] = TensorPrimitives.Dot(x, new ReadOnlySpan<float>(b0, n)); output[1] = TensorPrimitives.Dot(x, new ReadOnlySpan<float>(b1, n));
-        output[2] = TensorPrimitives.Dot(x, new ReadOnlySpan<float>(b2, n)); output[3] = TensorPrimitives.Dot(x, new ReadOnlySpan<float>(b3, n));
+        output[0] = TensorPrimitives.Dot(x, new ReadOnlySpan<float>(b0, n)); output[1] = TensorPrimitives.Dot(x, new ReadOnlySpan<float>(b1,
+            n));
+        output[2] = TensorPrimitives.Dot(x, new ReadOnlySpan<float>(b2, n)); output[3] = TensorPrimitives.Dot(x, new ReadOnlySpan<float>(b3,
+            n));
     }
 }

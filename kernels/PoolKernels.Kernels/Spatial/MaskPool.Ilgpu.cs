@@ -62,7 +62,8 @@ internal static class MaskPoolIlgpu
 
     /// <summary>Enqueues both kernels; the weight planes live in a temporary from <paramref name="temp"/> (the caller's scope
     /// frees it after the stream is idle).</summary>
-    public static void Launch(Accelerator accelerator, AcceleratorStream stream, ArrayView<float> x, ArrayView<float> masks, ArrayView<float> output,
+    public static void Launch(Accelerator accelerator, AcceleratorStream stream, ArrayView<float> x, ArrayView<float> masks,
+        ArrayView<float> output,
         MaskPoolParams q, Func<long, ArrayView<float>> temp)
     {
         long outCount = (long)q.Batch * q.Queries * q.Channels, wCount = (long)q.Batch * q.Queries * q.H * q.W;

@@ -34,7 +34,8 @@ internal static class Bilinear
 internal static class MaskPoolReference
 {
     /// <summary>Runs into output [B,Q,C].</summary>
-    public static void Run(ReadOnlySpan<float> x, ReadOnlySpan<float> masks, Span<float> output, int batch, int channels, int height, int width,
+    public static void Run(ReadOnlySpan<float> x, ReadOnlySpan<float> masks, Span<float> output, int batch, int channels, int height,
+        int width,
         int queries, int mh, int mw, MaskType type, float threshold, float eps)
     {
         int hw = height * width;
@@ -52,7 +53,8 @@ internal static class MaskPoolReference
                         else
                         {
                             // in double, with the same tap rule as PyTorch
-                            double sh = Math.Max((double)mh / height * (h + 0.5) - 0.5, 0), sw = Math.Max((double)mw / width * (ww + 0.5) - 0.5, 0);
+                            double sh = Math.Max((double)mh / height * (h + 0.5) - 0.5, 0),
+                                sw = Math.Max((double)mw / width * (ww + 0.5) - 0.5, 0);
                             int h0 = (int)sh, w0 = (int)sw, h1 = h0 < mh - 1 ? h0 + 1 : h0, w1 = w0 < mw - 1 ? w0 + 1 : w0;
                             double lh = sh - h0, lw = sw - w0;
                             double m00 = masks[(int)(mBase + (long)h0 * mw + w0)], m01 = masks[(int)(mBase + (long)h0 * mw + w1)];

@@ -16,7 +16,8 @@ internal static unsafe class MaskPoolSimd
     private const int QBlock = 16;
 
     /// <summary>Runs into output [B,Q,C].</summary>
-    public static void Run(ReadOnlySpan<float> x, ReadOnlySpan<float> masks, Span<float> output, int batch, int channels, int height, int width,
+    public static void Run(ReadOnlySpan<float> x, ReadOnlySpan<float> masks, Span<float> output, int batch, int channels, int height,
+        int width,
         int queries, int mh, int mw, MaskType type, float threshold, float eps, WorkerPool pool)
     {
         if ((long)batch * queries * channels == 0) return;
@@ -58,7 +59,8 @@ internal static unsafe class MaskPoolSimd
             for (int w = 0; w < width; w++)
             {
                 Bilinear.Taps(w, mw, width, out int w0, out int w1, out float lw);
-                float v = (1 - lh) * ((1 - lw) * m[h0 * mw + w0] + lw * m[h0 * mw + w1]) + lh * ((1 - lw) * m[h1 * mw + w0] + lw * m[h1 * mw + w1]);
+                float v = (1 - lh) * ((1 - lw) * m[h0 * mw + w0] + lw * m[h0 * mw + w1]) + lh * ((1 - lw) * m[h1 * mw + w0] + lw * m[h1 * mw
+                    + w1]);
                 wts[h * width + w] = Bilinear.Weight(v, (int)type, threshold);
             }
         }
@@ -146,11 +148,13 @@ internal static unsafe class MaskPoolSimd
                 for (int c = 0; c < C; c += 4)
                 {
                     int mc = Math.Min(4, C - c);
-                    float* x0 = XRow(b, c), x1 = XRow(b, c + Math.Min(1, mc - 1)), x2 = XRow(b, c + Math.Min(2, mc - 1)), x3 = XRow(b, c + Math.Min(3, mc - 1));
+                    float* x0 = XRow(b, c), x1 = XRow(b, c + Math.Min(1, mc - 1)), x2 = XRow(b, c + Math.Min(2, mc - 1)), x3 = XRow(b,
+                        c + Math.Min(3, mc - 1));
                     for (int j = 0; j < nq; j += 4)
                     {
                         int mj = Math.Min(4, nq - j);
-                        DotTile.Dot4x4(x0, x1, x2, x3, w + (long)j * hw, w + (long)(j + Math.Min(1, mj - 1)) * hw, w + (long)(j + Math.Min(2, mj - 1)) * hw,
+                        DotTile.Dot4x4(x0, x1, x2, x3, w + (long)j * hw, w + (long)(j + Math.Min(1, mj - 1)) * hw,
+                            w + (long)(j + Math.Min(2, mj - 1)) * hw,
                             w + (long)(j + Math.Min(3, mj - 1)) * hw, hw, t);
                         for (int a = 0; a < mc; a++)
                             for (int e = 0; e < mj; e++)

@@ -87,7 +87,8 @@ internal static class Pool2dIlgpu
     }
 
     /// <summary>Launches <see cref="Kernel"/>.</summary>
-    public static void Launch(Accelerator accelerator, AcceleratorStream stream, ArrayView<float> x, ArrayView<float> output, Pool2dParams q)
+    public static void Launch(Accelerator accelerator, AcceleratorStream stream, ArrayView<float> x, ArrayView<float> output,
+        Pool2dParams q)
     {
         long n = (long)q.Batch * q.Channels * q.OutH * q.OutW;
         if (n == 0) return;
@@ -97,7 +98,8 @@ internal static class Pool2dIlgpu
     }
 
     /// <summary>Launches <see cref="AdaptiveKernel"/> for one level.</summary>
-    public static void LaunchAdaptive(Accelerator accelerator, AcceleratorStream stream, ArrayView<float> x, ArrayView<float> output, AdaptivePoolParams q)
+    public static void LaunchAdaptive(Accelerator accelerator, AcceleratorStream stream, ArrayView<float> x, ArrayView<float> output,
+        AdaptivePoolParams q)
     {
         long n = (long)q.Batch * q.Channels * q.OutH * q.OutW;
         if (n == 0) return;

@@ -20,7 +20,8 @@ internal static unsafe class Pool2dSimd
 
     /// <summary>Runs into output [B,C,OutH,OutW]. A work item covers max(1, <paramref name="itemFloats"/> / (H·W)) planes;
     /// any positive value is correct.</summary>
-    public static void Run(ReadOnlySpan<float> x, Span<float> output, in Pool2dParams q, WorkerPool pool, int itemFloats = DefaultItemFloats)
+    public static void Run(ReadOnlySpan<float> x, Span<float> output, in Pool2dParams q, WorkerPool pool,
+        int itemFloats = DefaultItemFloats)
     {
         long planes = (long)q.Batch * q.Channels;
         if (planes == 0 || q.OutH == 0 || q.OutW == 0) return;
@@ -67,7 +68,8 @@ internal static unsafe class Pool2dSimd
             float* src = X + plane * q.H * q.W, dst = Out + plane * q.OutH * q.OutW;
             var mode = (Pool2dMode)q.Mode;
             bool minmax = mode is Pool2dMode.Max or Pool2dMode.Min;
-            if (minmax && q.PadMode == PadIndex.Zeros && q.DH == 1 && q.DW == 1 && q.SW == 2 && q.KW <= 3 && Avx512F.IsSupported && q.W >= 34)
+            if (minmax && q.PadMode == PadIndex.Zeros && q.DH == 1 && q.DW == 1 && q.SW == 2 && q.KW <= 3 && Avx512F.IsSupported
+                && q.W >= 34)
             {
                 StrideTwo(src, dst, mode == Pool2dMode.Max);
                 return;
@@ -77,7 +79,8 @@ internal static unsafe class Pool2dSimd
                 StrideTwo128(src, dst, mode == Pool2dMode.Max);
                 return;
             }
-            if (minmax && q.PadMode == PadIndex.Zeros && q.DH == 1 && q.DW == 1 && q.SW <= 2 && (long)(q.OutW + q.KW) * q.SW + q.W + 2 * q.PW <= 8192)
+            if (minmax && q.PadMode == PadIndex.Zeros && q.DH == 1 && q.DW == 1 && q.SW <= 2
+                && (long)(q.OutW + q.KW) * q.SW + q.W + 2 * q.PW <= 8192)
             {
                 Separable(src, dst, mode == Pool2dMode.Max);
                 return;
@@ -340,7 +343,8 @@ internal static unsafe class Pool2dSimd
                     {
                         float* row = xt + (long)h * q.W * 16;
                         for (int w = w0; w < w1; w++)
-                            acc = max ? Vector512.Max(acc, Vector512.Load(row + w * 16)) : acc + Vector512.Load(row + w * 16); // Max propagates NaN
+                            // Max propagates NaN
+                            acc = max ? Vector512.Max(acc, Vector512.Load(row + w * 16)) : acc + Vector512.Load(row + w * 16);
                     }
                     if (n == 0) acc = Vector512<float>.Zero;
                     else if (!max) acc /= n;

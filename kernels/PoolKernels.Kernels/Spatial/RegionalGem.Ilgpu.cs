@@ -27,7 +27,8 @@ internal static class RegionalGemIlgpu
     }
 
     /// <summary>Launches the kernel over <paramref name="count"/> = B·C·H·W cells.</summary>
-    public static void Launch(Accelerator accelerator, AcceleratorStream stream, ArrayView<float> x, ArrayView<float> output, int count, int height, int width, float p, int kernel)
+    public static void Launch(Accelerator accelerator, AcceleratorStream stream, ArrayView<float> x, ArrayView<float> output, int count,
+        int height, int width, float p, int kernel)
     {
         if (count == 0) return;
         var k = KernelCache.Get(accelerator, Kernel,

@@ -26,7 +26,8 @@ internal static class RegionalGemReference
                         }
                     }
                     double xc = Clamp(x[(int)((plane * height + h) * width + w)]);
-                    output[(int)((plane * height + h) * width + w)] = (float)(0.5 * Math.Pow(s / ((double)kernel * kernel), 1.0 / p) + 0.5 * xc);
+                    output[(int)((plane * height + h) * width + w)] = (float)(0.5 * Math.Pow(s / ((double)kernel * kernel),
+                        1.0 / p) + 0.5 * xc);
                 }
     }
 

@@ -20,7 +20,8 @@ internal static unsafe class RegionalGemSimd
     public const int LanePlane = 4096;
 
     /// <summary>Runs into output [B,C,H,W].</summary>
-    public static void Run(ReadOnlySpan<float> x, Span<float> output, int batch, int channels, int height, int width, float p, int kernel, WorkerPool pool)
+    public static void Run(ReadOnlySpan<float> x, Span<float> output, int batch, int channels, int height, int width, float p, int kernel,
+        WorkerPool pool)
     {
         int hw = height * width;
         if ((long)batch * channels * hw == 0) return;
@@ -118,7 +119,8 @@ internal static unsafe class RegionalGemSimd
                 {
                     var acc = Vector512<float>.Zero;
                     for (int i = 0; i < k; i++)
-                        acc += Vector512.Load(rs + ((long)(inner ? h + i - pad : PadIndex.Map(h + i, pad, h0, PadIndex.Reflect)) * w0 + w) * 16);
+                        acc += Vector512.Load(rs + ((long)(inner ? h + i - pad : PadIndex.Map(h + i, pad, h0,
+                            PadIndex.Reflect)) * w0 + w) * 16);
                     (acc * scale).Store(dst + w * 16);
                 }
             }

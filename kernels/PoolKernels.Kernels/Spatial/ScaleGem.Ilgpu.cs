@@ -40,9 +40,11 @@ internal static class ScaleGemIlgpu
         if (tid == 0) result[0] = shared[0];
     }
 
-    /// <summary>The pooling kernel; <paramref name="i"/> runs over B·D. <paramref name="aux"/> holds the S·B norms (p = inf) or γ.</summary>
+    /// <summary>The pooling kernel; <paramref name="i"/> runs over B·D. <paramref name="aux"/> holds the S·B norms (p = inf) or
+    /// γ.</summary>
     [GpuKernel]
-    public static void Kernel(Index1D i, ArrayView<float> x, ArrayView<float> aux, ArrayView<float> output, int scales, int batch, int dim, float p)
+    public static void Kernel(Index1D i, ArrayView<float> x, ArrayView<float> aux, ArrayView<float> output, int scales, int batch, int dim,
+        float p)
     {
         int b = i / dim, d = i % dim;
         if (b >= batch) return;
@@ -59,7 +61,8 @@ internal static class ScaleGemIlgpu
     }
 
     /// <summary>Runs both steps; allocates the small auxiliary buffer on the accelerator.</summary>
-    public static void Launch(Accelerator accelerator, AcceleratorStream stream, ArrayView<float> x, ArrayView<float> output, int scales, int batch, int dim, float p,
+    public static void Launch(Accelerator accelerator, AcceleratorStream stream, ArrayView<float> x, ArrayView<float> output, int scales,
+        int batch, int dim, float p,
         Func<long, ArrayView<float>> temp)
     {
         if (batch == 0 || dim == 0 || scales == 0) return;

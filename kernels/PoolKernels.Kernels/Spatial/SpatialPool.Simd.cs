@@ -34,7 +34,11 @@ internal static unsafe class SpatialPoolSimd
             job.PGroups = groups ? pg : null; job.GroupSize = groups ? channels / pGroups.Length : 0;
             int items;
             if (nhwc) { job.Blocks = (channels + Block - 1) / Block; items = batch * job.Blocks; }
-            else { job.PlanesPerItem = Math.Max(1, 8192 / Math.Max(1, hw)); items = (int)(((long)batch * channels + job.PlanesPerItem - 1) / job.PlanesPerItem); }
+            else
+            {
+                job.PlanesPerItem = Math.Max(1, 8192 / Math.Max(1, hw)); items = (int)(((long)batch * channels
+                + job.PlanesPerItem - 1) / job.PlanesPerItem);
+            }
             pool.Run(job, items);
             job.PGroups = null;
         }

@@ -26,7 +26,8 @@ internal static class SpatioTemporalPoolIlgpu
 
     /// <summary>regions; <paramref name="i"/> runs over B·R·D.</summary>
     [GpuKernel]
-    public static void RegionKernel(Index1D i, ArrayView<float> x, ArrayView<byte> masks, ArrayView<float> regions, int frames, int patches, int dim, int regionCount, int maskSize)
+    public static void RegionKernel(Index1D i, ArrayView<float> x, ArrayView<byte> masks, ArrayView<float> regions, int frames, int patches,
+        int dim, int regionCount, int maskSize)
     {
         int d = i % dim, rest = i / dim, r = rest % regionCount, b = rest / regionCount;
         long mBase = ((long)b * regionCount + r) * frames * patches;
@@ -43,7 +44,8 @@ internal static class SpatioTemporalPoolIlgpu
     }
 
     /// <summary>Launches out and, when <paramref name="maskSize"/> > 0, regions.</summary>
-    public static void Launch(Accelerator accelerator, AcceleratorStream stream, ArrayView<float> x, ArrayView<byte> masks, ArrayView<float> output, ArrayView<float> regions,
+    public static void Launch(Accelerator accelerator, AcceleratorStream stream, ArrayView<float> x, ArrayView<byte> masks,
+        ArrayView<float> output, ArrayView<float> regions,
         int batch, int frames, int patches, int dim, int regionCount, int maskSize)
     {
         long n = (long)batch * (frames + patches) * dim;
@@ -57,7 +59,8 @@ internal static class SpatioTemporalPoolIlgpu
         if (maskSize > 0 && m > 0)
         {
             var k = KernelCache.Get(accelerator, RegionKernel,
-                a => a.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<byte>, ArrayView<float>, int, int, int, int, int>(RegionKernel));
+                a => a.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<byte>, ArrayView<float>, int, int, int, int,
+                    int>(RegionKernel));
             k(stream, checked((int)m), x, masks, regions, frames, patches, dim, regionCount, maskSize);
         }
     }

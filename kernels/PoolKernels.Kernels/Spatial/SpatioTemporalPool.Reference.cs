@@ -33,7 +33,8 @@ internal static class SpatioTemporalPoolReference
                     double s = 0; int count = 0;
                     for (int f = 0; f < frames; f++)
                         for (int n = 0; n < patches; n++)
-                            if (MaskBytes.Keep(regionMasks, maskSize, (((long)b * regionCount + r) * frames + f) * patches + n)) { s += x[(int)((((long)b * frames + f) * patches + n) * dim + d)]; count++; }
+                            if (MaskBytes.Keep(regionMasks, maskSize, (((long)b * regionCount + r) * frames + f) * patches
+                                + n)) { s += x[(int)((((long)b * frames + f) * patches + n) * dim + d)]; count++; }
                     regions[(int)(((long)b * regionCount + r) * dim + d)] = count == 0 ? 0 : (float)(s / count);
                 }
             }

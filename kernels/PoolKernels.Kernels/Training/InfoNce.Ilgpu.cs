@@ -103,18 +103,24 @@ internal static class InfoNceIlgpu
 
     /// <summary>Launches the five kernels on <paramref name="stream"/>; the temporaries are allocated by the caller.</summary>
     public static void Launch(Accelerator acc, AcceleratorStream stream, ArrayView<float> a, ArrayView<float> c, ArrayView<float> loss,
-        ArrayView<float> dA, ArrayView<float> dC, ArrayView<float> norms, ArrayView<float> g, ArrayView<float> dhat, ArrayView<float> rowLoss,
+        ArrayView<float> dA, ArrayView<float> dC, ArrayView<float> norms, ArrayView<float> g, ArrayView<float> dhat,
+            ArrayView<float> rowLoss,
         int b, int n, int d, float scale, bool cosine)
     {
         var p = new Dims { B = b, N = n, D = d, Scale = scale, Cosine = cosine ? 1 : 0 };
         var norm = KernelCache.Get(acc, (Action<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, Dims>)NormKernel,
             x => x.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, Dims>(NormKernel));
-        var row = KernelCache.Get(acc, (Action<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, Dims>)RowKernel,
-            x => x.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, Dims>(RowKernel));
-        var hat = KernelCache.Get(acc, (Action<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, Dims>)HatGradKernel,
-            x => x.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, Dims>(HatGradKernel));
+        var row = KernelCache.Get(acc, (Action<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>,
+            ArrayView<float>, Dims>)RowKernel,
+            x => x.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>,
+                Dims>(RowKernel));
+        var hat = KernelCache.Get(acc, (Action<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>,
+            ArrayView<float>, Dims>)HatGradKernel,
+            x => x.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>,
+                Dims>(HatGradKernel));
         var back = KernelCache.Get(acc,
-            (Action<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, Dims>)BackKernel,
+            (Action<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>,
+                Dims>)BackKernel,
             x => x.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>,
                 ArrayView<float>, Dims>(BackKernel));
         var sum = KernelCache.Get(acc, (Action<Index1D, ArrayView<float>, ArrayView<float>, Dims>)LossKernel,

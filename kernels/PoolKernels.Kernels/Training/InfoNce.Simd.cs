@@ -13,7 +13,8 @@ namespace PoolKernels.Kernels.Training;
 internal static class InfoNceSimd
 {
     /// <summary>Runs the operation on <paramref name="pool"/>. Arguments are assumed validated.</summary>
-    public static unsafe void Run(ReadOnlySpan<float> anchors, ReadOnlySpan<float> candidates, int b, int n, int d, float scale, bool cosine,
+    public static unsafe void Run(ReadOnlySpan<float> anchors, ReadOnlySpan<float> candidates, int b, int n, int d, float scale,
+        bool cosine,
         Span<float> loss, Span<float> dAnchors, Span<float> dCandidates, WorkerPool pool)
     {
         var job = Job.Cached ??= new Job();

@@ -30,7 +30,8 @@ internal static class OpBenches
 
     /// <summary>Uploads every input, runs the host path once to learn the output shapes and dtypes (a warm-up too),
     /// allocates them, and returns the kernel-only run <paramref name="launch"/>(inputs by name, outputs by name).</summary>
-    private static PreparedCall Stage(Device d, OpCall c, OpSpec spec, Action<Func<string, DeviceTensor>, Func<string, DeviceTensor?>, Func<string, DeviceTensor>> launch)
+    private static PreparedCall Stage(Device d, OpCall c, OpSpec spec, Action<Func<string, DeviceTensor>, Func<string, DeviceTensor?>,
+        Func<string, DeviceTensor>> launch)
     {
         var outs = spec.Run(d, c);
         var ins = c.Inputs.ToDictionary(kv => kv.Key, kv => d.Upload(kv.Value));
@@ -62,14 +63,16 @@ internal static class OpBenches
                 ["key_padding_mask"] = HostTensor.From(kpm, B, t),
             };
             double bytes = 4 * N(B, H, t, E) * 4 + 4 * N(B, H, t) + N(B, t);
-            return new BenchCase($"[{B},{H},{t},{E}] kpm", t, Call(inputs, P("causal", "none", "layout", "bhtd")), bytes, 4 * N(B, H, t, t, E), Bk((long)B * H * t, t));
+            return new BenchCase($"[{B},{H},{t},{E}] kpm", t, Call(inputs, P("causal", "none", "layout", "bhtd")), bytes, 4 * N(B, H, t, t,
+                E), Bk((long)B * H * t, t));
         }).ToList();
     }
 
     public static PreparedCall PrepareSdpa(Device d, OpCall c)
     {
         var options = AttentionFamily.Options(c);
-        return Stage(d, c, Spec("sdpa"), (i, o, w) => d.Sdpa(i("q"), i("k"), i("v"), w("out"), w("lse"), o("attn_mask"), o("key_padding_mask"), options));
+        return Stage(d, c, Spec("sdpa"), (i, o, w) => d.Sdpa(i("q"), i("k"), i("v"), w("out"), w("lse"), o("attn_mask"),
+            o("key_padding_mask"), options));
     }
 
     /// <summary>sdpa_varlen: 8 sequences of lengths in [T/2, T], H=12, E=64, causal bottom_right (packed prefill).</summary>
@@ -104,7 +107,8 @@ internal static class OpBenches
     public static PreparedCall PrepareSdpaVarlen(Device d, OpCall c)
     {
         var options = AttentionFamily.Options(c);
-        return Stage(d, c, Spec("sdpa_varlen"), (i, _, w) => d.SdpaVarlen(i("q"), i("k"), i("v"), i("cu_seqlens_q"), i("cu_seqlens_k"), w("out"), w("lse"), options));
+        return Stage(d, c, Spec("sdpa_varlen"), (i, _, w) => d.SdpaVarlen(i("q"), i("k"), i("v"), i("cu_seqlens_q"), i("cu_seqlens_k"),
+            w("out"), w("lse"), options));
     }
 
     /// <summary>sdpa_backward: a training step's attention, B=2 H=8 E=64, T = 128 and 256, causal top_left (T 8/16, E 16 on
@@ -123,7 +127,8 @@ internal static class OpBenches
                 ["d_out"] = r.Floats(DType.F32, -1, 1, B, H, t, E),
             };
             double pairs = N(B, H) * t * (t + 1.0) / 2;
-            return new BenchCase($"[{B},{H},{t},{E}] causal", t, Call(inputs, P("causal", "top_left", "layout", "bhtd")), 4 * N(B, H, t, E) * 7,
+            return new BenchCase($"[{B},{H},{t},{E}] causal", t, Call(inputs, P("causal", "top_left", "layout", "bhtd")), 4 * N(B, H, t,
+                E) * 7,
                 pairs * E * 2 * 7, Bk((long)B * H * t, t));
         }).ToList();
     }
@@ -131,7 +136,8 @@ internal static class OpBenches
     public static PreparedCall PrepareSdpaBackward(Device d, OpCall c)
     {
         var options = AttentionFamily.Options(c);
-        return Stage(d, c, Spec("sdpa_backward"), (i, o, w) => d.SdpaBackward(i("q"), i("k"), i("v"), i("d_out"), w("d_q"), w("d_k"), w("d_v"),
+        return Stage(d, c, Spec("sdpa_backward"), (i, o, w) => d.SdpaBackward(i("q"), i("k"), i("v"), i("d_out"), w("d_q"), w("d_k"),
+            w("d_v"),
             o("attn_mask"), o("key_padding_mask"), options));
     }
 
@@ -161,7 +167,8 @@ internal static class OpBenches
                 ["cu_seqlens_k"] = HostTensor.From(cu, cu.Length),
                 ["d_out"] = r.Floats(DType.F32, -1, 1, n, H, E),
             };
-            return new BenchCase($"{Seqs}x[{t / 2}..{t}] H{H} E{E} causal", n, Call(inputs, P("causal", "bottom_right")), 4 * N(n, H, E) * 7,
+            return new BenchCase($"{Seqs}x[{t / 2}..{t}] H{H} E{E} causal", n, Call(inputs, P("causal", "bottom_right")), 4 * N(n, H,
+                E) * 7,
                 pairs * H * E * 2 * 7, Bk((long)n * H, t));
         }).ToList();
     }
@@ -207,7 +214,8 @@ internal static class OpBenches
         {
             int os = (s + 2 - 3) / 2 + 1;
             return new BenchCase($"[{B},{C},{s},{s}] max 3x3 s2 p1", s * s,
-                Call(new() { ["x"] = r.Floats(DType.F32, -2, 2, B, C, s, s) }, P("mode", "max", "kernel", "3", "stride", "2", "padding", "1")),
+                Call(new() { ["x"] = r.Floats(DType.F32, -2, 2, B, C, s, s) }, P("mode", "max", "kernel", "3", "stride", "2", "padding",
+                    "1")),
                 4 * N(B, C, s, s) + 4 * N(B, C, os, os), 0, Bk((long)B * C, s * s));
         }).ToList();
     }
@@ -269,7 +277,8 @@ internal static class OpBenches
             8 * N(B, C, s, s), 25 * N(B, C, s, s), Bk((long)B * C, s * s))).ToList();
     }
 
-    public static PreparedCall PrepareRegionalGem(Device d, OpCall c) => Stage(d, c, Spec("regional_gem"), (i, _, w) => d.RegionalGem(i("x"), w("out"), c.Float("p", 2.5f), c.Int("kernel", 5)));
+    public static PreparedCall PrepareRegionalGem(Device d, OpCall c) => Stage(d, c, Spec("regional_gem"), (i, _,
+        w) => d.RegionalGem(i("x"), w("out"), c.Float("p", 2.5f), c.Int("kernel", 5)));
 
     /// <summary>scale_gem p=3 x [3,B,2048] (three scales).</summary>
     public static IReadOnlyList<BenchCase> ScaleGem(Device d)
@@ -281,7 +290,8 @@ internal static class OpBenches
             4 * N(Sc, b, D) + 4 * N(b, D), 2 * N(Sc, b, D), Bk(b, D))).ToList();
     }
 
-    public static PreparedCall PrepareScaleGem(Device d, OpCall c) => Stage(d, c, Spec("scale_gem"), (i, _, w) => d.ScaleGem(i("x"), w("out"), c.Float("p", float.PositiveInfinity)));
+    public static PreparedCall PrepareScaleGem(Device d, OpCall c) => Stage(d, c, Spec("scale_gem"), (i, _, w) => d.ScaleGem(i("x"),
+        w("out"), c.Float("p", float.PositiveInfinity)));
 
     /// <summary>mask_pool soft, x [B,256,s,s], 100 masks at s×s (FC-CLIP): a batched GEMM, 2·B·Q·C·H·W flops.</summary>
     public static IReadOnlyList<BenchCase> MaskPool(Device d)
@@ -289,12 +299,14 @@ internal static class OpBenches
         var r = new RandomTensors(19);
         (int B, int C, int Q, int[] Ss) = Small(d) ? (1, 8, 3, new[] { 6, 12 }) : (4, 256, 100, new[] { 32, 64, 128 });
         return Ss.Select(s => new BenchCase($"x[{B},{C},{s},{s}] masks[{B},{Q},{s},{s}] soft", s * s,
-            Call(new() { ["x"] = r.Floats(DType.F32, -2, 2, B, C, s, s), ["masks"] = r.Floats(DType.F32, 0, 1, B, Q, s, s) }, P("mask_type", "soft")),
+            Call(new() { ["x"] = r.Floats(DType.F32, -2, 2, B, C, s, s), ["masks"] = r.Floats(DType.F32, 0, 1, B, Q, s, s) }, P("mask_type",
+                "soft")),
             4 * N(B, C, s, s) + 4 * N(B, Q, s, s) + 4 * N(B, Q, C), 2 * N(B, Q, C, s, s), Bk((long)B * Q, s * s))).ToList();
     }
 
     public static PreparedCall PrepareMaskPool(Device d, OpCall c) => Stage(d, c, Spec("mask_pool"), (i, _, w) =>
-        d.MaskPool(i("x"), i("masks"), w("out"), SpatialPooling.ParseMaskType(c.Text("mask_type", "binary_logits")), c.Float("threshold", 0.5f), c.Float("eps", 1e-8f)));
+        d.MaskPool(i("x"), i("masks"), w("out"), SpatialPooling.ParseMaskType(c.Text("mask_type", "binary_logits")), c.Float("threshold",
+            0.5f), c.Float("eps", 1e-8f)));
 
     /// <summary>spatiotemporal_pool x [B,F,256,1024] (Video-ChatGPT: frames × patches × D), F = 8..100.</summary>
     public static IReadOnlyList<BenchCase> SpatioTemporal(Device d)
@@ -317,7 +329,8 @@ internal static class OpBenches
         var r = new RandomTensors(21);
         (int Q, int D, int[] Ns) = Small(d) ? (2, 16, new[] { 50, 200 }) : (32, 256, new[] { 10_000, 50_000, 200_000 });
         return Ns.Select(n => new BenchCase($"Q{Q} N{n} D{D} k10", n,
-            Call(new() { ["query"] = r.Floats(DType.F32, -1, 1, Q, D), ["db"] = r.Floats(DType.F32, -1, 1, n, D) }, P("k", "10", "metric", "dot")),
+            Call(new() { ["query"] = r.Floats(DType.F32, -1, 1, Q, D), ["db"] = r.Floats(DType.F32, -1, 1, n, D) }, P("k", "10", "metric",
+                "dot")),
             4 * N(n, D) + 4 * N(Q, D) + 12 * N(Q, 10), 2 * N(Q, n, D), Bk(Q, n))).ToList();
     }
 
@@ -363,7 +376,12 @@ internal static class OpBenches
         {
             int segs = Math.Max(1, n / 64);
             return new BenchCase($"[{n},{D}] S={segs} mean", n,
-                Call(new() { ["values"] = r.Floats(DType.F32, -2, 2, n, D), ["offsets"] = HostTensor.From(Offsets(r.Rng, segs, n), segs + 1) }, P("mode", "mean")),
+                Call(new()
+                {
+                    ["values"] = r.Floats(DType.F32, -2, 2, n, D),
+                    ["offsets"] = HostTensor.From(Offsets(r.Rng, segs, n),
+                    segs + 1)
+                }, P("mode", "mean")),
                 4 * N(n, D) + 8 * (segs + 1) + 4 * N(segs, D), N(n, D), Bk(segs, D));
         }).ToList();
     }
@@ -410,7 +428,8 @@ internal static class OpBenches
         {
             int segs = Math.Max(1, n / 256);
             return new BenchCase($"N{n} S={segs} ratio 0.5", n,
-                Call(new() { ["scores"] = r.Floats(DType.F32, -2, 2, n), ["offsets"] = HostTensor.From(Offsets(r.Rng, segs, n), segs + 1) }, P("ratio", "0.5")),
+                Call(new() { ["scores"] = r.Floats(DType.F32, -2, 2, n), ["offsets"] = HostTensor.From(Offsets(r.Rng, segs, n), segs + 1) },
+                    P("ratio", "0.5")),
                 4.0 * n + 8.0 * (segs + 1) + 8.0 * (n / 2) + 8.0 * (segs + 1), 0, Bk(segs, n / segs));
         }).ToList();
     }
@@ -439,7 +458,8 @@ internal static class OpBenches
             int v = Math.Max(2, e / 8);
             var ei = new long[2 * e];
             for (int j = 0; j < 2 * e; j++) ei[j] = rng.Next(v);
-            return new BenchCase($"V{v} E{e} loops", e, Call(new() { ["edge_index"] = HostTensor.From(ei, 2, e) }, P("num_nodes", S(v), "add_loops", "true")),
+            return new BenchCase($"V{v} E{e} loops", e, Call(new() { ["edge_index"] = HostTensor.From(ei, 2, e) }, P("num_nodes", S(v),
+                "add_loops", "true")),
                 16.0 * e + 2 * 16.0 * (e + v), 0, Bk(v, e));
         }).ToList();
     }
@@ -462,7 +482,12 @@ internal static class OpBenches
     private static Dictionary<string, HostTensor> MfbInputs(RandomTensors r, int b, int dx, int dy, int o, int k, bool mfh)
     {
         float s = 1f / MathF.Sqrt(Math.Max(dx, dy));
-        var inputs = new Dictionary<string, HostTensor> { ["x"] = r.Floats(DType.F32, -1, 1, b, dx), ["y"] = r.Floats(DType.F32, -1, 1, b, dy) };
+        var inputs = new Dictionary<string, HostTensor>
+        {
+            ["x"] = r.Floats(DType.F32, -1, 1, b, dx),
+            ["y"] = r.Floats(DType.F32, -1, 1, b,
+            dy)
+        };
         foreach (var sfx in mfh ? new[] { "1", "2" } : [""])
         {
             inputs["wx" + sfx] = r.Floats(DType.F32, -s, s, o * k, dx);
@@ -482,7 +507,8 @@ internal static class OpBenches
         int blocks = mfh ? 2 : 1;
         return Bs.Select(b => new BenchCase($"B{b} Dx{Dx} Dy{Dy} o{O} k{K}", b,
             Call(MfbInputs(r, b, Dx, Dy, O, K, mfh), P("k", S(K), "activation", "none", "signed_sqrt", "true", "normalize", "true")),
-            blocks * 4 * N(O * K, Dx + Dy + 2) + 4 * N(b, Dx + Dy) + 4 * N(b, O * blocks), blocks * 2 * N(b, O * K, Dx + Dy), Bk(b, O * K))).ToList();
+            blocks * 4 * N(O * K, Dx + Dy + 2) + 4 * N(b, Dx + Dy) + 4 * N(b, O * blocks), blocks * 2 * N(b, O * K, Dx + Dy), Bk(b,
+                O * K))).ToList();
     }
 
     private static MfbOptions MfbOptionsOf(OpCall c) => new()
@@ -535,7 +561,8 @@ internal static class OpBenches
     }
 
     public static PreparedCall PrepareCompactBilinear(Device d, OpCall c) => Stage(d, c, Spec("compact_bilinear_pool"), (i, _, w) =>
-        d.CompactBilinearPool(i("x"), i("y"), i("hx"), i("sx"), i("hy"), i("sy"), w("out"), c.Bool("signed_sqrt", false), c.Bool("normalize", false)));
+        d.CompactBilinearPool(i("x"), i("y"), i("hx"), i("sx"), i("hy"), i("sy"), w("out"), c.Bool("signed_sqrt", false),
+            c.Bool("normalize", false)));
 
     // ---------------- signal ----------------
 
@@ -563,7 +590,8 @@ internal static class OpBenches
     /// <summary>Builds the head once (weights uploaded), uploads the activations; the run is the head's device path.</summary>
     public static PreparedCall PrepareHead(Device d, OpCall c, bool multiLayer)
     {
-        var head = PoolingHead.FromTensors(d, c.Inputs.Where(kv => !NonWeights.Contains(kv.Key)).ToDictionary(kv => kv.Key, kv => kv.Value), c.Int("heads", 0));
+        var head = PoolingHead.FromTensors(d, c.Inputs.Where(kv => !NonWeights.Contains(kv.Key)).ToDictionary(kv => kv.Key, kv => kv.Value),
+            c.Int("heads", 0));
         bool normalize = c.Bool("normalize", true);
         var x = c.Input(multiLayer ? "layers" : "hidden");
         var dx = d.Upload(x);
@@ -573,7 +601,8 @@ internal static class OpBenches
         Action run = multiLayer ? () => head.MultiLayer(dx, o, normalize)
             : HeadsFamily.ParseVariant(c.Text("variant")) == LatentAttentionVariant.Resampler ? () => head.Resampler(dx, mask, o, normalize)
             : () => head.NvEmbed(dx, mask, pre, o, normalize);
-        return new PreparedCall(run, [head, dx, o, .. mask is null ? Array.Empty<IDisposable>() : [mask], .. pre is null ? Array.Empty<IDisposable>() : [pre]]);
+        return new PreparedCall(run, [head, dx, o, .. mask is null ? Array.Empty<IDisposable>() : [mask],
+            .. pre is null ? Array.Empty<IDisposable>() : [pre]]);
     }
 
     public static PreparedCall PrepareHeadBackward(Device d, OpCall c, bool multiLayer)
@@ -626,7 +655,8 @@ internal static class OpBenches
     public static IReadOnlyList<BenchCase> Heads(Device d, bool multiLayer)
     {
         var r = new RandomTensors(multiLayer ? 33 : 32);
-        (int B, int D, int R, int H, int Dh, int F, int[] Ns) = Small(d) ? (1, 16, 3, 2, 4, 16, new[] { 4, 8 }) : (8, 768, 64, 8, 64, 3072, multiLayer ? new[] { 13, 25 } : new[] { 128, 512 });
+        (int B, int D, int R, int H, int Dh, int F, int[] Ns) = Small(d) ? (1, 16, 3, 2, 4, 16, new[] { 4, 8 }) : (8, 768, 64, 8, 64, 3072,
+            multiLayer ? new[] { 13, 25 } : new[] { 128, 512 });
         return Ns.Select(n =>
         {
             var inputs = HeadsFamily.RandomWeights(r, D, R, H, Dh, F, multiLayer ? n : 0);
@@ -636,7 +666,8 @@ internal static class OpBenches
             double hd = (double)H * Dh;
             double flops = 2.0 * B * n * D * 2 * hd + 4.0 * B * H * R * (n + R) * Dh + 2.0 * B * R * (D * hd * 2 + 3.0 * D * F);
             double weights = 4 * (R * (double)D + 3 * hd * D + 2 * (double)F * D + (double)F * D);
-            return new BenchCase($"[{B},{n},{D}] R{R} H{H}x{Dh} F{F}", n, Call(inputs, ps), weights + 4 * N(B, n, D) + 4 * N(B, D), flops, Bk((long)B * n, D));
+            return new BenchCase($"[{B},{n},{D}] R{R} H{H}x{Dh} F{F}", n, Call(inputs, ps), weights + 4 * N(B, n, D) + 4 * N(B, D), flops,
+                Bk((long)B * n, D));
         }).ToList();
     }
 }

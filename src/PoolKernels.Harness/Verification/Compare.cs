@@ -30,7 +30,8 @@ public static class Compare
     /// <summary>Compares two value arrays of equal length.</summary>
     public static Comparison Values(ReadOnlySpan<double> a, ReadOnlySpan<double> e, double rtol, double atol, string name = "out")
     {
-        if (a.Length != e.Length) return new(false, double.PositiveInfinity, double.PositiveInfinity, $"{name}: {a.Length} values != expected {e.Length}");
+        if (a.Length != e.Length) return new(false, double.PositiveInfinity, double.PositiveInfinity,
+            $"{name}: {a.Length} values != expected {e.Length}");
         double maxAbs = 0, maxRel = 0;
         string msg = "";
         for (int i = 0; i < e.Length; i++)

@@ -28,7 +28,8 @@ public sealed class OpCall(IReadOnlyDictionary<string, HostTensor> inputs, IRead
         if (bytes <= MaxBytes) return;
         string value = Parameters.TryGetValue(key, out var v) ? $" = '{v}'" : "";
         throw new ArgumentException(
-            $"Parameter {key}{value}: {what} would take {bytes / (1 << 30):0.#} GiB, over the {MaxBytes >> 30} GiB limit for a test vector.", key);
+            $"Parameter {key}{value}: {what} would take {bytes / (1 << 30):0.#} GiB, over the {MaxBytes >> 30} GiB limit for a test "
+                + $"vector.", key);
     }
 
     /// <summary>A required input.</summary>

@@ -13,7 +13,8 @@ namespace PoolKernels.Verification;
 /// <param name="MaxRelErr">Largest relative error over all outputs.</param>
 /// <param name="MedianMs">Median wall time of the call over the repeats (host tensors in and out).</param>
 /// <param name="Message">Why it failed, or empty.</param>
-public sealed record VectorResult(string File, string Device, string Op, bool Pass, double MaxAbsErr, double MaxRelErr, double MedianMs, string Message);
+public sealed record VectorResult(string File, string Device, string Op, bool Pass, double MaxAbsErr, double MaxRelErr, double MedianMs,
+    string Message);
 
 /// <summary>Runs safetensors test vectors (docs/operations.md (test vectors)) on a device.</summary>
 public static class VectorRunner

@@ -34,7 +34,8 @@ internal static class Check
 
     public static void Rank(ReadOnlySpan<int> shape, int rank, string name, string layout)
     {
-        if (shape.Length != rank) throw new ArgumentException($"{D(name)} must be {layout} (rank {rank}), got {Shape.Format(shape)}.", name);
+        if (shape.Length != rank) throw new ArgumentException($"{D(name)} must be {layout} (rank {rank}), got {Shape.Format(shape)}.",
+            name);
     }
 
     /// <summary>The tensor's shape must equal <paramref name="expected"/> exactly (same rank, same dims): an output of the
@@ -52,12 +53,14 @@ internal static class Check
 
     public static void FloatInput<T>(string name)
     {
-        if (!Kernels.Elements.IsFloatInput<T>()) throw new ArgumentException($"{D(name)} element type {typeof(T).Name} is not float, Half or BFloat16.", name);
+        if (!Kernels.Elements.IsFloatInput<T>())
+            throw new ArgumentException($"{D(name)} element type {typeof(T).Name} is not float, Half or BFloat16.", name);
     }
 
     public static void Mask<T>(string name)
     {
-        if (!Kernels.Elements.IsMask<T>()) throw new ArgumentException($"{D(name)} element type {typeof(T).Name} is not long, int, byte or bool.", name);
+        if (!Kernels.Elements.IsMask<T>())
+            throw new ArgumentException($"{D(name)} element type {typeof(T).Name} is not long, int, byte or bool.", name);
     }
 
     public static void SameDevice(Device device, string name, DeviceTensor? t)

@@ -217,7 +217,8 @@ public sealed class IlgpuDevice : Device
     internal MemoryBuffer1D<byte, Stride1D.Dense> Dummy { get { ThrowIfDisposed(); return _dummy; } }
 
     // small immutable host arrays (sdpa's modifier buffer), uploaded once per device and kept until it is disposed
-    private readonly System.Runtime.CompilerServices.ConditionalWeakTable<float[], MemoryBuffer1D<float, Stride1D.Dense>> _constants = new();
+    private readonly System.Runtime.CompilerServices.ConditionalWeakTable<float[], MemoryBuffer1D<float,
+        Stride1D.Dense>> _constants = new();
     private readonly List<MemoryBuffer1D<float, Stride1D.Dense>> _constantBuffers = [];
 
     /// <summary>The device copy of <paramref name="values"/>, an array the caller never changes (such as
@@ -366,12 +367,14 @@ public static partial class Devices
             case "auto":
                 var all = IlgpuDevices();
                 var pick = all.FirstOrDefault(x => x.Id == "cuda:0");
-                if (pick.Id is null) pick = all.FirstOrDefault(x => x.Id.StartsWith("opencl:", StringComparison.Ordinal) && IsGpu(x.Device));
+                if (pick.Id is null) pick = all.FirstOrDefault(x => x.Id.StartsWith("opencl:",
+                    StringComparison.Ordinal) && IsGpu(x.Device));
                 return pick.Id is null ? Open("simd") : Open(pick.Id);
         }
         foreach (var (did, d) in IlgpuDevices())
             if (did == id) return new IlgpuDevice(Describe(did, d), d.CreateAccelerator(Context));
-        throw new ArgumentException($"Unknown or unavailable device '{id}'{Unavailable(id)}. Available: {string.Join(", ", List().Select(x => x.Id))}.",
+        throw new ArgumentException($"Unknown or unavailable device '{id}'{Unavailable(id)}. Available: "
+            + $"{string.Join(", ", List().Select(x => x.Id))}.",
             nameof(id));
     }
 
@@ -396,6 +399,7 @@ public static partial class Devices
 
     private static DeviceInfo Describe(string id, ILGPU.Runtime.Device d) =>
         new(id, d.Name, BackendKind.Ilgpu,
-            d.AcceleratorType == AcceleratorType.CPU ? GC.GetGCMemoryInfo().TotalAvailableMemoryBytes : d.MemorySize, // the CPU simulator reports long.MaxValue
+            // the CPU simulator reports long.MaxValue
+            d.AcceleratorType == AcceleratorType.CPU ? GC.GetGCMemoryInfo().TotalAvailableMemoryBytes : d.MemorySize,
             d.NumMultiprocessors, IsGpu(d));
 }

@@ -28,7 +28,8 @@ public sealed class DeviceTensor : IDisposable
     private MemoryBuffer1D<byte, Stride1D.Dense>? _buffer;
     private volatile bool _disposed;
 
-    /// <summary>The host bytes (CPU devices). Throws <see cref="ObjectDisposedException"/> once the tensor or its device is disposed.</summary>
+    /// <summary>The host bytes (CPU devices). Throws <see cref="ObjectDisposedException"/> once the tensor or its device is
+    /// disposed.</summary>
     internal Memory<byte> Host { get { ThrowIfDisposed(); return _host; } }
     /// <summary>The accelerator buffer (null on CPU devices). Throws once the tensor or its device is disposed.</summary>
     internal MemoryBuffer1D<byte, Stride1D.Dense>? Buffer { get { ThrowIfDisposed(); return _buffer; } }
@@ -38,7 +39,8 @@ public sealed class DeviceTensor : IDisposable
     internal void ThrowIfDisposed()
     {
         if (_disposed) throw new ObjectDisposedException(nameof(DeviceTensor), $"The device tensor {this} was disposed.");
-        if (Device.IsDisposed) throw new ObjectDisposedException(nameof(DeviceTensor), $"The device {Device.Id} of tensor {this} was disposed.");
+        if (Device.IsDisposed) throw new ObjectDisposedException(nameof(DeviceTensor),
+            $"The device {Device.Id} of tensor {this} was disposed.");
     }
 
     /// <summary>Takes <paramref name="shape"/> as it is: the caller passes a copy or another tensor's (immutable) shape.</summary>
@@ -52,7 +54,8 @@ public sealed class DeviceTensor : IDisposable
     public long Bytes => Count * DType.Size();
 
     /// <summary>The accelerator view of the bytes (ILGPU devices only).</summary>
-    internal ArrayView<byte> View => Buffer is null ? throw new InvalidOperationException("Not an accelerator tensor.") : Buffer.View.SubView(0, Bytes);
+    internal ArrayView<byte> View => Buffer is null ? throw new InvalidOperationException("Not an accelerator tensor.")
+        : Buffer.View.SubView(0, Bytes);
 
     /// <summary>The accelerator view typed as <typeparamref name="T"/>.</summary>
     internal ArrayView<T> ViewAs<T>() where T : unmanaged => View.Cast<T>();
@@ -98,7 +101,8 @@ public sealed class DeviceTensor : IDisposable
 
     private void CheckType<T>() where T : unmanaged
     {
-        if (System.Runtime.CompilerServices.Unsafe.SizeOf<T>() != DType.Size()) throw new ArgumentException($"{typeof(T).Name} does not match {this}.");
+        if (System.Runtime.CompilerServices.Unsafe.SizeOf<T>() != DType.Size())
+            throw new ArgumentException($"{typeof(T).Name} does not match {this}.");
     }
 
     /// <summary>Frees the accelerator buffer; afterwards every use of the tensor throws <see cref="ObjectDisposedException"/>

@@ -56,7 +56,9 @@ public sealed class HostTensor : IDisposable
     public long Count { get; }
 
     /// <summary>Wraps <paramref name="data"/>; its length must equal the shape's byte size. The shape is copied.</summary>
-    public HostTensor(DType dtype, int[] shape, Memory<byte> data) : this(dtype, (int[])(shape ?? throw new ArgumentNullException(nameof(shape))).Clone(), data, owned: true) { }
+    public HostTensor(DType dtype, int[] shape, Memory<byte> data) : this(dtype, (int[])(shape
+        ?? throw new ArgumentNullException(nameof(shape))).Clone(), data, owned: true)
+    { }
 
     /// <summary>Takes <paramref name="shape"/> as it is: the caller never writes it afterwards.</summary>
     internal HostTensor(DType dtype, int[] shape, Memory<byte> data, bool owned)
@@ -65,7 +67,8 @@ public sealed class HostTensor : IDisposable
         long bytes = PoolKernels.Shape.Bytes(dtype, shape); // checked: a wrapped product must not match a short buffer
         Count = bytes / dtype.Size();
         if (bytes != data.Length)
-            throw new ArgumentException($"HostTensor data has {data.Length} bytes but {dtype.Name()} {PoolKernels.Shape.Format(shape)} needs {bytes}.", nameof(data));
+            throw new ArgumentException($"HostTensor data has {data.Length} bytes but {dtype.Name()} {PoolKernels.Shape.Format(shape)} "
+                + $"needs {bytes}.", nameof(data));
         DType = dtype; _shape = shape; _data = data;
     }
 
@@ -77,7 +80,8 @@ public sealed class HostTensor : IDisposable
     public static HostTensor From<T>(ReadOnlySpan<T> values, params int[] shape) where T : unmanaged
     {
         var t = Zeros(DTypes.Of<T>(), shape);
-        if (values.Length != t.Count) throw new ArgumentException($"{values.Length} values do not fill shape {PoolKernels.Shape.Format(shape)}.", nameof(values));
+        if (values.Length != t.Count)
+            throw new ArgumentException($"{values.Length} values do not fill shape {PoolKernels.Shape.Format(shape)}.", nameof(values));
         MemoryMarshal.AsBytes(values).CopyTo(t.Data.Span);
         return t;
     }
@@ -88,7 +92,8 @@ public sealed class HostTensor : IDisposable
     /// <summary>The elements as <typeparamref name="T"/> (no copy); T must match the dtype's size.</summary>
     public Span<T> AsSpan<T>() where T : unmanaged
     {
-        if (System.Runtime.CompilerServices.Unsafe.SizeOf<T>() != DType.Size()) throw new InvalidOperationException($"Cannot view {DType.Name()} as {typeof(T).Name}.");
+        if (System.Runtime.CompilerServices.Unsafe.SizeOf<T>() != DType.Size())
+            throw new InvalidOperationException($"Cannot view {DType.Name()} as {typeof(T).Name}.");
         return MemoryMarshal.Cast<byte, T>(Data.Span);
     }
 
@@ -102,7 +107,11 @@ public sealed class HostTensor : IDisposable
             case DType.F64: MemoryMarshal.Cast<byte, double>(s).CopyTo(r); break;
             case DType.F32: { var v = MemoryMarshal.Cast<byte, float>(s); for (int i = 0; i < r.Length; i++) r[i] = v[i]; break; }
             case DType.F16: { var v = MemoryMarshal.Cast<byte, Half>(s); for (int i = 0; i < r.Length; i++) r[i] = (double)v[i]; break; }
-            case DType.BF16: { var v = MemoryMarshal.Cast<byte, ushort>(s); for (int i = 0; i < r.Length; i++) r[i] = Numerics.Bf16BitsToFloat(v[i]); break; }
+            case DType.BF16:
+                {
+                    var v = MemoryMarshal.Cast<byte, ushort>(s); for (int i = 0; i < r.Length; i++) r[i]
+                = Numerics.Bf16BitsToFloat(v[i]); break;
+                }
             case DType.I64: { var v = MemoryMarshal.Cast<byte, long>(s); for (int i = 0; i < r.Length; i++) r[i] = v[i]; break; }
             case DType.I32: { var v = MemoryMarshal.Cast<byte, int>(s); for (int i = 0; i < r.Length; i++) r[i] = v[i]; break; }
             case DType.I8: for (int i = 0; i < r.Length; i++) r[i] = (sbyte)s[i]; break;
@@ -114,7 +123,8 @@ public sealed class HostTensor : IDisposable
     /// <summary>Integer tensors as long values (throws for float dtypes).</summary>
     public long[] ToInt64s()
     {
-        if (DType is DType.F64 or DType.F32 or DType.F16 or DType.BF16) throw new InvalidOperationException($"{DType.Name()} is not an integer dtype.");
+        if (DType is DType.F64 or DType.F32 or DType.F16 or DType.BF16)
+            throw new InvalidOperationException($"{DType.Name()} is not an integer dtype.");
         var r = new long[Count];
         var s = Data.Span;
         switch (DType)

@@ -33,7 +33,8 @@ internal sealed class PooledMemory : MemoryManager<byte>
         return (m.Memory, m);
     }
 
-    private byte[] Array => Volatile.Read(ref _array) ?? throw new ObjectDisposedException(nameof(HostTensor), "The tensor's pooled memory was disposed.");
+    private byte[] Array => Volatile.Read(ref _array) ?? throw new ObjectDisposedException(nameof(HostTensor),
+        "The tensor's pooled memory was disposed.");
 
     public override Span<byte> GetSpan() => Array.AsSpan(0, _length);
 

@@ -18,7 +18,8 @@ public static class Shape
         long n = 1;
         foreach (int d in shape)
         {
-            if (n > long.MaxValue / d) throw new ArgumentException($"Shape {Format(shape)} has more than {long.MaxValue} elements.", nameof(shape));
+            if (n > long.MaxValue / d) throw new ArgumentException($"Shape {Format(shape)} has more than {long.MaxValue} elements.",
+                nameof(shape));
             n *= d;
         }
         return n;
@@ -32,7 +33,8 @@ public static class Shape
         CheckDType(dtype);
         long n = Count(shape);
         int size = dtype.Size();
-        if (n > long.MaxValue / size) throw new ArgumentException($"{dtype.Name()} {Format(shape)} needs more than {long.MaxValue} bytes.", nameof(shape));
+        if (n > long.MaxValue / size) throw new ArgumentException($"{dtype.Name()} {Format(shape)} needs more than {long.MaxValue} bytes.",
+            nameof(shape));
         return n * size;
     }
 
@@ -41,7 +43,8 @@ public static class Shape
     internal static int HostBytes(DType dtype, ReadOnlySpan<int> shape)
     {
         long bytes = Bytes(dtype, shape);
-        if (bytes > Array.MaxLength) throw new ArgumentException($"{dtype.Name()} {Format(shape)} needs {bytes} bytes; a host buffer holds at most {Array.MaxLength}.", nameof(shape));
+        if (bytes > Array.MaxLength) throw new ArgumentException($"{dtype.Name()} {Format(shape)} needs {bytes} bytes; a host buffer "
+            + $"holds at most {Array.MaxLength}.", nameof(shape));
         return (int)bytes;
     }
 

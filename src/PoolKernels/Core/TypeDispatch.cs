@@ -39,7 +39,8 @@ internal static class TypeDispatch
         }
     }
 
-    private static void L3<TR, T1, T2>(ref TR r, DType c) where TR : ITypedRunner, allows ref struct where T1 : unmanaged where T2 : unmanaged
+    private static void L3<TR, T1, T2>(ref TR r, DType c) where TR : ITypedRunner, allows ref struct where T1 : unmanaged where T2
+        : unmanaged
     {
         switch (c)
         {

@@ -24,7 +24,8 @@ public sealed class SafetensorsFile : IDisposable
     /// <summary>The string map under <c>__metadata__</c> (empty when absent).</summary>
     public IReadOnlyDictionary<string, string> Metadata { get; }
 
-    internal SafetensorsFile(IReadOnlyDictionary<string, HostTensor> tensors, IReadOnlyDictionary<string, string> metadata, IDisposable? owner)
+    internal SafetensorsFile(IReadOnlyDictionary<string, HostTensor> tensors, IReadOnlyDictionary<string, string> metadata,
+        IDisposable? owner)
     { Tensors = tensors; Metadata = metadata; _owner = owner; }
 
     /// <summary>Releases the mapping (tensors of a mapped file must not be used afterwards).</summary>
@@ -68,7 +69,8 @@ public static class Safetensors
     {
         try { return ParseCore(bytes, owner, name); }
         catch (SafetensorsFormatException) { owner?.Dispose(); throw; }
-        catch (Exception e) when (e is JsonException or InvalidOperationException or OverflowException or ArgumentException or DecoderFallbackException)
+        catch (Exception e) when (e is JsonException or InvalidOperationException or OverflowException or ArgumentException or
+            DecoderFallbackException)
         {
             owner?.Dispose();
             throw new SafetensorsFormatException($"{name}: malformed safetensors header: {e.Message}");
@@ -78,14 +80,18 @@ public static class Safetensors
     private static SafetensorsFile ParseCore(Memory<byte> bytes, IDisposable? owner, string name)
     {
         var span = bytes.Span;
-        if (span.Length < 8) throw new SafetensorsFormatException($"{name}: file has {span.Length} bytes, fewer than the 8-byte header length.");
+        if (span.Length < 8)
+            throw new SafetensorsFormatException($"{name}: file has {span.Length} bytes, fewer than the 8-byte header length.");
         ulong headerLen = BinaryPrimitives.ReadUInt64LittleEndian(span);
         if (headerLen > MaxHeaderBytes || headerLen > (ulong)(span.Length - 8))
-            throw new SafetensorsFormatException($"{name}: header length {headerLen} exceeds the file ({span.Length} bytes) or the {MaxHeaderBytes}-byte limit.");
+            throw new SafetensorsFormatException($"{name}: header length {headerLen} exceeds the file ({span.Length} bytes) or the "
+                + $"{MaxHeaderBytes}-byte limit.");
         var header = span.Slice(8, (int)headerLen);
         var data = bytes[(8 + (int)headerLen)..];
-        using var doc = JsonDocument.Parse(new UTF8Encoding(false, true).GetString(header).TrimEnd(' '), new JsonDocumentOptions { MaxDepth = 16 });
-        if (doc.RootElement.ValueKind != JsonValueKind.Object) throw new SafetensorsFormatException($"{name}: header is not a JSON object.");
+        using var doc = JsonDocument.Parse(new UTF8Encoding(false, true).GetString(header).TrimEnd(' '),
+            new JsonDocumentOptions { MaxDepth = 16 });
+        if (doc.RootElement.ValueKind != JsonValueKind.Object)
+            throw new SafetensorsFormatException($"{name}: header is not a JSON object.");
 
         var metadata = new Dictionary<string, string>();
         var tensors = new Dictionary<string, HostTensor>();
@@ -94,18 +100,23 @@ public static class Safetensors
         {
             if (prop.Name == "__metadata__")
             {
-                if (prop.Value.ValueKind != JsonValueKind.Object) throw new SafetensorsFormatException($"{name}: __metadata__ is not an object.");
+                if (prop.Value.ValueKind != JsonValueKind.Object)
+                    throw new SafetensorsFormatException($"{name}: __metadata__ is not an object.");
                 foreach (var m in prop.Value.EnumerateObject())
                 {
-                    if (m.Value.ValueKind != JsonValueKind.String) throw new SafetensorsFormatException($"{name}: __metadata__.{m.Name} is not a string.");
+                    if (m.Value.ValueKind != JsonValueKind.String)
+                        throw new SafetensorsFormatException($"{name}: __metadata__.{m.Name} is not a string.");
                     metadata[m.Name] = m.Value.GetString()!;
                 }
                 continue;
             }
             var e = prop.Value;
-            if (e.ValueKind != JsonValueKind.Object) throw new SafetensorsFormatException($"{name}: tensor '{prop.Name}' is not an object.");
-            if (!e.TryGetProperty("dtype", out var dt) || dt.ValueKind != JsonValueKind.String || !DTypes.TryParse(dt.GetString()!, out var dtype))
-                throw new SafetensorsFormatException($"{name}: tensor '{prop.Name}' has a missing or unknown dtype ({(e.TryGetProperty("dtype", out var d2) ? d2.ToString() : "none")}).");
+            if (e.ValueKind != JsonValueKind.Object)
+                throw new SafetensorsFormatException($"{name}: tensor '{prop.Name}' is not an object.");
+            if (!e.TryGetProperty("dtype", out var dt) || dt.ValueKind != JsonValueKind.String || !DTypes.TryParse(dt.GetString()!,
+                out var dtype))
+                throw new SafetensorsFormatException($"{name}: tensor '{prop.Name}' has a missing or unknown dtype "
+                    + $"({(e.TryGetProperty("dtype", out var d2) ? d2.ToString() : "none")}).");
             if (!e.TryGetProperty("shape", out var sh) || sh.ValueKind != JsonValueKind.Array)
                 throw new SafetensorsFormatException($"{name}: tensor '{prop.Name}' has no shape array.");
             var shape = new int[sh.GetArrayLength()];
@@ -121,12 +132,14 @@ public static class Safetensors
                 throw new SafetensorsFormatException($"{name}: tensor '{prop.Name}' has no [begin, end] data_offsets.");
             long begin = off[0].TryGetInt64(out var bv) ? bv : -1, end = off[1].TryGetInt64(out var ev) ? ev : -1;
             if (begin < 0 || end < begin || end > data.Length)
-                throw new SafetensorsFormatException($"{name}: tensor '{prop.Name}' offsets [{begin}, {end}] lie outside the {data.Length}-byte data section.");
+                throw new SafetensorsFormatException($"{name}: tensor '{prop.Name}' offsets [{begin}, {end}] lie outside the "
+                    + $"{data.Length}-byte data section.");
             long count = 1;
             foreach (int dv in shape) count = checked(count * dv);
             long need = checked(count * dtype.Size());
             if (need != end - begin)
-                throw new SafetensorsFormatException($"{name}: tensor '{prop.Name}' {dtype.Name()}{PoolKernels.Shape.Format(shape)} needs {need} bytes but its offsets span {end - begin}.");
+                throw new SafetensorsFormatException($"{name}: tensor '{prop.Name}' {dtype.Name()}{PoolKernels.Shape.Format(shape)} needs "
+                    + $"{need} bytes but its offsets span {end - begin}.");
             if (tensors.ContainsKey(prop.Name)) throw new SafetensorsFormatException($"{name}: tensor '{prop.Name}' appears twice.");
             tensors[prop.Name] = new HostTensor(dtype, shape, data.Slice((int)begin, (int)(end - begin)), owned: true);
             spans.Add((begin, end, prop.Name));
@@ -139,7 +152,8 @@ public static class Safetensors
     }
 
     /// <summary>Serializes tensors (in the order given) and metadata to bytes; the header is padded to 8 bytes.</summary>
-    public static byte[] Serialize(IEnumerable<KeyValuePair<string, HostTensor>> tensors, IReadOnlyDictionary<string, string>? metadata = null)
+    public static byte[] Serialize(IEnumerable<KeyValuePair<string, HostTensor>> tensors, IReadOnlyDictionary<string,
+        string>? metadata = null)
     {
         using var ms = new MemoryStream();
         Write(ms, tensors, metadata);
@@ -147,14 +161,16 @@ public static class Safetensors
     }
 
     /// <summary>Writes a safetensors file.</summary>
-    public static void Write(string path, IEnumerable<KeyValuePair<string, HostTensor>> tensors, IReadOnlyDictionary<string, string>? metadata = null)
+    public static void Write(string path, IEnumerable<KeyValuePair<string, HostTensor>> tensors, IReadOnlyDictionary<string,
+        string>? metadata = null)
     {
         using var fs = File.Create(path);
         Write(fs, tensors, metadata);
     }
 
     /// <summary>Writes safetensors to a stream.</summary>
-    public static void Write(Stream stream, IEnumerable<KeyValuePair<string, HostTensor>> tensors, IReadOnlyDictionary<string, string>? metadata = null)
+    public static void Write(Stream stream, IEnumerable<KeyValuePair<string, HostTensor>> tensors, IReadOnlyDictionary<string,
+        string>? metadata = null)
     {
         var list = tensors.ToList();
         var headerBuf = new ArrayBufferWriter<byte>();
@@ -202,7 +218,8 @@ public static class Safetensors
 
         public MappedMemory(MemoryMappedFile file, long length)
         {
-            if (length > int.MaxValue) throw new SafetensorsFormatException($"File of {length} bytes exceeds the 2 GiB that one mapping view supports here.");
+            if (length > int.MaxValue)
+                throw new SafetensorsFormatException($"File of {length} bytes exceeds the 2 GiB that one mapping view supports here.");
             _file = file;
             _view = file.CreateViewAccessor(0, length, MemoryMappedFileAccess.CopyOnWrite);
             byte* p = null;

@@ -35,7 +35,8 @@ public static class Tuning
         var env = Environment.GetEnvironmentVariable("POOLKERNELS_TUNING_CACHE");
         if (!string.IsNullOrEmpty(env)) return env;
         var xdg = Environment.GetEnvironmentVariable("XDG_CACHE_HOME");
-        var root = string.IsNullOrEmpty(xdg) ? Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".cache") : xdg;
+        var root = string.IsNullOrEmpty(xdg) ? Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile),
+            ".cache") : xdg;
         return Path.Combine(root, "poolkernels", "tuning.json");
     }
 
@@ -97,7 +98,13 @@ public static class Tuning
     {
         path ??= DefaultPath();
         Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(path))!);
-        var file = new CacheFile { Format = Magic, Version = FormatVersion, Entries = All().OrderBy(e => e.Device).ThenBy(e => e.Op).ThenBy(e => e.Bucket).ToList() };
+        var file = new CacheFile
+        {
+            Format = Magic,
+            Version = FormatVersion,
+            Entries = All().OrderBy(e => e.Device).ThenBy(e
+            => e.Op).ThenBy(e => e.Bucket).ToList()
+        };
         var tmp = path + ".tmp";
         File.WriteAllText(tmp, JsonSerializer.Serialize(file, JsonOptions));
         File.Move(tmp, path, true);
@@ -115,7 +122,11 @@ public static class Tuning
                 Warn($"ignoring tuning cache {path}: not a poolkernels v{FormatVersion} cache");
                 return [];
             }
-            var ok = file.Entries.Where(e => e is { Device: not null, Op: not null, Bucket: not null, Params: not null } && e.Params.Values.All(v => v > 0)).ToList();
+            var ok = file.Entries.Where(e => e is
+            {
+                Device: not null, Op: not null, Bucket: not null,
+                Params: not null
+            } && e.Params.Values.All(v => v > 0)).ToList();
             if (ok.Count != file.Entries.Count) Warn($"tuning cache {path}: skipped {file.Entries.Count - ok.Count} malformed entries");
             return ok;
         }
@@ -142,7 +153,11 @@ public static class Tuning
         }
     }
 
-    private static readonly JsonSerializerOptions JsonOptions = new() { WriteIndented = true, PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower };
+    private static readonly JsonSerializerOptions JsonOptions = new()
+    {
+        WriteIndented = true,
+        PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower
+    };
 
     private sealed class CacheFile
     {

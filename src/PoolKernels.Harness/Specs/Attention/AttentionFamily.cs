@@ -9,8 +9,16 @@ internal sealed class AttentionFamily : IOpFamily
 {
     public static IEnumerable<OpSpec> Specs()
     {
-        yield return new OpSpec("sdpa", RunSdpa, SdpaCases, Rtol: 2e-4, Atol: 2e-5) { BenchCases = OpBenches.Sdpa, Prepare = OpBenches.PrepareSdpa };
-        yield return new OpSpec("sdpa_varlen", RunVarlen, VarlenCases, Rtol: 2e-4, Atol: 2e-5) { BenchCases = OpBenches.SdpaVarlen, Prepare = OpBenches.PrepareSdpaVarlen };
+        yield return new OpSpec("sdpa", RunSdpa, SdpaCases, Rtol: 2e-4, Atol: 2e-5)
+        {
+            BenchCases = OpBenches.Sdpa,
+            Prepare = OpBenches.PrepareSdpa
+        };
+        yield return new OpSpec("sdpa_varlen", RunVarlen, VarlenCases, Rtol: 2e-4, Atol: 2e-5)
+        {
+            BenchCases = OpBenches.SdpaVarlen,
+            Prepare = OpBenches.PrepareSdpaVarlen
+        };
     }
 
     internal static SdpaOptions Options(OpCall c) => new()
@@ -83,7 +91,8 @@ internal sealed class AttentionFamily : IOpFamily
             };
             if (c.Mask != "")
             {
-                int mb = c.Mask.EndsWith("_b", StringComparison.Ordinal) ? 1 : c.B, mh = c.Mask.EndsWith("_h", StringComparison.Ordinal) ? 1 : c.Hq;
+                int mb = c.Mask.EndsWith("_b", StringComparison.Ordinal) ? 1 : c.B, mh = c.Mask.EndsWith("_h",
+                    StringComparison.Ordinal) ? 1 : c.Hq;
                 int n = mb * mh * c.Tq * c.Tk;
                 if (c.Mask.StartsWith("bool", StringComparison.Ordinal))
                 {
@@ -96,7 +105,12 @@ internal sealed class AttentionFamily : IOpFamily
                 {
                     // -30, not -1e4: a row whose allowed keys all carry -1e4 is beyond float32 (ulp(1e4) = 1e-3)
                     var m = new float[n];
-                    for (int i = 0; i < n; i++) m[i] = r.Rng.Next(5) switch { 0 => float.NegativeInfinity, 1 => -30f, _ => (float)(r.Rng.NextDouble() * 2 - 1) };
+                    for (int i = 0; i < n; i++) m[i] = r.Rng.Next(5) switch
+                    {
+                        0 => float.NegativeInfinity,
+                        1 => -30f,
+                        _ => (float)(r.Rng.NextDouble() * 2 - 1)
+                    };
                     var t = HostTensor.From(m, mb, mh, c.Tq, c.Tk);
                     inputs["attn_mask"] = c.Mask.StartsWith("f16", StringComparison.Ordinal) ? t.To(DType.F16) : t;
                 }
@@ -111,7 +125,8 @@ internal sealed class AttentionFamily : IOpFamily
             };
             if (list.Count % 2 == 1) ps["scale"] = "0.3";
             Modifiers(r, inputs, ps, c.B, c.Hq, c.Softcap, c.Alibi, c.Sinks);
-            string label = $"{dt.Name()} B{c.B} Hq{c.Hq}/Hkv{c.Hkv} Tq{c.Tq} Tk{c.Tk} E{c.E}/{c.Ev} {c.Causal} w[{c.Wl},{c.Wr}] {c.Layout} mask={c.Mask} kpm={c.Kpm}"
+            string label = $"{dt.Name()} B{c.B} Hq{c.Hq}/Hkv{c.Hkv} Tq{c.Tq} Tk{c.Tk} E{c.E}/{c.Ev} {c.Causal} w[{c.Wl},{c.Wr}] "
+                + $"{c.Layout} mask={c.Mask} kpm={c.Kpm}"
                 + (c.Softcap > 0 ? $" softcap={c.Softcap}" : "") + (c.Alibi != "" ? $" alibi={c.Alibi}" : "") + (c.Sinks ? " sinks" : "");
             list.Add((label, new OpCall(inputs, ps)));
         }
@@ -130,7 +145,8 @@ internal sealed class AttentionFamily : IOpFamily
     }
 
     /// <summary>An sdpa_varlen case: sequence lengths, heads, head dims, causal, window, I32 offsets, modifiers.</summary>
-    internal record struct VarlenCase(int[] Lq, int[] Lk, int Hq, int Hkv, int E, int Ev, string Causal, int Wl, int Wr, bool I32, float Cap,
+    internal record struct VarlenCase(int[] Lq, int[] Lk, int Hq, int Hkv, int E, int Ev, string Causal, int Wl, int Wr, bool I32,
+        float Cap,
         string Alibi, bool Sinks);
 
     private static IReadOnlyList<(string, OpCall)> VarlenCases(int seed) => VarlenCases(seed,

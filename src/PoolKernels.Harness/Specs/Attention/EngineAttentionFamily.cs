@@ -8,8 +8,16 @@ internal sealed class EngineAttentionFamily : IOpFamily
 {
     public static IEnumerable<OpSpec> Specs()
     {
-        yield return new OpSpec("sdpa_paged", RunPaged, PagedCases, Rtol: 2e-4, Atol: 2e-5) { BenchCases = PagedBench, Prepare = PreparePaged };
-        yield return new OpSpec("kv_cache_write", RunWrite, WriteCases, Rtol: 0, Atol: 0) { BenchCases = WriteBench, Prepare = PrepareWrite };
+        yield return new OpSpec("sdpa_paged", RunPaged, PagedCases, Rtol: 2e-4, Atol: 2e-5)
+        {
+            BenchCases = PagedBench,
+            Prepare = PreparePaged
+        };
+        yield return new OpSpec("kv_cache_write", RunWrite, WriteCases, Rtol: 0, Atol: 0)
+        {
+            BenchCases = WriteBench,
+            Prepare = PrepareWrite
+        };
         yield return new OpSpec("attention_combine", RunCombine, CombineCases, Rtol: 1e-5, Atol: 1e-6)
         {
             BenchCases = CombineBench,
@@ -22,7 +30,8 @@ internal sealed class EngineAttentionFamily : IOpFamily
 
     private static IReadOnlyDictionary<string, HostTensor> RunPaged(Device d, OpCall c)
     {
-        var (o, l) = d.SdpaPaged(c.Input("q"), c.Input("k_cache"), c.Input("v_cache"), c.Input("block_table"), c.Input("seq_lens"), PagedOptions(c));
+        var (o, l) = d.SdpaPaged(c.Input("q"), c.Input("k_cache"), c.Input("v_cache"), c.Input("block_table"), c.Input("seq_lens"),
+            PagedOptions(c));
         return new Dictionary<string, HostTensor> { ["out"] = o, ["lse"] = l };
     }
 
@@ -46,7 +55,8 @@ internal sealed class EngineAttentionFamily : IOpFamily
 
     /// <summary>A random paged cache for sequences of the given lengths: every sequence gets its own pages in a shuffled
     /// order (the table's entries past the pages in use are -1), plus <paramref name="spare"/> unused pages.</summary>
-    internal static (HostTensor Table, HostTensor Lens, int Pages) PagedLayout(Random rng, int[] lens, int slots, int spare, bool i64Table, bool i64Lens)
+    internal static (HostTensor Table, HostTensor Lens, int Pages) PagedLayout(Random rng, int[] lens, int slots, int spare, bool i64Table,
+        bool i64Lens)
     {
         int b = lens.Length;
         int[] need = lens.Select(l => (l + slots - 1) / slots).ToArray();
@@ -93,8 +103,10 @@ internal sealed class EngineAttentionFamily : IOpFamily
             if (c.Cap > 0) ps["softcap"] = S(c.Cap);
             if (c.Alibi) inputs["alibi_slopes"] = r.Floats(DType.F32, 0.05f, 1f, c.Hq);
             if (c.Sinks) inputs["sinks"] = r.Floats(DType.F32, -2, 2, c.Hq);
-            list.Add(($"{dt.Name()} lens[{string.Join(",", c.Lens)}] Hq{c.Hq}/Hkv{c.Hkv} Tq{c.Tq} E{c.E}/{c.Ev} page {c.S} {c.Causal} wl{c.Wl} "
-                + $"softcap={c.Cap} alibi={c.Alibi} sinks={c.Sinks} table {table.DType.Name()} lens {lens.DType.Name()}", new OpCall(inputs, ps)));
+            list.Add(($"{dt.Name()} lens[{string.Join(",", c.Lens)}] Hq{c.Hq}/Hkv{c.Hkv} Tq{c.Tq} E{c.E}/{c.Ev} page {c.S} {c.Causal} "
+                + $"wl{c.Wl} "
+                + $"softcap={c.Cap} alibi={c.Alibi} sinks={c.Sinks} table {table.DType.Name()} lens {lens.DType.Name()}", new OpCall(inputs,
+                    ps)));
         }
         return list;
     }
@@ -126,7 +138,8 @@ internal sealed class EngineAttentionFamily : IOpFamily
                 ["block_table"] = table,
                 ["seq_lens"] = lens.DType == DType.I64 ? lensBefore : lensBefore.To(DType.I32),
             };
-            list.Add(($"{dt.Name()} lens[{string.Join(",", c.Lens)}] Tn{c.Tn} Hkv{c.Hkv} E{c.E}/{c.Ev} page {c.S}", new OpCall(inputs, new Dictionary<string, string>())));
+            list.Add(($"{dt.Name()} lens[{string.Join(",", c.Lens)}] Tn{c.Tn} Hkv{c.Hkv} E{c.E}/{c.Ev} page {c.S}", new OpCall(inputs,
+                new Dictionary<string, string>())));
         }
         return list;
     }
@@ -149,7 +162,8 @@ internal sealed class EngineAttentionFamily : IOpFamily
                     ls[i] = float.NegativeInfinity; // an empty partial: its out may hold anything
                     for (int d = 0; d < ev; d++) os[i * ev + d] = r.Rng.Next(2) == 0 ? float.NaN : 1e30f;
                 }
-            list.Add(($"outs {Shape.Format(sh)}", new OpCall(new Dictionary<string, HostTensor> { ["outs"] = outs, ["lses"] = lses }, new Dictionary<string, string>())));
+            list.Add(($"outs {Shape.Format(sh)}", new OpCall(new Dictionary<string, HostTensor> { ["outs"] = outs, ["lses"] = lses },
+                new Dictionary<string, string>())));
         }
         return list;
     }
@@ -215,7 +229,8 @@ internal sealed class EngineAttentionFamily : IOpFamily
                 ["seq_lens"] = HostTensor.From(Enumerable.Repeat(before, b).ToArray(), b),
             };
             double bytes = 2.0 * 2 * b * tn * hkv * e * 4;
-            list.Add(new BenchCase($"write B{b} Tn{tn} Hkv{hkv} E{e} page 16 F32", (double)b * tn, new OpCall(inputs, new Dictionary<string, string>()),
+            list.Add(new BenchCase($"write B{b} Tn{tn} Hkv{hkv} E{e} page 16 F32", (double)b * tn, new OpCall(inputs, new Dictionary<string,
+                string>()),
                 bytes, 0, ""));
         }
         return list;
@@ -237,7 +252,12 @@ internal sealed class EngineAttentionFamily : IOpFamily
         foreach (var sh in shapes)
         {
             var r = new RandomTensors(4);
-            var inputs = new Dictionary<string, HostTensor> { ["outs"] = r.Floats(DType.F32, -1, 1, sh), ["lses"] = r.Floats(DType.F32, -3, 3, sh[..^1]) };
+            var inputs = new Dictionary<string, HostTensor>
+            {
+                ["outs"] = r.Floats(DType.F32, -1, 1, sh),
+                ["lses"] = r.Floats(DType.F32, -3,
+                3, sh[..^1])
+            };
             double rows = (double)sh[1] * sh[2] * sh[3];
             list.Add(new BenchCase($"combine {Shape.Format(sh)}", rows, new OpCall(inputs, new Dictionary<string, string>()),
                 4.0 * rows * (sh[4] + 1) * (sh[0] + 1), 2.0 * rows * sh[4] * sh[0], ""));

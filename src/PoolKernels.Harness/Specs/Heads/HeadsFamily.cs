@@ -125,7 +125,8 @@ internal sealed class HeadsFamily : IOpFamily
     private static string S(int x) => x.ToString(CultureInfo.InvariantCulture);
 
     /// <summary>Random weights of a head: D, R, heads, dh, F, pos_emb rows (0 = none), dtype of the weights.</summary>
-    public static Dictionary<string, HostTensor> RandomWeights(RandomTensors r, int d, int rr, int heads, int dh, int f, int posRows, DType dt = DType.F32)
+    public static Dictionary<string, HostTensor> RandomWeights(RandomTensors r, int d, int rr, int heads, int dh, int f, int posRows,
+        DType dt = DType.F32)
     {
         float s = 1f / MathF.Sqrt(d);
         var w = new Dictionary<string, HostTensor>
@@ -183,7 +184,8 @@ internal sealed class HeadsFamily : IOpFamily
             }
             string label = multiLayer
                 ? $"{dt.Name()} B{c.B} L{c.N} D{c.D} R{c.R} H{c.H} dh{c.Dh} F{c.F} w{c.W.Name()}"
-                : $"{c.Variant} {dt.Name()} B{c.B} N{c.N} D{c.D} R{c.R} H{c.H} dh{c.Dh} F{c.F} mask={c.Mask} prefix={c.Prefix} w{c.W.Name()}";
+                : $"{c.Variant} {dt.Name()} B{c.B} N{c.N} D{c.D} R{c.R} H{c.H} dh{c.Dh} F{c.F} mask={c.Mask} prefix={c.Prefix} "
+                    + $"w{c.W.Name()}";
             list.Add((label, new OpCall(inputs, ps)));
         }
         return list;

@@ -31,7 +31,11 @@ internal sealed class SequenceFamily : IOpFamily
         (int B, int D, int[] Ts) = Simulator(d) ? (4, 64, new[] { 16, 32, 64 }) : (32, 768, new[] { 64, 128, 256, 512, 1024 });
         return Ts.Select(t =>
         {
-            var call = new OpCall(new Dictionary<string, HostTensor> { ["hidden"] = r.Floats(DType.F32, -1, 1, B, t, D), ["attention_mask"] = HostTensor.From(Enumerable.Repeat(1L, B * t).ToArray(), B, t) },
+            var call = new OpCall(new Dictionary<string, HostTensor>
+            {
+                ["hidden"] = r.Floats(DType.F32, -1, 1, B, t, D),
+                ["attention_mask"] = HostTensor.From(Enumerable.Repeat(1L, B * t).ToArray(), B, t)
+            },
                 new Dictionary<string, string> { ["mode"] = "mean", ["normalize"] = "true" });
             return new BenchCase($"[{B},{t},{D}] mean+normalize", t, call, 4.0 * B * t * D + 8.0 * B * t, 1.0 * B * t * D,
                 Tuning.Bucket(Tuning.Log2Bucket((long)B * t), Tuning.Log2Bucket(D)));
@@ -63,7 +67,11 @@ internal sealed class SequenceFamily : IOpFamily
         (int L, int B, int D, int[] Ts) = Simulator(d) ? (3, 2, 32, new[] { 8, 16 }) : (13, 8, 384, new[] { 64, 128, 256 });
         return Ts.Select(t =>
         {
-            var call = new OpCall(new Dictionary<string, HostTensor> { ["hidden_states"] = r.Floats(DType.F32, -1, 1, L, B, t, D), ["attention_mask"] = HostTensor.From(Enumerable.Repeat(1L, B * t).ToArray(), B, t) },
+            var call = new OpCall(new Dictionary<string, HostTensor>
+            {
+                ["hidden_states"] = r.Floats(DType.F32, -1, 1, L, B, t, D),
+                ["attention_mask"] = HostTensor.From(Enumerable.Repeat(1L, B * t).ToArray(), B, t)
+            },
                 new Dictionary<string, string> { ["mode"] = "mean", ["layers"] = "all" });
             return new BenchCase($"[{L},{B},{t},{D}] mean", t, call, 4.0 * L * B * t * D, 1.0 * L * B * t * D,
                 Tuning.Bucket(Tuning.Log2Bucket((long)B * t), Tuning.Log2Bucket(D)));
@@ -114,7 +122,8 @@ internal sealed class SequenceFamily : IOpFamily
     {
         var r = new RandomTensors(seed);
         var cases = new List<(string, OpCall)>();
-        string[] modeLists = ["mean", "cls,last_token", "max,gem", "weighted_mean,mean_sqrt_len", "mean,max,cls,gem,last_token,weighted_mean,mean_sqrt_len"];
+        string[] modeLists = ["mean", "cls,last_token", "max,gem", "weighted_mean,mean_sqrt_len",
+            "mean,max,cls,gem,last_token,weighted_mean,mean_sqrt_len"];
         (int B, int T, int D)[] shapes = [(3, 5, 1), (2, 1, 3), (4, 7, 17), (2, 9, 40), (1, 3, 1000), (0, 4, 8), (3, 0, 5)];
         int i = 0;
         foreach (var (b, t, dim) in shapes)
@@ -275,8 +284,14 @@ internal sealed class SequenceFamily : IOpFamily
         foreach (var (l, b, t, d, mode, layers) in shapes)
         {
             var dt = r.FloatType();
-            var inputs = new Dictionary<string, HostTensor> { ["hidden_states"] = r.Floats(dt, -2, 2, l, b, t, d), ["attention_mask"] = r.Mask(r.MaskType(), b, t) };
-            cases.Add(($"{mode} {dt.Name()} [{l},{b},{t},{d}] layers={layers}", new OpCall(inputs, new Dictionary<string, string> { ["mode"] = mode, ["layers"] = layers })));
+            var inputs = new Dictionary<string, HostTensor>
+            {
+                ["hidden_states"] = r.Floats(dt, -2, 2, l, b, t, d),
+                ["attention_mask"] = r.Mask(r.MaskType(), b, t)
+            };
+            cases.Add(($"{mode} {dt.Name()} [{l},{b},{t},{d}] layers={layers}", new OpCall(inputs, new Dictionary<string,
+                string>
+            { ["mode"] = mode, ["layers"] = layers })));
         }
         return cases;
     }

@@ -8,8 +8,16 @@ internal sealed class RetrievalFamily : IOpFamily
 {
     public static IEnumerable<OpSpec> Specs()
     {
-        yield return new OpSpec("similarity_topk", RunTopk, TopkCases) { BenchCases = OpBenches.SimilarityTopk, Prepare = OpBenches.PrepareSimilarityTopk };
-        yield return new OpSpec("rerank_refine", RunRerank, RerankCases, Rtol: 1e-4, Atol: 1e-4) { BenchCases = OpBenches.RerankRefine, Prepare = OpBenches.PrepareRerankRefine };
+        yield return new OpSpec("similarity_topk", RunTopk, TopkCases)
+        {
+            BenchCases = OpBenches.SimilarityTopk,
+            Prepare = OpBenches.PrepareSimilarityTopk
+        };
+        yield return new OpSpec("rerank_refine", RunRerank, RerankCases, Rtol: 1e-4, Atol: 1e-4)
+        {
+            BenchCases = OpBenches.RerankRefine,
+            Prepare = OpBenches.PrepareRerankRefine
+        };
     }
 
     private static IReadOnlyDictionary<string, HostTensor> RunTopk(Device d, OpCall c)
@@ -34,7 +42,8 @@ internal sealed class RetrievalFamily : IOpFamily
         var r = new RandomTensors(seed);
         var cases = new List<(string, OpCall)>();
         (int Q, int N, int D, int M, int K, string Beta)[] list =
-            [(2, 40, 16, 20, 3, "0.15"), (3, 30, 12, 10, 2, "0.3"), (2, 9, 8, 400, 9, "0.15"), (1, 1, 4, 5, 3, "0.15"), (2, 17, 5, 6, 0, "0.2"), (1, 12, 6, 4, 9, "0.15")];
+            [(2, 40, 16, 20, 3, "0.15"), (3, 30, 12, 10, 2, "0.3"), (2, 9, 8, 400, 9, "0.15"), (1, 1, 4, 5, 3, "0.15"), (2, 17, 5, 6, 0,
+                "0.2"), (1, 12, 6, 4, 9, "0.15")];
         foreach (var (q, n, d, m, k, beta) in list)
         {
             var inputs = new Dictionary<string, HostTensor> { ["query"] = UnitRows(r, q, d), ["db"] = UnitRows(r, n, d) };
@@ -58,7 +67,8 @@ internal sealed class RetrievalFamily : IOpFamily
         (int Q, int N, int D, int K, string M, bool Ints)[] list =
         [
             (3, 50, 16, 5, "dot", false), (4, 64, 24, 10, "cosine", false), (3, 30, 8, 6, "dot", true), (2, 12, 8, 12, "cosine", true),
-            (1, 1, 1, 1, "dot", false), (2, 5, 3, 0, "dot", false), (0, 5, 3, 2, "dot", false), (5, 300, 17, 33, "dot", true), (2, 7, 5, 7, "dot", false),
+            (1, 1, 1, 1, "dot", false), (2, 5, 3, 0, "dot", false), (0, 5, 3, 2, "dot", false), (5, 300, 17, 33, "dot", true), (2, 7, 5, 7,
+                "dot", false),
         ];
         foreach (var (q, n, d, k, m, ints) in list)
         {

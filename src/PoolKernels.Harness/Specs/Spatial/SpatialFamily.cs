@@ -10,14 +10,27 @@ internal sealed class SpatialFamily : IOpFamily
 {
     public static IEnumerable<OpSpec> Specs()
     {
-        yield return new OpSpec("spatial_pool", RunSpatialPool, SpatialPoolCases) { BenchCases = OpBenches.SpatialPool, Prepare = OpBenches.PrepareSpatialPool };
+        yield return new OpSpec("spatial_pool", RunSpatialPool, SpatialPoolCases)
+        {
+            BenchCases = OpBenches.SpatialPool,
+            Prepare = OpBenches.PrepareSpatialPool
+        };
         yield return new OpSpec("spatial_pool_backward", RunSpatialPoolBackward, SpatialPoolBackwardCases, Rtol: 1e-3, Atol: 1e-5)
         {
             BenchCases = SpatialPoolBackwardBench,
             Prepare = PrepareSpatialPoolBackward,
         };
-        yield return new OpSpec("pool2d", RunPool2d, Pool2dCases) { BenchCases = OpBenches.Pool2d, Prepare = OpBenches.PreparePool2d, Tunables = OpBenches.Pool2dTunables };
-        yield return new OpSpec("adaptive_pool2d", RunAdaptive, AdaptiveCases) { BenchCases = OpBenches.AdaptivePool2d, Prepare = OpBenches.PrepareAdaptivePool2d };
+        yield return new OpSpec("pool2d", RunPool2d, Pool2dCases)
+        {
+            BenchCases = OpBenches.Pool2d,
+            Prepare = OpBenches.PreparePool2d,
+            Tunables = OpBenches.Pool2dTunables
+        };
+        yield return new OpSpec("adaptive_pool2d", RunAdaptive, AdaptiveCases)
+        {
+            BenchCases = OpBenches.AdaptivePool2d,
+            Prepare = OpBenches.PrepareAdaptivePool2d
+        };
         yield return new OpSpec("spp", RunSpp, SppCases) { BenchCases = OpBenches.Spp, Prepare = OpBenches.PrepareSpp };
     }
 
@@ -173,7 +186,8 @@ internal sealed class SpatialFamily : IOpFamily
     {
         var r = new RandomTensors(seed);
         var cases = new List<(string, OpCall)>();
-        (int B, int C, int H, int W)[] shapes = [(2, 3, 5, 7), (1, 17, 1, 1), (3, 40, 3, 3), (2, 5, 4, 6), (0, 3, 2, 2), (2, 300, 2, 3), (2, 4, 0, 3), (2, 5, 7, 7), (3, 4, 7, 7)];
+        (int B, int C, int H, int W)[] shapes = [(2, 3, 5, 7), (1, 17, 1, 1), (3, 40, 3, 3), (2, 5, 4, 6), (0, 3, 2, 2), (2, 300, 2, 3), (2,
+            4, 0, 3), (2, 5, 7, 7), (3, 4, 7, 7)];
         string[] modes = ["avg", "max", "gem"];
         int i = 0;
         foreach (var (b, ch, h, w) in shapes)
@@ -183,9 +197,12 @@ internal sealed class SpatialFamily : IOpFamily
             int[] shape = nhwc ? [b, h, w, ch] : [b, ch, h, w];
             var x = i is 3 or 8 ? r.FloatsWithSpecials(DType.F32, shape) : r.Floats(DType.F32, -1, 2, shape);
             var inputs = new Dictionary<string, HostTensor> { ["x"] = x };
-            if (i % 3 != 2 && b > 0) inputs["valid"] = r.Mask(r.MaskType(), b, h * w) is var m ? new HostTensor(m.DType, [b, h, w], m.Data) : null!;
-            var ps = P("mode", mode, "p", i % 2 == 0 ? "3" : "4.6", "eps", "1e-6", "normalize", i % 2 == 0 ? "true" : "false", "layout", nhwc ? "nhwc" : "nchw");
-            cases.Add(($"{mode} {(nhwc ? "nhwc" : "nchw")} [{b},{ch},{h},{w}]{(inputs.ContainsKey("valid") ? " valid" : "")}", new OpCall(inputs, ps)));
+            if (i % 3 != 2 && b > 0) inputs["valid"] = r.Mask(r.MaskType(), b, h * w) is var m ? new HostTensor(m.DType, [b, h, w],
+                m.Data) : null!;
+            var ps = P("mode", mode, "p", i % 2 == 0 ? "3" : "4.6", "eps", "1e-6", "normalize", i % 2 == 0 ? "true" : "false", "layout",
+                nhwc ? "nhwc" : "nchw");
+            cases.Add(($"{mode} {(nhwc ? "nhwc" : "nchw")} [{b},{ch},{h},{w}]{(inputs.ContainsKey("valid") ? " valid" : "")}",
+                new OpCall(inputs, ps)));
             i++;
         }
         GroupGemCases(r, cases);
@@ -251,7 +268,9 @@ internal sealed class SpatialFamily : IOpFamily
             var x = i == 11 || i == 14 ? r.FloatsWithSpecials(DType.F32, shape) : r.Floats(DType.F32, mode == "lp" ? 0.1f : -2, 2, shape);
             var ps = P("mode", mode, "kernel", k, "stride", st, "padding", pd, "dilation", dil, "ceil_mode", ceil ? "true" : "false",
                 "count_include_pad", cip ? "true" : "false", "padding_mode", pm, "p", i % 2 == 0 ? "2" : "3");
-            cases.Add(($"{mode} k{k} s{st} p{pd} d{dil} ceil={ceil} cip={cip} {pm} {Shape.Format(shape)}", new OpCall(new Dictionary<string, HostTensor> { ["x"] = x }, ps)));
+            cases.Add(($"{mode} k{k} s{st} p{pd} d{dil} ceil={ceil} cip={cip} {pm} {Shape.Format(shape)}", new OpCall(new Dictionary<string,
+                HostTensor>
+            { ["x"] = x }, ps)));
             i++;
         }
         return cases;
@@ -261,11 +280,16 @@ internal sealed class SpatialFamily : IOpFamily
     {
         var r = new RandomTensors(seed);
         var cases = new List<(string, OpCall)>();
-        (int[] S, string Mode, string Os)[] list = [([2, 3, 7, 9], "avg", "3,4"), ([1, 2, 5, 5], "max", "7,7"), ([2, 2, 1, 1], "avg", "2,3"), ([1, 3, 17, 4], "max", "5,1"), ([0, 2, 3, 3], "avg", "2,2"),
+        (int[] S, string Mode, string Os)[] list = [([2, 3, 7, 9], "avg", "3,4"), ([1, 2, 5, 5], "max", "7,7"), ([2, 2, 1, 1], "avg",
+            "2,3"), ([1, 3, 17, 4], "max", "5,1"), ([0, 2, 3, 3], "avg", "2,2"),
             // simd: 21 channels (a group of 16 lanes and one of 5), 17 bins (a transpose tail); a 65×64 plane (per-plane path)
             ([2, 21, 11, 6], "max", "17,1"), ([1, 21, 9, 13], "avg", "4,5"), ([1, 2, 65, 64], "avg", "3,3")];
         foreach (var (shape, mode, os) in list)
-            cases.Add(($"{mode} {Shape.Format(shape)} -> {os}", new OpCall(new Dictionary<string, HostTensor> { ["x"] = r.Floats(DType.F32, -2, 2, shape) }, P("mode", mode, "output_size", os))));
+            cases.Add(($"{mode} {Shape.Format(shape)} -> {os}", new OpCall(new Dictionary<string, HostTensor>
+            {
+                ["x"] = r.Floats(DType.F32,
+                -2, 2, shape)
+            }, P("mode", mode, "output_size", os))));
         return cases;
     }
 
@@ -273,10 +297,13 @@ internal sealed class SpatialFamily : IOpFamily
     {
         var r = new RandomTensors(seed);
         var cases = new List<(string, OpCall)>();
-        (int[] S, string Mode, string L)[] list = [([2, 3, 8, 8], "max", "1,2,4"), ([1, 2, 7, 5], "avg", "3,1"), ([2, 2, 1, 1], "max", "1,2"), ([1, 4, 9, 6], "max", "4,2,1"),
+        (int[] S, string Mode, string L)[] list = [([2, 3, 8, 8], "max", "1,2,4"), ([1, 2, 7, 5], "avg", "3,1"), ([2, 2, 1, 1], "max",
+            "1,2"), ([1, 4, 9, 6], "max", "4,2,1"),
             ([2, 21, 13, 13], "max", "1,2,4"), ([1, 18, 6, 7], "avg", "1,3")];
         foreach (var (shape, mode, l) in list)
-            cases.Add(($"{mode} {Shape.Format(shape)} levels {l}", new OpCall(new Dictionary<string, HostTensor> { ["x"] = r.Floats(DType.F32, -2, 2, shape) }, P("mode", mode, "levels", l))));
+            cases.Add(($"{mode} {Shape.Format(shape)} levels {l}", new OpCall(new Dictionary<string,
+                HostTensor>
+            { ["x"] = r.Floats(DType.F32, -2, 2, shape) }, P("mode", mode, "levels", l))));
         return cases;
     }
 }

@@ -7,8 +7,16 @@ internal sealed class TrainingFamily : IOpFamily
 {
     public static IEnumerable<OpSpec> Specs()
     {
-        yield return new OpSpec("info_nce", RunInfoNce, InfoNceCases, Rtol: 2e-4, Atol: 2e-6) { BenchCases = InfoNceBench, Prepare = PrepareInfoNce };
-        yield return new OpSpec("adamw_step", RunAdamW, AdamWCases, Rtol: 2e-5, Atol: 1e-7) { BenchCases = AdamWBench, Prepare = PrepareAdamW };
+        yield return new OpSpec("info_nce", RunInfoNce, InfoNceCases, Rtol: 2e-4, Atol: 2e-6)
+        {
+            BenchCases = InfoNceBench,
+            Prepare = PrepareInfoNce
+        };
+        yield return new OpSpec("adamw_step", RunAdamW, AdamWCases, Rtol: 2e-5, Atol: 1e-7)
+        {
+            BenchCases = AdamWBench,
+            Prepare = PrepareAdamW
+        };
     }
 
     private static IReadOnlyDictionary<string, HostTensor> RunInfoNce(Device d, OpCall c)
@@ -73,7 +81,13 @@ internal sealed class TrainingFamily : IOpFamily
             var g = r.Floats(DType.F32, -c.GradScale, c.GradScale, c.Shape);
             var m = c.Fresh ? HostTensor.Zeros(DType.F32, c.Shape) : r.Floats(DType.F32, -0.1f * c.GradScale, 0.1f * c.GradScale, c.Shape);
             var v = c.Fresh ? HostTensor.Zeros(DType.F32, c.Shape) : r.Floats(DType.F32, 0, 0.01f * c.GradScale * c.GradScale, c.Shape);
-            var inputs = new Dictionary<string, HostTensor> { ["param"] = r.Floats(DType.F32, -1, 1, c.Shape), ["grad"] = g, ["exp_avg"] = m, ["exp_avg_sq"] = v };
+            var inputs = new Dictionary<string, HostTensor>
+            {
+                ["param"] = r.Floats(DType.F32, -1, 1, c.Shape),
+                ["grad"] = g,
+                ["exp_avg"] = m,
+                ["exp_avg_sq"] = v
+            };
             var ps = new Dictionary<string, string> { ["step"] = S(c.Step), ["lr"] = S(c.Lr), ["weight_decay"] = S(c.Wd) };
             list.Add(($"{Shape.Format(c.Shape)} step {c.Step} lr {c.Lr} wd {c.Wd} grads ±{c.GradScale}", new OpCall(inputs, ps)));
         }
@@ -90,7 +104,11 @@ internal sealed class TrainingFamily : IOpFamily
         foreach (var (b, n, dim) in shapes)
         {
             var r = new RandomTensors(5);
-            var inputs = new Dictionary<string, HostTensor> { ["anchors"] = r.Floats(DType.F32, -1, 1, b, dim), ["candidates"] = r.Floats(DType.F32, -1, 1, n, dim) };
+            var inputs = new Dictionary<string, HostTensor>
+            {
+                ["anchors"] = r.Floats(DType.F32, -1, 1, b, dim),
+                ["candidates"] = r.Floats(DType.F32, -1, 1, n, dim)
+            };
             list.Add(new BenchCase($"B{b} N{n} D{dim} cosine", (double)b * n, new OpCall(inputs, new Dictionary<string, string>()),
                 4.0 * 2 * (b + n) * dim, 6.0 * b * n * dim, ""));
         }
@@ -121,7 +139,8 @@ internal sealed class TrainingFamily : IOpFamily
                 ["exp_avg"] = r.Floats(DType.F32, -0.1f, 0.1f, n),
                 ["exp_avg_sq"] = r.Floats(DType.F32, 0, 0.01f, n),
             };
-            list.Add(new BenchCase($"{n} params", n, new OpCall(inputs, new Dictionary<string, string> { ["step"] = "10" }), 7.0 * 4 * n, 12.0 * n, ""));
+            list.Add(new BenchCase($"{n} params", n, new OpCall(inputs, new Dictionary<string, string> { ["step"] = "10" }), 7.0 * 4 * n,
+                12.0 * n, ""));
         }
         return list;
     }

@@ -72,7 +72,8 @@ public sealed record SdpaOptions
         if (_alibi.Length != 0)
         {
             if (_alibi.Length != hq && _alibi.Length != (long)batch * hq)
-                throw new ArgumentException($"alibi_slopes must have Hq = {hq} or B·Hq = {(long)batch * hq} values ([Hq] or [B,Hq]), got {_alibi.Length}.",
+                throw new ArgumentException($"alibi_slopes must have Hq = {hq} or B·Hq = {(long)batch * hq} values ([Hq] or [B,Hq]), got "
+                    + $"{_alibi.Length}.",
                     nameof(AlibiSlopes));
             foreach (var x in _alibi)
                 if (!float.IsFinite(x)) throw new ArgumentException($"alibi_slopes must be finite, got {x}.", nameof(AlibiSlopes));
@@ -109,10 +110,14 @@ public sealed record SdpaOptions
 
     internal void Validate(int e)
     {
-        if (Causal is < SdpaCausal.None or > SdpaCausal.BottomRight) throw new ArgumentException($"causal {(int)Causal} is not a causal mode.", nameof(Causal));
-        if (Layout is < SdpaLayout.Bhtd or > SdpaLayout.Bthd) throw new ArgumentException($"layout {(int)Layout} is not a layout.", nameof(Layout));
-        if (WindowLeft < -1) throw new ArgumentException($"window_left must be -1 (unbounded) or >= 0, got {WindowLeft}.", nameof(WindowLeft));
-        if (WindowRight < -1) throw new ArgumentException($"window_right must be -1 (unbounded) or >= 0, got {WindowRight}.", nameof(WindowRight));
+        if (Causal is < SdpaCausal.None or > SdpaCausal.BottomRight)
+            throw new ArgumentException($"causal {(int)Causal} is not a causal mode.", nameof(Causal));
+        if (Layout is < SdpaLayout.Bhtd or > SdpaLayout.Bthd) throw new ArgumentException($"layout {(int)Layout} is not a layout.",
+            nameof(Layout));
+        if (WindowLeft < -1) throw new ArgumentException($"window_left must be -1 (unbounded) or >= 0, got {WindowLeft}.",
+            nameof(WindowLeft));
+        if (WindowRight < -1) throw new ArgumentException($"window_right must be -1 (unbounded) or >= 0, got {WindowRight}.",
+            nameof(WindowRight));
         if (Scale is { } s && !float.IsFinite(s)) throw new ArgumentException($"scale must be finite, got {s}.", nameof(Scale));
     }
 
@@ -141,17 +146,20 @@ public static partial class Attention
     /// <summary><c>sdpa</c> on host tensors; returns out (q's layout, last dim Ev) and lse [B,Hq,Tq], both F32.</summary>
     /// <exception cref="ArgumentException">A shape, dtype or option is invalid (ParamName: q, k, v, attn_mask,
     /// key_padding_mask, causal, scale, window_left, window_right, layout).</exception>
-    public static (HostTensor Out, HostTensor Lse) Sdpa(this Device device, HostTensor q, HostTensor k, HostTensor v, HostTensor? attnMask = null,
+    public static (HostTensor Out, HostTensor Lse) Sdpa(this Device device, HostTensor q, HostTensor k, HostTensor v,
+        HostTensor? attnMask = null,
         HostTensor? keyPaddingMask = null, SdpaOptions? options = null)
     {
         ArgumentNullException.ThrowIfNull(device);
         ArgumentNullException.ThrowIfNull(q); ArgumentNullException.ThrowIfNull(k); ArgumentNullException.ThrowIfNull(v);
         options ??= SdpaOptions.Default;
-        var plan = PlanSdpa(q.Shape, q.DType, k.Shape, k.DType, v.Shape, v.DType, attnMask?.ShapeArray, attnMask?.DType, keyPaddingMask?.ShapeArray, keyPaddingMask?.DType, options);
+        var plan = PlanSdpa(q.Shape, q.DType, k.Shape, k.DType, v.Shape, v.DType, attnMask?.ShapeArray, attnMask?.DType,
+            keyPaddingMask?.ShapeArray, keyPaddingMask?.DType, options);
         using var scope = new HostScope(device);
         var o = scope.Output(DType.F32, plan.OutShape);
         var l = scope.Output(DType.F32, plan.LseShape);
-        device.Sdpa(scope.Bind(q), scope.Bind(k), scope.Bind(v), o, l, scope.BindOptional(attnMask), scope.BindOptional(keyPaddingMask), options);
+        device.Sdpa(scope.Bind(q), scope.Bind(k), scope.Bind(v), o, l, scope.BindOptional(attnMask), scope.BindOptional(keyPaddingMask),
+            options);
         return (scope.Result(o), scope.Result(l));
     }
 
@@ -166,9 +174,11 @@ public static partial class Attention
         ArgumentNullException.ThrowIfNull(q); ArgumentNullException.ThrowIfNull(k); ArgumentNullException.ThrowIfNull(v);
         ArgumentNullException.ThrowIfNull(output); ArgumentNullException.ThrowIfNull(lse);
         options ??= SdpaOptions.Default;
-        foreach (var (name, t) in (ReadOnlySpan<(string, DeviceTensor?)>)[("q", q), ("k", k), ("v", v), ("out", output), ("lse", lse), ("attn_mask", attnMask), ("key_padding_mask", keyPaddingMask)])
+        foreach (var (name, t) in (ReadOnlySpan<(string, DeviceTensor?)>)[("q", q), ("k", k), ("v", v), ("out", output), ("lse", lse),
+            ("attn_mask", attnMask), ("key_padding_mask", keyPaddingMask)])
             Check.SameDevice(device, name, t);
-        var plan = PlanSdpa(q.Shape, q.DType, k.Shape, k.DType, v.Shape, v.DType, attnMask?.ShapeArray, attnMask?.DType, keyPaddingMask?.ShapeArray, keyPaddingMask?.DType, options);
+        var plan = PlanSdpa(q.Shape, q.DType, k.Shape, k.DType, v.Shape, v.DType, attnMask?.ShapeArray, attnMask?.DType,
+            keyPaddingMask?.ShapeArray, keyPaddingMask?.DType, options);
         CheckOutputs(output, lse, plan);
         var call = new Call(plan.P, q.DType, In.Of(q), In.Of(k), In.Of(v), In.Of(attnMask), attnMask?.DType ?? DType.U8,
             In.Of(keyPaddingMask),
@@ -181,17 +191,21 @@ public static partial class Attention
     /// <summary><c>sdpa</c> over host spans without masks (causal/window bounds still apply): q, k, v dense in
     /// <see cref="SdpaOptions.Layout"/> order with the sizes of <paramref name="dims"/>; output likewise with Ev, lse [B,Hq,Tq].
     /// On reference and simd nothing is allocated in steady state.</summary>
-    public static void Sdpa<T>(this Device device, ReadOnlySpan<T> q, ReadOnlySpan<T> k, ReadOnlySpan<T> v, Span<float> output, Span<float> lse,
+    public static void Sdpa<T>(this Device device, ReadOnlySpan<T> q, ReadOnlySpan<T> k, ReadOnlySpan<T> v, Span<float> output,
+        Span<float> lse,
         SdpaDims dims, SdpaOptions? options = null) where T : unmanaged =>
         device.Sdpa<T, byte>(q, k, v, default, output, lse, dims, options, hasKeyPadding: false);
 
     /// <summary><c>sdpa</c> over host spans with a key_padding_mask [B, Tk] (long, int, byte or bool; nonzero keeps).</summary>
-    public static void Sdpa<T, TMask>(this Device device, ReadOnlySpan<T> q, ReadOnlySpan<T> k, ReadOnlySpan<T> v, ReadOnlySpan<TMask> keyPaddingMask,
+    public static void Sdpa<T, TMask>(this Device device, ReadOnlySpan<T> q, ReadOnlySpan<T> k, ReadOnlySpan<T> v,
+        ReadOnlySpan<TMask> keyPaddingMask,
         Span<float> output, Span<float> lse, SdpaDims dims, SdpaOptions? options = null) where T : unmanaged where TMask : unmanaged =>
         device.Sdpa(q, k, v, keyPaddingMask, output, lse, dims, options, hasKeyPadding: true);
 
-    private static void Sdpa<T, TMask>(this Device device, ReadOnlySpan<T> q, ReadOnlySpan<T> k, ReadOnlySpan<T> v, ReadOnlySpan<TMask> keyPaddingMask,
-        Span<float> output, Span<float> lse, SdpaDims dims, SdpaOptions? options, bool hasKeyPadding) where T : unmanaged where TMask : unmanaged
+    private static void Sdpa<T, TMask>(this Device device, ReadOnlySpan<T> q, ReadOnlySpan<T> k, ReadOnlySpan<T> v,
+        ReadOnlySpan<TMask> keyPaddingMask,
+        Span<float> output, Span<float> lse, SdpaDims dims, SdpaOptions? options, bool hasKeyPadding) where T : unmanaged where TMask
+            : unmanaged
     {
         ArgumentNullException.ThrowIfNull(device);
         options ??= SdpaOptions.Default;
@@ -204,7 +218,8 @@ public static partial class Attention
         if (q.Length != (long)b * hq * tq * e) Check.Length(q.Length, (long)b * hq * tq * e, "q", "[B,Hq,Tq,E]");
         if (k.Length != (long)b * hkv * tk * e) Check.Length(k.Length, (long)b * hkv * tk * e, "k", "[B,Hkv,Tk,E]");
         if (v.Length != (long)b * hkv * tk * ev) Check.Length(v.Length, (long)b * hkv * tk * ev, "v", "[B,Hkv,Tk,Ev]");
-        if (hasKeyPadding && keyPaddingMask.Length != (long)b * tk) Check.Length(keyPaddingMask.Length, (long)b * tk, nameof(keyPaddingMask), "[B,Tk]");
+        if (hasKeyPadding && keyPaddingMask.Length != (long)b * tk) Check.Length(keyPaddingMask.Length, (long)b * tk,
+            nameof(keyPaddingMask), "[B,Tk]");
         if (output.Length != (long)b * hq * tq * ev) Check.Length(output.Length, (long)b * hq * tq * ev, nameof(output), "[B,Hq,Tq,Ev]");
         if (lse.Length != (long)b * hq * tq) Check.Length(lse.Length, (long)b * hq * tq, "lse", "[B,Hq,Tq]");
         p.HasKeyPadding = hasKeyPadding ? 1 : 0;
@@ -218,7 +233,8 @@ public static partial class Attention
     /// <summary><c>sdpa_varlen</c> on host tensors: q [Nq,Hq,E], k [Nk,Hkv,E], v [Nk,Hkv,Ev] (one float dtype),
     /// cu_seqlens_q/k [B+1] (I64|I32, starting at 0, non-decreasing, ending at Nq/Nk). Returns out [Nq,Hq,Ev] and lse [Nq,Hq].
     /// Layout is ignored. A sequence with no keys gives out 0 and lse -inf.</summary>
-    public static (HostTensor Out, HostTensor Lse) SdpaVarlen(this Device device, HostTensor q, HostTensor k, HostTensor v, HostTensor cuSeqlensQ, HostTensor cuSeqlensK,
+    public static (HostTensor Out, HostTensor Lse) SdpaVarlen(this Device device, HostTensor q, HostTensor k, HostTensor v,
+        HostTensor cuSeqlensQ, HostTensor cuSeqlensK,
         SdpaOptions? options = null)
     {
         ArgumentNullException.ThrowIfNull(device);
@@ -235,7 +251,8 @@ public static partial class Attention
     }
 
     /// <summary><c>sdpa_varlen</c> on device-resident tensors; output [Nq,Hq,Ev] and lse [Nq,Hq] F32.</summary>
-    public static void SdpaVarlen(this Device device, DeviceTensor q, DeviceTensor k, DeviceTensor v, DeviceTensor cuSeqlensQ, DeviceTensor cuSeqlensK,
+    public static void SdpaVarlen(this Device device, DeviceTensor q, DeviceTensor k, DeviceTensor v, DeviceTensor cuSeqlensQ,
+        DeviceTensor cuSeqlensK,
         DeviceTensor output, DeviceTensor lse, SdpaOptions? options = null)
     {
         ArgumentNullException.ThrowIfNull(device);
@@ -243,7 +260,8 @@ public static partial class Attention
         ArgumentNullException.ThrowIfNull(cuSeqlensQ); ArgumentNullException.ThrowIfNull(cuSeqlensK);
         ArgumentNullException.ThrowIfNull(output); ArgumentNullException.ThrowIfNull(lse);
         options ??= SdpaOptions.Default;
-        foreach (var (name, t) in (ReadOnlySpan<(string, DeviceTensor?)>)[("q", q), ("k", k), ("v", v), ("cu_seqlens_q", cuSeqlensQ), ("cu_seqlens_k", cuSeqlensK), ("out", output), ("lse", lse)])
+        foreach (var (name, t) in (ReadOnlySpan<(string, DeviceTensor?)>)[("q", q), ("k", k), ("v", v), ("cu_seqlens_q", cuSeqlensQ),
+            ("cu_seqlens_k", cuSeqlensK), ("out", output), ("lse", lse)])
             Check.SameDevice(device, name, t);
         // cu_seqlens decide the grid (the longest sequence) and are validated: read on the host (a copy from an accelerator)
         var cuQ = RaggedPooling.HostBytes(cuSeqlensQ, out _);
@@ -294,7 +312,8 @@ public static partial class Attention
         Check.DTypeIs(output.DType, nameof(output), "F32", output.DType == DType.F32);
         Check.DTypeIs(lse.DType, "lse", "F32", lse.DType == DType.F32);
         var p = plan.P;
-        ReadOnlySpan<int> outShape = p.Varlen != 0 ? [plan.Rows, p.Hq, p.Ev] : plan.Bhtd ? [p.Batch, p.Hq, p.Tq, p.Ev] : [p.Batch, p.Tq, p.Hq, p.Ev];
+        ReadOnlySpan<int> outShape = p.Varlen != 0 ? [plan.Rows, p.Hq, p.Ev] : plan.Bhtd ? [p.Batch, p.Hq, p.Tq, p.Ev] : [p.Batch, p.Tq,
+            p.Hq, p.Ev];
         ReadOnlySpan<int> lseShape = p.Varlen != 0 ? [plan.Rows, p.Hq] : [p.Batch, p.Hq, p.Tq];
         if (!output.Shape.SequenceEqual(outShape))
             throw new ArgumentException($"out must be {Shape.Format(plan.OutShape)}, got {Shape.Format(output.Shape)}.", nameof(output));
@@ -333,16 +352,19 @@ public static partial class Attention
         options.ApplyModifiers(ref p, b, hq);
         if (bhtd)
         {
-            p.QHead = (long)tq * e; p.QRow = e; p.KHead = (long)tk * e; p.KRow = e; p.VHead = (long)tk * ev; p.VRow = ev; p.OHead = (long)tq * ev; p.ORow = ev;
+            p.QHead = (long)tq * e; p.QRow = e; p.KHead = (long)tk * e; p.KRow = e; p.VHead = (long)tk * ev; p.VRow = ev; p.OHead
+                = (long)tq * ev; p.ORow = ev;
         }
         else
         {
-            p.QHead = e; p.QRow = (long)hq * e; p.KHead = e; p.KRow = (long)hkv * e; p.VHead = ev; p.VRow = (long)hkv * ev; p.OHead = ev; p.ORow = (long)hq * ev;
+            p.QHead = e; p.QRow = (long)hq * e; p.KHead = e; p.KRow = (long)hkv * e; p.VHead = ev; p.VRow = (long)hkv * ev; p.OHead
+                = ev; p.ORow = (long)hq * ev;
         }
         return p;
     }
 
-    internal static Plan PlanSdpa(ReadOnlySpan<int> qs, DType qt, ReadOnlySpan<int> ks, DType kt, ReadOnlySpan<int> vs, DType vt, int[]? ms, DType? mt, int[]? ps, DType? pt, SdpaOptions options)
+    internal static Plan PlanSdpa(ReadOnlySpan<int> qs, DType qt, ReadOnlySpan<int> ks, DType kt, ReadOnlySpan<int> vs, DType vt, int[]? ms,
+        DType? mt, int[]? ps, DType? pt, SdpaOptions options)
     {
         bool bhtd = options.Layout == SdpaLayout.Bhtd;
         string lay = bhtd ? "[B,H,T,E]" : "[B,T,H,E]";
@@ -357,15 +379,18 @@ public static partial class Attention
             $"q {Shape.Format(qs)}, k {Shape.Format(ks)}, v {Shape.Format(vs)} ({(bhtd ? "bhtd" : "bthd")})"; // only for messages
         if (ks[0] != b) throw new ArgumentException($"k's batch differs from q's: {Fmt(qs, ks, vs, bhtd)}.", "k");
         if (ks[3] != e) throw new ArgumentException($"k's head dim differs from q's: {Fmt(qs, ks, vs, bhtd)}.", "k");
-        if (vs[0] != b || vs[hi] != hkv || vs[ti] != tk) throw new ArgumentException($"v must match k in batch, heads and length: {Fmt(qs, ks, vs, bhtd)}.", "v");
+        if (vs[0] != b || vs[hi] != hkv || vs[ti] != tk)
+            throw new ArgumentException($"v must match k in batch, heads and length: {Fmt(qs, ks, vs, bhtd)}.", "v");
         options.Validate(e);
         var p = MakeParams(b, hq, hkv, tq, tk, e, ev, options);
         if (ms is not null)
         {
             var m = mt!.Value;
-            Check.DTypeIs(m, "attnMask", "BOOL|U8 (true = attend) or F32|F16|BF16 (additive)", m is DType.Bool or DType.U8 || m.IsFloatInput());
+            Check.DTypeIs(m, "attnMask", "BOOL|U8 (true = attend) or F32|F16|BF16 (additive)",
+                m is DType.Bool or DType.U8 || m.IsFloatInput());
             if (ms.Length != 4 || (ms[0] != b && ms[0] != 1) || (ms[1] != hq && ms[1] != 1) || ms[2] != tq || ms[3] != tk)
-                throw new ArgumentException($"attn_mask must be [B|1, Hq|1, Tq, Tk] = [{b}|1, {hq}|1, {tq}, {tk}], got {Shape.Format(ms)}.", "attnMask");
+                throw new ArgumentException($"attn_mask must be [B|1, Hq|1, Tq, Tk] = [{b}|1, {hq}|1, {tq}, {tk}], got {Shape.Format(ms)}.",
+                    "attnMask");
             p.HasAttnMask = 1;
             p.MaskHead = ms[1] == 1 ? 0 : (long)tq * tk;
             p.MaskBatch = ms[0] == 1 ? 0 : (long)ms[1] * tq * tk;
@@ -380,10 +405,12 @@ public static partial class Attention
         return new Plan(p, bhtd, tq);
     }
 
-    internal static Plan PlanVarlen(ReadOnlySpan<int> qs, DType qt, ReadOnlySpan<int> ks, DType kt, ReadOnlySpan<int> vs, DType vt, HostTensor cuQ, HostTensor cuK, SdpaOptions options) =>
+    internal static Plan PlanVarlen(ReadOnlySpan<int> qs, DType qt, ReadOnlySpan<int> ks, DType kt, ReadOnlySpan<int> vs, DType vt,
+        HostTensor cuQ, HostTensor cuK, SdpaOptions options) =>
         PlanVarlen(qs, qt, ks, kt, vs, vt, cuQ.Data.Span, cuQ.DType, cuQ.Shape, cuK.Data.Span, cuK.DType, cuK.Shape, options);
 
-    internal static Plan PlanVarlen(ReadOnlySpan<int> qs, DType qt, ReadOnlySpan<int> ks, DType kt, ReadOnlySpan<int> vs, DType vt, ReadOnlySpan<byte> cuQ, DType cuQt, ReadOnlySpan<int> cuQs,
+    internal static Plan PlanVarlen(ReadOnlySpan<int> qs, DType qt, ReadOnlySpan<int> ks, DType kt, ReadOnlySpan<int> vs, DType vt,
+        ReadOnlySpan<byte> cuQ, DType cuQt, ReadOnlySpan<int> cuQs,
         ReadOnlySpan<byte> cuK, DType cuKt, ReadOnlySpan<int> cuKs, SdpaOptions options)
     {
         Check.Rank(qs, 3, "q", "[Nq,Hq,E]"); Check.Rank(ks, 3, "k", "[Nk,Hkv,E]"); Check.Rank(vs, 3, "v", "[Nk,Hkv,Ev]");
@@ -398,7 +425,8 @@ public static partial class Attention
         options.Validate(e);
         int maxTq = Offsets(cuQ, cuQt, cuQs, "cuSeqlensQ", nq), maxTk = Offsets(cuK, cuKt, cuKs, "cuSeqlensK", nk);
         if (cuKs[0] != cuQs[0])
-            throw new ArgumentException($"cu_seqlens_k has {cuKs[0]} entries but cu_seqlens_q has {cuQs[0]}; both are [B+1].", "cuSeqlensK");
+            throw new ArgumentException($"cu_seqlens_k has {cuKs[0]} entries but cu_seqlens_q has {cuQs[0]}; both are [B+1].",
+                "cuSeqlensK");
         var p = MakeParams(cuQs[0] - 1, hq, hkv, maxTq, maxTk, e, ev, options, bthd: true);
         p.Varlen = 1;
         p.LRow = hq; p.LHead = 1; p.LBatch = 0;
@@ -419,15 +447,19 @@ public static partial class Attention
     {
         static long At(ReadOnlySpan<T> o, int i) => PoolKernels.Kernels.Elements.ToInt64(o[i]);
         Check.DTypeIs(dt, name, "I64|I32", dt.IsIndex());
-        if (shape.Length != 1 || shape[0] < 1) throw new ArgumentException($"{Check.D(name)} must be [B+1] with B >= 0, got {Shape.Format(shape)}.", name);
+        if (shape.Length != 1 || shape[0] < 1)
+            throw new ArgumentException($"{Check.D(name)} must be [B+1] with B >= 0, got {Shape.Format(shape)}.", name);
         if (At(o, 0) != 0) throw new ArgumentException($"{Check.D(name)}[0] must be 0, got {At(o, 0)}.", name);
         long longest = 0;
         for (int i = 1; i < shape[0]; i++)
         {
-            if (At(o, i) < At(o, i - 1)) throw new ArgumentException($"{Check.D(name)} must be non-decreasing: [{i - 1}] = {At(o, i - 1)} > [{i}] = {At(o, i)}.", name);
+            if (At(o, i) < At(o, i - 1))
+                throw new ArgumentException($"{Check.D(name)} must be non-decreasing: [{i - 1}] = {At(o, i - 1)} > [{i}] = {At(o, i)}.",
+                name);
             longest = Math.Max(longest, At(o, i) - At(o, i - 1));
         }
-        if (At(o, shape[0] - 1) != rows) throw new ArgumentException($"{Check.D(name)}'s last entry must be the row count {rows}, got {At(o, shape[0] - 1)}.", name);
+        if (At(o, shape[0] - 1) != rows)
+            throw new ArgumentException($"{Check.D(name)}'s last entry must be the row count {rows}, got {At(o, shape[0] - 1)}.", name);
         return (int)longest;
     }
 
@@ -488,12 +520,14 @@ public static partial class Attention
     {
         if (tableT == lensT)
         {
-            var call = new Call(plan.P, qt, q, kCache, vCache, default, DType.U8, default, DType.U8, lensIn, tableIn, tableT, output, lse, mods);
+            var call = new Call(plan.P, qt, q, kCache, vCache, default, DType.U8, default, DType.U8, lensIn, tableIn, tableT, output, lse,
+                mods);
             Dispatch.Run(device, ref call);
             return;
         }
         long[] wl = Widen(lens, lensT), wt = Widen(table, tableT);
-        var wide = new Call(plan.P, qt, q, kCache, vCache, default, DType.U8, default, DType.U8, In.Of<long>(wl), In.Of<long>(wt), DType.I64, output,
+        var wide = new Call(plan.P, qt, q, kCache, vCache, default, DType.U8, default, DType.U8, In.Of<long>(wl), In.Of<long>(wt),
+            DType.I64, output,
             lse, mods);
         Dispatch.Run(device, ref wide);
 

@@ -64,7 +64,8 @@ public static partial class Attention
         CheckBackward(plan, dOut.Shape, dOut.DType);
         CheckGradients(q, k, v, dQ, dK, dV);
         var call = new BackwardCall(plan.P, q.DType, In.Of(q), In.Of(k), In.Of(v), In.Of(attnMask), attnMask?.DType ?? DType.U8,
-            In.Of(keyPaddingMask), keyPaddingMask?.DType ?? DType.U8, default, default, DType.I64, In.Of(dOut), Out.Of(dQ), Out.Of(dK), Out.Of(dV));
+            In.Of(keyPaddingMask), keyPaddingMask?.DType ?? DType.U8, default, default, DType.I64, In.Of(dOut), Out.Of(dQ), Out.Of(dK),
+                Out.Of(dV));
         Dispatch.Run(device, ref call);
     }
 

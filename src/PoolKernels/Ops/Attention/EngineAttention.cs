@@ -40,7 +40,8 @@ public static partial class Attention
         var o = scope.Output(DType.F32, plan.OutShape);
         var l = scope.Output(DType.F32, plan.LseShape);
         RunPaged(device, plan, q.DType, In.Of(scope.Bind(q)), In.Of(scope.Bind(kCache)), In.Of(scope.Bind(vCache)), blockTable.Data.Span,
-            blockTable.DType, seqLens.Data.Span, seqLens.DType, In.Of<byte>(blockTable.Data.Span), In.Of<byte>(seqLens.Data.Span), Out.Of(o),
+            blockTable.DType, seqLens.Data.Span, seqLens.DType, In.Of<byte>(blockTable.Data.Span), In.Of<byte>(seqLens.Data.Span),
+                Out.Of(o),
             Out.Of(l), options.Mods);
         return (scope.Result(o), scope.Result(l));
     }
@@ -58,7 +59,8 @@ public static partial class Attention
         ArgumentNullException.ThrowIfNull(blockTable); ArgumentNullException.ThrowIfNull(seqLens);
         ArgumentNullException.ThrowIfNull(output); ArgumentNullException.ThrowIfNull(lse);
         options ??= PagedDefaults;
-        foreach (var (name, t) in (ReadOnlySpan<(string, DeviceTensor?)>)[ (nameof(q), q), (nameof(kCache), kCache), (nameof(vCache), vCache),
+        foreach (var (name, t) in (ReadOnlySpan<(string, DeviceTensor?)>)[ (nameof(q), q), (nameof(kCache), kCache), (nameof(vCache),
+            vCache),
             (nameof(blockTable), blockTable), (nameof(seqLens), seqLens), (nameof(output), output), (nameof(lse), lse) ])
             Check.SameDevice(device, name, t);
         // host memory (CPU devices): checked for free; on an accelerator the kernel clamps instead of a read-back (one index
@@ -66,27 +68,36 @@ public static partial class Attention
         bool onHost = blockTable.Buffer is null && seqLens.Buffer is null, mixed = blockTable.DType != seqLens.DType;
         var table = onHost || mixed ? RaggedPooling.HostBytes(blockTable, out _) : default;
         var lens = onHost || mixed ? RaggedPooling.HostBytes(seqLens, out _) : default;
-        var plan = PlanPaged(q.Shape, q.DType, kCache.Shape, kCache.DType, vCache.Shape, vCache.DType, table, blockTable.DType, blockTable.Shape,
+        var plan = PlanPaged(q.Shape, q.DType, kCache.Shape, kCache.DType, vCache.Shape, vCache.DType, table, blockTable.DType,
+            blockTable.Shape,
             lens, seqLens.DType, seqLens.Shape, options, checkValues: onHost);
         CheckOutputs(output, lse, plan);
-        RunPaged(device, plan, q.DType, In.Of(q), In.Of(kCache), In.Of(vCache), table, blockTable.DType, lens, seqLens.DType, In.Of(blockTable),
+        RunPaged(device, plan, q.DType, In.Of(q), In.Of(kCache), In.Of(vCache), table, blockTable.DType, lens, seqLens.DType,
+            In.Of(blockTable),
             In.Of(seqLens), Out.Of(output), Out.Of(lse), options.Mods);
     }
 
     internal static Plan PlanPaged(ReadOnlySpan<int> qs, DType qt, ReadOnlySpan<int> ks, DType kt, ReadOnlySpan<int> vs, DType vt,
-        ReadOnlySpan<byte> table, DType tableType, ReadOnlySpan<int> tableShape, ReadOnlySpan<byte> lens, DType lensType, ReadOnlySpan<int> lensShape,
+        ReadOnlySpan<byte> table, DType tableType, ReadOnlySpan<int> tableShape, ReadOnlySpan<byte> lens, DType lensType,
+            ReadOnlySpan<int> lensShape,
         SdpaOptions options, bool checkValues = true)
     {
         Check.Rank(qs, 4, "q", "[B,Hq,Tq,E]"); Check.Rank(ks, 4, "kCache", "[P,S,Hkv,E]"); Check.Rank(vs, 4, "vCache", "[P,S,Hkv,Ev]");
         CheckFloat(qt, "q");
-        if (kt != qt) throw new ArgumentException($"k_cache has dtype {kt.Name()} but q has {qt.Name()}; q and the caches must share one dtype.", "kCache");
-        if (vt != qt) throw new ArgumentException($"v_cache has dtype {vt.Name()} but q has {qt.Name()}; q and the caches must share one dtype.", "vCache");
+        if (kt != qt)
+            throw new ArgumentException($"k_cache has dtype {kt.Name()} but q has {qt.Name()}; q and the caches must share one dtype.",
+            "kCache");
+        if (vt != qt)
+            throw new ArgumentException($"v_cache has dtype {vt.Name()} but q has {qt.Name()}; q and the caches must share one dtype.",
+            "vCache");
         int b = qs[0], hq = qs[1], tq = qs[2], e = qs[3], pages = ks[0], s = ks[1], hkv = ks[2], ev = vs[3];
         if (ks[3] != e) throw new ArgumentException($"k_cache {Shape.Format(ks)} must end in q's head dim E = {e}.", "kCache");
         if (vs[0] != pages || vs[1] != s || vs[2] != hkv)
-            throw new ArgumentException($"v_cache {Shape.Format(vs)} must match k_cache {Shape.Format(ks)} in pages, slots and heads.", "vCache");
+            throw new ArgumentException($"v_cache {Shape.Format(vs)} must match k_cache {Shape.Format(ks)} in pages, slots and heads.",
+                "vCache");
         if (s < 1) throw new ArgumentException($"pages must have at least one slot, got k_cache {Shape.Format(ks)}.", "kCache");
-        if (options.Layout != SdpaLayout.Bhtd) throw new ArgumentException("sdpa_paged supports layout bhtd only (q [B,Hq,Tq,E]).", nameof(SdpaOptions.Layout));
+        if (options.Layout != SdpaLayout.Bhtd) throw new ArgumentException("sdpa_paged supports layout bhtd only (q [B,Hq,Tq,E]).",
+            nameof(SdpaOptions.Layout));
         options.Validate(e);
         // values unchecked (device-resident on an accelerator): the kernel clamps; Tk is then only an upper bound
         int maxLen = checkValues ? PagedLengths(table, tableType, tableShape, lens, lensType, lensShape, b, pages, s)
@@ -100,7 +111,8 @@ public static partial class Attention
 
     /// <summary>Checks block_table [B, maxPages] and seq_lens [B] (I32|I64, read in place) against a cache of
     /// <paramref name="pages"/> pages of <paramref name="slots"/> slots; returns the longest sequence.</summary>
-    private static int PagedLengths(ReadOnlySpan<byte> table, DType tableType, ReadOnlySpan<int> tableShape, ReadOnlySpan<byte> lens, DType lensType,
+    private static int PagedLengths(ReadOnlySpan<byte> table, DType tableType, ReadOnlySpan<int> tableShape, ReadOnlySpan<byte> lens,
+        DType lensType,
         ReadOnlySpan<int> lensShape, int b, int pages, int slots)
     {
         PagedShapes(tableType, tableShape, lensType, lensShape, b);
@@ -129,13 +141,15 @@ public static partial class Attention
             long len = Index(lens, lensType, i);
             if (len < 0) throw new ArgumentException($"seq_lens[{i}] = {len} is negative.", "seqLens");
             if (len > (long)maxPages * slots)
-                throw new ArgumentException($"seq_lens[{i}] = {len} needs {(len + slots - 1) / slots} pages but block_table has {maxPages} per sequence "
+                throw new ArgumentException($"seq_lens[{i}] = {len} needs {(len + slots - 1) / slots} pages but block_table has "
+                    + $"{maxPages} per sequence "
                     + $"(pages of {slots} slots).", "seqLens");
             for (long j = 0; j < (len + slots - 1) / slots; j++)
             {
                 long page = Index(table, tableType, (long)i * maxPages + j);
                 if (page < 0 || page >= pages)
-                    throw new ArgumentException($"block_table[{i}, {j}] = {page} is not a page of the cache (0..{pages - 1}); sequence {i} uses "
+                    throw new ArgumentException($"block_table[{i}, {j}] = {page} is not a page of the cache (0..{pages - 1}); sequence "
+                        + $"{i} uses "
                         + $"{(len + slots - 1) / slots} pages.", "blockTable");
             }
             longest = Math.Max(longest, len);
@@ -144,11 +158,13 @@ public static partial class Attention
         return (int)longest;
     }
 
-    private static int PagedUpperBound(DType tableType, ReadOnlySpan<int> tableShape, DType lensType, ReadOnlySpan<int> lensShape, int b, int slots)
+    private static int PagedUpperBound(DType tableType, ReadOnlySpan<int> tableShape, DType lensType, ReadOnlySpan<int> lensShape, int b,
+        int slots)
     {
         PagedShapes(tableType, tableShape, lensType, lensShape, b);
         long bound = (long)tableShape[1] * slots;
-        if (bound > int.MaxValue) throw new ArgumentException($"block_table [B, {tableShape[1]}] of pages of {slots} slots exceeds int.MaxValue keys.",
+        if (bound > int.MaxValue)
+            throw new ArgumentException($"block_table [B, {tableShape[1]}] of pages of {slots} slots exceeds int.MaxValue keys.",
             "blockTable");
         return (int)bound;
     }
@@ -169,7 +185,8 @@ public static partial class Attention
     {
         ArgumentNullException.ThrowIfNull(device);
         ArgumentNullException.ThrowIfNull(kNew); ArgumentNullException.ThrowIfNull(vNew); ArgumentNullException.ThrowIfNull(kCache);
-        ArgumentNullException.ThrowIfNull(vCache); ArgumentNullException.ThrowIfNull(blockTable); ArgumentNullException.ThrowIfNull(seqLens);
+        ArgumentNullException.ThrowIfNull(vCache); ArgumentNullException.ThrowIfNull(blockTable);
+        ArgumentNullException.ThrowIfNull(seqLens);
         using var scope = new HostScope(device);
         var kc = scope.Bind(kCache);
         var vc = scope.Bind(vCache);
@@ -191,8 +208,10 @@ public static partial class Attention
     {
         ArgumentNullException.ThrowIfNull(device);
         ArgumentNullException.ThrowIfNull(kNew); ArgumentNullException.ThrowIfNull(vNew); ArgumentNullException.ThrowIfNull(kCache);
-        ArgumentNullException.ThrowIfNull(vCache); ArgumentNullException.ThrowIfNull(blockTable); ArgumentNullException.ThrowIfNull(seqLens);
-        foreach (var (name, t) in (ReadOnlySpan<(string, DeviceTensor?)>)[ (nameof(kNew), kNew), (nameof(vNew), vNew), (nameof(kCache), kCache),
+        ArgumentNullException.ThrowIfNull(vCache); ArgumentNullException.ThrowIfNull(blockTable);
+        ArgumentNullException.ThrowIfNull(seqLens);
+        foreach (var (name, t) in (ReadOnlySpan<(string, DeviceTensor?)>)[ (nameof(kNew), kNew), (nameof(vNew), vNew), (nameof(kCache),
+            kCache),
             (nameof(vCache), vCache), (nameof(blockTable), blockTable), (nameof(seqLens), seqLens) ])
             Check.SameDevice(device, name, t);
         ReadOnlySpan<int> kn = kNew.Shape, vn = vNew.Shape, kc = kCache.Shape, vc = vCache.Shape;
@@ -202,16 +221,21 @@ public static partial class Attention
         if (vCache.DType != kCache.DType)
             throw new ArgumentException($"v_cache has dtype {vCache.DType.Name()} but k_cache has {kCache.DType.Name()}.", nameof(vCache));
         if (kNew.DType != kCache.DType)
-            throw new ArgumentException($"k_new has dtype {kNew.DType.Name()} but k_cache has {kCache.DType.Name()}; they must match.", nameof(kNew));
+            throw new ArgumentException($"k_new has dtype {kNew.DType.Name()} but k_cache has {kCache.DType.Name()}; they must match.",
+                nameof(kNew));
         if (vNew.DType != vCache.DType)
-            throw new ArgumentException($"v_new has dtype {vNew.DType.Name()} but v_cache has {vCache.DType.Name()}; they must match.", nameof(vNew));
+            throw new ArgumentException($"v_new has dtype {vNew.DType.Name()} but v_cache has {vCache.DType.Name()}; they must match.",
+                nameof(vNew));
         if (vc[0] != kc[0] || vc[1] != kc[1] || vc[2] != kc[2])
-            throw new ArgumentException($"v_cache {Shape.Format(vc)} must match k_cache {Shape.Format(kc)} in pages, slots and heads.", nameof(vCache));
+            throw new ArgumentException($"v_cache {Shape.Format(vc)} must match k_cache {Shape.Format(kc)} in pages, slots and heads.",
+                nameof(vCache));
         if (kc[1] < 1) throw new ArgumentException($"pages must have at least one slot, got k_cache {Shape.Format(kc)}.", nameof(kCache));
         if (kn[2] != kc[2] || kn[3] != kc[3])
-            throw new ArgumentException($"k_new {Shape.Format(kn)} must be [B,Tn,Hkv,E] with k_cache's Hkv and E ({Shape.Format(kc)}).", nameof(kNew));
+            throw new ArgumentException($"k_new {Shape.Format(kn)} must be [B,Tn,Hkv,E] with k_cache's Hkv and E ({Shape.Format(kc)}).",
+                nameof(kNew));
         if (vn[0] != kn[0] || vn[1] != kn[1] || vn[2] != vc[2] || vn[3] != vc[3])
-            throw new ArgumentException($"v_new {Shape.Format(vn)} must be [B,Tn,Hkv,Ev] = [{kn[0]},{kn[1]},{vc[2]},{vc[3]}].", nameof(vNew));
+            throw new ArgumentException($"v_new {Shape.Format(vn)} must be [B,Tn,Hkv,Ev] = [{kn[0]},{kn[1]},{vc[2]},{vc[3]}].",
+                nameof(vNew));
         int b = kn[0], tn = kn[1], pages = kc[0], slots = kc[1];
         if (blockTable.Buffer is not null || seqLens.Buffer is not null)
         {
@@ -237,11 +261,13 @@ public static partial class Attention
                 {
                     long pos = Index(lens, seqLens.DType, i) + t, pi = pos / slots;
                     if (pi >= maxPages)
-                        throw new ArgumentException($"position {pos} of sequence {i} (seq_lens[{i}] + {t}) needs page {pi}, but block_table has "
+                        throw new ArgumentException($"position {pos} of sequence {i} (seq_lens[{i}] + {t}) needs page {pi}, but "
+                            + $"block_table has "
                             + $"{maxPages} per sequence.", nameof(blockTable));
                     long page = Index(table, blockTable.DType, (long)i * maxPages + pi);
                     if (page < 0 || page >= pages)
-                        throw new ArgumentException($"block_table[{i}, {pi}] = {page} (position {pos} of sequence {i}) is not a page of the cache "
+                        throw new ArgumentException($"block_table[{i}, {pi}] = {page} (position {pos} of sequence {i}) is not a page of "
+                            + $"the cache "
                             + $"(0..{pages - 1}).", nameof(blockTable));
                     slotSpan[i * tn + t] = page * slots + pos % slots;
                 }
@@ -250,7 +276,8 @@ public static partial class Attention
             sorted.Sort();
             for (int i = 1; i < count; i++)
                 if (sorted[i] == sorted[i - 1])
-                    throw new ArgumentException($"two writes target cache slot {sorted[i]} (page {sorted[i] / slots}, slot {sorted[i] % slots}): "
+                    throw new ArgumentException($"two writes target cache slot {sorted[i]} (page {sorted[i] / slots}, slot "
+                        + $"{sorted[i] % slots}): "
                         + "block_table gives one page to two positions.", nameof(blockTable));
             if (count == 0) return;
             int kRow = checked(kc[2] * kc[3] * kCache.DType.Size()), vRow = checked(vc[2] * vc[3] * vCache.DType.Size());
@@ -261,7 +288,8 @@ public static partial class Attention
     }
 
     /// <summary>A validated kv_cache_write: rows of k_new/v_new to the resolved, distinct slots of the caches (in place).</summary>
-    private readonly ref struct WritePlan(In kNew, In vNew, DeviceTensor kCache, DeviceTensor vCache, In slots, int count, int kRow, int vRow)
+    private readonly ref struct WritePlan(In kNew, In vNew, DeviceTensor kCache, DeviceTensor vCache, In slots, int count, int kRow,
+        int vRow)
         : IPlan
     {
         private readonly In _kNew = kNew, _vNew = vNew, _slots = slots;
@@ -288,7 +316,8 @@ public static partial class Attention
 
     /// <summary>kv_cache_write with device-resident block_table and seq_lens: slots resolved by the kernel; a position outside
     /// the table's pages is not written (the host-memory path rejects it instead).</summary>
-    private readonly struct ResolvedWritePlan(DeviceTensor kNew, DeviceTensor vNew, DeviceTensor kCache, DeviceTensor vCache, DeviceTensor table,
+    private readonly struct ResolvedWritePlan(DeviceTensor kNew, DeviceTensor vNew, DeviceTensor kCache, DeviceTensor vCache,
+        DeviceTensor table,
         DeviceTensor lens, int b, int tn, int slots, int pages, int kRow, int vRow) : IPlan
     {
         public void Reference() => Host();
@@ -317,9 +346,11 @@ public static partial class Attention
         {
             int maxPages = table.Shape[1];
             bool t64 = table.DType == DType.I64, l64 = lens.DType == DType.I64;
-            KvCacheWriteIlgpu.LaunchResolved(s.Accelerator, s.Stream, s.Bytes(kNew), s.Bytes(kCache), s.Bytes(table), t64, s.Bytes(lens), l64, b, tn,
+            KvCacheWriteIlgpu.LaunchResolved(s.Accelerator, s.Stream, s.Bytes(kNew), s.Bytes(kCache), s.Bytes(table), t64, s.Bytes(lens),
+                l64, b, tn,
                 kRow, slots, maxPages, pages);
-            KvCacheWriteIlgpu.LaunchResolved(s.Accelerator, s.Stream, s.Bytes(vNew), s.Bytes(vCache), s.Bytes(table), t64, s.Bytes(lens), l64, b, tn,
+            KvCacheWriteIlgpu.LaunchResolved(s.Accelerator, s.Stream, s.Bytes(vNew), s.Bytes(vCache), s.Bytes(table), t64, s.Bytes(lens),
+                l64, b, tn,
                 vRow, slots, maxPages, pages);
         }
     }
@@ -349,27 +380,32 @@ public static partial class Attention
         ArgumentNullException.ThrowIfNull(device);
         ArgumentNullException.ThrowIfNull(outs); ArgumentNullException.ThrowIfNull(lses);
         ArgumentNullException.ThrowIfNull(output); ArgumentNullException.ThrowIfNull(lse);
-        foreach (var (name, t) in (ReadOnlySpan<(string, DeviceTensor?)>)[ (nameof(outs), outs), (nameof(lses), lses), (nameof(output), output),
+        foreach (var (name, t) in (ReadOnlySpan<(string, DeviceTensor?)>)[ (nameof(outs), outs), (nameof(lses), lses), (nameof(output),
+            output),
             (nameof(lse), lse) ])
             Check.SameDevice(device, name, t);
         CombineShapes(outs.Shape, outs.DType, lses.Shape, lses.DType, out int n, out int rows, out int ev);
         Check.DTypeIs(output.DType, nameof(output), "F32", output.DType == DType.F32);
         Check.DTypeIs(lse.DType, nameof(lse), "F32", lse.DType == DType.F32);
         if (!output.Shape.SequenceEqual(outs.Shape[1..]))
-            throw new ArgumentException($"output must be {Shape.Format(outs.Shape[1..])} (outs without N), got {Shape.Format(output.Shape)}.", nameof(output));
+            throw new ArgumentException($"output must be {Shape.Format(outs.Shape[1..])} (outs without N), got "
+                + $"{Shape.Format(output.Shape)}.", nameof(output));
         if (!lse.Shape.SequenceEqual(lses.Shape[1..]))
-            throw new ArgumentException($"lse must be {Shape.Format(lses.Shape[1..])} (lses without N), got {Shape.Format(lse.Shape)}.", nameof(lse));
+            throw new ArgumentException($"lse must be {Shape.Format(lses.Shape[1..])} (lses without N), got {Shape.Format(lse.Shape)}.",
+                nameof(lse));
         var plan = new CombinePlan(In.Of(outs), In.Of(lses), Out.Of(output), Out.Of(lse), n, rows, ev);
         Dispatch.Run(device, ref plan);
     }
 
     /// <summary><c>attention_combine</c> over host spans: outs [N, rows, Ev], lses [N, rows], output [rows, Ev], lse [rows]
     /// (rows = B·Hq·Tq). On reference and simd nothing is allocated.</summary>
-    public static void AttentionCombine(this Device device, ReadOnlySpan<float> outs, ReadOnlySpan<float> lses, Span<float> output, Span<float> lse,
+    public static void AttentionCombine(this Device device, ReadOnlySpan<float> outs, ReadOnlySpan<float> lses, Span<float> output,
+        Span<float> lse,
         int splits, int rows, int ev)
     {
         ArgumentNullException.ThrowIfNull(device);
-        if ((splits | rows | ev) < 0) throw new ArgumentException($"splits, rows and ev must be >= 0, got {splits}, {rows}, {ev}.", nameof(splits));
+        if ((splits | rows | ev) < 0) throw new ArgumentException($"splits, rows and ev must be >= 0, got {splits}, {rows}, {ev}.",
+            nameof(splits));
         if (outs.Length != (long)splits * rows * ev) Check.Length(outs.Length, (long)splits * rows * ev, nameof(outs), "[N,rows,Ev]");
         if (lses.Length != (long)splits * rows) Check.Length(lses.Length, (long)splits * rows, nameof(lses), "[N,rows]");
         if (output.Length != (long)rows * ev) Check.Length(output.Length, (long)rows * ev, nameof(output), "[rows,Ev]");
@@ -384,7 +420,8 @@ public static partial class Attention
         private readonly In _outs = outs, _lses = lses;
         private readonly Out _out = output, _lse = lse;
 
-        public void Reference() => AttentionCombineReference.Run(_outs.As<float>(), _lses.As<float>(), _out.As<float>(), _lse.As<float>(), n, rows, ev);
+        public void Reference() => AttentionCombineReference.Run(_outs.As<float>(), _lses.As<float>(), _out.As<float>(), _lse.As<float>(),
+            n, rows, ev);
 
         public void Simd(CpuDevice cpu) =>
             AttentionCombineSimd.Run(_outs.As<float>(), _lses.As<float>(), _out.As<float>(), _lse.As<float>(), n, rows, ev, cpu.Pool);
@@ -403,7 +440,8 @@ public static partial class Attention
     {
         Check.DTypeIs(ot, "outs", "F32", ot == DType.F32);
         Check.DTypeIs(lt, "lses", "F32", lt == DType.F32);
-        if (os.Length < 2) throw new ArgumentException($"outs must be [N, ..., Ev] (rank >= 2, e.g. [N,B,Hq,Tq,Ev]), got {Shape.Format(os)}.", "outs");
+        if (os.Length < 2)
+            throw new ArgumentException($"outs must be [N, ..., Ev] (rank >= 2, e.g. [N,B,Hq,Tq,Ev]), got {Shape.Format(os)}.", "outs");
         if (ls.Length != os.Length - 1 || !ls.SequenceEqual(os[..^1]))
             throw new ArgumentException($"lses must be outs' shape without Ev: {Shape.Format(os[..^1])}, got {Shape.Format(ls)}.", "lses");
         n = os[0]; ev = os[^1];

@@ -52,11 +52,13 @@ public static class BilinearPooling
     // ---------------------------------------------------------------- bilinear_pool
 
     /// <summary><c>bilinear_pool</c> on host tensors; returns [B, Dx·Dy].</summary>
-    public static HostTensor BilinearPool(this Device device, HostTensor x, HostTensor? y = null, HostTensor? mask = null, bool signedSqrt = true, bool normalize = true)
+    public static HostTensor BilinearPool(this Device device, HostTensor x, HostTensor? y = null, HostTensor? mask = null,
+        bool signedSqrt = true, bool normalize = true)
     {
         ArgumentNullException.ThrowIfNull(x);
         Check.Rank(x.Shape, 3, "x", "[B,N,Dx]");
-        int dy = y is null ? x.Shape[2] : y.Shape.Length == 3 ? y.Shape[2] : throw new ArgumentException($"y must be [B,N,Dy], got {Shape.Format(y.Shape)}.", "y");
+        int dy = y is null ? x.Shape[2] : y.Shape.Length == 3 ? y.Shape[2]
+            : throw new ArgumentException($"y must be [B,N,Dy], got {Shape.Format(y.Shape)}.", "y");
         using var scope = new HostScope(device);
         var o = scope.Output(DType.F32, x.Shape[0], checked(x.Shape[2] * dy));
         device.BilinearPool(scope.Bind(x), scope.BindOptional(y), scope.BindOptional(mask), o, signedSqrt, normalize);
@@ -64,12 +66,14 @@ public static class BilinearPooling
     }
 
     /// <summary><c>bilinear_pool</c> on device tensors: output [B, Dx·Dy] F32.</summary>
-    public static void BilinearPool(this Device device, DeviceTensor x, DeviceTensor? y, DeviceTensor? mask, DeviceTensor output, bool signedSqrt = true, bool normalize = true)
+    public static void BilinearPool(this Device device, DeviceTensor x, DeviceTensor? y, DeviceTensor? mask, DeviceTensor output,
+        bool signedSqrt = true, bool normalize = true)
     {
         ArgumentNullException.ThrowIfNull(device);
         ArgumentNullException.ThrowIfNull(x);
         ArgumentNullException.ThrowIfNull(output);
-        foreach (var (name, arg) in (ReadOnlySpan<(string, DeviceTensor?)>)[("x", x), ("y", y), ("mask", mask), ("output", output)]) Check.SameDevice(device, name, arg);
+        foreach (var (name, arg) in (ReadOnlySpan<(string, DeviceTensor?)>)[("x", x), ("y", y), ("mask", mask), ("output",
+            output)]) Check.SameDevice(device, name, arg);
         Check.Rank(x.Shape, 3, "x", "[B,N,Dx]");
         Check.DTypeIs(x.DType, "x", "F32", x.DType == DType.F32);
         int b = x.Shape[0], n = x.Shape[1], dx = x.Shape[2], dy = dx;
@@ -77,14 +81,16 @@ public static class BilinearPooling
         {
             Check.DTypeIs(y.DType, "y", "F32", y.DType == DType.F32);
             if (y.Shape.Length != 3 || y.Shape[0] != b || y.Shape[1] != n)
-                throw new ArgumentException($"y must be [B,N,Dy] with B,N = {b},{n} of x {Shape.Format(x.Shape)}, got {Shape.Format(y.Shape)}.", "y");
+                throw new ArgumentException($"y must be [B,N,Dy] with B,N = {b},{n} of x {Shape.Format(x.Shape)}, got "
+                    + $"{Shape.Format(y.Shape)}.", "y");
             dy = y.Shape[2];
         }
         if (mask is not null)
         {
             Check.DTypeIs(mask.DType, "mask", "I64|I32|U8|BOOL", mask.DType.IsMask());
             if (mask.Shape.Length != 2 || mask.Shape[0] != b || mask.Shape[1] != n)
-                throw new ArgumentException($"mask must be [B,N] = [{b}, {n}] for x {Shape.Format(x.Shape)}, got {Shape.Format(mask.Shape)}.", "mask");
+                throw new ArgumentException($"mask must be [B,N] = [{b}, {n}] for x {Shape.Format(x.Shape)}, got "
+                    + $"{Shape.Format(mask.Shape)}.", "mask");
         }
         if (output.DType != DType.F32 || output.Shape.Length != 2 || output.Shape[0] != b || output.Shape[1] != (long)dx * dy)
             throw new ArgumentException($"output must be F32 [B, Dx·Dy] = [{b}, {(long)dx * dy}], got {output}.", "output");
@@ -139,17 +145,20 @@ public static class BilinearPooling
     // ---------------------------------------------------------------- mfb_pool / mfh_pool
 
     /// <summary><c>mfb_pool</c> on host tensors: x [B,Dx], y [B,Dy]; returns [B, o].</summary>
-    public static HostTensor MfbPool(this Device device, HostTensor x, HostTensor y, MfbWeights<HostTensor> weights, MfbOptions? options = null) =>
+    public static HostTensor MfbPool(this Device device, HostTensor x, HostTensor y, MfbWeights<HostTensor> weights,
+        MfbOptions? options = null) =>
         MfCore(device, x, y, weights, null, options ?? new());
 
     /// <summary><c>mfh_pool</c> on host tensors: returns [B, 2o] = [z1; z2].</summary>
-    public static HostTensor MfhPool(this Device device, HostTensor x, HostTensor y, MfbWeights<HostTensor> block1, MfbWeights<HostTensor> block2, MfbOptions? options = null)
+    public static HostTensor MfhPool(this Device device, HostTensor x, HostTensor y, MfbWeights<HostTensor> block1,
+        MfbWeights<HostTensor> block2, MfbOptions? options = null)
     {
         ArgumentNullException.ThrowIfNull(block2);
         return MfCore(device, x, y, block1, block2, options ?? new());
     }
 
-    private static HostTensor MfCore(Device device, HostTensor x, HostTensor y, MfbWeights<HostTensor> w1, MfbWeights<HostTensor>? w2, MfbOptions options)
+    private static HostTensor MfCore(Device device, HostTensor x, HostTensor y, MfbWeights<HostTensor> w1, MfbWeights<HostTensor>? w2,
+        MfbOptions options)
     {
         ArgumentNullException.ThrowIfNull(x);
         ArgumentNullException.ThrowIfNull(w1);
@@ -160,25 +169,29 @@ public static class BilinearPooling
         int o = w1.Wx.Shape[0] / options.K;
         using var scope = new HostScope(device);
         var output = scope.Output(DType.F32, x.Shape[0], (w2 is null ? 1 : 2) * o);
-        MfbWeights<DeviceTensor> Bind(MfbWeights<HostTensor> w) => new(scope.Bind(w.Wx), scope.Bind(w.Bx), scope.Bind(w.Wy), scope.Bind(w.By));
+        MfbWeights<DeviceTensor> Bind(MfbWeights<HostTensor> w) => new(scope.Bind(w.Wx), scope.Bind(w.Bx), scope.Bind(w.Wy),
+            scope.Bind(w.By));
         if (w2 is null) device.MfbPool(scope.Bind(x), scope.Bind(y), Bind(w1), output, options);
         else device.MfhPool(scope.Bind(x), scope.Bind(y), Bind(w1), Bind(w2), output, options);
         return scope.Result(output);
     }
 
     /// <summary><c>mfb_pool</c> on device tensors: output [B, o] F32.</summary>
-    public static void MfbPool(this Device device, DeviceTensor x, DeviceTensor y, MfbWeights<DeviceTensor> weights, DeviceTensor output, MfbOptions? options = null) =>
+    public static void MfbPool(this Device device, DeviceTensor x, DeviceTensor y, MfbWeights<DeviceTensor> weights, DeviceTensor output,
+        MfbOptions? options = null) =>
         MfDevice(device, x, y, weights, null, output, options ?? new());
 
     /// <summary><c>mfh_pool</c> on device tensors: output [B, 2o] F32.</summary>
-    public static void MfhPool(this Device device, DeviceTensor x, DeviceTensor y, MfbWeights<DeviceTensor> block1, MfbWeights<DeviceTensor> block2,
+    public static void MfhPool(this Device device, DeviceTensor x, DeviceTensor y, MfbWeights<DeviceTensor> block1,
+        MfbWeights<DeviceTensor> block2,
         DeviceTensor output, MfbOptions? options = null)
     {
         ArgumentNullException.ThrowIfNull(block2);
         MfDevice(device, x, y, block1, block2, output, options ?? new());
     }
 
-    private static void MfDevice(Device device, DeviceTensor x, DeviceTensor y, MfbWeights<DeviceTensor> w1, MfbWeights<DeviceTensor>? w2, DeviceTensor output, MfbOptions opt)
+    private static void MfDevice(Device device, DeviceTensor x, DeviceTensor y, MfbWeights<DeviceTensor> w1, MfbWeights<DeviceTensor>? w2,
+        DeviceTensor output, MfbOptions opt)
     {
         ArgumentNullException.ThrowIfNull(device);
         ArgumentNullException.ThrowIfNull(x);
@@ -187,22 +200,35 @@ public static class BilinearPooling
         ArgumentNullException.ThrowIfNull(output);
         ArgumentNullException.ThrowIfNull(opt);
         if (opt.K < 1) throw new ArgumentException($"k must be >= 1, got {opt.K}.", "k");
-        if (opt.Activation is < MfbActivation.None or > MfbActivation.LeakyRelu) throw new ArgumentException($"activation {(int)opt.Activation} is unknown.", "activation");
+        if (opt.Activation is < MfbActivation.None or > MfbActivation.LeakyRelu)
+            throw new ArgumentException($"activation {(int)opt.Activation} is unknown.", "activation");
         Check.SameDevice(device, "x", x); Check.SameDevice(device, "y", y); Check.SameDevice(device, "output", output);
         Check.Rank(x.Shape, 2, "x", "[B,Dx]");
         Check.DTypeIs(x.DType, "x", "F32", x.DType == DType.F32);
         Check.DTypeIs(y.DType, "y", "F32", y.DType == DType.F32);
         int b = x.Shape[0], dx = x.Shape[1];
-        if (y.Shape.Length != 2 || y.Shape[0] != b) throw new ArgumentException($"y must be [B,Dy] with B = {b} of x {Shape.Format(x.Shape)}, got {Shape.Format(y.Shape)}.", "y");
+        if (y.Shape.Length != 2 || y.Shape[0] != b)
+            throw new ArgumentException($"y must be [B,Dy] with B = {b} of x {Shape.Format(x.Shape)}, got {Shape.Format(y.Shape)}.", "y");
         int dy = y.Shape[1];
         string sfx = w2 is null ? "" : "1";
         int rows = CheckBlock(device, w1, sfx, dx, dy, opt.K, -1);
         if (w2 is not null) CheckBlock(device, w2, "2", dx, dy, opt.K, rows);
         int o = rows / opt.K, blocks = w2 is null ? 1 : 2;
         if (output.DType != DType.F32 || output.Shape.Length != 2 || output.Shape[0] != b || output.Shape[1] != blocks * o)
-            throw new ArgumentException($"output must be F32 [B, {(blocks == 1 ? "o" : "2o")}] = [{b}, {blocks * o}], got {output}.", "output");
+            throw new ArgumentException($"output must be F32 [B, {(blocks == 1 ? "o" : "2o")}] = [{b}, {blocks * o}], got {output}.",
+                "output");
         if (b == 0 || o == 0) return;
-        var prm = new MfbParams { Batch = b, Dx = dx, Dy = dy, O = o, K = opt.K, Blocks = blocks, Act = (int)opt.Activation, SignedSqrt = opt.SignedSqrt ? 1 : 0 };
+        var prm = new MfbParams
+        {
+            Batch = b,
+            Dx = dx,
+            Dy = dy,
+            O = o,
+            K = opt.K,
+            Blocks = blocks,
+            Act = (int)opt.Activation,
+            SignedSqrt = opt.SignedSqrt ? 1 : 0
+        };
         var plan = new MfbPlan(x, y, w1, w2, output, prm, opt);
         Dispatch.Run(device, ref plan);
     }
@@ -229,7 +255,8 @@ public static class BilinearPooling
             s.View<float>(w2?.By), s.View<float>(output), p, opt.Normalize);
     }
 
-    private static readonly string[] WeightNames = ["wx", "bx", "wy", "by"], WeightNames1 = ["wx1", "bx1", "wy1", "by1"], WeightNames2 = ["wx2", "bx2", "wy2", "by2"];
+    private static readonly string[] WeightNames = ["wx", "bx", "wy", "by"], WeightNames1 = ["wx1", "bx1", "wy1", "by1"],
+        WeightNames2 = ["wx2", "bx2", "wy2", "by2"];
 
     private static int CheckBlock(Device device, MfbWeights<DeviceTensor> w, string sfx, int dx, int dy, int k, int rows)
     {
@@ -242,13 +269,17 @@ public static class BilinearPooling
             Arg(device, t, names[i]);
             Check.DTypeIs(t.DType, names[i], "F32", t.DType == DType.F32);
         }
-        if (w.Wx.Shape.Length != 2 || w.Wx.Shape[1] != dx) throw new ArgumentException($"wx{sfx} must be [o·k, Dx] with Dx = {dx}, got {Shape.Format(w.Wx.Shape)}.", "wx" + sfx);
+        if (w.Wx.Shape.Length != 2 || w.Wx.Shape[1] != dx)
+            throw new ArgumentException($"wx{sfx} must be [o·k, Dx] with Dx = {dx}, got {Shape.Format(w.Wx.Shape)}.", "wx" + sfx);
         int r = w.Wx.Shape[0];
         if (r % k != 0) throw new ArgumentException($"wx{sfx} has {r} rows, not a multiple of k = {k} (o·k rows expected).", "wx" + sfx);
         if (rows >= 0 && r != rows) throw new ArgumentException($"wx{sfx} has {r} rows but the first block has {rows}.", "wx" + sfx);
-        if (w.Wy.Shape.Length != 2 || w.Wy.Shape[0] != r || w.Wy.Shape[1] != dy) throw new ArgumentException($"wy{sfx} must be [o·k, Dy] = [{r}, {dy}], got {Shape.Format(w.Wy.Shape)}.", "wy" + sfx);
-        if (w.Bx.Shape.Length != 1 || w.Bx.Shape[0] != r) throw new ArgumentException($"bx{sfx} must be [o·k] = [{r}], got {Shape.Format(w.Bx.Shape)}.", "bx" + sfx);
-        if (w.By.Shape.Length != 1 || w.By.Shape[0] != r) throw new ArgumentException($"by{sfx} must be [o·k] = [{r}], got {Shape.Format(w.By.Shape)}.", "by" + sfx);
+        if (w.Wy.Shape.Length != 2 || w.Wy.Shape[0] != r || w.Wy.Shape[1] != dy)
+            throw new ArgumentException($"wy{sfx} must be [o·k, Dy] = [{r}, {dy}], got {Shape.Format(w.Wy.Shape)}.", "wy" + sfx);
+        if (w.Bx.Shape.Length != 1 || w.Bx.Shape[0] != r)
+            throw new ArgumentException($"bx{sfx} must be [o·k] = [{r}], got {Shape.Format(w.Bx.Shape)}.", "bx" + sfx);
+        if (w.By.Shape.Length != 1 || w.By.Shape[0] != r)
+            throw new ArgumentException($"by{sfx} must be [o·k] = [{r}], got {Shape.Format(w.By.Shape)}.", "by" + sfx);
         return r;
     }
 
@@ -256,7 +287,8 @@ public static class BilinearPooling
 
     /// <summary><c>compact_bilinear_pool</c> on host tensors: x [B,Dx], y [B,Dy] F32, hx [Dx] / hy [Dy] I64|I32 in [0, d),
     /// sx [Dx] / sy [Dy] F32 (±1); returns [B, d].</summary>
-    public static HostTensor CompactBilinearPool(this Device device, HostTensor x, HostTensor y, HostTensor hx, HostTensor sx, HostTensor hy, HostTensor sy, int d,
+    public static HostTensor CompactBilinearPool(this Device device, HostTensor x, HostTensor y, HostTensor hx, HostTensor sx,
+        HostTensor hy, HostTensor sy, int d,
         bool signedSqrt = false, bool normalize = false)
     {
         ArgumentNullException.ThrowIfNull(x);
@@ -264,22 +296,26 @@ public static class BilinearPooling
         if (d < 1) throw new ArgumentException($"d must be >= 1, got {d}.", "d");
         using var scope = new HostScope(device);
         var o = scope.Output(DType.F32, x.Shape[0], d);
-        device.CompactBilinearPool(scope.Bind(x), scope.Bind(y), scope.Bind(hx), scope.Bind(sx), scope.Bind(hy), scope.Bind(sy), o, signedSqrt, normalize);
+        device.CompactBilinearPool(scope.Bind(x), scope.Bind(y), scope.Bind(hx), scope.Bind(sx), scope.Bind(hy), scope.Bind(sy), o,
+            signedSqrt, normalize);
         return scope.Result(o);
     }
 
     /// <summary><c>compact_bilinear_pool</c> on device tensors: output [B, d] F32 (d = its second dimension).</summary>
-    public static void CompactBilinearPool(this Device device, DeviceTensor x, DeviceTensor y, DeviceTensor hx, DeviceTensor sx, DeviceTensor hy, DeviceTensor sy,
+    public static void CompactBilinearPool(this Device device, DeviceTensor x, DeviceTensor y, DeviceTensor hx, DeviceTensor sx,
+        DeviceTensor hy, DeviceTensor sy,
         DeviceTensor output, bool signedSqrt = false, bool normalize = false)
     {
         ArgumentNullException.ThrowIfNull(device);
-        Arg(device, x, "x"); Arg(device, y, "y"); Arg(device, hx, "hx"); Arg(device, sx, "sx"); Arg(device, hy, "hy"); Arg(device, sy, "sy");
+        Arg(device, x, "x"); Arg(device, y, "y"); Arg(device, hx, "hx"); Arg(device, sx, "sx"); Arg(device, hy, "hy"); Arg(device, sy,
+            "sy");
         Arg(device, output, "output");
         Check.Rank(x.Shape, 2, "x", "[B,Dx]");
         Check.DTypeIs(x.DType, "x", "F32", x.DType == DType.F32);
         Check.DTypeIs(y.DType, "y", "F32", y.DType == DType.F32);
         int b = x.Shape[0], dx = x.Shape[1];
-        if (y.Shape.Length != 2 || y.Shape[0] != b) throw new ArgumentException($"y must be [B,Dy] with B = {b}, got {Shape.Format(y.Shape)}.", "y");
+        if (y.Shape.Length != 2 || y.Shape[0] != b)
+            throw new ArgumentException($"y must be [B,Dy] with B = {b}, got {Shape.Format(y.Shape)}.", "y");
         int dy = y.Shape[1];
         if (output.DType != DType.F32 || output.Shape.Length != 2 || output.Shape[0] != b || output.Shape[1] < 1)
             throw new ArgumentException($"output must be F32 [B, d] with B = {b} and d >= 1, got {output}.", "output");
@@ -324,7 +360,8 @@ public static class BilinearPooling
     private static ReadOnlySpan<long> Hash(DeviceTensor h, string name, int len, int d, ref long[]? scratch)
     {
         Check.DTypeIs(h.DType, name, "I64|I32", h.DType.IsIndex());
-        if (h.Shape.Length != 1 || h.Shape[0] != len) throw new ArgumentException($"{Check.D(name)} must be [{len}], got {Shape.Format(h.Shape)}.", name);
+        if (h.Shape.Length != 1 || h.Shape[0] != len)
+            throw new ArgumentException($"{Check.D(name)} must be [{len}], got {Shape.Format(h.Shape)}.", name);
         var bytes = RaggedPooling.HostBytes(h, out _);
         ReadOnlySpan<long> v;
         if (h.DType == DType.I64) v = MemoryMarshal.Cast<byte, long>(bytes);
@@ -351,6 +388,7 @@ public static class BilinearPooling
     private static void Sign(DeviceTensor t, string name, int len)
     {
         Check.DTypeIs(t.DType, name, "F32", t.DType == DType.F32);
-        if (t.Shape.Length != 1 || t.Shape[0] != len) throw new ArgumentException($"{Check.D(name)} must be [{len}], got {Shape.Format(t.Shape)}.", name);
+        if (t.Shape.Length != 1 || t.Shape[0] != len)
+            throw new ArgumentException($"{Check.D(name)} must be [{len}], got {Shape.Format(t.Shape)}.", name);
     }
 }

@@ -9,9 +9,10 @@ namespace PoolKernels;
 
 /// <summary>
 /// The fused building blocks of the trainable pooling heads (docs/operations.md "Trainable pooling heads"), exposed on every
-/// backend: <see cref="LayerNorm(Device, HostTensor, HostTensor, HostTensor, float)"/>, <see cref="Linear(Device, HostTensor, HostTensor, HostTensor?, HostTensor?)"/>
-/// (a tiled GEMM), <see cref="Geglu(Device, HostTensor)"/> and <see cref="MeanRows(Device, HostTensor, HostTensor?, bool)"/>. All take and
-/// return F32 tensors (the heads widen F16/BF16 inputs once, on entry) and accumulate in float (double on
+/// backend: <see cref="LayerNorm(Device, HostTensor, HostTensor, HostTensor, float)"/>, <see cref="Linear(Device, HostTensor, HostTensor,
+/// HostTensor?, HostTensor?)"/> (a tiled GEMM), <see cref="Geglu(Device, HostTensor)"/> and <see cref="MeanRows(Device, HostTensor,
+/// HostTensor?, bool)"/>. All take and return F32 tensors (the heads widen F16/BF16 inputs once, on entry) and accumulate in float (double
+/// on
 /// <c>reference</c>); the float backends differ from the reference in the last bits.
 /// </summary>
 public static class Heads
@@ -31,16 +32,24 @@ public static class Heads
     }
 
     /// <summary>LayerNorm on device tensors; <paramref name="output"/> has x's shape (may be x itself).</summary>
-    public static void LayerNorm(this Device device, DeviceTensor x, DeviceTensor weight, DeviceTensor bias, DeviceTensor output, float eps = 1e-5f)
+    public static void LayerNorm(this Device device, DeviceTensor x, DeviceTensor weight, DeviceTensor bias, DeviceTensor output,
+        float eps = 1e-5f)
     {
         ArgumentNullException.ThrowIfNull(device);
-        ArgumentNullException.ThrowIfNull(x); ArgumentNullException.ThrowIfNull(weight); ArgumentNullException.ThrowIfNull(bias); ArgumentNullException.ThrowIfNull(output);
-        foreach (var (n, t) in (ReadOnlySpan<(string, DeviceTensor)>)[("x", x), ("weight", weight), ("bias", bias), ("output", output)]) { Check.SameDevice(device, n, t); F32(t, n); }
+        ArgumentNullException.ThrowIfNull(x); ArgumentNullException.ThrowIfNull(weight); ArgumentNullException.ThrowIfNull(bias);
+        ArgumentNullException.ThrowIfNull(output);
+        foreach (var (n, t) in (ReadOnlySpan<(string, DeviceTensor)>)[("x", x), ("weight", weight), ("bias", bias), ("output",
+            output)]) { Check.SameDevice(device, n, t); F32(t, n); }
         if (x.Shape.Length == 0) throw new ArgumentException($"x must be [..., D], got {Shape.Format(x.Shape)}.", nameof(x));
         int d = x.Shape[^1];
-        if (weight.Shape.Length != 1 || weight.Shape[0] != d) throw new ArgumentException($"weight must be [D] = [{d}] for x {Shape.Format(x.Shape)}, got {Shape.Format(weight.Shape)}.", nameof(weight));
-        if (bias.Shape.Length != 1 || bias.Shape[0] != d) throw new ArgumentException($"bias must be [D] = [{d}] for x {Shape.Format(x.Shape)}, got {Shape.Format(bias.Shape)}.", nameof(bias));
-        if (!x.Shape.SequenceEqual(output.Shape)) throw new ArgumentException($"output must be {Shape.Format(x.Shape)}, got {Shape.Format(output.Shape)}.", nameof(output));
+        if (weight.Shape.Length != 1 || weight.Shape[0] != d)
+            throw new ArgumentException($"weight must be [D] = [{d}] for x {Shape.Format(x.Shape)}, got {Shape.Format(weight.Shape)}.",
+            nameof(weight));
+        if (bias.Shape.Length != 1 || bias.Shape[0] != d)
+            throw new ArgumentException($"bias must be [D] = [{d}] for x {Shape.Format(x.Shape)}, got {Shape.Format(bias.Shape)}.",
+            nameof(bias));
+        if (!x.Shape.SequenceEqual(output.Shape))
+            throw new ArgumentException($"output must be {Shape.Format(x.Shape)}, got {Shape.Format(output.Shape)}.", nameof(output));
         if (!(eps >= 0) || float.IsInfinity(eps)) throw new ArgumentException($"eps must be finite and >= 0, got {eps}.", nameof(eps));
         HeadKernels.LayerNorm(device, x, weight, bias, output, d == 0 ? 0 : (int)(x.Count / d), d, eps);
     }
@@ -51,10 +60,12 @@ public static class Heads
     /// optional, residual optional with y's shape [..., N]. A tiled GEMM on every backend (SIMD: packed Vector512 panels,
     /// multi-threaded; ILGPU: shared-memory tiles). Returns a new [..., N] tensor.</summary>
     /// <exception cref="ArgumentException">A shape or dtype is wrong (ParamName x, weight, bias, residual).</exception>
-    public static HostTensor Linear(this Device device, HostTensor x, HostTensor weight, HostTensor? bias = null, HostTensor? residual = null)
+    public static HostTensor Linear(this Device device, HostTensor x, HostTensor weight, HostTensor? bias = null,
+        HostTensor? residual = null)
     {
         ArgumentNullException.ThrowIfNull(device); ArgumentNullException.ThrowIfNull(x); ArgumentNullException.ThrowIfNull(weight);
-        if (x.Shape.Length == 0 || weight.Shape.Length != 2) CheckLinear(x.Shape, weight.Shape, bias?.ShapeArray, residual?.ShapeArray, null);
+        if (x.Shape.Length == 0 || weight.Shape.Length != 2) CheckLinear(x.Shape, weight.Shape, bias?.ShapeArray, residual?.ShapeArray,
+            null);
         var outShape = x.Shape.ToArray(); outShape[^1] = weight.Shape[0];
         using var scope = new HostScope(device);
         var y = scope.Output(DType.F32, outShape);
@@ -62,12 +73,15 @@ public static class Heads
         return scope.Result(y);
     }
 
-    /// <summary>Linear on device tensors: output [..., N] = x·Wᵀ + bias + residual (bias, residual optional; residual may be output).</summary>
-    public static void Linear(this Device device, DeviceTensor x, DeviceTensor weight, DeviceTensor? bias, DeviceTensor output, DeviceTensor? residual = null)
+    /// <summary>Linear on device tensors: output [..., N] = x·Wᵀ + bias + residual (bias, residual optional; residual may be
+    /// output).</summary>
+    public static void Linear(this Device device, DeviceTensor x, DeviceTensor weight, DeviceTensor? bias, DeviceTensor output,
+        DeviceTensor? residual = null)
     {
         ArgumentNullException.ThrowIfNull(device);
         ArgumentNullException.ThrowIfNull(x); ArgumentNullException.ThrowIfNull(weight); ArgumentNullException.ThrowIfNull(output);
-        foreach (var (n, t) in (ReadOnlySpan<(string, DeviceTensor?)>)[("x", x), ("weight", weight), ("bias", bias), ("output", output), ("residual", residual)])
+        foreach (var (n, t) in (ReadOnlySpan<(string, DeviceTensor?)>)[("x", x), ("weight", weight), ("bias", bias), ("output", output),
+            ("residual", residual)])
         {
             Check.SameDevice(device, n, t);
             if (t is not null) F32(t, n);
@@ -87,9 +101,11 @@ public static class Heads
             throw new ArgumentException($"bias must be [N] = [{w[0]}] for weight {Shape.Format(w)}, got {Shape.Format(bias)}.", "bias");
         var y = x.ToArray(); y[^1] = w[0];
         if (residual is not null && !residual.AsSpan().SequenceEqual(y))
-            throw new ArgumentException($"residual must be {Shape.Format(y)} (x {Shape.Format(x)}, weight {Shape.Format(w)}), got {Shape.Format(residual)}.", "residual");
+            throw new ArgumentException($"residual must be {Shape.Format(y)} (x {Shape.Format(x)}, weight {Shape.Format(w)}), got "
+                + $"{Shape.Format(residual)}.", "residual");
         if (output is not null && !output.AsSpan().SequenceEqual(y))
-            throw new ArgumentException($"output must be {Shape.Format(y)} (x {Shape.Format(x)}, weight {Shape.Format(w)}), got {Shape.Format(output)}.", "output");
+            throw new ArgumentException($"output must be {Shape.Format(y)} (x {Shape.Format(x)}, weight {Shape.Format(w)}), got "
+                + $"{Shape.Format(output)}.", "output");
     }
 
     // ------------------------------------------------------------------ GEGLU
@@ -99,7 +115,8 @@ public static class Heads
     public static HostTensor Geglu(this Device device, HostTensor h)
     {
         ArgumentNullException.ThrowIfNull(device); ArgumentNullException.ThrowIfNull(h);
-        if (h.Shape.Length == 0 || h.Shape[^1] % 2 != 0) throw new ArgumentException($"h must be [..., 2F] (even last dim), got {Shape.Format(h.Shape)}.", nameof(h));
+        if (h.Shape.Length == 0 || h.Shape[^1] % 2 != 0)
+            throw new ArgumentException($"h must be [..., 2F] (even last dim), got {Shape.Format(h.Shape)}.", nameof(h));
         var outShape = h.Shape.ToArray(); outShape[^1] /= 2;
         using var scope = new HostScope(device);
         var y = scope.Output(DType.F32, outShape);
@@ -113,9 +130,11 @@ public static class Heads
         ArgumentNullException.ThrowIfNull(device); ArgumentNullException.ThrowIfNull(h); ArgumentNullException.ThrowIfNull(output);
         Check.SameDevice(device, nameof(h), h); Check.SameDevice(device, nameof(output), output);
         F32(h, nameof(h)); F32(output, nameof(output));
-        if (h.Shape.Length == 0 || h.Shape[^1] % 2 != 0) throw new ArgumentException($"h must be [..., 2F] (even last dim), got {Shape.Format(h.Shape)}.", nameof(h));
+        if (h.Shape.Length == 0 || h.Shape[^1] % 2 != 0)
+            throw new ArgumentException($"h must be [..., 2F] (even last dim), got {Shape.Format(h.Shape)}.", nameof(h));
         var y = h.Shape.ToArray(); y[^1] /= 2;
-        if (!output.Shape.SequenceEqual(y)) throw new ArgumentException($"output must be {Shape.Format(y)} for h {Shape.Format(h.Shape)}, got {Shape.Format(output.Shape)}.", nameof(output));
+        if (!output.Shape.SequenceEqual(y)) throw new ArgumentException($"output must be {Shape.Format(y)} for h {Shape.Format(h.Shape)}, "
+            + $"got {Shape.Format(output.Shape)}.", nameof(output));
         int f = y[^1];
         HeadKernels.Geglu(device, h, output, f == 0 ? 0 : (int)(output.Count / f), f);
     }
@@ -200,7 +219,8 @@ internal static unsafe class HeadKernels
 {
     private static Span<float> F(DeviceTensor t) => MemoryMarshal.Cast<byte, float>(t.Host.Span);
 
-    public static void LayerNorm(Device device, DeviceTensor x, DeviceTensor w, DeviceTensor b, DeviceTensor y, int rows, int dim, float eps)
+    public static void LayerNorm(Device device, DeviceTensor x, DeviceTensor w, DeviceTensor b, DeviceTensor y, int rows, int dim,
+        float eps)
     {
         if (rows == 0 || dim == 0) return;
         var plan = new LayerNormPlan(x, w, b, y, rows, dim, eps);

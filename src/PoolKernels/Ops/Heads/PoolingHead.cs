@@ -31,9 +31,9 @@ public enum LatentAttentionVariant
 /// <para>What does not depend on the input is computed once per head: the resampler's queries LNctx(latents)·Wqᵀ and
 /// nvembed's keys/values LNctx(latents)·Wkvᵀ (and, per batch size, their copies per batch row). Intermediate buffers are kept
 /// per (variant, B, N) and reused. Calls on one head are serialized; use one head per thread for parallel calls.</para>
-/// <para>The MHA is <see cref="Attention.Sdpa(Device, DeviceTensor, DeviceTensor, DeviceTensor, DeviceTensor, DeviceTensor, DeviceTensor?, DeviceTensor?, SdpaOptions?)"/>
-/// in the bthd layout; the GEMMs are <see cref="Heads.Linear(Device, DeviceTensor, DeviceTensor, DeviceTensor?, DeviceTensor, DeviceTensor?)"/>'s
-/// kernels with W packed once at load on <c>simd</c>.</para>
+/// <para>The MHA is <see cref="Attention.Sdpa(Device, DeviceTensor, DeviceTensor, DeviceTensor, DeviceTensor, DeviceTensor, DeviceTensor?,
+/// DeviceTensor?, SdpaOptions?)"/> in the bthd layout; the GEMMs are <see cref="Heads.Linear(Device, DeviceTensor, DeviceTensor,
+/// DeviceTensor?, DeviceTensor, DeviceTensor?)"/>'s kernels with W packed once at load on <c>simd</c>.</para>
 /// </summary>
 public sealed partial class PoolingHead : IDisposable
 {
@@ -41,7 +41,8 @@ public sealed partial class PoolingHead : IDisposable
     public const string Latents = "latents", PosEmb = "pos_emb.weight",
         Norm0W = "cross_attend_blocks.0.norm.weight", Norm0B = "cross_attend_blocks.0.norm.bias",
         NormCtxW = "cross_attend_blocks.0.norm_context.weight", NormCtxB = "cross_attend_blocks.0.norm_context.bias",
-        ToQ = "cross_attend_blocks.0.fn.to_q.weight", ToKv = "cross_attend_blocks.0.fn.to_kv.weight", ToOut = "cross_attend_blocks.0.fn.to_out.weight",
+        ToQ = "cross_attend_blocks.0.fn.to_q.weight", ToKv = "cross_attend_blocks.0.fn.to_kv.weight",
+            ToOut = "cross_attend_blocks.0.fn.to_out.weight",
         Norm1W = "cross_attend_blocks.1.norm.weight", Norm1B = "cross_attend_blocks.1.norm.bias",
         Net0W = "cross_attend_blocks.1.fn.net.0.weight", Net0B = "cross_attend_blocks.1.fn.net.0.bias",
         Net2W = "cross_attend_blocks.1.fn.net.2.weight", Net2B = "cross_attend_blocks.1.fn.net.2.bias";
@@ -83,7 +84,9 @@ public sealed partial class PoolingHead : IDisposable
         foreach (var name in Names)
             if (name != PosEmb && !w.ContainsKey(name)) errors.Add($"missing tensor '{name}'");
         foreach (var (name, t) in w)
-            if (Names.Contains(name) && t.DType is not (DType.F32 or DType.F16 or DType.BF16)) errors.Add($"'{name}' has dtype {t.DType.Name()}; expected F32, F16 or BF16");
+            if (Names.Contains(name)
+                && t.DType is not (DType.F32 or DType.F16 or DType.BF16))
+                errors.Add($"'{name}' has dtype {t.DType.Name()}; expected F32, F16 or BF16");
         if (heads <= 0) throw new ArgumentException($"heads must be >= 1, got {heads}.", nameof(heads));
         int[] S(string n) => w.TryGetValue(n, out var t) ? t.ShapeArray : [];
         int d = 0, r = 0, hd = 0, f = 0;
@@ -113,7 +116,8 @@ public sealed partial class PoolingHead : IDisposable
         PosEmbRows = w.TryGetValue(PosEmb, out var p) ? p.Shape[0] : 0;
         float[] A(string n) => w[n].DType == DType.F32 ? w[n].AsSpan<float>().ToArray() : w[n].To(DType.F32).AsSpan<float>().ToArray();
         DeviceTensor Up(string n) => device.Upload<float>(A(n), w[n].Shape.ToArray());
-        _latents = Up(Latents); _n0w = Up(Norm0W); _n0b = Up(Norm0B); _nCw = Up(NormCtxW); _nCb = Up(NormCtxB); _n1w = Up(Norm1W); _n1b = Up(Norm1B);
+        _latents = Up(Latents); _n0w = Up(Norm0W); _n0b = Up(Norm0B); _nCw = Up(NormCtxW); _nCb = Up(NormCtxB); _n1w = Up(Norm1W); _n1b
+            = Up(Norm1B);
         _posEmb = PosEmbRows > 0 ? Up(PosEmb) : null;
         var kv = A(ToKv);
         _q = LinearWeight.Create(device, A(ToQ), hd, d, null);
@@ -151,14 +155,16 @@ public sealed partial class PoolingHead : IDisposable
         return new PoolingHead(device, weights, heads);
     }
 
-    /// <summary>A head from a <c>.safetensors</c> file as saved by PyTorch (<c>safetensors.torch.save_file(module.state_dict())</c>).</summary>
+    /// <summary>A head from a <c>.safetensors</c> file as saved by PyTorch
+    /// (<c>safetensors.torch.save_file(module.state_dict())</c>).</summary>
     public static PoolingHead Load(Device device, string path, int heads)
     {
         using var file = Safetensors.Read(path);
         return FromTensors(device, file.Tensors, heads);
     }
 
-    /// <summary>The weights as F32 host tensors by state-dict name (to_kv re-joined), e.g. to save with <see cref="Safetensors.Write(string, IEnumerable{KeyValuePair{string, HostTensor}}, IReadOnlyDictionary{string, string}?)"/>.</summary>
+    /// <summary>The weights as F32 host tensors by state-dict name (to_kv re-joined), e.g. to save with <see
+    /// cref="Safetensors.Write(string, IEnumerable{KeyValuePair{string, HostTensor}}, IReadOnlyDictionary{string, string}?)"/>.</summary>
     public Dictionary<string, HostTensor> StateDict()
     {
         lock (_gate)
@@ -204,11 +210,13 @@ public sealed partial class PoolingHead : IDisposable
     public HostTensor NvEmbed(HostTensor hidden, HostTensor? attentionMask = null, HostTensor? prefixLen = null, bool normalize = true) =>
         Host(hidden, attentionMask, prefixLen, normalize, LatentAttentionVariant.NvEmbed, false);
 
-    /// <summary><c>multi_layer_pool</c>: layers [B,L,D] (e.g. from <c>layer_pool</c>), L ≤ rows of pos_emb.weight. Returns out [B,D] F32.</summary>
+    /// <summary><c>multi_layer_pool</c>: layers [B,L,D] (e.g. from <c>layer_pool</c>), L ≤ rows of pos_emb.weight. Returns out [B,D]
+    /// F32.</summary>
     public HostTensor MultiLayer(HostTensor layers, bool normalize = true) =>
         Host(layers, null, null, normalize, LatentAttentionVariant.Resampler, true);
 
-    private HostTensor Host(HostTensor hidden, HostTensor? mask, HostTensor? prefix, bool normalize, LatentAttentionVariant variant, bool multiLayer)
+    private HostTensor Host(HostTensor hidden, HostTensor? mask, HostTensor? prefix, bool normalize, LatentAttentionVariant variant,
+        bool multiLayer)
     {
         ArgumentNullException.ThrowIfNull(hidden);
         string hn = multiLayer ? "layers" : "hidden";
@@ -232,7 +240,8 @@ public sealed partial class PoolingHead : IDisposable
         Run(hidden, attentionMask, null, output, normalize, LatentAttentionVariant.Resampler, false);
 
     /// <summary><see cref="NvEmbed(HostTensor, HostTensor?, HostTensor?, bool)"/> on device tensors; output [B,D] F32.</summary>
-    public void NvEmbed(DeviceTensor hidden, DeviceTensor? attentionMask, DeviceTensor? prefixLen, DeviceTensor output, bool normalize = true) =>
+    public void NvEmbed(DeviceTensor hidden, DeviceTensor? attentionMask, DeviceTensor? prefixLen, DeviceTensor output,
+        bool normalize = true) =>
         Run(hidden, attentionMask, prefixLen, output, normalize, LatentAttentionVariant.NvEmbed, false);
 
     /// <summary><see cref="MultiLayer(HostTensor, bool)"/> on device tensors; output [B,D] F32.</summary>
@@ -250,18 +259,22 @@ public sealed partial class PoolingHead : IDisposable
         Check.Rank(hidden.Shape, 3, hn, multiLayer ? "[B,L,D]" : "[B,N,D]");
         Check.DTypeIs(hidden.DType, hn, "F32|F16|BF16", hidden.DType.IsFloatInput());
         int b = hidden.Shape[0], n = hidden.Shape[1];
-        if (hidden.Shape[2] != Dim) throw new ArgumentException($"{hn} must be [B,{(multiLayer ? "L" : "N")},D] with D = {Dim} (the head's width), got {Shape.Format(hidden.Shape)}.", hn);
+        if (hidden.Shape[2] != Dim) throw new ArgumentException($"{hn} must be [B,{(multiLayer ? "L" : "N")},D] with D = {Dim} (the "
+            + $"head's width), got {Shape.Format(hidden.Shape)}.", hn);
         if (multiLayer && n > PosEmbRows)
-            throw new ArgumentException(PosEmbRows == 0 ? $"multi_layer_pool needs '{PosEmb}' in the head's weights." : $"layers has L = {n} but pos_emb.weight has only {PosEmbRows} rows.", "layers");
+            throw new ArgumentException(PosEmbRows == 0 ? $"multi_layer_pool needs '{PosEmb}' in the head's weights."
+                : $"layers has L = {n} but pos_emb.weight has only {PosEmbRows} rows.", "layers");
         if (mask is not null)
         {
             Check.DTypeIs(mask.DType, "attentionMask", "I64|I32|U8|BOOL", mask.DType.IsMask());
             if (mask.Shape.Length != 2 || mask.Shape[0] != b || mask.Shape[1] != n)
-                throw new ArgumentException($"attention_mask must be [B,N] = [{b}, {n}] for hidden {Shape.Format(hidden.Shape)}, got {Shape.Format(mask.Shape)}.", "attentionMask");
+                throw new ArgumentException($"attention_mask must be [B,N] = [{b}, {n}] for hidden {Shape.Format(hidden.Shape)}, got "
+                    + $"{Shape.Format(mask.Shape)}.", "attentionMask");
         }
         if (prefix is not null)
         {
-            if (variant != LatentAttentionVariant.NvEmbed) throw new ArgumentException("prefix_len applies to the nvembed variant only.", "prefixLen");
+            if (variant != LatentAttentionVariant.NvEmbed) throw new ArgumentException("prefix_len applies to the nvembed variant only.",
+                "prefixLen");
             Check.DTypeIs(prefix.DType, "prefixLen", "I64|I32", prefix.DType.IsIndex());
             if (prefix.Shape.Length != 1 || prefix.Shape[0] != b)
                 throw new ArgumentException($"prefix_len must be [B] = [{b}], got {Shape.Format(prefix.Shape)}.", "prefixLen");
@@ -270,7 +283,8 @@ public sealed partial class PoolingHead : IDisposable
         return (b, n);
     }
 
-    private void Run(DeviceTensor hidden, DeviceTensor? mask, DeviceTensor? prefix, DeviceTensor output, bool normalize, LatentAttentionVariant variant, bool multiLayer)
+    private void Run(DeviceTensor hidden, DeviceTensor? mask, DeviceTensor? prefix, DeviceTensor output, bool normalize,
+        LatentAttentionVariant variant, bool multiLayer)
     {
         ArgumentNullException.ThrowIfNull(hidden); ArgumentNullException.ThrowIfNull(output);
         Check.SameDevice(Device, "output", output);
@@ -315,7 +329,11 @@ public sealed partial class PoolingHead : IDisposable
 
     private SdpaOptions? _sdpa;
     private SdpaOptions Sdpa => _sdpa ??= new() { Layout = SdpaLayout.Bthd, Scale = (float)(1.0 / Math.Sqrt(HeadDim)) };
-    private static readonly SequencePoolOptions Mean = new(SequencePoolMode.Mean), MeanNormalized = new(SequencePoolMode.Mean) { Normalize = true };
+    private static readonly SequencePoolOptions Mean = new(SequencePoolMode.Mean), MeanNormalized = new(SequencePoolMode.Mean)
+    {
+        Normalize
+        = true
+    };
 
     private void RunResampler(DeviceTensor hidden, DeviceTensor? mask, DeviceTensor output, bool normalize, bool multiLayer, int b, int n)
     {
@@ -331,7 +349,11 @@ public sealed partial class PoolingHead : IDisposable
         }
         HeadKernels.Linear(Device, w.X, _k, null, w.K, b * n);
         HeadKernels.Linear(Device, w.X, _v, null, w.V, b * n);
-        if (!w.QueriesReady) { HeadKernels.Repeat(Device, _queries, w.Q, b); HeadKernels.Repeat(Device, _latents, w.Residual, b); w.QueriesReady = true; }
+        if (!w.QueriesReady)
+        {
+            HeadKernels.Repeat(Device, _queries, w.Q, b); HeadKernels.Repeat(Device, _latents, w.Residual,
+            b); w.QueriesReady = true;
+        }
         Device.Sdpa(w.Q, w.K, w.V, w.O, w.Lse, null, mask, Sdpa);
         HeadKernels.Linear(Device, w.O, _out, w.Residual, w.Y, b * r);
         // The FF block's last Linear commutes with the mean over the R latents (never empty): mean(Y + G·W2ᵀ + b2) =
@@ -345,7 +367,8 @@ public sealed partial class PoolingHead : IDisposable
         Device.SequencePool(w.Pooled!, w.OnesOne!, output, normalize ? MeanNormalized : Mean);
     }
 
-    private void RunNvEmbed(DeviceTensor hidden, DeviceTensor? mask, DeviceTensor? prefix, DeviceTensor output, bool normalize, int b, int n)
+    private void RunNvEmbed(DeviceTensor hidden, DeviceTensor? mask, DeviceTensor? prefix, DeviceTensor output, bool normalize, int b,
+        int n)
     {
         _keys ??= Project(_k);
         _values ??= Project(_v);
@@ -354,7 +377,11 @@ public sealed partial class PoolingHead : IDisposable
         HeadKernels.AddRows(Device, hidden, null, w.Residual, b, n, d);
         HeadKernels.LayerNorm(Device, w.Residual, _n0w, _n0b, w.X, b * n, d, 1e-5f);
         HeadKernels.Linear(Device, w.X, _q, null, w.Q, b * n);
-        if (!w.QueriesReady) { HeadKernels.Repeat(Device, _keys, w.K, b); HeadKernels.Repeat(Device, _values, w.V, b); w.QueriesReady = true; }
+        if (!w.QueriesReady)
+        {
+            HeadKernels.Repeat(Device, _keys, w.K, b); HeadKernels.Repeat(Device, _values, w.V,
+            b); w.QueriesReady = true;
+        }
         Device.Sdpa(w.Q, w.K, w.V, w.O, w.Lse, null, null, Sdpa);
         HeadKernels.Linear(Device, w.O, _out, w.Residual, w.Y, b * n);
         FeedForward(w, b * n);
@@ -418,7 +445,8 @@ public sealed partial class PoolingHead : IDisposable
             if (_disposed) return;
             _disposed = true;
             _ws?.Dispose();
-            foreach (var t in new[] { _latents, _n0w, _n0b, _nCw, _nCb, _n1w, _n1b, _posEmb, _latentsNorm, _queries, _keys, _values }) t?.Dispose();
+            foreach (var t in new[] { _latents, _n0w, _n0b, _nCw, _nCb, _n1w, _n1b, _posEmb, _latentsNorm, _queries, _keys,
+                _values }) t?.Dispose();
             foreach (var l in new[] { _q, _k, _v, _out, _ff1, _ff2 }) l.Dispose();
         }
     }

@@ -177,7 +177,8 @@ public static class Quantization
         public void Reference()
         {
             if (pack) QuantizeReference.Pack(_x.As<float>(), _out.Host, n, d, signed);
-            else QuantizeReference.Levels(_x.As<float>(), _ranges.As<float>()[..d], _ranges.As<float>().Slice(d, d), _out.Host, n, d, signed);
+            else QuantizeReference.Levels(_x.As<float>(), _ranges.As<float>()[..d], _ranges.As<float>().Slice(d, d), _out.Host, n, d,
+                signed);
         }
 
         public void Simd(CpuDevice cpu)
@@ -253,12 +254,15 @@ public static class Quantization
         int k) : IPlan
     {
         public void Reference() =>
-            HammingTopkReference.Run(query.Host.Span, db.Host.Span, L(index), MemoryMarshal.Cast<byte, int>(distance.Host.Span), q, n, w, k);
+            HammingTopkReference.Run(query.Host.Span, db.Host.Span, L(index), MemoryMarshal.Cast<byte, int>(distance.Host.Span), q, n, w,
+                k);
 
         public void Simd(CpuDevice cpu) =>
-            HammingTopkSimd.Run(query.Host.Span, db.Host.Span, L(index), MemoryMarshal.Cast<byte, int>(distance.Host.Span), q, n, w, k, cpu.Pool);
+            HammingTopkSimd.Run(query.Host.Span, db.Host.Span, L(index), MemoryMarshal.Cast<byte, int>(distance.Host.Span), q, n, w, k,
+                cpu.Pool);
 
-        public void Ilgpu(IlgpuScope s) => HammingTopkIlgpu.Launch(s.Accelerator, s.Stream, s.Bytes(query), s.Bytes(db), s.View<long>(index),
+        public void Ilgpu(IlgpuScope s) => HammingTopkIlgpu.Launch(s.Accelerator, s.Stream, s.Bytes(query), s.Bytes(db),
+            s.View<long>(index),
             s.View<int>(distance), s.Dummy, q, n, w, k);
     }
 
@@ -318,7 +322,8 @@ public static class Quantization
         Dispatch.Run(device, ref plan);
     }
 
-    private readonly struct SearchPlan(DeviceTensor query, DeviceTensor db, DeviceTensor index, DeviceTensor score, int q, int n, int d, int k,
+    private readonly struct SearchPlan(DeviceTensor query, DeviceTensor db, DeviceTensor index, DeviceTensor score, int q, int n, int d,
+        int k,
         int multiplier, bool rescore, bool signed) : IPlan
     {
         public void Reference() =>

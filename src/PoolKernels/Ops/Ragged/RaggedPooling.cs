@@ -33,14 +33,16 @@ public static class RaggedPooling
     /// <summary><c>segment_pool</c> over host spans: values [N, dim] F32, offsets [S+1] (long or int), output [S, dim].
     /// out[s] = the reduction of values rows [offsets[s], offsets[s+1]); empty segments give 0.</summary>
     /// <exception cref="ArgumentException">A length does not match, or the offsets are not 0 = o_0 &lt;= ... &lt;= o_S = N.</exception>
-    public static void SegmentPool<TOff>(this Device device, ReadOnlySpan<float> values, ReadOnlySpan<TOff> offsets, Span<float> output, int dim,
+    public static void SegmentPool<TOff>(this Device device, ReadOnlySpan<float> values, ReadOnlySpan<TOff> offsets, Span<float> output,
+        int dim,
         SegmentPoolMode mode) where TOff : unmanaged
     {
         ArgumentNullException.ThrowIfNull(device);
         CheckIndexType<TOff>("offsets");
         CheckMode(mode);
         if (dim < 1) throw new ArgumentException($"dim must be >= 1, got {dim}.", nameof(dim));
-        if (values.Length % dim != 0) throw new ArgumentException($"values has {values.Length} elements, not a multiple of dim = {dim}.", nameof(values));
+        if (values.Length % dim != 0) throw new ArgumentException($"values has {values.Length} elements, not a multiple of dim = {dim}.",
+            nameof(values));
         long n = values.Length / dim;
         CheckOffsets(offsets, n, "values rows N");
         int segs = offsets.Length - 1;
@@ -54,7 +56,8 @@ public static class RaggedPooling
 
     /// <summary><c>segment_pool</c> on device tensors: values [N,D] F32, offsets [S+1] I64|I32, output [S,D] F32. On an
     /// accelerator the offsets are copied to the host once to be validated (and to split the work).</summary>
-    public static void SegmentPool(this Device device, DeviceTensor values, DeviceTensor offsets, DeviceTensor output, SegmentPoolMode mode) =>
+    public static void SegmentPool(this Device device, DeviceTensor values, DeviceTensor offsets, DeviceTensor output,
+        SegmentPoolMode mode) =>
         GatherCore(device, values, null, offsets, null, output, mode);
 
     /// <summary><c>segment_pool</c> on host tensors; returns out [S, D] F32.</summary>
@@ -75,7 +78,8 @@ public static class RaggedPooling
     /// <summary><c>gather_segment_pool</c> over host spans: values [M, dim] F32, index [K] (long or int, in [0, M)),
     /// offsets [S+1] over the K entries, weights empty or [K], output [S, dim]. Entry k contributes
     /// weights[k]·values[index[k]]; mean divides by the entry count (not the weight sum).</summary>
-    public static void GatherSegmentPool<TIdx, TOff>(this Device device, ReadOnlySpan<float> values, ReadOnlySpan<TIdx> index, ReadOnlySpan<TOff> offsets,
+    public static void GatherSegmentPool<TIdx, TOff>(this Device device, ReadOnlySpan<float> values, ReadOnlySpan<TIdx> index,
+        ReadOnlySpan<TOff> offsets,
         ReadOnlySpan<float> weights, Span<float> output, int dim, SegmentPoolMode mode) where TIdx : unmanaged where TOff : unmanaged
     {
         ArgumentNullException.ThrowIfNull(device);
@@ -83,10 +87,12 @@ public static class RaggedPooling
         CheckIndexType<TOff>("offsets");
         CheckMode(mode);
         if (dim < 1) throw new ArgumentException($"dim must be >= 1, got {dim}.", nameof(dim));
-        if (values.Length % dim != 0) throw new ArgumentException($"values has {values.Length} elements, not a multiple of dim = {dim}.", nameof(values));
+        if (values.Length % dim != 0) throw new ArgumentException($"values has {values.Length} elements, not a multiple of dim = {dim}.",
+            nameof(values));
         CheckIndex(index, values.Length / dim);
         CheckOffsets(offsets, index.Length, "index entries K");
-        if (!weights.IsEmpty && weights.Length != index.Length) Check.Length(weights.Length, index.Length, "weights", $"[K] for index [{index.Length}]");
+        if (!weights.IsEmpty && weights.Length != index.Length) Check.Length(weights.Length, index.Length, "weights",
+            $"[K] for index [{index.Length}]");
         int segs = offsets.Length - 1;
         if (output.Length != (long)segs * dim) Check.Length(output.Length, (long)segs * dim, "output", $"[S, D] = [{segs}, {dim}]");
         if (segs == 0) return;
@@ -99,7 +105,8 @@ public static class RaggedPooling
     /// <summary><c>gather_segment_pool</c> on device tensors: values [M,D] F32, index [K] I64|I32, offsets [S+1] I64|I32,
     /// weights null or [K] F32, output [S,D] F32. On an accelerator the index and offsets are copied to the host once to be
     /// validated (no kernel may read outside values).</summary>
-    public static void GatherSegmentPool(this Device device, DeviceTensor values, DeviceTensor index, DeviceTensor offsets, DeviceTensor? weights,
+    public static void GatherSegmentPool(this Device device, DeviceTensor values, DeviceTensor index, DeviceTensor offsets,
+        DeviceTensor? weights,
         DeviceTensor output, SegmentPoolMode mode)
     {
         ArgumentNullException.ThrowIfNull(index);
@@ -107,7 +114,8 @@ public static class RaggedPooling
     }
 
     /// <summary><c>gather_segment_pool</c> on host tensors; returns out [S, D] F32.</summary>
-    public static HostTensor GatherSegmentPool(this Device device, HostTensor values, HostTensor index, HostTensor offsets, HostTensor? weights, SegmentPoolMode mode)
+    public static HostTensor GatherSegmentPool(this Device device, HostTensor values, HostTensor index, HostTensor offsets,
+        HostTensor? weights, SegmentPoolMode mode)
     {
         ArgumentNullException.ThrowIfNull(values);
         ArgumentNullException.ThrowIfNull(offsets);
@@ -126,7 +134,8 @@ public static class RaggedPooling
         ArgumentNullException.ThrowIfNull(values);
         ArgumentNullException.ThrowIfNull(offsets);
         ArgumentNullException.ThrowIfNull(output);
-        foreach (var (name, arg) in (ReadOnlySpan<(string, DeviceTensor?)>)[("values", values), ("index", index), ("offsets", offsets), ("weights", weights), ("output", output)])
+        foreach (var (name, arg) in (ReadOnlySpan<(string, DeviceTensor?)>)[("values", values), ("index", index), ("offsets", offsets),
+            ("weights", weights), ("output", output)])
             Check.SameDevice(device, name, arg);
         CheckMode(mode);
         Check.Rank(values.Shape, 2, "values", index is null ? "[N,D]" : "[M,D]");
@@ -152,7 +161,8 @@ public static class RaggedPooling
                 throw new ArgumentException($"weights must be [K] = [{entries}], got {Shape.Format(weights.Shape)}.", "weights");
         }
         var ob = HostBytes(offsets, out _);
-        if (offsets.DType == DType.I64) CheckOffsets(MemoryMarshal.Cast<byte, long>(ob), entries, index is null ? "values rows N" : "index entries K");
+        if (offsets.DType == DType.I64) CheckOffsets(MemoryMarshal.Cast<byte, long>(ob), entries,
+            index is null ? "values rows N" : "index entries K");
         else CheckOffsets(MemoryMarshal.Cast<byte, int>(ob), entries, index is null ? "values rows N" : "index entries K");
         int segs = (int)offsets.Count - 1, dim = values.Shape[1];
         if (output.DType != DType.F32 || output.Shape.Length != 2 || output.Shape[0] != segs || output.Shape[1] != dim)
@@ -226,7 +236,8 @@ public static class RaggedPooling
     /// <paramref name="k"/> (keep min(k, n_s); k &gt;= 1). Returns index [M] I64 (global positions, segment-major, score
     /// descending, NaN first, ties to the lower index) and out_offsets [S+1] I64.
     /// </summary>
-    public static (HostTensor Index, HostTensor OutOffsets) SegmentTopk(this Device device, HostTensor scores, HostTensor offsets, double? ratio = null, int? k = null)
+    public static (HostTensor Index, HostTensor OutOffsets) SegmentTopk(this Device device, HostTensor scores, HostTensor offsets,
+        double? ratio = null, int? k = null)
     {
         ArgumentNullException.ThrowIfNull(device);
         using var scope = new HostScope(device);
@@ -253,7 +264,8 @@ public static class RaggedPooling
         Check.Rank(offsets.Shape, 1, "offsets", "[S+1]");
         Check.DTypeIs(offsets.DType, "offsets", "I64|I32", offsets.DType.IsIndex());
         var ob = HostBytes(offsets, out _);
-        long[] off = offsets.DType == DType.I64 ? MemoryMarshal.Cast<byte, long>(ob).ToArray() : Array.ConvertAll(MemoryMarshal.Cast<byte, int>(ob).ToArray(), x => (long)x);
+        long[] off = offsets.DType == DType.I64 ? MemoryMarshal.Cast<byte, long>(ob).ToArray() : Array.ConvertAll(MemoryMarshal.Cast<byte,
+            int>(ob).ToArray(), x => (long)x);
         CheckOffsets<long>(off, scores.Count, "scores N");
         int segs = off.Length - 1;
         var outOff = new long[segs + 1];
@@ -308,18 +320,21 @@ public static class RaggedPooling
     /// member_hyperedges. Computed on the host for every backend (an O(V+E) counting sort with data-dependent
     /// output sizes; see <see cref="DualHypergraphReference"/>).
     /// </summary>
-    public static IReadOnlyDictionary<string, HostTensor> DualHypergraph(this Device device, HostTensor edgeIndex, int numNodes, bool addLoops = true)
+    public static IReadOnlyDictionary<string, HostTensor> DualHypergraph(this Device device, HostTensor edgeIndex, int numNodes,
+        bool addLoops = true)
     {
         ArgumentNullException.ThrowIfNull(device);
         ArgumentNullException.ThrowIfNull(edgeIndex);
-        if (edgeIndex.Shape.Length != 2 || edgeIndex.Shape[0] != 2) throw new ArgumentException($"edge_index must be [2, E], got {Shape.Format(edgeIndex.Shape)}.", nameof(edgeIndex));
+        if (edgeIndex.Shape.Length != 2 || edgeIndex.Shape[0] != 2)
+            throw new ArgumentException($"edge_index must be [2, E], got {Shape.Format(edgeIndex.Shape)}.", nameof(edgeIndex));
         Check.DTypeIs(edgeIndex.DType, nameof(edgeIndex), "I64|I32", edgeIndex.DType.IsIndex());
         if (numNodes < 0) throw new ArgumentException($"num_nodes must be >= 0, got {numNodes}.", nameof(numNodes));
         var e = edgeIndex.ToInt64s();
         int m = edgeIndex.Shape[1];
         for (int i = 0; i < e.Length; i++)
             if (e[i] < 0 || e[i] >= numNodes)
-                throw new ArgumentException($"edge_index[{i / m}, {i % m}] = {e[i]} is outside [0, {numNodes}) for num_nodes = {numNodes}.", nameof(edgeIndex));
+                throw new ArgumentException($"edge_index[{i / m}, {i % m}] = {e[i]} is outside [0, {numNodes}) for num_nodes = {numNodes}.",
+                    nameof(edgeIndex));
         var r = DualHypergraphReference.Run(e.AsSpan(0, m), e.AsSpan(m, m), numNodes, addLoops);
         return new Dictionary<string, HostTensor>
         {
@@ -343,12 +358,14 @@ public static class RaggedPooling
 
     private static void CheckMode(SegmentPoolMode mode)
     {
-        if (mode < SegmentPoolMode.Sum || mode > SegmentPoolMode.Min) throw new ArgumentException($"mode {(int)mode} is not sum, mean, max or min.", "mode");
+        if (mode < SegmentPoolMode.Sum || mode > SegmentPoolMode.Min)
+            throw new ArgumentException($"mode {(int)mode} is not sum, mean, max or min.", "mode");
     }
 
     private static void CheckIndexType<T>(string name)
     {
-        if (!Kernels.Elements.IsIndex<T>()) throw new ArgumentException($"{Check.D(name)} element type {typeof(T).Name} is not long or int.", name);
+        if (!Kernels.Elements.IsIndex<T>())
+            throw new ArgumentException($"{Check.D(name)} element type {typeof(T).Name} is not long or int.", name);
     }
 
     /// <summary>offsets [S+1]: offsets[0] = 0, non-decreasing, last = <paramref name="total"/>.</summary>
@@ -360,10 +377,12 @@ public static class RaggedPooling
         for (int i = 1; i < offsets.Length; i++)
         {
             long v = Kernels.Elements.ToInt64(offsets[i]);
-            if (v < prev) throw new ArgumentException($"offsets must be non-decreasing: offsets[{i}] = {v} < offsets[{i - 1}] = {prev} (offsets [{offsets.Length}]).", "offsets");
+            if (v < prev) throw new ArgumentException($"offsets must be non-decreasing: offsets[{i}] = {v} < offsets[{i - 1}] = {prev} "
+                + $"(offsets [{offsets.Length}]).", "offsets");
             prev = v;
         }
-        if (prev != total) throw new ArgumentException($"offsets[{offsets.Length - 1}] = {prev} must equal the {what} = {total}.", "offsets");
+        if (prev != total) throw new ArgumentException($"offsets[{offsets.Length - 1}] = {prev} must equal the {what} = {total}.",
+            "offsets");
     }
 
     private static void CheckIndex<TIdx>(ReadOnlySpan<TIdx> index, long rows) where TIdx : unmanaged
@@ -371,7 +390,8 @@ public static class RaggedPooling
         for (int i = 0; i < index.Length; i++)
         {
             long v = Kernels.Elements.ToInt64(index[i]);
-            if ((ulong)v >= (ulong)rows) throw new ArgumentException($"index[{i}] = {v} is outside [0, {rows}) for values [M = {rows}, D].", "index");
+            if ((ulong)v >= (ulong)rows) throw new ArgumentException($"index[{i}] = {v} is outside [0, {rows}) for values [M = {rows}, D].",
+                "index");
         }
     }
 }

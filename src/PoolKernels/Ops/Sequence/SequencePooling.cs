@@ -70,7 +70,8 @@ public sealed record SequencePoolOptions
         "weighted_mean" or "weightedmean" => SequencePoolMode.WeightedMean,
         "max" => SequencePoolMode.Max,
         "gem" => SequencePoolMode.Gem,
-        _ => throw new ArgumentException($"Unknown sequence pooling mode '{name}'; expected cls, last_token, mean, mean_sqrt_len, weighted_mean, max or gem.", "mode"),
+        _ => throw new ArgumentException($"Unknown sequence pooling mode '{name}'; expected cls, last_token, mean, mean_sqrt_len, "
+            + $"weighted_mean, max or gem.", "mode"),
     };
 
     /// <summary>The docs/operations.md name of a mode.</summary>
@@ -98,7 +99,8 @@ public sealed record SequencePoolOptions
         for (int i = 0; i < Modes.Count; i++)
         {
             var m = Modes[i];
-            if (m < SequencePoolMode.Cls || m > SequencePoolMode.Gem) throw new ArgumentException($"mode {(int)m} is not a sequence pooling mode.", "mode");
+            if (m < SequencePoolMode.Cls || m > SequencePoolMode.Gem)
+                throw new ArgumentException($"mode {(int)m} is not a sequence pooling mode.", "mode");
             gem |= m == SequencePoolMode.Gem;
         }
         if (gem && !(P > 0 && float.IsFinite(P))) throw new ArgumentException($"p must be a finite number > 0, got {P}.", "p");
@@ -106,7 +108,9 @@ public sealed record SequencePoolOptions
         if (_pGroups.Length != 0) PGroupsCheck.Validate(_pGroups, dim, "D", "hidden [B,T,D]", nameof(PGroups));
         long full = (long)Modes.Count * dim;
         if (Dims == -1) return checked((int)full);
-        if (Dims < 1 || Dims > full) throw new ArgumentException($"dims must be -1 (all) or in [1, {full}] for {Modes.Count} mode(s) × D = {dim}, got {Dims}.", "dims");
+        if (Dims < 1 || Dims > full)
+            throw new ArgumentException($"dims must be -1 (all) or in [1, {full}] for {Modes.Count} mode(s) × D = {dim}, got {Dims}.",
+            "dims");
         return Dims;
     }
 }
@@ -148,7 +152,8 @@ public static partial class SequencePooling
     /// (long, int, byte or bool; nonzero keeps), output [B, dims], prefixLen empty or [B] (>= 0).</summary>
     /// <exception cref="ArgumentException">A length does not match the shape, an element type is unsupported,
     /// a prefix is negative, or an option is invalid.</exception>
-    public static void SequencePool<T, TMask>(this Device device, ReadOnlySpan<T> hidden, ReadOnlySpan<TMask> attentionMask, Span<float> output,
+    public static void SequencePool<T, TMask>(this Device device, ReadOnlySpan<T> hidden, ReadOnlySpan<TMask> attentionMask,
+        Span<float> output,
         int batch, int seqLen, int dim, SequencePoolOptions options, ReadOnlySpan<long> prefixLen = default)
         where T : unmanaged where TMask : unmanaged
     {
@@ -174,7 +179,9 @@ public static partial class SequencePooling
         Check.Rank(hs, 3, nameof(hidden), "[B,T,D]");
         Check.Rank(ms, 2, nameof(attentionMask), "[B,T]");
         Check.Rank(os, 2, nameof(output), "[B,dims]");
-        if (ms[0] != hs[0] || ms[1] != hs[1]) throw new ArgumentException($"attentionMask {Shape.Format(ms)} does not match hidden {Shape.Format(hs)}.", nameof(attentionMask));
+        if (ms[0] != hs[0] || ms[1] != hs[1])
+            throw new ArgumentException($"attentionMask {Shape.Format(ms)} does not match hidden {Shape.Format(hs)}.",
+            nameof(attentionMask));
         ArgumentNullException.ThrowIfNull(options);
         Check.ShapeIs(os, [hs[0], options.Validate(hs[2])], nameof(output), "[B,dims]");
         device.SequencePool(h, m, o, hs[0], hs[1], hs[2], options);
@@ -190,7 +197,8 @@ public static partial class SequencePooling
         ArgumentNullException.ThrowIfNull(attentionMask);
         ArgumentNullException.ThrowIfNull(output);
         ArgumentNullException.ThrowIfNull(options);
-        foreach (var (name, arg) in (ReadOnlySpan<(string, DeviceTensor?)>)[(nameof(hidden), hidden), (nameof(attentionMask), attentionMask), (nameof(output), output), (nameof(prefixLen), prefixLen)])
+        foreach (var (name, arg) in (ReadOnlySpan<(string, DeviceTensor?)>)[(nameof(hidden), hidden), (nameof(attentionMask),
+            attentionMask), (nameof(output), output), (nameof(prefixLen), prefixLen)])
             Check.SameDevice(device, name, arg);
         Check.Rank(hidden.Shape, 3, nameof(hidden), "[B,T,D]");
         Check.DTypeIs(hidden.DType, nameof(hidden), "F32|F16|BF16", hidden.DType.IsFloatInput());
@@ -214,7 +222,8 @@ public static partial class SequencePooling
     }
 
     /// <summary><c>sequence_pool</c> on host tensors of any supported dtype; returns a new [B, dims] F32 tensor.</summary>
-    public static HostTensor SequencePool(this Device device, HostTensor hidden, HostTensor attentionMask, SequencePoolOptions options, HostTensor? prefixLen = null)
+    public static HostTensor SequencePool(this Device device, HostTensor hidden, HostTensor attentionMask, SequencePoolOptions options,
+        HostTensor? prefixLen = null)
     {
         ArgumentNullException.ThrowIfNull(hidden);
         ArgumentNullException.ThrowIfNull(options);
@@ -239,7 +248,8 @@ public static partial class SequencePooling
     /// <summary><c>layer_pool</c> on host tensors: hiddenStates [L,B,T,D] F32|F16|BF16, attentionMask [B,T]; pools
     /// each chosen layer with <paramref name="mode"/> (last_token or mean, the sequence_pool rules) into [B, L', D],
     /// layer order as given. <paramref name="layers"/>: null for all, else indices in [-L, L) (negative counts from the end).</summary>
-    public static HostTensor LayerPool(this Device device, HostTensor hiddenStates, HostTensor attentionMask, SequencePoolMode mode, IReadOnlyList<int>? layers = null)
+    public static HostTensor LayerPool(this Device device, HostTensor hiddenStates, HostTensor attentionMask, SequencePoolMode mode,
+        IReadOnlyList<int>? layers = null)
     {
         ArgumentNullException.ThrowIfNull(hiddenStates);
         Check.Rank(hiddenStates.Shape, 4, nameof(hiddenStates), "[L,B,T,D]");
@@ -259,7 +269,8 @@ public static partial class SequencePooling
         ArgumentNullException.ThrowIfNull(hiddenStates);
         ArgumentNullException.ThrowIfNull(attentionMask);
         ArgumentNullException.ThrowIfNull(output);
-        foreach (var (name, arg) in (ReadOnlySpan<(string, DeviceTensor?)>)[(nameof(hiddenStates), hiddenStates), (nameof(attentionMask), attentionMask), (nameof(output), output)])
+        foreach (var (name, arg) in (ReadOnlySpan<(string, DeviceTensor?)>)[(nameof(hiddenStates), hiddenStates), (nameof(attentionMask),
+            attentionMask), (nameof(output), output)])
             Check.SameDevice(device, name, arg);
         Check.Rank(hiddenStates.Shape, 4, nameof(hiddenStates), "[L,B,T,D]");
         Check.DTypeIs(hiddenStates.DType, nameof(hiddenStates), "F32|F16|BF16", hiddenStates.DType.IsFloatInput());
@@ -271,7 +282,8 @@ public static partial class SequencePooling
         CheckMaskShape(attentionMask.Shape, b, t, hiddenStates.Shape);
         int chosen = CheckLayers(layers, l);
         if (output.Shape.Length != 3 || output.Shape[0] != b || output.Shape[1] != chosen || output.Shape[2] != d)
-            throw new ArgumentException($"output must be [B, L', D] = [{b}, {chosen}, {d}], got {Shape.Format(output.Shape)}.", nameof(output));
+            throw new ArgumentException($"output must be [B, L', D] = [{b}, {chosen}, {d}], got {Shape.Format(output.Shape)}.",
+                nameof(output));
         if (b == 0 || d == 0) return;
         var options = mode == SequencePoolMode.Mean ? LayerMean : LayerLast;
         long layerBytes = (long)b * t * d * hiddenStates.DType.Size();
@@ -301,12 +313,14 @@ public static partial class SequencePooling
             int a = ParseInt(part[..dots]), z = ParseInt(part[(dots + 2)..]);
             if (z < a) throw new ArgumentException($"layers range '{part}' is empty (end before start).", nameof(layers));
             if ((long)z - a + 1 > MaxParsedLayers - r.Count)
-                throw new ArgumentException($"layers '{layers}' names more than {MaxParsedLayers} layers (range '{part}' alone has {(long)z - a + 1}).", nameof(layers));
+                throw new ArgumentException($"layers '{layers}' names more than {MaxParsedLayers} layers (range '{part}' alone has "
+                    + $"{(long)z - a + 1}).", nameof(layers));
             for (long i = a; i <= z; i++) r.Add((int)i); // long: a range ending at int.MaxValue must end
         }
         return r.ToArray();
 
-        static int ParseInt(string s) => int.TryParse(s, System.Globalization.NumberStyles.AllowLeadingSign, System.Globalization.CultureInfo.InvariantCulture, out int v)
+        static int ParseInt(string s) => int.TryParse(s, System.Globalization.NumberStyles.AllowLeadingSign,
+            System.Globalization.CultureInfo.InvariantCulture, out int v)
             ? v : throw new ArgumentException($"layers entry '{s}' is not an integer.", nameof(layers));
     }
 
@@ -321,7 +335,8 @@ public static partial class SequencePooling
         for (int i = 0; i < layers.Count; i++)
         {
             int x = layers[i];
-            if (x < -l || x >= l) throw new ArgumentException($"layers[{i}] = {x} is outside [-{l}, {l}) for hidden_states with L = {l}.", nameof(layers));
+            if (x < -l || x >= l) throw new ArgumentException($"layers[{i}] = {x} is outside [-{l}, {l}) for hidden_states with L = {l}.",
+                nameof(layers));
         }
         return layers.Count;
     }
@@ -334,17 +349,21 @@ public static partial class SequencePooling
     private static void CheckMaskShape(ReadOnlySpan<int> mask, int b, int t, ReadOnlySpan<int> hidden)
     {
         if (mask.Length != 2 || mask[0] != b || mask[1] != t)
-            throw new ArgumentException($"attention_mask must be [B,T] = [{b}, {t}] for hidden {Shape.Format(hidden)}, got {Shape.Format(mask)}.", "attentionMask");
+            throw new ArgumentException($"attention_mask must be [B,T] = [{b}, {t}] for hidden {Shape.Format(hidden)}, got "
+                + $"{Shape.Format(mask)}.", "attentionMask");
     }
 
-    private static int Validate(int batch, int seqLen, int dim, long hiddenLen, long maskLen, int prefixCount, ReadOnlySpan<long> prefix, long outLen, SequencePoolOptions options)
+    private static int Validate(int batch, int seqLen, int dim, long hiddenLen, long maskLen, int prefixCount, ReadOnlySpan<long> prefix,
+        long outLen, SequencePoolOptions options)
     {
         Check.NonNegative(batch, nameof(batch));
         Check.NonNegative(seqLen, nameof(seqLen));
         Check.NonNegative(dim, nameof(dim));
         // Messages are built only on failure: the steady-state call allocates nothing.
-        if (hiddenLen != (long)batch * seqLen * dim) Check.Length(hiddenLen, (long)batch * seqLen * dim, "hidden", Shape3(batch, seqLen, dim));
-        if (maskLen != (long)batch * seqLen) Check.Length(maskLen, (long)batch * seqLen, "attentionMask", "[B,T] of " + Shape3(batch, seqLen, dim));
+        if (hiddenLen != (long)batch * seqLen * dim) Check.Length(hiddenLen, (long)batch * seqLen * dim, "hidden", Shape3(batch, seqLen,
+            dim));
+        if (maskLen != (long)batch * seqLen) Check.Length(maskLen, (long)batch * seqLen, "attentionMask", "[B,T] of " + Shape3(batch,
+            seqLen, dim));
         if (prefixCount != 0)
         {
             if (prefixCount != batch) Check.Length(prefixCount, batch, "prefixLen", "[B] of " + Shape3(batch, seqLen, dim));
@@ -368,7 +387,8 @@ public static partial class SequencePooling
         private CpuDevice? _simd;
 
         /// <summary>The same call writing into <paramref name="output"/> instead.</summary>
-        internal readonly Plan Into(Out output) => new(_hidden, hiddenType, _mask, maskType, _prefix, prefixType, output, batch, seqLen, dim,
+        internal readonly Plan Into(Out output) => new(_hidden, hiddenType, _mask, maskType, _prefix, prefixType, output, batch, seqLen,
+            dim,
             dims, options, outStride, outOffset);
 
         public void Reference() { _simd = null; TypeDispatch.Run(ref this, hiddenType, maskType, prefixType); }

@@ -20,7 +20,8 @@ public static class SignalPooling
     };
 
     /// <summary><c>pool1d</c> over host spans: x [rows, length] (rows = B·C), output [rows, Lo].</summary>
-    public static void Pool1d(this Device device, ReadOnlySpan<float> x, Span<float> output, int rows, int length, Pool1dMode mode, int kernel,
+    public static void Pool1d(this Device device, ReadOnlySpan<float> x, Span<float> output, int rows, int length, Pool1dMode mode,
+        int kernel,
         int stride = -1, int padding = 0)
     {
         ArgumentNullException.ThrowIfNull(device);
@@ -30,12 +31,14 @@ public static class SignalPooling
         Check.NonNegative(length, "length");
         if (x.Length != (long)rows * length) Check.Length(x.Length, (long)rows * length, "x", $"[B·C, L] = [{rows}, {length}]");
         var p = Pool1dParams.Whole(rows, length, kernel, stride, padding, mode);
-        if (output.Length != (long)rows * p.NOut) Check.Length(output.Length, (long)rows * p.NOut, "output", $"[B·C, Lo] = [{rows}, {p.NOut}]");
+        if (output.Length != (long)rows * p.NOut) Check.Length(output.Length, (long)rows * p.NOut, "output",
+            $"[B·C, Lo] = [{rows}, {p.NOut}]");
         Run(device, x, output, p);
     }
 
     /// <summary><c>pool1d</c> on device tensors: x [B,C,L] F32, output [B,C,Lo] F32.</summary>
-    public static void Pool1d(this Device device, DeviceTensor x, DeviceTensor output, Pool1dMode mode, int kernel, int stride = -1, int padding = 0)
+    public static void Pool1d(this Device device, DeviceTensor x, DeviceTensor output, Pool1dMode mode, int kernel, int stride = -1,
+        int padding = 0)
     {
         ArgumentNullException.ThrowIfNull(device);
         ArgumentNullException.ThrowIfNull(x);
@@ -48,7 +51,8 @@ public static class SignalPooling
         Check.DTypeIs(x.DType, "x", "F32", x.DType == DType.F32);
         int b = x.Shape[0], c = x.Shape[1], l = x.Shape[2];
         var p = Pool1dParams.Whole(b * c, l, kernel, stride, padding, mode);
-        if (output.DType != DType.F32 || output.Shape.Length != 3 || output.Shape[0] != b || output.Shape[1] != c || output.Shape[2] != p.NOut)
+        if (output.DType != DType.F32 || output.Shape.Length != 3 || output.Shape[0] != b || output.Shape[1] != c
+            || output.Shape[2] != p.NOut)
             throw new ArgumentException($"output must be F32 [B,C,Lo] = [{b}, {c}, {p.NOut}], got {output}.", "output");
         var plan = new Plan(In.Of(x), Out.Of(output), p);
         Dispatch.Run(device, ref plan);
@@ -72,7 +76,8 @@ public static class SignalPooling
         if (mode is not (Pool1dMode.Avg or Pool1dMode.Max)) throw new ArgumentException($"mode {(int)mode} is not avg or max.", "mode");
         if (kernel < 1) throw new ArgumentException($"kernel must be >= 1, got {kernel}.", "kernel");
         if (stride < 1) throw new ArgumentException($"stride must be >= 1, got {stride}.", "stride");
-        if (padding < 0 || padding > kernel / 2) throw new ArgumentException($"padding must be in [0, kernel/2] = [0, {kernel / 2}], got {padding}.", "padding");
+        if (padding < 0 || padding > kernel / 2)
+            throw new ArgumentException($"padding must be in [0, kernel/2] = [0, {kernel / 2}], got {padding}.", "padding");
     }
 
     /// <summary>Runs validated windows on host memory (uploaded and downloaded on ILGPU devices, one synchronization).</summary>
@@ -155,8 +160,10 @@ public sealed class StreamingPool1d
             throw new ArgumentException($"chunk must be F32 [B, C, n] = [{_batch}, {_channels}, n], got {chunk}.", nameof(chunk));
         int n = chunk.Shape[2];
         if (n % _stride != 0)
-            throw new ArgumentException($"chunk length {n} is not a multiple of stride {_stride}: streamed pool1d stays aligned with pool1d over the " +
-                $"whole stream only when every chunk is a whole number of hops (buffer samples to a multiple of {_stride}).", nameof(chunk));
+            throw new ArgumentException($"chunk length {n} is not a multiple of stride {_stride}: streamed pool1d stays aligned with "
+                + $"pool1d over the " +
+                $"whole stream only when every chunk is a whole number of hops (buffer samples to a multiple of {_stride}).",
+                    nameof(chunk));
         // append
         if (Cap < _held + n)
         {

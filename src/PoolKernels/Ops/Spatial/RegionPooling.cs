@@ -36,7 +36,8 @@ public static partial class SpatialPooling
         if (kernel <= 0 || kernel % 2 == 0) throw new ArgumentException($"kernel must be odd and > 0, got {kernel}.", "kernel");
         int pad = kernel / 2;
         if (pad > 0 && (long)b * c * h * w > 0 && (pad >= h || pad >= w))
-            throw new ArgumentException($"kernel {kernel} needs reflect padding {pad}, which must be smaller than H and W of x {Shape.Format(x.Shape)}.", "kernel");
+            throw new ArgumentException($"kernel {kernel} needs reflect padding {pad}, which must be smaller than H and W of x "
+                + $"{Shape.Format(x.Shape)}.", "kernel");
         Output(output, b, c, h, w);
         var plan = new RegionalGemPlan(x, output, b, c, h, w, p, kernel);
         Dispatch.Run(device, ref plan);
@@ -106,7 +107,8 @@ public static partial class SpatialPooling
         "soft" => MaskType.Soft,
         "gated" => MaskType.Gated,
         "sigmoid_normalized" => MaskType.SigmoidNormalized,
-        _ => throw new ArgumentException($"Unknown mask_type '{name}'; expected binary_logits, soft, gated or sigmoid_normalized.", nameof(name)),
+        _ => throw new ArgumentException($"Unknown mask_type '{name}'; expected binary_logits, soft, gated or sigmoid_normalized.",
+            nameof(name)),
     };
 
     /// <summary>
@@ -115,7 +117,8 @@ public static partial class SpatialPooling
     /// copy). Weights: binary_logits 1[m>0]; soft m; gated m·1[m>threshold]; sigmoid_normalized σ(m) (docs/operations.md: use
     /// eps = 0). out[b,q,:] = Σ_hw x·w / (Σ_hw w + eps); a zero denominator (an empty mask with eps = 0) gives 0.
     /// </summary>
-    public static HostTensor MaskPool(this Device device, HostTensor x, HostTensor masks, MaskType maskType, float threshold = 0.5f, float eps = 1e-8f)
+    public static HostTensor MaskPool(this Device device, HostTensor x, HostTensor masks, MaskType maskType, float threshold = 0.5f,
+        float eps = 1e-8f)
     {
         ArgumentNullException.ThrowIfNull(x);
         ArgumentNullException.ThrowIfNull(masks);
@@ -128,17 +131,21 @@ public static partial class SpatialPooling
     }
 
     /// <summary><c>mask_pool</c> on device tensors; output [B,Q,C] F32.</summary>
-    public static void MaskPool(this Device device, DeviceTensor x, DeviceTensor masks, DeviceTensor output, MaskType maskType, float threshold = 0.5f, float eps = 1e-8f)
+    public static void MaskPool(this Device device, DeviceTensor x, DeviceTensor masks, DeviceTensor output, MaskType maskType,
+        float threshold = 0.5f, float eps = 1e-8f)
     {
         Devices(device, "x", x, "masks", masks, "output", output);
         F32(x, "x"); F32(masks, "masks");
         Check.Rank(x.Shape, 4, "x", "[B,C,H,W]");
         Check.Rank(masks.Shape, 4, "masks", "[B,Q,Hm,Wm]");
         int b = x.Shape[0], c = x.Shape[1], h = x.Shape[2], w = x.Shape[3], q = masks.Shape[1], mh = masks.Shape[2], mw = masks.Shape[3];
-        if (masks.Shape[0] != b) throw new ArgumentException($"masks {Shape.Format(masks.Shape)} must have B = {b} rows like x {Shape.Format(x.Shape)}.", "masks");
+        if (masks.Shape[0] != b)
+            throw new ArgumentException($"masks {Shape.Format(masks.Shape)} must have B = {b} rows like x {Shape.Format(x.Shape)}.",
+            "masks");
         if ((long)h * w > 0 && (long)mh * mw == 0 && (long)b * q > 0)
             throw new ArgumentException($"masks {Shape.Format(masks.Shape)} are empty and cannot be resized to x's {h}×{w}.", "masks");
-        if (maskType < MaskType.BinaryLogits || maskType > MaskType.SigmoidNormalized) throw new ArgumentException($"mask_type {(int)maskType} is unknown.", nameof(maskType));
+        if (maskType < MaskType.BinaryLogits || maskType > MaskType.SigmoidNormalized)
+            throw new ArgumentException($"mask_type {(int)maskType} is unknown.", nameof(maskType));
         if (!(eps >= 0) || float.IsInfinity(eps)) throw new ArgumentException($"eps must be a finite number >= 0, got {eps}.", "eps");
         if (float.IsNaN(threshold)) throw new ArgumentException("threshold must not be NaN.", "threshold");
         Output(output, b, q, c);
@@ -186,13 +193,16 @@ public static partial class SpatialPooling
         Check.Rank(x.Shape, 4, "x", "[B,F,N,D]");
         using var scope = new HostScope(device);
         var o = scope.Output(DType.F32, x.Shape[0], x.Shape[1] + x.Shape[2], x.Shape[3]);
-        var r = regionMasks is null ? null : scope.Output(DType.F32, x.Shape[0], regionMasks.Shape.Length == 4 ? regionMasks.Shape[1] : 0, x.Shape[3]);
+        var r = regionMasks is null ? null : scope.Output(DType.F32, x.Shape[0], regionMasks.Shape.Length == 4 ? regionMasks.Shape[1] : 0,
+            x.Shape[3]);
         device.SpatioTemporalPool(scope.Bind(x), o, scope.BindOptional(regionMasks), r);
         return (scope.Result(o), r is null ? null : scope.Result(r));
     }
 
-    /// <summary><c>spatiotemporal_pool</c> on device tensors; output [B,F+N,D] F32, regions [B,R,D] F32 when regionMasks is given.</summary>
-    public static void SpatioTemporalPool(this Device device, DeviceTensor x, DeviceTensor output, DeviceTensor? regionMasks = null, DeviceTensor? regions = null)
+    /// <summary><c>spatiotemporal_pool</c> on device tensors; output [B,F+N,D] F32, regions [B,R,D] F32 when regionMasks is
+    /// given.</summary>
+    public static void SpatioTemporalPool(this Device device, DeviceTensor x, DeviceTensor output, DeviceTensor? regionMasks = null,
+        DeviceTensor? regions = null)
     {
         Devices(device, "x", x, "output", output, nameof(regionMasks), regionMasks, "regions", regions);
         F32(x, "x");

@@ -25,7 +25,8 @@ public static class Retrieval
     /// The simd backend keeps a running k-best heap per query while streaming db (no score row is materialized); the
     /// ILGPU backends score a chunk of queries at a time and select on the device.
     /// </summary>
-    public static (HostTensor Index, HostTensor Score) SimilarityTopk(this Device device, HostTensor query, HostTensor db, int k, bool cosine = false)
+    public static (HostTensor Index, HostTensor Score) SimilarityTopk(this Device device, HostTensor query, HostTensor db, int k,
+        bool cosine = false)
     {
         ArgumentNullException.ThrowIfNull(query);
         ArgumentNullException.ThrowIfNull(db);
@@ -38,7 +39,8 @@ public static class Retrieval
     }
 
     /// <summary><c>similarity_topk</c> on device tensors: index [Q,k] I64, score [Q,k] F32.</summary>
-    public static void SimilarityTopk(this Device device, DeviceTensor query, DeviceTensor db, DeviceTensor index, DeviceTensor score, int k, bool cosine = false)
+    public static void SimilarityTopk(this Device device, DeviceTensor query, DeviceTensor db, DeviceTensor index, DeviceTensor score,
+        int k, bool cosine = false)
     {
         Devices(device, "query", query, "db", db, "index", index, "score", score);
         var (q, n, d) = QueryDb(query, db, anyDb: true);
@@ -62,7 +64,8 @@ public static class Retrieval
         }
 
         public void Simd(CpuDevice cpu) =>
-            SimilarityTopkSimd.Run(F(query), db.Host.Span, DbKind(db.DType), MemoryMarshal.Cast<byte, long>(index.Host.Span), FOut(score), q, n,
+            SimilarityTopkSimd.Run(F(query), db.Host.Span, DbKind(db.DType), MemoryMarshal.Cast<byte, long>(index.Host.Span), FOut(score),
+                q, n,
                 d, k, cosine, cpu.Pool);
 
         public void Ilgpu(IlgpuScope s)
@@ -84,7 +87,8 @@ public static class Retrieval
     /// order). Ties everywhere: higher score first, then lower db index. Every backend runs the whole computation itself
     /// (ILGPU: on the device, chunked over queries).
     /// </summary>
-    public static (HostTensor Order, HostTensor Scores) RerankRefine(this Device device, HostTensor query, HostTensor db, int m = 400, int k = 9, float beta = 0.15f)
+    public static (HostTensor Order, HostTensor Scores) RerankRefine(this Device device, HostTensor query, HostTensor db, int m = 400,
+        int k = 9, float beta = 0.15f)
     {
         ArgumentNullException.ThrowIfNull(query);
         ArgumentNullException.ThrowIfNull(db);
@@ -99,7 +103,8 @@ public static class Retrieval
     }
 
     /// <summary><c>rerank_refine</c> on device tensors: order [Q,min(m,N)] I64, scores [Q,min(m,N)] F32.</summary>
-    public static void RerankRefine(this Device device, DeviceTensor query, DeviceTensor db, DeviceTensor order, DeviceTensor scores, int m = 400, int k = 9, float beta = 0.15f)
+    public static void RerankRefine(this Device device, DeviceTensor query, DeviceTensor db, DeviceTensor order, DeviceTensor scores,
+        int m = 400, int k = 9, float beta = 0.15f)
     {
         Devices(device, "query", query, "db", db, "order", order, "scores", scores);
         var (q, n, d) = QueryDb(query, db);

@@ -34,7 +34,8 @@ internal static class SpatialArgs
         ArgumentNullException.ThrowIfNull(output, nameof(output));
         Check.DTypeIs(output.DType, nameof(output), "F32", output.DType == DType.F32);
         if (!output.Shape.SequenceEqual(shape))
-            throw new ArgumentException($"output is {Shape.Format(output.Shape)} but the operation produces {Shape.Format(shape)}.", nameof(output));
+            throw new ArgumentException($"output is {Shape.Format(output.Shape)} but the operation produces {Shape.Format(shape)}.",
+                nameof(output));
     }
 
     public static void Shaped(DeviceTensor t, string name, string layout, params ReadOnlySpan<int> shape)

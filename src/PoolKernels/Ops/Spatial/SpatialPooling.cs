@@ -61,7 +61,8 @@ public sealed record Pool2dOptions
     public (int H, int W) Kernel { get; init; } = (2, 2);
     /// <summary>Stride (each > 0); null = the kernel.</summary>
     public (int H, int W)? Stride { get; init; }
-    /// <summary>Padding per side (>= 0). With zeros at most half the kernel (PyTorch's rule); with reflect smaller than the input.</summary>
+    /// <summary>Padding per side (>= 0). With zeros at most half the kernel (PyTorch's rule); with reflect smaller than the
+    /// input.</summary>
     public (int H, int W) Padding { get; init; } = (0, 0);
     /// <summary>Dilation (max/min only; avg and lp need 1).</summary>
     public (int H, int W) Dilation { get; init; } = (1, 1);
@@ -98,33 +99,41 @@ public sealed record Pool2dOptions
         if (ph < 0 || pw < 0) throw new ArgumentException($"padding must be >= 0, got ({ph}, {pw}).", "padding");
         if (dh <= 0 || dw <= 0) throw new ArgumentException($"dilation must be > 0, got ({dh}, {dw}).", "dilation");
         if (Mode is Pool2dMode.Avg or Pool2dMode.Lp && (dh != 1 || dw != 1))
-            throw new ArgumentException($"dilation ({dh}, {dw}) is only supported by max and min (PyTorch's avg/lp pooling have none).", "dilation");
+            throw new ArgumentException($"dilation ({dh}, {dw}) is only supported by max and min (PyTorch's avg/lp pooling have none).",
+                "dilation");
         if (Mode == Pool2dMode.Lp) PositiveFinite(P, "p");
         int padMode = PaddingMode switch
         {
             "zeros" or "" => PadIndex.Zeros,
             "replicate" => PadIndex.Replicate,
             "reflect" => PadIndex.Reflect,
-            _ => throw new ArgumentException($"Unknown padding_mode '{PaddingMode}'; expected zeros, replicate or reflect.", nameof(PaddingMode)),
+            _ => throw new ArgumentException($"Unknown padding_mode '{PaddingMode}'; expected zeros, replicate or reflect.",
+                nameof(PaddingMode)),
         };
         // Messages are built only on failure: a valid call allocates nothing here.
         string Xs() => $"x [B,C,H,W] = [{batch}, {channels}, {h}, {w}]";
         if (padMode == PadIndex.Zeros && (ph > kh / 2 || pw > kw / 2))
             throw new ArgumentException($"padding ({ph}, {pw}) must be at most half the kernel ({kh}, {kw}) with zero padding.", "padding");
         if (padMode == PadIndex.Reflect && (ph >= h || pw >= w))
-            throw new ArgumentException($"reflect padding ({ph}, {pw}) must be smaller than the input size (H, W) = ({h}, {w}) of {Xs()}.", "padding");
+            throw new ArgumentException($"reflect padding ({ph}, {pw}) must be smaller than the input size (H, W) = ({h}, {w}) of {Xs()}.",
+                "padding");
         if (padMode == PadIndex.Replicate && (ph > 0 || pw > 0) && (h == 0 || w == 0))
             throw new ArgumentException($"replicate padding needs a non-empty input, got {Xs()}.", "x");
         bool zeros = padMode == PadIndex.Zeros;
         // The kernels index the padded axes and windows in int: every coordinate they form must fit.
         if ((long)h + 2L * ph > int.MaxValue || (long)w + 2L * pw > int.MaxValue)
-            throw new ArgumentException($"padding ({ph}, {pw}) makes the padded input of {Xs()} larger than {int.MaxValue} cells per axis.", "padding");
+            throw new ArgumentException($"padding ({ph}, {pw}) makes the padded input of {Xs()} larger than {int.MaxValue} cells per axis.",
+                "padding");
         int dataH = zeros ? h : h + 2 * ph, dataW = zeros ? w : w + 2 * pw, impH = zeros ? ph : 0, impW = zeros ? pw : 0;
-        long oh = Pool2dParams.OutputSize(dataH, kh, impH, sh, dh, CeilMode), ow = Pool2dParams.OutputSize(dataW, kw, impW, sw, dw, CeilMode);
+        long oh = Pool2dParams.OutputSize(dataH, kh, impH, sh, dh, CeilMode), ow = Pool2dParams.OutputSize(dataW, kw, impW, sw, dw,
+            CeilMode);
         if (oh <= 0 || ow <= 0)
-            throw new ArgumentException($"kernel ({kh}, {kw}) with dilation ({dh}, {dw}) and padding ({ph}, {pw}) gives an empty output ({oh}, {ow}) for {Xs()}.", "kernel");
-        if ((oh - 1) * sh + (long)(kh - 1) * dh + 1 > int.MaxValue - (long)ph || (ow - 1) * sw + (long)(kw - 1) * dw + 1 > int.MaxValue - (long)pw)
-            throw new ArgumentException($"kernel ({kh}, {kw}) with stride ({sh}, {sw}) and dilation ({dh}, {dw}) spans more than {int.MaxValue} cells for {Xs()}.", "kernel");
+            throw new ArgumentException($"kernel ({kh}, {kw}) with dilation ({dh}, {dw}) and padding ({ph}, {pw}) gives an empty output "
+                + $"({oh}, {ow}) for {Xs()}.", "kernel");
+        if ((oh - 1) * sh + (long)(kh - 1) * dh + 1 > int.MaxValue - (long)ph || (ow - 1) * sw + (long)(kw - 1) * dw
+            + 1 > int.MaxValue - (long)pw)
+            throw new ArgumentException($"kernel ({kh}, {kw}) with stride ({sh}, {sw}) and dilation ({dh}, {dw}) spans more than "
+                + $"{int.MaxValue} cells for {Xs()}.", "kernel");
         return new Pool2dParams
         {
             Batch = batch,
@@ -181,7 +190,8 @@ public static partial class SpatialPooling
     }
 
     /// <summary><c>spatial_pool</c> on device tensors: writes output [B,C] F32 (see the host overload).</summary>
-    public static void SpatialPool(this Device device, DeviceTensor x, DeviceTensor output, SpatialPoolOptions options, DeviceTensor? valid = null)
+    public static void SpatialPool(this Device device, DeviceTensor x, DeviceTensor output, SpatialPoolOptions options,
+        DeviceTensor? valid = null)
     {
         Devices(device, "x", x, "output", output, "valid", valid);
         ArgumentNullException.ThrowIfNull(options);
@@ -198,15 +208,19 @@ public static partial class SpatialPooling
     }
 
     /// <summary><c>spatial_pool</c> over host spans: x [B,C,H,W] (or [B,H,W,C]), output [B,C]; no valid mask.</summary>
-    public static void SpatialPool(this Device device, ReadOnlySpan<float> x, Span<float> output, int batch, int channels, int height, int width, SpatialPoolOptions options)
+    public static void SpatialPool(this Device device, ReadOnlySpan<float> x, Span<float> output, int batch, int channels, int height,
+        int width, SpatialPoolOptions options)
     {
         ArgumentNullException.ThrowIfNull(device);
         ArgumentNullException.ThrowIfNull(options);
-        Check.NonNegative(batch, "batch"); Check.NonNegative(channels, "channels"); Check.NonNegative(height, "height"); Check.NonNegative(width, "width");
+        Check.NonNegative(batch, "batch"); Check.NonNegative(channels, "channels"); Check.NonNegative(height,
+            "height"); Check.NonNegative(width, "width");
         // exactly the checks of the other overloads (this one used to skip mode and eps on simd)
         ValidateSpatial(options, channels, options.Nhwc ? "x [B,H,W,C]" : "x [B,C,H,W]");
-        if (x.Length != (long)batch * channels * height * width) Check.Length(x.Length, (long)batch * channels * height * width, "x", $"[B,C,H,W] = [{batch}, {channels}, {height}, {width}]");
-        if (output.Length != (long)batch * channels) Check.Length(output.Length, (long)batch * channels, "output", $"[B,C] = [{batch}, {channels}]");
+        if (x.Length != (long)batch * channels * height * width) Check.Length(x.Length, (long)batch * channels * height * width, "x",
+            $"[B,C,H,W] = [{batch}, {channels}, {height}, {width}]");
+        if (output.Length != (long)batch * channels) Check.Length(output.Length, (long)batch * channels, "output",
+            $"[B,C] = [{batch}, {channels}]");
         var plan = new SpatialPlan(In.Of(x), default, 0, Out.Of(output), batch, channels, height, width, options);
         Dispatch.Run(device, ref plan);
     }
@@ -250,7 +264,8 @@ public static partial class SpatialPooling
 
     private static void ValidateSpatial(SpatialPoolOptions options, int channels, string x)
     {
-        if (options.Mode < SpatialPoolMode.Avg || options.Mode > SpatialPoolMode.Gem) throw new ArgumentException($"mode {(int)options.Mode} is not a spatial_pool mode.", "mode");
+        if (options.Mode < SpatialPoolMode.Avg || options.Mode > SpatialPoolMode.Gem)
+            throw new ArgumentException($"mode {(int)options.Mode} is not a spatial_pool mode.", "mode");
         if (options.Mode == SpatialPoolMode.Gem) PositiveFinite(options.P, "p");
         if (float.IsNaN(options.Eps)) throw new ArgumentException("eps must not be NaN.", "eps");
         if (options.PGroupsArray.Length != 0) PGroupsCheck.Validate(options.PGroupsArray, channels, "C", x, nameof(options.PGroups));
@@ -300,12 +315,15 @@ public static partial class SpatialPooling
     }
 
     /// <summary><c>pool2d</c> over host spans: x [B,C,H,W], output [B,C,Ho,Wo] (see <see cref="Pool2dShape"/>).</summary>
-    public static void Pool2d(this Device device, ReadOnlySpan<float> x, Span<float> output, int batch, int channels, int height, int width, Pool2dOptions options)
+    public static void Pool2d(this Device device, ReadOnlySpan<float> x, Span<float> output, int batch, int channels, int height, int width,
+        Pool2dOptions options)
     {
         ArgumentNullException.ThrowIfNull(device);
         ArgumentNullException.ThrowIfNull(options);
-        Check.NonNegative(batch, "batch"); Check.NonNegative(channels, "channels"); Check.NonNegative(height, "height"); Check.NonNegative(width, "width");
-        if (x.Length != (long)batch * channels * height * width) Check.Length(x.Length, (long)batch * channels * height * width, "x", $"[B,C,H,W] = [{batch}, {channels}, {height}, {width}]");
+        Check.NonNegative(batch, "batch"); Check.NonNegative(channels, "channels"); Check.NonNegative(height,
+            "height"); Check.NonNegative(width, "width");
+        if (x.Length != (long)batch * channels * height * width) Check.Length(x.Length, (long)batch * channels * height * width, "x",
+            $"[B,C,H,W] = [{batch}, {channels}, {height}, {width}]");
         var q = options.Resolve(batch, channels, height, width);
         if (output.Length != (long)batch * channels * q.OutH * q.OutW)
             Check.Length(output.Length, (long)batch * channels * q.OutH * q.OutW, "output",
@@ -346,7 +364,8 @@ public static partial class SpatialPooling
         AdaptiveMode(mode);
         AdaptiveStride(x.Shape[1], outputSize);
         if ((long)x.Shape[0] * x.Shape[1] * outputSize.H * outputSize.W > Array.MaxLength / sizeof(float))
-            throw new ArgumentException($"output_size ({outputSize.H}, {outputSize.W}) makes the output of x {Shape.Format(x.Shape)} larger than a host tensor can be.", nameof(outputSize));
+            throw new ArgumentException($"output_size ({outputSize.H}, {outputSize.W}) makes the output of x {Shape.Format(x.Shape)} "
+                + $"larger than a host tensor can be.", nameof(outputSize));
         using var scope = new HostScope(device);
         var o = scope.Output(DType.F32, x.Shape[0], x.Shape[1], outputSize.H, outputSize.W);
         device.AdaptivePool2d(scope.Bind(x), o, mode, outputSize);
@@ -384,7 +403,8 @@ public static partial class SpatialPooling
     }
 
     /// <summary><c>spp</c> on device tensors; output [B, C·Σl²] F32.</summary>
-    public static void Spp(this Device device, DeviceTensor x, DeviceTensor output, IReadOnlyList<int> levels, Pool2dMode mode = Pool2dMode.Max)
+    public static void Spp(this Device device, DeviceTensor x, DeviceTensor output, IReadOnlyList<int> levels,
+        Pool2dMode mode = Pool2dMode.Max)
     {
         Devices(device, "x", x, "output", output);
         ArgumentNullException.ThrowIfNull(levels);
@@ -408,7 +428,8 @@ public static partial class SpatialPooling
         {
             if (levels[i] <= 0) throw new ArgumentException($"levels[{i}] = {levels[i]} must be > 0.", "levels");
             long cells = (long)levels[i] * levels[i]; // < 2^62: no wrap; then bounded before multiplying by C
-            if (cells > int.MaxValue || (w += cells * c) > int.MaxValue) throw new ArgumentException($"levels give C·Σl² > {int.MaxValue} features for C = {c} (the kernels index an output row in int).", "levels");
+            if (cells > int.MaxValue || (w += cells * c) > int.MaxValue) throw new ArgumentException($"levels give C·Σl² > {int.MaxValue} "
+                + $"features for C = {c} (the kernels index an output row in int).", "levels");
         }
         return (int)w;
     }
@@ -416,10 +437,12 @@ public static partial class SpatialPooling
     /// <summary>The per-batch output stride C·oh·ow of adaptive_pool2d, checked to be > 0 per axis and to fit in int.</summary>
     private static int AdaptiveStride(int c, (int H, int W) outputSize)
     {
-        if (outputSize.H <= 0 || outputSize.W <= 0) throw new ArgumentException($"output_size must be > 0, got ({outputSize.H}, {outputSize.W}).", nameof(outputSize));
+        if (outputSize.H <= 0 || outputSize.W <= 0)
+            throw new ArgumentException($"output_size must be > 0, got ({outputSize.H}, {outputSize.W}).", nameof(outputSize));
         long bins = (long)outputSize.H * outputSize.W, s = bins * c; // bins < 2^62; s is only used once bins <= int.MaxValue
         if (bins > int.MaxValue || s > int.MaxValue)
-            throw new ArgumentException($"output_size ({outputSize.H}, {outputSize.W}) gives C·oh·ow = {s} > {int.MaxValue} outputs per batch for C = {c}.", nameof(outputSize));
+            throw new ArgumentException($"output_size ({outputSize.H}, {outputSize.W}) gives C·oh·ow = {s} > {int.MaxValue} outputs per "
+                + $"batch for C = {c}.", nameof(outputSize));
         return (int)s;
     }
 

@@ -61,7 +61,8 @@ public static class Training
     /// negatives follow the positives). loss = mean_b(logsumexp_j(scale·sim(a_b, c_j)) − scale·sim(a_b, c_b)). Returns loss
     /// [1] and the gradients d_anchors [B,D], d_candidates [N,D] of that loss. Memory O(B·N) for the batch's logits.</summary>
     /// <exception cref="ArgumentException">Shapes or dtypes are invalid, N &lt; B, or scale is not finite.</exception>
-    public static (HostTensor Loss, HostTensor DAnchors, HostTensor DCandidates) InfoNce(this Device device, HostTensor anchors, HostTensor candidates,
+    public static (HostTensor Loss, HostTensor DAnchors, HostTensor DCandidates) InfoNce(this Device device, HostTensor anchors,
+        HostTensor candidates,
         float scale = 20f, InfoNceSimilarity similarity = InfoNceSimilarity.Cosine)
     {
         ArgumentNullException.ThrowIfNull(device);
@@ -89,21 +90,25 @@ public static class Training
         Output(loss, nameof(loss), [1], "[1]");
         Output(dAnchors, nameof(dAnchors), [b, d], "[B,D]");
         Output(dCandidates, nameof(dCandidates), [n, d], "[N,D]");
-        var plan = new InfoNcePlan(anchors, candidates, loss, dAnchors, dCandidates, b, n, d, scale, similarity == InfoNceSimilarity.Cosine);
+        var plan = new InfoNcePlan(anchors, candidates, loss, dAnchors, dCandidates, b, n, d, scale,
+            similarity == InfoNceSimilarity.Cosine);
         Dispatch.Run(device, ref plan);
     }
 
     /// <summary>A validated info_nce call on device-resident tensors.</summary>
-    private readonly struct InfoNcePlan(DeviceTensor a, DeviceTensor c, DeviceTensor loss, DeviceTensor da, DeviceTensor dc, int b, int n, int d,
+    private readonly struct InfoNcePlan(DeviceTensor a, DeviceTensor c, DeviceTensor loss, DeviceTensor da, DeviceTensor dc, int b, int n,
+        int d,
         float scale, bool cosine) : IPlan
     {
         public void Reference() =>
-            InfoNceReference.Run(F(a.Host.Span), F(c.Host.Span), b, n, d, scale, cosine, FW(loss.Host.Span), FW(da.Host.Span), FW(dc.Host.Span));
+            InfoNceReference.Run(F(a.Host.Span), F(c.Host.Span), b, n, d, scale, cosine, FW(loss.Host.Span), FW(da.Host.Span),
+                FW(dc.Host.Span));
 
         public void Simd(CpuDevice cpu) => InfoNceSimd.Run(F(a.Host.Span), F(c.Host.Span), b, n, d, scale, cosine, FW(loss.Host.Span),
             FW(da.Host.Span), FW(dc.Host.Span), cpu.Pool);
 
-        public void Ilgpu(IlgpuScope s) => InfoNceIlgpu.Launch(s.Accelerator, s.Stream, s.View<float>(a), s.View<float>(c), s.View<float>(loss),
+        public void Ilgpu(IlgpuScope s) => InfoNceIlgpu.Launch(s.Accelerator, s.Stream, s.View<float>(a), s.View<float>(c),
+            s.View<float>(loss),
             s.View<float>(da), s.View<float>(dc), s.Temp<float>(b + n), s.Temp<float>((long)b * n), s.Temp<float>((long)(b + n) * d),
             s.Temp<float>(b), b, n, d, scale, cosine);
     }
@@ -124,7 +129,8 @@ public static class Training
         Check.DTypeIs(ct, "candidates", "F32", ct == DType.F32);
         Check.Rank(a, 2, "anchors", "[B,D]");
         Check.Rank(c, 2, "candidates", "[N,D]");
-        if (c[1] != a[1]) throw new ArgumentException($"candidates {Shape.Format(c)} must have the anchors' width D = {a[1]}.", "candidates");
+        if (c[1] != a[1]) throw new ArgumentException($"candidates {Shape.Format(c)} must have the anchors' width D = {a[1]}.",
+            "candidates");
         if (c[0] < a[0])
             throw new ArgumentException($"candidates must hold at least one per anchor (N >= B = {a[0]}), got N = {c[0]}.", "candidates");
         if (!float.IsFinite(scale)) throw new ArgumentException($"scale must be finite, got {scale}.", nameof(scale));
@@ -146,7 +152,8 @@ public static class Training
     /// <summary><c>adamw_step</c> in place on host tensors: one torch.optim.AdamW step (single-tensor, no amsgrad) for
     /// param, with its gradient and moments exp_avg, exp_avg_sq (all F32, one shape); <paramref name="step"/> is this step's
     /// number t >= 1 (t = 1 with zero moments starts the optimizer).</summary>
-    /// <exception cref="ArgumentException">Shapes differ, a dtype is not F32, step &lt; 1, or a hyper-parameter is out of range.</exception>
+    /// <exception cref="ArgumentException">Shapes differ, a dtype is not F32, step &lt; 1, or a hyper-parameter is out of
+    /// range.</exception>
     public static void AdamWStep(this Device device, HostTensor param, HostTensor grad, HostTensor expAvg, HostTensor expAvgSq, long step,
         AdamWOptions? options = null)
     {
@@ -160,13 +167,15 @@ public static class Training
     }
 
     /// <summary><c>adamw_step</c> in place on device-resident tensors (the optimizer state stays on the device).</summary>
-    public static void AdamWStep(this Device device, DeviceTensor param, DeviceTensor grad, DeviceTensor expAvg, DeviceTensor expAvgSq, long step,
+    public static void AdamWStep(this Device device, DeviceTensor param, DeviceTensor grad, DeviceTensor expAvg, DeviceTensor expAvgSq,
+        long step,
         AdamWOptions? options = null)
     {
         ArgumentNullException.ThrowIfNull(device);
         ArgumentNullException.ThrowIfNull(param); ArgumentNullException.ThrowIfNull(grad);
         ArgumentNullException.ThrowIfNull(expAvg); ArgumentNullException.ThrowIfNull(expAvgSq);
-        foreach (var (name, t) in (ReadOnlySpan<(string, DeviceTensor?)>)[ (nameof(param), param), (nameof(grad), grad), (nameof(expAvg), expAvg),
+        foreach (var (name, t) in (ReadOnlySpan<(string, DeviceTensor?)>)[ (nameof(param), param), (nameof(grad), grad), (nameof(expAvg),
+            expAvg),
             (nameof(expAvgSq), expAvgSq) ])
             Check.SameDevice(device, name, t);
         var p = (options ?? Default).Params(step);
@@ -179,7 +188,8 @@ public static class Training
     }
 
     /// <summary><c>adamw_step</c> in place over host spans of one length. On reference and simd nothing is allocated.</summary>
-    public static void AdamWStep(this Device device, Span<float> param, ReadOnlySpan<float> grad, Span<float> expAvg, Span<float> expAvgSq, long step,
+    public static void AdamWStep(this Device device, Span<float> param, ReadOnlySpan<float> grad, Span<float> expAvg, Span<float> expAvgSq,
+        long step,
         AdamWOptions? options = null)
     {
         ArgumentNullException.ThrowIfNull(device);
@@ -206,7 +216,8 @@ public static class Training
         {
             // in place: a host span is uploaded, stepped and copied back; a device tensor is stepped where it is
             var x = InOut(s, _x); var m = InOut(s, _m); var v = InOut(s, _v);
-            AdamWIlgpu.Launch(s.Accelerator, s.Stream, x, s.In<float>(_g), m, v, p, _g.Tensor?.Count is { } c ? checked((int)c) : _g.Host.Length / 4);
+            AdamWIlgpu.Launch(s.Accelerator, s.Stream, x, s.In<float>(_g), m, v, p, _g.Tensor?.Count is { } c
+                ? checked((int)c) : _g.Host.Length / 4);
             s.Download(x, _x); s.Download(m, _m); s.Download(v, _v);
         }
 
